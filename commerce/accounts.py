@@ -1,0 +1,169 @@
+"""Users, roles, communities (小区) and their approved members."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from commerce.base import Base, utcnow
+from commerce.errors import Conflict, NotFound
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    HOST = "host"
+    ASSISTANT = "assistant"
+    VIEWER = "viewer"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is acting: taken from a verified token, passed to every domain action that checks rights."""
+
+    user_id: int
+    username: str
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    @property
+    def is_staff(self) -> bool:
+        """Staff may moderate: admins, hosts and assistants."""
+        return self.role in (Role.ADMIN, Role.HOST, Role.ASSISTANT)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(64), default="")
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16), default=Role.VIEWER.value)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def principal(self) -> Principal:
+        return Principal(self.id, self.username, Role(self.role))
+
+
+class Community(Base):
+    __tablename__ = "communities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Membership(Base):
+    """A user belongs to a community once a host or admin approved it (status 'approved')."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("community_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    approved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+async def create_user(
+    db: AsyncSession, username: str, password_hash: str, role: Role, display_name: str = ""
+) -> User:
+    """Insert a user; `Conflict` when the username is taken."""
+    user = User(
+        username=username, password_hash=password_hash, role=role.value,
+        display_name=display_name or username,
+    )
+    db.add(user)
+    try:
+        await db.flush()
+    except IntegrityError:
+        await db.rollback()
+        raise Conflict("用户名已存在 / Username already taken", field="username") from None
+    return user
+
+
+async def get_user(db: AsyncSession, user_id: int) -> User:
+    user = await db.get(User, user_id)
+    if user is None:
+        raise NotFound("用户不存在 / No such user")
+    return user
+
+
+async def find_user(db: AsyncSession, username: str) -> User | None:
+    return (await db.execute(select(User).where(User.username == username))).scalar_one_or_none()
+
+
+async def create_community(db: AsyncSession, name: str, created_by: int | None) -> Community:
+    community = Community(name=name, created_by=created_by)
+    db.add(community)
+    try:
+        await db.flush()
+    except IntegrityError:
+        await db.rollback()
+        raise Conflict("小区名称已存在 / Community name already exists", field="name") from None
+    return community
+
+
+async def add_member(
+    db: AsyncSession, community_id: int, user_id: int, approved_by: int | None
+) -> Membership:
+    """Add or approve a member; approving twice is harmless."""
+    if await db.get(Community, community_id) is None:
+        raise NotFound("小区不存在 / No such community")
+    await get_user(db, user_id)
+    existing = (
+        await db.execute(
+            select(Membership).where(
+                Membership.community_id == community_id, Membership.user_id == user_id
+            )
+        )
+    ).scalar_one_or_none()
+    if existing is None:
+        existing = Membership(community_id=community_id, user_id=user_id)
+        db.add(existing)
+    existing.status = "approved" if approved_by is not None else "pending"
+    existing.approved_by = approved_by
+    await db.flush()
+    return existing
+
+
+async def request_membership(db: AsyncSession, community_id: int, user_id: int) -> Membership:
+    """A viewer asks to join; a host or admin approves later with `add_member`."""
+    if await db.get(Community, community_id) is None:
+        raise NotFound("小区不存在 / No such community")
+    existing = (
+        await db.execute(
+            select(Membership).where(
+                Membership.community_id == community_id, Membership.user_id == user_id
+            )
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        return existing
+    membership = Membership(community_id=community_id, user_id=user_id, status="pending")
+    db.add(membership)
+    await db.flush()
+    return membership
+
+
+async def member_communities(db: AsyncSession, user_id: int) -> list[int]:
+    """Ids of the communities where this user is an approved member."""
+    rows = await db.execute(
+        select(Membership.community_id).where(
+            Membership.user_id == user_id, Membership.status == "approved"
+        )
+    )
+    return [row[0] for row in rows]

@@ -1,0 +1,143 @@
+"""Live sessions: a host schedules, goes live, ends. The stream key authorises publishing."""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import secrets
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, Text, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from commerce.accounts import Principal, Role
+from commerce.base import Base, utcnow
+from commerce.errors import Forbidden, InvalidState, NotFound
+
+
+class SessionStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    LIVE = "live"
+    ENDED = "ended"
+
+
+class LiveSession(Base):
+    __tablename__ = "live_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    title: Mapped[str] = mapped_column(String(120))
+    farm: Mapped[str] = mapped_column(String(120), default="")
+    origin: Mapped[str] = mapped_column(String(200), default="")
+    preview_text: Mapped[str] = mapped_column(Text, default="")
+    scheduled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The stream key is a bearer secret for WHIP/RTMP: shown to its host only, never logged.
+    stream_key: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=SessionStatus.SCHEDULED.value)
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def public_dict(self) -> dict[str, object]:
+        """What anyone may see (no stream key)."""
+        return {
+            "id": self.id,
+            "host_id": self.host_id,
+            "title": self.title,
+            "farm": self.farm,
+            "origin": self.origin,
+            "preview_text": self.preview_text,
+            "scheduled_at": self.scheduled_at.isoformat() if self.scheduled_at else None,
+            "status": self.status,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+        }
+
+
+def new_stream_key() -> str:
+    return "sk_" + secrets.token_urlsafe(24)
+
+
+async def create_session(
+    db: AsyncSession,
+    host: Principal,
+    title: str,
+    farm: str = "",
+    origin: str = "",
+    preview_text: str = "",
+    scheduled_at: datetime | None = None,
+) -> LiveSession:
+    """Schedule a live session owned by `host`."""
+    if host.role not in (Role.HOST, Role.ADMIN):
+        raise Forbidden("只有主播可以创建直播 / Only hosts can create sessions")
+    session = LiveSession(
+        host_id=host.user_id, title=title, farm=farm, origin=origin,
+        preview_text=preview_text, scheduled_at=scheduled_at, stream_key=new_stream_key(),
+    )
+    db.add(session)
+    await db.flush()
+    return session
+
+
+async def get_session(db: AsyncSession, session_id: int) -> LiveSession:
+    session = await db.get(LiveSession, session_id)
+    if session is None:
+        raise NotFound("直播不存在 / No such live session")
+    return session
+
+
+def ensure_owner(session: LiveSession, actor: Principal) -> None:
+    """Hosts act only on their own sessions; admins on any."""
+    if actor.is_admin:
+        return
+    if actor.role is not Role.HOST or session.host_id != actor.user_id:
+        raise Forbidden("这不是你的直播 / Not your live session")
+
+
+def ensure_staff_of(session: LiveSession, actor: Principal) -> None:
+    """Moderation rights: the session's host, any assistant, any admin."""
+    if actor.is_admin or actor.role is Role.ASSISTANT:
+        return
+    ensure_owner(session, actor)
+
+
+async def session_for_stream_key(db: AsyncSession, session_id: int, key: str) -> LiveSession:
+    """The session if `key` is its stream key (constant-time compare), else Forbidden/NotFound."""
+    session = await get_session(db, session_id)
+    if not hmac.compare_digest(session.stream_key.encode(), key.encode()):
+        raise Forbidden("推流密钥错误 / Wrong stream key", reason="bad_stream_key")
+    if session.status == SessionStatus.ENDED:
+        raise InvalidState("直播已结束 / The session has ended")
+    return session
+
+
+async def mark_live(db: AsyncSession, session_id: int) -> LiveSession:
+    """scheduled → live (idempotent for a publisher reconnecting)."""
+    session = await get_session(db, session_id)
+    if session.status == SessionStatus.ENDED:
+        raise InvalidState("直播已结束 / The session has ended")
+    if session.status == SessionStatus.SCHEDULED:
+        session.status = SessionStatus.LIVE.value
+        session.started_at = utcnow()
+        await db.flush()
+    return session
+
+
+async def end_session(db: AsyncSession, session_id: int, actor: Principal | None) -> LiveSession:
+    """live/scheduled → ended. `actor` None means the system (e.g. media after a publisher left)."""
+    session = await get_session(db, session_id)
+    if actor is not None:
+        ensure_owner(session, actor)
+    if session.status != SessionStatus.ENDED:
+        session.status = SessionStatus.ENDED.value
+        session.ended_at = utcnow()
+        await db.flush()
+    return session
+
+
+async def list_sessions(db: AsyncSession, status: str | None = None, limit: int = 50) -> list[LiveSession]:
+    query = select(LiveSession).order_by(LiveSession.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(LiveSession.status == status)
+    return list((await db.execute(query)).scalars())

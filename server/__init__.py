@@ -1,0 +1,1 @@
+"""Linli server: wires commerce, realtime and media into one aiohttp application."""

@@ -1,0 +1,265 @@
+"""Route registry: one decorator declares a route, its auth, its body model and its docs.
+
+Because the same declaration drives routing, authorisation and the OpenAPI document, the
+document cannot drift from what the server does (a test checks every route is in it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from commerce.accounts import Principal, Role
+from commerce.errors import DomainError, Forbidden, InvalidInput, Unauthorized
+from server.auth import bearer_token
+from server.keys import principal_key, tokens_key
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+M = TypeVar("M", bound=BaseModel)
+
+PUBLIC = "public"  # anyone, no token
+USER = "user"  # any signed-in role
+
+
+class BadJson(DomainError):
+    code = "bad_json"
+    status = 400
+    default_message = "请求体不是有效的 JSON / Body is not valid JSON"
+
+
+class ValidationFailed(DomainError):
+    code = "validation_failed"
+    status = 400
+    default_message = "输入校验失败 / Some fields are invalid"
+
+
+class UnsupportedMediaType(DomainError):
+    code = "unsupported_media_type"
+    status = 415
+    default_message = "不支持的内容类型 / Unsupported content type"
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    auth: str | tuple[Role, ...]
+    body: type[BaseModel] | None = None
+    request_content_type: str = "application/json"
+    response_content_type: str = "application/json"
+    responses: dict[int, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+
+
+class Api:
+    """Collects operations; `install(app)` adds them to the router with auth wrappers."""
+
+    def __init__(self) -> None:
+        self.operations: list[Operation] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        tag: str,
+        auth: str | Sequence[Role] = USER,
+        body: type[BaseModel] | None = None,
+        request_content_type: str = "application/json",
+        response_content_type: str = "application/json",
+        responses: dict[int, str] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> Callable[[Handler], Handler]:
+        def decorate(handler: Handler) -> Handler:
+            self.operations.append(
+                Operation(
+                    method=method.upper(), path=path, handler=handler, summary=summary, tag=tag,
+                    auth=auth if isinstance(auth, str) else tuple(auth), body=body,
+                    request_content_type=request_content_type,
+                    response_content_type=response_content_type,
+                    responses=dict(responses or {}), query=dict(query or {}),
+                )
+            )
+            return handler
+
+        return decorate
+
+    def install(self, app: web.Application) -> None:
+        for op in self.operations:
+            app.router.add_route(op.method, op.path, _guarded(op), name=_route_name(op))
+
+    def openapi(self, title: str = "Linli API", version: str = "1") -> dict[str, Any]:
+        return build_openapi(self.operations, title, version)
+
+
+def _route_name(op: Operation) -> str:
+    return op.method.lower() + re.sub(r"[^a-z0-9]+", "_", op.path.lower()).rstrip("_")
+
+
+def _guarded(op: Operation) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if op.auth != PUBLIC:
+            principal = authenticate(request)
+            if isinstance(op.auth, tuple) and principal.role not in op.auth:
+                raise Forbidden(
+                    "你的角色不能执行此操作 / Your role cannot do this",
+                    required=[role.value for role in op.auth],
+                )
+        elif (token := bearer_token(request.headers.get("Authorization"))) is not None:
+            # Public routes still know who is asking when a valid token comes along.
+            with contextlib.suppress(Unauthorized):
+                request[principal_key] = request.app[tokens_key].verify(token)
+        return await op.handler(request)
+
+    handler.__name__ = op.handler.__name__
+    return handler
+
+
+def authenticate(request: web.Request) -> Principal:
+    """The principal of the request's bearer token; 401 when absent, expired or forged."""
+    if principal_key in request:
+        return request[principal_key]
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is None:
+        raise Unauthorized(reason="token_missing")
+    principal = request.app[tokens_key].verify(token)
+    request[principal_key] = principal
+    return principal
+
+
+def principal(request: web.Request) -> Principal:
+    """The principal a guarded route already authenticated."""
+    return request[principal_key]
+
+
+def optional_principal(request: web.Request) -> Principal | None:
+    return request.get(principal_key)
+
+
+async def read_json(request: web.Request, model: type[M]) -> M:
+    """Parse and validate the body; errors name each bad field."""
+    if request.content_type not in ("application/json", "") and request.can_read_body:
+        raise UnsupportedMediaType(expected="application/json")
+    raw = await request.read()
+    try:
+        data = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadJson() from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(fields=field_errors(exc)) from None
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(part) for part in error["loc"]) or "body", "message": error["msg"],
+         "type": error["type"]}
+        for error in exc.errors(include_url=False)
+    ]
+
+
+def path_int(request: web.Request, name: str) -> int:
+    """An integer path parameter; 404 when it is not one (no such resource can exist)."""
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise InvalidInput(f"{name} 必须是数字 / {name} must be a number", field=name)
+    return int(raw)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, default=str)
+
+
+# --- OpenAPI ---------------------------------------------------------------------------------
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+
+
+def build_openapi(operations: list[Operation], title: str, version: str) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
+    for op in operations:
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{(\w+)(?::[^}]*)?}", op.path)
+        ]
+        params += [
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"},
+             "description": desc}
+            for name, desc in op.query.items()
+        ]
+        responses: dict[str, Any] = {
+            "200": {"description": "OK", "content": {op.response_content_type: {"schema": {}}}}
+        }
+        for status, desc in op.responses.items():
+            responses[str(status)] = {"description": desc, "content": {"application/json": {}}}
+        responses["default"] = {
+            "description": "Error",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        entry: dict[str, Any] = {
+            "summary": op.summary,
+            "tags": [op.tag],
+            "operationId": _route_name(op),
+            "parameters": params,
+            "responses": responses,
+        }
+        if op.auth != PUBLIC:
+            entry["security"] = [{"bearer": []}]
+            if isinstance(op.auth, tuple):
+                entry["x-roles"] = [role.value for role in op.auth]
+        if op.body is not None:
+            schema = op.body.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in schema.pop("$defs", {}).items():
+                schemas[name] = sub
+            schemas[op.body.__name__] = schema
+            entry["requestBody"] = {
+                "required": True,
+                "content": {
+                    op.request_content_type: {
+                        "schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}
+                    }
+                },
+            }
+        elif op.request_content_type != "application/json":
+            entry["requestBody"] = {
+                "required": True,
+                "content": {op.request_content_type: {"schema": {"type": "string"}}},
+            }
+        path = re.sub(r"{(\w+):[^}]*}", r"{\1}", op.path)
+        paths.setdefault(path, {})[op.method.lower()] = entry
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }

@@ -1,0 +1,126 @@
+"""The app factory: `create_app(settings)` is the only way in."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from commerce import accounts
+from commerce.accounts import Role
+from commerce.events import EventBus
+from server.api import Api, build_openapi
+from server.auth import TokenService
+from server.database import Database
+from server.demo import demo_ctx, demo_seeders_key
+from server.embedded_redis import EmbeddedRedis
+from server.keys import (
+    database_key,
+    events_key,
+    redis_key,
+    redis_url_key,
+    settings_key,
+    tokens_key,
+)
+from server.middleware import install_metrics, request_context
+from server.openapi_doc import openapi_key
+from server.passwords import AsyncPasswords, passwords_key
+from server.routes import accounts as accounts_routes
+from server.routes import pages, system
+from server.routes import sessions as sessions_routes
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Extra components register here: each gets the app before start-up and adds routes + contexts.
+Component = Callable[[web.Application, Api], None]
+
+
+def route_tables() -> list[Api]:
+    return [system.api, accounts_routes.api, sessions_routes.api, pages.api]
+
+
+def components() -> list[Component]:
+    """The optional subsystems wired into the app (commerce, realtime, media)."""
+    from server import wiring
+
+    return wiring.components()
+
+
+def create_app(settings: Settings, *, fast_passwords: bool = False) -> web.Application:
+    """Build the application; resources open in cleanup_ctx order and close in reverse."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[request_context],
+    )
+    app[settings_key] = settings
+    app[tokens_key] = TokenService(settings.secret_key, settings.token_ttl_s)
+    app[events_key] = EventBus()
+    app[passwords_key] = AsyncPasswords(fast=fast_passwords)
+    install_metrics(app)
+
+    app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(database_ctx)
+    app[demo_seeders_key] = []
+
+    extra = Api()
+    for table in route_tables():
+        table.install(app)
+    for component in components():
+        component(app, extra)
+    extra.install(app)
+    # Last, so every component's resources exist before the demo uses them.
+    app.cleanup_ctx.append(demo_ctx)
+    pages.install_static(app)
+
+    operations = [op for table in [*route_tables(), extra] for op in table.operations]
+    app[openapi_key] = build_openapi(operations, "邻里 Linli API", "1.0")
+    return app
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    embedded: EmbeddedRedis | None = None
+    url = settings.redis_url
+    if url is None:
+        embedded = EmbeddedRedis(settings.data_dir / "redis")
+        url = await embedded.astart()
+    app[redis_url_key] = url
+    app[redis_key] = client = Redis.from_url(url, decode_responses=False, health_check_interval=30)
+    try:
+        yield
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            await embedded.astop()
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.sqlalchemy_url)
+    app[database_key] = database
+    try:
+        await database.migrate()
+        if settings.admin_password:
+            await ensure_admin(app, settings.admin_password)
+        yield
+    finally:
+        await database.close()
+
+
+async def ensure_admin(app: web.Application, password: str) -> None:
+    """LINLI_ADMIN_PASSWORD creates the user `admin`, or resets its password."""
+    hashed = await app[passwords_key].hash_async(password)
+    async with app[database_key].session() as db:
+        user = await accounts.find_user(db, "admin")
+        if user is None:
+            await accounts.create_user(db, "admin", hashed, Role.ADMIN, "管理员")
+        else:
+            user.password_hash = hashed
+            user.role = Role.ADMIN.value
+            user.disabled = False
+    log.info("admin account ensured")

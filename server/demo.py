@@ -1,0 +1,116 @@
+"""Demo data for `make run`: a farm, two communities, a host, an assistant, viewers, a session.
+
+Seeding is idempotent (it finds what exists by name), so restarting `make run` keeps the data.
+Subsystems add their own demo content (products, sales, the synthetic stream) through
+`demo_seeders_key`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from sqlalchemy import select
+
+from commerce import accounts, live_sessions
+from commerce.accounts import Principal, Role
+from server.keys import database_key, settings_key
+from server.passwords import passwords_key
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEMO_PASSWORD = "linli-demo-2026"  # noqa: S105 - printed for the demo, on purpose
+DEMO_USERS: tuple[tuple[str, Role, str], ...] = (
+    ("laozhang", Role.HOST, "老张(合作农场)"),
+    ("xiaomei", Role.ASSISTANT, "小美(助理)"),
+    ("liayi", Role.VIEWER, "李阿姨"),
+    ("wangshu", Role.VIEWER, "王叔"),
+    ("chenjie", Role.VIEWER, "陈姐"),
+)
+DEMO_COMMUNITIES = ("阳光花园", "翠湖小区")
+DEMO_SESSION_TITLE = "老张的枇杷园:现摘现发,农残快检现场看"
+
+
+@dataclass
+class DemoInfo:
+    session_id: int
+    users: dict[str, int] = field(default_factory=dict)
+    communities: dict[str, int] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+
+DemoSeeder = Callable[[web.Application, DemoInfo], Awaitable[None]]
+demo_seeders_key = web.AppKey("demo_seeders", list[DemoSeeder])
+demo_info_key = web.AppKey("demo_info", DemoInfo)
+
+
+async def seed_demo(app: web.Application) -> DemoInfo:
+    passwords = app[passwords_key]
+    hashed = await passwords.hash_async(DEMO_PASSWORD)
+    async with app[database_key].session() as db:
+        users: dict[str, int] = {}
+        for username, role, display in DEMO_USERS:
+            user = await accounts.find_user(db, username)
+            if user is None:
+                user = await accounts.create_user(db, username, hashed, role, display)
+            users[username] = user.id
+        communities: dict[str, int] = {}
+        for name in DEMO_COMMUNITIES:
+            found = (
+                await db.execute(select(accounts.Community).where(accounts.Community.name == name))
+            ).scalar_one_or_none()
+            if found is None:
+                found = await accounts.create_community(db, name, users["laozhang"])
+            communities[name] = found.id
+        await accounts.add_member(db, communities["阳光花园"], users["liayi"], users["laozhang"])
+        await accounts.add_member(db, communities["阳光花园"], users["chenjie"], users["laozhang"])
+        await accounts.add_member(db, communities["翠湖小区"], users["wangshu"], users["laozhang"])
+        existing = (
+            await db.execute(
+                select(live_sessions.LiveSession).where(
+                    live_sessions.LiveSession.title == DEMO_SESSION_TITLE,
+                    live_sessions.LiveSession.status != live_sessions.SessionStatus.ENDED.value,
+                )
+            )
+        ).scalar_one_or_none()
+        if existing is None:
+            host = Principal(users["laozhang"], "laozhang", Role.HOST)
+            existing = await live_sessions.create_session(
+                db, host, DEMO_SESSION_TITLE, farm="老张合作农场", origin="浙江 · 塘栖",
+                preview_text="今天现场摘枇杷,快检报告现场给大家看。前30名下单再送一盒桑葚!",
+            )
+        info = DemoInfo(session_id=existing.id, users=users, communities=communities)
+    for seeder in app.get(demo_seeders_key, []):
+        await seeder(app, info)
+    app[demo_info_key] = info
+    return info
+
+
+def print_welcome(info: DemoInfo, settings: Settings) -> None:
+    base = settings.base_url
+    lines = [
+        "",
+        "邻里 Linli is running / 已启动",
+        f"  直播间 Live room:      {base}/live/{info.session_id}",
+        f"  主播台 Host console:   {base}/host/{info.session_id}   (laozhang)",
+        f"  审核台 Moderation:     {base}/moderate/{info.session_id}   (xiaomei)",
+        f"  回放 Replays:          {base}/replays",
+        f"  API docs:              {base}/api/docs",
+        f"  Logins (password {DEMO_PASSWORD}): "
+        + ", ".join(name for name, _role, _display in DEMO_USERS),
+        *info.lines,
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+async def demo_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Seed on start when LINLI_DEMO is on (the default for `make run`)."""
+    settings = app[settings_key]
+    if settings.demo:
+        info = await seed_demo(app)
+        print_welcome(info, settings)
+    yield

@@ -1,0 +1,3 @@
+"""Imports every module that declares SQL tables, so metadata (and Alembic) sees them all."""
+
+from commerce import accounts, live_sessions  # noqa: F401

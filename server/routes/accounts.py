@@ -1,0 +1,120 @@
+"""Tokens, users, communities and memberships."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from commerce import accounts
+from commerce.accounts import Role
+from commerce.errors import Unauthorized
+from server.api import PUBLIC, USER, Api, json_response, path_int, principal, read_json
+from server.keys import database_key, tokens_key
+from server.passwords import passwords_key
+
+api = Api()
+
+USERNAME = r"^[A-Za-z0-9_.\-]{3,32}$"
+
+
+class TokenRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class UserCreate(BaseModel):
+    username: str = Field(pattern=USERNAME)
+    password: str = Field(min_length=8, max_length=256)
+    role: Role = Role.VIEWER
+    display_name: str = Field(default="", max_length=64)
+
+
+class CommunityCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=80)
+
+
+class MemberAdd(BaseModel):
+    user_id: int = Field(gt=0)
+
+
+@api.route("POST", "/api/auth/token", summary="Exchange username and password for a bearer token",
+           tag="auth", auth=PUBLIC, body=TokenRequest, responses={401: "Wrong credentials"})
+async def issue_token(request: web.Request) -> web.Response:
+    body = await read_json(request, TokenRequest)
+    async with request.app[database_key].session() as db:
+        user = await accounts.find_user(db, body.username)
+    # Verify even for unknown users so timing does not reveal which usernames exist.
+    passwords = request.app[passwords_key]
+    hashed = user.password_hash if user is not None else passwords.dummy_hash
+    ok = await passwords.verify_async(hashed, body.password)
+    if user is None or not ok or user.disabled:
+        raise Unauthorized("用户名或密码错误 / Wrong username or password", reason="bad_credentials")
+    principal_ = user.principal()
+    token = request.app[tokens_key].issue(principal_)
+    return json_response(
+        {"token": token, "user": {"id": user.id, "username": user.username, "role": user.role,
+                                  "display_name": user.display_name},
+         "expires_in": request.app[tokens_key].ttl_s}
+    )
+
+
+@api.route("GET", "/api/me", summary="Who am I, and my communities", tag="auth", auth=USER)
+async def me(request: web.Request) -> web.Response:
+    who = principal(request)
+    async with request.app[database_key].session() as db:
+        user = await accounts.get_user(db, who.user_id)
+        communities = await accounts.member_communities(db, who.user_id)
+    return json_response({"id": user.id, "username": user.username, "role": user.role,
+                          "display_name": user.display_name, "communities": communities})
+
+
+@api.route("POST", "/api/users", summary="Create a user (admin)", tag="accounts",
+           auth=(Role.ADMIN,), body=UserCreate, responses={409: "Username taken"})
+async def create_user(request: web.Request) -> web.Response:
+    body = await read_json(request, UserCreate)
+    hashed = await request.app[passwords_key].hash_async(body.password)
+    async with request.app[database_key].session() as db:
+        user = await accounts.create_user(db, body.username, hashed, body.role, body.display_name)
+    return json_response({"id": user.id, "username": user.username, "role": user.role}, status=201)
+
+
+@api.route("POST", "/api/communities", summary="Create a community (小区)", tag="accounts",
+           auth=(Role.ADMIN, Role.HOST), body=CommunityCreate)
+async def create_community(request: web.Request) -> web.Response:
+    body = await read_json(request, CommunityCreate)
+    async with request.app[database_key].session() as db:
+        community = await accounts.create_community(db, body.name, principal(request).user_id)
+    return json_response({"id": community.id, "name": community.name}, status=201)
+
+
+@api.route("GET", "/api/communities", summary="List communities", tag="accounts", auth=PUBLIC)
+async def list_communities(request: web.Request) -> web.Response:
+    async with request.app[database_key].session() as db:
+        rows = (await db.execute(select(accounts.Community).order_by(accounts.Community.id))).scalars()
+        return json_response([{"id": c.id, "name": c.name} for c in rows])
+
+
+@api.route("POST", "/api/communities/{id}/members", summary="Add an approved member",
+           tag="accounts", auth=(Role.ADMIN, Role.HOST), body=MemberAdd)
+async def add_member(request: web.Request) -> web.Response:
+    community_id = path_int(request, "id")
+    body = await read_json(request, MemberAdd)
+    async with request.app[database_key].session() as db:
+        membership = await accounts.add_member(
+            db, community_id, body.user_id, approved_by=principal(request).user_id
+        )
+    return json_response(
+        {"community_id": community_id, "user_id": body.user_id, "status": membership.status},
+        status=201,
+    )
+
+
+@api.route("POST", "/api/communities/{id}/join", summary="Ask to join a community (pending)",
+           tag="accounts", auth=USER)
+async def join_community(request: web.Request) -> web.Response:
+    community_id = path_int(request, "id")
+    who = principal(request)
+    async with request.app[database_key].session() as db:
+        membership = await accounts.request_membership(db, community_id, who.user_id)
+    return json_response({"community_id": community_id, "status": membership.status}, status=202)

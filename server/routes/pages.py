@@ -1,0 +1,77 @@
+"""HTML pages and static assets from web/. Pages are static shells; data comes over the API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from commerce.errors import NotFound
+from server.api import PUBLIC, Api
+
+api = Api()
+
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+PAGES_DIR = WEB_DIR / "pages"
+
+# Pages send these: no inline scripts, no framing by other sites, no sniffing.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        "media-src 'self' blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'; "
+        "base-uri 'self'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+def _page(name: str) -> web.Response:
+    path = PAGES_DIR / f"{name}.html"
+    if not path.is_file():
+        raise NotFound()
+    return web.Response(
+        text=path.read_text(encoding="utf-8"), content_type="text/html", headers=SECURITY_HEADERS
+    )
+
+
+def _page_route(path: str, name: str, summary: str) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        if "id" in request.match_info and not request.match_info["id"].isdigit():
+            raise NotFound()
+        return _page(name)
+
+    handler.__name__ = f"page_{name}"
+    api.route("GET", path, summary=summary, tag="pages", auth=PUBLIC,
+              response_content_type="text/html")(handler)
+
+
+_page_route("/", "index", "Home: live and upcoming sessions")
+_page_route("/login", "login", "Sign in")
+_page_route("/live/{id}", "live", "Live room (anonymous viewers welcome)")
+_page_route("/host/{id}", "host", "Host console")
+_page_route("/moderate/{id}", "moderate", "Moderation console")
+_page_route("/replays", "replays", "Replay list")
+_page_route("/replays/{id}", "replay", "Replay player with product chapters")
+_page_route("/orders", "orders", "My orders")
+_page_route("/trace/{batch_code}", "trace", "Batch trace (QR target)")
+_page_route("/dashboard", "dashboard", "Trust dashboard")
+
+
+def install_static(app: web.Application) -> None:
+    static = WEB_DIR / "static"
+    static.mkdir(parents=True, exist_ok=True)
+    app.router.add_static("/static", static, name="static", append_version=False)
+    # Front-end libraries from the npm registry (web/package.json), served from their dist
+    # folders only: nothing hand-copied, nothing else of node_modules exposed.
+    for prefix, folder in VENDOR_DIRS.items():
+        path = WEB_DIR / "node_modules" / folder
+        if path.is_dir():
+            app.router.add_static(prefix, path, name=prefix.strip("/").replace("/", "_"))
+
+
+VENDOR_DIRS = {
+    "/vendor/socket.io": "socket.io-client/dist",
+    "/vendor/hls": "hls.js/dist",
+}

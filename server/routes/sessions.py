@@ -1,0 +1,76 @@
+"""Live sessions: schedule, read, list, end."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from commerce import live_sessions
+from commerce.accounts import Role
+from commerce.events import DomainEvent
+from server.api import PUBLIC, Api, json_response, optional_principal, path_int, principal, read_json
+from server.keys import database_key, events_key
+
+api = Api()
+
+
+class SessionCreate(BaseModel):
+    title: str = Field(min_length=1, max_length=120)
+    farm: str = Field(default="", max_length=120)
+    origin: str = Field(default="", max_length=200)
+    preview_text: str = Field(default="", max_length=2000)
+    scheduled_at: datetime | None = None
+
+
+def _with_key(session: live_sessions.LiveSession) -> dict[str, object]:
+    data = session.public_dict()
+    data["stream_key"] = session.stream_key
+    return data
+
+
+@api.route("POST", "/api/sessions", summary="Schedule a live session (host)", tag="sessions",
+           auth=(Role.HOST, Role.ADMIN), body=SessionCreate)
+async def create_session(request: web.Request) -> web.Response:
+    body = await read_json(request, SessionCreate)
+    async with request.app[database_key].session() as db:
+        session = await live_sessions.create_session(
+            db, principal(request), body.title, body.farm, body.origin, body.preview_text,
+            body.scheduled_at,
+        )
+    return json_response(_with_key(session), status=201)
+
+
+@api.route("GET", "/api/sessions", summary="List live sessions", tag="sessions", auth=PUBLIC,
+           query={"status": "scheduled | live | ended"})
+async def list_sessions(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    if status is not None and status not in {s.value for s in live_sessions.SessionStatus}:
+        status = None
+    async with request.app[database_key].session() as db:
+        sessions = await live_sessions.list_sessions(db, status)
+    return json_response([s.public_dict() for s in sessions])
+
+
+@api.route("GET", "/api/sessions/{id}", summary="One live session (stream key for its host)",
+           tag="sessions", auth=PUBLIC)
+async def get_session(request: web.Request) -> web.Response:
+    session_id = path_int(request, "id")
+    who = optional_principal(request)
+    async with request.app[database_key].session() as db:
+        session = await live_sessions.get_session(db, session_id)
+    owner = who is not None and (who.is_admin or who.user_id == session.host_id)
+    return json_response(_with_key(session) if owner else session.public_dict())
+
+
+@api.route("POST", "/api/sessions/{id}/end", summary="End a live session (its host)",
+           tag="sessions", auth=(Role.HOST, Role.ADMIN))
+async def end_session(request: web.Request) -> web.Response:
+    session_id = path_int(request, "id")
+    async with request.app[database_key].session() as db:
+        session = await live_sessions.end_session(db, session_id, principal(request))
+    await request.app[events_key].publish(
+        DomainEvent("session_ended", session_id, {"ended_at": session.ended_at})
+    )
+    return json_response(session.public_dict())

@@ -1,0 +1,82 @@
+"""Running the HTTP service: one process, or several sharing the port (SO_REUSEPORT)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+from server.app import create_app
+from server.embedded_redis import EmbeddedRedis
+from server.logs import configure_logging
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _worker(settings: Settings, index: int) -> None:
+    configure_logging(settings.log_level)
+    _use_uvloop()
+    # Only the first worker runs the demo publisher and the background sweepers' leaders.
+    if index > 0:
+        settings = settings.with_(demo=False)
+    app = create_app(settings)
+    web.run_app(app, host=settings.host, port=settings.port, reuse_port=settings.workers > 1,
+                print=None, access_log=None, handle_signals=True)
+
+
+def serve(settings: Settings) -> None:
+    embedded: EmbeddedRedis | None = None
+    if settings.redis_url is None and settings.workers > 1:
+        # Several workers must share one Redis: start it here, hand them its URL.
+        embedded = EmbeddedRedis(settings.data_dir / "redis")
+        settings = settings.with_(redis_url=embedded.start())
+    log.info("starting", extra={"host": settings.host, "port": settings.port,
+                                "workers": settings.workers})
+    try:
+        if settings.workers == 1:
+            _worker(settings, 0)
+            return
+        # Migrate once here so workers starting together never race on the schema.
+        from server.database import Database
+
+        async def migrate() -> None:
+            database = Database(settings.sqlalchemy_url)
+            await database.migrate()
+            await database.close()
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        asyncio.run(migrate())
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_worker, args=(settings, i), daemon=False)
+                 for i in range(settings.workers)]
+        procs[0].start()
+        for proc in procs[1:]:
+            proc.start()
+
+        def stop(_signum: int, _frame: object) -> None:
+            for proc in procs:
+                if proc.pid is not None and proc.is_alive():
+                    os.kill(proc.pid, signal.SIGINT)
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        for proc in procs:
+            proc.join()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    sys.stdout.flush()

