@@ -44,6 +44,14 @@ class HttpMetrics:
 http_metrics_key = web.AppKey("http_metrics", HttpMetrics)
 
 
+# Every response carries these; pages add their own stricter CSP (server/routes/pages.py).
+_BASELINE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
 def error_body(code: str, message: str, **details: object) -> dict[str, object]:
     error: dict[str, object] = {"code": code, "message": message}
     error.update(details)
@@ -64,6 +72,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response = await _render_errors(request, handler)
         status = response.status
         response.headers["X-Request-Id"] = rid
+        for name, value in _BASELINE_HEADERS.items():
+            response.headers.setdefault(name, value)
         return response
     finally:
         elapsed = time.perf_counter() - started
@@ -93,7 +103,10 @@ async def _render_errors(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except DomainError as exc:
         details = {k: v for k, v in exc.details.items() if k != "message"}
-        return json_response(error_body(exc.code, exc.message, **details), status=exc.status)
+        response = json_response(error_body(exc.code, exc.message, **details), status=exc.status)
+        if "retry_after" in details:
+            response.headers["Retry-After"] = str(details["retry_after"])
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -106,7 +119,7 @@ async def _render_errors(request: web.Request, handler: Handler) -> web.StreamRe
         elif exc.status == 404:
             message = "找不到该页面或接口 / Not found"
         response = json_response(error_body(code, message), status=exc.status)
-        for header in ("Allow", "Retry-After", "Location"):
+        for header in ("Allow", "Location"):
             if header in exc.headers:
                 response.headers[header] = exc.headers[header]
         return response

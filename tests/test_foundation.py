@@ -219,3 +219,29 @@ def test_logs_are_json_and_redact_secrets() -> None:
     entry = json.loads(line)
     assert entry["msg"] == "hello" and entry["route"] == "/x"
     assert "sk_secret" not in line and "abc" not in line
+
+
+async def test_login_lockout_with_backoff(api: Api) -> None:
+    await api.user("viewer", "target_user")
+    for _ in range(5):
+        resp = await api.client.post(
+            "/api/auth/token", json={"username": "target_user", "password": "wrong-password"}
+        )
+        assert resp.status == 401
+    # Locked now, even with the right password.
+    resp = await api.client.post(
+        "/api/auth/token", json={"username": "target_user", "password": "password-target_user"}
+    )
+    assert resp.status == 429
+    body = await resp.json()
+    assert body["error"]["reason"] == "login_locked"
+    assert int(resp.headers["Retry-After"]) >= 1
+
+
+async def test_security_headers_on_api_and_pages(api: Api) -> None:
+    resp = await api.client.get("/healthz")
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    page = await api.client.get("/live/1")
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert "frame-ancestors 'none'" in csp

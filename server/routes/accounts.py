@@ -10,7 +10,8 @@ from commerce import accounts
 from commerce.accounts import Role
 from commerce.errors import Unauthorized
 from server.api import PUBLIC, USER, Api, json_response, path_int, principal, read_json
-from server.keys import database_key, tokens_key
+from server.keys import database_key, redis_key, tokens_key
+from server.login_guard import LoginGuard
 from server.passwords import passwords_key
 
 api = Api()
@@ -39,9 +40,13 @@ class MemberAdd(BaseModel):
 
 
 @api.route("POST", "/api/auth/token", summary="Exchange username and password for a bearer token",
-           tag="auth", auth=PUBLIC, body=TokenRequest, responses={401: "Wrong credentials"})
+           tag="auth", auth=PUBLIC, body=TokenRequest,
+           responses={401: "Wrong credentials", 429: "Too many failed attempts"})
 async def issue_token(request: web.Request) -> web.Response:
     body = await read_json(request, TokenRequest)
+    guard = LoginGuard(request.app[redis_key])
+    ip = request.remote or "unknown"
+    await guard.check(body.username, ip)
     async with request.app[database_key].session() as db:
         user = await accounts.find_user(db, body.username)
     # Verify even for unknown users so timing does not reveal which usernames exist.
@@ -49,7 +54,9 @@ async def issue_token(request: web.Request) -> web.Response:
     hashed = user.password_hash if user is not None else passwords.dummy_hash
     ok = await passwords.verify_async(hashed, body.password)
     if user is None or not ok or user.disabled:
+        await guard.failed(body.username, ip)
         raise Unauthorized("用户名或密码错误 / Wrong username or password", reason="bad_credentials")
+    await guard.succeeded(body.username)
     principal_ = user.principal()
     token = request.app[tokens_key].issue(principal_)
     return json_response(
