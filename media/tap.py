@@ -36,9 +36,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import av
+
+if TYPE_CHECKING:
+    # PyAV's stubs make Packet generic over its stream; our packets belong to no container.
+    EncodedPacket = av.Packet[Any]
+else:
+    EncodedPacket = av.Packet
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ class StreamInfo:
 class PacketSink(Protocol):
     def on_start(self, info: StreamInfo) -> None: ...
 
-    def on_packet(self, packet: av.Packet, kind: str) -> None: ...
+    def on_packet(self, packet: EncodedPacket, kind: str) -> None: ...
 
     def on_stop(self, final: bool) -> None: ...
 
@@ -81,7 +87,7 @@ class SessionTap:
         for sink in list(self.sinks):
             self._call(sink, "on_start", info)
 
-    def packet(self, packet: av.Packet, kind: str) -> None:
+    def packet(self, packet: EncodedPacket, kind: str) -> None:
         for sink in self.sinks:
             try:
                 sink.on_packet(packet, kind)
