@@ -1,3 +1,3 @@
 """Imports every module that declares SQL tables, so metadata (and Alembic) sees them all."""
 
-from commerce import accounts, catalog, live_sessions  # noqa: F401
+from commerce import accounts, catalog, group_buys, live_sessions, orders, pickup, sales  # noqa: F401

@@ -9,4 +9,6 @@ if TYPE_CHECKING:
 
 
 def components() -> list[Component]:
-    return []
+    from server import commerce_component
+
+    return [commerce_component.setup]

@@ -1,0 +1,255 @@
+"""The money path: reserve → pay → order, release, with events published after each commit.
+
+Redis is the commit point for stock (the scripts are atomic); SQL receives confirmations through
+the idempotent writer, here right after confirming and again from the log consumer if this
+process died in between. Nothing here queries SQL per reservation: the hot path is one script
+call plus in-process event fan-out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from commerce import orders
+from commerce.accounts import Membership, Principal
+from commerce.errors import Forbidden
+from commerce.events import DomainEvent, EventBus
+from commerce.flash_sale import (
+    MAX_QTY,
+    FlashSaleStore,
+    HoldExpired,
+    NoSuchHold,
+    NotMember,
+    keys,
+    now_ms,
+    sale_of_hold,
+)
+from commerce.orders import Confirmation, Order, UnitOfWork
+from commerce.payments import BadCallback, PaymentProvider
+from commerce.sales import Sale, get_sale
+
+log = logging.getLogger(__name__)
+MAX_CACHED_SALES = 10_000
+
+
+def group_event_data(sale_id: int, summary: dict[str, Any], people: int, units: int) -> dict[str, Any]:
+    """The `group_progress` / `group_outcome` payload realtime/ broadcasts."""
+    unit = summary.get("unit", "people")
+    return {
+        "group_id": summary["id"], "sale_id": sale_id, "community_id": summary["community_id"],
+        "community_name": summary.get("community_name", ""),
+        "count": people if unit == "people" else units, "threshold": summary["threshold"],
+        "unit": unit, "deadline": summary["deadline"], "status": summary["status"],
+    }
+
+
+class Checkout:
+    """Reservations, payments and releases for every sale, bound to one store, DB and bus."""
+
+    def __init__(self, store: FlashSaleStore, uow: UnitOfWork, bus: EventBus,
+                 provider: PaymentProvider) -> None:
+        self.store = store
+        self.uow = uow
+        self.bus = bus
+        self.provider = provider
+        # sale id -> session id, so stock events need no SQL; bounded, refilled from Redis.
+        self._sessions: dict[int, int] = {}
+
+    async def session_of(self, sale_id: int) -> int | None:
+        found = self._sessions.get(sale_id)
+        if found is None:
+            raw = await self.store.redis.hget(keys(sale_id)["meta"], "session")
+            if raw is None:
+                return None
+            if len(self._sessions) >= MAX_CACHED_SALES:
+                self._sessions.clear()
+            found = self._sessions[sale_id] = int(raw)
+        return found
+
+    async def publish_stock(self, sale_id: int, result: dict[str, Any]) -> None:
+        gift_left = result.get("gift_left")
+        if gift_left is None:
+            counts = await self.store.counts(sale_id)
+            gift_left = counts.gift_left if counts else 0
+        await self.bus.publish(DomainEvent("stock_changed", await self.session_of(sale_id), {
+            "sale_id": sale_id, "remaining": result["remaining"], "held": result["held"],
+            "sold": result["sold"], "gift_left": gift_left,
+        }))
+
+    async def publish_group(self, sale_id: int, community: str, people: int, units: int,
+                            summary: Any = None) -> None:
+        if not community:
+            return
+        if summary is None:
+            summary = await self.store.redis.hget(keys(sale_id)["groups"], community)
+        if not summary:
+            return
+        data = json.loads(summary) if isinstance(summary, (str, bytes)) else summary
+        await self.bus.publish(DomainEvent("group_progress", await self.session_of(sale_id),
+                                           group_event_data(sale_id, data, people, units)))
+
+    # --- reserve -------------------------------------------------------------------------------
+
+    async def reserve(self, sale_id: int, buyer: Principal, qty: int, community_id: int | None,
+                      idem_key: str) -> dict[str, Any]:
+        """Hold units for the buyer; the typed errors of flash_sale say why not."""
+        try:
+            result = await self.store.reserve(sale_id, buyer.user_id, qty, community_id, idem_key)
+        except NotMember:
+            # Membership is cached in Redis when the sale opens; one SQL look on refusal
+            # catches members approved since.
+            if not await self._refresh_membership(sale_id, buyer.user_id):
+                raise
+            result = await self.store.reserve(sale_id, buyer.user_id, qty, community_id, idem_key)
+        await self.publish_stock(sale_id, result)
+        await self.publish_group(sale_id, result["community"], result["people"], result["units"],
+                                 result.get("group") or None)
+        return result
+
+    async def _refresh_membership(self, sale_id: int, user_id: int) -> bool:
+        from sqlalchemy import select
+
+        async with self.uow() as db:
+            sale = await get_sale(db, sale_id)
+            if not sale.community_ids:
+                return False
+            rows = await db.execute(select(Membership.community_id).where(
+                Membership.user_id == user_id, Membership.status == "approved",
+                Membership.community_id.in_(sale.community_ids)))
+            mine = {row[0] for row in rows}
+        ordered = [cid for cid in sale.community_ids if cid in mine]
+        if not ordered:
+            return False
+        await self.store.add_member(sale_id, user_id, ordered)
+        return True
+
+    # --- pay -----------------------------------------------------------------------------------
+
+    async def _unit_price(self, sale_id: int, hold: dict[str, Any]) -> int:
+        """The hold's price, or the group price once its community's group-buy succeeded."""
+        price = int(hold["p"])
+        if hold.get("c"):
+            raw = await self.store.redis.hget(keys(sale_id)["groups"], hold["c"])
+            if raw:
+                group = json.loads(raw)
+                if group.get("status") == "succeeded":
+                    price = min(price, int(group["group_price_fen"]))
+        return price
+
+    async def pay(self, hold_id: str, buyer: Principal) -> dict[str, Any]:
+        """Pay a live hold through the provider; with the simulated one the order exists at once."""
+        sale_id = sale_of_hold(hold_id)
+        done = await self.store.paid(hold_id)
+        if done is not None:
+            if int(done["buyer"]) != buyer.user_id:
+                raise Forbidden("这不是你的订单 / Not your hold", reason="not_yours")
+            order = await self._record(sale_id, done)
+            return {"order_id": order.id, "status": order.status}
+        hold = await self.store.hold(hold_id)
+        if hold is None:
+            await self._missing_hold(sale_id, hold_id)
+        assert hold is not None
+        if int(hold["b"]) != buyer.user_id:
+            raise Forbidden("这不是你的订单 / Not your hold", reason="not_yours")
+        if int(hold["e"]) <= now_ms():
+            await self.expire(sale_id)
+            raise HoldExpired()
+        unit = await self._unit_price(sale_id, hold)
+        start = await self.provider.start(hold_id, unit * int(hold["q"]))
+        if start.callback is None:
+            return {"status": "pending", "payment_ref": start.payment_ref,
+                    "redirect_url": start.redirect_url}
+        order = await self.accept_callback(asdict(start.callback))
+        return {"order_id": order.id, "status": order.status}
+
+    async def _missing_hold(self, sale_id: int, hold_id: str) -> None:
+        seq = await self.store.redis.hget(keys(sale_id)["meta"], "seq")
+        if seq is not None and int(hold_id.partition("-")[2]) <= int(seq):
+            raise HoldExpired("订单保留已过期或已取消 / The hold expired or was released")
+        raise NoSuchHold()
+
+    async def accept_callback(self, data: dict[str, Any]) -> Order:
+        """A provider's signed callback: confirm the hold in Redis, then write the order."""
+        try:
+            callback = await self.provider.verify_callback(data)
+        except BadCallback as exc:
+            # A replayed callback for a paid hold is answered with the order, never a second one.
+            if exc.details.get("reason") == "replayed":
+                done = await self.store.paid(str(data.get("hold_id", "")))
+                if done is not None:
+                    return await self._record(sale_of_hold(done["hold"]), done)
+            raise
+        sale_id = sale_of_hold(callback.hold_id)
+        hold = await self.store.hold(callback.hold_id)
+        qty = int(hold["q"]) if hold else 1
+        try:
+            result = await self.store.confirm(callback.hold_id, None, callback.payment_ref,
+                                              callback.amount_fen // max(qty, 1))
+        except HoldExpired:
+            # The provider took the money for a hold that lapsed meanwhile: give it back.
+            await self.provider.refund(callback.payment_ref, callback.amount_fen, "hold expired")
+            raise
+        order = await self._record(sale_id, result)
+        await self.publish_stock(sale_id, result)
+        await self.bus.publish(DomainEvent("order_paid", order.session_id, {
+            "order_id": order.id, "sale_id": sale_id, "user_id": order.user_id, "qty": order.qty,
+            "community_id": order.community_id,
+        }))
+        return order
+
+    async def _record(self, sale_id: int, result: dict[str, Any]) -> Order:
+        conf = Confirmation(
+            sale_id=sale_id, session_id=int(result["session"]), hold_id=result["hold"],
+            buyer=int(result["buyer"]), qty=int(result["qty"]), unit_price_fen=int(result["price"]),
+            community_id=int(result["community"]) if result.get("community") else None,
+            payment_ref=str(result["ref"]), paid_rank=int(result["paid_rank"]),
+            gift=int(result["gift"]) == 1, at_ms=int(result["entry"].split("-")[0]),
+        )
+        order, _created = await orders.write_confirmation(self.uow, conf)
+        return order
+
+    # --- release / expire ----------------------------------------------------------------------
+
+    async def release(self, hold_id: str, actor: Principal) -> dict[str, Any]:
+        """The buyer gives a hold back (staff may release anyone's)."""
+        sale_id = sale_of_hold(hold_id)
+        result = await self.store.release(hold_id, None if actor.is_staff else actor.user_id)
+        await self.publish_stock(sale_id, result)
+        await self.publish_group(sale_id, result["community"], result["people"], result["units"])
+        return result
+
+    async def expire(self, sale_id: int) -> int:
+        """Return expired holds of one sale to stock; publishes when anything moved."""
+        result = await self.store.expire(sale_id)
+        if result["expired"]:
+            await self.publish_stock(sale_id, result)
+            communities = result.get("communities") or {}
+            if isinstance(communities, dict):
+                for cid, (people, units) in communities.items():
+                    await self.publish_group(sale_id, str(cid), int(people or 0), int(units or 0))
+        return int(result["expired"])
+
+    async def sale_event(self, kind: str, sale: Sale, product_name: str) -> None:
+        """sale_opened / sale_closed with the sale's description and live counts."""
+        counts = await self.store.counts(sale.id)
+        data = sale.public_dict()
+        await self.bus.publish(DomainEvent(kind, sale.session_id, {
+            "sale_id": sale.id, "product_id": sale.product_id, "product_name": product_name,
+            "price_fen": sale.price_fen, "community_price_fen": sale.community_price_fen,
+            "initial": sale.stock, "remaining": counts.remaining if counts else sale.stock,
+            "held": counts.held if counts else 0, "sold": counts.sold if counts else 0,
+            "gift_first_n": sale.gift_first_n,
+            "gift_left": counts.gift_left if counts else sale.gift_first_n,
+            "starts_at": data["starts_at"], "ends_at": data["ends_at"], "status": data["status"],
+        }))
+
+
+def validate_qty(qty: int, limit: int = MAX_QTY) -> None:
+    """Kept here so domain callers outside HTTP get the same bounds as the route."""
+    from commerce.errors import InvalidInput
+
+    if not 1 <= qty <= limit:
+        raise InvalidInput(f"数量必须在 1 到 {limit} 之间 / qty must be 1..{limit}", field="qty")

@@ -1,0 +1,274 @@
+"""Flash-sale stock in Redis: one Lua script per transition, answers mapped to typed errors.
+
+All keys of a sale share the hash tag `{id}` (`sale:{42}:meta`, `sale:{42}:holds`, ...), so a
+Redis Cluster may hold many sales while each script still touches one slot. Scripts are
+registered once (redis-py `AsyncScript`: EVALSHA, reloaded on NOSCRIPT). Times are passed in
+from the caller so a replica or an AOF replay applies the same effects.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
+
+from commerce.errors import Conflict, DomainError, Forbidden, NotFound
+
+RedisLike = Redis | RedisCluster
+# Sales whose stock is in Redis; the sweeper and the log consumer walk this set.
+ACTIVE_SALES = "sales:active"
+MAX_QTY = 1000
+
+
+class SoldOut(DomainError):
+    code = "sold_out"
+    status = 409
+    default_message = "已售罄 / Sold out"
+
+
+class OverLimit(DomainError):
+    code = "over_limit"
+    status = 409
+    default_message = "超过每人限购数量 / Over the per-buyer limit"
+
+
+class NotOpen(DomainError):
+    code = "not_open"
+    status = 409
+    default_message = "抢购尚未开始 / The sale has not started yet"
+
+
+class Ended(DomainError):
+    code = "ended"
+    status = 409
+    default_message = "抢购已结束 / The sale has ended"
+
+
+class NotMember(DomainError):
+    code = "not_member"
+    status = 409
+    default_message = "仅限本小区邻居购买 / Only members of the sale's communities may buy at this price"
+
+
+class HoldExpired(DomainError):
+    code = "hold_expired"
+    status = 409
+    default_message = "订单保留已过期,请重新下单 / The hold has expired, please order again"
+
+
+class NoSuchHold(NotFound):
+    code = "hold_not_found"
+    default_message = "找不到该订单保留 / No such hold"
+
+
+class SaleNotFound(NotFound):
+    code = "sale_not_found"
+    default_message = "找不到该抢购 / No such sale"
+
+
+_REASONS: dict[str, type[DomainError]] = {
+    "sold_out": SoldOut, "over_limit": OverLimit, "not_open": NotOpen, "ended": Ended,
+    "not_member": NotMember, "unknown": SaleNotFound, "no_hold": NoSuchHold,
+    "expired": HoldExpired,
+}
+
+
+def keys(sale_id: int) -> dict[str, str]:
+    """Every key of one sale, under its hash tag."""
+    tag = f"sale:{{{sale_id}}}:"
+    names = ("meta", "holds", "expiry", "bought", "idem", "members", "community", "groups",
+             "paid", "log", "refunded")
+    return {name: tag + name for name in names}
+
+
+def sale_of_hold(hold_id: str) -> int:
+    """Hold ids are `<sale>-<seq>`; 404 for anything else."""
+    sale, sep, seq = hold_id.partition("-")
+    if not sep or not sale.isdigit() or not seq.isdigit() or len(hold_id) > 40:
+        raise NoSuchHold()
+    return int(sale)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def text(value: bytes | str) -> str:
+    """Redis answers bytes (decode_responses=False); tolerate clients that decode."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _decode(raw: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(raw)
+    err = data.get("err")
+    if err is not None:
+        if err == "not_yours":
+            raise Forbidden("这不是你的订单 / Not your hold", reason="not_yours")
+        error = _REASONS.get(str(err), Conflict)
+        raise error(**{k: v for k, v in data.items() if k != "err"})
+    return data
+
+
+@dataclass(frozen=True)
+class SaleSpec:
+    """What Redis needs to sell: copied from the SQL sale when it opens."""
+
+    sale_id: int
+    session_id: int
+    stock: int
+    price_fen: int
+    community_price_fen: int | None
+    members_only: bool
+    per_buyer_limit: int
+    gift_first_n: int
+    starts_ms: int
+    ends_ms: int  # 0 = no end
+    hold_ttl_s: int
+
+
+@dataclass(frozen=True)
+class Counts:
+    initial: int
+    remaining: int
+    held: int
+    sold: int
+    paid: int
+    gift_n: int
+    status: str
+
+    @property
+    def gift_left(self) -> int:
+        return max(0, self.gift_n - self.paid)
+
+
+class FlashSaleStore:
+    """The sale scripts bound to one Redis (or Redis Cluster) client."""
+
+    def __init__(self, redis: RedisLike) -> None:
+        self.redis = redis
+        self._scripts: dict[str, AsyncScript] = {}
+        folder = resources.files("commerce") / "lua"
+        for name in ("open", "reserve", "confirm", "release", "expire", "refund", "close"):
+            source = (folder / f"{name}.lua").read_text(encoding="utf-8")
+            self._scripts[name] = AsyncScript(redis, source)
+
+    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._scripts[name](keys=keys, args=args)
+
+    async def open(self, spec: SaleSpec, members: dict[int, list[int]]) -> bool:
+        """Load members (user -> their communities of this sale), then the stock; idempotent."""
+        k = keys(spec.sale_id)
+        if members:
+            mapping: Any = {
+                str(uid): "," + ",".join(str(c) for c in cids) + "," for uid, cids in members.items()
+            }
+            await self.redis.hset(k["members"], mapping=mapping)
+        created = await self._run("open", [k["meta"]], [
+            spec.sale_id, spec.stock, spec.price_fen,
+            "" if spec.community_price_fen is None else spec.community_price_fen,
+            "1" if spec.members_only else "0", spec.per_buyer_limit, spec.gift_first_n,
+            spec.starts_ms, spec.ends_ms, spec.hold_ttl_s, spec.session_id,
+        ])
+        await self.redis.sadd(ACTIVE_SALES, str(spec.sale_id))
+        return bool(created)
+
+    async def add_member(self, sale_id: int, user_id: int, community_ids: list[int]) -> None:
+        """A member approved after the sale opened (found on a not_member retry)."""
+        value = "," + ",".join(str(c) for c in community_ids) + ","
+        await self.redis.hset(keys(sale_id)["members"], str(user_id), value)
+
+    async def reserve(
+        self, sale_id: int, buyer: int, qty: int, community: int | None, idem_key: str,
+        now: int | None = None,
+    ) -> dict[str, Any]:
+        """Hold `qty` units; raises SoldOut, OverLimit, NotOpen, Ended, NotMember, SaleNotFound."""
+        k = keys(sale_id)
+        raw = await self._run("reserve", [
+            k["meta"], k["holds"], k["expiry"], k["bought"], k["idem"], k["members"],
+            k["community"], k["groups"],
+        ], [buyer, qty, "" if community is None else community, idem_key, now or now_ms()])
+        return _decode(raw)
+
+    async def hold(self, hold_id: str) -> dict[str, Any] | None:
+        """A live hold (buyer b, qty q, community c, unit price p, expiry e), or None."""
+        raw = await self.redis.hget(keys(sale_of_hold(hold_id))["holds"], hold_id)
+        return None if raw is None else dict(json.loads(raw))
+
+    async def paid(self, hold_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.hget(keys(sale_of_hold(hold_id))["paid"], hold_id)
+        return None if raw is None else dict(json.loads(raw))
+
+    async def confirm(
+        self, hold_id: str, buyer: int | None, payment_ref: str, unit_price_fen: int,
+        now: int | None = None,
+    ) -> dict[str, Any]:
+        """Hold → sold, logged to the sale's stream in the same script; repeat calls answer the same."""
+        k = keys(sale_of_hold(hold_id))
+        raw = await self._run("confirm", [k["meta"], k["holds"], k["expiry"], k["paid"], k["log"]], [
+            hold_id, "" if buyer is None else buyer, payment_ref, now or now_ms(), unit_price_fen,
+        ])
+        return _decode(raw)
+
+    async def release(self, hold_id: str, buyer: int | None) -> dict[str, Any]:
+        k = keys(sale_of_hold(hold_id))
+        raw = await self._run("release", [k["meta"], k["holds"], k["expiry"], k["bought"],
+                                          k["community"]], [hold_id, "" if buyer is None else buyer])
+        return _decode(raw)
+
+    async def expire(self, sale_id: int, now: int | None = None, batch: int = 500) -> dict[str, Any]:
+        k = keys(sale_id)
+        raw = await self._run("expire", [k["meta"], k["holds"], k["expiry"], k["bought"],
+                                         k["community"]], [now or now_ms(), batch])
+        return _decode(raw)
+
+    async def refund(self, hold_id: str, buyer: int, qty: int, community: int | None) -> dict[str, Any]:
+        k = keys(sale_of_hold(hold_id))
+        raw = await self._run("refund", [k["meta"], k["bought"], k["community"], k["refunded"]],
+                              [hold_id, buyer, qty, "" if community is None else community])
+        return _decode(raw)
+
+    async def close(self, sale_id: int, now: int | None = None) -> dict[str, Any]:
+        raw = await self._run("close", [keys(sale_id)["meta"]], [now or now_ms()])
+        return _decode(raw)
+
+    async def counts(self, sale_id: int) -> Counts | None:
+        values = await self.redis.hmget(
+            keys(sale_id)["meta"], ["initial", "remaining", "held", "sold", "paid", "gift_n", "status"]
+        )
+        if any(v is None for v in values):
+            return None
+        ints = [int(v) for v in values[:6] if v is not None]
+        return Counts(ints[0], ints[1], ints[2], ints[3], ints[4], ints[5],
+                      status=text(values[6] or b""))
+
+    async def live_holds(self, sale_id: int) -> dict[str, dict[str, Any]]:
+        raw = await self.redis.hgetall(keys(sale_id)["holds"])
+        return {text(k): dict(json.loads(v)) for k, v in raw.items()}
+
+    async def community_progress(self, sale_id: int, community_id: int) -> tuple[int, int]:
+        """(people, units) of a community from live holds + paid orders."""
+        people, units = await self.redis.hmget(
+            keys(sale_id)["community"], [f"p:{community_id}", f"u:{community_id}"]
+        )
+        return int(people or 0), int(units or 0)
+
+    async def set_group(self, sale_id: int, community_id: int, summary: dict[str, Any] | None) -> None:
+        """Cache a group-buy summary where reserve.lua can hand it back with progress."""
+        key = keys(sale_id)["groups"]
+        if summary is None:
+            await self.redis.hdel(key, str(community_id))
+        else:
+            await self.redis.hset(key, str(community_id), json.dumps(summary))
+
+    async def active_sales(self) -> list[int]:
+        return sorted(int(v) for v in await self.redis.smembers(ACTIVE_SALES))
+
+    async def forget(self, sale_id: int) -> None:
+        """Leave the active set (after close, once nothing is held)."""
+        await self.redis.srem(ACTIVE_SALES, str(sale_id))

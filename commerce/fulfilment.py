@@ -1,0 +1,109 @@
+"""After payment: refunds, pickup and delivery steps; and opening/closing sales.
+
+Refunds write SQL first, then return stock in Redis with refund.lua (applied at most once per
+hold); if the process dies in between, `reconcile --repair` re-applies it from SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from commerce import catalog, live_sessions, orders, sales
+from commerce.accounts import Principal
+from commerce.checkout import Checkout
+from commerce.errors import Forbidden, InvalidState
+from commerce.events import DomainEvent
+from commerce.orders import BEFORE_PICKUP, Order, OrderStatus
+from commerce.pickup import check_pickup_code
+from commerce.sales import Sale
+
+log = logging.getLogger(__name__)
+
+
+async def open_sale(checkout: Checkout, sale: Sale, hold_ttl_s: int) -> None:
+    """Copy the sale and its communities' members into Redis, then announce it."""
+    async with checkout.uow() as db:
+        members = await sales.sale_members(db, sale)
+        product = await catalog.get_product(db, sale.product_id)
+    await checkout.store.open(sale.spec(hold_ttl_s), members)
+    await checkout.sale_event("sale_opened", sale, product.name)
+
+
+async def close_sale(checkout: Checkout, sale_id: int, actor: Principal | None) -> Sale:
+    """No new reservations; live holds may still be paid until they expire."""
+    async with checkout.uow() as db:
+        sale = await sales.close_sale(db, sale_id, actor)
+        product = await catalog.get_product(db, sale.product_id)
+    await checkout.store.close(sale_id)
+    await checkout.sale_event("sale_closed", sale, product.name)
+    return sale
+
+
+async def _ensure_staff(checkout: Checkout, order: Order, actor: Principal) -> None:
+    async with checkout.uow() as db:
+        session = await live_sessions.get_session(db, order.session_id)
+    live_sessions.ensure_staff_of(session, actor)
+
+
+async def refund_order(checkout: Checkout, order_id: int, actor: Principal | None, reason: str = "",
+                       to: OrderStatus = OrderStatus.REFUNDED) -> Order:
+    """Refund (or cancel) a paid order before pickup: money back, units back to stock."""
+    async with checkout.uow() as db:
+        order = await orders.get_order(db, order_id)
+    if actor is not None:
+        await _ensure_staff(checkout, order, actor)
+    if OrderStatus(order.status) not in BEFORE_PICKUP:
+        raise InvalidState("只能在取货前退款 / Only orders not yet picked up can be refunded",
+                           status=order.status)
+    amount = order.amount_fen - order.refunded_fen
+    refund_ref = await checkout.provider.refund(order.payment_ref, amount, reason or to.value)
+    async with checkout.uow() as db:
+        order = await orders.get_order(db, order_id)
+        await orders.transition(db, order, to, actor, f"{reason} refund {refund_ref} {amount}fen")
+        order.refunded_fen = order.amount_fen
+    result = await checkout.store.refund(order.hold_id, order.user_id, order.qty, order.community_id)
+    await checkout.publish_stock(order.sale_id, result)
+    if order.community_id is not None:
+        await checkout.publish_group(order.sale_id, str(order.community_id), result["people"],
+                                     result["units"])
+    await checkout.bus.publish(DomainEvent("order_refunded", order.session_id, {
+        "order_id": order.id, "sale_id": order.sale_id, "user_id": order.user_id, "qty": order.qty,
+        "community_id": order.community_id, "amount_fen": amount,
+    }))
+    return order
+
+
+async def refund_difference(checkout: Checkout, order_id: int, unit_price_fen: int, note: str) -> int:
+    """Charge a lower unit price after the fact (group-buy succeeded): refund the difference."""
+    async with checkout.uow() as db:
+        order = await orders.get_order(db, order_id)
+        diff = (order.unit_price_fen - unit_price_fen) * order.qty - order.refunded_fen
+        if diff <= 0 or OrderStatus(order.status) not in orders.SOLD_STATES:
+            return 0
+        ref = await checkout.provider.refund(order.payment_ref, diff, note)
+        order.refunded_fen += diff
+        db.add(orders.OrderTransition(order_id=order.id, from_status=order.status,
+                                      to_status=order.status, actor_id=None,
+                                      note=f"{note}: refund {diff}fen {ref}"[:200]))
+    return diff
+
+
+async def advance_order(checkout: Checkout, order_id: int, to: OrderStatus, actor: Principal,
+                        pickup_code: str | None = None) -> Order:
+    """ready_for_pickup / picked_up / delivered by staff; completed by staff or the buyer."""
+    async with checkout.uow() as db:
+        order = await orders.get_order(db, order_id)
+        if to is OrderStatus.COMPLETED and actor.user_id == order.user_id:
+            pass
+        else:
+            session = await live_sessions.get_session(db, order.session_id)
+            live_sessions.ensure_staff_of(session, actor)
+        if to is OrderStatus.PICKED_UP:
+            check_pickup_code(order.pickup_code, pickup_code or "")
+        if to in (OrderStatus.REFUNDED, OrderStatus.CANCELLED):
+            raise Forbidden("请使用退款接口 / Use the refund action")
+        await orders.transition(db, order, to, actor)
+    await checkout.bus.publish(DomainEvent("order_status", order.session_id, {
+        "order_id": order.id, "status": order.status, "user_id": order.user_id,
+    }))
+    return order

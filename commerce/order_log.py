@@ -1,0 +1,92 @@
+"""Carry every confirmation from Redis to SQL exactly once, whoever dies when.
+
+confirm.lua appends the confirmation to the sale's stream `sale:{id}:log` in the same atomic
+step that marks the units sold, and Redis runs with AOF. This consumer group reads the streams,
+writes each order with the idempotent writer (unique hold id) and only then XACKs. If a process
+dies after the write and before the ack, the entry is re-read and the write is a no-op; if it
+dies before the write, the entry stays pending and another consumer claims it (XAUTOCLAIM).
+The pay route writes the same order at once, so this is the safety net, not the fast path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from commerce import orders
+from commerce.background import PeriodicTask
+from commerce.checkout import Checkout
+from commerce.flash_sale import keys
+from commerce.orders import Confirmation
+
+log = logging.getLogger(__name__)
+
+GROUP = "order-writers"
+BATCH = 200
+CLAIM_IDLE_MS = 5_000
+
+
+def _text(fields: dict[Any, Any]) -> dict[str, str]:
+    return {(k.decode() if isinstance(k, bytes) else str(k)): (v.decode() if isinstance(v, bytes)
+            else str(v)) for k, v in fields.items()}
+
+
+class OrderLogConsumer(PeriodicTask):
+    def __init__(self, checkout: Checkout, name: str | None = None, idle_s: float = 0.2) -> None:
+        super().__init__("order-log", self.drain_once, idle_s)
+        self.checkout = checkout
+        self.consumer = name or f"{socket.gethostname()}-{os.getpid()}"
+        self._groups: set[int] = set()
+
+    async def _ensure_group(self, sale_id: int) -> None:
+        if sale_id in self._groups:
+            return
+        try:
+            await self.checkout.store.redis.xgroup_create(keys(sale_id)["log"], GROUP, id="0",
+                                                          mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups.add(sale_id)
+
+    async def drain_once(self) -> int:
+        """Write and ack what is waiting in every active sale's log; returns entries handled."""
+        done = 0
+        for sale_id in await self.checkout.store.active_sales():
+            done += await self.drain_sale(sale_id)
+        return done
+
+    async def drain_sale(self, sale_id: int) -> int:
+        await self._ensure_group(sale_id)
+        redis = self.checkout.store.redis
+        stream = keys(sale_id)["log"]
+        # Entries another (dead) consumer read but never acked.
+        claimed: Any = await redis.xautoclaim(stream, GROUP, self.consumer, CLAIM_IDLE_MS, "0-0",
+                                              count=BATCH)
+        entries: list[tuple[Any, Any]] = list(claimed[1])
+        fresh: Any = await redis.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=BATCH)
+        for _stream, items in fresh or []:
+            entries.extend(items)
+        if not entries:
+            return 0
+        session_id = await self.checkout.session_of(sale_id) or 0
+        ids = []
+        for entry_id, fields in entries:
+            if not fields:  # trimmed away; nothing to write
+                ids.append(entry_id)
+                continue
+            conf = Confirmation.from_fields(session_id, _text(fields))
+            await orders.write_confirmation(self.checkout.uow, conf)
+            ids.append(entry_id)
+        await redis.xack(stream, GROUP, *ids)
+        return len(ids)
+
+
+async def read_log(checkout: Checkout, sale_id: int) -> list[dict[str, str]]:
+    """Every confirmation of a sale (the stream is bounded by the sale's stock)."""
+    raw: Any = await checkout.store.redis.xrange(keys(sale_id)["log"], "-", "+")
+    return [_text(fields) for _id, fields in raw]

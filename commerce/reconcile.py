@@ -1,0 +1,107 @@
+"""Prove the books balance, and repair SQL from the log when they don't.
+
+For each sale: initial = remaining + held + sold (Redis alone), held = units of live holds,
+sold = units of orders in SQL that count as sold, and every confirmation in the log has its
+order. `repair` writes missing orders from the log and re-applies refunds SQL recorded but
+Redis missed (refund.lua is once-per-hold, so re-applying is safe).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from commerce import orders, sales
+from commerce.checkout import Checkout
+from commerce.flash_sale import keys, text
+from commerce.order_log import read_log
+from commerce.orders import Confirmation, Order, OrderStatus
+
+
+@dataclass
+class SaleReport:
+    sale_id: int
+    initial: int
+    remaining: int
+    held: int
+    sold: int
+    live_hold_units: int
+    sql_sold: int
+    sql_orders: int
+    log_entries: int
+    missing_orders: list[str] = field(default_factory=list)
+    missing_refunds: list[str] = field(default_factory=list)
+    repaired: int = 0
+    in_redis: bool = True
+
+    @property
+    def stock_drift(self) -> int:
+        return self.initial - (self.remaining + self.held + self.sold)
+
+    @property
+    def sql_drift(self) -> int:
+        return self.sold - self.sql_sold
+
+    @property
+    def ok(self) -> bool:
+        return (self.in_redis and self.stock_drift == 0 and self.sql_drift == 0
+                and self.held == self.live_hold_units and not self.missing_orders
+                and not self.missing_refunds)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(stock_drift=self.stock_drift, sql_drift=self.sql_drift, ok=self.ok)
+        return data
+
+
+async def reconcile_sale(checkout: Checkout, sale_id: int, repair: bool = False) -> SaleReport:
+    async with checkout.uow() as db:
+        sale = await sales.get_sale(db, sale_id)
+    counts = await checkout.store.counts(sale_id)
+    holds = await checkout.store.live_holds(sale_id)
+    entries = await read_log(checkout, sale_id)
+    async with checkout.uow() as db:
+        rows = (await db.execute(select(Order).where(Order.sale_id == sale_id))).scalars()
+        by_hold = {order.hold_id: order for order in rows}
+    missing = [e["hold"] for e in entries if e["hold"] not in by_hold]
+    refunded_in_redis = {text(k) for k in await checkout.store.redis.hkeys(keys(sale_id)["refunded"])}
+    unrefunded = [o for o in by_hold.values()
+                  if o.status in (OrderStatus.REFUNDED.value, OrderStatus.CANCELLED.value)
+                  and o.hold_id not in refunded_in_redis]
+    repaired = 0
+    if repair:
+        for entry in entries:
+            if entry["hold"] in missing:
+                await orders.write_confirmation(checkout.uow,
+                                                Confirmation.from_fields(sale.session_id, entry))
+                repaired += 1
+        for order in unrefunded:
+            await checkout.store.refund(order.hold_id, order.user_id, order.qty, order.community_id)
+            repaired += 1
+        if repaired:
+            report = await reconcile_sale(checkout, sale_id, repair=False)
+            report.repaired = repaired
+            return report
+    async with checkout.uow() as db:
+        sql_sold, sql_orders = await orders.sold_units(db, sale_id)
+    report = SaleReport(
+        sale_id=sale_id, initial=counts.initial if counts else sale.stock,
+        remaining=counts.remaining if counts else 0, held=counts.held if counts else 0,
+        sold=counts.sold if counts else 0,
+        live_hold_units=sum(int(h["q"]) for h in holds.values()), sql_sold=sql_sold,
+        sql_orders=sql_orders, log_entries=len(entries), missing_orders=missing,
+        missing_refunds=[o.hold_id for o in unrefunded], repaired=repaired,
+        in_redis=counts is not None,
+    )
+    return report
+
+
+async def reconcile_all(checkout: Checkout, sale_id: int | None = None,
+                        repair: bool = False) -> list[SaleReport]:
+    if sale_id is not None:
+        return [await reconcile_sale(checkout, sale_id, repair)]
+    async with checkout.uow() as db:
+        ids = list((await db.execute(select(sales.Sale.id).order_by(sales.Sale.id))).scalars())
+    return [await reconcile_sale(checkout, sid, repair) for sid in ids]

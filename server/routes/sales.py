@@ -1,0 +1,145 @@
+"""Flash sales and group-buys: hosts open and close them; anyone reads stock and countdowns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, Field, model_validator
+
+from commerce import catalog, fulfilment, group_buys, sales
+from commerce.accounts import Role
+from commerce.errors import InvalidInput
+from commerce.flash_sale import MAX_QTY
+from commerce.sales import MAX_COMMUNITIES, MAX_PRICE_FEN, MAX_STOCK, Sale
+from server.api import PUBLIC, Api, json_response, path_int, principal, read_json
+from server.commerce_keys import checkout_key
+from server.keys import database_key, settings_key
+
+api = Api()
+HOSTS = (Role.HOST, Role.ADMIN)
+
+
+class SaleCreate(BaseModel):
+    product_id: int = Field(ge=1, strict=True)
+    stock: int = Field(ge=1, le=MAX_STOCK, strict=True)
+    price_fen: int = Field(ge=0, le=MAX_PRICE_FEN, strict=True)
+    per_buyer_limit: int = Field(ge=1, le=MAX_QTY, strict=True)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    community_ids: list[int] = Field(default_factory=list, max_length=MAX_COMMUNITIES)
+    community_price_fen: int | None = Field(default=None, ge=0, le=MAX_PRICE_FEN, strict=True)
+    members_only: bool = False
+    gift_first_n: int = Field(default=0, ge=0, le=MAX_STOCK, strict=True)
+    gift_text: str = Field(default="", max_length=200)
+
+
+class GroupBuyCreate(BaseModel):
+    community_id: int = Field(ge=1, strict=True)
+    threshold: int = Field(ge=1, le=MAX_STOCK, strict=True)
+    unit: Literal["people", "units"] = "people"
+    deadline: datetime
+    group_price_fen: int = Field(ge=0, le=MAX_PRICE_FEN, strict=True)
+    on_failure: Literal["refund", "proceed"] = "refund"
+
+    @model_validator(mode="after")
+    def _aware(self) -> GroupBuyCreate:
+        if self.deadline.tzinfo is None:
+            raise ValueError("deadline needs a timezone (UTC on the wire)")
+        return self
+
+
+async def sale_view(request: web.Request, sale: Sale) -> dict[str, Any]:
+    """The sale with its live counts (Redis) and product card."""
+    checkout = request.app[checkout_key]
+    async with request.app[database_key].session() as db:
+        product = await catalog.get_product(db, sale.product_id)
+    counts = await checkout.store.counts(sale.id)
+    data = sale.public_dict()
+    data.update(
+        product=product.public_dict(), initial=sale.stock,
+        remaining=counts.remaining if counts else sale.stock, held=counts.held if counts else 0,
+        sold=counts.sold if counts else 0,
+        gift_left=counts.gift_left if counts else sale.gift_first_n,
+    )
+    return data
+
+
+@api.route("POST", "/api/sessions/{id}/sales", summary="Open a flash sale in a session (its host)",
+           tag="sales", auth=HOSTS, body=SaleCreate, responses={201: "Created: {id}"})
+async def create_sale(request: web.Request) -> web.Response:
+    session_id = path_int(request, "id")
+    body = await read_json(request, SaleCreate)
+    if body.gift_first_n > body.stock:
+        raise InvalidInput("赠品名额不能超过库存 / gift_first_n cannot exceed stock",
+                           field="gift_first_n")
+    for when in (body.starts_at, body.ends_at):
+        if when is not None and when.tzinfo is None:
+            raise InvalidInput("时间需带时区(UTC)/ Times need a timezone (UTC)", field="starts_at")
+    async with request.app[database_key].session() as db:
+        sale = await sales.create_sale(
+            db, principal(request), session_id, body.product_id, body.stock, body.price_fen,
+            body.per_buyer_limit, starts_at=body.starts_at, ends_at=body.ends_at,
+            community_ids=body.community_ids, community_price_fen=body.community_price_fen,
+            members_only=body.members_only, gift_first_n=body.gift_first_n,
+            gift_text=body.gift_text,
+        )
+    await fulfilment.open_sale(request.app[checkout_key], sale,
+                               request.app[settings_key].hold_ttl_s)
+    return json_response(await sale_view(request, sale), status=201)
+
+
+@api.route("GET", "/api/sessions/{id}/sales", summary="Sales of a session", tag="sales",
+           auth=PUBLIC)
+async def session_sales(request: web.Request) -> web.Response:
+    async with request.app[database_key].session() as db:
+        found = await sales.sales_of_session(db, path_int(request, "id"))
+    return json_response([await sale_view(request, sale) for sale in found])
+
+
+@api.route("GET", "/api/sales/{id}", summary="A sale: price, countdown, initial/remaining/held/sold",
+           tag="sales", auth=PUBLIC)
+async def get_sale(request: web.Request) -> web.Response:
+    async with request.app[database_key].session() as db:
+        sale = await sales.get_sale(db, path_int(request, "id"))
+    return json_response(await sale_view(request, sale))
+
+
+@api.route("POST", "/api/sales/{id}/close", summary="Close a sale (its host)", tag="sales",
+           auth=HOSTS)
+async def close_sale(request: web.Request) -> web.Response:
+    sale = await fulfilment.close_sale(request.app[checkout_key], path_int(request, "id"),
+                                       principal(request))
+    return json_response(await sale_view(request, sale))
+
+
+@api.route("POST", "/api/sales/{id}/group-buys", summary="Open a group-buy for one community",
+           tag="sales", auth=HOSTS, body=GroupBuyCreate, responses={201: "Created"})
+async def create_group_buy(request: web.Request) -> web.Response:
+    body = await read_json(request, GroupBuyCreate)
+    data = await group_buys.create_group_buy(
+        request.app[checkout_key], principal(request), path_int(request, "id"), body.community_id,
+        body.threshold, body.unit, body.deadline, body.group_price_fen, body.on_failure,
+        request.app[settings_key].hold_ttl_s,
+    )
+    return json_response(data, status=201)
+
+
+@api.route("GET", "/api/group-buys/{id}", summary="A group-buy's progress and outcome",
+           tag="sales", auth=PUBLIC)
+async def get_group_buy(request: web.Request) -> web.Response:
+    return json_response(await group_buys.group_view(request.app[checkout_key],
+                                                     path_int(request, "id")))
+
+
+@api.route("GET", "/api/sales/{id}/group-buys", summary="Group-buys of a sale", tag="sales",
+           auth=PUBLIC)
+async def sale_group_buys(request: web.Request) -> web.Response:
+    from sqlalchemy import select
+
+    checkout = request.app[checkout_key]
+    async with request.app[database_key].session() as db:
+        ids = list((await db.execute(select(group_buys.GroupBuy.id).where(
+            group_buys.GroupBuy.sale_id == path_int(request, "id")))).scalars())
+    return json_response([await group_buys.group_view(checkout, gid) for gid in ids])
