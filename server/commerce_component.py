@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from aiohttp import web
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import select
 
 from commerce import catalog, fulfilment, group_buys, orders, sales
@@ -22,12 +23,13 @@ from commerce.payments import SimulatedProvider
 from server.api import Api
 from server.commerce_keys import checkout_key
 from server.demo import DemoInfo, demo_seeders_key
-from server.keys import database_key, events_key, redis_key, settings_key
+from server.keys import database_key, events_key, redis_url_key, settings_key
 from server.routes import catalog as catalog_routes
 from server.routes import orders as orders_routes
 from server.routes import sales as sales_routes
 
 log = logging.getLogger(__name__)
+REDIS_CONNECTIONS = 64
 
 
 def setup(app: web.Application, api: Api) -> None:
@@ -38,8 +40,11 @@ def setup(app: web.Application, api: Api) -> None:
 
 
 async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
-    redis = app[redis_key]
     settings = app[settings_key]
+    # Our own client with a blocking pool: a burst of thousands of buyers waits for one of a
+    # bounded set of connections instead of failing with "Too many connections".
+    redis: Redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+        app[redis_url_key], max_connections=REDIS_CONNECTIONS, timeout=10))
     checkout = Checkout(FlashSaleStore(redis), app[database_key].session, app[events_key],
                         SimulatedProvider(settings.secret_key, redis))
     app[checkout_key] = checkout
@@ -56,6 +61,7 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         for worker in reversed(workers):
             await worker.stop()
+        await redis.aclose()
 
 
 async def _decide(checkout: Checkout) -> int:
