@@ -98,10 +98,11 @@ async def advance_order(checkout: Checkout, order_id: int, to: OrderStatus, acto
         else:
             session = await live_sessions.get_session(db, order.session_id)
             live_sessions.ensure_staff_of(session, actor)
-        if to is OrderStatus.PICKED_UP:
-            check_pickup_code(order.pickup_code, pickup_code or "")
         if to in (OrderStatus.REFUNDED, OrderStatus.CANCELLED):
             raise Forbidden("请使用退款接口 / Use the refund action")
+        orders.ensure_transition(order, to)
+        if to is OrderStatus.PICKED_UP:
+            check_pickup_code(order.pickup_code, pickup_code or "")
         await orders.transition(db, order, to, actor)
     await checkout.bus.publish(DomainEvent("order_status", order.session_id, {
         "order_id": order.id, "status": order.status, "user_id": order.user_id,

@@ -192,16 +192,22 @@ def ensure_can_view(order: Order, actor: Principal) -> None:
     raise Forbidden("这不是你的订单 / Not your order")
 
 
-async def transition(
-    db: AsyncSession, order: Order, to: OrderStatus, actor: Principal | None, note: str = ""
-) -> Order:
-    """Move an order along the state machine, recording who and when; InvalidState otherwise."""
+def ensure_transition(order: Order, to: OrderStatus) -> None:
+    """InvalidState (409) unless the state machine allows order.status → to."""
     current = OrderStatus(order.status)
     if to not in TRANSITIONS[current]:
         raise InvalidState(
             f"订单状态 {current.value} 不能变为 {to.value} / Cannot go from {current.value} to {to.value}",
             status=current.value, wanted=to.value,
         )
+
+
+async def transition(
+    db: AsyncSession, order: Order, to: OrderStatus, actor: Principal | None, note: str = ""
+) -> Order:
+    """Move an order along the state machine, recording who and when; InvalidState otherwise."""
+    ensure_transition(order, to)
+    current = OrderStatus(order.status)
     order.status = to.value
     db.add(OrderTransition(order_id=order.id, from_status=current.value, to_status=to.value,
                            actor_id=actor.user_id if actor else None, note=note[:200]))
