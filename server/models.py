@@ -1,3 +1,4 @@
 """Imports every module that declares SQL tables, so metadata (and Alembic) sees them all."""
 
 from commerce import accounts, catalog, group_buys, live_sessions, orders, pickup, sales  # noqa: F401
+from realtime import questions  # noqa: F401

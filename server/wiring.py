@@ -9,6 +9,6 @@ if TYPE_CHECKING:
 
 
 def components() -> list[Component]:
-    from server import commerce_component
+    from server import commerce_component, realtime_component
 
-    return [commerce_component.setup]
+    return [commerce_component.setup, realtime_component.setup]

@@ -1,0 +1,200 @@
+"""`/live`: viewers and the host of one live session.
+
+Connect with `auth = {"session_id", "token"?, "epoch"?, "last_seq"?}`. Without a token one may
+watch (receive) but not send. On connect the server sends, in this order: `hello`, then either
+the events missed since `last_seq` (same frames as live) or `reload` + the recent `comments`
+and approved `questions`, then `state`; after that, live frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import socketio
+
+from commerce import accounts, live_sessions
+from commerce.accounts import Principal
+from commerce.errors import DomainError, NotFound, Unauthorized
+from realtime import questions
+from realtime.actions import Actor, RoomActions, int_field
+from realtime.broadcast import Member, frames_for
+from realtime.guard import GuardedNamespace, Handler
+from realtime.history import RECENT_COMMENTS
+from realtime.hub import Hub
+from realtime.moderation import MAX_COMMENT_CHARS, MAX_QUESTION_CHARS
+from realtime.state import now_ms, read_snapshot
+from realtime.transport import Frame
+from server.auth import TokenService
+from server.database import Database
+
+log = logging.getLogger(__name__)
+
+LIVE = "/live"
+
+
+def refuse(code: str, message: str, **details: Any) -> socketio.exceptions.ConnectionRefusedError:
+    """The client's `connect_error` gets {"message", "data": {"code", "message", ...details}}."""
+    return socketio.exceptions.ConnectionRefusedError(
+        message, {"code": code, "message": message, **details})
+
+
+def session_id_from(auth: dict[str, Any]) -> int:
+    raw = auth.get("session_id")
+    if isinstance(raw, str) and raw.isdigit() and len(raw) < 18:
+        raw = int(raw)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+        raise refuse("invalid_input", "缺少直播编号 / auth.session_id is required")
+    return raw
+
+
+def principal_from(tokens: TokenService, auth: dict[str, Any], required: bool) -> Principal | None:
+    token = auth.get("token")
+    if token is None or token == "":
+        if required:
+            raise refuse("unauthorized", "请先登录 / Authentication required")
+        return None
+    if not isinstance(token, str) or len(token) > 4096:
+        raise refuse("unauthorized", "无效的令牌 / Invalid token")
+    try:
+        return tokens.verify(token)
+    except Unauthorized as exc:
+        raise refuse(exc.code, exc.message, **exc.details) from None
+
+
+class LiveNamespace(GuardedNamespace):
+    client_events = frozenset({"comment", "question", "upvote", "like", "pin_product", "unpin_product"})
+
+    def __init__(self, hub: Hub, database: Database, tokens: TokenService,
+                 actions: RoomActions) -> None:
+        super().__init__(LIVE, hub)
+        self.db = database
+        self.tokens = tokens
+        self.actions = actions
+        self._actors: dict[str, tuple[int, Actor]] = {}
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"comment": self._comment, "question": self._question, "upvote": self._upvote,
+                "like": self._like, "pin_product": self._pin, "unpin_product": self._unpin}
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        auth = auth if isinstance(auth, dict) else {}
+        room = session_id_from(auth)
+        principal = principal_from(self.tokens, auth, required=False)
+        name = ""
+        try:
+            async with self.db.session() as db:
+                await live_sessions.get_session(db, room)
+                if principal is not None:
+                    user = await accounts.get_user(db, principal.user_id)
+                    if user.disabled:
+                        raise refuse("unauthorized", "账号已停用 / Account disabled")
+                    name = user.display_name or user.username
+        except NotFound:
+            raise refuse("not_found", "直播不存在 / No such live session") from None
+        if principal is not None:
+            ban = await self.hub.moderation.active(room, "ban", principal.user_id)
+            if ban is not None:
+                raise refuse("banned", "你已被移出直播间 / You are banned from this room",
+                              until=ban.get("until"), reason=ban.get("reason", ""))
+        resume = _resume_from(auth)
+        socket = self.hub.sio.eio.sockets.get(self.hub.sio.manager.eio_sid_from_sid(sid, LIVE))
+        if socket is None:
+            raise refuse("gone", "连接已断开 / Connection closed")
+        member = Member(sid, room, socket, principal)
+        self._actors[sid] = (room, Actor(principal, name))
+        self.hub.connected[LIVE] += 1
+        self.hub.rooms.spawn(self._join(member, name, resume))
+
+    async def _join(self, member: Member, name: str, resume: tuple[str, int] | None) -> None:
+        """Backfill then go live (see broadcast.py for why nothing is lost or doubled)."""
+        rooms, history = self.hub.rooms, self.hub.history
+        local = await rooms.room(member.room)
+        if member.sid not in self._actors:
+            return  # disconnected before the room was ready
+        upto = rooms.add(local, member)
+        try:
+            position = await history.position(member.room)
+            backfill: list[Frame] = []
+            reload_reason: str | None = None
+            events: list[dict[str, Any]] = []
+            if resume is not None:
+                answer = await history.resume(member.room, resume[0], resume[1], upto, position)
+                reload_reason, events = answer.reload_reason, answer.events
+            resumed = resume is not None and reload_reason is None
+            who = member.principal
+            backfill.append(Frame(LIVE, "hello", {
+                "session_id": member.room, "epoch": local.epoch, "seq": upto, "resumed": resumed,
+                "user": {"id": who.user_id, "name": name, "role": who.role.value} if who else None,
+                "can_send": who is not None,
+                "limits": {"comment_chars": MAX_COMMENT_CHARS, "question_chars": MAX_QUESTION_CHARS,
+                           "batch_ms": 100, "recent_comments": RECENT_COMMENTS},
+            }))
+            if resumed:
+                backfill += [frame for frame, _v in frames_for(events)]
+            else:
+                if reload_reason is not None:
+                    backfill.append(Frame(LIVE, "reload", {"reason": reload_reason,
+                                                           "epoch": local.epoch}))
+                recent = await history.recent_comments(member.room, upto)
+                backfill.append(Frame(LIVE, "comments",
+                                      [{k: v for k, v in c.items() if k != "ev"} for c in recent]))
+                async with self.db.session() as db:
+                    approved = await questions.for_session(db, member.room, public=True)
+                    listed = [q.public_dict() for q in approved]
+                backfill.append(Frame(LIVE, "questions", listed))
+            state = await read_snapshot(self.hub.redis, member.room)
+            if local.state is not None and local.state["v"] > state["v"]:
+                state = local.state
+            backfill.append(Frame(LIVE, "state", dict(state, ts=now_ms())))
+        except Exception:
+            log.exception("join failed", extra={"room": member.room})
+            rooms.remove(member.sid)
+            await self.disconnect(member.sid)
+            return
+        if member.gone:
+            return
+        local.release(member, backfill, int(state["v"]))
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        if self._actors.pop(sid, None) is not None:
+            self.hub.connected[LIVE] -= 1
+        self.hub.rooms.remove(sid)
+
+    def _actor(self, sid: str) -> tuple[int, Actor]:
+        found = self._actors.get(sid)
+        if found is None:
+            raise DomainError("未加入直播间 / Not in a room")
+        return found
+
+    async def _comment(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        room, actor = self._actor(sid)
+        return await self.actions.comment(room, actor, data)
+
+    async def _question(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        room, actor = self._actor(sid)
+        return await self.actions.question(room, actor, data)
+
+    async def _upvote(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        room, actor = self._actor(sid)
+        return await self.actions.upvote(room, actor, data)
+
+    async def _like(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        room, actor = self._actor(sid)
+        return await self.actions.like(room, actor, data)
+
+    async def _pin(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        room, actor = self._actor(sid)
+        return await self.actions.pin_product(room, actor.user(), int_field(data, "product_id"))
+
+    async def _unpin(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        room, actor = self._actor(sid)
+        return await self.actions.pin_product(room, actor.user(), None)
+
+
+def _resume_from(auth: dict[str, Any]) -> tuple[str, int] | None:
+    epoch, last = auth.get("epoch"), auth.get("last_seq")
+    if isinstance(epoch, str) and len(epoch) <= 64 and isinstance(last, int) and not isinstance(
+            last, bool) and last >= 0:
+        return epoch, last
+    return None

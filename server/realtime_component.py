@@ -1,0 +1,65 @@
+"""Wires the realtime hub into the app: Socket.IO on /socket.io/, commerce events into rooms."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from commerce.events import DomainEvent
+from realtime.actions import RoomActions
+from realtime.hub import Hub, register_metrics
+from realtime.live_namespace import LiveNamespace
+from realtime.moderation_namespace import ModerationNamespace
+from realtime.state import commerce_to_room
+from server.api import Api
+from server.keys import (
+    database_key,
+    events_key,
+    metrics_key,
+    redis_key,
+    redis_url_key,
+    settings_key,
+    tokens_key,
+)
+from server.routes import realtime as realtime_routes
+from server.routes.realtime import actions_key
+
+log = logging.getLogger(__name__)
+
+hub_key = web.AppKey("realtime_hub", Hub)
+
+
+def setup(app: web.Application, api: Api) -> None:
+    """Attach Socket.IO (routes must exist before start-up) and start the hub in a cleanup_ctx."""
+    settings = app[settings_key]
+    hub = Hub(list(settings.allowed_origins) or None)
+    hub.sio.attach(app)
+    app[hub_key] = hub
+    register_metrics(hub, app[metrics_key])
+    api.operations.extend(realtime_routes.api.operations)
+    app.cleanup_ctx.append(realtime_ctx)
+
+
+async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = app[hub_key]
+    await hub.start(app[redis_url_key], app[redis_key])
+    actions = RoomActions(hub, app[database_key], app[events_key])
+    app[actions_key] = actions
+    hub.sio.register_namespace(LiveNamespace(hub, app[database_key], app[tokens_key], actions))
+    hub.sio.register_namespace(ModerationNamespace(hub, app[database_key], app[tokens_key], actions))
+
+    async def on_event(event: DomainEvent) -> None:
+        if event.session_id is None:
+            return
+        room_event = commerce_to_room(event, hub.state)
+        if room_event is not None:
+            await hub.history.append(event.session_id, room_event)
+
+    unsubscribe = app[events_key].subscribe(on_event)
+    try:
+        yield
+    finally:
+        unsubscribe()
+        await hub.stop()
