@@ -1,0 +1,267 @@
+"""Real-browser test support: the real server as a subprocess, REST set-up, Chromium via Playwright.
+
+The server runs as `python -m server serve` on a free loopback port (the same entry point as
+`make run`) so the browser talks to exactly what users get: pages, Socket.IO, WHIP/WHEP, HLS.
+Chromium is the distro's (`/usr/bin/chromium`); Playwright's own browser download is never used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+ADMIN_PASSWORD = "browser-admin-pass-1"
+USER_PASSWORD = "browser-user-pass-1"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("LINLI_CHROMIUM"), "/usr/bin/chromium",
+                      shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def require_chromium() -> str:
+    """The Chromium path, or skip (locally) / fail (in CI) with the reason printed."""
+    path = chromium_path()
+    if path is not None:
+        return path
+    reason = "Chromium not installed (apt-get install chromium); CI runs the browser tests"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the browser tests: {reason}")
+    print(f"SKIP browser tests: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """`python -m server serve` on a free port with its own data dir, demo off."""
+
+    def __init__(self, data_dir: Path, redis_url: str, extra_env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self.log_path = data_dir / "server.log"
+        self.env = {
+            **os.environ, "PORT": str(self.port), "HOST": "127.0.0.1",
+            "LINLI_DATA_DIR": str(data_dir), "REDIS_URL": redis_url, "LINLI_DEMO": "0",
+            "LINLI_ADMIN_PASSWORD": ADMIN_PASSWORD, "LINLI_SECRET_KEY": "b" * 40,
+            "LINLI_LOG_LEVEL": "WARNING", **(extra_env or {}),
+        }
+        self.env.pop("DATABASE_URL", None)
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, timeout_s: float = 60.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "server", "serve", cwd=str(REPO), env=self.env,
+                stdout=log, stderr=log,
+            )
+        finally:
+            log.close()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        async with aiohttp.ClientSession() as http:
+            while True:
+                if self.proc.returncode is not None:
+                    raise RuntimeError(f"server exited early:\n{self.log_tail()}")
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with http.get(f"{self.base}/healthz") as response:
+                        if response.status == 200:
+                            return
+                if asyncio.get_running_loop().time() > deadline:
+                    raise RuntimeError(f"server did not become healthy:\n{self.log_tail()}")
+                await asyncio.sleep(0.2)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+@dataclass
+class Account:
+    id: int
+    username: str
+    token: str
+    role: str
+    display_name: str = ""
+    user: dict[str, Any] = field(default_factory=dict)
+
+
+class Rest:
+    """The public REST API as a test sees it (admin creates people, hosts create sessions)."""
+
+    def __init__(self, base: str, http: aiohttp.ClientSession) -> None:
+        self.base = base
+        self.http = http
+        self.admin_token = ""
+
+    async def call(self, method: str, path: str, token: str | None = None,
+                   json: Any = None, headers: dict[str, str] | None = None,
+                   expect: int | tuple[int, ...] = (200, 201)) -> Any:
+        sent = dict(headers or {})
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
+        async with self.http.request(method, self.base + path, json=json, headers=sent) as response:
+            text = await response.text()
+            allowed = (expect,) if isinstance(expect, int) else expect
+            assert response.status in allowed, f"{method} {path} → {response.status}: {text[:500]}"
+            return await response.json(content_type=None) if text else None
+
+    async def login(self, username: str, password: str) -> dict[str, Any]:
+        data: dict[str, Any] = await self.call(
+            "POST", "/api/auth/token", json={"username": username, "password": password})
+        return data
+
+    async def setup_admin(self) -> None:
+        self.admin_token = (await self.login("admin", ADMIN_PASSWORD))["token"]
+
+    async def account(self, username: str, role: str, display_name: str = "") -> Account:
+        created = await self.call("POST", "/api/users", self.admin_token, json={
+            "username": username, "password": USER_PASSWORD, "role": role,
+            "display_name": display_name or username})
+        data = await self.login(username, USER_PASSWORD)
+        return Account(int(created["id"]), username, data["token"], role, display_name or username,
+                       data.get("user") or {})
+
+    async def paths(self) -> set[str]:
+        doc = await self.call("GET", "/api/openapi.json")
+        return set(doc.get("paths", {}))
+
+
+@contextlib.asynccontextmanager
+async def running_server(tmp_path: Path, redis_url: str,
+                         extra_env: dict[str, str] | None = None) -> AsyncIterator[tuple[ServerProcess, Rest]]:
+    server = ServerProcess(tmp_path / "server", redis_url, extra_env)
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            rest = Rest(server.base, http)
+            await rest.setup_admin()
+            yield server, rest
+    finally:
+        await server.stop()
+
+
+def artifact_dir(test_name: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name)
+    path = ARTIFACTS / safe
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def login_script(account: Account) -> str:
+    """An init script that signs a browser context in as `account` (what the login page stores)."""
+    import json
+
+    user = account.user or {"id": account.id, "username": account.username, "role": account.role,
+                            "display_name": account.display_name}
+    return (f"localStorage.setItem('linli.token', {json.dumps(account.token)});"
+            f"localStorage.setItem('linli.user', {json.dumps(json.dumps(user))});")
+
+
+@dataclass
+class Kit:
+    """One test's world: the server, its REST API, a Chromium, and helpers for pages."""
+
+    server: ServerProcess
+    rest: Rest
+    browser: Any
+    shots: Path
+    errors: list[str] = field(default_factory=list)
+    contexts: list[Any] = field(default_factory=list)
+    step: int = 0
+
+    @property
+    def base(self) -> str:
+        return self.server.base
+
+    async def page(self, account: Account | None = None, path: str | None = None,
+                   label: str = "") -> Any:
+        """A fresh browser context (its own localStorage), signed in as `account` if given."""
+        context = await self.browser.new_context(
+            viewport={"width": 420, "height": 860}, locale="zh-CN", base_url=self.base)
+        self.contexts.append(context)
+        if account is not None:
+            await context.add_init_script(login_script(account))
+        page = await context.new_page()
+        who = label or (account.username if account else "anonymous")
+        page.on("console", lambda msg: self._console(who, msg))
+        page.on("pageerror", lambda err: self.errors.append(f"{who}: pageerror {err}"))
+        if path is not None:
+            await page.goto(path)
+        return page
+
+    def _console(self, who: str, msg: Any) -> None:
+        # CSP violations and uncaught errors are bugs in the pages; network 4xx/5xx are not.
+        text = str(msg.text)
+        if msg.type == "error" and ("Content Security Policy" in text or "Uncaught" in text):
+            self.errors.append(f"{who}: {text}")
+
+    async def shot(self, page: Any, name: str) -> None:
+        self.step += 1
+        await page.screenshot(path=str(self.shots / f"{self.step:02d}-{name}.png"), full_page=True)
+
+
+@contextlib.asynccontextmanager
+async def browser_kit(tmp_path: Path, redis_url: str, test_name: str,
+                      extra_env: dict[str, str] | None = None) -> AsyncIterator[Kit]:
+    chromium = require_chromium()
+    from playwright.async_api import async_playwright
+
+    async with running_server(tmp_path, redis_url, extra_env) as (server, rest):
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            kit = Kit(server, rest, browser, artifact_dir(test_name))
+            try:
+                yield kit
+            except BaseException:
+                print(f"--- server log ---\n{server.log_tail()}")
+                raise
+            finally:
+                for context in kit.contexts:
+                    with contextlib.suppress(Exception):
+                        await context.close()
+                await browser.close()

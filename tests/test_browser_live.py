@@ -1,0 +1,143 @@
+"""Live room in real Chromium, against the real server and the official socket.io client:
+comments between viewers, the moderated Q&A round trip, and user text that must stay text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from tests.browser_support import Kit, browser_kit
+
+XSS_SCRIPT = "<script>window.__xss = 1</script>坏人"
+XSS_IMG = '<img src=x onerror="window.__xss = 2">'
+
+
+async def _room(kit: Kit) -> tuple[int, dict[str, object]]:
+    rest = kit.rest
+    people = {
+        "host": await rest.account("laozhang", "host", "老张"),
+        "assistant": await rest.account("xiaomei", "assistant", "小美"),
+        "liayi": await rest.account("liayi", "viewer", "李阿姨"),
+        "wangshu": await rest.account("wangshu", "viewer", "王叔"),
+    }
+    session = await rest.call("POST", "/api/sessions", people["host"].token,  # type: ignore[attr-defined]
+                              json={"title": "老张的枇杷园"})
+    return int(session["id"]), people
+
+
+async def _comment(page: object, text: str) -> None:
+    await page.fill("#comment-input", text)  # type: ignore[attr-defined]
+    await page.click("#comment-form button[type=submit]")  # type: ignore[attr-defined]
+
+
+async def test_comment_and_moderated_question_round_trip(tmp_path: Path, redis_url: str,
+                                                         redis_client: Redis) -> None:
+    async with browser_kit(tmp_path, redis_url, "flow2_comments_qa") as kit:
+        sid, people = await _room(kit)
+        liayi = await kit.page(people["liayi"], f"/live/{sid}")  # type: ignore[arg-type]
+        wangshu = await kit.page(people["wangshu"], f"/live/{sid}")  # type: ignore[arg-type]
+        anonymous = await kit.page(None, f"/live/{sid}")
+        assistant = await kit.page(people["assistant"], f"/moderate/{sid}")  # type: ignore[arg-type]
+        for page in (liayi, wangshu, anonymous):
+            await page.wait_for_function(
+            "() => window.linliLive && window.linliLive.conn.socket.connected")
+        await assistant.wait_for_function(
+            "() => window.linliModerate && window.linliModerate.mod.socket.connected")
+
+        # 1. A comment from 李阿姨 reaches 王叔 and the anonymous watcher, with her name.
+        await _comment(liayi, "枇杷甜不甜?")
+        for page in (wangshu, anonymous):
+            row = page.locator("#comment-list .comment", has_text="枇杷甜不甜?")
+            await row.wait_for(timeout=10_000)
+            assert await row.locator(".comment-user").text_content() == "李阿姨"
+        assert await liayi.locator("#comment-input").input_value() == ""
+        await kit.shot(wangshu, "viewer2_sees_comment")
+        # The assistant's console shows it too, with moderation tools.
+        await assistant.locator("#comment-list .comment", has_text="枇杷甜不甜?").wait_for()
+
+        # 2. 李阿姨 asks; it waits for review (viewers do not see it yet).
+        await liayi.fill("#ask-input", "孩子能吃吗?")
+        await liayi.click("#ask-form button[type=submit]")
+        pending = assistant.locator("#pending .question", has_text="孩子能吃吗?")
+        await pending.wait_for(timeout=10_000)
+        await kit.shot(assistant, "question_pending")
+        assert await wangshu.locator("#question-list .question").count() == 0
+
+        # 3. The assistant approves: every viewer sees the question.
+        await pending.locator("button.approve").click()
+        for page in (liayi, wangshu):
+            await page.locator("#question-list .question", has_text="孩子能吃吗?").wait_for(timeout=10_000)
+        approved = assistant.locator("#approved .question", has_text="孩子能吃吗?")
+        await approved.wait_for()
+
+        # 4. She answers: the asker sees the answer under her question.
+        await approved.locator(".answer-input").fill("可以,农残快检合格,三岁以上放心吃")
+        await approved.locator(".answer-submit").click()
+        answer = liayi.locator("#question-list .question", has_text="孩子能吃吗?").locator(".answer-text")
+        await answer.wait_for(timeout=10_000)
+        assert await answer.text_content() == "可以,农残快检合格,三岁以上放心吃"
+        await kit.shot(liayi, "viewer_sees_answer")
+        await kit.shot(assistant, "assistant_console")
+
+        # 5. 王叔 upvotes the question; the count reaches every screen through `state`.
+        await wangshu.locator("#question-list .question button.upvote").click()
+        await liayi.wait_for_function(
+            "() => document.querySelector('#question-list .question .votes').textContent.includes('1')",
+            timeout=10_000)
+
+        # 6. The assistant deletes a comment: it disappears for everyone.
+        await _comment(wangshu, "广告:加我微信")
+        spam = liayi.locator("#comment-list .comment", has_text="广告:加我微信")
+        await spam.wait_for(timeout=10_000)
+        await assistant.locator("#comment-list .comment", has_text="广告:加我微信").locator(
+            "button.delete-comment").click()
+        await spam.wait_for(state="detached", timeout=10_000)
+
+        # 7. An anonymous watcher who tries to comment is sent to the login page.
+        await anonymous.click("#comment-input")
+        await anonymous.wait_for_url("**/login?next=*")
+        assert kit.errors == [], kit.errors
+
+
+async def test_comment_markup_renders_as_text_and_never_runs(tmp_path: Path, redis_url: str,
+                                                             redis_client: Redis) -> None:
+    async with browser_kit(tmp_path, redis_url, "xss_comments") as kit:
+        sid, people = await _room(kit)
+        attacker = await kit.page(people["wangshu"], f"/live/{sid}")  # type: ignore[arg-type]
+        victim = await kit.page(people["liayi"], f"/live/{sid}")  # type: ignore[arg-type]
+        assistant = await kit.page(people["assistant"], f"/moderate/{sid}")  # type: ignore[arg-type]
+        for page in (attacker, victim):
+            await page.wait_for_function(
+            "() => window.linliLive && window.linliLive.conn.socket.connected")
+        await assistant.wait_for_function(
+            "() => window.linliModerate && window.linliModerate.mod.socket.connected")
+        await _comment(attacker, XSS_SCRIPT)
+        await attacker.wait_for_function(
+            "() => document.querySelectorAll('#comment-list .comment').length >= 1", timeout=10_000)
+        await _comment(attacker, XSS_IMG)
+        # A question with markup, approved, so it reaches viewers' Q&A too.
+        await attacker.fill("#ask-input", XSS_IMG)
+        await attacker.click("#ask-form button[type=submit]")
+        pending = assistant.locator("#pending .question")
+        await pending.first.wait_for(timeout=10_000)
+        await pending.first.locator("button.approve").click()
+
+        for page in (victim, assistant):
+            texts = page.locator("#comment-list .comment .comment-text")
+            await page.wait_for_function(
+            "() => document.querySelectorAll('#comment-list .comment').length >= 2", timeout=10_000)
+            shown = await texts.all_text_contents()
+            # Exactly the characters that were typed, shown as text...
+            assert XSS_SCRIPT in shown and XSS_IMG in shown, shown
+            # ...and no element was created from them anywhere in the page.
+            assert await page.locator("#comment-list script, #comment-list img").count() == 0
+        await victim.locator("#question-list .question .q").wait_for(timeout=10_000)
+        assert await victim.locator("#question-list .question .q").text_content() == XSS_IMG
+        assert await victim.locator("#question-list img").count() == 0
+        await victim.wait_for_timeout(500)  # give an onerror handler every chance to fire
+        for page in (victim, assistant, attacker):
+            assert await page.evaluate("window.__xss") is None
+        await kit.shot(victim, "markup_as_text")
+        await kit.shot(assistant, "markup_in_console")
+        assert kit.errors == [], kit.errors

@@ -1,0 +1,94 @@
+"""Every page loads in real Chromium under the strict CSP, speaks Chinese first, switches to
+English, and keeps anonymous visitors out of the actions that need a login. Plus `node --check`
+over the page scripts so a syntax error never reaches a browser."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.browser_support import REPO, browser_kit
+
+JS_DIR = REPO / "web" / "static" / "js"
+
+
+def test_page_scripts_parse_with_node() -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node not installed; CI installs it for `npm ci`")
+    scripts = sorted(JS_DIR.glob("*.js"))
+    assert len(scripts) >= 10
+    for script in scripts:
+        # Page scripts are ES modules: check them as modules, fed through stdin.
+        result = subprocess.run([node, "--input-type=module", "--check"], input=script.read_text("utf-8"),
+                                capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{script.name}: {result.stderr}"
+
+
+def test_pages_reference_only_existing_scripts() -> None:
+    for page in (REPO / "web" / "pages").glob("*.html"):
+        text = page.read_text("utf-8")
+        assert "<script>" not in text and " style=" not in text, f"{page.name}: inline code or style"
+        for src in re.findall(r'src="/static/js/([\w.]+)"', text):
+            assert (JS_DIR / src).is_file(), f"{page.name} loads missing {src}"
+
+
+async def test_every_page_loads_without_csp_errors(tmp_path: Path, redis_url: str,
+                                                   redis_client: Redis) -> None:
+    async with browser_kit(tmp_path, redis_url, "pages_load") as kit:
+        host = await kit.rest.account("host1", "host", "老张")
+        session = await kit.rest.call("POST", "/api/sessions", host.token, json={"title": "枇杷园直播"})
+        sid = session["id"]
+        page = await kit.page()
+        for path in ("/", "/login", f"/live/{sid}", "/replays", f"/replays/{sid}",
+                     "/trace/NOPE-1", "/dashboard"):
+            await page.goto(path)
+            await page.wait_for_load_state("networkidle")
+            # The shell rendered (the scripts ran) and the default language is Chinese.
+            assert await page.locator("#top .brand").text_content() == "邻里"
+            assert await page.evaluate("document.documentElement.lang") == "zh-CN"
+            await kit.shot(page, path.strip("/").replace("/", "_") or "index")
+        # The session appears on the home page, linking to its room.
+        await page.goto("/")
+        await page.locator(f'a[href="/live/{sid}"]').wait_for()
+        assert kit.errors == [], kit.errors
+
+
+async def test_language_switch_and_login_redirect(tmp_path: Path, redis_url: str,
+                                                  redis_client: Redis) -> None:
+    async with browser_kit(tmp_path, redis_url, "lang_login") as kit:
+        host = await kit.rest.account("host1", "host", "老张")
+        viewer = await kit.rest.account("viewer1", "viewer", "李阿姨")
+        sid = (await kit.rest.call("POST", "/api/sessions", host.token, json={"title": "直播"}))["id"]
+        page = await kit.page(path=f"/live/{sid}")
+        await page.locator("#comment-form button").wait_for()
+        assert await page.locator("#comment-form button").text_content() == "发送"
+        await page.click("#lang-switch")
+        await page.wait_for_load_state()
+        assert await page.locator("#comment-form button").text_content() == "Send"
+        assert await page.evaluate("localStorage.getItem('linli.lang')") == "en"
+        await kit.shot(page, "english")
+        # Anonymous: focusing the comment box sends the visitor to /login?next=<the room>.
+        await page.click("#comment-input")
+        await page.wait_for_url("**/login?next=*")
+        assert f"next=%2Flive%2F{sid}" in page.url
+        await page.fill("#username", viewer.username)
+        await page.fill("#password", "browser-user-pass-1")
+        await page.click("#login-submit")
+        await page.wait_for_url(f"**/live/{sid}")
+        assert await page.evaluate("!!localStorage.getItem('linli.token')")
+        await page.locator("#top .who-name").wait_for()
+        assert await page.locator("#top .who-name").text_content() == "李阿姨"
+        await kit.shot(page, "signed_in")
+        # A crafted next= pointing at another site lands on the home page instead.
+        await page.goto("/login?next=//evil.example/")
+        await page.fill("#username", viewer.username)
+        await page.fill("#password", "browser-user-pass-1")
+        await page.click("#login-submit")
+        await page.wait_for_url(f"{kit.base}/")
+        assert kit.errors == [], kit.errors

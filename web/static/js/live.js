@@ -1,0 +1,219 @@
+// Live room: anonymous visitors watch and read; signed-in neighbours comment, ask, upvote, buy.
+import { api, goLogin, token } from "./api.js";
+import { CommentList } from "./comments.js";
+import { $, pathId, toast } from "./dom.js";
+import * as ev from "./events.js";
+import { t } from "./i18n.js";
+import { LivePlayer } from "./player.js";
+import { RoomConnection, replyError } from "./realtime.js";
+import { questionRow, renderGroups, renderPin, withEvidence } from "./room_view.js";
+import { SalePanel } from "./sale_panel.js";
+import { mountShell } from "./shell.js";
+
+const sessionId = pathId();
+const user = mountShell();
+const video = $("#video");
+const status = $("#video-status");
+const notice = $("#notice");
+const comments = new CommentList($("#comment-list"));
+const sale = new SalePanel($("#sale"));
+const questions = new Map();
+let lastState = null;
+
+function say(text, ms = 4000) {
+  notice.textContent = text;
+  notice.hidden = !text;
+  clearTimeout(say.timer);
+  if (text && ms) say.timer = setTimeout(() => { notice.hidden = true; }, ms);
+}
+
+// --- video -----------------------------------------------------------------------------------
+const modeText = { connecting: "video_connecting", webrtc: "video_webrtc", hls: "video_hls", offline: "video_offline" };
+const player = new LivePlayer(video, sessionId, {
+  onMode: (mode) => {
+    status.textContent = t(modeText[mode]);
+    status.dataset.mode = mode;
+  },
+});
+player.start();
+$("#unmute").addEventListener("click", (e) => {
+  video.muted = false;
+  video.play().catch(() => {});
+  e.currentTarget.hidden = true;
+});
+
+api(`/api/sessions/${sessionId}`, { auth: false }).then((session) => {
+  $("#title").textContent = session.title || "";
+  document.title = `${session.title || ""} · 邻里 Linli`;
+}).catch(() => { $("#title").textContent = t("not_found"); });
+
+// --- realtime --------------------------------------------------------------------------------
+let seqAtDrop = null;
+let caughtUp = 0;
+const conn = new RoomConnection(ev.NS_LIVE, sessionId, {
+  onStatus: (state, message) => {
+    if (state === "reconnecting") {
+      seqAtDrop = conn.lastSeq;
+      caughtUp = 0;
+      say(t("reconnecting"), 0);
+    } else if (state === "reconnected") {
+      // Replayed events arrive right after the connect; count them, then say how many.
+      setTimeout(() => say(t("reconnected", { n: caughtUp })), 1500);
+    } else if (state === "refused") {
+      say(`${t("refused")}: ${message || ""}`, 6000);
+    }
+  },
+});
+
+function countMissed(items) {
+  if (seqAtDrop === null) return;
+  for (const item of Array.isArray(items) ? items : [items]) {
+    if (item && Number(item.seq) > seqAtDrop) caughtUp += 1;
+  }
+}
+
+conn.on(ev.ON_HELLO, (hello) => {
+  // A fresh start (not a resume) sends the recent comments and questions again: start clean.
+  if (!hello.resumed) {
+    comments.clear();
+    questions.clear();
+  }
+});
+conn.on(ev.ON_COMMENTS, (batch) => {
+  const list = Array.isArray(batch) ? batch : [];
+  countMissed(list);
+  comments.add(list);
+});
+conn.on(ev.ON_COMMENT_DELETED, (data) => {
+  countMissed(data);
+  comments.remove(data.id);
+});
+conn.on(ev.ON_STATE, (state) => applyState(state));
+conn.on(ev.ON_RELOAD, () => {
+  seqAtDrop = null;
+  say(t("reload_needed"));
+});
+conn.on(ev.ON_QUESTIONS, (list) => {
+  for (const q of Array.isArray(list) ? list : []) upsertQuestion(q, false);
+  renderQuestions();
+});
+conn.on(ev.ON_QUESTION, (question) => {
+  countMissed(question);
+  if (question && question.id !== undefined) upsertQuestion(question);
+});
+conn.on(ev.ON_PINNED, (data) => {
+  countMissed(data);
+  showPin(data.pin);
+});
+conn.on(ev.ON_UNPINNED, (data) => {
+  countMissed(data);
+  renderPin($("#pin-card"), null);
+});
+for (const name of [ev.ON_SALE_OPENED, ev.ON_SALE_CLOSED, ev.ON_GROUP_OUTCOME]) {
+  conn.on(name, (data) => countMissed(data));
+}
+conn.on(ev.ON_MUTED, (info) => say(`${t("refused")}: ${info.reason || ""}`, 6000));
+conn.on(ev.ON_BANNED, (info) => say(`${t("refused")}: ${info.reason || ""}`, 0));
+conn.on(ev.ON_SESSION_ENDED, (data) => {
+  countMissed(data);
+  say(t("status_ended"), 0);
+  player.stop();
+  setTimeout(() => location.assign(`/replays/${sessionId}`), 4000);
+});
+
+let pinKey = "";
+async function showPin(pinned) {
+  const key = pinned ? String(pinned.id ?? pinned.product_id) : "";
+  if (key === pinKey) return;
+  pinKey = key;
+  renderPin($("#pin-card"), pinned);
+  const full = await withEvidence(pinned);
+  if (pinKey === key && full !== pinned) renderPin($("#pin-card"), full);
+}
+
+function applyState(state) {
+  if (!state || typeof state !== "object") return;
+  lastState = state;
+  $("#viewers").textContent = String(state.viewers ?? 0);
+  $("#likes").textContent = String(state.likes ?? 0);
+  showPin(state.pinned);
+  sale.update(state.sales);
+  renderGroups($("#groups"), $("#group-list"), state.groups);
+  if (state.question_votes) {
+    for (const [id, votes] of Object.entries(state.question_votes)) {
+      const q = questions.get(String(id));
+      if (q) q.votes = Number(votes);
+    }
+  }
+  const pinnedQ = state.pinned_question === null || state.pinned_question === undefined ? "" : String(state.pinned_question);
+  for (const q of questions.values()) q.pinned = String(q.id) === pinnedQ;
+  renderQuestions();
+  if (state.status === "ended") $("#title").dataset.status = "ended";
+}
+
+// --- questions -------------------------------------------------------------------------------
+function upsertQuestion(question, render = true) {
+  const key = String(question.id);
+  if (question.status && question.status !== "approved") questions.delete(key);
+  else questions.set(key, { ...(questions.get(key) || {}), ...question });
+  if (render) renderQuestions();
+}
+
+function renderQuestions() {
+  const list = [...questions.values()].sort((a, b) =>
+    Number(Boolean(b.pinned)) - Number(Boolean(a.pinned)) || Number(b.votes ?? 0) - Number(a.votes ?? 0) || Number(a.id) - Number(b.id));
+  const fragment = document.createDocumentFragment();
+  for (const q of list.slice(0, 100)) {
+    const vote = document.createElement("button");
+    vote.type = "button";
+    vote.className = "chip upvote";
+    vote.textContent = t("upvote");
+    vote.addEventListener("click", () => upvote(q.id));
+    fragment.append(questionRow(q, { extra: vote }));
+  }
+  $("#question-list").replaceChildren(fragment);
+}
+
+async function upvote(id) {
+  if (!token()) return goLogin();
+  const error = replyError(await conn.request(ev.SEND_UPVOTE, { question_id: id }));
+  if (error) toast(error.message || error.code, "error");
+}
+
+// --- sending ---------------------------------------------------------------------------------
+if (!user) {
+  $("#login-hint").hidden = false;
+  $("#login-hint-link").href = `/login?next=${encodeURIComponent(location.pathname)}`;
+}
+
+async function send(event, input, okText) {
+  if (!token()) return goLogin();
+  const text = input.value.trim();
+  if (!text) return;
+  const error = replyError(await conn.request(event, { text }));
+  if (error) {
+    toast(`${t("refused")}: ${error.message || error.code}`, "error");
+    return;
+  }
+  input.value = "";
+  if (okText) toast(okText);
+}
+
+$("#comment-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  send(ev.SEND_COMMENT, $("#comment-input"));
+});
+$("#ask-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  send(ev.SEND_QUESTION, $("#ask-input"), t("question_sent"));
+});
+$("#like").addEventListener("click", () => {
+  if (!token()) return goLogin();
+  conn.socket.emit(ev.SEND_LIKE, { count: 1 });
+});
+for (const input of [$("#comment-input"), $("#ask-input")]) {
+  input.addEventListener("focus", () => { if (!token()) goLogin(); });
+}
+
+// Tests and debugging read this; it holds no secrets.
+window.linliLive = { conn, comments, sale, player };

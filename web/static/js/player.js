@@ -1,0 +1,121 @@
+// Live playback: WebRTC (WHEP) while a seat is free, HLS for the crowd (hls.js, or the browser's
+// own HLS on Safari/iOS). Keeps retrying quietly while the host is not live yet.
+import { MediaHttpError, WhepPlayer } from "./webrtc.js";
+
+let hlsModule = null;
+async function loadHls() {
+  // Loaded only when needed: most WebRTC viewers never pay for hls.js.
+  hlsModule ??= import("/vendor/hls/hls.mjs").then((m) => m.default);
+  return hlsModule;
+}
+
+function isAppleNative(video) {
+  const ua = navigator.userAgent;
+  const safari = /^((?!chrome|android|crios|fxios).)*safari/i.test(ua) || /iP(hone|ad|od)/.test(ua);
+  return safari && video.canPlayType("application/vnd.apple.mpegurl") !== "";
+}
+
+/** Attach an HLS URL to a <video>; returns a stop() function. Throws if the playlist is absent. */
+export async function attachHls(video, url, { live = true, onFatal } = {}) {
+  if (isAppleNative(video)) {
+    video.src = url;
+    return () => { video.removeAttribute("src"); video.load(); };
+  }
+  const Hls = await loadHls();
+  if (!Hls.isSupported()) {
+    video.src = url;
+    return () => { video.removeAttribute("src"); video.load(); };
+  }
+  // Workers would be blob: scripts, which the page's CSP (script-src 'self') refuses.
+  const hls = new Hls({ enableWorker: false, lowLatencyMode: live, backBufferLength: live ? 30 : 90 });
+  hls.on(Hls.Events.ERROR, (_event, data) => {
+    if (!data.fatal) return;
+    if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+    else onFatal?.(data);
+  });
+  hls.loadSource(url);
+  hls.attachMedia(video);
+  return () => hls.destroy();
+}
+
+async function playlistExists(url) {
+  try {
+    const response = await fetch(url, { method: "GET", cache: "no-store" });
+    return response.ok;
+  } catch {
+    return false;
+  }
+}
+
+export class LivePlayer {
+  /** onMode(mode): "connecting" | "webrtc" | "hls" | "offline". */
+  constructor(video, sessionId, { onMode = () => {}, retryMs = 3000 } = {}) {
+    this.video = video;
+    this.id = sessionId;
+    this.onMode = onMode;
+    this.retryMs = retryMs;
+    this.stopCurrent = null;
+    this.timer = 0;
+    this.preferHls = false;
+    this.stopped = false;
+  }
+
+  async start() {
+    this.stopped = false;
+    this.onMode("connecting");
+    if (!this.preferHls && "RTCPeerConnection" in window) {
+      const whep = new WhepPlayer(`/whep/${this.id}`);
+      try {
+        const stream = await whep.start(() => this.retry());
+        if (this.stopped) { whep.stop(); return; }
+        this.video.srcObject = stream;
+        this.stopCurrent = () => { whep.stop(); this.video.srcObject = null; };
+        this.video.play().catch(() => {});
+        this.onMode("webrtc");
+        return;
+      } catch (err) {
+        // Every WebRTC seat is taken: the crowd watches HLS and stays there.
+        if (err instanceof MediaHttpError && (err.code === "webrtc_full" || err.status === 503)) this.preferHls = true;
+      }
+    }
+    const url = `/hls/${this.id}/index.m3u8`;
+    if (await playlistExists(url)) {
+      if (this.stopped) return;
+      this.stopCurrent = await attachHls(this.video, url, { live: true, onFatal: () => this.retry() });
+      this.video.play().catch(() => {});
+      this.onMode("hls");
+      return;
+    }
+    this.onMode("offline");
+    this.schedule();
+  }
+
+  schedule() {
+    clearTimeout(this.timer);
+    if (!this.stopped) this.timer = setTimeout(() => this.start(), this.retryMs);
+  }
+
+  retry() {
+    this.teardown();
+    this.schedule();
+  }
+
+  /** The host just went live (realtime state): try again at once instead of waiting. */
+  kick() {
+    if (this.stopCurrent) return;
+    clearTimeout(this.timer);
+    this.start();
+  }
+
+  teardown() {
+    const stop = this.stopCurrent;
+    this.stopCurrent = null;
+    if (stop) stop();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.teardown();
+  }
+}

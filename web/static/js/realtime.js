@@ -1,0 +1,85 @@
+// One Socket.IO connection to a room. The auth payload is rebuilt on every (re)connect so it
+// carries the last sequence number seen: the hub then replays exactly what we missed, or tells
+// us to reload when that is too old. Event names live in events.js.
+import { io } from "/vendor/socket.io/socket.io.esm.min.js";
+import { token } from "./api.js";
+
+export class RoomConnection {
+  constructor(namespace, sessionId, { onStatus = () => {} } = {}) {
+    this.sessionId = sessionId;
+    this.lastSeq = null;
+    this.epoch = null;
+    this.onStatus = onStatus;
+    this.missedSinceReconnect = 0;
+    this.reconnecting = false;
+    this.socket = io(namespace, {
+      path: "/socket.io/",
+      transports: ["websocket", "polling"],
+      auth: (cb) => {
+        const auth = { session_id: sessionId };
+        const bearer = token();
+        if (bearer) auth.token = bearer;
+        if (this.lastSeq !== null) {
+          auth.last_seq = this.lastSeq;
+          if (this.epoch) auth.epoch = this.epoch;
+        }
+        cb(auth);
+      },
+      reconnectionDelayMax: 5000,
+    });
+    this.socket.on("connect", () => {
+      const wasReconnecting = this.reconnecting;
+      this.reconnecting = false;
+      this.onStatus(wasReconnecting ? "reconnected" : "connected");
+    });
+    this.socket.on("disconnect", (reason) => {
+      // "io client disconnect" is our own close; anything else we come back from.
+      if (reason !== "io client disconnect") {
+        this.reconnecting = true;
+        this.missedSinceReconnect = 0;
+        this.onStatus("reconnecting");
+      }
+    });
+    this.socket.on("connect_error", (err) => {
+      this.onStatus("refused", err && err.message, err && err.data);
+    });
+  }
+
+  /** Record the position of an event we processed (payloads carry seq, sometimes epoch). */
+  track(payload) {
+    const items = Array.isArray(payload) ? payload : [payload];
+    for (const item of items) {
+      if (!item || typeof item !== "object") continue;
+      if (item.epoch && item.epoch !== this.epoch) this.epoch = item.epoch;
+      const seq = Number(item.seq);
+      if (Number.isFinite(seq) && (this.lastSeq === null || seq > this.lastSeq)) this.lastSeq = seq;
+    }
+  }
+
+  on(event, handler) {
+    this.socket.on(event, (payload, ack) => {
+      this.track(payload);
+      handler(payload, ack);
+    });
+  }
+
+  /** Emit and wait for the server's acknowledgement (or a timeout). */
+  request(event, payload, timeoutMs = 8000) {
+    return new Promise((resolve) => {
+      this.socket.timeout(timeoutMs).emit(event, payload, (err, reply) => {
+        if (err) resolve({ ok: false, error: { code: "timeout", message: "timeout" } });
+        else resolve(reply ?? { ok: true });
+      });
+    });
+  }
+
+  close() {
+    this.socket.disconnect();
+  }
+}
+
+/** A reply from the hub is an error when it says so (shape: {ok:false, error:{code,message}}). */
+export function replyError(reply) {
+  if (!reply || reply.ok !== false) return null;
+  return reply.error || { code: "error", message: "" };
+}

@@ -1,0 +1,184 @@
+// The flash-sale card of the live room: countdown, stock, buy → hold (payment countdown) → pay →
+// order confirmation with pickup point and code. Stock comes from realtime `state`; the buy path
+// is REST with an Idempotency-Key so a double tap or a retry never makes a second hold.
+import { api, ApiError, idempotencyKey, requireLogin } from "./api.js";
+import { $, clock, yuan } from "./dom.js";
+import { t } from "./i18n.js";
+
+const REFUSALS = { sold_out: "sold_out", over_limit: "over_limit", not_open: "sale_not_open",
+  ended: "sale_ended", not_member: "not_member" };
+
+function seconds(iso) {
+  if (!iso) return null;
+  const at = new Date(iso).getTime();
+  return Number.isNaN(at) ? null : (at - Date.now()) / 1000;
+}
+
+export class SalePanel {
+  constructor(root) {
+    this.root = root;
+    this.sale = null;
+    this.details = new Map();
+    this.hold = null;
+    this.pendingKey = null;
+    this.soldOut = false;
+    $("#buy", root).addEventListener("click", () => this.buy());
+    $("#pay", root).addEventListener("click", () => this.pay());
+    this.timer = setInterval(() => this.tick(), 250);
+  }
+
+  /** Pick the sale to show from the state snapshot: an open one first, else the newest. */
+  update(sales) {
+    if (!Array.isArray(sales) || sales.length === 0) {
+      if (!this.hold) this.root.hidden = true;
+      return;
+    }
+    const open = sales.filter((s) => (s.status || "open") === "open");
+    const sale = open.length ? open[open.length - 1] : sales[sales.length - 1];
+    const id = sale.sale_id ?? sale.id;
+    if (this.sale && (this.sale.sale_id ?? this.sale.id) !== id) this.soldOut = false;
+    this.sale = { ...(this.details.get(id) || {}), ...sale };
+    if (!this.details.has(id)) this.fetchDetails(id);
+    this.render();
+  }
+
+  async fetchDetails(id) {
+    this.details.set(id, {});
+    try {
+      const data = await api(`/api/sales/${id}`, { auth: false });
+      this.details.set(id, data);
+      if (this.sale && (this.sale.sale_id ?? this.sale.id) === id) {
+        this.sale = { ...data, ...this.sale };
+        this.render();
+      }
+    } catch { /* the realtime state is enough to sell */ }
+  }
+
+  render() {
+    const sale = this.sale;
+    if (!sale) return;
+    this.root.hidden = false;
+    const name = sale.product_name || (sale.product && sale.product.name) || "";
+    $("#sale-product", this.root).textContent = name;
+    $("#sale-price", this.root).textContent = sale.price_fen !== undefined ? yuan(sale.price_fen) : "";
+    const remaining = Number(sale.remaining ?? 0);
+    $("#sale-remaining", this.root).textContent = `${remaining} ${t("units")}`;
+    const giftBox = $("#sale-gift-box", this.root);
+    giftBox.hidden = !(Number(sale.gift_first_n || 0) > 0 || Number(sale.gift_left || 0) > 0);
+    $("#sale-gift", this.root).textContent = String(sale.gift_left ?? 0);
+    this.tick();
+  }
+
+  state() {
+    const sale = this.sale;
+    if (!sale) return "none";
+    if (sale.status === "closed" || sale.status === "ended") return "ended";
+    const toStart = seconds(sale.starts_at);
+    if (toStart !== null && toStart > 0) return "not_open";
+    const toEnd = seconds(sale.ends_at);
+    if (toEnd !== null && toEnd <= 0) return "ended";
+    if (this.soldOut || (Number(sale.remaining ?? 1) <= 0 && Number(sale.held ?? 0) <= 0)) return "sold_out";
+    return "open";
+  }
+
+  tick() {
+    const sale = this.sale;
+    if (sale) {
+      const state = this.state();
+      const toStart = seconds(sale.starts_at);
+      const toEnd = seconds(sale.ends_at);
+      const label = $("#sale-countdown-label", this.root);
+      const value = $("#sale-countdown", this.root);
+      if (state === "not_open" && toStart !== null) {
+        label.textContent = t("sale_starts_in");
+        value.textContent = clock(toStart);
+      } else {
+        label.textContent = t("sale_ends_in");
+        value.textContent = toEnd === null ? "--:--" : clock(toEnd);
+      }
+      const buy = $("#buy", this.root);
+      const words = { open: "buy", sold_out: "sold_out", ended: "sale_ended", not_open: "sale_not_open" };
+      buy.textContent = t(words[state] || "buy");
+      buy.disabled = state !== "open" || Boolean(this.hold) || this.busy === true;
+    }
+    if (this.hold) {
+      const left = seconds(this.hold.expires_at);
+      $("#hold-countdown", this.root).textContent = clock(left ?? 0);
+      if (left !== null && left <= 0) {
+        this.hold = null;
+        $("#hold", this.root).hidden = true;
+        this.showError(t("pay_expired"));
+      }
+    }
+  }
+
+  showError(text) {
+    const el = $("#sale-error", this.root);
+    el.textContent = text;
+    el.hidden = !text;
+  }
+
+  async buy() {
+    if (!requireLogin() || !this.sale || this.busy) return;
+    const id = this.sale.sale_id ?? this.sale.id;
+    // Kept until an answer arrives, so a retry after a network error reuses the same key.
+    this.pendingKey ??= idempotencyKey();
+    this.busy = true;
+    this.showError("");
+    this.tick();
+    try {
+      const hold = await api(`/api/sales/${id}/holds`, {
+        method: "POST", body: { qty: 1 }, headers: { "Idempotency-Key": this.pendingKey },
+      });
+      this.pendingKey = null;
+      this.hold = hold;
+      if (hold.remaining !== undefined) this.sale.remaining = hold.remaining;
+      $("#hold", this.root).hidden = false;
+      $("#confirmation", this.root).hidden = true;
+    } catch (err) {
+      if (err instanceof ApiError && err.status !== 0) this.pendingKey = null;
+      const key = err instanceof ApiError ? REFUSALS[err.code] : null;
+      if (err instanceof ApiError && err.code === "sold_out") this.soldOut = true;
+      this.showError(key ? t(key) : `${t("error")}: ${err.message}`);
+    } finally {
+      this.busy = false;
+      this.render();
+    }
+  }
+
+  async pay() {
+    if (!this.hold) return;
+    const pay = $("#pay", this.root);
+    pay.disabled = true;
+    try {
+      const paid = await api(`/api/holds/${encodeURIComponent(this.hold.hold_id)}/pay`, { method: "POST" });
+      this.hold = null;
+      $("#hold", this.root).hidden = true;
+      await this.confirm(paid);
+    } catch (err) {
+      this.showError(err.code === "hold_expired" || err.code === "expired" ? t("pay_expired") : `${t("error")}: ${err.message}`);
+      if (err.code === "hold_expired" || err.code === "expired") {
+        this.hold = null;
+        $("#hold", this.root).hidden = true;
+      }
+    } finally {
+      pay.disabled = false;
+      this.render();
+    }
+  }
+
+  async confirm(paid) {
+    let order = paid;
+    if (!order.pickup_code && order.order_id !== undefined) {
+      try {
+        order = { ...paid, ...(await api(`/api/orders/${paid.order_id}`)) };
+      } catch { /* the payment answer is enough to confirm */ }
+    }
+    const point = order.pickup_point;
+    $("#order-id", this.root).textContent = String(order.order_id ?? order.id ?? "");
+    $("#pickup-point", this.root).textContent = typeof point === "object" && point !== null
+      ? [point.name, point.address].filter(Boolean).join(" · ") : String(point || order.pickup_point_name || "—");
+    $("#pickup-code", this.root).textContent = String(order.pickup_code || "—");
+    $("#confirmation", this.root).hidden = false;
+  }
+}

@@ -1,0 +1,32 @@
+// The frame every page shares: brand, navigation, sign-in state and the language switch.
+import { currentUser, logout, token } from "./api.js";
+import { h } from "./dom.js";
+import { applyI18n, lang, setLang, t } from "./i18n.js";
+
+/** Build the top bar into <header id="top">, translate the page, return the signed-in user. */
+export function mountShell() {
+  const top = document.getElementById("top");
+  const user = token() ? currentUser() : null;
+  if (top) {
+    const nav = h("nav", { class: "nav" },
+      h("a", { href: "/", "data-i18n": "nav_home" }),
+      h("a", { href: "/replays", "data-i18n": "nav_replays" }),
+      user ? h("a", { href: "/orders", "data-i18n": "nav_orders" }) : null,
+    );
+    const who = user
+      ? h("span", { class: "who" },
+          h("span", { class: "who-name", text: user.display_name || user.username }),
+          h("button", { type: "button", class: "link", id: "logout", "data-i18n": "logout",
+                        on: { click: () => { logout(); location.reload(); } } }))
+      : h("a", { id: "login-link", href: `/login?next=${encodeURIComponent(location.pathname)}`,
+                 "data-i18n": "login" });
+    const switcher = h("button", {
+      type: "button", class: "link", id: "lang-switch", "data-i18n": "lang_switch",
+      on: { click: () => { setLang(lang() === "en" ? "zh" : "en"); location.reload(); } },
+    });
+    top.replaceChildren(h("a", { class: "brand", href: "/", "data-i18n": "brand" }), nav,
+      h("span", { class: "spacer" }), who, switcher);
+  }
+  applyI18n();
+  return user;
+}
