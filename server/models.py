@@ -2,3 +2,4 @@
 
 from commerce import accounts, catalog, group_buys, live_sessions, orders, pickup, sales  # noqa: F401
 from realtime import questions  # noqa: F401
+from media import replay_model  # noqa: F401,E402

@@ -9,6 +9,6 @@ if TYPE_CHECKING:
 
 
 def components() -> list[Component]:
-    from server import commerce_component, realtime_component
+    from server import commerce_component, media_component, realtime_component
 
-    return [commerce_component.setup, realtime_component.setup]
+    return [commerce_component.setup, realtime_component.setup, media_component.setup]

@@ -1,0 +1,163 @@
+"""A live stream: one session's publisher (across reconnects), its viewers, fan-outs and taps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from media.keyframes import KeyframeThrottle
+from media.publisher import SILENT_GONE_S, FrameTimeline, PublisherPeer
+from media.rtp_forward import RtpFanout
+from media.tap import AUDIO_TIME_BASE_HZ, VIDEO_TIME_BASE_HZ, PublisherTaps, StreamInfo
+from media.viewer import ViewerPeer
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.5  # sender-report refresh and publisher liveness check
+
+
+class LiveStream:
+    """Lives from a session's first publish until DELETE, grace expiry, session end or shutdown."""
+
+    def __init__(
+        self, session_id: int, taps: PublisherTaps, grace_s: float,
+        on_grace_expired: Callable[[int], None],
+    ) -> None:
+        self.session_id = session_id
+        self.t0 = time.monotonic()
+        self.taps = taps
+        self.tap = taps.open_session(session_id)
+        self.grace_s = grace_s
+        self.publisher: PublisherPeer | None = None
+        self.viewers: dict[str, ViewerPeer] = {}
+        self.fanouts: dict[str, RtpFanout] = {}
+        self.timelines = {
+            "video": FrameTimeline("video", VIDEO_TIME_BASE_HZ, self.t0),
+            "audio": FrameTimeline("audio", AUDIO_TIME_BASE_HZ, self.t0),
+        }
+        self.video_codec = ""
+        self.throttle = KeyframeThrottle(self._send_pli)
+        self.closed = False
+        self._on_grace_expired = on_grace_expired
+        self._grace: asyncio.TimerHandle | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self._last_periodic_key = time.monotonic()
+        self._ticker = asyncio.ensure_future(self._tick())
+
+    # -- publisher
+    def attach_publisher(self, pub: PublisherPeer, video: Any, audio: Any | None, video_codec: str) -> None:
+        """Route a freshly negotiated publisher into this stream (before it can connect)."""
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        old, self.publisher = self.publisher, pub
+        if old is not None:
+            old.active = False
+            self._close_later(old.close())
+            self.tap.stop(final=False)
+        if self.video_codec and video_codec != self.video_codec:
+            # Viewers negotiated the old codec; they must come back (their players reconnect).
+            for viewer in list(self.viewers.values()):
+                self.drop_viewer(viewer)
+            self.fanouts.clear()
+        self.video_codec = video_codec
+        kinds = [("video", video, video_codec, VIDEO_TIME_BASE_HZ)]
+        if audio is not None:
+            kinds.append(("audio", audio, "opus", AUDIO_TIME_BASE_HZ))
+        for kind, transceiver, codec, clock in kinds:
+            fanout = self.fanouts.get(kind)
+            if fanout is None:
+                fanout = self.fanouts[kind] = RtpFanout(kind, clock, codec)
+                fanout.on_keyframe_needed = self.throttle.request
+            self.timelines[kind].new_source(codec)
+            pub.hook(transceiver, fanout, self.timelines[kind], self.tap)
+
+        @pub.pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pub.pc.connectionState in ("failed", "closed"):
+                self.publisher_lost(pub)
+
+        self.tap.start(StreamInfo(self.session_id, video_codec, "opus" if audio is not None else None))
+
+    def publisher_lost(self, pub: PublisherPeer) -> None:
+        """The publisher dropped: keep viewers and taps, wait `grace_s` for it to come back."""
+        if pub is not self.publisher or self.closed:
+            return
+        self.publisher = None
+        pub.active = False
+        self._close_later(pub.close())
+        self.tap.stop(final=False)
+        log.info("publisher of session %s dropped; grace %ss", self.session_id, self.grace_s)
+        self._grace = asyncio.get_running_loop().call_later(
+            self.grace_s, self._on_grace_expired, self.session_id
+        )
+
+    def _send_pli(self) -> bool:
+        return self.publisher is not None and self.publisher.send_pli()
+
+    def request_keyframe(self) -> None:
+        self.throttle.request()
+
+    # -- viewers
+    def add_viewer(self, viewer: ViewerPeer) -> None:
+        self.viewers[viewer.resource_id] = viewer
+
+        @viewer.pc.on("connectionstatechange")
+        def on_state() -> None:
+            state = viewer.pc.connectionState
+            if state == "connected":
+                viewer.attach()
+            elif state in ("failed", "closed"):
+                self.drop_viewer(viewer)
+
+    def drop_viewer(self, viewer: ViewerPeer) -> None:
+        if self.viewers.pop(viewer.resource_id, None) is not None:
+            viewer.detach()
+            self._close_later(viewer.pc.close())
+
+    # -- periodic work
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            for fanout in self.fanouts.values():
+                fanout.sync_reports()
+            pub = self.publisher
+            now = time.monotonic()
+            if pub is not None and pub.last_rtp and now - pub.last_rtp > SILENT_GONE_S:
+                self.publisher_lost(pub)
+            if (self.taps.has_sinks(self.session_id)
+                    and now - self._last_periodic_key >= self.taps.keyframe_interval_s):
+                # HLS cuts segments at keyframes: ask for one every keyframe_interval_s.
+                self._last_periodic_key = now
+                self.throttle.request()
+
+    def _close_later(self, closing: Any) -> None:
+        task = asyncio.ensure_future(closing)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        """The stream is over: close every peer, give the taps their final stop."""
+        if self.closed:
+            return
+        self.closed = True
+        self._ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._ticker
+        if self._grace is not None:
+            self._grace.cancel()
+        self.throttle.close()
+        peers: list[Any] = [v.close() for v in self.viewers.values()]
+        self.viewers.clear()
+        if self.publisher is not None:
+            self.publisher.active = False
+            peers.append(self.publisher.close())
+            self.publisher = None
+        await asyncio.gather(*peers, return_exceptions=True)
+        while self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
+        self.taps.close_session(self.session_id)

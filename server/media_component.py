@@ -1,0 +1,38 @@
+"""Wires the WebRTC side of media/ into the app: WHIP/WHEP routes, the hub, the demo stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from media import whep, whip
+from media.demo_source import seed_demo_stream
+from media.hub import MediaHub
+from media.keys import media_hub_key, publisher_taps_key
+from media.tap import PublisherTaps
+from server.api import Api
+from server.demo import demo_seeders_key
+from server.keys import database_key, events_key, settings_key
+
+
+def setup(app: web.Application, api: Api) -> None:
+    # Created now, not in the context, so components wired after this one can add their
+    # packet sinks from their own setup (see media/tap.py).
+    app[publisher_taps_key] = PublisherTaps()
+    api.operations.extend(whip.api.operations)
+    api.operations.extend(whep.api.operations)
+    app.cleanup_ctx.append(media_hub_ctx)
+    app[demo_seeders_key].append(seed_demo_stream)
+
+
+async def media_hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = MediaHub(app[settings_key], app[database_key], app[events_key], app[publisher_taps_key])
+    app[media_hub_key] = hub
+    unsubscribe = app[events_key].subscribe(hub.on_event)
+    try:
+        yield
+    finally:
+        unsubscribe()
+        # Every publisher and viewer peer, and the demo source, are closed here.
+        await hub.close()
