@@ -68,6 +68,8 @@ class Settings:
     webrtc_viewer_cap: int = 40
     publisher_grace_s: int = 20
     public_url: str | None = None
+    # RTMP ingest listener (media/rtmp_server.py): 0 picks a free port, -1 turns it off.
+    rtmp_port: int = 1935
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -135,6 +137,7 @@ class Settings:
             webrtc_viewer_cap=_int(env, "LINLI_WEBRTC_VIEWER_CAP", 40, 0, 10_000),
             publisher_grace_s=_int(env, "LINLI_PUBLISHER_GRACE_S", 20, 0, 3600),
             public_url=env.get("LINLI_PUBLIC_URL") or None,
+            rtmp_port=_int(env, "LINLI_RTMP_PORT", 1935, -1, 65535),
         )
 
 

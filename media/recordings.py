@@ -1,0 +1,141 @@
+"""The app's recordings: one `Recorder` per session, the tap sink that feeds it, the hooks run
+when a stream is over (replay building), and where each session's files live."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from media.record_tracks import CopyAnnexBTrack, Track, TranscodeAudioTrack, TranscodeVideoTrack
+from media.recorder import Recorder
+from media.segment_writer import SegmentEntry, load_index
+from media.tap import EncodedPacket, StreamInfo
+
+log = logging.getLogger(__name__)
+
+FinalHook = Callable[[int], Awaitable[None]]
+SegmentHook = Callable[[int, SegmentEntry], None]
+
+
+def session_dir(root: Path, session_id: int) -> Path:
+    return root / str(session_id)
+
+
+class Recordings:
+    """Registry of recorders; hooks fire on the event loop, never on a worker thread."""
+
+    def __init__(self, root: Path, loop: asyncio.AbstractEventLoop) -> None:
+        self.root = root
+        self._loop = loop
+        self._recorders: dict[int, Recorder] = {}
+        self.final_hooks: list[FinalHook] = []
+        self.segment_hooks: list[SegmentHook] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def recording_dir(self, session_id: int) -> Path:
+        return session_dir(self.root, session_id) / "rec"
+
+    def replay_dir(self, session_id: int) -> Path:
+        return session_dir(self.root, session_id) / "replay"
+
+    def segments(self, session_id: int) -> list[SegmentEntry]:
+        return load_index(self.recording_dir(session_id))
+
+    def is_publishing(self, session_id: int) -> bool:
+        recorder = self._recorders.get(session_id)
+        return recorder is not None and recorder.active
+
+    def recorder(self, session_id: int) -> Recorder:
+        """The session's recorder; created (continuing any recording on disk) when first needed."""
+        recorder = self._recorders.get(session_id)
+        if recorder is None:
+            recorder = Recorder(
+                session_id, self.recording_dir(session_id),
+                on_segment=lambda entry: self._call_on_loop(self._segment_done, session_id, entry),
+                on_stopped=lambda final: self._call_on_loop(self._stopped, session_id, final),
+            )
+            self._recorders[session_id] = recorder
+        return recorder
+
+    def _call_on_loop(self, fn: Callable[..., None], *args: object) -> None:
+        # Called from recorder threads; the loop may already be closed at shutdown.
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _segment_done(self, session_id: int, entry: SegmentEntry) -> None:
+        for hook in self.segment_hooks:
+            try:
+                hook(session_id, entry)
+            except Exception:
+                log.exception("segment hook failed")
+
+    def _stopped(self, session_id: int, final: bool) -> None:
+        if not final:
+            return
+        for hook in self.final_hooks:
+            task = asyncio.ensure_future(hook(session_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def finish(self, session_id: int) -> None:
+        """End a session's stream for good (the session ended): the playlist gets its ENDLIST."""
+        recorder = self._recorders.get(session_id)
+        if recorder is not None and recorder.active:
+            recorder.stop_input(final=True)
+
+    async def close(self) -> None:
+        """App shutdown: every recorder closes its open segment (a complete segment, not lost)."""
+        recorders = list(self._recorders.values())
+        self._recorders.clear()
+        await asyncio.gather(*(asyncio.to_thread(r.close) for r in recorders))
+        for task in list(self._tasks):
+            task.cancel()
+
+
+recordings_key = web.AppKey("recordings", Recordings)
+
+
+def tracks_for(info: StreamInfo) -> dict[str, Track]:
+    """H.264 is remuxed; VP8 costs the stream's one encode; Opus becomes AAC for HLS players."""
+    tracks: dict[str, Track] = {}
+    if info.video_codec == "h264":
+        tracks["video"] = CopyAnnexBTrack()
+    elif info.video_codec:
+        tracks["video"] = TranscodeVideoTrack(info.video_codec)
+    if info.audio_codec:
+        tracks["audio"] = TranscodeAudioTrack(info.audio_codec)
+    return tracks
+
+
+class RecordingSink:
+    """A `media.tap.PacketSink`: the WebRTC publisher's packets into the session's recorder."""
+
+    def __init__(self, recordings: Recordings, session_id: int,
+                 request_keyframe: Callable[[int], None]) -> None:
+        self._recordings = recordings
+        self._session_id = session_id
+        self._request_keyframe = request_keyframe
+        self._recorder: Recorder | None = None
+
+    def on_start(self, info: StreamInfo) -> None:
+        recorder = self._recordings.recorder(self._session_id)
+        self._recorder = recorder
+        loop = asyncio.get_running_loop()
+        session_id = self._session_id
+
+        def request() -> None:  # called on the recorder thread
+            loop.call_soon_threadsafe(self._request_keyframe, session_id)
+
+        recorder.start_input(tracks_for(info), "shared", request)
+
+    def on_packet(self, packet: EncodedPacket, kind: str) -> None:
+        if self._recorder is not None:
+            self._recorder.push_packet(kind, packet)
+
+    def on_stop(self, final: bool) -> None:
+        if self._recorder is not None:
+            self._recorder.stop_input(final)

@@ -1,0 +1,312 @@
+"""RTMP ingest for phone apps: `rtmp://host:port/live/<stream_key>`.
+
+One asyncio listener for every session: it speaks enough RTMP to learn the stream key, checks
+it against the session (unknown or wrong keys are refused before any media is accepted), then
+hands the FLV media to a PyAV demuxer thread that feeds the same recorder as WebRTC ingest,
+so RTMP produces the same live HLS and recording. A publisher who drops and comes back within
+the grace window continues the same recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import struct
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import av.container
+from sqlalchemy import select
+
+from commerce import live_sessions
+from commerce.errors import DomainError
+from commerce.events import DomainEvent, EventBus
+from commerce.live_sessions import LiveSession
+from media.record_tracks import CopyTemplateTrack, Track, TranscodeAudioTrack, TranscodeVideoTrack
+from media.recorder import Recorder
+from media.recordings import Recordings
+from media.rtmp_protocol import (
+    MSG_AUDIO,
+    MSG_COMMAND_AMF0,
+    MSG_COMMAND_AMF3,
+    MSG_DATA_AMF0,
+    MSG_PEER_BANDWIDTH,
+    MSG_VIDEO,
+    MSG_WINDOW_ACK,
+    ChunkReader,
+    ChunkWriter,
+    RtmpError,
+    amf0_decode,
+    flv_header,
+    flv_tag,
+    server_handshake,
+)
+from server.database import Database
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT_S = 10.0
+COMMAND_TIMEOUT_S = 10.0
+# A publisher silent this long is treated as dropped (the grace window then runs).
+MEDIA_IDLE_TIMEOUT_S = 15.0
+MAX_CONNECTIONS = 32
+# FLV bytes waiting for the demuxer; beyond this the connection is too far behind and is closed.
+MAX_BUFFERED_BYTES = 32 * 1024 * 1024
+STREAM_KEY_MAX = 128
+
+
+class _FlvPipe:
+    """A blocking file object for PyAV, fed from the event loop."""
+
+    def __init__(self) -> None:
+        self._chunks: queue.Queue[bytes | None] = queue.Queue()
+        self._rest = b""
+        self.buffered = 0
+        self._lock = threading.Lock()
+
+    def feed(self, data: bytes | None) -> None:
+        if data is not None:
+            with self._lock:
+                self.buffered += len(data)
+        self._chunks.put(data)
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._rest:
+            chunk = self._chunks.get()
+            if chunk is None:
+                self._chunks.put(None)  # stay at EOF for further reads
+                return b""
+            with self._lock:
+                self.buffered -= len(chunk)
+            self._rest = chunk
+        n = len(self._rest) if size < 0 else size
+        out, self._rest = self._rest[:n], self._rest[n:]
+        return out
+
+
+def _tracks_from(container: av.container.InputContainer) -> dict[str, Track]:
+    tracks: dict[str, Track] = {}
+    for stream in container.streams:
+        if stream.type == "video" and "video" not in tracks:
+            name = stream.codec_context.name
+            tracks["video"] = (CopyTemplateTrack("video", stream) if name == "h264"
+                               else TranscodeVideoTrack(name))
+        elif stream.type == "audio" and "audio" not in tracks:
+            name = stream.codec_context.name
+            tracks["audio"] = (CopyTemplateTrack("audio", stream) if name == "aac"
+                               else TranscodeAudioTrack(name))
+    return tracks
+
+
+def _demux(pipe: _FlvPipe, recorder: Recorder) -> None:
+    """Demuxer thread: FLV → packets → the recorder. The container is never closed here: the
+    recorder's tracks keep its streams (segment templates) alive until it is done with them."""
+    try:
+        container = av.open(pipe, format="flv", mode="r",
+                            options={"analyzeduration": "1000000", "probesize": "500000"})
+        assert isinstance(container, av.container.InputContainer)
+        tracks = _tracks_from(container)
+        if not tracks:
+            return
+        recorder.start_input(tracks, "shared", None)
+        for packet in container.demux():
+            if packet.dts is None or packet.stream.type not in tracks:
+                continue
+            recorder.push_demuxed(packet.stream.type, packet)
+    except (av.FFmpegError, OSError, ValueError):
+        log.warning("RTMP stream could not be demuxed", exc_info=True)
+
+
+@dataclass
+class _Publish:
+    session_id: int
+    writer: Any
+    grace: asyncio.TimerHandle | None = None
+    connections: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class RtmpIngest:
+    """The listener and its publishers; `start()` / `close()` from the component's cleanup_ctx."""
+
+    def __init__(self, database: Database, recordings: Recordings, events: EventBus,
+                 grace_s: float) -> None:
+        self._database = database
+        self._recordings = recordings
+        self._events = events
+        self._grace_s = grace_s
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[Any]] = set()
+        self._publishing: dict[int, asyncio.StreamWriter] = {}
+        self._grace: dict[int, asyncio.TimerHandle] = {}
+        self._ended: set[int] = set()
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._accept, host, port, reuse_port=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("RTMP ingest listening", extra={"port": self.port})
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._publishing.values()):
+            writer.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        for handle in self._grace.values():
+            handle.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def end_session(self, session_id: int) -> None:
+        """The session ended: drop its publisher and finish the recording now."""
+        self._ended.add(session_id)
+        writer = self._publishing.get(session_id)
+        if writer is not None:
+            writer.close()  # its connection handler finishes the recording on the way out
+            return
+        handle = self._grace.pop(session_id, None)
+        if handle is not None:
+            handle.cancel()
+            self._recordings.recorder(session_id).stop_input(final=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if len(self._connections) >= MAX_CONNECTIONS:
+            writer.close()
+            return
+        self._connections.add(task)
+        try:
+            await self._serve(reader, writer)
+        except (RtmpError, asyncio.IncompleteReadError, ConnectionError, TimeoutError) as exc:
+            log.info("RTMP connection closed: %s", type(exc).__name__)
+        finally:
+            self._connections.discard(task)
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.wait_for(server_handshake(reader, writer), HANDSHAKE_TIMEOUT_S)
+        chunks, out = ChunkReader(reader), ChunkWriter(writer)
+        metadata: dict[str, Any] = {}
+        session_id: int | None = None
+        while session_id is None:
+            message = await asyncio.wait_for(chunks.read_message(), COMMAND_TIMEOUT_S)
+            if message.type_id == MSG_DATA_AMF0:
+                metadata.update(_metadata(message.payload))
+            if message.type_id not in (MSG_COMMAND_AMF0, MSG_COMMAND_AMF3):
+                continue
+            payload = message.payload[1:] if message.type_id == MSG_COMMAND_AMF3 else message.payload
+            values = amf0_decode(payload)
+            if len(values) < 2 or not isinstance(values[0], str):
+                raise RtmpError("malformed command")
+            name, tx = values[0], values[1]
+            if name == "connect":
+                out.control(MSG_WINDOW_ACK, struct.pack(">I", 2_500_000))
+                out.control(MSG_PEER_BANDWIDTH, struct.pack(">IB", 2_500_000, 2))
+                out.set_chunk_size(4096)
+                out.command("_result", tx, {"fmsVer": "FMS/3,0,1,123", "capabilities": 31},
+                            {"level": "status", "code": "NetConnection.Connect.Success",
+                             "description": "Connection succeeded.", "objectEncoding": 0})
+            elif name in ("releaseStream", "FCPublish"):
+                out.command("_result", tx, None)
+            elif name == "createStream":
+                out.command("_result", tx, None, 1)
+            elif name == "publish":
+                key = values[3] if len(values) > 3 and isinstance(values[3], str) else ""
+                session_id = await self._authorise(key.split("?", 1)[0])
+                if session_id is None:
+                    out.command("onStatus", 0, None,
+                                {"level": "error", "code": "NetStream.Publish.BadName",
+                                 "description": "推流密钥错误或直播不可用 / Wrong stream key or "
+                                                "session not available"}, stream_id=1)
+                    await out.drain()
+                    return
+                out.command("onStatus", 0, None,
+                            {"level": "status", "code": "NetStream.Publish.Start",
+                             "description": "Publishing."}, stream_id=1)
+            await out.drain()
+        await self._receive_media(session_id, chunks, writer, metadata)
+
+    async def _authorise(self, key: str) -> int | None:
+        if not key or len(key) > STREAM_KEY_MAX:
+            return None
+        async with self._database.session() as db:
+            found = (await db.execute(select(LiveSession).where(LiveSession.stream_key == key))
+                     ).scalar_one_or_none()
+            if found is None:
+                return None
+            try:
+                session = await live_sessions.session_for_stream_key(db, found.id, key)
+            except DomainError:
+                return None
+            if session.id in self._publishing or self._recordings.is_publishing(session.id):
+                return None  # one publisher per session
+            await live_sessions.mark_live(db, session.id)
+            return session.id
+
+    async def _receive_media(self, session_id: int, chunks: ChunkReader,
+                             writer: asyncio.StreamWriter, metadata: dict[str, Any]) -> None:
+        handle = self._grace.pop(session_id, None)
+        if handle is not None:
+            handle.cancel()
+        self._publishing[session_id] = writer
+        recorder = self._recordings.recorder(session_id)
+        pipe = _FlvPipe()
+        thread: threading.Thread | None = None
+        await self._events.publish(DomainEvent("stream_started", session_id, {"ingest": "rtmp"}))
+        try:
+            while True:
+                message = await asyncio.wait_for(chunks.read_message(), MEDIA_IDLE_TIMEOUT_S)
+                if message.type_id == MSG_DATA_AMF0 and thread is None:
+                    metadata.update(_metadata(message.payload))
+                if message.type_id == MSG_COMMAND_AMF0:
+                    values = amf0_decode(message.payload)
+                    if values and values[0] in ("FCUnpublish", "deleteStream", "closeStream"):
+                        break
+                if message.type_id not in (MSG_AUDIO, MSG_VIDEO) or not message.payload:
+                    continue
+                if thread is None:
+                    has_audio = "audiocodecid" in metadata or not metadata
+                    has_video = "videocodecid" in metadata or not metadata
+                    pipe.feed(flv_header(has_audio, has_video))
+                    thread = threading.Thread(target=_demux, args=(pipe, recorder),
+                                              name=f"rtmp-demux-{session_id}", daemon=True)
+                    thread.start()
+                pipe.feed(flv_tag(message.type_id, message.timestamp, message.payload))
+                if pipe.buffered > MAX_BUFFERED_BYTES:
+                    raise RtmpError("demuxer too far behind")
+        finally:
+            pipe.feed(None)
+            if thread is not None:
+                await asyncio.to_thread(thread.join, 10.0)
+            self._publishing.pop(session_id, None)
+            if thread is not None:
+                recorder.stop_input(final=False)
+            self._start_grace(session_id)
+
+    def _start_grace(self, session_id: int) -> None:
+        if session_id in self._ended:
+            self._recordings.recorder(session_id).stop_input(final=True)
+            return
+        loop = asyncio.get_running_loop()
+
+        def expire() -> None:
+            self._grace.pop(session_id, None)
+            if session_id not in self._publishing:
+                self._recordings.recorder(session_id).stop_input(final=True)
+
+        self._grace[session_id] = loop.call_later(self._grace_s, expire)
+
+
+def _metadata(payload: bytes) -> dict[str, Any]:
+    with contextlib.suppress(RtmpError):
+        for value in amf0_decode(payload):
+            if isinstance(value, dict):
+                return value
+    return {}

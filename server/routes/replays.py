@@ -1,0 +1,106 @@
+"""Live HLS, replays and their files.
+
+Media files are served by name from a whitelist of patterns (no path ever comes from the
+request), with the content types HLS players expect and cache headers that match how each
+file changes: live playlists change every segment, segments never change once published.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from aiohttp import web
+
+from commerce import live_sessions
+from commerce.accounts import Role
+from commerce.errors import InvalidInput, NotFound
+from media.recordings import recordings_key
+from media.replay_keys import replays_key
+from server.api import PUBLIC, Api, json_response, path_int, principal
+from server.keys import database_key
+
+api = Api()
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+TS_TYPE = "video/mp2t"
+
+_LIVE_FILES = re.compile(r"^(index\.m3u8|seg_\d{6}\.ts)$")
+_REPLAY_FILES = re.compile(r"^(index\.m3u8|clip_\d{1,12}\.m3u8|seg_\d{5}\.ts|poster\.jpg|thumb_\d{3}\.jpg)$")
+_TYPES = {".m3u8": PLAYLIST_TYPE, ".ts": TS_TYPE, ".jpg": "image/jpeg"}
+
+
+def _media_file(folder: Path, name: str, pattern: re.Pattern[str]) -> Path:
+    if not pattern.match(name):
+        raise NotFound("没有这个文件 / No such file")
+    path = folder / name
+    if not path.is_file():
+        raise NotFound("没有这个文件 / No such file")
+    return path
+
+
+def _serve(path: Path, cache: str) -> web.StreamResponse:
+    headers = {"Cache-Control": cache, "Content-Type": _TYPES[path.suffix],
+               "X-Content-Type-Options": "nosniff", "Access-Control-Allow-Origin": "*"}
+    if path.suffix == ".m3u8":
+        # Playlists are tiny and replaced atomically: read whole, never a torn read.
+        return web.Response(body=path.read_bytes(), headers=headers)
+    return web.FileResponse(path, headers=headers)
+
+
+@api.route("GET", "/hls/{session_id}/{name}", summary="Live HLS playlist and segments",
+           tag="media", auth=PUBLIC, response_content_type=PLAYLIST_TYPE)
+async def live_hls(request: web.Request) -> web.StreamResponse:
+    session_id = path_int(request, "session_id")
+    name = request.match_info["name"]
+    folder = request.app[recordings_key].recording_dir(session_id)
+    path = _media_file(folder, name, _LIVE_FILES)
+    # The live playlist changes every ~2 s; a published segment never changes.
+    cache = "no-cache, max-age=1" if name.endswith(".m3u8") else "public, max-age=86400, immutable"
+    return _serve(path, cache)
+
+
+@api.route("GET", "/replays/{session_id}/{name}", summary="Replay HLS VOD, clips, poster, thumbnails",
+           tag="media", auth=PUBLIC, response_content_type=PLAYLIST_TYPE)
+async def replay_file(request: web.Request) -> web.StreamResponse:
+    session_id = path_int(request, "session_id")
+    name = request.match_info["name"]
+    folder = request.app[recordings_key].replay_dir(session_id)
+    path = _media_file(folder, name, _REPLAY_FILES)
+    # A rebuild (more media after a late reconnect) reuses names: cache briefly, not forever.
+    return _serve(path, "public, max-age=60")
+
+
+@api.route("GET", "/api/sessions/{id}/replay", summary="Replay status, progress and chapters",
+           tag="replays", auth=PUBLIC)
+async def get_replay(request: web.Request) -> web.Response:
+    session_id = path_int(request, "id")
+    return json_response(await request.app[replays_key].describe(session_id))
+
+
+@api.route("POST", "/api/sessions/{id}/replay", summary="Rebuild a session's replay (its host)",
+           tag="replays", auth=(Role.HOST, Role.ADMIN), responses={202: "Build queued"})
+async def rebuild_replay(request: web.Request) -> web.Response:
+    session_id = path_int(request, "id")
+    async with request.app[database_key].session() as db:
+        session = await live_sessions.get_session(db, session_id)
+        live_sessions.ensure_owner(session, principal(request))
+    request.app[replays_key].request(session_id)
+    return json_response({"session_id": session_id, "status": "pending"}, status=202)
+
+
+@api.route("GET", "/api/replays", summary="Finished replays, newest first", tag="replays",
+           auth=PUBLIC, query={"limit": "1..100 (default 20)", "offset": "≥ 0"})
+async def list_replays(request: web.Request) -> web.Response:
+    limit = _query_int(request, "limit", 20, 1, 100)
+    offset = _query_int(request, "offset", 0, 0, 1_000_000)
+    return json_response(await request.app[replays_key].list_ready(limit, offset))
+
+
+def _query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise InvalidInput(f"{name} 必须在 {lo} 到 {hi} 之间 / {name} must be {lo}..{hi}", field=name)
+    return int(raw)
