@@ -11,4 +11,7 @@ if TYPE_CHECKING:
 def components() -> list[Component]:
     from server import commerce_component, media_component, realtime_component
 
-    return [commerce_component.setup, realtime_component.setup, media_component.setup]
+    from server import replay_component
+
+    return [commerce_component.setup, realtime_component.setup, media_component.setup,
+            replay_component.setup]
