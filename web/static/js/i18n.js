@@ -143,7 +143,7 @@ const TEXT = {
   after_sales: ["售后", "After-sales"],
   order_status_held: ["待支付", "Awaiting payment"],
   order_status_paid: ["已支付", "Paid"],
-  order_status_ready: ["待自提", "Ready for pickup"],
+  order_status_ready_for_pickup: ["待自提", "Ready for pickup"],
   order_status_picked_up: ["已取货", "Picked up"],
   order_status_delivered: ["已送达", "Delivered"],
   order_status_completed: ["已完成", "Completed"],

@@ -1,8 +1,9 @@
 // My orders: status, pickup point and code, refund before pickup, after-sales entry.
-import { api, requireLogin } from "./api.js";
+import { api, requireLogin, token } from "./api.js";
 import { has } from "./capabilities.js";
 import { $, h, localTime, toast, yuan } from "./dom.js";
 import { hasKey, t } from "./i18n.js";
+import { pickupPointText } from "./pickup.js";
 import { mountShell } from "./shell.js";
 
 mountShell();
@@ -12,26 +13,20 @@ function statusText(status) {
   return hasKey(key) ? t(key) : String(status || "");
 }
 
-function pickup(order) {
-  const point = order.pickup_point;
-  if (point && typeof point === "object") return [point.name, point.address].filter(Boolean).join(" · ");
-  return String(point || order.pickup_point_name || "");
-}
-
 function row(order, actions) {
   const amount = order.amount_fen ?? order.total_fen ?? order.price_fen;
-  const name = order.product_name || (order.product && order.product.name) || "";
+  const name = order.product_name || (order.product && order.product.name) || order.product_label || "";
   const li = h("li", { class: "card order", dataset: { id: String(order.id ?? order.order_id), status: order.status || "" } },
     h("div", { class: "pin-head" },
-      h("b", { text: name || `#${order.id ?? order.order_id}` }),
+      h("b", { class: "order-product", text: name || `#${order.id ?? order.order_id}` }),
       h("span", { class: "badge order-status", text: statusText(order.status) }),
       amount !== undefined ? h("span", { class: "price", text: yuan(amount) }) : null),
     h("p", { class: "muted", text: `${t("order_no")} ${order.id ?? order.order_id} · ×${order.qty ?? 1} · ${localTime(order.paid_at || order.created_at)}` }),
-    pickup(order) ? h("p", {}, h("span", { class: "muted", text: `${t("pickup_point")}: ` }), h("span", { text: pickup(order) })) : null,
+    h("p", { class: "pickup", hidden: true }, h("span", { class: "muted", text: `${t("pickup_point")}: ` }), h("span", { class: "pickup-point" })),
     order.pickup_code ? h("p", {}, h("span", { class: "muted", text: `${t("pickup_code")}: ` }), h("span", { class: "code", text: order.pickup_code })) : null);
   const bar = h("div", { class: "toolbar" });
   const id = order.id ?? order.order_id;
-  if (actions.refund && ["paid", "ready"].includes(order.status)) {
+  if (actions.refund && ["paid", "ready_for_pickup"].includes(order.status)) {
     bar.append(h("button", { type: "button", class: "danger", text: t("refund"), on: { click: async (e) => {
       e.currentTarget.disabled = true;
       try {
@@ -43,11 +38,64 @@ function row(order, actions) {
       }
     } } }));
   }
-  if (actions.claim) {
-    bar.append(h("a", { href: `/orders#claim-${id}`, text: t("after_sales") }));
+  if (actions.claim && ["picked_up", "delivered", "completed"].includes(order.status)) {
+    bar.append(h("button", { type: "button", class: "claim-open", text: t("after_sales"),
+      on: { click: (e) => { e.currentTarget.replaceWith(claimForm(id)); } } }));
   }
   if (bar.childElementCount) li.append(bar);
+  if (!name && order.sale_id) {
+    productNameOf(order).then((text) => { if (text) li.querySelector(".order-product").textContent = text; });
+  }
+  pickupPointText(order).then((text) => {
+    if (!text) return;
+    li.querySelector(".pickup-point").textContent = text;
+    li.querySelector(".pickup").hidden = false;
+  });
   return li;
+}
+
+const REASONS = [["spoiled", "坏果/变质 / Spoiled"], ["damaged", "破损 / Damaged"], ["missing", "少件 / Missing"],
+  ["wrong_item", "发错货 / Wrong item"], ["quality", "与描述不符 / Not as described"], ["other", "其他 / Other"]];
+
+async function upload(file) {
+  const response = await fetch("/api/uploads?purpose=claim", {
+    method: "POST", body: file,
+    headers: { Authorization: `Bearer ${token()}`, "Content-Type": file.type || "application/octet-stream" },
+  });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error((data.error && data.error.message) || `HTTP ${response.status}`);
+  return data.id;
+}
+
+/** After-sales claim: reason, what happened, a photo (uploaded first, then referenced by id). */
+function claimForm(orderId) {
+  const reason = h("select", { class: "claim-reason" }, ...REASONS.map(([v, label]) => h("option", { value: v, text: label })));
+  const description = h("textarea", { class: "claim-text", maxlength: "1000" });
+  const photo = h("input", { type: "file", accept: "image/jpeg,image/png,image/webp", class: "claim-photo" });
+  const status = h("p", { class: "muted claim-status" });
+  return h("form", { class: "stack claim-form", on: { submit: async (e) => {
+    e.preventDefault();
+    const button = e.currentTarget.querySelector("button");
+    button.disabled = true;
+    try {
+      const photos = photo.files && photo.files[0] ? [await upload(photo.files[0])] : [];
+      const claim = await api("/api/claims", { method: "POST", body: {
+        order_id: orderId, reason: reason.value, description: description.value.trim(), photos } });
+      status.textContent = `${t("after_sales")} #${claim.id}: ${claim.status}`;
+    } catch (err) {
+      status.textContent = `${t("error")}: ${err.message}`;
+      button.disabled = false;
+    }
+  } } }, reason, description, photo, h("button", { type: "submit", text: t("after_sales") }), status);
+}
+
+const saleNames = new Map();
+function productNameOf(order) {
+  if (!saleNames.has(order.sale_id)) {
+    saleNames.set(order.sale_id, api(`/api/sales/${order.sale_id}`, { auth: false })
+      .then((sale) => (sale.product && sale.product.name) || sale.product_name || "").catch(() => ""));
+  }
+  return saleNames.get(order.sale_id);
 }
 
 async function load() {

@@ -4,6 +4,7 @@
 import { api, ApiError, idempotencyKey, requireLogin } from "./api.js";
 import { $, clock, yuan } from "./dom.js";
 import { t } from "./i18n.js";
+import { pickupPointText } from "./pickup.js";
 
 const REFUSALS = { sold_out: "sold_out", over_limit: "over_limit", not_open: "sale_not_open",
   ended: "sale_ended", not_member: "not_member" };
@@ -174,10 +175,8 @@ export class SalePanel {
         order = { ...paid, ...(await api(`/api/orders/${paid.order_id}`)) };
       } catch { /* the payment answer is enough to confirm */ }
     }
-    const point = order.pickup_point;
     $("#order-id", this.root).textContent = String(order.order_id ?? order.id ?? "");
-    $("#pickup-point", this.root).textContent = typeof point === "object" && point !== null
-      ? [point.name, point.address].filter(Boolean).join(" · ") : String(point || order.pickup_point_name || "—");
+    $("#pickup-point", this.root).textContent = (await pickupPointText(order)) || "—";
     $("#pickup-code", this.root).textContent = String(order.pickup_code || "—");
     $("#confirmation", this.root).hidden = false;
   }

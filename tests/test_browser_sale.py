@@ -1,0 +1,116 @@
+"""Flash sale in real Chromium: the host opens a 3-unit sale and a group-buy from the console,
+three neighbours buy (hold → payment countdown → pay → pickup code), the fourth is told 已售罄,
+and the community's group-buy bar moves on every screen."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from tests.browser_support import Kit, browser_kit
+
+COMMUNITY = "阳光花园"
+PICKUP = "3号楼快递柜旁"
+
+
+async def _setup(kit: Kit) -> tuple[int, dict[str, Any]]:
+    rest = kit.rest
+    host = await rest.account("laozhang", "host", "老张")
+    buyers = [await rest.account(name, "viewer", label) for name, label in
+              (("liayi", "李阿姨"), ("wangshu", "王叔"), ("chenjie", "陈姐"), ("zhaoge", "赵哥"))]
+    community = await rest.call("POST", "/api/communities", rest.admin_token, json={"name": COMMUNITY})
+    for buyer in buyers:
+        await rest.call("POST", f"/api/communities/{community['id']}/members", rest.admin_token,
+                        json={"user_id": buyer.id})
+    await rest.call("POST", f"/api/communities/{community['id']}/pickup-points", host.token,
+                    json={"name": PICKUP, "address": "阳光花园3号楼"})
+    session = await rest.call("POST", "/api/sessions", host.token, json={"title": "枇杷秒杀"})
+    return int(session["id"]), {"host": host, "buyers": buyers}
+
+
+async def test_flash_sale_three_buy_fourth_sees_sold_out(tmp_path: Path, redis_url: str,
+                                                         redis_client: Redis) -> None:
+    async with browser_kit(tmp_path, redis_url, "flow3_flash_sale") as kit:
+        sid, people = await _setup(kit)
+        host = await kit.page(people["host"], f"/host/{sid}")
+        viewers = [await kit.page(b, f"/live/{sid}") for b in people["buyers"]]
+        for page in viewers:
+            await page.wait_for_function("() => window.linliLive && window.linliLive.conn.socket.connected")
+
+        # The host adds the product and opens a 3-unit sale for the community from the console.
+        await host.fill("#product-name", "白玉枇杷 2斤装")
+        await host.fill("#product-price", "39.90")
+        await host.click("#product-form button[type=submit]")
+        await host.locator("#products li", has_text="白玉枇杷").wait_for()
+        await host.select_option("#sale-product", label="白玉枇杷 2斤装 ¥39.90")
+        await host.fill("#sale-stock", "3")
+        await host.fill("#sale-price", "29.90")
+        await host.fill("#sale-limit", "1")
+        await host.select_option("#sale-communities", label=COMMUNITY)
+        await host.click("#open-sale")
+        sale_row = host.locator("#sales li").first
+        await sale_row.wait_for()
+        # ...and a group-buy for 阳光花园: 4 neighbours.
+        await sale_row.locator(".group-threshold").fill("4")
+        await sale_row.locator(".group-form button[type=submit]").click()
+        await kit.shot(host, "host_opened_sale")
+
+        for page in viewers:
+            await page.locator("#sale").wait_for(timeout=10_000)
+            await page.locator("#sale-remaining", has_text="3").wait_for(timeout=10_000)
+            await page.locator("#group-list .group", has_text=f"{COMMUNITY} 0/4").wait_for(timeout=10_000)
+        assert await viewers[0].locator("#sale-price").text_content() == "¥29.90"
+        await kit.shot(viewers[0], "viewer_sees_sale")
+
+        # Three neighbours hold a unit each: the payment countdown is visible.
+        for page in viewers[:3]:
+            await page.click("#buy")
+            await page.locator("#hold").wait_for(timeout=10_000)
+            assert re.fullmatch(r"\d+:\d\d", await page.locator("#hold-countdown").text_content() or "")
+        await kit.shot(viewers[0], "hold_with_countdown")
+
+        # The fourth is refused while the three holds are alive.
+        fourth = viewers[3]
+        await fourth.click("#buy")
+        await fourth.locator("#sale-error", has_text="已售罄").wait_for(timeout=10_000)
+        await fourth.locator("#buy", has_text="已售罄").wait_for()
+        assert await fourth.locator("#buy").is_disabled()
+        assert await fourth.locator("#hold").is_hidden()
+        await kit.shot(fourth, "fourth_sold_out")
+
+        # They pay: each gets an order with its pickup point and a 6-digit pickup code.
+        codes = []
+        for page in viewers[:3]:
+            await page.click("#pay")
+            await page.locator("#confirmation").wait_for(timeout=10_000)
+            await page.locator("#pickup-point", has_text=PICKUP).wait_for(timeout=10_000)
+            code = await page.locator("#pickup-code").text_content() or ""
+            assert re.fullmatch(r"\d{6}", code), code
+            codes.append(code)
+        await kit.shot(viewers[0], "paid_confirmation")
+
+        # The group-buy bar moved to 3/4 for everyone, and says one more neighbour is needed.
+        for page in viewers:
+            bar = page.locator("#group-list .group", has_text=f"{COMMUNITY} 3/4")
+            await bar.wait_for(timeout=10_000)
+            assert "再有1位成团" in (await bar.text_content() or "")
+            assert await bar.locator("progress").get_attribute("value") == "3"
+        await fourth.locator("#sale-remaining", has_text="0").wait_for(timeout=10_000)
+        await kit.shot(fourth, "group_bar_moved")
+
+        sale_id = int(await host.locator("#sales li").first.get_attribute("data-sale-id") or 0)
+        sale = await kit.rest.call("GET", f"/api/sales/{sale_id}")
+        assert (sale["initial"], sale["remaining"], sale["held"], sale["sold"]) == (3, 0, 0, 3)
+
+        # The buyer's orders page shows the order, its pickup point and code.
+        await viewers[0].goto("/orders")
+        order = viewers[0].locator("#orders .order").first
+        await order.wait_for(timeout=10_000)
+        await order.locator(".code", has_text=codes[0]).wait_for()
+        await order.locator(".pickup-point", has_text=PICKUP).wait_for(timeout=10_000)
+        await order.locator(".order-product", has_text="白玉枇杷").wait_for(timeout=10_000)
+        await kit.shot(viewers[0], "orders_page")
+        assert kit.errors == [], kit.errors
