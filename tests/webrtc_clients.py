@@ -115,8 +115,8 @@ async def view(client: TestClient[Any, Any], session_id: int, *, audio: bool = T
     return viewer
 
 
-async def wait_for(predicate: Any, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: Any, within_s: float, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         if predicate():
             return True
