@@ -1,0 +1,159 @@
+"""The sale scripts run unchanged on a local 3-node Redis Cluster (hash tags keep a sale in one slot)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio.cluster import RedisCluster
+
+from commerce.errors import DomainError
+from commerce.flash_sale import FlashSaleStore, HoldExpired, NoSuchHold, SaleSpec, SoldOut, keys, now_ms
+from tests.conftest import IN_CI
+
+
+def _free_cluster_port() -> int:
+    """A port whose cluster bus port (+10000) is free too."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+@pytest.fixture(scope="module")
+def cluster_ports() -> Iterator[list[int]]:
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        if IN_CI:
+            pytest.fail("redis-server and redis-cli are required in CI for the cluster test")
+        print("SKIP reason: redis-server/redis-cli not installed (apt install redis-server redis-tools)")
+        pytest.skip("redis-server/redis-cli not installed here; CI runs this test")
+    root = Path(tempfile.mkdtemp(prefix="linli-cluster-"))
+    ports = [_free_cluster_port() for _ in range(3)]
+    procs = []
+    try:
+        for port in ports:
+            node = root / str(port)
+            node.mkdir()
+            procs.append(subprocess.Popen([
+                server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                "--cluster-config-file", str(node / "nodes.conf"), "--dir", str(node),
+                "--appendonly", "yes", "--save", "", "--logfile", str(node / "log"),
+            ]))
+        for port in ports:
+            _wait_ping(cli, port)
+        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            info = subprocess.run([cli, "-p", str(ports[0]), "cluster", "info"],
+                                  capture_output=True, text=True, check=False).stdout
+            if "cluster_state:ok" in info:
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("cluster never reached cluster_state:ok")
+        yield ports
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=10)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_ping(cli: str, port: int) -> None:
+    for _ in range(100):
+        out = subprocess.run([cli, "-p", str(port), "ping"], capture_output=True, text=True,
+                             check=False).stdout
+        if "PONG" in out:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"redis node {port} did not start")
+
+
+def _spec(sale_id: int, stock: int, limit: int = 2, ttl: int = 60) -> SaleSpec:
+    return SaleSpec(sale_id=sale_id, session_id=1, stock=stock, price_fen=1000,
+                    community_price_fen=800, members_only=False, per_buyer_limit=limit,
+                    gift_first_n=3, starts_ms=0, ends_ms=0, hold_ttl_s=ttl)
+
+
+async def test_sale_scripts_on_a_three_node_cluster(cluster_ports: list[int]) -> None:
+    client = RedisCluster(host="127.0.0.1", port=cluster_ports[0])
+    try:
+        await client.initialize()
+        store = FlashSaleStore(client)
+        sale_ids = list(range(1, 9))
+        # The sales spread over more than one node; each sale's keys share one slot.
+        slots = {sid: {client.keyslot(k) for k in keys(sid).values()} for sid in sale_ids}
+        assert all(len(s) == 1 for s in slots.values())
+        nodes = {client.get_node_from_key(keys(sid)["meta"]).name for sid in sale_ids}
+        assert len(nodes) >= 2, nodes
+        for sid in sale_ids:
+            assert await store.open(_spec(sid, stock=20), {7: [5]})
+            assert not await store.open(_spec(sid, stock=999), {})  # idempotent: no reset
+
+        gate = asyncio.Semaphore(64)  # the cluster client's per-node pool is bounded
+
+        async def attempt(sid: int, buyer: int, key: str) -> str:
+            try:
+                async with gate:
+                    return str((await store.reserve(sid, buyer, 1, None, key))["hold"])
+            except SoldOut:
+                return "sold_out"
+            except DomainError as exc:  # over_limit
+                return exc.code
+
+        results = await asyncio.gather(*(attempt(sid, b, f"k{b}-{n % 3}") for sid in sale_ids
+                                         for b in range(30) for n in range(4)))
+        held = {r for r in results if "-" in r}
+        assert len(held) == 20 * len(sale_ids), collections.Counter(r for r in results if "-" not in r)
+        for sid in sale_ids:
+            counts = await store.counts(sid)
+            assert counts is not None and (counts.remaining, counts.held) == (0, 20)
+
+        # confirm / release / expire / refund / close, each on the cluster.
+        sid = sale_ids[0]
+        mine = sorted(h for h in held if h.startswith(f"{sid}-"))
+        holds = {h: await store.hold(h) for h in mine}
+        first = mine[0]
+        paid = await store.confirm(first, int(holds[first]["b"]), "ref1", 1000)  # type: ignore[index]
+        assert paid["paid_rank"] == 1 and paid["gift"] == 1
+        assert (await store.confirm(first, None, "ref1", 1000)) == paid
+        released = await store.release(mine[1], None)
+        assert released["remaining"] == 1
+        with pytest.raises(HoldExpired):  # past its expiry, not yet swept
+            await store.confirm(mine[2], None, "late", 1000, now=now_ms() + 61_000)
+        expired = await store.expire(sid, now=now_ms() + 61_000)
+        assert expired["expired"] == 18 and expired["remaining"] == 19
+        with pytest.raises(NoSuchHold):  # swept: gone
+            await store.confirm(mine[2], None, "late", 1000)
+        refund = await store.refund(first, int(paid["buyer"]), 1, None)
+        assert (refund["sold"], refund["remaining"], refund["again"]) == (0, 20, 0)
+        assert (await store.refund(first, int(paid["buyer"]), 1, None))["again"] == 1
+        log = await client.xrange(keys(sid)["log"])
+        assert len(log) == 1
+        closed = await store.close(sid)
+        assert closed["closed"] == 1
+        counts = await store.counts(sid)
+        assert counts is not None and counts.initial == counts.remaining + counts.held + counts.sold
+    finally:
+        await client.aclose()
