@@ -1,0 +1,480 @@
+"""WebRTC fan-out cost: Linli's WHEP (direct RTP forwarding) against aiortc's MediaRelay path.
+
+    python bench/media.py                      # full run: 1 5 10 20 40 viewers, both paths
+    python bench/media.py -k 1 5 10 --relay-k 1 3 --seconds 8    # a smaller run
+
+For each viewer count K the driver (this process) publishes a camera-like source over WHIP
+(640x360 at 30 fps, ~1.5 Mbit/s: the encoder's target is pinned, REMB ignored), opens K
+counting viewers spread over helper processes (their decoders are replaced by counters that
+act like a real decoder until the first keyframe: raise, so aiortc sends PLI), and measures
+over --seconds: server CPU (% of one core, from /proc via psutil), frames/s per viewer, and,
+with one real decoding viewer in this process, publisher->viewer latency read from the
+timestamp strip painted into each picture (media/synthetic.py). Then --late-joins viewers
+join one at a time in steady state: time from POST to first decoded picture.
+
+Paths:
+  forward  the real app (`python -m server serve`, demo off): WHIP in, WHEP out, RTP forwarded
+  relay    baseline: a bare aiortc server where each viewer gets MediaRelay.subscribe() of the
+           decoded publisher track, i.e. aiortc re-encodes per viewer (what DESIGN.md measured)
+Prints one JSON line per run and a summary with the CPU slope per additional viewer.
+Measurement harness: it monkeypatches aiortc in its own processes, never in the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+HERE = os.path.abspath(__file__)
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, ROOT)
+BITRATE = 1_500_000
+ADMIN_PASSWORD = "bench-admin-password-1"
+TASKS: set[asyncio.Task[None]] = set()  # frame pullers of this process's viewers (harness only)
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+def pin_publisher_bitrate() -> None:
+    """Camera-like source: encoder target fixed at BITRATE, receiver estimates ignored."""
+    import aiortc.rtcrtpsender as rs
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
+
+    real_get_encoder = rs.get_encoder
+
+    def get_encoder(codec: Any) -> Any:
+        enc = real_get_encoder(codec)
+        if hasattr(enc, "target_bitrate"):
+            enc.target_bitrate = BITRATE
+        return enc
+
+    rs.get_encoder = get_encoder
+    real_rtcp = rs.RTCRtpSender._handle_rtcp_packet
+
+    async def handle_rtcp(self: Any, packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            return
+        await real_rtcp(self, packet)
+
+    rs.RTCRtpSender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def install_counting_decoders(counters: list[Any]) -> None:
+    """Viewers in helper processes count frames instead of decoding them."""
+    import aiortc.rtcrtpreceiver as rr
+    import av
+    from aiortc.codecs.base import Decoder
+
+    from media.rtp_keyframes import is_keyframe
+
+    class CountingDecoder(Decoder):  # type: ignore[misc]
+        def __init__(self, kind: str, codec: str) -> None:
+            self.kind, self.codec, self.n, self.have_key = kind, codec, 0, False
+            counters.append(self)
+
+        def decode(self, encoded_frame: Any) -> list[Any]:
+            self.n += 1
+            if self.kind == "video" and not self.have_key:
+                if is_keyframe(self.codec, encoded_frame.data):
+                    self.have_key = True
+                else:
+                    raise av.error.InvalidDataError(1094995529, "no keyframe yet")
+            return []
+
+    def get_decoder(codec: Any) -> Any:
+        kind, name = codec.mimeType.lower().split("/")
+        return CountingDecoder(kind, name)
+
+    rr.get_decoder = get_decoder
+    import logging
+
+    logging.getLogger("aiortc.rtcrtpreceiver").setLevel(logging.ERROR)
+
+
+async def negotiate(http: Any, mode: str, base: str, session_id: int, pc: Any,
+                    key: str | None = None) -> None:
+    from aiortc import RTCSessionDescription
+
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    if mode == "forward":
+        path = f"/whip/{session_id}" if key else f"/whep/{session_id}"
+        headers = {"Content-Type": "application/sdp"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        async with http.post(base + path, data=sdp, headers=headers) as r:
+            if r.status != 201:
+                raise RuntimeError(f"{path}: {r.status} {await r.text()}")
+            answer = await r.text()
+    else:
+        path = "/publish" if key else "/view"
+        async with http.post(base + path, json={"sdp": sdp}) as r:
+            answer = (await r.json())["sdp"]
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+
+
+async def open_viewer(http: Any, mode: str, base: str, session_id: int, pcs: list[Any]) -> Any:
+    from aiortc import RTCPeerConnection
+
+    pc = RTCPeerConnection()
+    pcs.append(pc)
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+
+    @pc.on("track")
+    def on_track(track: Any) -> None:
+        async def drain() -> None:
+            try:
+                while True:
+                    await track.recv()
+            except Exception:
+                return
+        TASKS.add(asyncio.ensure_future(drain()))
+
+    await negotiate(http, mode, base, session_id, pc)
+    return pc
+
+
+async def view_helper(a: argparse.Namespace) -> None:
+    """--view-helper: open --n counting viewers; answer 'snap' lines on stdin with JSON."""
+    import aiohttp
+
+    counters: list[Any] = []
+    install_counting_decoders(counters)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    pcs: list[Any] = []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(a.n):
+            await open_viewer(http, a.mode, a.url, a.session, pcs)
+        print(json.dumps({"ready": True}), flush=True)
+        while (await reader.readline()).strip() == b"snap":
+            video = [c.n for c in counters if c.kind == "video"]
+            audio = [c.n for c in counters if c.kind == "audio"]
+            keyless = sum(1 for c in counters if c.kind == "video" and not c.have_key)
+            print(json.dumps({"v": video, "a": audio, "keyless": keyless}), flush=True)
+        await asyncio.gather(*[pc.close() for pc in pcs], return_exceptions=True)
+
+
+class Helper:
+    def __init__(self, proc: Any) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, a: argparse.Namespace, url: str, session_id: int, n: int) -> Helper:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, HERE, "--view-helper", "--url", url, "--n", str(n), "--mode", a.mode,
+            "--session", str(session_id), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        line = await asyncio.wait_for(proc.stdout.readline(), 120)  # type: ignore[union-attr]
+        assert json.loads(line)["ready"]
+        return cls(proc)
+
+    async def snap(self) -> dict[str, Any]:
+        self.proc.stdin.write(b"snap\n")
+        await self.proc.stdin.drain()
+        return dict(json.loads(await self.proc.stdout.readline()))
+
+    async def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 20)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+# ----------------------------------------------------------------------------- servers
+async def serve_relay(a: argparse.Namespace) -> None:
+    """The baseline: stock aiortc, MediaRelay, one encoder per viewer (no recording)."""
+    from aiohttp import web
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.contrib.media import MediaRelay
+
+    relay = MediaRelay()
+    tracks: dict[str, Any] = {}
+    pcs: list[Any] = []
+    got = asyncio.Event()
+
+    async def answer(request: web.Request, before: Any, after: Any) -> web.Response:
+        sdp = (await request.json())["sdp"]
+        pc = RTCPeerConnection()
+        pcs.append(pc)
+        before(pc)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        after(pc)
+        await pc.setLocalDescription(await pc.createAnswer())
+        return web.json_response({"sdp": pc.localDescription.sdp})
+
+    async def publish(request: web.Request) -> web.Response:
+        def before(pc: Any) -> None:
+            @pc.on("track")
+            def on_track(track: Any) -> None:
+                tracks[track.kind] = track
+                if len(tracks) == 2:
+                    got.set()
+        return await answer(request, before, lambda pc: None)
+
+    async def view(request: web.Request) -> web.Response:
+        await got.wait()
+
+        def after(pc: Any) -> None:
+            pc.addTrack(relay.subscribe(tracks["video"], buffered=False))
+            pc.addTrack(relay.subscribe(tracks["audio"], buffered=False))
+        return await answer(request, lambda pc: None, after)
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/publish", publish)
+    app.router.add_post("/view", view)
+    app.router.add_get("/healthz", health)
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", a.port).start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await asyncio.gather(*[pc.close() for pc in pcs], return_exceptions=True)
+        await runner.cleanup()
+
+
+def start_server(mode: str, port: int, data_dir: str) -> subprocess.Popen[bytes]:
+    if mode == "relay":
+        return subprocess.Popen([sys.executable, HERE, "--serve-relay", "--port", str(port)])
+    env = {**os.environ, "PORT": str(port), "LINLI_DEMO": "0", "LINLI_DATA_DIR": data_dir,
+           "LINLI_ADMIN_PASSWORD": ADMIN_PASSWORD, "LINLI_WEBRTC_VIEWER_CAP": "1000",
+           "LINLI_LOG_LEVEL": "WARNING"}
+    return subprocess.Popen([sys.executable, "-m", "server", "serve"], env=env, cwd=ROOT)
+
+
+async def make_session(http: Any, base: str) -> tuple[int, str]:
+    login = {"username": "admin", "password": ADMIN_PASSWORD}
+    async with http.post(base + "/api/auth/token", json=login) as r:
+        admin = (await r.json())["token"]
+    name, password = "benchhost" + secrets.token_hex(3), secrets.token_urlsafe(12)
+    async with http.post(base + "/api/users", json={"username": name, "password": password, "role": "host"},
+                         headers={"Authorization": f"Bearer {admin}"}) as r:
+        assert r.status in (200, 201), await r.text()
+    async with http.post(base + "/api/auth/token", json={"username": name, "password": password}) as r:
+        host = (await r.json())["token"]
+    async with http.post(base + "/api/sessions", json={"title": "bench"},
+                         headers={"Authorization": f"Bearer {host}"}) as r:
+        data = await r.json()
+    return int(data["id"]), str(data["stream_key"])
+
+
+# ----------------------------------------------------------------------------- driver
+class ProbeViewer:
+    """A viewer in this process with real decoders: latency and first-picture time."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.first_picture: float | None = None
+        self.latencies: list[int] = []
+        self.reading = False
+
+    async def open(self, http: Any, mode: str, base: str, session_id: int, pcs: list[Any]) -> float:
+        from aiortc import RTCPeerConnection
+
+        from media.synthetic import now_ms32, read_strip
+
+        pc = RTCPeerConnection()
+        pcs.append(pc)
+        pc.addTransceiver("video", direction="recvonly")
+        pc.addTransceiver("audio", direction="recvonly")
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            async def pull() -> None:
+                try:
+                    while True:
+                        frame = await track.recv()
+                        if track.kind != "video":
+                            continue
+                        self.frames += 1
+                        if self.first_picture is None:
+                            self.first_picture = time.monotonic()
+                        if self.reading:
+                            y = frame.to_ndarray(format="gray")
+                            self.latencies.append((now_ms32() - read_strip(y)) & 0xFFFFFFFF)
+                except Exception:
+                    return
+            TASKS.add(asyncio.ensure_future(pull()))
+
+        t0 = time.monotonic()
+        await negotiate(http, mode, base, session_id, pc)
+        return t0
+
+
+def cpu_of(pid: int) -> float:
+    import psutil
+
+    proc = psutil.Process(pid)
+    t = proc.cpu_times()
+    total = t.user + t.system
+    for child in proc.children(recursive=True):  # ffmpeg helpers, if any
+        try:
+            ct = child.cpu_times()
+            total += ct.user + ct.system
+        except psutil.NoSuchProcess:
+            pass
+    return float(total)
+
+
+async def run_one(a: argparse.Namespace, k: int) -> dict[str, Any]:
+    import aiohttp
+    from aiortc import RTCPeerConnection
+
+    from media.synthetic import FarmVideoTrack, ToneAudioTrack
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="linli-bench-") as data_dir:
+        server = start_server(a.mode, port, data_dir)
+        helpers: list[Helper] = []
+        pcs: list[Any] = []
+        try:
+            async with aiohttp.ClientSession() as http:
+                for _ in range(300):
+                    try:
+                        async with http.get(base + "/healthz") as r:
+                            if r.status == 200:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.1)
+                session_id, key = (await make_session(http, base)) if a.mode == "forward" else (0, "x")
+                pub = RTCPeerConnection()
+                pcs.append(pub)
+                video = FarmVideoTrack(640, 360, fps=30, noise=1.0)
+                pub.addTrack(video)
+                pub.addTrack(ToneAudioTrack())
+                await negotiate(http, a.mode, base, session_id, pub, key=key)
+                await asyncio.sleep(a.settle)
+                probe = ProbeViewer()
+                await probe.open(http, a.mode, base, session_id, pcs)
+                counting = max(0, k - 1)
+                share = [counting // a.viewer_procs + (1 if i < counting % a.viewer_procs else 0)
+                         for i in range(a.viewer_procs)]
+                for n in share:
+                    if n:
+                        helpers.append(await Helper.start(a, base, session_id, n))
+                await asyncio.sleep(a.warmup)
+                sender = next(s for s in pub.getSenders() if s.kind == "video")
+                oct0 = sender._RTCRtpSender__octet_count
+                snaps0 = [await h.snap() for h in helpers]
+                c0, f0, t0 = cpu_of(server.pid), probe.frames, time.monotonic()
+                probe.reading = True
+                await asyncio.sleep(a.seconds)
+                probe.reading = False
+                dt = time.monotonic() - t0
+                c1, f1 = cpu_of(server.pid), probe.frames
+                snaps1 = [await h.snap() for h in helpers]
+                bitrate = (sender._RTCRtpSender__octet_count - oct0) * 8 / dt
+                fps = [(f1 - f0) / dt]
+                for s0, s1 in zip(snaps0, snaps1, strict=True):
+                    fps += [(y - x) / dt for x, y in zip(s0["v"], s1["v"], strict=True)]
+                keyless = sum(s["keyless"] for s in snaps1)
+                late = []
+                for _ in range(a.late_joins):
+                    joiner = ProbeViewer()
+                    started = await joiner.open(http, a.mode, base, session_id, pcs)
+                    for _ in range(int(a.late_wait / 0.02)):
+                        if joiner.first_picture is not None:
+                            break
+                        await asyncio.sleep(0.02)
+                    late.append(round(joiner.first_picture - started, 3) if joiner.first_picture else None)
+                lat = sorted(probe.latencies)
+                return {
+                    "mode": a.mode, "viewers": k,
+                    "server_cpu_pct": round(100 * (c1 - c0) / dt, 1),
+                    "source_kbit_s": round(bitrate / 1000),
+                    "fps_min/median": [round(min(fps), 1), round(statistics.median(fps), 1)],
+                    "viewers_without_keyframe": keyless,
+                    "latency_ms_median/p95": [lat[len(lat) // 2], lat[int(len(lat) * 0.95)]] if lat else None,
+                    "late_join_first_picture_s": late,
+                }
+        finally:
+            for h in helpers:
+                await h.close()
+            await asyncio.gather(*[pc.close() for pc in pcs], return_exceptions=True)
+            server.terminate()
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def slope(points: list[tuple[int, float]]) -> float | None:
+    if len(points) < 2:
+        return None
+    xs, ys = zip(*points, strict=True)
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    return round(sum((x - mx) * (y - my) for x, y in points) / sxx, 2) if sxx else None
+
+
+async def drive(a: argparse.Namespace) -> None:
+    pin_publisher_bitrate()
+    summary: dict[str, Any] = {}
+    for mode, ks in (("forward", a.k), ("relay", a.relay_k)):
+        if not ks:
+            continue
+        a.mode = mode
+        rows = []
+        for k in ks:
+            row = await run_one(a, k)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        points = [(r["viewers"], r["server_cpu_pct"]) for r in rows]
+        summary[mode] = {"cpu_pct_per_extra_viewer": slope(points), "points": points}
+    print(json.dumps({"summary": summary}), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-k", type=int, nargs="*", default=[1, 5, 10, 20, 40], help="viewer counts (forward)")
+    ap.add_argument("--relay-k", type=int, nargs="*", default=[1, 3, 5], help="viewer counts (baseline)")
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--warmup", type=float, default=3)
+    ap.add_argument("--settle", type=float, default=1.5)
+    ap.add_argument("--late-joins", type=int, default=3)
+    ap.add_argument("--late-wait", type=float, default=3.0)
+    ap.add_argument("--viewer-procs", type=int, default=2)
+    ap.add_argument("--serve-relay", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--view-helper", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--session", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--mode", default="forward", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.serve_relay:
+        asyncio.run(serve_relay(a))
+    elif a.view_helper:
+        asyncio.run(view_helper(a))
+    else:
+        asyncio.run(drive(a))
+
+
+if __name__ == "__main__":
+    main()
