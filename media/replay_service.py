@@ -40,13 +40,17 @@ class ReplayService:
         self._gate = asyncio.Semaphore(1)
         self._closing = False
         self._progress_tasks: set[asyncio.Task[None]] = set()
+        self._forced: set[int] = set()
 
     # --- requests ---------------------------------------------------------------------------
 
-    def request(self, session_id: int) -> None:
-        """Build (or rebuild) the session's replay soon; repeated requests coalesce."""
+    def request(self, session_id: int, force: bool = False) -> None:
+        """Build the session's replay soon; repeated requests coalesce. Without `force`, a replay
+        already built from every recorded segment is left as it is."""
         if self._closing:
             return
+        if force:
+            self._forced.add(session_id)
         if session_id in self._tasks:
             self._dirty.add(session_id)
             return
@@ -84,6 +88,10 @@ class ReplayService:
     # --- the job ----------------------------------------------------------------------------
 
     async def _run(self, session_id: int) -> None:
+        forced = session_id in self._forced
+        self._forced.discard(session_id)
+        if not forced and await self._up_to_date(session_id):
+            return
         await self._set(session_id, ReplayStatus.PENDING, 0)
         async with self._gate:
             try:
@@ -93,6 +101,14 @@ class ReplayService:
             except Exception as exc:
                 log.exception("replay build failed", extra={"session_id": session_id})
                 await self._set(session_id, ReplayStatus.FAILED, 0, error=str(exc)[-500:])
+
+    async def _up_to_date(self, session_id: int) -> bool:
+        async with self._database.session() as db:
+            row = await db.get(Replay, session_id)
+            if row is None or row.status != ReplayStatus.READY.value:
+                return False
+            used = row.segments_used
+        return used == len(await asyncio.to_thread(self._recordings.segments, session_id))
 
     async def _build(self, session_id: int) -> None:
         entries = await asyncio.to_thread(self._recordings.segments, session_id)

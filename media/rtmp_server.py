@@ -300,8 +300,19 @@ class RtmpIngest:
             self._grace.pop(session_id, None)
             if session_id not in self._publishing:
                 self._recordings.recorder(session_id).stop_input(final=True)
+                task = asyncio.ensure_future(self._end_after_grace(session_id))
+                self._connections.add(task)
+                task.add_done_callback(self._connections.discard)
 
         self._grace[session_id] = loop.call_later(self._grace_s, expire)
+
+    async def _end_after_grace(self, session_id: int) -> None:
+        """The publisher did not come back in time: the live session is over (as with WHIP)."""
+        self._ended.add(session_id)
+        async with self._database.session() as db:
+            session = await live_sessions.end_session(db, session_id, None)
+            ended_at = session.ended_at
+        await self._events.publish(DomainEvent("session_ended", session_id, {"ended_at": ended_at}))
 
 
 def _metadata(payload: bytes) -> dict[str, Any]:

@@ -85,7 +85,7 @@ async def rebuild_replay(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
         session = await live_sessions.get_session(db, session_id)
         live_sessions.ensure_owner(session, principal(request))
-    request.app[replays_key].request(session_id)
+    request.app[replays_key].request(session_id, force=True)
     return json_response({"session_id": session_id, "status": "pending"}, status=202)
 
 
