@@ -211,6 +211,7 @@ class Kit:
     browser: Any
     shots: Path
     errors: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
     contexts: list[Any] = field(default_factory=list)
     step: int = 0
 
@@ -237,8 +238,18 @@ class Kit:
     def _console(self, who: str, msg: Any) -> None:
         # CSP violations and uncaught errors are bugs in the pages; network 4xx/5xx are not.
         text = str(msg.text)
+        self.console.append(f"{who} [{msg.type}] {text}"[:500])
+        del self.console[:-200]
         if msg.type == "error" and ("Content Security Policy" in text or "Uncaught" in text):
             self.errors.append(f"{who}: {text}")
+
+    async def failure_report(self) -> None:
+        """Screenshots of every open page and the browser console, for a failed test."""
+        print("--- browser console ---\n" + "\n".join(self.console[-80:]))
+        for index, context in enumerate(self.contexts):
+            for page in context.pages:
+                with contextlib.suppress(Exception):
+                    await page.screenshot(path=str(self.shots / f"failure-{index}.png"), full_page=True)
 
     async def shot(self, page: Any, name: str) -> None:
         self.step += 1
@@ -258,6 +269,7 @@ async def browser_kit(tmp_path: Path, redis_url: str, test_name: str,
             try:
                 yield kit
             except BaseException:
+                await kit.failure_report()
                 print(f"--- server log ---\n{server.log_tail()}")
                 raise
             finally:

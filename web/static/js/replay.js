@@ -4,7 +4,7 @@ import { api } from "./api.js";
 import { $, clock, h, pathId, yuan } from "./dom.js";
 import { t } from "./i18n.js";
 import { attachHls } from "./player.js";
-import { questionRow } from "./room_view.js";
+import { evidenceLines, questionRow, withEvidence } from "./room_view.js";
 import { mountShell } from "./shell.js";
 
 mountShell();
@@ -19,13 +19,20 @@ api(`/api/sessions/${sessionId}`, { auth: false }).then((s) => {
 }).catch(() => {});
 
 function chapterName(chapter) {
-  return chapter.product_name || (chapter.product && chapter.product.name) || chapter.title || "";
+  return chapter.name || chapter.product_name || (chapter.product && chapter.product.name) || "";
 }
 
-function qcText(chapter) {
-  const qc = chapter.qc || chapter.qc_reports || (chapter.batch && chapter.batch.qc) || [];
-  const list = Array.isArray(qc) ? qc : [qc];
-  return list.map((r) => (typeof r === "string" ? r : [r.title || r.kind, r.result || r.summary].filter(Boolean).join(" "))).filter(Boolean).join(" · ");
+/** Q&A of the session, grouped by the pin that was live when each question was asked. */
+async function questionsByPin() {
+  const byPin = new Map();
+  try {
+    for (const q of await api(`/api/sessions/${sessionId}/questions`, { auth: false })) {
+      const key = String(q.pin_id ?? `p${q.product_id}`);
+      if (!byPin.has(key)) byPin.set(key, []);
+      byPin.get(key).push(q);
+    }
+  } catch { /* chapters still work without Q&A */ }
+  return byPin;
 }
 
 function jump(index) {
@@ -47,23 +54,22 @@ function highlight() {
   document.body.dataset.chapterProduct = active ? String(active.product_id ?? "") : "";
 }
 
-function renderChapters() {
+function renderChapters(byPin = new Map()) {
   const items = chapters.map((chapter, index) => {
-    const batch = chapter.batch || null;
-    const code = (batch && batch.code) || chapter.batch_code;
+    const lines = evidenceLines(chapter);
     const price = chapter.price_fen ?? (chapter.product && chapter.product.price_fen);
-    const questions = Array.isArray(chapter.questions) ? chapter.questions : chapter.qa || [];
+    const questions = chapter.questions || byPin.get(String(chapter.pin_id)) || byPin.get(`p${chapter.product_id}`) || [];
     return h("li", { class: "card chapter", dataset: { index: String(index), productId: String(chapter.product_id ?? "") } },
       h("div", { class: "pin-head" },
         h("b", { class: "chapter-name", text: chapterName(chapter) }),
         price !== undefined && price !== null ? h("span", { class: "price", text: yuan(price) }) : null,
         h("span", { class: "muted", text: `${clock(chapter.start_s || 0)}–${chapter.end_s !== undefined && chapter.end_s !== null ? clock(chapter.end_s) : ""}` })),
-      code ? h("p", { class: "muted" }, h("a", { href: `/trace/${encodeURIComponent(code)}`, text: `${t("batch")} ${code}` })) : null,
-      qcText(chapter) ? h("p", { class: "qc", text: `${t("qc_report")}: ${qcText(chapter)}` }) : null,
+      lines.code ? h("p", { class: "muted chapter-batch" }, h("a", { href: `/trace/${encodeURIComponent(lines.code)}`, text: lines.batch })) : null,
+      lines.qc ? h("p", { class: "qc chapter-qc", text: `${t("qc_report")}: ${lines.qc}` }) : null,
       h("div", { class: "toolbar" },
         h("button", { type: "button", class: "primary jump", text: t("jump_chapter"), on: { click: () => jump(index) } }),
-        chapter.clip_url ? h("a", { href: chapter.clip_url, class: "clip", text: "▶ clip" }) : null),
-      questions.length ? h("div", {}, h("p", { class: "muted", text: t("qa_about") }),
+        chapter.clip_url ? h("a", { href: chapter.clip_url, class: "clip", text: "▶ clip (HLS)" }) : null),
+      questions.length ? h("div", { class: "chapter-qa" }, h("p", { class: "muted", text: t("qa_about") }),
         h("ul", { class: "questions" }, ...questions.slice(0, 50).map((q) => questionRow(q)))) : null);
   });
   $("#chapters").replaceChildren(...items);
@@ -81,13 +87,21 @@ async function load() {
   if (replay.poster) video.poster = replay.poster;
   chapters = Array.isArray(replay.chapters) ? replay.chapters : [];
   renderChapters();
+  if (chapters.length) {
+    // Batch, QC and Q&A arrive after the chapters themselves: show the list first.
+    const [byPin, enriched] = await Promise.all([questionsByPin(), Promise.all(chapters.map((c) => withEvidence(c)))]);
+    chapters = enriched;
+    renderChapters(byPin);
+    highlight();
+  }
   const status = replay.status || "ready";
-  if (status === "failed") {
-    $("#missing").textContent = t("replay_failed");
+  if (status === "failed" || status === "empty" || status === "none") {
+    $("#missing").textContent = t(status === "failed" ? "replay_failed" : "replay_missing");
     $("#missing").hidden = false;
     return;
   }
   if (status !== "ready") {
+    // pending / processing / recording: show progress and ask again shortly.
     const percent = Math.round(Number(replay.percent ?? replay.progress ?? 0));
     $("#processing").hidden = false;
     $("#processing-text").textContent = t("processing", { p: percent });
@@ -98,7 +112,7 @@ async function load() {
   $("#processing").hidden = true;
   if (!attached) {
     attached = true;
-    await attachHls(video, replay.url || replay.playlist || `/replays/${sessionId}/index.m3u8`, { live: false });
+    await attachHls(video, replay.hls || `/replays/${sessionId}/index.m3u8`, { live: false });
     const wanted = Number(new URLSearchParams(location.search).get("chapter"));
     if (Number.isInteger(wanted) && chapters[wanted]) {
       video.addEventListener("loadedmetadata", () => jump(wanted), { once: true });

@@ -17,7 +17,7 @@ function card(replay) {
     h("p", { class: "muted", text: [replay.farm, localTime(replay.ended_at || replay.started_at)].filter(Boolean).join(" · ") }),
     ready ? null : h("p", { class: "muted", text: t("processing", { p: Math.round(Number(replay.percent ?? 0)) }) }),
     Array.isArray(replay.chapters) && replay.chapters.length
-      ? h("p", { class: "muted", text: replay.chapters.map((c) => c.product_name || (c.product && c.product.name) || "").filter(Boolean).join(" · ") })
+      ? h("p", { class: "muted", text: replay.chapters.map((c) => c.name || c.product_name || "").filter(Boolean).join(" · ") })
       : null);
 }
 
@@ -25,7 +25,7 @@ async function load() {
   let replays = null;
   try {
     const data = await api("/api/replays", { auth: false });
-    replays = Array.isArray(data) ? data : data.replays || data.items || [];
+    replays = Array.isArray(data) ? data : data.items || data.replays || [];
   } catch {
     // No replay list yet: ended sessions are the replays to offer.
     const sessions = await api("/api/sessions?status=ended", { auth: false }).catch(() => []);

@@ -65,6 +65,12 @@ function batchLine(pinned) {
   return bits.join(" · ");
 }
 
+/** Batch line, batch code and QC line of a pin or replay chapter (after withEvidence). */
+export function evidenceLines(item) {
+  const batch = evidenceOf(item).batch || item.batch || null;
+  return { batch: batchLine(item), code: (batch && batch.code) || item.batch_code || "", qc: qcSummary(item) };
+}
+
 /** Fill the 讲解中 card; hide it when nothing is pinned. Batch code links to its trace page. */
 export function renderPin(card, pinned) {
   card.hidden = !pinned;

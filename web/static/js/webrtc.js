@@ -38,7 +38,8 @@ async function exchange(url, sdp, bearer) {
     throw new MediaHttpError(response.status, code, message);
   }
   const location = response.headers.get("Location");
-  return { answer: await response.text(), location: location ? new URL(location, url).href : null };
+  const base = new URL(url, window.location.href);
+  return { answer: await response.text(), location: location ? new URL(location, base).href : null };
 }
 
 function preferCodec(transceiver, kind, mimeType) {
