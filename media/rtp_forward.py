@@ -57,14 +57,18 @@ class ViewerLeg:
     """One viewer's sending side for one kind: where and how its packets go."""
 
     __slots__ = (
+        "addr",
         "closed",
         "dtls",
         "last_rtp_ts",
         "last_unix",
         "octets",
         "packets",
+        "pair",
         "payload_type",
+        "protect",
         "sender",
+        "sendto",
         "ssrc",
         "wait_deadline",
         "waiting_key",
@@ -82,6 +86,11 @@ class ViewerLeg:
         self.last_rtp_ts = 0
         self.last_unix = 0.0
         self.closed = False
+        # The route, resolved again only when ICE nominates another pair.
+        self.pair: Any = None
+        self.sendto: Any = None
+        self.protect: Any = None
+        self.addr: tuple[str, int] = ("", 0)
 
     def send(self, data: bytes) -> bool:
         """SRTP-protect and send one plain RTP packet now; False when not connected."""
@@ -89,9 +98,14 @@ class ViewerLeg:
         if dtls._state is not DtlsState.CONNECTED:
             return False
         pair = dtls.transport._connection._nominated.get(1)
-        if pair is None:
-            return False
-        pair.protocol.transport.sendto(dtls._tx_srtp.protect(data), pair.remote_addr)
+        if pair is not self.pair:
+            if pair is None:
+                return False
+            self.pair = pair
+            self.sendto = pair.protocol.transport.sendto
+            self.addr = pair.remote_addr  # a property building a tuple: not per packet
+            self.protect = dtls._tx_srtp.protect
+        self.sendto(self.protect(data), self.addr)
         return True
 
     def sync_report(self) -> None:
@@ -125,6 +139,7 @@ class RtpFanout:
         self.last_mono = 0.0
         self.last_unix = 0.0
         self.forwarded = 0
+        self.retransmitted = 0
         # Called when a viewer joins or asks for a keyframe; the stream rate-limits it.
         self.on_keyframe_needed: Callable[[], None] = lambda: None
 
@@ -166,7 +181,14 @@ class RtpFanout:
                 if not key and time.monotonic() < leg.wait_deadline:
                     continue
                 leg.waiting_key = False
-            if leg.send(pack(0x80, byte1 | leg.payload_type, seq, ts, leg.ssrc) + payload):
+            try:
+                sent = leg.send(pack(0x80, byte1 | leg.payload_type, seq, ts, leg.ssrc) + payload)
+            except Exception:
+                # Never let one viewer's broken transport reach the publisher's receive loop.
+                log.exception("forwarding to a viewer failed; dropping that viewer's %s", self.kind)
+                self.remove_leg(leg)
+                continue
+            if sent:
                 leg.packets += 1
                 leg.octets += size
                 leg.last_rtp_ts = ts
@@ -191,6 +213,7 @@ class RtpFanout:
         if entry is None or entry[0] != seq or leg.waiting_key:
             return False
         _, ts, byte1, payload = entry
+        self.retransmitted += 1
         return leg.send(RTP_HEADER.pack(0x80, byte1 | leg.payload_type, seq, ts, leg.ssrc) + payload)
 
     def sync_reports(self) -> None:

@@ -10,9 +10,11 @@ publisher. aiortc's own RTCP task keeps sending SR/SDES/BYE from the counters we
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
+import pylibsrtp
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.rtp import (
     RTCP_PSFB_FIR,
@@ -57,8 +59,9 @@ class ViewerPeer:
 
         async def handle_rtcp_packet(packet: Any) -> None:
             if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-                for seq in packet.lost[:MAX_NACKS_PER_PACKET]:
-                    fanout.retransmit(leg, seq)
+                with contextlib.suppress(pylibsrtp.Error, OSError):
+                    for seq in packet.lost[:MAX_NACKS_PER_PACKET]:
+                        fanout.retransmit(leg, seq)
             elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
                 fanout.on_keyframe_needed()
             else:

@@ -166,3 +166,33 @@ async def test_grace_expiry_ends_the_session(make_api, settings: Settings) -> No
         assert await session_status(api, session_id) == "ended"
     finally:
         await pub.pc.close()
+
+
+async def test_lossy_viewer_link_repaired_from_nack_history(make_api, media_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    api = await make_api(media_settings)
+    session_id, key, _ = await new_session(api)
+    pub = await publish(api.client, session_id, key, codec="video/VP8", audio=False)
+    viewer = None
+    try:
+        assert pub.status == 201
+        viewer = await view(api.client, session_id, audio=False)
+        stream = api.app[media_hub_key].streams[session_id]
+        fanout = stream.fanouts["video"]
+        assert await wait_for(lambda: bool(fanout.legs) and fanout.legs[0].pair is not None, 10)
+        leg = fanout.legs[0]
+        # The viewer's link loses every 8th datagram (the socket send is wrapped, nothing else).
+        real_sendto, sent = leg.sendto, [0]
+
+        def lossy_sendto(data: bytes, addr: tuple[str, int]) -> None:
+            sent[0] += 1
+            if sent[0] % 8:
+                real_sendto(data, addr)
+
+        leg.sendto = lossy_sendto
+        before = viewer.got.video_frames
+        assert await wait_for(lambda: viewer is not None and viewer.got.video_frames >= before + 60, 20)
+        assert fanout.retransmitted > 0  # the viewer's NACKs were answered from our history
+    finally:
+        if viewer is not None:
+            await viewer.close()
+        await pub.pc.close()
