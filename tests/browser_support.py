@@ -172,8 +172,8 @@ class Rest:
 
 
 @contextlib.asynccontextmanager
-async def running_server(tmp_path: Path, redis_url: str,
-                         extra_env: dict[str, str] | None = None) -> AsyncIterator[tuple[ServerProcess, Rest]]:
+async def running_server(tmp_path: Path, redis_url: str, extra_env: dict[str, str] | None = None,
+                         ) -> AsyncIterator[tuple[ServerProcess, Rest]]:
     server = ServerProcess(tmp_path / "server", redis_url, extra_env)
     await server.start()
     try:
@@ -262,18 +262,18 @@ async def browser_kit(tmp_path: Path, redis_url: str, test_name: str,
     chromium = require_chromium()
     from playwright.async_api import async_playwright
 
-    async with running_server(tmp_path, redis_url, extra_env) as (server, rest):
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            kit = Kit(server, rest, browser, artifact_dir(test_name))
-            try:
-                yield kit
-            except BaseException:
-                await kit.failure_report()
-                print(f"--- server log ---\n{server.log_tail()}")
-                raise
-            finally:
-                for context in kit.contexts:
-                    with contextlib.suppress(Exception):
-                        await context.close()
-                await browser.close()
+    async with (running_server(tmp_path, redis_url, extra_env) as (server, rest),
+                async_playwright() as playwright):
+        browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        kit = Kit(server, rest, browser, artifact_dir(test_name))
+        try:
+            yield kit
+        except BaseException:
+            await kit.failure_report()
+            print(f"--- server log ---\n{server.log_tail()}")
+            raise
+        finally:
+            for context in kit.contexts:
+                with contextlib.suppress(Exception):
+                    await context.close()
+            await browser.close()

@@ -70,12 +70,20 @@ async def test_replay_plays_and_chapter_jump_lands_on_product(tmp_path: Path, re
                                                              redis_client: Redis) -> None:
     async with browser_kit(tmp_path, redis_url, "flow4_replay") as kit:
         sid, host_account = await _live_session(kit)
-        batch = await kit.rest.call("POST", "/api/batches", host_account.token,
-                                    json={"code": "PP-2026-05-A", "farm": "老张合作农场", "plot": "东坡3号地"})
+        batch = await kit.rest.call("POST", "/api/batches", host_account.token, json={
+            "code": "PP-2026-05-A", "farm": "老张合作农场", "plot": "东坡3号地"})
         product = await kit.rest.call("POST", "/api/products", host_account.token, json={
             "name": "白玉枇杷", "price_fen": 3990, "batch_id": batch["id"]})
+        await kit.rest.call("POST", "/api/batches/PP-2026-05-A/qc-reports", host_account.token, json={
+            "tester": "镇农检站", "lab": "镇农检站", "tested_at": "2026-05-20T02:00:00Z",
+            "conclusion": "pass", "measurements": [
+                {"kind": "pesticide_quick_test", "value": 12.5, "passed": True},
+                {"kind": "brix", "value": 13.5, "passed": True}]})
+        neighbour = await kit.rest.account("liayi", "viewer", "李阿姨")
+        helper = await kit.rest.account("xiaomei", "assistant", "小美")
         host = await _go_live(kit, host_account, sid)
-        viewer = await kit.page(None, f"/live/{sid}")
+        viewer = await kit.page(neighbour, f"/live/{sid}")
+        assistant = await kit.page(helper, f"/moderate/{sid}")
         await _assert_playing(viewer, 1.0)
 
         # A few seconds of stream, then the host explains the loquats for a few more.
@@ -83,8 +91,19 @@ async def test_replay_plays_and_chapter_jump_lands_on_product(tmp_path: Path, re
         await host.locator("#products li", has_text="白玉枇杷").locator("button.pin-product").click()
         await viewer.locator("#pin-card #pin-name", has_text="白玉枇杷").wait_for(timeout=10_000)
         await viewer.locator("#pin-batch", has_text="PP-2026-05-A").wait_for(timeout=10_000)
+        await viewer.locator("#pin-qc", has_text="13.5").wait_for(timeout=10_000)
         await kit.shot(viewer, "viewer_sees_pin")
-        await host.wait_for_timeout(6000)
+        # A question asked while the loquats are pinned belongs to their chapter.
+        await viewer.fill("#ask-input", "枇杷核能泡水吗?")
+        await viewer.click("#ask-form button[type=submit]")
+        pending = assistant.locator("#pending .question", has_text="枇杷核能泡水吗?")
+        await pending.wait_for(timeout=10_000)
+        await pending.locator("button.approve").click()
+        approved = assistant.locator("#approved .question", has_text="枇杷核能泡水吗?")
+        await approved.locator(".answer-input").fill("不建议,核有微毒")
+        await approved.locator(".answer-submit").click()
+        await viewer.locator("#question-list .answer-text", has_text="不建议").wait_for(timeout=10_000)
+        await host.wait_for_timeout(4000)
 
         # Two taps end the session; the viewer is told and sent to the replay.
         await host.click("#end-session")
@@ -97,6 +116,10 @@ async def test_replay_plays_and_chapter_jump_lands_on_product(tmp_path: Path, re
         await chapter.wait_for(timeout=120_000)  # the replay build runs ffmpeg
         await replay.locator("#processing").wait_for(state="hidden", timeout=120_000)
         await chapter.locator(".chapter-batch", has_text="PP-2026-05-A").wait_for(timeout=10_000)
+        await chapter.locator(".chapter-qc", has_text="13.5").wait_for(timeout=10_000)
+        qa = chapter.locator(".chapter-qa .question", has_text="枇杷核能泡水吗?")
+        await qa.wait_for(timeout=10_000)
+        assert await qa.locator(".answer-text").text_content() == "不建议,核有微毒"
         data = await kit.rest.call("GET", f"/api/sessions/{sid}/replay")
         assert data["status"] == "ready", data
         target = next(c for c in data["chapters"] if c["product_id"] == product["id"])

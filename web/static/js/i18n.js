@@ -31,6 +31,8 @@ const TEXT = {
   explaining: ["讲解中", "Now explaining"],
   batch: ["批次", "Batch"],
   qc_report: ["质检报告", "QC report"],
+  qc_pass: ["合格", "passed"],
+  qc_fail: ["不合格", "failed"],
   no_pin: ["主播还没有上架商品", "No product pinned yet"],
   sale_ends_in: ["距结束", "Ends in"],
   sale_starts_in: ["距开抢", "Starts in"],

@@ -45,7 +45,8 @@ export function qcLine(report) {
   if (!report) return "";
   if (typeof report === "string") return report;
   const parts = [];
-  const head = [report.lab || report.tester, report.conclusion || report.result].filter(Boolean).join(" ");
+  const verdict = { pass: t("qc_pass"), fail: t("qc_fail") }[report.conclusion] || report.conclusion || report.result;
+  const head = [report.lab || report.tester, verdict].filter(Boolean).join(" ");
   if (head) parts.push(head);
   for (const m of (report.measurements || []).slice(0, 6)) {
     const mark = m.passed === true ? "✓" : m.passed === false ? "✗" : "";
