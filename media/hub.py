@@ -14,7 +14,13 @@ from commerce import live_sessions
 from commerce.events import DomainEvent, EventBus
 from media.errors import BadSdp, CodecUnsupported, NotLive, PublisherActive, ResourceGone, WebrtcFull
 from media.publisher import PublisherPeer
-from media.sdp import match_viewer_video, only_opus, prefer_ingest_video, rtc_configuration
+from media.sdp import (
+    match_viewer_video,
+    only_opus,
+    prefer_ingest_video,
+    rtc_configuration,
+    video_profile,
+)
 from media.stream import LiveStream
 from media.tap import PublisherTaps
 from media.viewer import IdleTrack, ViewerPeer
@@ -82,6 +88,7 @@ class MediaHub:
                 )
             pub = PublisherPeer(pc, secrets.token_urlsafe(16))
             stream.attach_publisher(pub, video, audio, codec)
+            stream.video_profile = video_profile(video)
         log.info("session %s publishing (%s)", session_id, codec)
         return pub.resource_id, pc.localDescription.sdp
 
@@ -152,7 +159,7 @@ class MediaHub:
                 if fanout is None or t._offerDirection not in ("sendonly", "sendrecv"):
                     continue
                 if t.kind == "video":
-                    match_viewer_video(t, stream.video_codec)
+                    match_viewer_video(t, stream.video_codec, stream.video_profile)
                 else:
                     only_opus(t)
                 pc.addTrack(IdleTrack(t.kind))

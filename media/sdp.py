@@ -89,15 +89,24 @@ def only_opus(transceiver: Any) -> None:
     transceiver._codecs = opus[:1]
 
 
-def match_viewer_video(transceiver: Any, codec: str) -> None:
+def match_viewer_video(transceiver: Any, codec: str, profile: str | None = None) -> None:
     """A viewer gets the publisher's codec as sent (no transcoding), without RTX (we resend
-    NACKed packets on the media SSRC)."""
+    NACKed packets on the media SSRC). For H.264, packetization-mode 1 and the publisher's
+    profile-level-id are preferred (any H.264 decoder copes with another profile, but a
+    matching one is what the viewer agreed to receive)."""
     codecs: list[RTCRtpCodecParameters] = transceiver._codecs
     if codec == "h264":
         found = [c for c in codecs if _is(c, "video/h264")]
-        found.sort(key=lambda c: str(c.parameters.get("packetization-mode")) != "1")
+        found.sort(key=lambda c: (str(c.parameters.get("packetization-mode")) != "1",
+                                  str(c.parameters.get("profile-level-id", "")).lower() != (profile or "")))
     else:
         found = [c for c in codecs if _is(c, "video/vp8")]
     if not found:
         raise CodecUnsupported(f"此直播使用 {codec.upper()} / This stream is {codec.upper()}", codec=codec)
     transceiver._codecs = found[:1]
+
+
+def video_profile(transceiver: Any) -> str | None:
+    """The negotiated H.264 profile-level-id of a publisher's video, lower-case."""
+    value = transceiver._codecs[0].parameters.get("profile-level-id")
+    return str(value).lower() if value else None

@@ -40,6 +40,7 @@ class LiveStream:
             "audio": FrameTimeline("audio", AUDIO_TIME_BASE_HZ, self.t0),
         }
         self.video_codec = ""
+        self.video_profile: str | None = None  # H.264 profile-level-id, for viewers' answers
         self.throttle = KeyframeThrottle(self._send_pli)
         self.closed = False
         self._on_grace_expired = on_grace_expired

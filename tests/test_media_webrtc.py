@@ -196,3 +196,23 @@ async def test_lossy_viewer_link_repaired_from_nack_history(make_api, media_sett
         if viewer is not None:
             await viewer.close()
         await pub.pc.close()
+
+
+async def test_host_ending_the_session_stops_the_stream(make_api, media_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    api = await make_api(media_settings)
+    session_id, key, host = await new_session(api)
+    pub = await publish(api.client, session_id, key, audio=False)
+    try:
+        assert pub.status == 201
+        hub = api.app[media_hub_key]
+        assert await wait_for(lambda: pub.pc.connectionState == "connected", 10)
+        resp = await api.client.post(f"/api/sessions/{session_id}/end", headers=api.auth(host))
+        assert resp.status == 200
+        assert session_id not in hub.streams
+        assert await wait_for(lambda: pub.pc.connectionState in ("closed", "failed"), 10)
+        # An ended session takes no new publisher.
+        again = await publish(api.client, session_id, key, audio=False)
+        await again.pc.close()
+        assert again.status == 409 and "invalid_state" in again.body
+    finally:
+        await pub.pc.close()
