@@ -92,3 +92,32 @@ async def test_language_switch_and_login_redirect(tmp_path: Path, redis_url: str
         await page.click("#login-submit")
         await page.wait_for_url(f"{kit.base}/")
         assert kit.errors == [], kit.errors
+
+
+async def test_trace_and_dashboard_pages(tmp_path: Path, redis_url: str,
+                                         redis_client: Redis) -> None:
+    async with browser_kit(tmp_path, redis_url, "trace_dashboard") as kit:
+        host = await kit.rest.account("laozhang", "host", "老张")
+        await kit.rest.call("POST", "/api/sessions", host.token, json={"title": "枇杷园直播"})
+        await kit.rest.call("POST", "/api/batches", host.token, json={
+            "code": "PP-2026-05-A", "farm": "老张合作农场", "plot": "东坡3号地"})
+        await kit.rest.call("POST", "/api/batches/PP-2026-05-A/qc-reports", host.token, json={
+            "tester": "镇农检站", "tested_at": "2026-05-20T02:00:00Z", "conclusion": "pass",
+            "measurements": [{"kind": "brix", "value": 13.5, "passed": True}]})
+        # The QR code's target: anyone sees origin, QC and a verified record.
+        page = await kit.page(None, "/trace/PP-2026-05-A")
+        await page.locator("#trace .qc-reports li", has_text="13.5").wait_for(timeout=10_000)
+        await page.locator("#trace .verify.ok").wait_for(timeout=10_000)
+        assert "老张合作农场" in (await page.locator("#trace").text_content() or "")
+        await kit.shot(page, "trace")
+        await page.goto("/trace/NO-SUCH-BATCH")
+        await page.locator("#message", has_text="未找到").wait_for(timeout=10_000)
+
+        # The dashboard asks for a login, then shows the host's sessions with charts.
+        dash = await kit.page(host, "/dashboard")
+        await dash.locator("#metrics tbody tr", has_text="枇杷园直播").wait_for(timeout=10_000)
+        await dash.wait_for_function(
+            "() => [...document.querySelectorAll('#charts img')].some((i) => i.naturalWidth > 0)",
+            timeout=10_000)
+        await kit.shot(dash, "dashboard")
+        assert kit.errors == [], kit.errors

@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { has } from "./capabilities.js";
 import { $, h, localTime } from "./dom.js";
 import { t } from "./i18n.js";
+import { qcLine } from "./room_view.js";
 import { mountShell } from "./shell.js";
 
 mountShell();
@@ -18,7 +19,7 @@ function say(text) {
 function fields(obj) {
   const dl = h("dl", { class: "fields" });
   for (const [key, value] of Object.entries(obj || {})) {
-    if (value === null || value === undefined || typeof value === "object") continue;
+    if (value === null || value === undefined || value === "" || typeof value === "object") continue;
     dl.append(h("dt", { text: key }), h("dd", { text: String(value) }));
   }
   return dl;
@@ -33,20 +34,26 @@ async function load() {
     return say(err.status === 404 ? t("not_found") : `${t("error")}: ${err.message}`);
   }
   const section = $("#trace");
-  const batch = trace.batch || trace;
-  const events = trace.events || trace.trace || [];
-  const reports = trace.qc_reports || trace.qc || [];
+  const batch = trace.batch || {};
+  const events = trace.journey || [];
+  const reports = trace.qc_reports || [];
+  const products = trace.products || [];
   section.replaceChildren(
-    h("h2", { text: batch.product_name || batch.farm || code }), fields(batch),
+    h("h2", { text: [batch.farm, batch.plot].filter(Boolean).join(" · ") || code }),
+    fields({ [t("batch")]: batch.code, [t("farm")]: batch.farm, [t("plot")]: batch.plot,
+             [t("harvested")]: localTime(batch.harvested_at), [t("lookups")]: trace.lookups }),
+    products.length ? h("p", {}, ...products.slice(0, 20).map((p) => h("span", { class: "badge", text: p.name }))) : null,
     h("h2", { text: t("qc_report") }),
-    h("ul", {}, ...reports.slice(0, 50).map((r) => h("li", { text: [r.title || r.kind, r.result || r.summary, localTime(r.tested_at || r.created_at)].filter(Boolean).join(" · ") }))),
-    h("ol", { class: "trace-events" }, ...events.slice(0, 200).map((e) => h("li", { text: [e.kind || e.type, e.place || e.location, localTime(e.at || e.created_at), e.note || ""].filter(Boolean).join(" · ") }))));
+    h("ul", { class: "qc-reports" }, ...reports.slice(0, 50).map((r) => h("li", { text: `${localTime(r.tested_at)} · ${qcLine(r)}` }))),
+    h("h2", { text: t("trace_journey") }),
+    h("ol", { class: "trace-events" }, ...events.slice(0, 200).map((e) => h("li", {
+      text: [e.label || e.kind, e.location, localTime(e.occurred_at), e.note].filter(Boolean).join(" · ") }))));
   section.hidden = false;
   if (await has("get", "/api/trace/{batch_code}/verify")) {
     try {
       const verdict = await api(`/api/trace/${encodeURIComponent(code)}/verify`, { auth: false });
-      const ok = verdict.ok ?? verdict.valid;
-      section.append(h("p", { class: ok ? "ok" : "error", text: ok ? "✓ 链上记录完整 / chain verified" : "✗ 记录被改动 / chain broken" }));
+      const ok = verdict.ok === true;
+      section.append(h("p", { class: ok ? "ok verify" : "error verify", text: t(ok ? "trace_ok" : "trace_broken") }));
     } catch { /* verification is a bonus */ }
   }
 }
