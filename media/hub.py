@@ -47,7 +47,8 @@ class MediaHub:
         self.events = events
         self.taps = taps
         self.streams: dict[int, LiveStream] = {}
-        self._publish_lock = asyncio.Lock()
+        # One negotiation at a time per session: two publishers racing cannot both win.
+        self._publish_locks: dict[int, asyncio.Lock] = {}
         self._negotiating = 0  # viewers between offer and answer, counted against the cap
         self._tasks: set[asyncio.Task[None]] = set()
         self._owned: list[Callable[[], Awaitable[None]]] = []  # e.g. the demo source's stop
@@ -65,7 +66,7 @@ class MediaHub:
         """Check the key, negotiate, start (or resume) the stream. Returns (resource id, answer)."""
         async with self.database.session() as db:
             await live_sessions.session_for_stream_key(db, session_id, stream_key)
-        async with self._publish_lock:
+        async with self._publish_locks.setdefault(session_id, asyncio.Lock()):
             stream = self.streams.get(session_id)
             if stream is not None and stream.publisher is not None and stream.publisher.alive():
                 raise PublisherActive()
@@ -77,11 +78,11 @@ class MediaHub:
                 if audio is not None:
                     only_opus(audio)
                 await pc.setLocalDescription(await pc.createAnswer())
+                async with self.database.session() as db:
+                    await live_sessions.mark_live(db, session_id)
             except BaseException:
                 await pc.close()
                 raise
-            async with self.database.session() as db:
-                await live_sessions.mark_live(db, session_id)
             if stream is None or stream.closed:
                 stream = self.streams[session_id] = LiveStream(
                     session_id, self.taps, self.settings.publisher_grace_s, self._grace_expired
@@ -108,17 +109,23 @@ class MediaHub:
         async with self.database.session() as db:
             await live_sessions.session_for_stream_key(db, session_id, stream_key)
         stream = self.streams.get(session_id)
-        if stream is None or stream.publisher is None or stream.publisher.resource_id != resource_id:
+        # The last publisher's resource also counts: it may DELETE while we wait out its drop.
+        if stream is None or resource_id != stream.last_resource_id:
             raise ResourceGone()
         await self.end_stream(session_id, end_session=True)
 
     def _grace_expired(self, session_id: int) -> None:
-        task = asyncio.ensure_future(self.end_stream(session_id, end_session=True))
+        # A stream that never carried media (the publisher never got through) leaves the
+        # session as it is, so the host can try again; one that did is over.
+        stream = self.streams.get(session_id)
+        had_media = stream is not None and stream.had_media
+        task = asyncio.ensure_future(self.end_stream(session_id, end_session=had_media))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def end_stream(self, session_id: int, *, end_session: bool) -> None:
         stream = self.streams.pop(session_id, None)
+        self._publish_locks.pop(session_id, None)
         if stream is None:
             return
         await stream.close()

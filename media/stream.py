@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from media.keyframes import KeyframeThrottle
-from media.publisher import SILENT_GONE_S, FrameTimeline, PublisherPeer
+from media.publisher import CONNECT_TIMEOUT_S, SILENT_GONE_S, FrameTimeline, PublisherPeer
 from media.rtp_forward import RtpFanout
 from media.tap import AUDIO_TIME_BASE_HZ, VIDEO_TIME_BASE_HZ, PublisherTaps, StreamInfo
 from media.viewer import ViewerPeer
@@ -40,6 +40,7 @@ class LiveStream:
             "audio": FrameTimeline("audio", AUDIO_TIME_BASE_HZ, self.t0),
         }
         self.video_codec = ""
+        self.last_resource_id = ""
         self.video_profile: str | None = None  # H.264 profile-level-id, for viewers' answers
         self.throttle = KeyframeThrottle(self._send_pli)
         self.closed = False
@@ -56,6 +57,7 @@ class LiveStream:
             self._grace.cancel()
             self._grace = None
         old, self.publisher = self.publisher, pub
+        self.last_resource_id = pub.resource_id
         if old is not None:
             old.active = False
             self._close_later(old.close())
@@ -97,6 +99,10 @@ class LiveStream:
             self.grace_s, self._on_grace_expired, self.session_id
         )
 
+    @property
+    def had_media(self) -> bool:
+        return any(f.forwarded for f in self.fanouts.values())
+
     def _send_pli(self) -> bool:
         return self.publisher is not None and self.publisher.send_pli()
 
@@ -128,7 +134,10 @@ class LiveStream:
                 fanout.sync_reports()
             pub = self.publisher
             now = time.monotonic()
-            if pub is not None and pub.last_rtp and now - pub.last_rtp > SILENT_GONE_S:
+            if pub is not None and (
+                (pub.last_rtp and now - pub.last_rtp > SILENT_GONE_S)
+                or (not pub.last_rtp and now - pub.created > CONNECT_TIMEOUT_S)
+            ):
                 self.publisher_lost(pub)
             if (self.taps.has_sinks(self.session_id)
                     and now - self._last_periodic_key >= self.taps.keyframe_interval_s):

@@ -24,7 +24,9 @@ without being a WebRTC viewer. Kept small and synchronous on purpose:
   `request_keyframe(session_id)` asks once more, now (rate-limited with viewers' requests to
   one PLI per 0.5 s; see media/keyframes.py).
 
-Registration: `app[publisher_taps_key]` (media/keys.py) is one `PublisherTaps` per app.
+Registration: `app[publisher_taps_key]` (media/keys.py) is one `PublisherTaps` per app, created
+in `server/media_component.setup` (so: usable from the setup of components wired after it, and
+from any cleanup_ctx, which all run after every setup).
 - `add_factory(factory)`: `factory(session_id)` is called when a session's first publisher
   connects (not on reconnects); return a sink to tap that session, or None.
 - `add_sink(session_id, sink)`: tap one session now (the sink gets `on_start` at once when the
