@@ -1,7 +1,7 @@
 // Live room: anonymous visitors watch and read; signed-in neighbours comment, ask, upvote, buy.
 import { api, goLogin, token } from "./api.js";
 import { CommentList } from "./comments.js";
-import { $, pathId, toast } from "./dom.js";
+import { $, localTime, pathId, toast } from "./dom.js";
 import * as ev from "./events.js";
 import { t } from "./i18n.js";
 import { LivePlayer } from "./player.js";
@@ -49,9 +49,11 @@ api(`/api/sessions/${sessionId}`, { auth: false }).then((session) => {
 
 // --- realtime --------------------------------------------------------------------------------
 let seqAtDrop = null;
+let banned = false;
 let caughtUp = 0;
 const conn = new RoomConnection(ev.NS_LIVE, sessionId, {
   onStatus: (state, message) => {
+    if (banned) return;
     if (state === "reconnecting") {
       seqAtDrop = conn.lastSeq;
       caughtUp = 0;
@@ -60,7 +62,7 @@ const conn = new RoomConnection(ev.NS_LIVE, sessionId, {
       // Replayed events arrive right after the connect; count them, then say how many.
       setTimeout(() => say(t("reconnected", { n: caughtUp })), 1500);
     } else if (state === "refused") {
-      say(`${t("refused")}: ${message || ""}`, 6000);
+      say(`${t("refused")}: ${message || ""}`, 0);
     }
   },
 });
@@ -112,8 +114,15 @@ conn.on(ev.ON_UNPINNED, (data) => {
 for (const name of [ev.ON_SALE_OPENED, ev.ON_SALE_CLOSED, ev.ON_GROUP_OUTCOME]) {
   conn.on(name, (data) => countMissed(data));
 }
-conn.on(ev.ON_MUTED, (info) => say(`${t("refused")}: ${info.reason || ""}`, 6000));
-conn.on(ev.ON_BANNED, (info) => say(`${t("refused")}: ${info.reason || ""}`, 0));
+function untilText(info) {
+  return info && info.until ? localTime(info.until) : t("forever");
+}
+conn.on(ev.ON_MUTED, (info) => say(t("muted_notice", { until: untilText(info) }), 0));
+conn.on(ev.ON_UNMUTED, () => say(t("unmuted_notice")));
+conn.on(ev.ON_BANNED, (info) => {
+  banned = true;
+  say(t("banned_notice", { until: untilText(info) }), 0);
+});
 conn.on(ev.ON_SESSION_ENDED, (data) => {
   countMissed(data);
   say(t("status_ended"), 0);

@@ -55,7 +55,7 @@ async function main() {
         e.preventDefault();
         if (text.value.trim()) await act(ev.MOD_ANSWER, { question_id: id, text: text.value.trim() });
       } } }, text, h("button", { type: "submit", class: "answer-submit", text: t("answer") })));
-      bar.append(h("button", { type: "button", class: "pin-question", text: q.pinned ? t("unpin") : t("pin_question"),
+      bar.append(h("button", { type: "button", class: "pin-question", text: q.pinned ? t("unpin_question") : t("pin_question"),
         on: { click: () => (q.pinned ? act(ev.MOD_UNPIN_QUESTION, {}) : act(ev.MOD_PIN_QUESTION, { question_id: id })) } }));
     }
     return bar;
@@ -87,7 +87,7 @@ async function main() {
     for (const [kind, list] of [["mute", state.mutes || []], ["ban", state.bans || []]]) {
       for (const entry of list) {
         const until = entry.until ? localTime(entry.until) : "∞";
-        rows.push(h("li", {}, h("span", { text: `${t(kind)} #${entry.user_id} → ${until} ` }),
+        rows.push(h("li", {}, h("span", { text: `${t(`${kind}_label`)} #${entry.user_id} → ${until} ` }),
           h("button", { type: "button", class: "chip", text: "✕",
             on: { click: () => act(kind === "mute" ? ev.MOD_UNMUTE : ev.MOD_UNBAN, { user_id: entry.user_id }).then(refreshState) } })));
       }

@@ -33,15 +33,19 @@ export class RoomConnection {
       this.onStatus(wasReconnecting ? "reconnected" : "connected");
     });
     this.socket.on("disconnect", (reason) => {
-      // "io client disconnect" is our own close; anything else we come back from.
-      if (reason !== "io client disconnect") {
+      // Our own close, or the server sending us away (a ban): socket.io does not come back.
+      if (reason === "io server disconnect") {
+        this.onStatus("closed");
+      } else if (reason !== "io client disconnect") {
         this.reconnecting = true;
         this.missedSinceReconnect = 0;
         this.onStatus("reconnecting");
       }
     });
     this.socket.on("connect_error", (err) => {
-      this.onStatus("refused", err && err.message, err && err.data);
+      // A refusal from the hub carries {code, message} in err.data (e.g. banned, not_found).
+      const data = (err && err.data) || {};
+      this.onStatus("refused", data.message || (err && err.message) || "", data);
     });
   }
 
