@@ -5,12 +5,14 @@
 
 For each viewer count K the driver (this process) publishes a camera-like source over WHIP
 (640x360 at 30 fps, ~1.5 Mbit/s: the encoder's target is pinned, REMB ignored), opens K
-counting viewers spread over helper processes (their decoders are replaced by counters that
-act like a real decoder until the first keyframe: raise, so aiortc sends PLI), and measures
-over --seconds: server CPU (% of one core, from /proc via psutil), frames/s per viewer, and,
-with one real decoding viewer in this process, publisher->viewer latency read from the
-timestamp strip painted into each picture (media/synthetic.py). Then --late-joins viewers
-join one at a time in steady state: time from POST to first decoded picture.
+viewers: one real decoding viewer in this process, K-1 counting viewers spread over helper
+processes (they count packets with the marker bit as frames, skipping aiortc's jitter buffer
+and decoder: see install_counting_receivers), and measures over --seconds: server CPU (% of
+one core, from /proc via psutil), frames/s per viewer, and, from the decoding viewer,
+publisher->viewer latency read from the timestamp strip painted into each picture
+(media/synthetic.py). Then --late-joins viewers join one at a time in steady state: time from
+POST to first decoded picture. `source_kbit_s` is what the publisher really sent: when the box
+is overloaded its encoder falls behind and every figure with it.
 
 Paths:
   forward  the real app (`python -m server serve`, demo off): WHIP in, WHEP out, RTP forwarded
@@ -75,36 +77,36 @@ def pin_publisher_bitrate() -> None:
     rs.RTCRtpSender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
 
 
-def install_counting_decoders(counters: list[Any]) -> None:
-    """Viewers in helper processes count frames instead of decoding them."""
+class Counter:
+    def __init__(self, kind: str) -> None:
+        self.kind, self.n, self.have_key = kind, 0, False
+
+
+def install_counting_receivers(counters: list[Counter]) -> None:
+    """Viewers in helper processes count what arrives instead of reassembling and decoding it:
+    a video frame is a packet with the marker bit, an audio frame is a packet. aiortc's full
+    receive path (jitter buffer, depacketiser, decoder thread) costs the clients more than the
+    server spends forwarding, and on a 2-core box the clients would cap the figures."""
     import aiortc.rtcrtpreceiver as rr
-    import av
-    from aiortc.codecs.base import Decoder
 
-    from media.rtp_keyframes import is_keyframe
+    from media.rtp_keyframes import is_keyframe_start
 
-    class CountingDecoder(Decoder):  # type: ignore[misc]
-        def __init__(self, kind: str, codec: str) -> None:
-            self.kind, self.codec, self.n, self.have_key = kind, codec, 0, False
-            counters.append(self)
+    async def handle_rtp_packet(self: Any, packet: Any, arrival_time_ms: int) -> None:
+        counter = self.__dict__.get("_bench_counter")
+        if counter is None:
+            counter = self._bench_counter = Counter(self._RTCRtpReceiver__kind)
+            counters.append(counter)
+        if counter.kind == "video":
+            if not counter.have_key:
+                codec = self._RTCRtpReceiver__codecs.get(packet.payload_type)
+                name = codec.mimeType.split("/")[1].lower() if codec else ""
+                counter.have_key = is_keyframe_start(name, packet.payload)
+            if packet.marker:
+                counter.n += 1
+        else:
+            counter.n += 1
 
-        def decode(self, encoded_frame: Any) -> list[Any]:
-            self.n += 1
-            if self.kind == "video" and not self.have_key:
-                if is_keyframe(self.codec, encoded_frame.data):
-                    self.have_key = True
-                else:
-                    raise av.error.InvalidDataError(1094995529, "no keyframe yet")
-            return []
-
-    def get_decoder(codec: Any) -> Any:
-        kind, name = codec.mimeType.lower().split("/")
-        return CountingDecoder(kind, name)
-
-    rr.get_decoder = get_decoder
-    import logging
-
-    logging.getLogger("aiortc.rtcrtpreceiver").setLevel(logging.ERROR)
+    rr.RTCRtpReceiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
 
 
 async def negotiate(http: Any, mode: str, base: str, session_id: int, pc: Any,
@@ -155,8 +157,8 @@ async def view_helper(a: argparse.Namespace) -> None:
     """--view-helper: open --n counting viewers; answer 'snap' lines on stdin with JSON."""
     import aiohttp
 
-    counters: list[Any] = []
-    install_counting_decoders(counters)
+    counters: list[Counter] = []
+    install_counting_receivers(counters)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
