@@ -42,6 +42,8 @@ async def test_comment_and_moderated_question_round_trip(tmp_path: Path, redis_u
     async with browser_kit(tmp_path, redis_url, "flow2_comments_qa") as kit:
         sid, people = await _room(kit)
         liayi = await kit.page(people["liayi"], f"/live/{sid}")
+        # Not live yet: the room shows the session as scheduled instead of a black box.
+        await liayi.locator("#preview", has_text="即将开播").wait_for()
         wangshu = await kit.page(people["wangshu"], f"/live/{sid}")
         anonymous = await kit.page(None, f"/live/{sid}")
         assistant = await kit.page(people["assistant"], f"/moderate/{sid}")
@@ -96,7 +98,12 @@ async def test_comment_and_moderated_question_round_trip(tmp_path: Path, redis_u
             "button.delete-comment").click()
         await spam.wait_for(state="detached", timeout=10_000)
 
-        # 7. An anonymous watcher who tries to comment is sent to the login page.
+        # 7. Likes add up on everyone's screen (coalesced through `state`).
+        for _ in range(3):
+            await wangshu.click("#like")
+        await liayi.locator("#likes", has_text="3").wait_for(timeout=10_000)
+
+        # 8. An anonymous watcher who tries to comment is sent to the login page.
         await anonymous.click("#comment-input")
         await anonymous.wait_for_url("**/login?next=*")
         assert kit.errors == [], kit.errors

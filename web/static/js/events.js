@@ -26,6 +26,7 @@ export const ON_SALE_CLOSED = "sale_closed"; // {sale}
 export const ON_GROUP_OUTCOME = "group_outcome"; // {group}
 export const ON_SESSION_ENDED = "session_ended"; // {ended_at}
 export const ON_EVENT = "event"; // {kind, data}: anything else (e.g. media's replay progress)
+export const KIND_STREAM_STARTED = "stream_started"; // ON_EVENT kind: a publisher went live
 export const ON_MUTED = "muted";
 export const ON_UNMUTED = "unmuted";
 export const ON_BANNED = "banned";

@@ -1,7 +1,7 @@
 // Live room: anonymous visitors watch and read; signed-in neighbours comment, ask, upvote, buy.
 import { api, goLogin, token } from "./api.js";
 import { CommentList } from "./comments.js";
-import { $, localTime, pathId, toast } from "./dom.js";
+import { $, h, localTime, pathId, toast } from "./dom.js";
 import * as ev from "./events.js";
 import { t } from "./i18n.js";
 import { LivePlayer } from "./player.js";
@@ -33,6 +33,7 @@ const player = new LivePlayer(video, sessionId, {
   onMode: (mode) => {
     status.textContent = t(modeText[mode]);
     status.dataset.mode = mode;
+    if (mode === "webrtc" || mode === "hls") $("#preview").hidden = true;
   },
 });
 player.start();
@@ -45,6 +46,17 @@ $("#unmute").addEventListener("click", (e) => {
 api(`/api/sessions/${sessionId}`, { auth: false }).then((session) => {
   $("#title").textContent = session.title || "";
   document.title = `${session.title || ""} · 邻里 Linli`;
+  // Before the stream starts the room shows what is coming (a link shared the day before).
+  if (session.status !== "live") {
+    $("#preview-status").textContent = t(`status_${session.status}`);
+    $("#preview-when").textContent = localTime(session.scheduled_at);
+    $("#preview-farm").textContent = [session.farm, session.origin].filter(Boolean).join(" · ");
+    $("#preview-text").textContent = session.preview_text || "";
+    $("#preview").hidden = false;
+  }
+  if (session.status === "ended") {
+    $("#preview-text").append(" ", h("a", { href: `/replays/${sessionId}`, text: t("nav_replays") }));
+  }
 }).catch(() => { $("#title").textContent = t("not_found"); });
 
 // --- realtime --------------------------------------------------------------------------------
@@ -122,6 +134,11 @@ conn.on(ev.ON_UNMUTED, () => say(t("unmuted_notice")));
 conn.on(ev.ON_BANNED, (info) => {
   banned = true;
   say(t("banned_notice", { until: untilText(info) }), 0);
+});
+conn.on(ev.ON_EVENT, (data) => {
+  countMissed(data);
+  // The host just started streaming: play now rather than at the next back-off retry.
+  if (data && data.kind === ev.KIND_STREAM_STARTED) player.kick();
 });
 conn.on(ev.ON_SESSION_ENDED, (data) => {
   countMissed(data);

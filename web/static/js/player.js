@@ -58,6 +58,7 @@ export class LivePlayer {
     this.timer = 0;
     this.preferHls = false;
     this.stopped = false;
+    this.failures = 0;
   }
 
   async start() {
@@ -71,6 +72,7 @@ export class LivePlayer {
         this.video.srcObject = stream;
         this.stopCurrent = () => { whep.stop(); this.video.srcObject = null; };
         this.video.play().catch(() => {});
+        this.failures = 0;
         this.onMode("webrtc");
         return;
       } catch (err) {
@@ -83,6 +85,7 @@ export class LivePlayer {
       if (this.stopped) return;
       this.stopCurrent = await attachHls(this.video, url, { live: true, onFatal: () => this.retry() });
       this.video.play().catch(() => {});
+      this.failures = 0;
       this.onMode("hls");
       return;
     }
@@ -92,7 +95,11 @@ export class LivePlayer {
 
   schedule() {
     clearTimeout(this.timer);
-    if (!this.stopped) this.timer = setTimeout(() => this.start(), this.retryMs);
+    // Back off while the host is not live (3 s, 4.5 s, … up to 10 s): a room full of waiting
+    // neighbours must not poll the server every few seconds each.
+    const delay = Math.min(10_000, this.retryMs * 1.5 ** Math.min(this.failures, 10));
+    this.failures += 1;
+    if (!this.stopped) this.timer = setTimeout(() => this.start(), delay);
   }
 
   retry() {
