@@ -8,6 +8,7 @@ from the caller so a replica or an AOF replay applies the same effects.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ RedisLike = Redis | RedisCluster
 # Sales whose stock is in Redis; the sweeper and the log consumer walk this set.
 ACTIVE_SALES = "sales:active"
 MAX_QTY = 1000
+# Reservations per script call: bounds how long one call keeps Redis busy (~a few ms).
+MAX_BATCH = 256
 
 
 class SoldOut(DomainError):
@@ -153,6 +156,9 @@ class FlashSaleStore:
     def __init__(self, redis: RedisLike) -> None:
         self.redis = redis
         self._scripts: dict[str, AsyncScript] = {}
+        # Micro-batching of reservations: waiting requests and the one flusher task per sale.
+        self._queues: dict[int, list[tuple[asyncio.Future[Any], list[Any], int | None]]] = {}
+        self._flushers: dict[int, asyncio.Task[None]] = {}
         folder = resources.files("commerce") / "lua"
         for name in ("open", "reserve", "confirm", "release", "expire", "refund", "close"):
             source = (folder / f"{name}.lua").read_text(encoding="utf-8")
@@ -187,13 +193,51 @@ class FlashSaleStore:
         self, sale_id: int, buyer: int, qty: int, community: int | None, idem_key: str,
         now: int | None = None,
     ) -> dict[str, Any]:
-        """Hold `qty` units; raises SoldOut, OverLimit, NotOpen, Ended, NotMember, SaleNotFound."""
+        """Hold `qty` units; raises SoldOut, OverLimit, NotOpen, Ended, NotMember, SaleNotFound.
+
+        Concurrent calls for one sale are gathered into one script call (micro-batching): while
+        a call is in flight, new requests queue and go together in the next, in arrival order.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        queue = self._queues.setdefault(sale_id, [])
+        queue.append((future, [buyer, qty, "" if community is None else community, idem_key], now))
+        if sale_id not in self._flushers:
+            self._flushers[sale_id] = loop.create_task(self._flush(sale_id))
+        return _decode(await future)
+
+    async def _flush(self, sale_id: int) -> None:
         k = keys(sale_id)
-        raw = await self._run("reserve", [
-            k["meta"], k["holds"], k["expiry"], k["bought"], k["idem"], k["members"],
-            k["community"], k["groups"],
-        ], [buyer, qty, "" if community is None else community, idem_key, now or now_ms()])
-        return _decode(raw)
+        sale_keys = [k["meta"], k["holds"], k["expiry"], k["bought"], k["idem"], k["members"],
+                     k["community"], k["groups"]]
+        queue = self._queues[sale_id]
+        try:
+            while queue:
+                batch = queue[:MAX_BATCH]
+                del queue[:MAX_BATCH]
+                args: list[Any] = [max((n for _f, _a, n in batch if n is not None), default=0)
+                                   or now_ms()]
+                for _future, entry, _now in batch:
+                    args.extend(entry)
+                try:
+                    answers = await self._run("reserve", sale_keys, args)
+                except Exception as exc:  # every waiter of this batch gets the failure
+                    for future, _entry, _now in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                except BaseException:  # cancelled (shutdown): nobody may wait forever
+                    for future, _entry, _now in batch + queue:
+                        future.cancel()
+                    queue.clear()
+                    raise
+                for (future, _entry, _now), answer in zip(batch, answers, strict=True):
+                    if not future.done():  # the request may have been cancelled meanwhile
+                        future.set_result(answer)
+        finally:
+            del self._flushers[sale_id]
+            if not queue:
+                self._queues.pop(sale_id, None)
 
     async def hold(self, hold_id: str) -> dict[str, Any] | None:
         """A live hold (buyer b, qty q, community c, unit price p, expiry e), or None."""

@@ -116,8 +116,9 @@ async def group_view(checkout: Checkout, group_id: int) -> dict[str, Any]:
     data = group_event_data(group.sale_id, summary, people, units)
     if group.final_count is not None:
         data["count"] = group.final_count
+    # settled: the outcome's refunds and releases are all done (status flips first).
     data.update(group_price_fen=group.group_price_fen, on_failure=group.on_failure,
-                people=people, units=units)
+                people=people, units=units, settled=group.applied)
     return data
 
 

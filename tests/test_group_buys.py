@@ -26,7 +26,7 @@ async def _group(api: Api, host_token: str, sale_id: int, cid: int, **fields: An
 async def _outcome(api: Api, group_id: int) -> dict[str, Any]:
     for _ in range(80):
         view = dict(await (await api.client.get(f"/api/group-buys/{group_id}")).json())
-        if view["status"] != "open":
+        if view["status"] != "open" and view["settled"]:
             return view
         await asyncio.sleep(0.1)
     raise AssertionError("the deadline worker never decided")

