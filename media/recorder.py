@@ -46,7 +46,8 @@ class _Input:
     clock: ClockMode
     request_keyframe: Callable[[], None] | None
     base: float = 0.0
-    wall0: float | None = None
+    wall0: float | None = None  # wall clock of `base` on the recording timeline
+    arrival0: float | None = None  # when this input's first accepted packet arrived
     first: dict[str, tuple[float, float]] = field(default_factory=dict)  # kind -> (pts_s, arrival)
     waiting_keyframe: bool = True
     last_request: float = 0.0
@@ -57,6 +58,7 @@ class _Start:
     tracks: dict[str, Track]
     clock: ClockMode
     request_keyframe: Callable[[], None] | None
+    started_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -109,9 +111,12 @@ class Recorder:
     # --- called on the event loop -------------------------------------------------------------
 
     def start_input(self, tracks: dict[str, Track], clock: ClockMode,
-                    request_keyframe: Callable[[], None] | None = None) -> None:
+                    request_keyframe: Callable[[], None] | None = None,
+                    started_at: float | None = None) -> None:
+        """A publisher (re)connected. `started_at`: when its first media arrived, for inputs whose
+        packets reach us late at first (a demuxer probing the stream holds the first second)."""
         self.active = True
-        self._put(_Start(tracks, clock, request_keyframe), force=True)
+        self._put(_Start(tracks, clock, request_keyframe, started_at), force=True)
 
     def push_packet(self, kind: str, packet: EncodedPacket) -> None:
         """A tap packet: copied now, since the WebRTC side keeps using the original."""
@@ -180,7 +185,7 @@ class Recorder:
             writer.reopen()
             writer.mark_discontinuity()
             self._input = _Input(command.tracks, command.clock, command.request_keyframe,
-                                 base=writer.media_end)
+                                 base=writer.media_end, wall0=command.started_at)
         elif isinstance(command, _Stop):
             self._end_input(final=command.final)
             if self._on_stopped is not None:
@@ -246,11 +251,13 @@ class Recorder:
         pts_s = float(dts * packet.time_base)
         if inp.wall0 is None:
             inp.wall0 = arrival
+        if inp.arrival0 is None:
+            inp.arrival0 = arrival
         key = kind if inp.clock == "per_kind" else "all"
         if key not in inp.first:
             inp.first[key] = (pts_s, arrival)
         first_pts, first_arrival = inp.first[key]
-        t = inp.base + (first_arrival - inp.wall0) + (pts_s - first_pts)
+        t = inp.base + (first_arrival - inp.arrival0) + (pts_s - first_pts)
         # Late packets from before this input's start would land in the previous content.
         return t if t >= inp.base - 0.001 else None
 

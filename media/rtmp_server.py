@@ -15,6 +15,7 @@ import logging
 import queue
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,7 @@ MAX_CONNECTIONS = 32
 # FLV bytes waiting for the demuxer; beyond this the connection is too far behind and is closed.
 MAX_BUFFERED_BYTES = 32 * 1024 * 1024
 STREAM_KEY_MAX = 128
+FEED_BYTES = 64 * 1024
 
 
 class _FlvPipe:
@@ -102,7 +104,7 @@ def _tracks_from(container: av.container.InputContainer) -> dict[str, Track]:
     return tracks
 
 
-def _demux(pipe: _FlvPipe, recorder: Recorder) -> None:
+def _demux(pipe: _FlvPipe, recorder: Recorder, started_at: float) -> None:
     """Demuxer thread: FLV → packets → the recorder. The container is never closed here: the
     recorder's tracks keep its streams (segment templates) alive until it is done with them."""
     try:
@@ -112,7 +114,7 @@ def _demux(pipe: _FlvPipe, recorder: Recorder) -> None:
         tracks = _tracks_from(container)
         if not tracks:
             return
-        recorder.start_input(tracks, "shared", None)
+        recorder.start_input(tracks, "shared", None, started_at=started_at)
         for packet in container.demux():
             if packet.dts is None or packet.stream.type not in tracks:
                 continue
@@ -259,6 +261,7 @@ class RtmpIngest:
         recorder = self._recordings.recorder(session_id)
         pipe = _FlvPipe()
         thread: threading.Thread | None = None
+        pending = bytearray()
         await self._events.publish(DomainEvent("stream_started", session_id, {"ingest": "rtmp"}))
         try:
             while True:
@@ -275,13 +278,20 @@ class RtmpIngest:
                     has_audio = "audiocodecid" in metadata or not metadata
                     has_video = "videocodecid" in metadata or not metadata
                     pipe.feed(flv_header(has_audio, has_video))
-                    thread = threading.Thread(target=_demux, args=(pipe, recorder),
+                    thread = threading.Thread(target=_demux, args=(pipe, recorder, time.time()),
                                               name=f"rtmp-demux-{session_id}", daemon=True)
                     thread.start()
-                pipe.feed(flv_tag(message.type_id, message.timestamp, message.payload))
+                pending += flv_tag(message.type_id, message.timestamp, message.payload)
+                # Handing bytes to the demuxer thread wakes it: do it once per video frame (audio
+                # rides along, ≤ 33 ms later), which halves the thread switches per second.
+                if message.type_id == MSG_VIDEO or len(pending) >= FEED_BYTES:
+                    pipe.feed(bytes(pending))
+                    pending.clear()
                 if pipe.buffered > MAX_BUFFERED_BYTES:
                     raise RtmpError("demuxer too far behind")
         finally:
+            if pending:
+                pipe.feed(bytes(pending))
             pipe.feed(None)
             if thread is not None:
                 await asyncio.to_thread(thread.join, 10.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fractions
 import math
+import os
 import struct
 
 import av
@@ -12,7 +13,7 @@ VIDEO_TB = fractions.Fraction(1, 90000)
 AUDIO_TB = fractions.Fraction(1, 48000)
 
 
-def _picture(index: int, width: int, height: int) -> av.VideoFrame:
+def _picture(index: int, width: int, height: int, noise: bool = False) -> av.VideoFrame:
     frame = av.VideoFrame(width, height, "yuv420p")
     y, u, v = frame.planes
     # A bar that moves each frame, so every picture differs (the encoder does real work).
@@ -20,14 +21,20 @@ def _picture(index: int, width: int, height: int) -> av.VideoFrame:
     bar = (index * 8) % width
     for x in range(width):
         row[x] = 235 if bar <= x < bar + 24 else 40 + (x * 100) // width
-    y.update(bytes(row) * height)
+    luma = bytes(row) * height
+    if noise:
+        # Camera-like detail (leaves, grain) in the lower third: a realistic bitrate.
+        third = (height // 3) * y.line_size
+        luma = luma[:-third] + os.urandom(third)
+    y.update(luma)
     u.update(bytes([128]) * u.buffer_size)
     v.update(bytes([(index * 3) % 256]) * v.buffer_size)
     return frame
 
 
 def video_packets(seconds: float, fps: int = 25, codec: str = "libx264", width: int = 320,
-                  height: int = 240, gop_s: float = 2.0) -> list[av.Packet]:
+                  height: int = 240, gop_s: float = 2.0,
+                  bit_rate: int | None = None) -> list[av.Packet]:
     """Encoded video packets with pts in 1/90000 (like RTP video clocks), keyframes every gop_s."""
     encoder = av.CodecContext.create(codec, "w")
     assert isinstance(encoder, av.VideoCodecContext)
@@ -40,10 +47,12 @@ def video_packets(seconds: float, fps: int = 25, codec: str = "libx264", width: 
                            "sc_threshold": "0"}
     else:
         encoder.options = {"g": gop, "deadline": "realtime", "cpu-used": "8"}
-        encoder.bit_rate = 500_000
+        encoder.bit_rate = bit_rate or 500_000
+    if bit_rate:
+        encoder.bit_rate = bit_rate
     packets: list[av.Packet] = []
     for i in range(int(seconds * fps)):
-        frame = _picture(i, width, height)
+        frame = _picture(i, width, height, noise=bit_rate is not None)
         frame.pts = i * 90000 // fps
         frame.time_base = VIDEO_TB
         packets.extend(encoder.encode(frame))
