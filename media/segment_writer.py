@@ -37,6 +37,9 @@ CUT_AFTER_REQUESTED_S = 1.5
 AUDIO_ONLY_CUT_S = 2.0
 # Hard bound per segment file: a publisher that never sends a keyframe cannot grow one forever.
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
+# A session records at most this much (12 h, ~21,600 segments): beyond it a forgotten stream
+# stops filling the disk. Live HLS stops with it; the replay keeps the first 12 hours.
+MAX_RECORDING_S = 12 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class SegmentWriter:
         self._pending_disc = bool(self.entries)
         self.keyframe_requested = False
         self.ended = False
+        self._full = False
 
     @property
     def media_end(self) -> float:
@@ -132,6 +136,11 @@ class SegmentWriter:
         if self._container is not None and self._should_cut(tracks, kind, packet, t):
             self.cut(t)
         if self._container is None:
+            if self.media_end >= MAX_RECORDING_S:
+                if not self._full:
+                    log.warning("recording reached its length limit", extra={"dir": str(self.directory)})
+                self._full = True
+                return
             if "video" in tracks and kind != "video":
                 return  # a segment starts with a video keyframe; audio before it is dropped
             if kind == "video" and not packet.is_keyframe:
