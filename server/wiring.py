@@ -9,9 +9,13 @@ if TYPE_CHECKING:
 
 
 def components() -> list[Component]:
-    from server import commerce_component, media_component, realtime_component
+    from server import (
+        commerce_component,
+        media_component,
+        realtime_component,
+        replay_component,
+        trust_component,
+    )
 
-    from server import replay_component
-
-    return [commerce_component.setup, realtime_component.setup, media_component.setup,
-            replay_component.setup]
+    return [commerce_component.setup, trust_component.setup, realtime_component.setup,
+            media_component.setup, replay_component.setup]

@@ -1,0 +1,96 @@
+"""NPS: one question after pickup ("0–10, would you recommend us to a neighbour?"), one per order.
+
+NPS of a set of answers = 100 × (promoters − detractors) / answers, promoters 9–10, detractors
+0–6; None when there are no answers. The answer row keeps the order's session, batch, farm and
+community so scores per session, farm and community are plain GROUP BYs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from commerce.accounts import Principal
+from commerce.base import Base, utcnow
+from commerce.catalog import Batch
+from commerce.errors import Conflict, InvalidInput
+from commerce.live_sessions import LiveSession
+from commerce.trust_orders import fulfilled_order
+
+MAX_COMMENT = 500
+
+
+class NpsResponse(Base):
+    __tablename__ = "nps_responses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(unique=True)  # no FK: orders live on another branch
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    score: Mapped[int] = mapped_column()
+    comment: Mapped[str] = mapped_column(String(MAX_COMMENT), default="")
+    session_id: Mapped[int] = mapped_column(ForeignKey("live_sessions.id"), index=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), nullable=True)
+    farm: Mapped[str] = mapped_column(String(120), default="", index=True)
+    community_id: Mapped[int | None] = mapped_column(nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def nps(scores: list[int]) -> float | None:
+    if not scores:
+        return None
+    promoters = sum(1 for s in scores if s >= 9)
+    detractors = sum(1 for s in scores if s <= 6)
+    return round(100 * (promoters - detractors) / len(scores), 1)
+
+
+async def farm_of(db: AsyncSession, session_id: int, batch_id: int | None) -> str:
+    """The farm an order came from: its batch's farm, else the live session's farm."""
+    if batch_id is not None:
+        batch = await db.get(Batch, batch_id)
+        if batch is not None and batch.farm:
+            return batch.farm
+    session = await db.get(LiveSession, session_id)
+    return session.farm if session is not None else ""
+
+
+async def answer(
+    db: AsyncSession, actor: Principal, order_id: int, score: int, comment: str = ""
+) -> NpsResponse:
+    if not 0 <= score <= 10:
+        raise InvalidInput("分数须为 0–10 / score must be 0–10", field="score")
+    if len(comment) > MAX_COMMENT:
+        raise InvalidInput(f"最多 {MAX_COMMENT} 字 / At most {MAX_COMMENT} characters",
+                           field="comment")
+    facts = await fulfilled_order(db, order_id, actor)
+    if (await db.execute(select(NpsResponse.id).where(NpsResponse.order_id == order_id))).first():
+        raise Conflict("已回答过该订单的问卷 / Survey already answered", reason="already_answered")
+    ev = facts.evidence
+    response = NpsResponse(
+        order_id=order_id, user_id=actor.user_id, score=score, comment=comment.strip(),
+        session_id=ev.session_id, batch_id=ev.batch_id,
+        farm=await farm_of(db, ev.session_id, ev.batch_id), community_id=facts.order.community_id,
+    )
+    db.add(response)
+    try:
+        await db.flush()
+    except IntegrityError:
+        raise Conflict("已回答过该订单的问卷 / Survey already answered",
+                       reason="already_answered") from None
+    return response
+
+
+async def pending_surveys(db: AsyncSession, actor: Principal) -> list[int]:
+    """The actor's picked-up orders not yet answered: what the orders page asks about."""
+    from commerce.orders import Order
+    from commerce.trust_orders import FULFILLED
+
+    answered = select(NpsResponse.order_id).where(NpsResponse.user_id == actor.user_id)
+    rows = await db.execute(
+        select(Order.id).where(Order.user_id == actor.user_id, Order.status.in_(FULFILLED),
+                               Order.id.not_in(answered)).order_by(Order.id.desc()).limit(50)
+    )
+    return [int(r[0]) for r in rows]

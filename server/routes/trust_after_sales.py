@@ -1,0 +1,220 @@
+"""Reviews (trust archive), after-sales claims with policies and the assistant queue, NPS survey."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from commerce import claims, nps, reviews, trace
+from commerce.accounts import Role
+from commerce.catalog import get_product
+from commerce.events import DomainEvent
+from server.api import PUBLIC, Api, json_response, path_int, principal, read_json
+from server.keys import database_key, events_key
+from server.trust_keys import refunder_key
+
+api = Api()
+DECIDERS = (Role.ASSISTANT, Role.ADMIN)
+
+
+class ReviewBody(BaseModel):
+    order_id: int = Field(ge=1)
+    stars: int = Field(ge=1, le=5)
+    text: str = Field(default="", max_length=reviews.MAX_TEXT)
+    photos: list[int] = Field(default_factory=list, max_length=reviews.MAX_PHOTOS)
+
+
+class ClaimBody(BaseModel):
+    order_id: int = Field(ge=1)
+    reason: claims.ClaimReason
+    description: str = Field(default="", max_length=1000)
+    photos: list[int] = Field(default_factory=list, max_length=6)
+    bad_qty: int = Field(default=1, ge=1, le=100_000)
+
+
+class DecisionBody(BaseModel):
+    note: str = Field(default="", max_length=500)
+    payout_fen: int | None = Field(default=None, ge=1, le=100_000_000)
+
+
+class PolicyBody(BaseModel):
+    full_refund_without_return: bool = True
+    multiplier: int = Field(default=1, ge=1, le=10)
+    max_days_after_pickup: int = Field(default=2, ge=0, le=30)
+    auto_approve_max_fen: int = Field(default=10_000, ge=0, le=10_000_000)
+    require_photo: bool = True
+    response_hours: int = Field(default=2, ge=1, le=168)
+
+
+class NpsBody(BaseModel):
+    order_id: int = Field(ge=1)
+    score: int = Field(ge=0, le=10)
+    comment: str = Field(default="", max_length=nps.MAX_COMMENT)
+
+
+def _page(request: web.Request) -> tuple[int, int | None]:
+    raw_limit, raw_before = request.query.get("limit", "50"), request.query.get("before_id")
+    limit = int(raw_limit) if raw_limit.isdigit() and 1 <= int(raw_limit) <= 100 else 50
+    before = int(raw_before) if raw_before and raw_before.isdigit() and len(raw_before) < 18 else None
+    return limit, before
+
+
+# --- reviews ---------------------------------------------------------------------------------
+
+@api.route("POST", "/api/reviews", summary="Review a picked-up order (its buyer only; one per "
+           "order; never editable)", tag="trust", body=ReviewBody,
+           responses={201: "Created", 403: "not_your_order", 409: "order_not_picked_up | conflict"})
+async def create_review(request: web.Request) -> web.Response:
+    body = await read_json(request, ReviewBody)
+    async with request.app[database_key].session() as db:
+        review = await reviews.create_review(db, principal(request), body.order_id, body.stars,
+                                             body.text, body.photos)
+    return json_response({"id": review.id, "order_id": review.order_id, "stars": review.stars,
+                          "batch_id": review.batch_id, "product_id": review.product_id}, status=201)
+
+
+@api.route("GET", "/api/batches/{code}/reviews", summary="Trust archive of a batch: verified "
+           "reviews and star distribution", tag="trust", auth=PUBLIC,
+           query={"limit": "1–100", "before_id": "page cursor"})
+async def batch_reviews(request: web.Request) -> web.Response:
+    limit, before = _page(request)
+    async with request.app[database_key].session() as db:
+        batch = await trace.batch_by_code(db, request.match_info["code"])
+        data = await reviews.archive(db, batch_id=batch.id, limit=limit, before_id=before)
+    return json_response({"batch": batch.public_dict(), **data})
+
+
+@api.route("GET", "/api/products/{id}/reviews", summary="Trust archive of a product", tag="trust",
+           auth=PUBLIC, query={"limit": "1–100", "before_id": "page cursor"})
+async def product_reviews(request: web.Request) -> web.Response:
+    product_id = path_int(request, "id")
+    limit, before = _page(request)
+    async with request.app[database_key].session() as db:
+        product = await get_product(db, product_id)
+        data = await reviews.archive(db, product_id=product.id, limit=limit, before_id=before)
+    return json_response({"product": product.public_dict(), **data})
+
+
+# --- claims ----------------------------------------------------------------------------------
+
+@api.route("PUT", "/api/products/{id}/claim-policy", summary="Set a product's after-sales policy "
+           "(its host)", tag="claims", auth=(Role.HOST, Role.ADMIN), body=PolicyBody)
+async def put_policy(request: web.Request) -> web.Response:
+    product_id = path_int(request, "id")
+    body = await read_json(request, PolicyBody)
+    async with request.app[database_key].session() as db:
+        policy = await claims.set_policy(db, principal(request), product_id, **body.model_dump())
+    return json_response(policy.public_dict())
+
+
+@api.route("GET", "/api/products/{id}/claim-policy", summary="A product's after-sales policy",
+           tag="claims", auth=PUBLIC)
+async def get_policy(request: web.Request) -> web.Response:
+    product_id = path_int(request, "id")
+    async with request.app[database_key].session() as db:
+        await get_product(db, product_id)
+        policy = await claims.get_policy(db, product_id)
+    return json_response(policy.public_dict() if policy else {"product_id": product_id,
+                                                              "policy": None})
+
+
+@api.route("POST", "/api/claims", summary="File an after-sales claim on your picked-up order; "
+           "auto-refunded when within the product's policy", tag="claims", body=ClaimBody,
+           responses={201: "Filed", 403: "not_your_order", 409: "order_not_picked_up | conflict"})
+async def create_claim(request: web.Request) -> web.Response:
+    body = await read_json(request, ClaimBody)
+    async with request.app[database_key].session() as db:
+        claim = await claims.file_claim(
+            db, request.app[refunder_key], principal(request), body.order_id, body.reason,
+            body.description, body.photos, body.bad_qty,
+        )
+        data = claim.public_dict()
+    await request.app[events_key].publish(DomainEvent(
+        "claim_filed", claim.session_id,
+        {"claim_id": claim.id, "status": claim.status, "product_id": claim.product_id,
+         "pin_id": claim.pin_id, "due_at": data["due_at"]},
+    ))
+    return json_response(data, status=201)
+
+
+@api.route("GET", "/api/claims", summary="The assistant queue (oldest due first)", tag="claims",
+           auth=(Role.ASSISTANT, Role.ADMIN, Role.HOST),
+           query={"status": "pending (default) | approved | rejected | all"})
+async def claim_queue(request: web.Request) -> web.Response:
+    raw = request.query.get("status", "pending")
+    known = {s.value: s for s in claims.ClaimStatus}
+    status = None if raw == "all" else known.get(raw, claims.ClaimStatus.PENDING)
+    async with request.app[database_key].session() as db:
+        rows = await claims.queue(db, status)
+    return json_response([c.public_dict() for c in rows])
+
+
+@api.route("GET", "/api/claims/mine", summary="Your claims", tag="claims")
+async def my_claims(request: web.Request) -> web.Response:
+    async with request.app[database_key].session() as db:
+        rows = await claims.claims_of(db, principal(request).user_id)
+    return json_response([c.public_dict() for c in rows])
+
+
+@api.route("GET", "/api/claims/{id}", summary="One claim (its buyer or staff)", tag="claims")
+async def get_claim(request: web.Request) -> web.Response:
+    claim_id = path_int(request, "id")
+    async with request.app[database_key].session() as db:
+        claim = await claims.get_claim(db, claim_id)
+    claims.ensure_can_view(claim, principal(request))
+    return json_response(claim.public_dict())
+
+
+async def _decide(request: web.Request, approve: bool) -> web.Response:
+    claim_id = path_int(request, "id")
+    body = await read_json(request, DecisionBody)
+    async with request.app[database_key].session() as db:
+        claim = await claims.decide(db, request.app[refunder_key], principal(request), claim_id,
+                                    approve, body.note, body.payout_fen)
+        data = claim.public_dict()
+    await request.app[events_key].publish(DomainEvent(
+        "claim_decided", claim.session_id, {"claim_id": claim.id, "status": claim.status},
+    ))
+    return json_response(data)
+
+
+@api.route("POST", "/api/claims/{id}/approve", summary="Approve a queued claim: refund through the "
+           "payment provider", tag="claims", auth=DECIDERS, body=DecisionBody)
+async def approve_claim(request: web.Request) -> web.Response:
+    return await _decide(request, True)
+
+
+@api.route("POST", "/api/claims/{id}/reject", summary="Reject a queued claim", tag="claims",
+           auth=DECIDERS, body=DecisionBody)
+async def reject_claim(request: web.Request) -> web.Response:
+    return await _decide(request, False)
+
+
+@api.route("GET", "/api/sessions/{id}/claim-flags", summary="Claims per product/pin of a session "
+           "(replay chapters to flag)", tag="claims", auth=PUBLIC)
+async def claim_flags(request: web.Request) -> web.Response:
+    session_id = path_int(request, "id")
+    async with request.app[database_key].session() as db:
+        flags = await claims.replay_flags(db, session_id)
+    return json_response(flags)
+
+
+# --- NPS -------------------------------------------------------------------------------------
+
+@api.route("POST", "/api/nps", summary="Answer the one-question survey for a picked-up order "
+           "(0–10, once per order)", tag="trust", body=NpsBody,
+           responses={201: "Recorded", 403: "not_your_order", 409: "order_not_picked_up | conflict"})
+async def answer_nps(request: web.Request) -> web.Response:
+    body = await read_json(request, NpsBody)
+    async with request.app[database_key].session() as db:
+        row = await nps.answer(db, principal(request), body.order_id, body.score, body.comment)
+    return json_response({"id": row.id, "order_id": row.order_id, "score": row.score}, status=201)
+
+
+@api.route("GET", "/api/nps/pending", summary="Your picked-up orders still waiting for the survey",
+           tag="trust")
+async def pending_nps(request: web.Request) -> web.Response:
+    async with request.app[database_key].session() as db:
+        ids = await nps.pending_surveys(db, principal(request))
+    return json_response({"order_ids": ids, "question": "你有多大可能把我们推荐给邻居?(0–10) / "
+                          "How likely are you to recommend us to a neighbour? (0–10)"})

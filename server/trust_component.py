@@ -1,0 +1,100 @@
+"""Wires trust into the app: signer, upload storage, refunds, event listeners, routes, demo data."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from aiohttp import web
+
+from commerce import audience, qc, trace
+from commerce.accounts import Principal, Role
+from commerce.base import utcnow
+from commerce.catalog import find_batch
+from commerce.claims_refunds import ProviderRefunder
+from commerce.events import DomainEvent
+from commerce.orders import Order
+from commerce.payments import SimulatedProvider
+from commerce.trace_signing import TraceSigner
+from commerce.trust_orders import evidence_for
+from commerce.uploads import LocalDiskStorage
+from server.api import Api
+from server.commerce_keys import checkout_key
+from server.demo import DemoInfo, demo_seeders_key
+from server.keys import database_key, events_key, redis_key, settings_key
+from server.routes import dashboard as dashboard_routes
+from server.routes import trust as trust_routes
+from server.routes import trust_after_sales
+from server.trust_keys import refunder_key, trace_signer_key, upload_storage_key
+
+log = logging.getLogger(__name__)
+DEMO_BATCH = "PIPA-2026-TQ01"
+
+
+def setup(app: web.Application, api: Api) -> None:
+    settings = app[settings_key]
+    app[trace_signer_key] = TraceSigner(settings.secret_key)
+    app[upload_storage_key] = LocalDiskStorage(settings.data_dir / "uploads")
+    for table in (trust_routes.api, trust_after_sales.api, dashboard_routes.api):
+        api.operations.extend(table.operations)
+    app.cleanup_ctx.append(trust_ctx)
+    app[demo_seeders_key].append(seed_demo_trust)
+
+
+async def trust_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Refunds go through the commerce checkout's provider when it is wired (it is in the app).
+    provider = (app[checkout_key].provider if checkout_key in app
+                else SimulatedProvider(app[settings_key].secret_key, app[redis_key]))
+    app[refunder_key] = ProviderRefunder(provider)
+
+    async def on_event(event: DomainEvent) -> None:
+        if event.kind == "order_paid" and isinstance(event.data.get("order_id"), int):
+            # Freeze the order's batch and stream moment now: the product's batch may change later.
+            async with app[database_key].session() as db:
+                order = await db.get(Order, event.data["order_id"])
+                if order is not None:
+                    await evidence_for(db, order)
+        elif event.kind == "session_ended" and event.session_id is not None:
+            async with app[database_key].session() as db:
+                await audience.freeze(db, app[redis_key], event.session_id)
+
+    unsubscribe = app[events_key].subscribe(on_event)
+    try:
+        yield
+    finally:
+        unsubscribe()
+
+
+async def seed_demo_trust(app: web.Application, info: DemoInfo) -> None:
+    """The demo batch gets a QC report and a journey (once; the chain is append-only)."""
+    host = Principal(info.users["laozhang"], "laozhang", Role.HOST)
+    signer = app[trace_signer_key]
+    async with app[database_key].session() as db:
+        batch = await find_batch(db, DEMO_BATCH)
+        if batch is None:
+            log.info("demo batch missing; trust demo skipped")
+            return
+        if await trace.events_for(db, batch.id):
+            return
+        now = utcnow()
+        await trace.append_event(db, signer, batch, host, trace.EventKind.HARVESTED,
+                                 occurred_at=now - timedelta(hours=6), location="塘栖 3号坡",
+                                 note="清晨采摘,当天发 / Picked at dawn", data={"quantity": 60})
+        await qc.create_report(
+            db, signer, batch, host, tester="小美", lab="农场快检室 / Farm QC room",
+            tested_at=now - timedelta(hours=5),
+            measurements=[
+                qc.MeasurementIn(qc.MeasurementKind.PESTICIDE_QUICK_TEST, value=12.5),
+                qc.MeasurementIn(qc.MeasurementKind.BRIX, value=13.2),
+                qc.MeasurementIn(qc.MeasurementKind.ACIDITY, value=0.42),
+            ],
+            attachment_ids=[], summary="农残快检阴性,糖度 13.2 / Pesticide negative, Brix 13.2",
+        )
+        await trace.append_event(db, signer, batch, host, trace.EventKind.PACKED,
+                                 occurred_at=now - timedelta(hours=4), location="农场包装间",
+                                 data={"quantity": 50})
+        await trace.append_event(db, signer, batch, host, trace.EventKind.COLD_CHAIN,
+                                 occurred_at=now - timedelta(hours=3), location="冷藏车 浙A·12345",
+                                 data={"temperature_c": 4.5, "humidity_pct": 88})
+    info.lines.append(f"  溯源 Trace:             {app[settings_key].base_url}/trace/{DEMO_BATCH}")
