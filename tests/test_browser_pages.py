@@ -30,6 +30,20 @@ def test_page_scripts_parse_with_node() -> None:
         assert result.returncode == 0, f"{script.name}: {result.stderr}"
 
 
+IMPORT = re.compile(r'import\s*(?:\{([^}]*)\}|\*\s+as\s+\w+|\w+)\s*from\s*"\./([\w.]+)"')
+EXPORT = re.compile(r"export\s+(?:async\s+)?(?:function|class|const|let)\s+([\w$]+)")
+
+
+def test_module_imports_resolve_to_real_exports() -> None:
+    """No build step means no bundler to catch a misspelt import: check the graph here."""
+    exports = {p.name: set(EXPORT.findall(p.read_text("utf-8"))) for p in JS_DIR.glob("*.js")}
+    for script in JS_DIR.glob("*.js"):
+        for names, target in IMPORT.findall(script.read_text("utf-8")):
+            assert target in exports, f"{script.name} imports missing ./{target}"
+            for name in filter(None, (n.strip().split(" as ")[0] for n in names.split(","))):
+                assert name in exports[target], f"{script.name}: ./{target} has no export {name}"
+
+
 def test_pages_reference_only_existing_scripts() -> None:
     for page in (REPO / "web" / "pages").glob("*.html"):
         text = page.read_text("utf-8")

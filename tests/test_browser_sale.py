@@ -105,6 +105,10 @@ async def test_flash_sale_three_buy_fourth_sees_sold_out(tmp_path: Path, redis_u
         sale = await kit.rest.call("GET", f"/api/sales/{sale_id}")
         assert (sale["initial"], sale["remaining"], sale["held"], sale["sold"]) == (3, 0, 0, 3)
 
+        # The host closes the sale: every room shows it ended.
+        await host.locator("#sales li").first.locator("button.close-sale").click()
+        await fourth.locator("#buy", has_text="已结束").wait_for(timeout=10_000)
+
         # The buyer's orders page shows the order, its pickup point and code.
         await viewers[0].goto("/orders")
         order = viewers[0].locator("#orders .order").first

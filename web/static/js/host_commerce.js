@@ -83,17 +83,37 @@ export class HostCommerce {
     }
   }
 
+  /** Refresh the sale rows in place: a periodic refresh must never wipe a form being typed in. */
   async loadSales() {
-    const sales = await api(`/api/sessions/${this.id}/sales`, { auth: false }).catch(() => []);
-    $("#sales").replaceChildren(...sales.slice(-20).reverse().map((sale) => this.saleRow(sale)));
+    const sales = await api(`/api/sessions/${this.id}/sales`, { auth: false }).catch(() => null);
+    if (!sales) return;
+    const list = $("#sales");
+    const rows = new Map([...list.children].map((row) => [row.dataset.saleId, row]));
+    for (const sale of sales.slice(-20)) {
+      const row = rows.get(String(sale.id));
+      if (row) this.updateRow(row, sale);
+      else list.prepend(this.saleRow(sale));
+    }
+  }
+
+  updateRow(row, sale) {
+    row.querySelector(".sale-counts").textContent = this.countsText(sale);
+    row.querySelector(".sale-status").textContent = sale.status;
+    if (sale.status !== "open" && sale.status !== "scheduled") {
+      for (const el of row.querySelectorAll(".close-sale, .group-form")) el.remove();
+    }
+  }
+
+  countsText(sale) {
+    return `${t("stock_left")} ${sale.remaining}/${sale.initial} · ${t("held")} ${sale.held} · ${t("sold")} ${sale.sold}`;
   }
 
   saleRow(sale) {
     const name = (sale.product && sale.product.name) || `#${sale.product_id}`;
     const row = h("li", { class: "card", dataset: { saleId: String(sale.id) } },
       h("b", { text: name }), h("span", { class: "price", text: yuan(sale.price_fen) }),
-      h("span", { class: "muted sale-counts", text: `${t("stock_left")} ${sale.remaining}/${sale.initial} · ${t("sold")} ${sale.sold}` }),
-      h("span", { class: "badge", text: sale.status }));
+      h("span", { class: "muted sale-counts", text: this.countsText(sale) }),
+      h("span", { class: "badge sale-status", text: sale.status }));
     if (sale.status === "open" || sale.status === "scheduled") {
       row.append(h("button", { type: "button", class: "chip danger close-sale", text: t("close_sale"), on: { click: async () => {
         try {
