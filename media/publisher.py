@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 # A publisher that sent nothing for this long is gone even if ICE has not noticed yet
 # (a phone switching networks): its replacement may publish.
 SILENT_GONE_S = 3.0
+# Silent this long and it is dropped (grace starts) even if ICE still holds: a stall of a few
+# seconds on a patchy network is survived without forcing the phone to reconnect.
+SILENT_LOST_S = 10.0
 CONNECT_TIMEOUT_S = 15.0
 
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pylibsrtp
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtp import RtpPacket
 
@@ -183,6 +184,10 @@ class RtpFanout:
                 leg.waiting_key = False
             try:
                 sent = leg.send(pack(0x80, byte1 | leg.payload_type, seq, ts, leg.ssrc) + payload)
+            except pylibsrtp.Error:
+                # libsrtp refuses a sequence number far behind the newest one sent (its replay
+                # window): a packet the publisher reordered or resent very late. Skip it.
+                continue
             except Exception:
                 # Never let one viewer's broken transport reach the publisher's receive loop.
                 log.exception("forwarding to a viewer failed; dropping that viewer's %s", self.kind)

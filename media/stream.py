@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from media.keyframes import KeyframeThrottle
-from media.publisher import CONNECT_TIMEOUT_S, SILENT_GONE_S, FrameTimeline, PublisherPeer
+from media.publisher import CONNECT_TIMEOUT_S, SILENT_LOST_S, FrameTimeline, PublisherPeer
 from media.rtp_forward import RtpFanout
 from media.tap import AUDIO_TIME_BASE_HZ, VIDEO_TIME_BASE_HZ, PublisherTaps, StreamInfo
 from media.viewer import ViewerPeer
@@ -135,7 +135,7 @@ class LiveStream:
             pub = self.publisher
             now = time.monotonic()
             if pub is not None and (
-                (pub.last_rtp and now - pub.last_rtp > SILENT_GONE_S)
+                (pub.last_rtp and now - pub.last_rtp > SILENT_LOST_S)
                 or (not pub.last_rtp and now - pub.created > CONNECT_TIMEOUT_S)
             ):
                 self.publisher_lost(pub)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -15,6 +17,24 @@ from tests.conftest import Api
 from tests.webrtc_clients import publish, view, wait_for
 
 pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(autouse=True)
+async def no_leaked_peers() -> AsyncIterator[None]:
+    """After each test (and its app's cleanup): no aiortc task and no decoder thread left."""
+    yield
+    await asyncio.sleep(0.1)
+    current = asyncio.current_task()
+    leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()
+              and any(m in repr(t) for m in ("aiortc", "aioice", "/media/"))]
+    threads = [t.name for t in threading.enumerate() if t.name.endswith("-decoder")]
+    for _ in range(50):
+        if not threads:
+            break
+        await asyncio.sleep(0.1)
+        threads = [t.name for t in threading.enumerate() if t.name.endswith("-decoder")]
+    assert not leaked, leaked
+    assert not threads, threads
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 
 from media.keys import media_hub_key
 from server.settings import Settings
-from tests.test_media_webrtc import new_session
+from tests.test_media_webrtc import new_session, no_leaked_peers  # noqa: F401 - autouse fixture
 from tests.webrtc_clients import wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

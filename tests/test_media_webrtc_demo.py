@@ -7,6 +7,7 @@ import pytest
 from media.keys import media_hub_key
 from server.demo import demo_info_key
 from server.settings import Settings
+from tests.test_media_webrtc import no_leaked_peers  # noqa: F401 - autouse fixture
 from tests.webrtc_clients import view, wait_for
 
 pytestmark = pytest.mark.timeout(90)

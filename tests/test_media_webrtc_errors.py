@@ -9,7 +9,7 @@ from aiortc import RTCPeerConnection
 
 from media.sdp import MAX_SDP_BYTES
 from server.settings import Settings
-from tests.test_media_webrtc import new_session
+from tests.test_media_webrtc import new_session, no_leaked_peers  # noqa: F401 - autouse fixture
 from tests.webrtc_clients import SDP, publish, view, wait_for
 
 pytestmark = pytest.mark.timeout(60)
