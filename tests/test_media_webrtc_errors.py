@@ -10,7 +10,7 @@ from aiortc import RTCPeerConnection
 from media.sdp import MAX_SDP_BYTES
 from server.settings import Settings
 from tests.test_media_webrtc import new_session, no_leaked_peers  # noqa: F401 - autouse fixture
-from tests.webrtc_clients import SDP, publish, view, wait_for
+from tests.webrtc_clients import SDP, prefer, publish, view, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -71,6 +71,15 @@ async def test_whep_cap_points_to_hls_and_delete(make_api, settings: Settings) -
     first = second = None
     try:
         assert pub.status == 201
+        # The stream is H.264 (preferred on ingest): a viewer that can only take VP8 is told so.
+        vp8_only = RTCPeerConnection()
+        vp8_only.addTransceiver("video", direction="recvonly")
+        prefer(vp8_only, "video/VP8")
+        await vp8_only.setLocalDescription(await vp8_only.createOffer())
+        resp = await api.client.post(f"/whep/{session_id}", data=vp8_only.localDescription.sdp, headers=SDP)
+        await vp8_only.close()
+        assert resp.status == 422
+        assert (await resp.json())["error"]["code"] == "codec_unsupported"
         first = await view(api.client, session_id, audio=False)
         assert first.status == 201
         second = await view(api.client, session_id, audio=False)
