@@ -153,13 +153,13 @@ async def _load(url: str, sale_id: int, tokens: list[str], seconds: float) -> di
                 except aiohttp.ClientError:
                     statuses[0] = statuses.get(0, 0) + 1
                     continue
-                if t0 >= warm_until:
+                t1 = time.perf_counter()
+                if t0 >= warm_until and t1 <= stop_at:  # only what completed inside the window
                     statuses[resp.status] = statuses.get(resp.status, 0) + 1
-                    latencies.append(time.perf_counter() - t0)
+                    latencies.append(t1 - t0)
 
         await asyncio.gather(*(buyer(t) for t in tokens))
-        elapsed = time.perf_counter() - start
-    return {"latencies": latencies, "statuses": statuses, "elapsed": elapsed}
+    return {"latencies": latencies, "statuses": statuses, "elapsed": seconds}
 
 
 def http_rate(server: ServerProcess, buyers: int, seconds: float, procs: int) -> dict[str, Any]:
@@ -232,10 +232,12 @@ async def sql_rate(url: str, buyers: int, seconds: float, pool_size: int) -> dic
         while time.perf_counter() < stop_at:
             t0 = time.perf_counter()
             await reserve(buyer)
-            latencies.append(time.perf_counter() - t0)
+            t1 = time.perf_counter()
+            if t1 <= stop_at:
+                latencies.append(t1 - t0)
 
     await asyncio.gather(*(buyer_loop(b) for b in range(buyers)))
-    elapsed = time.perf_counter() - start
+    elapsed = seconds
     await pool.close()
     latencies.sort()
     return {"rate": len(latencies) / elapsed, "p50_ms": 1000 * statistics.median(latencies),

@@ -74,7 +74,10 @@ class Checkout:
         if gift_left is None:
             counts = await self.store.counts(sale_id)
             gift_left = counts.gift_left if counts else 0
-        await self.bus.publish(DomainEvent("stock_changed", await self.session_of(sale_id), {
+        # The scripts hand back the session id, so the hot path needs no lookup.
+        session = result.get("session")
+        session = int(session) if session is not None else await self.session_of(sale_id)
+        await self.bus.publish(DomainEvent("stock_changed", session, {
             "sale_id": sale_id, "remaining": result["remaining"], "held": result["held"],
             "sold": result["sold"], "gift_left": gift_left,
         }))

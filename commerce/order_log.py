@@ -36,7 +36,7 @@ def _text(fields: dict[Any, Any]) -> dict[str, str]:
 
 
 class OrderLogConsumer(PeriodicTask):
-    def __init__(self, checkout: Checkout, name: str | None = None, idle_s: float = 0.2) -> None:
+    def __init__(self, checkout: Checkout, name: str | None = None, idle_s: float = 0.5) -> None:
         super().__init__("order-log", self.drain_once, idle_s)
         self.checkout = checkout
         self.consumer = name or f"{socket.gethostname()}-{os.getpid()}"

@@ -16,7 +16,7 @@
 -- ARGV[2+4i] buyer id  ARGV[3+4i] qty (>0)  ARGV[4+4i] community id or ""
 -- ARGV[5+4i] idempotency key
 -- returns one answer per reservation, each a cjson string: {ok=1, hold, expires, remaining, held,
---   sold, rank, price, community, gift_left, people, units, group} or {err="unknown"|
+--   sold, rank, price, community, gift_left, people, units, group, session} or {err="unknown"|
 --   "not_open"|"ended"|"not_member"|"over_limit"|"sold_out"}. Every answer but "unknown", "not_open" and "not_member" (nothing
 --   happened, and time or an approved membership will change it) is stored under the
 --   idempotency key and returned again on a retry.
@@ -28,7 +28,7 @@ local function reserve_one(buyer, qty, want, key)
   if seen then return seen end
 
   local m = redis.call('HMGET', KEYS[1], 'id', 'status', 'starts', 'ends', 'remaining', 'limit',
-    'price', 'cprice', 'members_only', 'ttl', 'sold', 'gift_n', 'paid')
+    'price', 'cprice', 'members_only', 'ttl', 'sold', 'gift_n', 'paid', 'session')
   if not m[2] then return cjson.encode({err = 'unknown'}) end
   local function answer(t)
     local s = cjson.encode(t)
@@ -84,7 +84,7 @@ local function reserve_one(buyer, qty, want, key)
   local gift_left = math.max(0, tonumber(m[12]) - tonumber(m[13]))
   return answer({ok = 1, hold = hold, expires = expires, remaining = remaining, held = held,
     sold = tonumber(m[11]), rank = seq, price = price, community = community, gift_left = gift_left,
-    people = people, units = units, group = group})
+    people = people, units = units, group = group, session = tonumber(m[14])})
 end
 
 local answers = {}
