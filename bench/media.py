@@ -45,6 +45,15 @@ ADMIN_PASSWORD = "bench-admin-password-1"
 TASKS: set[asyncio.Task[None]] = set()  # frame pullers of this process's viewers (harness only)
 
 
+def restrict_srtp(kind: str) -> None:
+    """Viewers offer only this SRTP profile. "cm" (AES128_CM_SHA1_80) is what Chrome negotiates
+    with us; "gcm" lets the server use OpenSSL's AES-GCM (media/srtp_gcm.py)."""
+    import aiortc.rtcdtlstransport as dt
+
+    wanted = dt.SRTP_AES128_CM_SHA1_80 if kind == "cm" else dt.SRTP_AEAD_AES_128_GCM
+    dt.SRTP_PROFILES[:] = [wanted]
+
+
 def free_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -159,6 +168,7 @@ async def view_helper(a: argparse.Namespace) -> None:
 
     counters: list[Counter] = []
     install_counting_receivers(counters)
+    restrict_srtp(a.viewer_srtp)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -183,7 +193,7 @@ class Helper:
     async def start(cls, a: argparse.Namespace, url: str, session_id: int, n: int) -> Helper:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, HERE, "--view-helper", "--url", url, "--n", str(n), "--mode", a.mode,
-            "--session", str(session_id), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            "--session", str(session_id), "--viewer-srtp", a.viewer_srtp, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         line = await asyncio.wait_for(proc.stdout.readline(), 120)  # type: ignore[union-attr]
         assert json.loads(line)["ready"]
         return cls(proc)
@@ -437,6 +447,8 @@ def slope(points: list[tuple[int, float]]) -> float | None:
 
 async def drive(a: argparse.Namespace) -> None:
     pin_publisher_bitrate()
+    restrict_srtp(a.viewer_srtp)
+    print(json.dumps({"viewer_srtp": a.viewer_srtp}), flush=True)
     summary: dict[str, Any] = {}
     for mode, ks in (("forward", a.k), ("relay", a.relay_k)):
         if not ks:
@@ -462,6 +474,8 @@ def main() -> None:
     ap.add_argument("--late-joins", type=int, default=3)
     ap.add_argument("--late-wait", type=float, default=3.0)
     ap.add_argument("--viewer-procs", type=int, default=2)
+    ap.add_argument("--viewer-srtp", choices=["cm", "gcm"], default="cm",
+                    help="SRTP profile the viewers offer (cm: what Chrome negotiates)")
     ap.add_argument("--serve-relay", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--view-helper", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
