@@ -193,7 +193,8 @@ class Helper:
     async def start(cls, a: argparse.Namespace, url: str, session_id: int, n: int) -> Helper:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, HERE, "--view-helper", "--url", url, "--n", str(n), "--mode", a.mode,
-            "--session", str(session_id), "--viewer-srtp", a.viewer_srtp, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            "--session", str(session_id), "--viewer-srtp", a.viewer_srtp,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         line = await asyncio.wait_for(proc.stdout.readline(), 120)  # type: ignore[union-attr]
         assert json.loads(line)["ready"]
         return cls(proc)
