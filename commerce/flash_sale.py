@@ -160,7 +160,8 @@ class FlashSaleStore:
         self._queues: dict[int, list[tuple[asyncio.Future[Any], list[Any], int | None]]] = {}
         self._flushers: dict[int, asyncio.Task[None]] = {}
         folder = resources.files("commerce") / "lua"
-        for name in ("open", "reserve", "confirm", "release", "expire", "refund", "close"):
+        for name in ("open", "reserve", "confirm", "release", "expire", "refund", "close",
+                     "snapshot"):
             source = (folder / f"{name}.lua").read_text(encoding="utf-8")
             self._scripts[name] = AsyncScript(redis, source)
 
@@ -290,6 +291,12 @@ class FlashSaleStore:
         ints = [int(v) for v in values[:6] if v is not None]
         return Counts(ints[0], ints[1], ints[2], ints[3], ints[4], ints[5],
                       status=text(values[6] or b""))
+
+    async def snapshot(self, sale_id: int) -> dict[str, Any] | None:
+        """Counts and live-hold units read atomically; None for a sale Redis does not hold."""
+        k = keys(sale_id)
+        data: dict[str, Any] = json.loads(await self._run("snapshot", [k["meta"], k["holds"]], []))
+        return None if "err" in data else data
 
     async def live_holds(self, sale_id: int) -> dict[str, dict[str, Any]]:
         raw = await self.redis.hgetall(keys(sale_id)["holds"])

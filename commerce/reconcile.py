@@ -4,6 +4,10 @@ For each sale: initial = remaining + held + sold (Redis alone), held = units of 
 sold = units of orders in SQL that count as sold, and every confirmation in the log has its
 order. `repair` writes missing orders from the log and re-applies refunds SQL recorded but
 Redis missed (refund.lua is once-per-hold, so re-applying is safe).
+
+Redis is read in one atomic step (snapshot.lua). SQL lags the log by design while a sale runs:
+a confirmation the consumer has not written yet shows as a missing order (and as sql_drift)
+until it is written, so a report taken mid-sale names exactly the orders still in flight.
 """
 
 from __future__ import annotations
@@ -59,8 +63,7 @@ class SaleReport:
 async def reconcile_sale(checkout: Checkout, sale_id: int, repair: bool = False) -> SaleReport:
     async with checkout.uow() as db:
         sale = await sales.get_sale(db, sale_id)
-    counts = await checkout.store.counts(sale_id)
-    holds = await checkout.store.live_holds(sale_id)
+    snap = await checkout.store.snapshot(sale_id)
     entries = await read_log(checkout, sale_id)
     async with checkout.uow() as db:
         rows = (await db.execute(select(Order).where(Order.sale_id == sale_id))).scalars()
@@ -86,14 +89,14 @@ async def reconcile_sale(checkout: Checkout, sale_id: int, repair: bool = False)
             return report
     async with checkout.uow() as db:
         sql_sold, sql_orders = await orders.sold_units(db, sale_id)
+    snap = snap or {}
     report = SaleReport(
-        sale_id=sale_id, initial=counts.initial if counts else sale.stock,
-        remaining=counts.remaining if counts else 0, held=counts.held if counts else 0,
-        sold=counts.sold if counts else 0,
-        live_hold_units=sum(int(h["q"]) for h in holds.values()), sql_sold=sql_sold,
-        sql_orders=sql_orders, log_entries=len(entries), missing_orders=missing,
-        missing_refunds=[o.hold_id for o in unrefunded], repaired=repaired,
-        in_redis=counts is not None,
+        sale_id=sale_id, initial=int(snap.get("initial", sale.stock)),
+        remaining=int(snap.get("remaining", 0)), held=int(snap.get("held", 0)),
+        sold=int(snap.get("sold", 0)), live_hold_units=int(snap.get("hold_units", 0)),
+        sql_sold=sql_sold, sql_orders=sql_orders, log_entries=len(entries),
+        missing_orders=missing, missing_refunds=[o.hold_id for o in unrefunded],
+        repaired=repaired, in_redis=bool(snap),
     )
     return report
 
