@@ -34,7 +34,7 @@ class Recordings:
         self._recorders: dict[int, Recorder] = {}
         self.final_hooks: list[FinalHook] = []
         self.segment_hooks: list[SegmentHook] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
 
     def recording_dir(self, session_id: int) -> Path:
         return session_dir(self.root, session_id) / "rec"
@@ -76,6 +76,14 @@ class Recordings:
     def _stopped(self, session_id: int, final: bool) -> None:
         if not final:
             return
+        recorder = self._recorders.get(session_id)
+        if recorder is not None and not recorder.active:
+            # The stream is over: its thread goes (a late publisher gets a new recorder that
+            # continues the same files), so ended sessions hold no threads.
+            del self._recorders[session_id]
+            task = asyncio.ensure_future(asyncio.to_thread(recorder.close))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         for hook in self.final_hooks:
             task = asyncio.ensure_future(hook(session_id))
             self._tasks.add(task)
@@ -92,8 +100,7 @@ class Recordings:
         recorders = list(self._recorders.values())
         self._recorders.clear()
         await asyncio.gather(*(asyncio.to_thread(r.close) for r in recorders))
-        for task in list(self._tasks):
-            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 recordings_key = web.AppKey("recordings", Recordings)
