@@ -53,10 +53,20 @@ class HubManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         super().__init__("redis://", channel=CHANNEL)
         self._hub = hub
         self.connects = 0
+        self._closing: set[asyncio.Task[Any]] = set()
 
     def _redis_connect(self) -> None:
+        # python-socketio replaces its client and pubsub here without closing the old ones
+        # (#1569); redis-py may meanwhile have reconnected and resubscribed the old pubsub, which
+        # then sits subscribed and unread until Redis' output-buffer limit kills it (#1581's
+        # trigger). Close what is being replaced.
+        old = [c for c in (self.pubsub, self.redis) if c is not None]
         super()._redis_connect()
         self.connects += 1
+        for client in old:
+            task = asyncio.ensure_future(client.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _listen(self) -> Any:
         async for data in super()._listen():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ class Recorder:
     def comments(self) -> list[dict[str, Any]]:
         return [c for batch in self.of("comments") for c in batch]
 
-    async def wait(self, predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+    async def wait(self, predicate: Callable[[], Any], timeout: float = 5.0) -> Any:  # noqa: ASYNC109
         deadline = time.monotonic() + timeout
         while True:
             result = predicate()
@@ -43,10 +44,8 @@ class Recorder:
             if remaining <= 0:
                 raise AssertionError(f"timed out; got {[e for e, _ in self.events][-20:]}")
             self.changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), remaining)
-            except TimeoutError:
-                pass
 
     async def call(self, event: str, data: Any) -> Any:
         return await self.client.call(event, data, namespace=self.namespace, timeout=10)
