@@ -1,0 +1,143 @@
+"""After-sales: within policy → refunded at once and the order shows it; otherwise the queue."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from commerce.base import as_utc
+from commerce.orders import OrderTransition
+from server.keys import database_key
+from tests.conftest import Api
+from tests.trust_support import JPEG, Farm, bought_and_picked_up, buy, make_farm, pin, upload
+
+POLICY = {"full_refund_without_return": True, "multiplier": 10, "max_days_after_pickup": 2,
+          "auto_approve_max_fen": 100_000, "require_photo": True, "response_hours": 2}
+
+
+async def _policy(farm: Farm, **changes: object) -> None:
+    resp = await farm.api.client.put(f"/api/products/{farm.product_id}/claim-policy",
+                                     json={**POLICY, **changes}, headers=farm.api.auth(farm.host))
+    assert resp.status == 200, await resp.text()
+
+
+async def _claim(api: Api, token: str, order_id: int, photo: bool = True, bad_qty: int = 1) -> dict:  # type: ignore[type-arg]
+    photos = [(await (await upload(api, token, JPEG, "claim")).json())["id"]] if photo else []
+    resp = await api.client.post("/api/claims", json={
+        "order_id": order_id, "reason": "spoiled", "description": "两个坏果", "photos": photos,
+        "bad_qty": bad_qty}, headers=api.auth(token))
+    assert resp.status == 201, await resp.text()
+    return dict(await resp.json())
+
+
+async def test_claim_within_policy_is_refunded_at_once(any_db_api: Api) -> None:
+    api = any_db_api
+    farm = await make_farm(api, price_fen=3000)
+    await _policy(farm)
+    pin_id = await pin(farm)
+    _, buyer, order_id = await bought_and_picked_up(farm, qty=3)
+    claim = await _claim(api, buyer, order_id, bad_qty=1)
+    assert claim["status"] == "approved" and claim["auto"] is True
+    # 坏一赔十: 1 bad × 3000 × 10 = 30000 owed; the order was 9000, so 9000 back, 21000 credit.
+    assert claim["payout_fen"] == 30000
+    assert claim["refund_fen"] == 9000 and claim["compensation_fen"] == 21000
+    assert claim["refund_ref"].startswith("simrf_")
+    assert claim["responded_at"] is not None and claim["overdue"] is False
+    assert claim["batch_id"] == farm.batch_id
+    assert claim["stream_moment"]["pin_id"] == pin_id
+    assert claim["replay_chapter"] == {"session_id": farm.session_id,
+                                       "product_id": farm.product_id, "pin_id": pin_id}
+    order = await (await api.client.get(f"/api/orders/{order_id}", headers=api.auth(buyer))).json()
+    assert order["refunded_fen"] == 9000
+    assert any("after-sales refund 9000" in step["note"] for step in order["history"])
+    flags = await (await api.client.get(f"/api/sessions/{farm.session_id}/claim-flags")).json()
+    assert flags == [{"product_id": farm.product_id, "pin_id": pin_id, "claims": 1, "bad_units": 1}]
+    # One claim per order.
+    resp = await api.client.post("/api/claims", json={"order_id": order_id, "reason": "other"},
+                                 headers=api.auth(buyer))
+    assert resp.status == 409
+
+
+async def test_claims_outside_policy_wait_for_an_assistant(any_db_api: Api) -> None:
+    api = any_db_api
+    farm = await make_farm(api, price_fen=3000)
+    await _policy(farm, multiplier=1, auto_approve_max_fen=5000)
+    _, no_photo, order_a = await bought_and_picked_up(farm)
+    _, too_much, order_b = await bought_and_picked_up(farm, qty=2)
+    _, too_late, order_c = await bought_and_picked_up(farm)
+    async with api.app[database_key].session() as db:
+        # Picked up three days ago: past max_days_after_pickup.
+        rows = await db.execute(select(OrderTransition).where(OrderTransition.order_id == order_c))
+        for step in rows.scalars():
+            step.at = as_utc(step.at) - timedelta(days=3)
+    a = await _claim(api, no_photo, order_a, photo=False)
+    b = await _claim(api, too_much, order_b, bad_qty=2)
+    c = await _claim(api, too_late, order_c)
+    assert (a["status"], a["rules"]) == ("pending", ["photo_required"])
+    assert (b["status"], b["rules"]) == ("pending", ["above_auto_limit"])
+    assert (c["status"], c["rules"]) == ("pending", ["past_max_days"])
+    assert a["refund_fen"] == 0 and a["responded_at"] is None and a["due_at"] is not None
+    _, assistant = await api.user("assistant")
+    queue = await (await api.client.get("/api/claims", headers=api.auth(assistant))).json()
+    assert {q["id"] for q in queue} == {a["id"], b["id"], c["id"]}
+    # A viewer cannot see the queue or decide; a host cannot decide either.
+    _, viewer = await api.user("viewer")
+    assert (await api.client.get("/api/claims", headers=api.auth(viewer))).status == 403
+    resp = await api.client.post(f"/api/claims/{a['id']}/approve", json={}, headers=api.auth(no_photo))
+    assert resp.status == 403
+    resp = await api.client.post(f"/api/claims/{a['id']}/approve", json={},
+                                 headers=api.auth(farm.host))
+    assert resp.status == 403
+    resp = await api.client.post(f"/api/claims/{a['id']}/approve", json={"note": "照片补发了"},
+                                 headers=api.auth(assistant))
+    assert resp.status == 200
+    approved = await resp.json()
+    assert approved["status"] == "approved" and approved["refund_fen"] == 3000
+    assert approved["auto"] is False and approved["responded_at"] is not None
+    resp = await api.client.post(f"/api/claims/{b['id']}/reject", json={"note": "不符合"},
+                                 headers=api.auth(assistant))
+    assert (await resp.json())["status"] == "rejected"
+    resp = await api.client.post(f"/api/claims/{b['id']}/approve", json={},
+                                 headers=api.auth(assistant))
+    assert resp.status == 409
+    resp = await api.client.post(f"/api/claims/{c['id']}/approve", json={"payout_fen": 999_999},
+                                 headers=api.auth(assistant))
+    assert resp.status == 400
+    order = await (await api.client.get(f"/api/orders/{order_b}", headers=api.auth(too_much))).json()
+    assert order["refunded_fen"] == 0
+    mine = await (await api.client.get("/api/claims/mine", headers=api.auth(no_photo))).json()
+    assert [m["id"] for m in mine] == [a["id"]]
+    assert (await api.client.get(f"/api/claims/{a['id']}", headers=api.auth(viewer))).status == 403
+
+
+async def test_bad_claims(api: Api) -> None:
+    farm = await make_farm(api)
+    _, buyer = await api.user("viewer")
+    _, stranger = await api.user("viewer")
+    order_id = await buy(farm, buyer)
+    body = {"order_id": order_id, "reason": "spoiled", "bad_qty": 1}
+    resp = await api.client.post("/api/claims", json=body, headers=api.auth(stranger))
+    assert resp.status == 403 and (await resp.json())["error"]["code"] == "not_your_order"
+    resp = await api.client.post("/api/claims", json=body, headers=api.auth(buyer))
+    assert resp.status == 409 and (await resp.json())["error"]["code"] == "order_not_picked_up"
+    for bad in ({**body, "reason": "because"}, {**body, "bad_qty": 0}, {**body, "order_id": "x"}):
+        assert (await api.client.post("/api/claims", json=bad, headers=api.auth(buyer))).status == 400
+    resp = await api.client.post("/api/claims", json={**body, "order_id": 999999},
+                                 headers=api.auth(buyer))
+    assert resp.status == 404
+    # Someone else's upload cannot be used as a claim photo.
+    _, _token, picked = await bought_and_picked_up(farm)
+    foreign = await (await upload(api, stranger, JPEG, "claim")).json()
+    resp = await api.client.post("/api/claims", json={**body, "order_id": picked,
+                                                      "photos": [foreign["id"]]},
+                                 headers=api.auth(_token))
+    assert resp.status == 403
+    # Policies are the product host's.
+    _, other_host = await api.user("host")
+    resp = await api.client.put(f"/api/products/{farm.product_id}/claim-policy", json=POLICY,
+                                headers=api.auth(other_host))
+    assert resp.status == 403
+    resp = await api.client.put(f"/api/products/{farm.product_id}/claim-policy",
+                                json={**POLICY, "multiplier": 50}, headers=api.auth(farm.host))
+    assert resp.status == 400
