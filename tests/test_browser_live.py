@@ -202,7 +202,8 @@ async def test_comment_list_stays_bounded_under_a_flood(tmp_path: Path, redis_ur
                 const batch = [];
                 for (let i = 0; i < 10; i++) {
                     const n = b * 10 + i;
-                    batch.push({ id: `c${n}`, seq: n + 1, user: { name: `邻居${n}` }, text: `评论${n}`, ts: 0 });
+                    batch.push({ id: `c${n}`, seq: n + 1, user: { name: `邻居${n}` },
+                                 text: `评论${n}`, ts: 0 });
                 }
                 list.add(batch);
                 list.add(batch);  // a resent batch must not duplicate anything

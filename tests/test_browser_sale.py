@@ -105,6 +105,21 @@ async def test_flash_sale_three_buy_fourth_sees_sold_out(tmp_path: Path, redis_u
         sale = await kit.rest.call("GET", f"/api/sales/{sale_id}")
         assert (sale["initial"], sale["remaining"], sale["held"], sale["sold"]) == (3, 0, 0, 3)
 
+        # 王叔 changes his mind before pickup: his orders page says to ask the staff, the host
+        # refunds it, and the unit returns to the sale: the fourth neighbour may buy again.
+        await viewers[1].goto("/orders")
+        order_row = viewers[1].locator("#orders .order").first
+        await order_row.locator(".refund-hint").wait_for(timeout=10_000)
+        order_id = int(await order_row.get_attribute("data-id") or 0)
+        await kit.rest.call("POST", f"/api/orders/{order_id}/refund", people["host"].token,
+                            json={"reason": "买家改主意"})
+        await viewers[1].reload()
+        await viewers[1].locator("#orders .order .order-status", has_text="已退款").wait_for(timeout=10_000)
+        await kit.shot(viewers[1], "refunded")
+        await fourth.locator("#sale-remaining", has_text="1").wait_for(timeout=10_000)
+        await fourth.locator("#buy", has_text="立即抢购").wait_for(timeout=10_000)
+        assert await fourth.locator("#buy").is_enabled()
+
         # The host closes the sale: every room shows it ended.
         await host.locator("#sales li").first.locator("button.close-sale").click()
         await fourth.locator("#buy", has_text="已结束").wait_for(timeout=10_000)

@@ -15,7 +15,6 @@ export class HostCamera {
     $("#camera").addEventListener("change", () => this.open());
     $("#microphone").addEventListener("change", () => this.open());
     $("#go-live").addEventListener("click", () => this.goLive());
-    $("#stop-live").addEventListener("click", () => this.stop());
   }
 
   error(text) {
@@ -71,11 +70,10 @@ export class HostCamera {
       const stream = this.stream || (await this.open());
       if (!stream) return;
       const publisher = new WhipPublisher(`/whip/${this.id}`, this.key);
-      await publisher.start(stream);
+      await publisher.start(stream, () => this.reconnect());
       this.publisher = publisher;
       $("#live-state").textContent = t("publishing");
       $("#live-state").className = "health-good";
-      $("#stop-live").hidden = false;
       button.hidden = true;
       this.statsTimer = setInterval(() => this.showStats(), 1000);
     } catch (err) {
@@ -99,6 +97,39 @@ export class HostCamera {
     document.body.dataset.publishing = healthy ? "yes" : "no";
   }
 
+  /**
+   * The farm's network dropped: publish again with the same key. The server keeps the session
+   * and its recording for a grace window, and refuses (409) while it still sees the old peer.
+   */
+  async reconnect() {
+    if (this.reconnecting || !this.publisher) return;
+    this.reconnecting = true;
+    this.publisher.abandon();
+    $("#live-state").textContent = t("reconnecting");
+    $("#live-state").className = "health-bad";
+    const deadline = Date.now() + 60_000;
+    try {
+      while (this.publisher && Date.now() < deadline) {
+        const next = new WhipPublisher(`/whip/${this.id}`, this.key);
+        try {
+          await next.start(this.stream, () => this.reconnect());
+          this.publisher = next;
+          return;
+        } catch (err) {
+          next.abandon();
+          // Wrong key, ended session, unknown session: retrying cannot help.
+          if (err.status && ![409, 503, 0].includes(err.status) && err.status < 500) {
+            this.error(`${t("error")}: ${err.code || ""} ${err.message}`);
+            return;
+          }
+        }
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+      }
+    } finally {
+      this.reconnecting = false;
+    }
+  }
+
   async stop() {
     clearInterval(this.statsTimer);
     const publisher = this.publisher;
@@ -106,7 +137,6 @@ export class HostCamera {
     if (publisher) await publisher.stop();
     $("#live-state").textContent = t("not_publishing");
     $("#live-state").className = "muted";
-    $("#stop-live").hidden = true;
     $("#go-live").hidden = false;
     document.body.dataset.publishing = "no";
   }

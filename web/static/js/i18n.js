@@ -82,7 +82,6 @@ const TEXT = {
   camera: ["摄像头", "Camera"],
   microphone: ["麦克风", "Microphone"],
   go_live: ["开始直播", "Go live"],
-  stop_live: ["停止推流", "Stop streaming"],
   end_session: ["结束直播", "End the session"],
   end_confirm: ["确定结束直播?结束后将生成回放。", "End the session? The replay will be built."],
   health: ["推流状态", "Stream health"],
@@ -148,7 +147,7 @@ const TEXT = {
   // orders
   orders_title: ["我的订单", "My orders"],
   no_orders: ["还没有订单", "No orders yet"],
-  refund: ["申请退款", "Request refund"],
+  refund_hint: ["取货前如需退款,请在直播间联系助理", "To get a refund before pickup, ask the assistant in the live room"],
   after_sales: ["售后", "After-sales"],
   order_status_held: ["待支付", "Awaiting payment"],
   order_status_paid: ["已支付", "Paid"],

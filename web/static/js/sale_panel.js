@@ -37,7 +37,8 @@ export class SalePanel {
     const open = sales.filter((s) => (s.status || "open") === "open");
     const sale = open.length ? open[open.length - 1] : sales[sales.length - 1];
     const id = sale.sale_id ?? sale.id;
-    if (this.sale && (this.sale.sale_id ?? this.sale.id) !== id) this.soldOut = false;
+    // A refusal said sold out; stock coming back (a refund, an expired hold) reopens the button.
+    if ((this.sale && (this.sale.sale_id ?? this.sale.id) !== id) || Number(sale.remaining) > 0) this.soldOut = false;
     this.sale = { ...(this.details.get(id) || {}), ...sale };
     if (!this.details.has(id)) this.fetchDetails(id);
     this.render();

@@ -65,9 +65,17 @@ export class WhipPublisher {
     this.lastBytes = null;
   }
 
-  async start(stream) {
+  /** onDrop fires when the connection fails (or stays disconnected for 5 s) after being up. */
+  async start(stream, onDrop = null) {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
+    let dropTimer = 0;
+    pc.addEventListener("connectionstatechange", () => {
+      clearTimeout(dropTimer);
+      if (this.pc !== pc || !onDrop) return;
+      if (pc.connectionState === "failed") onDrop();
+      else if (pc.connectionState === "disconnected") dropTimer = setTimeout(() => this.pc === pc && onDrop(), 5000);
+    });
     for (const track of stream.getTracks()) {
       const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
       // H.264 first: the server can then record and serve HLS without re-encoding.
@@ -112,6 +120,12 @@ export class WhipPublisher {
     }
     this.lastBytes = { bytes, at: now };
     return out;
+  }
+
+  /** Close the connection without telling the server (it waits out its grace window). */
+  abandon() {
+    if (this.pc) this.pc.close();
+    this.pc = null;
   }
 
   async stop() {
