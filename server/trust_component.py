@@ -11,7 +11,7 @@ from aiohttp import web
 from commerce import audience, qc, trace
 from commerce.accounts import Principal, Role
 from commerce.base import utcnow
-from commerce.catalog import find_batch
+from commerce.catalog import ProductPin, find_batch
 from commerce.claims_refunds import ProviderRefunder
 from commerce.events import DomainEvent
 from commerce.orders import Order
@@ -55,6 +55,8 @@ async def trust_ctx(app: web.Application) -> AsyncIterator[None]:
                 order = await db.get(Order, event.data["order_id"])
                 if order is not None:
                     await evidence_for(db, order)
+        elif event.kind == "product_pinned" and isinstance(event.data.get("id"), int):
+            await attach_pin_evidence(app, event.data["id"])
         elif event.kind == "session_ended" and event.session_id is not None:
             async with app[database_key].session() as db:
                 await audience.freeze(db, app[redis_key], event.session_id)
@@ -64,6 +66,20 @@ async def trust_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         unsubscribe()
+
+
+async def attach_pin_evidence(app: web.Application, pin_id: int) -> None:
+    """Store the batch + QC summary in the pin's snapshot (replay chapters and claims read it).
+
+    The live broadcast of the pin is realtime's; it can include the same summary by calling
+    `commerce.qc.batch_summary` when it pins. Here the stored evidence is made complete either way.
+    """
+    async with app[database_key].session() as db:
+        pin = await db.get(ProductPin, pin_id)
+        if pin is None or pin.batch_id is None or "evidence" in (pin.snapshot or {}):
+            return
+        summary = await qc.batch_summary(db, pin.batch_id)
+        pin.snapshot = {**dict(pin.snapshot or {}), "evidence": summary}
 
 
 async def seed_demo_trust(app: web.Application, info: DemoInfo) -> None:
