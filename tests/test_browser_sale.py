@@ -133,3 +133,37 @@ async def test_flash_sale_three_buy_fourth_sees_sold_out(tmp_path: Path, redis_u
         await order.locator(".order-product", has_text="白玉枇杷").wait_for(timeout=10_000)
         await kit.shot(viewers[0], "orders_page")
         assert kit.errors == [], kit.errors
+
+
+async def test_several_open_sales_show_as_tabs_with_their_own_groups(
+        tmp_path: Path, redis_url: str, redis_client: Redis) -> None:
+    async with browser_kit(tmp_path, redis_url, "sale_tabs") as kit:
+        sid, people = await _setup(kit)
+        host = people["host"]
+        loquat = await kit.rest.call("POST", "/api/products", host.token,
+                                     json={"name": "白沙枇杷", "price_fen": 6800})
+        oil = await kit.rest.call("POST", "/api/products", host.token,
+                                  json={"name": "初榨橄榄油", "price_fen": 12800})
+        communities = await kit.rest.call("GET", "/api/communities")
+        community_id = next(c["id"] for c in communities if c["name"] == COMMUNITY)
+        first = await kit.rest.call("POST", f"/api/sessions/{sid}/sales", host.token, json={
+            "product_id": loquat["id"], "stock": 50, "price_fen": 5800, "per_buyer_limit": 2,
+            "community_ids": [community_id]})
+        await kit.rest.call("POST", f"/api/sales/{first['id']}/group-buys", host.token, json={
+            "community_id": community_id, "threshold": 40, "deadline": "2099-01-01T00:00:00Z",
+            "group_price_fen": 4800})
+        await kit.rest.call("POST", f"/api/sessions/{sid}/sales", host.token, json={
+            "product_id": oil["id"], "stock": 500, "price_fen": 9900, "per_buyer_limit": 1})
+
+        page = await kit.page(people["buyers"][0], f"/live/{sid}")
+        tabs = page.locator("#sale-tabs button")
+        await tabs.nth(1).wait_for(timeout=10_000)
+        # The newest sale is shown; the loquats' group-buy belongs to the other one.
+        await page.locator("#sale-product", has_text="初榨橄榄油").wait_for()
+        assert await page.locator("#groups").is_hidden()
+        await tabs.filter(has_text="白沙枇杷").click()
+        await page.locator("#sale-product", has_text="白沙枇杷").wait_for()
+        await page.locator("#group-list .group", has_text=f"{COMMUNITY} 0/40").wait_for(timeout=10_000)
+        assert await page.locator("#sale-price").text_content() == "¥58.00"
+        await kit.shot(page, "two_sales")
+        assert kit.errors == [], kit.errors

@@ -157,14 +157,22 @@ async function showPin(pinned) {
   if (pinKey === key && full !== pinned) renderPin($("#pin-card"), full);
 }
 
+/** Group-buys of the sale on screen (each sale has its own per-community groups). */
+function renderSaleGroups() {
+  const saleId = sale.currentSaleId();
+  const groups = ((lastState && lastState.groups) || []).filter((g) => saleId === null || g.sale_id === saleId);
+  renderGroups($("#groups"), $("#group-list"), groups);
+}
+sale.onChange = renderSaleGroups;
+
 function applyState(state) {
   if (!state || typeof state !== "object") return;
   lastState = state;
   $("#viewers").textContent = String(state.viewers ?? 0);
   $("#likes").textContent = String(state.likes ?? 0);
   showPin(state.pinned);
-  sale.update(state.sales);
-  renderGroups($("#groups"), $("#group-list"), state.groups);
+  sale.lastSales = state.sales;
+  sale.update(state.sales, state.pinned ? state.pinned.product_id : null);
   if (state.question_votes) {
     for (const [id, votes] of Object.entries(state.question_votes)) {
       const q = questions.get(String(id));

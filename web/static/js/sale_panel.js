@@ -2,7 +2,7 @@
 // order confirmation with pickup point and code. Stock comes from realtime `state`; the buy path
 // is REST with an Idempotency-Key so a double tap or a retry never makes a second hold.
 import { api, ApiError, idempotencyKey, requireLogin } from "./api.js";
-import { $, clock, yuan } from "./dom.js";
+import { $, clock, h, yuan } from "./dom.js";
 import { t } from "./i18n.js";
 import { pickupPointText } from "./pickup.js";
 
@@ -23,25 +23,54 @@ export class SalePanel {
     this.hold = null;
     this.pendingKey = null;
     this.soldOut = false;
+    this.chosen = null;
+    this.lastSales = null;
+    this.onChange = () => {};
     $("#buy", root).addEventListener("click", () => this.buy());
     $("#pay", root).addEventListener("click", () => this.pay());
     this.timer = setInterval(() => this.tick(), 250);
   }
 
-  /** Pick the sale to show from the state snapshot: an open one first, else the newest. */
-  update(sales) {
+  /**
+   * Show one sale from the state snapshot: the one the viewer picked, else the one for the
+   * pinned product, else the newest open one; other open sales appear as tabs.
+   */
+  update(sales, pinnedProductId = null) {
     if (!Array.isArray(sales) || sales.length === 0) {
       if (!this.hold) this.root.hidden = true;
       return;
     }
+    const idOf = (s) => s.sale_id ?? s.id;
     const open = sales.filter((s) => (s.status || "open") === "open");
-    const sale = open.length ? open[open.length - 1] : sales[sales.length - 1];
-    const id = sale.sale_id ?? sale.id;
+    const current = this.sale ? sales.find((s) => idOf(s) === idOf(this.sale)) : null;
+    const sale = open.find((s) => idOf(s) === this.chosen)
+      || (pinnedProductId !== null ? open.find((s) => s.product_id === pinnedProductId) : null)
+      || (current && open.includes(current) ? current : null)
+      || open[open.length - 1] || current || sales[sales.length - 1];
+    const id = idOf(sale);
     // A refusal said sold out; stock coming back (a refund, an expired hold) reopens the button.
-    if ((this.sale && (this.sale.sale_id ?? this.sale.id) !== id) || Number(sale.remaining) > 0) this.soldOut = false;
+    if ((this.sale && idOf(this.sale) !== id) || Number(sale.remaining) > 0) this.soldOut = false;
     this.sale = { ...(this.details.get(id) || {}), ...sale };
     if (!this.details.has(id)) this.fetchDetails(id);
+    this.renderTabs(open, id);
     this.render();
+    this.onChange();
+  }
+
+  renderTabs(open, currentId) {
+    const tabs = $("#sale-tabs", this.root);
+    tabs.hidden = open.length < 2;
+    if (tabs.hidden) return;
+    tabs.replaceChildren(...open.map((s) => {
+      const id = s.sale_id ?? s.id;
+      return h("button", { type: "button", class: id === currentId ? "chip active" : "chip",
+        text: `${s.product_name || `#${id}`} ${s.price_fen !== undefined ? yuan(s.price_fen) : ""}`,
+        on: { click: () => { this.chosen = id; this.update(this.lastSales || open); } } });
+    }));
+  }
+
+  currentSaleId() {
+    return this.sale ? this.sale.sale_id ?? this.sale.id : null;
   }
 
   async fetchDetails(id) {
@@ -89,6 +118,8 @@ export class SalePanel {
       const state = this.state();
       const toStart = seconds(sale.starts_at);
       const toEnd = seconds(sale.ends_at);
+      // No end and already started: nothing to count down.
+      $("#sale-countdown-box", this.root).hidden = toEnd === null && !(toStart !== null && toStart > 0);
       const label = $("#sale-countdown-label", this.root);
       const value = $("#sale-countdown", this.root);
       if (state === "not_open" && toStart !== null) {
