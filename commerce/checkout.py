@@ -217,9 +217,9 @@ class Checkout:
     # --- release / expire ----------------------------------------------------------------------
 
     async def release(self, hold_id: str, actor: Principal) -> dict[str, Any]:
-        """The buyer gives a hold back (staff may release anyone's)."""
+        """The buyer gives a hold back (an admin may release anyone's)."""
         sale_id = sale_of_hold(hold_id)
-        result = await self.store.release(hold_id, None if actor.is_staff else actor.user_id)
+        result = await self.store.release(hold_id, None if actor.is_admin else actor.user_id)
         await self.publish_stock(sale_id, result)
         await self.publish_group(sale_id, result["community"], result["people"], result["units"])
         return result

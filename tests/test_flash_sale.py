@@ -146,6 +146,12 @@ async def test_not_open_then_ended(api: Api) -> None:
     from datetime import UTC, datetime, timedelta
 
     shop = await make_shop(api)
+    events: list[DomainEvent] = []
+
+    async def listen(event: DomainEvent) -> None:
+        events.append(event)
+
+    api.app[events_key].subscribe(listen)
     later = datetime.now(UTC) + timedelta(hours=1)
     sale = await shop.sale(starts_at=later.isoformat())
     assert sale["status"] == "scheduled" and sale["starts_in_s"] > 3500
@@ -158,3 +164,12 @@ async def test_not_open_then_ended(api: Api) -> None:
     assert resp.status == 200 and (await resp.json())["status"] == "closed"
     status, body = await hold(api, open_sale["id"], token, 1)
     assert (status, body["error"]["code"]) == (409, "ended")
+    fields = {"sale_id", "product_id", "product_name", "price_fen", "community_price_fen", "initial",
+              "remaining", "held", "sold", "gift_first_n", "gift_left", "starts_at", "ends_at",
+              "status"}
+    opened = [e for e in events if e.kind == "sale_opened"]
+    closed = [e for e in events if e.kind == "sale_closed"]
+    assert [e.data["status"] for e in opened] == ["scheduled", "open"]
+    assert len(closed) == 1 and closed[0].data["status"] == "closed"
+    assert all(set(e.data) == fields and e.session_id == shop.session_id for e in opened + closed)
+    assert opened[0].data["product_name"] == "白沙枇杷"

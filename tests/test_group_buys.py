@@ -6,10 +6,10 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from commerce import group_buys
+from commerce import accounts, group_buys
 from commerce.events import DomainEvent
 from server.commerce_keys import checkout_key
-from server.keys import events_key
+from server.keys import database_key, events_key
 from tests.commerce_support import bulk_buyers, community_with, hold, make_shop, pay
 from tests.conftest import Api
 
@@ -118,3 +118,39 @@ async def test_failure_may_proceed_at_normal_price_and_outcome_is_decided_once(a
     assert await group_buys.decide(checkout, group["group_id"]) == "failed"
     (order,) = await _orders(api, buyers[0][1])
     assert (order["status"], order["refunded_fen"]) == ("paid", 0)
+
+
+async def test_progress_and_outcome_survive_a_restart(make_api: Any, settings: Any) -> None:
+    api = await make_api(settings)
+    shop = await make_shop(api)
+    buyers = await bulk_buyers(api, 2)
+    cid = await community_with(api, "绿城小区", [uid for uid, _t in buyers])
+    sale = await shop.sale(stock=10, price_fen=1000, community_ids=[cid])
+    group = await _group(api, shop.host_token, sale["id"], cid, threshold=2,
+                         deadline=(datetime.now(UTC) + timedelta(seconds=4)).isoformat())
+    for _uid, token in buyers:
+        _s, held = await hold(api, sale["id"], token, 1)
+        assert (await pay(api, held["hold_id"], token))[0] == 200
+    await api.client.close()  # the process goes away; Redis (AOF) and SQL stay
+
+    again = await make_api(settings)
+    view = await (await again.client.get(f"/api/group-buys/{group['group_id']}")).json()
+    assert (view["status"], view["count"]) == ("open", 2)
+    # A reservation after the restart still counts towards the same group (summary restored).
+    events: list[DomainEvent] = []
+
+    async def listen(event: DomainEvent) -> None:
+        events.append(event)
+
+    again.app[events_key].subscribe(listen)
+    ((late_id, late),) = await bulk_buyers(again, 1)
+    async with again.app[database_key].session() as db:
+        await accounts.add_member(db, cid, late_id, approved_by=1)
+    assert (await hold(again, sale["id"], late, 1, community_id=cid))[0] == 201
+    progress = [e.data for e in events if e.kind == "group_progress"]
+    assert progress and progress[-1]["count"] == 3 and progress[-1]["group_id"] == group["group_id"]
+    view = await _outcome(again, group["group_id"])
+    assert view["status"] == "succeeded" and view["count"] == 3
+    for _uid, token in buyers:
+        (order,) = await _orders(again, token)
+        assert order["refunded_fen"] == 1000 - 700
