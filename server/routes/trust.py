@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from datetime import datetime
 from typing import Any, Literal
@@ -9,15 +10,19 @@ from typing import Any, Literal
 import segno
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from commerce import qc, trace, uploads
 from commerce.accounts import Role
+from commerce.base import utcnow
 from commerce.catalog import Product
 from commerce.errors import InvalidInput
 from commerce.trace_signing import iso
 from commerce.trace_verify import verify_batch
+from commerce.trust_orders import units_sold_by_product
 from server.api import PUBLIC, Api, json_response, optional_principal, principal, read_json
-from server.keys import database_key, settings_key
+from server.keys import database_key, redis_key, settings_key
 from server.trust_keys import trace_signer_key, upload_storage_key
 
 api = Api()
@@ -195,7 +200,8 @@ async def get_trace(request: web.Request) -> web.Response:
         head = await trace.head_for(db, batch.id)
         reports = [await qc.report_dict(db, r) for r in await qc.reports_for(db, batch.id)]
         products = await _products_of(db, batch.id)
-        await trace.count_lookup(db, batch.id, who.user_id if who else None)
+        if await _first_lookup_today(request, batch.id, who.user_id if who else None):
+            await trace.count_lookup(db, batch.id, who.user_id if who else None)
         lookups = await trace.lookup_total(db, batch.id)
     code = batch.code
     return json_response({
@@ -213,11 +219,16 @@ async def get_trace(request: web.Request) -> web.Response:
     })
 
 
-async def _products_of(db: Any, batch_id: int) -> list[dict[str, Any]]:
-    from sqlalchemy import select
+async def _first_lookup_today(request: web.Request, batch_id: int, user_id: int | None) -> bool:
+    """Count one look-up per visitor (user, else client address) per batch per day, so reloads or
+    a script hammering the public page cannot inflate the trace look-up figures."""
+    who = f"u{user_id}" if user_id is not None else f"ip{request.remote or '-'}"
+    digest = hashlib.sha256(f"{batch_id}:{who}".encode()).hexdigest()[:24]
+    key = f"trace:seen:{utcnow().date().isoformat()}:{digest}"
+    return bool(await request.app[redis_key].set(key, b"1", nx=True, ex=26 * 3600))
 
-    from commerce.trust_orders import units_sold_by_product
 
+async def _products_of(db: AsyncSession, batch_id: int) -> list[dict[str, Any]]:
     rows = await db.execute(select(Product).where(Product.batch_id == batch_id).order_by(Product.id))
     products = list(rows.scalars())
     sold = await units_sold_by_product(db, [p.id for p in products])
