@@ -103,6 +103,11 @@ async def test_replay_plays_and_chapter_jump_lands_on_product(tmp_path: Path, re
         await approved.locator(".answer-input").fill("不建议,核有微毒")
         await approved.locator(".answer-submit").click()
         await viewer.locator("#question-list .answer-text", has_text="不建议").wait_for(timeout=10_000)
+        # The host's console lists it as approved and answered, with the live counters.
+        hosted = host.locator("#question-list .question", has_text="枇杷核能泡水吗?")
+        await hosted.locator(".answer-text").wait_for(timeout=10_000)
+        assert "已回答" in (await hosted.text_content() or "")
+        assert int(await host.locator("#c-viewers").text_content() or 0) >= 1
         await host.wait_for_timeout(4000)
 
         # Two taps end the session; the viewer is told and sent to the replay.
