@@ -29,9 +29,10 @@ log = logging.getLogger(__name__)
 # Packets waiting for the worker; beyond this the recorder is behind and drops (then waits for a
 # keyframe) rather than growing memory without bound.
 MAX_QUEUED = 3000
-# Ask a remuxed publisher for a keyframe this far into a segment (and again while none came).
-KEYFRAME_REQUEST_AT_S = 1.7
-KEYFRAME_REPEAT_S = 0.5
+# Ask a remuxed publisher for a keyframe this far into a segment (and again while none came):
+# its answer lands around 1.8-2 s, leaving room before 2.5 s on a slow or busy link.
+KEYFRAME_REQUEST_AT_S = 1.75
+KEYFRAME_REPEAT_S = 0.3
 # Force a keyframe from our own encoder at this point of a segment.
 FORCE_KEYFRAME_AT_S = 1.95
 
@@ -102,6 +103,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._dropping = False
         self.active = False  # an input is attached (touched on the loop thread only)
+        self.finishing = False  # a final stop is queued but not yet written
         self.segments_written = 0
         self._thread = threading.Thread(target=self._run, name=f"recorder-{session_id}", daemon=True)
         self._writer: SegmentWriter | None = None
@@ -129,6 +131,9 @@ class Recorder:
 
     def stop_input(self, final: bool) -> None:
         self.active = False
+        if final:
+            # Until the worker has closed the last segment (Recordings clears this on the loop).
+            self.finishing = True
         self._put(_Stop(final), force=True)
 
     def close(self, timeout: float = 10.0) -> None:

@@ -49,6 +49,11 @@ class Recordings:
         recorder = self._recorders.get(session_id)
         return recorder is not None and recorder.active
 
+    def is_recording(self, session_id: int) -> bool:
+        """Publishing, or its final segment is still being written: the final hooks will run."""
+        recorder = self._recorders.get(session_id)
+        return recorder is not None and (recorder.active or recorder.finishing)
+
     def recorder(self, session_id: int) -> Recorder:
         """The session's recorder; created (continuing any recording on disk) when first needed."""
         recorder = self._recorders.get(session_id)
@@ -77,6 +82,8 @@ class Recordings:
         if not final:
             return
         recorder = self._recorders.get(session_id)
+        if recorder is not None:
+            recorder.finishing = False
         if recorder is not None and not recorder.active:
             # The stream is over: its thread goes (a late publisher gets a new recorder that
             # continues the same files), so ended sessions hold no threads.

@@ -48,7 +48,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
             return
         session_id = event.session_id
         rtmp.end_session(session_id)
-        if recordings.is_publishing(session_id):
+        if recordings.is_recording(session_id):
             # The recorder's final stop builds the replay once the last segment is on disk.
             await recordings.finish(session_id)
         else:

@@ -43,6 +43,8 @@ async def test_whip_publish_gives_playable_live_hls_and_a_replay(
         assert await asyncio.to_thread(decodes, url) == 3
     recorded = api.app[recordings_key].segments(session_id)
     assert len(recorded) >= 3
+    # Segments follow the publisher's keyframes, which arrive about every 2 s when asked for.
+    assert all(1.5 <= e.duration <= 2.5 for e in recorded[:2]), recorded
 
     # WHIP DELETE ended the session: the replay follows.
     replay = await wait_replay(api, session_id)
