@@ -92,7 +92,7 @@ export class HostCamera {
     $("#stat-rtt").textContent = s.rttMs === null ? "–" : `${s.rttMs} ms`;
     $("#stat-lost").textContent = String(s.lost);
     const healthy = s.state === "connected" && s.kbps > 50;
-    $("#live-state").textContent = `${t(healthy ? "publishing" : "health")}: ${s.state}`;
+    $("#live-state").textContent = healthy ? t("publishing") : `${t("health")}: ${s.state}`;
     $("#live-state").className = healthy ? "health-good" : "health-bad";
     document.body.dataset.publishing = healthy ? "yes" : "no";
   }
