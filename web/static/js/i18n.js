@@ -143,6 +143,7 @@ const TEXT = {
   processing: ["回放生成中 {p}%", "Building the replay {p}%"],
   replay_failed: ["回放生成失败", "Replay build failed"],
   replay_missing: ["这场直播没有回放", "No replay for this session"],
+  replay_while_live: ["直播进行中,结束后生成回放。", "Still live; the replay is built when it ends."],
   qa_about: ["相关问答", "Q&A about it"],
   // orders
   orders_title: ["我的订单", "My orders"],

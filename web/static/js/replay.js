@@ -100,6 +100,15 @@ async function load() {
     $("#missing").hidden = false;
     return;
   }
+  if (status === "recording" || replay.live) {
+    // Still live: the replay is built when the session ends.
+    $("#missing").replaceChildren(t("replay_while_live"), " ",
+      h("a", { href: `/live/${sessionId}`, text: t("watch") }));
+    $("#missing").hidden = false;
+    setTimeout(load, 5000);
+    return;
+  }
+  $("#missing").hidden = true;
   if (status !== "ready") {
     // pending / processing / recording: show progress and ask again shortly.
     const percent = Math.round(Number(replay.percent ?? replay.progress ?? 0));
