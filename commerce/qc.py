@@ -26,6 +26,7 @@ from commerce.uploads import Upload, claim_uploads
 
 MAX_MEASUREMENTS = 30
 MAX_ATTACHMENTS = 10
+MAX_REPORTS_PER_BATCH = 100
 # Enzyme-inhibition quick test (GB/T 5009.199): inhibition ≥ 50 % is a positive (fail) result.
 PESTICIDE_INHIBITION_LIMIT = 50.0
 
@@ -143,6 +144,9 @@ async def create_report(
     if len(attachment_ids) > MAX_ATTACHMENTS:
         raise InvalidInput(f"最多 {MAX_ATTACHMENTS} 个附件 / At most {MAX_ATTACHMENTS} attachments",
                            field="attachments")
+    if await report_count(db, batch.id) >= MAX_REPORTS_PER_BATCH:
+        raise InvalidInput(f"每个批次最多 {MAX_REPORTS_PER_BATCH} 份报告 / At most "
+                           f"{MAX_REPORTS_PER_BATCH} reports per batch", limit=MAX_REPORTS_PER_BATCH)
     rows = [build_measurement(i, m) for i, m in enumerate(measurements)]
     if conclusion is None:
         conclusion = "fail" if any(row.passed is False for row in rows) else "pass"

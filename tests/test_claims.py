@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from commerce.base import as_utc
+from commerce.claims import Claim
 from commerce.orders import OrderTransition
 from server.keys import database_key
 from tests.conftest import Api
@@ -89,6 +90,14 @@ async def test_claims_outside_policy_wait_for_an_assistant(any_db_api: Api) -> N
     resp = await api.client.post(f"/api/claims/{a['id']}/approve", json={},
                                  headers=api.auth(farm.host))
     assert resp.status == 403
+    # The promised response time: claim c is now past due and shows in the overdue list.
+    async with api.app[database_key].session() as db:
+        claim_c = await db.get(Claim, c["id"])
+        assert claim_c is not None
+        claim_c.due_at = as_utc(claim_c.created_at) - timedelta(minutes=1)
+    overdue = await (await api.client.get("/api/claims?status=overdue",
+                                          headers=api.auth(assistant))).json()
+    assert [(o["id"], o["overdue"]) for o in overdue] == [(c["id"], True)]
     resp = await api.client.post(f"/api/claims/{a['id']}/approve", json={"note": "照片补发了"},
                                  headers=api.auth(assistant))
     assert resp.status == 200

@@ -73,3 +73,20 @@ async def test_private_claim_photos_and_foreign_upload_ids(api: Api) -> None:
         "tester": "x", "tested_at": "2026-05-01T08:00:00+00:00", "attachments": [photo["id"]],
         "measurements": [{"kind": "brix", "value": 12}]}, headers=api.auth(farm.host))
     assert resp.status == 403
+
+
+async def test_uploads_per_user_are_rate_limited(api: Api) -> None:
+    from server.routes.trust import UPLOADS_PER_HOUR
+
+    _, viewer = await api.user("viewer")
+    for _ in range(UPLOADS_PER_HOUR):
+        resp = await api.client.post("/api/uploads?purpose=review", data=PNG,
+                                     headers={**api.auth(viewer), "Content-Type": "image/png"})
+        assert resp.status == 201
+    resp = await api.client.post("/api/uploads?purpose=review", data=PNG,
+                                 headers={**api.auth(viewer), "Content-Type": "image/png"})
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+    _, other = await api.user("viewer")
+    resp = await api.client.post("/api/uploads?purpose=review", data=PNG,
+                                 headers={**api.auth(other), "Content-Type": "image/png"})
+    assert resp.status == 201

@@ -17,7 +17,7 @@ from commerce import qc, trace, uploads
 from commerce.accounts import Role
 from commerce.base import utcnow
 from commerce.catalog import Product
-from commerce.errors import InvalidInput
+from commerce.errors import InvalidInput, RateLimited
 from commerce.trace_signing import iso
 from commerce.trace_verify import verify_batch
 from commerce.trust_orders import units_sold_by_product
@@ -28,6 +28,7 @@ from server.trust_keys import trace_signer_key, upload_storage_key
 api = Api()
 HOSTS = (Role.HOST, Role.ADMIN)
 CHUNK = 64 * 1024
+UPLOADS_PER_HOUR = 60
 
 
 class MeasurementBody(BaseModel):
@@ -81,11 +82,19 @@ async def create_upload(request: web.Request) -> web.Response:
     # Refuse early on a declared size; the streamed count below catches liars and chunked bodies.
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         raise uploads.UploadTooLarge(max_bytes=limit)
+    who = principal(request)
+    # Uploads cost disk: each user gets UPLOADS_PER_HOUR, counted in Redis (shared by workers).
+    key = f"uploads:rate:{who.user_id}:{int(utcnow().timestamp()) // 3600}"
+    used = int(await request.app[redis_key].incr(key))
+    if used == 1:
+        await request.app[redis_key].expire(key, 3700)
+    if used > UPLOADS_PER_HOUR:
+        raise RateLimited(limit=UPLOADS_PER_HOUR, retry_after=3600 - int(utcnow().timestamp()) % 3600)
     data = await _read_upload_body(request, limit)
     purpose = request.query.get("purpose", "qc")
     async with request.app[database_key].session() as db:
         upload = await uploads.store_upload(
-            db, request.app[upload_storage_key], principal(request), purpose, data, limit
+            db, request.app[upload_storage_key], who, purpose, data, limit
         )
     return json_response(upload.public_dict(), status=201)
 

@@ -139,13 +139,15 @@ async def create_claim(request: web.Request) -> web.Response:
 
 @api.route("GET", "/api/claims", summary="The assistant queue (oldest due first)", tag="claims",
            auth=(Role.ASSISTANT, Role.ADMIN, Role.HOST),
-           query={"status": "pending (default) | approved | rejected | all"})
+           query={"status": "pending (default) | approved | rejected | overdue | all"})
 async def claim_queue(request: web.Request) -> web.Response:
     raw = request.query.get("status", "pending")
     known = {s.value: s for s in claims.ClaimStatus}
-    status = None if raw == "all" else known.get(raw, claims.ClaimStatus.PENDING)
+    status = None if raw in ("all", "overdue") else known.get(raw, claims.ClaimStatus.PENDING)
     async with request.app[database_key].session() as db:
-        rows = await claims.queue(db, status)
+        rows = await claims.queue(db, status, limit=500 if raw == "overdue" else 100)
+    if raw == "overdue":
+        rows = [c for c in rows if c.overdue()]
     return json_response([c.public_dict() for c in rows])
 
 
