@@ -12,7 +12,7 @@ from server.keys import database_key, tokens_key
 from tests.conftest import Api
 
 # One precomputed argon2 hash for every bulk buyer: hashing 500 passwords would take minutes.
-_BULK_HASH = "$argon2id$v=19$m=8192,t=1,p=4$c29tZXNhbHQ$0mYlF8b0iCPR7mYgH5WkCg"
+BULK_HASH = "$argon2id$v=19$m=8192,t=1,p=4$c29tZXNhbHQ$0mYlF8b0iCPR7mYgH5WkCg"
 
 
 @dataclass
@@ -51,7 +51,7 @@ async def bulk_buyers(api: Api, count: int) -> list[tuple[int, str]]:
     tokens = api.app[tokens_key]
     async with api.app[database_key].session() as db:
         users = [accounts.User(username=f"b{prefix}_{i}", display_name=f"邻居{i}",
-                               password_hash=_BULK_HASH, role=Role.VIEWER.value)
+                               password_hash=BULK_HASH, role=Role.VIEWER.value)
                  for i in range(count)]
         db.add_all(users)
         await db.flush()
