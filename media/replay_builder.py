@@ -91,10 +91,14 @@ def chapters_for(entries: Sequence[SegmentEntry], pins: Sequence[Pin],
 class ReplayBuilder:
     """One build: recording folder in, replay folder out."""
 
-    def __init__(self, recording_dir: Path, replay_dir: Path) -> None:
+    def __init__(self, recording_dir: Path, replay_dir: Path, build: int = 1) -> None:
         self.recording_dir = recording_dir
         self.replay_dir = replay_dir
         self.scratch = replay_dir.with_name(replay_dir.name + ".build")
+        # Segment names carry the build number: a viewer mid-way through the previous build's
+        # playlist never gets a new build's segment under an old name.
+        self.generation = build
+        self.prefix = f"r{build}_"
 
     async def build(self, entries: Sequence[SegmentEntry], pins: Sequence[Pin],
                     progress: Callable[[int], None]) -> BuildResult:
@@ -131,14 +135,14 @@ class ReplayBuilder:
         stream = ffmpeg.input(str(concat), f="concat", safe=0).output(
             str(self.scratch / "index.m3u8"), c="copy", f="hls", hls_time=VOD_HLS_TIME_S,
             hls_playlist_type="vod", hls_list_size=0, hls_flags="independent_segments",
-            hls_segment_filename=str(self.scratch / "seg_%05d.ts"),
+            hls_segment_filename=str(self.scratch / f"{self.prefix}%05d.ts"),
         ).global_args("-nostdin", "-y", "-v", "error", "-nostats", "-progress", "pipe:1")
         await run_ffmpeg(compile_args(stream), total_s=total,
                          on_progress=lambda f: progress(5 + int(70 * f)))
         concat.unlink(missing_ok=True)
 
     async def _poster(self, duration: float) -> bool:
-        first = self.scratch / "seg_00000.ts"
+        first = self.scratch / f"{self.prefix}00000.ts"
         if not first.exists():
             return False
         at = min(1.0, duration / 2)
@@ -176,6 +180,9 @@ class ReplayBuilder:
         if old.exists():
             shutil.rmtree(old)
         if self.replay_dir.exists():
+            # The previous build's segments stay one generation, for viewers already playing it.
+            for segment in self.replay_dir.glob(f"r{self.generation - 1}_*.ts"):
+                segment.rename(self.scratch / segment.name)
             self.replay_dir.rename(old)
         self.scratch.rename(self.replay_dir)
         if old.exists():

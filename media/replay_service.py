@@ -133,8 +133,11 @@ class ReplayService:
                 self._progress_tasks.add(task)
                 task.add_done_callback(self._progress_tasks.discard)
 
+        async with self._database.session() as db:
+            row = await db.get(Replay, session_id)
+            build = (row.builds if row is not None else 0) + 1
         builder = ReplayBuilder(self._recordings.recording_dir(session_id),
-                                self._recordings.replay_dir(session_id))
+                                self._recordings.replay_dir(session_id), build)
         result = await builder.build(entries, pins, progress)
         # A late progress write must not land after (and hide) the final state.
         await asyncio.gather(*self._progress_tasks, return_exceptions=True)

@@ -53,3 +53,8 @@ async def test_interrupted_build_resumes_after_restart(make_api: AppFactory, set
             break
         await asyncio.sleep(0.1)
     assert rebuilt["status"] == "ready" and rebuilt["updated_at"] != replay["updated_at"], rebuilt
+    # New segment names per build; the previous build's stay for viewers already playing it.
+    playlist = await (await second.client.get(rebuilt["hls"])).text()
+    assert "r2_00000.ts" in playlist and "r1_" not in playlist
+    old = await second.client.get(f"/replays/{session_id}/r1_00000.ts")
+    assert old.status == 200 and old.headers["Content-Type"] == "video/mp2t"

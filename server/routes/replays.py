@@ -26,7 +26,9 @@ PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 TS_TYPE = "video/mp2t"
 
 _LIVE_FILES = re.compile(r"^(index\.m3u8|seg_\d{6}\.ts)$")
-_REPLAY_FILES = re.compile(r"^(index\.m3u8|clip_\d{1,12}\.m3u8|seg_\d{5}\.ts|poster\.jpg|thumb_\d{3}\.jpg)$")
+_REPLAY_FILES = re.compile(
+    r"^(index\.m3u8|clip_\d{1,12}\.m3u8|r\d{1,9}_\d{5}\.ts|poster\.jpg|thumb_\d{3}\.jpg)$"
+)
 _TYPES = {".m3u8": PLAYLIST_TYPE, ".ts": TS_TYPE, ".jpg": "image/jpeg"}
 
 
