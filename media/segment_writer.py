@@ -14,7 +14,6 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -248,8 +247,3 @@ class SegmentWriter:
             self.ended = False
             self.mark_discontinuity()
 
-
-def seconds(value: int | None, time_base: Fraction | None) -> float | None:
-    if value is None or time_base is None:
-        return None
-    return float(value * time_base)

@@ -69,8 +69,10 @@ async def replay_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     folder = request.app[recordings_key].replay_dir(session_id)
     path = _media_file(folder, name, _REPLAY_FILES)
-    # A rebuild (more media after a late reconnect) reuses names: cache briefly, not forever.
-    return _serve(path, "public, max-age=60")
+    # Segment names are unique per build, so they never change; playlists, poster and
+    # thumbnails are replaced by a rebuild (more media after a late reconnect): cache briefly.
+    immutable = name.endswith(".ts")
+    return _serve(path, "public, max-age=86400, immutable" if immutable else "public, max-age=60")
 
 
 @api.route("GET", "/api/sessions/{id}/replay", summary="Replay status, progress and chapters",
