@@ -27,6 +27,8 @@ ACTIVE_SALES = "sales:active"
 MAX_QTY = 1000
 # Reservations per script call: bounds how long one call keeps Redis busy (~a few ms).
 MAX_BATCH = 256
+# How long idempotency answers outlive their closed sale.
+IDEM_KEEP_S = 7 * 24 * 3600
 
 
 class SoldOut(DomainError):
@@ -279,7 +281,8 @@ class FlashSaleStore:
         return _decode(raw)
 
     async def close(self, sale_id: int, now: int | None = None) -> dict[str, Any]:
-        raw = await self._run("close", [keys(sale_id)["meta"]], [now or now_ms()])
+        k = keys(sale_id)
+        raw = await self._run("close", [k["meta"], k["idem"]], [now or now_ms(), IDEM_KEEP_S])
         return _decode(raw)
 
     async def counts(self, sale_id: int) -> Counts | None:

@@ -17,9 +17,10 @@
 -- ARGV[5+4i] idempotency key
 -- returns one answer per reservation, each a cjson string: {ok=1, hold, expires, remaining, held,
 --   sold, rank, price, community, gift_left, people, units, group, session} or {err="unknown"|
---   "not_open"|"ended"|"not_member"|"over_limit"|"sold_out"}. Every answer but "unknown", "not_open" and "not_member" (nothing
---   happened, and time or an approved membership will change it) is stored under the
---   idempotency key and returned again on a retry.
+--   "not_open"|"ended"|"not_member"|"over_limit"|"sold_out"}. Holds, "sold_out" and
+--   "over_limit" are stored under the idempotency key and returned again on a retry; "unknown",
+--   "not_open" and "not_member" are not (nothing happened, and time or an approved membership
+--   will change them), nor "ended" (final for everyone; see below).
 local now = tonumber(ARGV[1])
 
 local function reserve_one(buyer, qty, want, key)
@@ -36,7 +37,9 @@ local function reserve_one(buyer, qty, want, key)
     return s
   end
   local ends = tonumber(m[4])
-  if m[2] ~= 'open' or (ends > 0 and now >= ends) then return answer({err = 'ended'}) end
+  -- Not stored: an ended sale answers "ended" to everyone forever anyway, and storing would
+  -- grow the idempotency hash after close.lua gave it an expiry.
+  if m[2] ~= 'open' or (ends > 0 and now >= ends) then return cjson.encode({err = 'ended'}) end
   if tonumber(m[3]) > now then return cjson.encode({err = 'not_open', starts = tonumber(m[3])}) end
 
   -- Community: an explicit one must be the buyer's; otherwise the buyer's first one, if any.
