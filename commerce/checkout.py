@@ -195,6 +195,11 @@ class Checkout:
             # The provider took the money for a hold that lapsed meanwhile: give it back.
             await self.provider.refund(callback.payment_ref, callback.amount_fen, "hold expired")
             raise
+        if result["ref"] != callback.payment_ref:
+            # Paid twice (two tabs, two providers): the first payment made the order; return
+            # the second one's money and answer with the existing order.
+            await self.provider.refund(callback.payment_ref, callback.amount_fen, "duplicate payment")
+            return await self._record(sale_id, result)
         order = await self._record(sale_id, result)
         await self.publish_stock(sale_id, result)
         await self.bus.publish(DomainEvent("order_paid", order.session_id, {

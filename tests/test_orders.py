@@ -165,3 +165,18 @@ async def test_payment_callback_is_signed_and_replay_safe(api: Api) -> None:
     assert (view["sold"], view["remaining"]) == (1, 2)
     assert (await pay(api, held["hold_id"], token))[1]["order_id"] == order["order_id"]
     assert uid > 0
+
+
+async def test_paying_one_hold_twice_at_once_makes_one_order(api: Api) -> None:
+    import asyncio
+
+    shop = await make_shop(api)
+    sale = await shop.sale(stock=2)
+    ((_uid, token),) = await bulk_buyers(api, 1)
+    _s, held = await hold(api, sale["id"], token, 1)
+    first, second = await asyncio.gather(pay(api, held["hold_id"], token),
+                                         pay(api, held["hold_id"], token))
+    assert first[0] == second[0] == 200 and first[1]["order_id"] == second[1]["order_id"]
+    view = await (await api.client.get(f"/api/sales/{sale['id']}")).json()
+    assert (view["sold"], view["held"], view["remaining"]) == (1, 0, 1)
+    assert len(await (await api.client.get("/api/orders", headers=api.auth(token))).json()) == 1
