@@ -79,12 +79,23 @@ class HubManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             yield data
 
 
+class HubServer(socketio.AsyncServer):  # type: ignore[misc]
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        # A polling client that closed leaves its long-poll GET parked in the socket's queue wait
+        # for up to ping_interval + ping_timeout (engineio closes with abort=True and never wakes
+        # it): wake it, so the request (and the client's disconnect) finish now.
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None and not socket.upgraded:
+            socket.queue.put_nowait(None)
+
+
 class Hub:
     """Owns the Socket.IO server, the local rooms, the state coalescer and the watchdog."""
 
     def __init__(self, allowed_origins: list[str] | None) -> None:
         self.manager = HubManager(self)
-        self.sio = socketio.AsyncServer(
+        self.sio = HubServer(
             async_mode="aiohttp", client_manager=self.manager, logger=False, engineio_logger=False,
             cors_allowed_origins=allowed_origins, max_http_buffer_size=MAX_PACKET_BYTES,
         )
@@ -128,6 +139,14 @@ class Hub:
         await self._stop_listener()
         if self.manager.redis is not None:
             await self.manager.redis.aclose()
+
+    async def release_clients(self) -> None:
+        """Close every Engine.IO socket and wake any pending long-poll, so aiohttp's shutdown does
+        not wait out the poll timeout (engineio's own shutdown leaves open sockets alone)."""
+        for socket in list(self.sio.eio.sockets.values()):
+            with contextlib.suppress(Exception):
+                await socket.close(wait=False)
+            socket.queue.put_nowait(None)
 
     async def _stop_listener(self) -> None:
         thread = getattr(self.manager, "thread", None)

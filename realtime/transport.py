@@ -80,6 +80,8 @@ class DirectSockets:
 
     by_eio_sid: dict[str, _Direct] = field(default_factory=dict)
     slow: list[Any] = field(default_factory=list)
+    direct_writes: int = 0
+    queued_writes: int = 0
 
     def install(self, eio_server: Any) -> None:
         registry = self
@@ -120,11 +122,13 @@ class DirectSockets:
             protocol = request.protocol
             if not protocol.writing_paused:
                 transport.write(frame.ws)
+                self.direct_writes += 1
                 if transport.get_write_buffer_size() > SLOW_CLIENT_BYTES:
                     self.slow.append(socket)
                 return True
         # Polling, mid-upgrade, or the writer has packets in flight: keep the socket's order.
         socket.queue.put_nowait(frame.eio_packet)
+        self.queued_writes += 1
         if socket.queue.qsize() > 1000:
             self.slow.append(socket)
         return True

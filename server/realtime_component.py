@@ -40,6 +40,13 @@ def setup(app: web.Application, api: Api) -> None:
     register_metrics(hub, app[metrics_key])
     api.operations.extend(realtime_routes.api.operations)
     app.cleanup_ctx.append(realtime_ctx)
+    # The one on_shutdown hook: aiohttp runs it before waiting for in-flight handlers, and open
+    # websockets and long-polls are exactly those; cleanup contexts run only after that wait.
+    app.on_shutdown.append(_release_clients)
+
+
+async def _release_clients(app: web.Application) -> None:
+    await app[hub_key].release_clients()
 
 
 async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
