@@ -85,7 +85,12 @@ class _Stop:
     final: bool
 
 
-_Command = _Start | _Raw | _Demuxed | _Stop | None
+@dataclass(frozen=True)
+class _Gap:
+    """Packets were dropped here (the worker fell behind)."""
+
+
+_Command = _Start | _Raw | _Demuxed | _Stop | _Gap | None
 
 
 class Recorder:
@@ -142,6 +147,7 @@ class Recorder:
         self._thread.join(timeout)
 
     def _put(self, command: _Command, force: bool = False) -> None:
+        gap = False
         with self._lock:
             if not force and self._queued >= MAX_QUEUED:
                 if not self._dropping:
@@ -149,7 +155,14 @@ class Recorder:
                                 extra={"session_id": self.session_id})
                 self._dropping = True
                 return
+            if self._dropping and not force:
+                # The first packet after a run of drops: mark the hole so the worker waits for
+                # a keyframe there (decoding across it would show garbage).
+                self._dropping, gap = False, True
+                self._queued += 1
             self._queued += 1
+        if gap:
+            self._queue.put(_Gap())
         self._queue.put(command)
 
     # --- worker thread ------------------------------------------------------------------------
@@ -162,16 +175,12 @@ class Recorder:
                 command = self._queue.get()
                 with self._lock:
                     self._queued -= 1
-                    if self._dropping and self._queued < MAX_QUEUED // 2:
-                        self._dropping = False
-                        if self._input is not None:
-                            self._input.waiting_keyframe = True
                 if command is None:
                     self._end_input(final=False)
                     return
                 try:
                     self._handle(command)
-                except (av.FFmpegError, OSError, ValueError):
+                except Exception:
                     # One bad packet (or a full disk for one segment) must not end the recording.
                     log.exception("recorder failed on a command", extra={"session_id": self.session_id})
         except Exception:
@@ -182,10 +191,14 @@ class Recorder:
         if self._on_segment is not None:
             self._on_segment(entry)
 
-    def _handle(self, command: _Start | _Raw | _Demuxed | _Stop) -> None:
+    def _handle(self, command: _Start | _Raw | _Demuxed | _Stop | _Gap) -> None:
         writer = self._writer
         assert writer is not None
-        if isinstance(command, _Start):
+        if isinstance(command, _Gap):
+            if self._input is not None:
+                self._input.waiting_keyframe = True
+                self._request_keyframe(self._input, time.time())
+        elif isinstance(command, _Start):
             self._end_input(final=False)
             writer.reopen()
             writer.mark_discontinuity()
