@@ -275,7 +275,7 @@ def start_server(mode: str, port: int, data_dir: str) -> subprocess.Popen[bytes]
         return subprocess.Popen([sys.executable, HERE, "--serve-relay", "--port", str(port)])
     env = {**os.environ, "PORT": str(port), "LINLI_DEMO": "0", "LINLI_DATA_DIR": data_dir,
            "LINLI_ADMIN_PASSWORD": ADMIN_PASSWORD, "LINLI_WEBRTC_VIEWER_CAP": "1000",
-           "LINLI_LOG_LEVEL": "WARNING"}
+           "LINLI_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING")}
     return subprocess.Popen([sys.executable, "-m", "server", "serve"], env=env, cwd=ROOT)
 
 
@@ -425,6 +425,7 @@ async def run_one(a: argparse.Namespace, k: int) -> dict[str, Any]:
                     "viewers_without_keyframe": keyless,
                     "latency_ms_median/p95": [lat[len(lat) // 2], lat[int(len(lat) * 0.95)]] if lat else None,
                     "late_join_first_picture_s": late,
+                    "publisher_state": pub.connectionState,
                 }
         finally:
             for h in helpers:

@@ -32,9 +32,10 @@ log = logging.getLogger(__name__)
 # A publisher that sent nothing for this long is gone even if ICE has not noticed yet
 # (a phone switching networks): its replacement may publish.
 SILENT_GONE_S = 3.0
-# Silent this long and it is dropped (grace starts) even if ICE still holds: a stall of a few
-# seconds on a patchy network is survived without forcing the phone to reconnect.
-SILENT_LOST_S = 10.0
+# Silent this long and it is dropped (grace starts) even if ICE still answers: about when ICE
+# consent (aioice: 6 checks 5 s apart) would give up on a dead path, so a publisher stalled by
+# a patchy network or a busy phone for a while is not forced to reconnect.
+SILENT_LOST_S = 30.0
 CONNECT_TIMEOUT_S = 15.0
 
 
@@ -61,11 +62,9 @@ class FrameTimeline:
             pts = max(self.last_pts + 1, int((time.monotonic() - self.t0) * self.clock_rate))
         else:
             step = (raw - self.last_raw) & 0xFFFFFFFF
-            if step >= 0x80000000:
-                return None  # a late frame from before the last one: sinks need monotonic pts
+            if step == 0 or step >= 0x80000000:
+                return None  # a repeat or a late frame from before the last: pts must increase
             pts = self.last_pts + step
-            if pts <= self.last_pts and self.kind == "video":
-                return None
         self.last_raw = raw
         self.last_pts = pts
         packet = av.Packet(data)

@@ -91,11 +91,11 @@ async def test_whep_cap_points_to_hls_and_delete(make_api, settings: Settings) -
         assert first.location is not None
         resp = await api.client.delete(first.location)
         assert resp.status == 200
-        assert await wait_for(lambda: first is not None and first.pc.connectionState == "closed", 10)
+        assert await wait_for(lambda: first is not None and first.pc.connectionState == "closed", 30)
         await second.close()
         second = await view(api.client, session_id, audio=False)
         assert second.status == 201
-        assert await wait_for(lambda: second is not None and second.got.video_frames > 5, 15)
+        assert await wait_for(lambda: second is not None and second.got.video_frames > 5, 30)
         resp = await api.client.delete(f"/whep/{session_id}/unknown")
         assert resp.status == 404
     finally:
