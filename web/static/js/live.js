@@ -55,6 +55,9 @@ api(`/api/sessions/${sessionId}`, { auth: false }).then((session) => {
     $("#preview").hidden = false;
   }
   if (session.status === "ended") {
+    // Nothing will stream again: stop retrying and point to the replay.
+    player.stop();
+    $("#video-status").textContent = t("status_ended");
     $("#preview-text").append(" ", h("a", { href: `/replays/${sessionId}`, text: t("nav_replays") }));
   }
 }).catch(() => { $("#title").textContent = t("not_found"); });
