@@ -33,6 +33,7 @@ from commerce.sales import Sale, get_sale
 
 log = logging.getLogger(__name__)
 MAX_CACHED_SALES = 10_000
+NOT_MEMBER_RECHECK_S = 10
 
 
 def group_event_data(sale_id: int, summary: dict[str, Any], people: int, units: int) -> dict[str, Any]:
@@ -115,6 +116,12 @@ class Checkout:
     async def _refresh_membership(self, sale_id: int, user_id: int) -> bool:
         from sqlalchemy import select
 
+        # At most one SQL look per buyer and sale every NOT_MEMBER_RECHECK_S: a non-member
+        # retrying in a loop must not turn into a query per request.
+        fresh = await self.store.redis.set(f"sale:{{{sale_id}}}:nm:{user_id}", b"1",
+                                           ex=NOT_MEMBER_RECHECK_S, nx=True)
+        if not fresh:
+            return False
         async with self.uow() as db:
             sale = await get_sale(db, sale_id)
             if not sale.community_ids:
