@@ -70,6 +70,11 @@ async def test_every_page_loads_without_csp_errors(tmp_path: Path, redis_url: st
         # The session appears on the home page, linking to its room.
         await page.goto("/")
         await page.locator(f'a[href="/live/{sid}"]').wait_for()
+        # Once ended, its room stops trying to play and points to the replay.
+        await kit.rest.call("POST", f"/api/sessions/{sid}/end", host.token)
+        await page.goto(f"/live/{sid}")
+        await page.locator(f'#preview a[href="/replays/{sid}"]').wait_for(timeout=10_000)
+        assert await page.locator("#video-status").text_content() == "已结束"
         assert kit.errors == [], kit.errors
 
 

@@ -89,6 +89,7 @@ export class LivePlayer {
       this.onMode("hls");
       return;
     }
+    if (this.stopped) return;
     this.onMode("offline");
     this.schedule();
   }
