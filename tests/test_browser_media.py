@@ -108,6 +108,9 @@ async def test_replay_plays_and_chapter_jump_lands_on_product(tmp_path: Path, re
         await hosted.locator(".answer-text").wait_for(timeout=10_000)
         assert "已回答" in (await hosted.text_content() or "")
         assert int(await host.locator("#c-viewers").text_content() or 0) >= 1
+        await viewer.fill("#comment-input", "画面很清楚")
+        await viewer.click("#comment-form button[type=submit]")
+        await host.locator("#comment-list .comment", has_text="画面很清楚").wait_for(timeout=10_000)
         await host.wait_for_timeout(4000)
 
         # Two taps end the session; the viewer is told and sent to the replay.

@@ -1,6 +1,7 @@
 // Host console: camera → WHIP, products and pins, flash sales and group-buys, approved
 // questions, live counters, and ending the session (which starts the replay build).
 import { api, requireLogin } from "./api.js";
+import { CommentList } from "./comments.js";
 import { $, pathId, toast } from "./dom.js";
 import * as ev from "./events.js";
 import { HostCommerce } from "./host_commerce.js";
@@ -42,6 +43,12 @@ async function main() {
     const error = replyError(await conn.request(ev.SEND_UNPIN_PRODUCT, {}));
     if (error) toast(error.message || error.code, "error");
   });
+
+  // The neighbours' comments, as they see them (read-only here; moderation has the tools).
+  const comments = new CommentList($("#comment-list"));
+  conn.on(ev.ON_HELLO, (hello) => { if (!hello.resumed) comments.clear(); });
+  conn.on(ev.ON_COMMENTS, (batch) => comments.add(Array.isArray(batch) ? batch : []));
+  conn.on(ev.ON_COMMENT_DELETED, (data) => comments.remove(data.id));
 
   const questions = new Map();
   const renderQuestions = () => {
