@@ -206,6 +206,8 @@ export function applyI18n(root = document) {
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   for (const el of root.querySelectorAll("[data-i18n-placeholder]")) {
     el.placeholder = t(el.dataset.i18nPlaceholder);
+    // Inputs known only by their placeholder still need a name for screen readers.
+    if (!el.labels || el.labels.length === 0) el.setAttribute("aria-label", el.placeholder);
   }
 }
 
