@@ -89,28 +89,28 @@ async def test_replay_plays_and_chapter_jump_lands_on_product(tmp_path: Path, re
         # A few seconds of stream, then the host explains the loquats for a few more.
         await host.wait_for_timeout(3000)
         await host.locator("#products li", has_text="白玉枇杷").locator("button.pin-product").click()
-        await viewer.locator("#pin-card #pin-name", has_text="白玉枇杷").wait_for(timeout=10_000)
-        await viewer.locator("#pin-batch", has_text="PP-2026-05-A").wait_for(timeout=10_000)
-        await viewer.locator("#pin-qc", has_text="13.5").wait_for(timeout=10_000)
+        await viewer.locator("#pin-card #pin-name", has_text="白玉枇杷").wait_for(timeout=20_000)
+        await viewer.locator("#pin-batch", has_text="PP-2026-05-A").wait_for(timeout=20_000)
+        await viewer.locator("#pin-qc", has_text="13.5").wait_for(timeout=20_000)
         await kit.shot(viewer, "viewer_sees_pin")
         # A question asked while the loquats are pinned belongs to their chapter.
         await viewer.fill("#ask-input", "枇杷核能泡水吗?")
         await viewer.click("#ask-form button[type=submit]")
         pending = assistant.locator("#pending .question", has_text="枇杷核能泡水吗?")
-        await pending.wait_for(timeout=10_000)
+        await pending.wait_for(timeout=20_000)
         await pending.locator("button.approve").click()
         approved = assistant.locator("#approved .question", has_text="枇杷核能泡水吗?")
         await approved.locator(".answer-input").fill("不建议,核有微毒")
         await approved.locator(".answer-submit").click()
-        await viewer.locator("#question-list .answer-text", has_text="不建议").wait_for(timeout=10_000)
+        await viewer.locator("#question-list .answer-text", has_text="不建议").wait_for(timeout=20_000)
         # The host's console lists it as approved and answered, with the live counters.
         hosted = host.locator("#question-list .question", has_text="枇杷核能泡水吗?")
-        await hosted.locator(".answer-text").wait_for(timeout=10_000)
+        await hosted.locator(".answer-text").wait_for(timeout=20_000)
         assert "已回答" in (await hosted.text_content() or "")
         assert int(await host.locator("#c-viewers").text_content() or 0) >= 1
         await viewer.fill("#comment-input", "画面很清楚")
         await viewer.click("#comment-form button[type=submit]")
-        await host.locator("#comment-list .comment", has_text="画面很清楚").wait_for(timeout=10_000)
+        await host.locator("#comment-list .comment", has_text="画面很清楚").wait_for(timeout=20_000)
         await host.wait_for_timeout(4000)
 
         # Two taps end the session; the viewer is told and sent to the replay.
@@ -123,10 +123,10 @@ async def test_replay_plays_and_chapter_jump_lands_on_product(tmp_path: Path, re
         chapter = replay.locator("#chapters .chapter", has_text="白玉枇杷")
         await chapter.wait_for(timeout=120_000)  # the replay build runs ffmpeg
         await replay.locator("#processing").wait_for(state="hidden", timeout=120_000)
-        await chapter.locator(".chapter-batch", has_text="PP-2026-05-A").wait_for(timeout=10_000)
-        await chapter.locator(".chapter-qc", has_text="13.5").wait_for(timeout=10_000)
+        await chapter.locator(".chapter-batch", has_text="PP-2026-05-A").wait_for(timeout=20_000)
+        await chapter.locator(".chapter-qc", has_text="13.5").wait_for(timeout=20_000)
         qa = chapter.locator(".chapter-qa .question", has_text="枇杷核能泡水吗?")
-        await qa.wait_for(timeout=10_000)
+        await qa.wait_for(timeout=20_000)
         assert await qa.locator(".answer-text").text_content() == "不建议,核有微毒"
         data = await kit.rest.call("GET", f"/api/sessions/{sid}/replay")
         assert data["status"] == "ready", data
@@ -145,6 +145,6 @@ async def test_replay_plays_and_chapter_jump_lands_on_product(tmp_path: Path, re
 
         # The list of replays offers it with its poster.
         await replay.goto("/replays")
-        await replay.locator(f'#replay-list a[href="/replays/{sid}"]').wait_for(timeout=10_000)
+        await replay.locator(f'#replay-list a[href="/replays/{sid}"]').wait_for(timeout=20_000)
         await kit.shot(replay, "replay_list")
         assert kit.errors == [], kit.errors

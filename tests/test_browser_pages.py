@@ -73,7 +73,7 @@ async def test_every_page_loads_without_csp_errors(tmp_path: Path, redis_url: st
         # Once ended, its room stops trying to play and points to the replay.
         await kit.rest.call("POST", f"/api/sessions/{sid}/end", host.token)
         await page.goto(f"/live/{sid}")
-        await page.locator(f'#preview a[href="/replays/{sid}"]').wait_for(timeout=10_000)
+        await page.locator(f'#preview a[href="/replays/{sid}"]').wait_for(timeout=20_000)
         assert await page.locator("#video-status").text_content() == "已结束"
         assert kit.errors == [], kit.errors
 
@@ -125,18 +125,18 @@ async def test_trace_and_dashboard_pages(tmp_path: Path, redis_url: str,
             "measurements": [{"kind": "brix", "value": 13.5, "passed": True}]})
         # The QR code's target: anyone sees origin, QC and a verified record.
         page = await kit.page(None, "/trace/PP-2026-05-A")
-        await page.locator("#trace .qc-reports li", has_text="13.5").wait_for(timeout=10_000)
-        await page.locator("#trace .verify.ok").wait_for(timeout=10_000)
+        await page.locator("#trace .qc-reports li", has_text="13.5").wait_for(timeout=20_000)
+        await page.locator("#trace .verify.ok").wait_for(timeout=20_000)
         assert "老张合作农场" in (await page.locator("#trace").text_content() or "")
         await kit.shot(page, "trace")
         await page.goto("/trace/NO-SUCH-BATCH")
-        await page.locator("#message", has_text="未找到").wait_for(timeout=10_000)
+        await page.locator("#message", has_text="未找到").wait_for(timeout=20_000)
 
         # The dashboard asks for a login, then shows the host's sessions with charts.
         dash = await kit.page(host, "/dashboard")
-        await dash.locator("#metrics tbody tr", has_text="枇杷园直播").wait_for(timeout=10_000)
+        await dash.locator("#metrics tbody tr", has_text="枇杷园直播").wait_for(timeout=20_000)
         await dash.wait_for_function(
             "() => [...document.querySelectorAll('#charts img')].some((i) => i.naturalWidth > 0)",
-            timeout=10_000)
+            timeout=20_000)
         await kit.shot(dash, "dashboard")
         assert kit.errors == [], kit.errors

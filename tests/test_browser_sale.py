@@ -59,23 +59,23 @@ async def test_flash_sale_three_buy_fourth_sees_sold_out(tmp_path: Path, redis_u
         await kit.shot(host, "host_opened_sale")
 
         for page in viewers:
-            await page.locator("#sale").wait_for(timeout=10_000)
-            await page.locator("#sale-remaining", has_text="3").wait_for(timeout=10_000)
-            await page.locator("#group-list .group", has_text=f"{COMMUNITY} 0/4").wait_for(timeout=10_000)
+            await page.locator("#sale").wait_for(timeout=20_000)
+            await page.locator("#sale-remaining", has_text="3").wait_for(timeout=20_000)
+            await page.locator("#group-list .group", has_text=f"{COMMUNITY} 0/4").wait_for(timeout=20_000)
         assert await viewers[0].locator("#sale-price").text_content() == "¥29.90"
         await kit.shot(viewers[0], "viewer_sees_sale")
 
         # Three neighbours hold a unit each: the payment countdown is visible.
         for page in viewers[:3]:
             await page.click("#buy")
-            await page.locator("#hold").wait_for(timeout=10_000)
+            await page.locator("#hold").wait_for(timeout=20_000)
             assert re.fullmatch(r"\d+:\d\d", await page.locator("#hold-countdown").text_content() or "")
         await kit.shot(viewers[0], "hold_with_countdown")
 
         # The fourth is refused while the three holds are alive.
         fourth = viewers[3]
         await fourth.click("#buy")
-        await fourth.locator("#sale-error", has_text="已售罄").wait_for(timeout=10_000)
+        await fourth.locator("#sale-error", has_text="已售罄").wait_for(timeout=20_000)
         await fourth.locator("#buy", has_text="已售罄").wait_for()
         assert await fourth.locator("#buy").is_disabled()
         assert await fourth.locator("#hold").is_hidden()
@@ -85,8 +85,8 @@ async def test_flash_sale_three_buy_fourth_sees_sold_out(tmp_path: Path, redis_u
         codes = []
         for page in viewers[:3]:
             await page.click("#pay")
-            await page.locator("#confirmation").wait_for(timeout=10_000)
-            await page.locator("#pickup-point", has_text=PICKUP).wait_for(timeout=10_000)
+            await page.locator("#confirmation").wait_for(timeout=20_000)
+            await page.locator("#pickup-point", has_text=PICKUP).wait_for(timeout=20_000)
             code = await page.locator("#pickup-code").text_content() or ""
             assert re.fullmatch(r"\d{6}", code), code
             codes.append(code)
@@ -95,10 +95,10 @@ async def test_flash_sale_three_buy_fourth_sees_sold_out(tmp_path: Path, redis_u
         # The group-buy bar moved to 3/4 for everyone, and says one more neighbour is needed.
         for page in viewers:
             bar = page.locator("#group-list .group", has_text=f"{COMMUNITY} 3/4")
-            await bar.wait_for(timeout=10_000)
+            await bar.wait_for(timeout=20_000)
             assert "再有1位成团" in (await bar.text_content() or "")
             assert await bar.locator("progress").get_attribute("value") == "3"
-        await fourth.locator("#sale-remaining", has_text="0").wait_for(timeout=10_000)
+        await fourth.locator("#sale-remaining", has_text="0").wait_for(timeout=20_000)
         await kit.shot(fourth, "group_bar_moved")
 
         sale_id = int(await host.locator("#sales li").first.get_attribute("data-sale-id") or 0)
@@ -109,28 +109,28 @@ async def test_flash_sale_three_buy_fourth_sees_sold_out(tmp_path: Path, redis_u
         # refunds it, and the unit returns to the sale: the fourth neighbour may buy again.
         await viewers[1].goto("/orders")
         order_row = viewers[1].locator("#orders .order").first
-        await order_row.locator(".refund-hint").wait_for(timeout=10_000)
+        await order_row.locator(".refund-hint").wait_for(timeout=20_000)
         order_id = int(await order_row.get_attribute("data-id") or 0)
         await kit.rest.call("POST", f"/api/orders/{order_id}/refund", people["host"].token,
                             json={"reason": "买家改主意"})
         await viewers[1].reload()
-        await viewers[1].locator("#orders .order .order-status", has_text="已退款").wait_for(timeout=10_000)
+        await viewers[1].locator("#orders .order .order-status", has_text="已退款").wait_for(timeout=20_000)
         await kit.shot(viewers[1], "refunded")
-        await fourth.locator("#sale-remaining", has_text="1").wait_for(timeout=10_000)
-        await fourth.locator("#buy", has_text="立即抢购").wait_for(timeout=10_000)
+        await fourth.locator("#sale-remaining", has_text="1").wait_for(timeout=20_000)
+        await fourth.locator("#buy", has_text="立即抢购").wait_for(timeout=20_000)
         assert await fourth.locator("#buy").is_enabled()
 
         # The host closes the sale: every room shows it ended.
         await host.locator("#sales li").first.locator("button.close-sale").click()
-        await fourth.locator("#buy", has_text="已结束").wait_for(timeout=10_000)
+        await fourth.locator("#buy", has_text="已结束").wait_for(timeout=20_000)
 
         # The buyer's orders page shows the order, its pickup point and code.
         await viewers[0].goto("/orders")
         order = viewers[0].locator("#orders .order").first
-        await order.wait_for(timeout=10_000)
+        await order.wait_for(timeout=20_000)
         await order.locator(".code", has_text=codes[0]).wait_for()
-        await order.locator(".pickup-point", has_text=PICKUP).wait_for(timeout=10_000)
-        await order.locator(".order-product", has_text="白玉枇杷").wait_for(timeout=10_000)
+        await order.locator(".pickup-point", has_text=PICKUP).wait_for(timeout=20_000)
+        await order.locator(".order-product", has_text="白玉枇杷").wait_for(timeout=20_000)
         await kit.shot(viewers[0], "orders_page")
         assert kit.errors == [], kit.errors
 
@@ -157,13 +157,13 @@ async def test_several_open_sales_show_as_tabs_with_their_own_groups(
 
         page = await kit.page(people["buyers"][0], f"/live/{sid}")
         tabs = page.locator("#sale-tabs button")
-        await tabs.nth(1).wait_for(timeout=10_000)
+        await tabs.nth(1).wait_for(timeout=20_000)
         # The newest sale is shown; the loquats' group-buy belongs to the other one.
         await page.locator("#sale-product", has_text="初榨橄榄油").wait_for()
         assert await page.locator("#groups").is_hidden()
         await tabs.filter(has_text="白沙枇杷").click()
         await page.locator("#sale-product", has_text="白沙枇杷").wait_for()
-        await page.locator("#group-list .group", has_text=f"{COMMUNITY} 0/40").wait_for(timeout=10_000)
+        await page.locator("#group-list .group", has_text=f"{COMMUNITY} 0/40").wait_for(timeout=20_000)
         assert await page.locator("#sale-price").text_content() == "¥58.00"
         await kit.shot(page, "two_sales")
         assert kit.errors == [], kit.errors
