@@ -9,6 +9,8 @@ import struct
 
 import av
 
+from media.ffmpeg_bin import ffmpeg_binary
+
 VIDEO_TB = fractions.Fraction(1, 90000)
 AUDIO_TB = fractions.Fraction(1, 48000)
 
@@ -96,10 +98,11 @@ def interleave(video: list[av.Packet], audio: list[av.Packet]) -> list[tuple[str
     return tagged
 
 
-def rtmp_publish_argv(url: str, seconds: float, fps: int = 25, ffmpeg: str = "ffmpeg") -> list[str]:
-    """An ffmpeg RTMP client like a phone app: H.264 (keyframe every 2 s) + AAC, paced in real time."""
+def rtmp_publish_argv(url: str, seconds: float, fps: int = 25) -> list[str]:
+    """An ffmpeg RTMP client like a phone app: H.264 (keyframe every 2 s) + AAC, paced in real time.
+    The distro's ffmpeg, or imageio-ffmpeg's when none is installed (as the server would use)."""
     return [
-        ffmpeg, "-nostdin", "-v", "error", "-re",
+        ffmpeg_binary(), "-nostdin", "-v", "error", "-re",
         "-f", "lavfi", "-i", f"testsrc=size=320x240:rate={fps}",
         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
         "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
