@@ -163,11 +163,10 @@ async def test_reconnect_catches_up_what_was_missed(tmp_path: Path, redis_url: s
         await away.locator("#comment-list .comment", has_text="第0条").wait_for(timeout=20_000)
 
         # Drop 李阿姨's connection (as a train tunnel would) and keep her away for a few seconds.
+        # (Automatic reconnection is held off until the others have talked, then let go.)
         await away.evaluate("""() => {
             const manager = window.linliLive.conn.socket.io;
-            manager.randomizationFactor(0);
-            manager.reconnectionDelay(5000);
-            manager.reconnectionDelayMax(5000);
+            manager.reconnection(false);
             manager.engine.close();
         }""")
         await away.locator("#notice", has_text="正在重连").wait_for(timeout=10_000)
@@ -177,6 +176,12 @@ async def test_reconnect_catches_up_what_was_missed(tmp_path: Path, redis_url: s
             await _comment(sender, f"第{n}条")
             await sender.locator("#comment-list .comment", has_text=f"第{n}条").wait_for(timeout=20_000)
 
+        assert await away.locator("#comment-list .comment").count() == 1
+        await away.evaluate("""() => {
+            const socket = window.linliLive.conn.socket;
+            socket.io.reconnection(true);
+            socket.connect();
+        }""")
         # Back online: exactly the five missed comments arrive, in order, and she is told so.
         await away.locator("#notice", has_text="补上了5条消息").wait_for(timeout=20_000)
         shown = await away.locator("#comment-list .comment .comment-text").all_text_contents()
