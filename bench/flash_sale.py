@@ -149,17 +149,22 @@ async def _setup_sale(server: ServerProcess, stock: int, limit: int) -> int:
             return int(body["id"])
 
 
-def _load_worker(url: str, sale_id: int, tokens: list[str], seconds: float, out: Any) -> None:
+def _load_worker(url: str, sale_id: int, tokens: list[str], seconds: float, think_ms: float,
+                 out: Any) -> None:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    out.put(asyncio.run(_load(url, sale_id, tokens, seconds)))
+    out.put(asyncio.run(_load(url, sale_id, tokens, seconds, think_ms)))
 
 
-async def _load(url: str, sale_id: int, tokens: list[str], seconds: float) -> dict[str, Any]:
+async def _load(url: str, sale_id: int, tokens: list[str], seconds: float,
+                think_ms: float) -> dict[str, Any]:
+    """Each buyer loops: reserve, then think (random, mean `think_ms`; 0 = back-to-back)."""
+    import random
+
     import aiohttp
 
     latencies: list[float] = []
@@ -176,6 +181,8 @@ async def _load(url: str, sale_id: int, tokens: list[str], seconds: float) -> di
         async def buyer(token: str) -> None:
             nonlocal made
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            if think_ms:
+                await asyncio.sleep(random.uniform(0, 2 * think_ms) / 1000)
             while time.perf_counter() < stop_at:
                 headers["Idempotency-Key"] = uuid.uuid4().hex
                 t0 = time.perf_counter()
@@ -191,13 +198,15 @@ async def _load(url: str, sale_id: int, tokens: list[str], seconds: float) -> di
                 if t0 >= warm_until and t1 <= stop_at:  # only what completed inside the window
                     statuses[resp.status] = statuses.get(resp.status, 0) + 1
                     latencies.append(t1 - t0)
+                if think_ms:
+                    await asyncio.sleep(random.uniform(0, 2 * think_ms) / 1000)
 
         await asyncio.gather(*(buyer(t) for t in tokens))
     return {"latencies": latencies, "statuses": statuses, "elapsed": seconds, "made": made}
 
 
 def http_rate(server: ServerProcess, buyers: int, seconds: float, procs: int,
-              redis_pid: int) -> dict[str, Any]:
+              redis_pid: int, think_ms: float = 0.0) -> dict[str, Any]:
     sale_id = asyncio.run(_setup_sale(server, BIG_STOCK, 1000))
     assert server.proc is not None
     server_cpu0, redis_cpu0 = tree_cpu_seconds(server.proc.pid), tree_cpu_seconds(redis_pid)
@@ -205,7 +214,8 @@ def http_rate(server: ServerProcess, buyers: int, seconds: float, procs: int,
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     chunks = [tokens[i::procs] for i in range(procs)]
-    workers = [ctx.Process(target=_load_worker, args=(server.url, sale_id, chunk, seconds, queue))
+    workers = [ctx.Process(target=_load_worker,
+                           args=(server.url, sale_id, chunk, seconds, think_ms, queue))
                for chunk in chunks]
     for worker in workers:
         worker.start()
@@ -303,6 +313,9 @@ def main() -> None:
     parser.add_argument("--load-procs", type=int, default=2, help="load generator processes")
     parser.add_argument("--database", default=None, help="DATABASE_URL for the server (default SQLite)")
     parser.add_argument("--skip", default="", help="comma list of phases to skip: evalsha,http,sql")
+    parser.add_argument("--think-ms", type=float, default=0.0,
+                        help="mean pause between a buyer's attempts (0 = back-to-back, the "
+                             "saturation test; with 2,000 buyers, 5000 offers ~400/s)")
     args = parser.parse_args()
     if args.quick:
         args.buyers, args.seconds = min(args.buyers, 200), 3.0
@@ -324,7 +337,8 @@ def main() -> None:
                 rate, rate_cpu = evalsha
                 print(f"   EVALSHA reserve: {rate:,.0f} calls/s; {rate_cpu:,.0f} per redis CPU-s")
         if "http" not in skip:
-            print(f"2. HTTP POST /api/sales/{{id}}/holds, {args.buyers} concurrent buyers")
+            print(f"2. HTTP POST /api/sales/{{id}}/holds, {args.buyers} concurrent buyers, "
+                  f"think {args.think_ms:.0f} ms")
             server = ServerProcess(tmp / "var", url,
                                    args.database or f"sqlite:///{tmp / 'bench.db'}",
                                    workers=args.workers)
@@ -334,7 +348,7 @@ def main() -> None:
                 time.sleep(2.0 * (args.workers - 1))
                 assert redis._proc is not None
                 http = http_rate(server, args.buyers, args.seconds, args.load_procs,
-                                 redis._proc.pid)
+                                 redis._proc.pid, args.think_ms)
             finally:
                 server.stop()
             print(f"   {http['rate']:,.0f} reservations/s, p50 {http['p50_ms']:.1f} ms, "
