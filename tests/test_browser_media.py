@@ -40,7 +40,7 @@ async def _go_live(kit: Kit, host: Any, sid: int) -> Any:
 
 
 async def _assert_playing(page: Any, seconds: float = 1.5) -> None:
-    await page.wait_for_function(PLAYING, arg=seconds, timeout=30_000)
+    await page.wait_for_function(PLAYING, arg=seconds, timeout=60_000)
     size = await page.evaluate("() => [document.querySelector('#video').videoWidth, "
                                "document.querySelector('#video').videoHeight]")
     assert size[0] > 0 and size[1] > 0, size
