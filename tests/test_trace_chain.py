@@ -227,9 +227,11 @@ async def test_verify_trace_cli_process(settings: Settings, api: Api) -> None:
     """`python -m server verify-trace CODE` against the same database, as an operator runs it."""
     farm, _ = await _evidence(api)
     env = {**os.environ, "LINLI_DATA_DIR": str(settings.data_dir),
-           "LINLI_SECRET_KEY": settings.secret_key, "REDIS_URL": str(settings.redis_url),
-           "LINLI_DEMO": "0", "LINLI_LOG_LEVEL": "WARNING"}
+           "LINLI_SECRET_KEY": settings.secret_key, "LINLI_DEMO": "0", "LINLI_LOG_LEVEL": "WARNING"}
+    # Same SQL database; its own embedded Redis, so the CLI's app never shares pub/sub channels
+    # with the test's app (verify-trace reads SQL only).
     env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "server", "verify-trace", *args], env=env,
