@@ -180,3 +180,31 @@ async def test_paying_one_hold_twice_at_once_makes_one_order(api: Api) -> None:
     view = await (await api.client.get(f"/api/sales/{sale['id']}")).json()
     assert (view["sold"], view["held"], view["remaining"]) == (1, 0, 1)
     assert len(await (await api.client.get("/api/orders", headers=api.auth(token))).json()) == 1
+
+
+async def test_products_and_batches(api: Api) -> None:
+    host_id, host_token = await api.user("host")
+    headers = api.auth(host_token)
+    resp = await api.client.post("/api/batches", headers=headers, json={
+        "code": "OIL-2026-01", "farm": "老张合作农场", "plot": "东坡", "harvested_at":
+        "2026-11-01T06:00:00+00:00"})
+    assert resp.status == 201, await resp.text()
+    batch = await resp.json()
+    resp = await api.client.post("/api/batches", headers=headers, json={"code": "OIL-2026-01"})
+    assert (resp.status, (await resp.json())["error"]["code"]) == (409, "conflict")
+    for ref in (batch["id"], "OIL-2026-01"):
+        found = await (await api.client.get(f"/api/batches/{ref}")).json()
+        assert (found["code"], found["plot"]) == ("OIL-2026-01", "东坡")
+    assert (await api.client.get("/api/batches/NOPE-1")).status == 404
+    resp = await api.client.post("/api/products", headers=headers, json={
+        "name": "初榨橄榄油", "price_fen": 12800, "unit": "瓶", "batch_id": batch["id"]})
+    assert resp.status == 201
+    product = await resp.json()
+    assert set(product) >= {"id", "name", "price_fen", "unit", "batch_id"}
+    assert product["batch_id"] == batch["id"] and host_id > 0
+    mine = await (await api.client.get("/api/products", headers=headers)).json()
+    assert [p["id"] for p in mine] == [product["id"]]
+    _vid, viewer = await api.user("viewer")
+    resp = await api.client.post("/api/products", headers=api.auth(viewer),
+                                 json={"name": "x", "price_fen": 1})
+    assert resp.status == 403

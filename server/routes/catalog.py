@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from commerce import catalog
 from commerce.accounts import Role
-from commerce.errors import Conflict
+from commerce.errors import Conflict, NotFound
 from commerce.sales import MAX_PRICE_FEN
 from server.api import PUBLIC, Api, json_response, path_int, principal, read_json
 from server.keys import database_key
@@ -78,10 +78,18 @@ async def create_batch(request: web.Request) -> web.Response:
     return json_response(batch.public_dict(), status=201)
 
 
-@api.route("GET", "/api/batches/{id}", summary="One batch", tag="catalog", auth=PUBLIC)
+@api.route("GET", "/api/batches/{id}", summary="One batch, by id or by its public code",
+           tag="catalog", auth=PUBLIC)
 async def get_batch(request: web.Request) -> web.Response:
+    raw = request.match_info["id"]
     async with request.app[database_key].session() as db:
-        batch = await catalog.get_batch(db, path_int(request, "id"))
+        if raw.isdigit() and len(raw) <= 18:
+            batch = await catalog.get_batch(db, int(raw))
+        else:
+            found = await catalog.find_batch(db, raw[:40])
+            if found is None:
+                raise NotFound("批次不存在 / No such batch")
+            batch = found
     return json_response(batch.public_dict())
 
 
