@@ -208,3 +208,31 @@ async def test_products_and_batches(api: Api) -> None:
     resp = await api.client.post("/api/products", headers=api.auth(viewer),
                                  json={"name": "x", "price_fen": 1})
     assert resp.status == 403
+
+
+async def test_reconcile_finds_and_repairs_a_refund_redis_missed(any_db_api: Api) -> None:
+    from commerce import orders
+    from commerce.orders import OrderStatus
+    from server.keys import database_key
+
+    api = any_db_api
+    shop = await make_shop(api)
+    sale = await shop.sale(stock=5)
+    ((_uid, token),) = await bulk_buyers(api, 1)
+    _s, held = await hold(api, sale["id"], token, 2)
+    order_id = (await pay(api, held["hold_id"], token))[1]["order_id"]
+    # The process died after the SQL refund and before refund.lua: SQL says refunded, Redis sold.
+    async with api.app[database_key].session() as db:
+        order = await orders.get_order(db, order_id)
+        await orders.transition(db, order, OrderStatus.REFUNDED, None, "crash window")
+    admin = api.auth(api.admin_token)
+    report = await (await api.client.get(f"/api/reconcile?sale={sale['id']}", headers=admin)).json()
+    (row,) = report["sales"]
+    assert not report["ok"] and row["sql_drift"] == 2 and row["missing_refunds"] == [held["hold_id"]]
+    report = await (await api.client.post(f"/api/reconcile?sale={sale['id']}", headers=admin)).json()
+    (row,) = report["sales"]
+    assert report["ok"] and row["repaired"] == 1, report
+    assert (row["remaining"], row["sold"], row["sql_sold"]) == (5, 0, 0)
+    resp = await api.client.get("/api/reconcile?sale=abc", headers=admin)
+    assert resp.status == 400
+    assert (await api.client.get("/api/reconcile", headers=api.auth(token))).status == 403
