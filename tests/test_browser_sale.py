@@ -167,3 +167,53 @@ async def test_several_open_sales_show_as_tabs_with_their_own_groups(
         assert await page.locator("#sale-price").text_content() == "¥58.00"
         await kit.shot(page, "two_sales")
         assert kit.errors == [], kit.errors
+
+
+def _tiny_png() -> bytes:
+    """A real 2×2 PNG (uploads are checked by content, not by name)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + b"\xc0\x40\x30" * 2 for _ in range(2))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+async def test_after_sales_claim_with_photo_from_orders_page(
+        tmp_path: Path, redis_url: str, redis_client: Redis) -> None:
+    async with browser_kit(tmp_path, redis_url, "after_sales") as kit:
+        sid, people = await _setup(kit)
+        host, buyer = people["host"], people["buyers"][0]
+        product = await kit.rest.call("POST", "/api/products", host.token,
+                                      json={"name": "白玉枇杷", "price_fen": 3990})
+        sale = await kit.rest.call("POST", f"/api/sessions/{sid}/sales", host.token, json={
+            "product_id": product["id"], "stock": 10, "price_fen": 2990, "per_buyer_limit": 2})
+        hold = await kit.rest.call("POST", f"/api/sales/{sale['id']}/holds", buyer.token,
+                                   json={"qty": 1}, headers={"Idempotency-Key": "claim-test-1"})
+        paid = await kit.rest.call("POST", f"/api/holds/{hold['hold_id']}/pay", buyer.token)
+        order = await kit.rest.call("GET", f"/api/orders/{paid['order_id']}", buyer.token)
+        await kit.rest.call("POST", f"/api/orders/{order['id']}/ready", host.token)
+        await kit.rest.call("POST", f"/api/orders/{order['id']}/picked-up", host.token,
+                            json={"pickup_code": order["pickup_code"]})
+
+        page = await kit.page(buyer, "/orders")
+        row = page.locator("#orders .order").first
+        await row.locator(".order-status", has_text="已取货").wait_for(timeout=20_000)
+        await row.locator("button.claim-open").click()
+        form = row.locator("form.claim-form")
+        await form.locator(".claim-reason").select_option("spoiled")
+        await form.locator(".claim-text").fill("有两个枇杷坏了")
+        await form.locator(".claim-photo").set_input_files(
+            files=[{"name": "bad.png", "mimeType": "image/png", "buffer": _tiny_png()}])
+        await form.locator("button[type=submit]").click()
+        status = form.locator(".claim-status")
+        await status.filter(has_text="售后 #").wait_for(timeout=20_000)
+        await kit.shot(page, "claim_filed")
+        claims = await kit.rest.call("GET", "/api/claims/mine", buyer.token)
+        items = claims if isinstance(claims, list) else claims.get("items", claims.get("claims", []))
+        assert any(c["order_id"] == order["id"] and c["photos"] for c in items), claims
+        assert kit.errors == [], kit.errors

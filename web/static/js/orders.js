@@ -74,12 +74,13 @@ function claimForm(orderId) {
       const photos = photo.files && photo.files[0] ? [await upload(photo.files[0])] : [];
       const claim = await api("/api/claims", { method: "POST", body: {
         order_id: orderId, reason: reason.value, description: description.value.trim(), photos } });
-      status.textContent = `${t("after_sales")} #${claim.id}: ${claim.status}`;
+      const key = `claim_${claim.status}`;
+      status.textContent = `${t("after_sales")} #${claim.id}: ${hasKey(key) ? t(key) : claim.status}`;
     } catch (err) {
       status.textContent = `${t("error")}: ${err.message}`;
       button.disabled = false;
     }
-  } } }, reason, description, photo, h("button", { type: "submit", text: t("after_sales") }), status);
+  } } }, reason, description, photo, h("button", { type: "submit", text: t("claim_submit") }), status);
 }
 
 const saleNames = new Map();
