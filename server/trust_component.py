@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from aiohttp import web
+from sqlalchemy import select
 
-from commerce import audience, qc, trace
+from commerce import audience, claims, qc, trace
 from commerce.accounts import Principal, Role
 from commerce.base import utcnow
-from commerce.catalog import ProductPin, find_batch
+from commerce.catalog import Product, ProductPin, find_batch
 from commerce.claims_refunds import ProviderRefunder
 from commerce.events import DomainEvent
 from commerce.orders import Order
@@ -91,6 +92,14 @@ async def seed_demo_trust(app: web.Application, info: DemoInfo) -> None:
         if batch is None:
             log.info("demo batch missing; trust demo skipped")
             return
+        product = (await db.execute(select(Product).where(Product.batch_id == batch.id)
+                                    .order_by(Product.id).limit(1))).scalar_one_or_none()
+        if product is not None and await claims.get_policy(db, product.id) is None:
+            # 坏一赔十 for fresh loquats: auto-refund within 2 days of pickup, answer within 2 h.
+            await claims.set_policy(db, host, product.id, full_refund_without_return=True,
+                                    multiplier=10, max_days_after_pickup=2,
+                                    auto_approve_max_fen=20_000, require_photo=True,
+                                    response_hours=2)
         if await trace.events_for(db, batch.id):
             return
         now = utcnow()

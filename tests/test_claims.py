@@ -52,6 +52,15 @@ async def test_claim_within_policy_is_refunded_at_once(any_db_api: Api) -> None:
     order = await (await api.client.get(f"/api/orders/{order_id}", headers=api.auth(buyer))).json()
     assert order["refunded_fen"] == 9000
     assert any("after-sales refund 9000" in step["note"] for step in order["history"])
+    view = await (await api.client.get(f"/api/orders/{order_id}/after-sales",
+                                       headers=api.auth(buyer))).json()
+    assert view["claim"]["id"] == claim["id"] and view["refunded_fen"] == 9000
+    assert (view["can_claim"], view["can_review"], view["nps_pending"]) == (False, True, True)
+    assert view["trace_url"] == f"/trace/{farm.batch_code}"
+    assert view["claim_policy"]["multiplier"] == 10
+    _, stranger = await api.user("viewer")
+    resp = await api.client.get(f"/api/orders/{order_id}/after-sales", headers=api.auth(stranger))
+    assert resp.status == 403
     flags = await (await api.client.get(f"/api/sessions/{farm.session_id}/claim-flags")).json()
     assert flags == [{"product_id": farm.product_id, "pin_id": pin_id, "claims": 1, "bad_units": 1}]
     # One claim per order.

@@ -61,3 +61,6 @@ async def test_demo_seeder_is_idempotent_and_verifies(api: Api) -> None:
     assert len(again["journey"]) == 4 and len(again["qc_reports"]) == 1
     verdict = await (await api.client.get("/api/trace/PIPA-2026-TQ01/verify")).json()
     assert verdict["ok"] is True
+    product_id = trace["products"][0]["id"]
+    policy = await (await api.client.get(f"/api/products/{product_id}/claim-policy")).json()
+    assert policy["multiplier"] == 10

@@ -9,6 +9,8 @@ from commerce import claims, nps, reviews, trace
 from commerce.accounts import Role
 from commerce.catalog import get_product
 from commerce.events import DomainEvent
+from commerce.orders import get_order
+from commerce.trust_orders import NotYourOrder, after_sales_view
 from server.api import PUBLIC, Api, json_response, path_int, principal, read_json
 from server.keys import database_key, events_key
 from server.trust_keys import refunder_key
@@ -199,6 +201,19 @@ async def claim_flags(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
         flags = await claims.replay_flags(db, session_id)
     return json_response(flags)
+
+
+@api.route("GET", "/api/orders/{id}/after-sales", summary="An order's batch, stream moment, claim, "
+           "and whether the buyer may still claim, review or answer the survey", tag="claims")
+async def order_after_sales(request: web.Request) -> web.Response:
+    order_id = path_int(request, "id")
+    who = principal(request)
+    async with request.app[database_key].session() as db:
+        order = await get_order(db, order_id)
+        if order.user_id != who.user_id and not who.is_staff:
+            raise NotYourOrder(order_id=order_id)
+        data = await after_sales_view(db, order)
+    return json_response(data)
 
 
 # --- NPS -------------------------------------------------------------------------------------
