@@ -338,6 +338,15 @@ class ProbeViewer:
         return t0
 
 
+async def trace_publisher(pub: Any) -> None:
+    """BENCH_TRACE=1: the publisher's state and bytes sent, every 2 s (to stderr)."""
+    sender = next(s for s in pub.getSenders() if s.kind == "video")
+    while True:
+        print(json.dumps({"t": round(time.monotonic(), 1), "pub": pub.connectionState,
+                          "video_octets": sender._RTCRtpSender__octet_count}), file=sys.stderr, flush=True)
+        await asyncio.sleep(2)
+
+
 def cpu_of(pid: int) -> float:
     import psutil
 
@@ -383,6 +392,8 @@ async def run_one(a: argparse.Namespace, k: int) -> dict[str, Any]:
                 pub.addTrack(ToneAudioTrack())
                 await negotiate(http, a.mode, base, session_id, pub, key=key)
                 await asyncio.sleep(a.settle)
+                if os.environ.get("BENCH_TRACE"):
+                    TASKS.add(asyncio.ensure_future(trace_publisher(pub)))
                 probe = ProbeViewer()
                 await probe.open(http, a.mode, base, session_id, pcs)
                 counting = max(0, k - 1)
@@ -405,7 +416,11 @@ async def run_one(a: argparse.Namespace, k: int) -> dict[str, Any]:
                 bitrate = (sender._RTCRtpSender__octet_count - oct0) * 8 / dt
                 fps = [(f1 - f0) / dt]
                 for s0, s1 in zip(snaps0, snaps1, strict=True):
-                    fps += [(y - x) / dt for x, y in zip(s0["v"], s1["v"], strict=True)]
+                    # A counter appears with a viewer's first packet: one that started during
+                    # the window counts from 0, one that never did counts as 0 fps.
+                    before = s0["v"] + [0] * (len(s1["v"]) - len(s0["v"]))
+                    fps += [(y - x) / dt for x, y in zip(before, s1["v"], strict=True)]
+                fps += [0.0] * (k - len(fps))
                 keyless = sum(s["keyless"] for s in snaps1)
                 late = []
                 for _ in range(a.late_joins):

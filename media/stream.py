@@ -82,11 +82,11 @@ class LiveStream:
         @pub.pc.on("connectionstatechange")
         def on_state() -> None:
             if pub.pc.connectionState in ("failed", "closed"):
-                self.publisher_lost(pub)
+                self.publisher_lost(pub, "connection " + pub.pc.connectionState)
 
         self.tap.start(StreamInfo(self.session_id, video_codec, "opus" if audio is not None else None))
 
-    def publisher_lost(self, pub: PublisherPeer) -> None:
+    def publisher_lost(self, pub: PublisherPeer, reason: str) -> None:
         """The publisher dropped: keep viewers and taps, wait `grace_s` for it to come back."""
         if pub is not self.publisher or self.closed:
             return
@@ -94,7 +94,7 @@ class LiveStream:
         pub.active = False
         self._close_later(pub.close())
         self.tap.stop(final=False)
-        log.info("publisher of session %s dropped; grace %ss", self.session_id, self.grace_s)
+        log.info("publisher of session %s dropped (%s); grace %ss", self.session_id, reason, self.grace_s)
         self._grace = asyncio.get_running_loop().call_later(
             self.grace_s, self._on_grace_expired, self.session_id
         )
@@ -134,11 +134,10 @@ class LiveStream:
                 fanout.sync_reports()
             pub = self.publisher
             now = time.monotonic()
-            if pub is not None and (
-                (pub.last_rtp and now - pub.last_rtp > SILENT_LOST_S)
-                or (not pub.last_rtp and now - pub.created > CONNECT_TIMEOUT_S)
-            ):
-                self.publisher_lost(pub)
+            if pub is not None and pub.last_rtp and now - pub.last_rtp > SILENT_LOST_S:
+                self.publisher_lost(pub, "silent")
+            elif pub is not None and not pub.last_rtp and now - pub.created > CONNECT_TIMEOUT_S:
+                self.publisher_lost(pub, "never connected")
             if (self.taps.has_sinks(self.session_id)
                     and now - self._last_periodic_key >= self.taps.keyframe_interval_s):
                 # HLS cuts segments at keyframes: ask for one every keyframe_interval_s.
