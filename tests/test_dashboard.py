@@ -205,6 +205,14 @@ async def test_csv_and_charts(api: Api) -> None:
                                       headers=admin)).text()
     assert "30.0%" in svg and "50.0%" in svg
     assert (await api.client.get("/api/dashboard/charts/nope.svg", headers=admin)).status == 404
+    # Signed chart URLs work in a plain <img> (no Authorization header), briefly, untampered.
+    body = await (await api.client.get("/api/dashboard?by=farm", headers=admin)).json()
+    signed = body["charts"]["refund_rate"]
+    img = await api.client.get(signed)
+    assert img.status == 200 and "20.0%" in await img.text()
+    assert (await api.client.get(signed.replace("by=farm", "by=session"))).status == 401
+    assert (await api.client.get(signed[:-4] + "0000")).status == 401
+    assert (await api.client.get("/api/dashboard/charts/nps.svg?by=farm")).status == 401
     assert (await api.client.get("/api/dashboard?by=planet", headers=admin)).status == 400
     _, viewer = await api.user("viewer")
     assert (await api.client.get("/api/dashboard", headers=api.auth(viewer))).status == 403
