@@ -182,6 +182,10 @@ async def test_grace_expiry_ends_the_session(make_api, settings: Settings) -> No
                               and hub.streams[session_id].publisher.last_rtp > 0, 10)
         await pub.pc.close()
         assert await wait_for(lambda: session_id not in hub.streams, 30)
+        for _ in range(100):  # the session is ended in SQL right after the stream closed
+            if await session_status(api, session_id) == "ended":
+                break
+            await asyncio.sleep(0.1)
         assert await session_status(api, session_id) == "ended"
     finally:
         await pub.pc.close()
