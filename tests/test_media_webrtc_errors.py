@@ -89,6 +89,7 @@ async def test_whep_cap_points_to_hls_and_delete(make_api, settings: Settings) -
         assert error["hls"] == f"/hls/{session_id}/index.m3u8"
         # A viewer that leaves frees its seat.
         assert first.location is not None
+        assert await wait_for(lambda: first is not None and first.pc.connectionState == "connected", 30)
         resp = await api.client.delete(first.location)
         assert resp.status == 200
         assert await wait_for(lambda: first is not None and first.pc.connectionState == "closed", 30)
