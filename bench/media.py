@@ -47,7 +47,7 @@ TASKS: set[asyncio.Task[None]] = set()  # frame pullers of this process's viewer
 
 def restrict_srtp(kind: str) -> None:
     """Viewers offer only this SRTP profile. "cm" (AES128_CM_SHA1_80) is what Chrome negotiates
-    with us; "gcm" lets the server use OpenSSL's AES-GCM (media/srtp_gcm.py)."""
+    with us; "gcm" (AEAD_AES_128_GCM) is what aiortc peers would pick on their own."""
     import aiortc.rtcdtlstransport as dt
 
     wanted = dt.SRTP_AES128_CM_SHA1_80 if kind == "cm" else dt.SRTP_AEAD_AES_128_GCM

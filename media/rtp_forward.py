@@ -9,8 +9,7 @@ payload, SRTP-protect with each viewer's context and `sendto` on its nominated I
 
 aiortc internals relied on (aiortc 1.16; checked in tests/test_media_webrtc*.py):
 - `RTCDtlsTransport._state`, `._tx_srtp` (pylibsrtp Session, `allow_repeat_tx=True`, so a
-  NACKed packet can be re-sent with its own sequence number; replaced by media/srtp_gcm.py
-  when an AES-GCM profile was negotiated) and `.transport._connection`
+  NACKed packet can be re-sent with its own sequence number) and `.transport._connection`
   (aioice Connection) whose `_nominated[1]` is the selected `CandidatePair`; its
   `protocol.transport.sendto` is synchronous (a UDP transport, or aioice's TurnTransport).
 - `RTCRtpSender._ssrc` (announced in the SDP answer) and `_handle_rtcp_packet` (replaced per
@@ -32,7 +31,6 @@ from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtp import RtpPacket
 
 from media.rtp_keyframes import is_keyframe_start
-from media.srtp_gcm import gcm_protector_for
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +105,7 @@ class ViewerLeg:
             self.pair = pair
             self.sendto = pair.protocol.transport.sendto
             self.addr = pair.remote_addr  # a property building a tuple: not per packet
-            if self.protect is None:
-                gcm = gcm_protector_for(dtls)  # OpenSSL AES-GCM when negotiated, else libsrtp
-                self.protect = gcm.protect if gcm is not None else dtls._tx_srtp.protect
+            self.protect = dtls._tx_srtp.protect
         self.sendto(self.protect(data), self.addr)
         return True
 
