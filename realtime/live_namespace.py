@@ -109,7 +109,12 @@ class LiveNamespace(GuardedNamespace):
     async def _join(self, member: Member, name: str, resume: tuple[str, int] | None) -> None:
         """Backfill then go live (see broadcast.py for why nothing is lost or doubled)."""
         rooms, history = self.hub.rooms, self.hub.history
-        local = await rooms.room(member.room)
+        try:
+            local = await rooms.room(member.room)
+        except Exception:
+            log.exception("room start failed", extra={"room": member.room})
+            await self.disconnect(member.sid)
+            return
         if member.sid not in self._actors:
             return  # disconnected before the room was ready
         upto = rooms.add(local, member)

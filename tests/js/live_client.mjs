@@ -27,12 +27,17 @@ socket.on("state", async () => {
   }
   got.transport = socket.io.engine.transport.name;
   got.ack = await socket.emitWithAck("comment", { text });
+  finish();
 });
-socket.on("comments", (batch) => {
-  got.comments.push(...batch);
-  if (got.comments.some((c) => c.text === text)) {
+// The ack and the comment's batch may arrive in either order: finish when both are in.
+const finish = () => {
+  if (got.ack && got.comments.some((c) => c.text === text)) {
     console.log(JSON.stringify(got));
     socket.disconnect();
     process.exit(0);
   }
+};
+socket.on("comments", (batch) => {
+  got.comments.push(...batch);
+  finish();
 });
