@@ -90,4 +90,4 @@ async def seed_demo_stream(app: web.Application, info: DemoInfo) -> None:
     source = DemoSource(hub, info.session_id, key)
     hub.own(source.stop)
     source.start()
-    info.lines.append(f"  演示直播 Demo stream:  WHEP {'/whep/'}{info.session_id} (synthetic farm + tone)")
+    info.lines.append(f"  演示直播 Demo stream:  WHEP /whep/{info.session_id} (synthetic farm + tone)")

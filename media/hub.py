@@ -149,10 +149,12 @@ class MediaHub:
 
     # -- WHEP
     async def view(self, session_id: int, offer: str) -> tuple[str, str]:
-        async with self.database.session() as db:
-            await live_sessions.get_session(db, session_id)
         stream = self.streams.get(session_id)
         if stream is None or "video" not in stream.fanouts:
+            # Only now ask SQL (404 for no such session): a live stream implies its session,
+            # and a crowd joining should not queue behind the database.
+            async with self.database.session() as db:
+                await live_sessions.get_session(db, session_id)
             raise NotLive(hls=f"/hls/{session_id}/index.m3u8")
         if self.viewer_count() >= self.settings.webrtc_viewer_cap:
             raise WebrtcFull(hls=f"/hls/{session_id}/index.m3u8")
