@@ -93,13 +93,17 @@ class Moderation:
         self._redis = redis
         self._gate = load_script(redis, "comment_gate.lua")
 
-    async def gate(self, room: int, user_id: int, kind: str) -> list[str]:
-        """Raise the reason this user may not send `kind` now; else return the banned words."""
+    async def gate(self, room: int, user_id: int, kind: str, slow_mode: bool = True) -> list[str]:
+        """Raise the reason this user may not send `kind` now; else return the banned words.
+
+        Slow mode applies to comments of viewers (`slow_mode`); staff answering are not slowed.
+        """
         limit, window_ms = COMMENT_RATE if kind == "comment" else QUESTION_RATE
         keys = [room_key(room, f"ban:{user_id}"), room_key(room, f"mute:{user_id}"),
                 room_key(room, f"slow:{user_id}"), room_key(room, f"rate:{kind}:{user_id}"),
                 room_key(room, "cfg"), room_key(room, "words")]
-        result = await self._gate(keys=keys, args=[limit, window_ms, "1" if kind == "comment" else "0"])
+        slow = "1" if kind == "comment" and slow_mode else "0"
+        result = await self._gate(keys=keys, args=[limit, window_ms, slow])
         head = _text(result[0])
         if head == "ok":
             return [_text(w) for w in result[1:]]

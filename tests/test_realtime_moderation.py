@@ -65,6 +65,10 @@ async def test_moderation_flow_end_to_end(api: Api) -> None:
         assert (await viewer.call("comment", {"text": "第一条"}))["ok"]
         slow = await viewer.call("comment", {"text": "第二条"})
         assert slow["error"]["code"] == "slow_mode" and slow["error"]["retry_after_ms"] > 0
+        host = await connect(room.url, "/live", {**live, "token": room.host})
+        assert (await host.call("comment", {"text": "主播一"}))["ok"]
+        assert (await host.call("comment", {"text": "主播二"}))["ok"]  # staff are not slowed
+        await host.close()
         await viewer.wait(lambda: [s for s in viewer.of("state") if s["slow_mode_s"] == 30])
         assert (await mod.call("slow_mode", {"seconds": 0}))["ok"]
 
