@@ -161,9 +161,9 @@ class RtpFanout:
             self._rebase(packet)
         seq = (packet.sequence_number + self.seq_off) & 0xFFFF
         ts = (packet.timestamp + self.ts_off) & 0xFFFFFFFF
+        # A padding-only packet (bandwidth probe) goes on as an empty one: dropping it would
+        # leave a sequence gap that every viewer NACKs and waits for.
         payload = packet.payload
-        if not payload:
-            return  # padding-only probes: nothing for a viewer
         byte1 = 0x80 if packet.marker else 0
         self.history[seq & HISTORY_MASK] = (seq, ts, byte1, payload)
         if ((seq - self.last_seq) & 0xFFFF) < 0x8000:
