@@ -20,7 +20,7 @@ from commerce.accounts import Principal
 from commerce.base import Base, utcnow
 from commerce.catalog import Batch
 from commerce.errors import InvalidInput
-from commerce.trace import EventKind, append_event, ensure_batch_staff, events_for, head_for
+from commerce.trace import EventKind, append_event, ensure_batch_staff, events_for, head_for, to_utc
 from commerce.trace_signing import TraceSigner, iso, sha256_hex
 from commerce.uploads import Upload, claim_uploads
 
@@ -152,7 +152,7 @@ async def create_report(
         conclusion = "fail" if any(row.passed is False for row in rows) else "pass"
     uploads = await claim_uploads(db, actor, attachment_ids, ("qc", "batch"), make_public=True)
     report = QcReport(
-        batch_id=batch.id, tester=tester, lab=lab, tested_at=tested_at, conclusion=conclusion,
+        batch_id=batch.id, tester=tester, lab=lab, tested_at=to_utc(tested_at), conclusion=conclusion,
         summary=summary, attachments=[u.id for u in uploads], created_by=actor.user_id,
     )
     db.add(report)
@@ -163,7 +163,7 @@ async def create_report(
     await db.flush()
     commitment = commit_report(report, rows, uploads)
     await append_event(
-        db, signer, batch, actor, EventKind.TESTED, occurred_at=tested_at, location=lab,
+        db, signer, batch, actor, EventKind.TESTED, occurred_at=report.tested_at, location=lab,
         note=summary[:200],
         data={"qc_report_id": report.id, "conclusion": conclusion,
               "qc_hash": sha256_hex(commitment), "commitment": commitment},

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, select
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.accounts import Principal, Role
-from commerce.base import Base, utcnow
+from commerce.base import Base, as_utc, utcnow
 from commerce.catalog import Batch, find_batch
 from commerce.errors import Conflict, DomainError, Forbidden, InvalidInput
 from commerce.trace_signing import GENESIS_PREFIX, TraceSigner, iso, sha256_hex
@@ -131,6 +131,12 @@ class TraceLookupUser(Base):
     count: Mapped[int] = mapped_column(default=1)
 
 
+def to_utc(value: datetime) -> datetime:
+    """Store UTC: SQLite keeps a datetime's wall time and drops its offset, which would change
+    the hashed value between writing and reading back."""
+    return as_utc(value).astimezone(UTC)
+
+
 def genesis_hash(batch: Batch) -> str:
     """The first event's `prev`: commits to the batch's origin, so editing it breaks the chain."""
     return sha256_hex({
@@ -181,7 +187,7 @@ async def append_event(
     prev = head.hash if head is not None else genesis_hash(batch)
     seq = head.seq + 1 if head is not None else 1
     event = TraceEvent(
-        batch_id=batch.id, seq=seq, kind=kind.value, occurred_at=occurred_at or utcnow(),
+        batch_id=batch.id, seq=seq, kind=kind.value, occurred_at=to_utc(occurred_at or utcnow()),
         actor_id=actor.user_id, location=location, note=note, data=data or {}, prev_hash=prev,
         hash="",
     )

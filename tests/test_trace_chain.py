@@ -20,7 +20,7 @@ from tests.conftest import Api
 from tests.trust_support import PDF, Farm, make_farm, sql, upload
 
 QC = {
-    "tester": "小美", "lab": "农场快检室", "tested_at": "2026-05-01T08:00:00+00:00",
+    "tester": "小美", "lab": "农场快检室", "tested_at": "2026-05-01T16:00:00+08:00",
     "summary": "农残阴性",
     "measurements": [
         {"kind": "pesticide_quick_test", "value": 12.5},
@@ -35,8 +35,10 @@ async def _evidence(api: Api) -> tuple[Farm, dict[str, Any]]:
     farm = await make_farm(api)
     h = api.auth(farm.host)
     code = farm.batch_code
+    # Local times with an offset (as a phone in China sends them) must hash the same after storage.
     resp = await api.client.post(f"/api/batches/{code}/trace-events", json={
-        "kind": "harvested", "location": "3号坡", "quantity": 60}, headers=h)
+        "kind": "harvested", "location": "3号坡", "quantity": 60,
+        "occurred_at": "2026-05-01T06:30:00.123456+08:00"}, headers=h)
     assert resp.status == 201, await resp.text()
     pdf = await (await upload(api, farm.host, PDF, "qc", "report.pdf", "application/pdf")).json()
     resp = await api.client.post(f"/api/batches/{code}/qc-reports",
