@@ -245,3 +245,21 @@ async def test_security_headers_on_api_and_pages(api: Api) -> None:
     csp = page.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
     assert "frame-ancestors 'none'" in csp
+
+
+def test_verified_token_cache_never_outlives_the_token() -> None:
+    from commerce.accounts import Principal, Role
+    from commerce.errors import Unauthorized
+    from server.auth import TokenService
+
+    tokens = TokenService("a-test-secret-that-is-long-enough-1234", ttl_s=60)
+    token = tokens.issue(Principal(7, "li", Role.VIEWER), ttl_s=1)
+    assert tokens.verify(token).user_id == 7
+    assert tokens.verify(token).user_id == 7  # from the cache
+    time.sleep(1.1)
+    with pytest.raises(Unauthorized) as refused:
+        tokens.verify(token)
+    assert refused.value.details["reason"] == "token_expired"
+    other = TokenService("another-secret-that-is-long-enough-999", ttl_s=60)
+    with pytest.raises(Unauthorized):
+        other.verify(tokens.issue(Principal(7, "li", Role.VIEWER)))
