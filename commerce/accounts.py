@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.base import Base, utcnow
-from commerce.errors import Conflict, NotFound
+from commerce.errors import Conflict, Forbidden, NotFound
 
 
 class Role(enum.StrEnum):
@@ -117,12 +117,27 @@ async def create_community(db: AsyncSession, name: str, created_by: int | None) 
     return community
 
 
+def ensure_community_manager(community: Community, actor: Principal) -> None:
+    """Admins manage every community; a host only the ones they created.
+
+    A membership unlocks community prices and group-buys on every host's sales, so another
+    host must not be able to grant one.
+    """
+    if actor.is_admin or (actor.role is Role.HOST and community.created_by == actor.user_id):
+        return
+    raise Forbidden("这不是你的小区 / Not your community")
+
+
 async def add_member(
-    db: AsyncSession, community_id: int, user_id: int, approved_by: int | None
+    db: AsyncSession, community_id: int, user_id: int, approved_by: int | None,
+    manager: Principal | None = None,
 ) -> Membership:
-    """Add or approve a member; approving twice is harmless."""
-    if await db.get(Community, community_id) is None:
+    """Add or approve a member; approving twice is harmless. `manager` is checked when given."""
+    community = await db.get(Community, community_id)
+    if community is None:
         raise NotFound("小区不存在 / No such community")
+    if manager is not None:
+        ensure_community_manager(community, manager)
     await get_user(db, user_id)
     existing = (
         await db.execute(

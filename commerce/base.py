@@ -18,6 +18,11 @@ NAMING = {
 }
 
 
+# Ids are INTEGER columns: 32-bit on PostgreSQL. A larger number names nothing, and handed to
+# the driver it overflows (an error, not a 404), so inputs are bounded by this first.
+MAX_ID = 2**31 - 1
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}

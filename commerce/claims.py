@@ -28,6 +28,7 @@ from commerce.base import Base, as_utc, utcnow
 from commerce.catalog import get_product
 from commerce.claims_refunds import Refunder
 from commerce.errors import Conflict, Forbidden, InvalidInput, InvalidState, NotFound
+from commerce.live_sessions import LiveSession
 from commerce.orders import Order
 from commerce.trace_signing import iso
 from commerce.trust_orders import fulfilled_order
@@ -279,15 +280,24 @@ async def get_claim(db: AsyncSession, claim_id: int) -> Claim:
     return claim
 
 
-def ensure_can_view(claim: Claim, actor: Principal) -> None:
-    if actor.user_id == claim.buyer_id or actor.role in (Role.ADMIN, Role.ASSISTANT, Role.HOST):
+def ensure_can_view(claim: Claim, actor: Principal, session_host_id: int) -> None:
+    """The buyer, assistants and admins; a host only the claims on their own sessions."""
+    if actor.user_id == claim.buyer_id or actor.role in (Role.ADMIN, Role.ASSISTANT):
+        return
+    if actor.role is Role.HOST and actor.user_id == session_host_id:
         return
     raise Forbidden("这不是你的售后 / Not your claim")
 
 
-async def queue(db: AsyncSession, status: ClaimStatus | None, limit: int = 100) -> list[Claim]:
-    """The assistant queue: oldest due first, so the promised response time is kept."""
+async def queue(db: AsyncSession, status: ClaimStatus | None, limit: int = 100,
+                host_id: int | None = None) -> list[Claim]:
+    """The assistant queue: oldest due first, so the promised response time is kept.
+
+    With `host_id`, only the claims on that host's sessions (what a host may see)."""
     query = select(Claim)
+    if host_id is not None:
+        query = query.join(LiveSession, LiveSession.id == Claim.session_id).where(
+            LiveSession.host_id == host_id)
     if status is not None:
         query = query.where(Claim.status == status.value)
     rows = await db.execute(query.order_by(Claim.due_at, Claim.id).limit(limit))

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
+from commerce.base import MAX_ID
 from commerce.errors import Conflict, DomainError, Forbidden, NotFound
 
 RedisLike = Redis | RedisCluster
@@ -95,7 +96,8 @@ def keys(sale_id: int) -> dict[str, str]:
 def sale_of_hold(hold_id: str) -> int:
     """Hold ids are `<sale>-<seq>`; 404 for anything else."""
     sale, sep, seq = hold_id.partition("-")
-    if not sep or not sale.isdigit() or not seq.isdigit() or len(hold_id) > 40:
+    if not sep or not (hold_id.isascii() and sale.isdigit() and seq.isdigit()) or len(sale) > 10 \
+            or len(hold_id) > 40 or int(sale) > MAX_ID:
         raise NoSuchHold()
     return int(sale)
 

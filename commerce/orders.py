@@ -186,10 +186,17 @@ async def get_order(db: AsyncSession, order_id: int) -> Order:
     return order
 
 
-def ensure_can_view(order: Order, actor: Principal) -> None:
-    if actor.user_id == order.user_id or actor.is_staff:
-        return
-    raise Forbidden("这不是你的订单 / Not your order")
+def may_view(order: Order, actor: Principal, session_host_id: int) -> bool:
+    """The buyer, assistants and admins; a host only the orders of their own sessions."""
+    if actor.user_id == order.user_id or actor.role in (Role.ADMIN, Role.ASSISTANT):
+        return True
+    return actor.role is Role.HOST and actor.user_id == session_host_id
+
+
+def ensure_can_view(order: Order, actor: Principal, session_host_id: int) -> None:
+    """`Forbidden` unless `may_view`; `session_host_id` is the host of the order's session."""
+    if not may_view(order, actor, session_host_id):
+        raise Forbidden("这不是你的订单 / Not your order")
 
 
 def ensure_transition(order: Order, to: OrderStatus) -> None:

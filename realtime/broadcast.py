@@ -243,6 +243,9 @@ class Rooms:
                     position = await self.history.start_room(room_id)
                 except BaseException:
                     self.rooms.pop(room_id, None)
+                    # Joiners already waiting on this room would wait forever: wake them, they
+                    # find it gone and start a new one (or fail on their own, and retry).
+                    room.ready.set()
                     raise
                 room.start(position.epoch, position.seq)
             await room.ready.wait()

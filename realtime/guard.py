@@ -82,7 +82,8 @@ class GuardedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 sid, self.namespace):
             if event == "disconnect":
                 self._budgets.pop(sid, None)
-            return await super().trigger_event(event, *args)
+                return await super().trigger_event(event, *args)
+            return await self._connect(*args)
         budget = self._budgets.setdefault(sid, Budget(at=time.monotonic()))
         now = time.monotonic()
         if not budget.take(now):
@@ -116,6 +117,29 @@ class GuardedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return {"ok": False, "error": {"code": "internal",
                                            "message": "服务器内部错误 / Internal server error"}}
         return {"ok": True, **result}
+
+    async def _connect(self, *args: Any) -> Any:
+        """The connect handler, and a way out when one of its dependencies fails.
+
+        python-socketio answers a connect handler that raised anything but a refusal with
+        nothing at all: the client waits forever, neither connected nor refused (a database
+        connection dropped under it, as bench/chaos.py does; tests/test_chaos.py pins it).
+        Closing the transport instead makes socket.io-client reconnect by itself and resume.
+        """
+        try:
+            return await super().trigger_event("connect", *args)
+        except (socketio.exceptions.ConnectionRefusedError, ConnectionRefusedError):
+            raise
+        except DomainError as exc:  # a definite answer: a refusal that says why
+            raise socketio.exceptions.ConnectionRefusedError(
+                exc.message, {"code": exc.code, "message": exc.message, **exc.details}) from None
+        except Exception:
+            log.warning("connect failed; closing the transport so the client retries",
+                        exc_info=True, extra={"namespace": self.namespace})
+            eio_sid = self.server.manager.eio_sid_from_sid(args[0], self.namespace)
+            if eio_sid is not None:
+                await self.server.eio.disconnect(eio_sid)
+            return False
 
     async def _tell(self, sid: str, event: str, exc: DomainError) -> None:
         """Refusals are also sent as a `refused` event, for clients that sent without an ack."""

@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import socketio
@@ -33,7 +33,7 @@ from realtime.broadcast import Rooms
 from realtime.history import RoomHistory, dumps
 from realtime.moderation import Moderation
 from realtime.state import StateCoalescer, snapshot
-from realtime.transport import DirectSockets, Frame
+from realtime.transport import MAX_QUEUED_BYTES, MAX_QUEUED_FRAMES, DirectSockets, Frame
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,31 @@ LISTENER_DEADLINE_S = 4.0
 # Largest Engine.IO packet a client may send (a comment is ≤ 200 characters): bigger ones close
 # the connection (WebSocket close 1009) before any handler runs.
 MAX_PACKET_BYTES = 16 * 1024
+
+
+def origin_policy(extra: Sequence[str]) -> Callable[[str | None, dict[str, Any]], bool]:
+    """Which browser pages may open a socket: the same origin (scheme://Host, the scheme as a
+    proxy forwarded it) and the configured ones (LINLI_ALLOWED_ORIGINS, LINLI_PUBLIC_URL).
+
+    Engine.IO asks only when the request carries an Origin header, which browsers always send
+    on WebSocket and cross-origin requests; a page on another site is answered 400 before any
+    handshake, so it can neither read a room nor act with a token it stole.
+    """
+    allowed = {origin.rstrip("/") for origin in extra}
+
+    def check(origin: str | None, environ: dict[str, Any]) -> bool:
+        if not origin or "*" in allowed or origin in allowed:
+            return True
+        host = environ.get("HTTP_HOST")
+        if not isinstance(host, str) or not host:
+            return False
+        schemes = {str(environ.get("wsgi.url_scheme", "http"))}
+        forwarded = environ.get("HTTP_X_FORWARDED_PROTO")
+        if isinstance(forwarded, str) and forwarded:
+            schemes.add(forwarded.split(",")[0].strip())
+        return origin in {f"{scheme}://{host}" for scheme in schemes}
+
+    return check
 
 
 class HubManager(socketio.AsyncRedisManager):  # type: ignore[misc]
@@ -93,13 +118,17 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
 class Hub:
     """Owns the Socket.IO server, the local rooms, the state coalescer and the watchdog."""
 
-    def __init__(self, allowed_origins: list[str] | None) -> None:
+    def __init__(self, allowed_origins: Sequence[str] = (), *,
+                 max_queued_frames: int = MAX_QUEUED_FRAMES,
+                 max_queued_bytes: int = MAX_QUEUED_BYTES) -> None:
         self.manager = HubManager(self)
         self.sio = HubServer(
             async_mode="aiohttp", client_manager=self.manager, logger=False, engineio_logger=False,
-            cors_allowed_origins=allowed_origins, max_http_buffer_size=MAX_PACKET_BYTES,
+            cors_allowed_origins=origin_policy(allowed_origins),
+            max_http_buffer_size=MAX_PACKET_BYTES,
         )
-        self.sockets = DirectSockets()
+        self.sockets = DirectSockets(max_queued_frames=max_queued_frames,
+                                     max_queued_bytes=max_queued_bytes)
         self.sockets.install(self.sio.eio)
         self.host_id: str = self.manager.host_id
         self.listener_restarts = 0
@@ -256,6 +285,9 @@ class HubCollector(Collector):
                                   value=hub.rooms.gap_fills if hasattr(hub, "rooms") else 0)
         yield CounterMetricFamily("linli_realtime_refused_events", "Client events refused",
                                   value=hub.refused_events)
+        yield CounterMetricFamily("linli_realtime_slow_clients_dropped",
+                                  "Clients disconnected for falling too far behind",
+                                  value=hub.sockets.dropped_slow)
 
 
 def register_metrics(hub: Hub, registry: CollectorRegistry) -> None:

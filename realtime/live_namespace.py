@@ -27,6 +27,7 @@ from realtime.state import now_ms, read_snapshot
 from realtime.transport import Frame
 from server.auth import TokenService
 from server.database import Database
+from server.rate_limits import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def refuse(code: str, message: str, **details: Any) -> socketio.exceptions.Conne
 
 def session_id_from(auth: dict[str, Any]) -> int:
     raw = auth.get("session_id")
-    if isinstance(raw, str) and raw.isdigit() and len(raw) < 18:
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) < 18:
         raw = int(raw)
     if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
         raise refuse("invalid_input", "缺少直播编号 / auth.session_id is required")
@@ -66,12 +67,14 @@ class LiveNamespace(GuardedNamespace):
     client_events = frozenset({"comment", "question", "upvote", "like", "pin_product", "unpin_product"})
 
     def __init__(self, hub: Hub, database: Database, tokens: TokenService,
-                 actions: RoomActions) -> None:
+                 actions: RoomActions, limiter: RateLimiter) -> None:
         super().__init__(LIVE, hub)
         self.db = database
         self.tokens = tokens
         self.actions = actions
+        self.limiter = limiter
         self._actors: dict[str, tuple[int, Actor]] = {}
+        self._ips: dict[str, str] = {}
 
     def handlers(self) -> dict[str, Handler]:
         return {"comment": self._comment, "question": self._question, "upvote": self._upvote,
@@ -79,6 +82,12 @@ class LiveNamespace(GuardedNamespace):
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         auth = auth if isinstance(auth, dict) else {}
+        ip = self.limiter.environ_ip(environ)
+        try:
+            # Each join reads SQL and history: an address gets so many joins per minute.
+            self.limiter.hit([(self.limiter.connects_ip, ip)])
+        except DomainError as exc:
+            raise refuse(exc.code, exc.message, **exc.details) from None
         room = session_id_from(auth)
         principal = principal_from(self.tokens, auth, required=False)
         name = ""
@@ -103,6 +112,7 @@ class LiveNamespace(GuardedNamespace):
             raise refuse("gone", "连接已断开 / Connection closed")
         member = Member(sid, room, socket, principal)
         self._actors[sid] = (room, Actor(principal, name))
+        self._ips[sid] = ip
         self.hub.connected[LIVE] += 1
         self.hub.rooms.spawn(self._join(member, name, resume))
 
@@ -113,7 +123,7 @@ class LiveNamespace(GuardedNamespace):
             local = await rooms.room(member.room)
         except Exception:
             log.exception("room start failed", extra={"room": member.room})
-            await self.disconnect(member.sid)
+            await self._retry_later(member.sid)
             return
         if member.sid not in self._actors:
             return  # disconnected before the room was ready
@@ -155,13 +165,26 @@ class LiveNamespace(GuardedNamespace):
         except Exception:
             log.exception("join failed", extra={"room": member.room})
             rooms.remove(member.sid)
-            await self.disconnect(member.sid)
+            await self._retry_later(member.sid)
             return
         if member.gone:
             return
         local.release(member, backfill, int(state["v"]))
 
+    async def _retry_later(self, sid: str) -> None:
+        """A join that failed on a dependency (Redis restarting, its pool full) closes the
+        transport, not the namespace: socket.io-client takes a namespace disconnect from the
+        server as final ("io server disconnect", as for a ban) and never comes back, while after
+        a transport close it reconnects by itself and resumes from its last seq (bench/chaos.py
+        found viewers left connected to nothing after a restart)."""
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, LIVE)
+        if eio_sid is None:
+            await self.disconnect(sid)
+        else:
+            await self.server.eio.disconnect(eio_sid)
+
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._ips.pop(sid, None)
         if self._actors.pop(sid, None) is not None:
             self.hub.connected[LIVE] -= 1
         self.hub.rooms.remove(sid)
@@ -172,12 +195,20 @@ class LiveNamespace(GuardedNamespace):
             raise DomainError("未加入直播间 / Not in a room")
         return found
 
+    def _per_ip(self, sid: str) -> None:
+        """Comments and questions per address (per user they are limited in comment_gate.lua)."""
+        self.limiter.hit([(self.limiter.comments_ip, self._ips.get(sid, "unknown"))])
+
     async def _comment(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
         room, actor = self._actor(sid)
+        actor.user()
+        self._per_ip(sid)
         return await self.actions.comment(room, actor, data)
 
     async def _question(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
         room, actor = self._actor(sid)
+        actor.user()
+        self._per_ip(sid)
         return await self.actions.question(room, actor, data)
 
     async def _upvote(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,9 @@ tests/test_realtime_transport.py so an upgrade that breaks them fails loudly):
   (`put_nowait`, still no task), so a socket's frames never overtake each other.
 - Frames are sent uncompressed: our WebSocketResponse is created with `compress=False`, so the
   bytes on the wire do not depend on per-connection deflate state.
+- Slow consumers: the writer task takes every queued packet at once (`poll`), so an empty queue
+  means the socket is keeping up; frames and bytes queued since it was last empty are bounded,
+  the byte count kept as an attribute on the AsyncSocket (tests/test_abuse_limits.py).
 """
 
 from __future__ import annotations
@@ -35,6 +38,15 @@ from realtime.history import dumps
 # A client whose kernel+asyncio send buffer holds more than this is not reading: drop it rather
 # than buffer without bound (it reconnects and resumes from its last seq).
 SLOW_CLIENT_BYTES = 2 * 1024 * 1024
+# Once its transport is paused (asyncio's write buffer past its high-water mark) a socket's frames
+# wait in its Engine.IO queue; frames or bytes queued there since it last caught up beyond these
+# (settings: LINLI_SOCKET_MAX_QUEUED_*) mean it has fallen too far behind: it is dropped too.
+# ~1 MiB is half a minute of a busy room (state 10/s + comment batches 10/s).
+MAX_QUEUED_FRAMES = 1000
+MAX_QUEUED_BYTES = 1024 * 1024
+# Per Engine.IO socket, bytes queued since its queue was last seen empty (an attribute on the
+# socket, so it goes away with it).
+_BACKLOG = "_linli_backlog"
 
 
 class Frame:
@@ -82,6 +94,9 @@ class DirectSockets:
     slow: list[Any] = field(default_factory=list)
     direct_writes: int = 0
     queued_writes: int = 0
+    max_queued_frames: int = MAX_QUEUED_FRAMES
+    max_queued_bytes: int = MAX_QUEUED_BYTES
+    dropped_slow: int = 0
 
     def install(self, eio_server: Any) -> None:
         registry = self
@@ -126,10 +141,14 @@ class DirectSockets:
                 if transport.get_write_buffer_size() > SLOW_CLIENT_BYTES:
                     self.slow.append(socket)
                 return True
-        # Polling, mid-upgrade, or the writer has packets in flight: keep the socket's order.
-        socket.queue.put_nowait(frame.eio_packet)
+        # Polling, mid-upgrade, paused, or the writer has packets in flight: keep the order.
+        queue = socket.queue
+        # An empty queue means the writer took everything (it is keeping up, if slowly).
+        backlog = (0 if queue.qsize() == 0 else getattr(socket, _BACKLOG, 0)) + len(frame.ws)
+        setattr(socket, _BACKLOG, backlog)
+        queue.put_nowait(frame.eio_packet)
         self.queued_writes += 1
-        if socket.queue.qsize() > 1000:
+        if queue.qsize() > self.max_queued_frames or backlog > self.max_queued_bytes:
             self.slow.append(socket)
         return True
 
@@ -137,6 +156,7 @@ class DirectSockets:
         """Close sockets that stopped reading (they resume from their last seq on reconnect)."""
         victims, self.slow = self.slow, []
         unique = {id(s): s for s in victims}.values()
+        self.dropped_slow += len(unique)
         for socket in unique:
             direct = self.by_eio_sid.get(socket.sid)
             if not socket.closed:

@@ -7,6 +7,8 @@ demo         seed the demo data and print the logins
 migrate      apply database migrations
 reconcile    check every sale: initial = remaining + held + sold, sold = paid orders in SQL
 verify-trace re-check a batch's trace hash chain
+backup       copy SQL, then Redis, of a running service into a folder (docs/BACKUP.md)
+restore      put a backup into an empty database and Redis, then reconcile --repair
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from aiohttp import web
 
@@ -125,6 +128,22 @@ def cmd_verify_trace(args: argparse.Namespace, settings: Settings) -> int:
     return _run(lambda app: verify_trace(app, args.batch_code), settings.with_(demo=False))
 
 
+def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from server.cli_commerce import backup
+
+    return asyncio.run(backup(settings, args.folder))
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from server.cli_commerce import reconcile, restore
+
+    code = asyncio.run(restore(settings, args.folder, args.force))
+    if code:
+        return code
+    # Orders paid between the SQL and the Redis copy are in the log only: write them now.
+    return _run(lambda app: reconcile(app, None, True), settings.with_(demo=False))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m server", description="Linli (邻里) server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     verify = sub.add_parser("verify-trace", help="verify a batch's trace chain")
     verify.add_argument("batch_code", nargs="?", default=None, help="all batches when omitted")
     verify.set_defaults(fn=cmd_verify_trace)
+    backup = sub.add_parser("backup", help="back up SQL and Redis (REDIS_URL, DATABASE_URL)")
+    backup.add_argument("folder", type=Path)
+    backup.set_defaults(fn=cmd_backup)
+    restore = sub.add_parser("restore", help="restore a backup, then reconcile --repair")
+    restore.add_argument("folder", type=Path)
+    restore.add_argument("--force", action="store_true", help="replace a non-empty target")
+    restore.set_defaults(fn=cmd_restore)
 
     args = parser.parse_args(argv)
     try:

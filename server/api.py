@@ -11,12 +11,13 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from commerce.accounts import Principal, Role
+from commerce.base import MAX_ID
 from commerce.errors import DomainError, Forbidden, InvalidInput, Unauthorized
 from server.auth import bearer_token
 from server.keys import principal_key, tokens_key
@@ -26,6 +27,9 @@ M = TypeVar("M", bound=BaseModel)
 
 PUBLIC = "public"  # anyone, no token
 USER = "user"  # any signed-in role
+
+# A row id in a request body: bounded so it fits the INTEGER columns it is looked up in.
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class BadJson(DomainError):
@@ -170,12 +174,22 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
     ]
 
 
-def path_int(request: web.Request, name: str) -> int:
-    """An integer path parameter; 404 when it is not one (no such resource can exist)."""
-    raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
-        raise InvalidInput(f"{name} 必须是数字 / {name} must be a number", field=name)
+def parse_id(raw: str) -> int | None:
+    """An id written in ASCII digits within the INTEGER range, else None.
+
+    `str.isdigit` alone accepts "²" (which int() refuses) and other Unicode digits.
+    """
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) > MAX_ID:
+        return None
     return int(raw)
+
+
+def path_int(request: web.Request, name: str) -> int:
+    """An integer path parameter; 400 when it is not one (no such resource can exist)."""
+    value = parse_id(request.match_info[name])
+    if value is None:
+        raise InvalidInput(f"{name} 必须是数字 / {name} must be a number", field=name)
+    return value
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -218,7 +232,11 @@ def build_openapi(operations: list[Operation], title: str, version: str) -> dict
             "200": {"description": "OK", "content": {op.response_content_type: {"schema": {}}}}
         }
         for status, desc in op.responses.items():
-            responses[str(status)] = {"description": desc, "content": {"application/json": {}}}
+            # A documented error status is still rendered by the one error middleware.
+            media: dict[str, Any] = (
+                {"schema": {"$ref": "#/components/schemas/Error"}} if status >= 400 else {}
+            )
+            responses[str(status)] = {"description": desc, "content": {"application/json": media}}
         responses["default"] = {
             "description": "Error",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -255,7 +273,9 @@ def build_openapi(operations: list[Operation], title: str, version: str) -> dict
         path = re.sub(r"{(\w+):[^}]*}", r"{\1}", op.path)
         paths.setdefault(path, {})[op.method.lower()] = entry
     return {
-        "openapi": "3.0.3",
+        # 3.1: its schemas are JSON Schema 2020-12, which is what pydantic's model_json_schema
+        # emits (numeric exclusiveMinimum, {"type": "null"} in anyOf); 3.0 rejects those.
+        "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
         "components": {

@@ -6,11 +6,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from commerce import accounts
 from commerce.accounts import Role
 from commerce.events import EventBus
+from server import rate_limits
 from server.api import Api, build_openapi
 from server.auth import TokenService
 from server.database import Database
@@ -33,6 +34,9 @@ from server.routes import sessions as sessions_routes
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Connections of the app's shared Redis client (the hub, rate limits, moderation, ...).
+REDIS_CONNECTIONS = 128
 
 # Extra components register here: each gets the app before start-up and adds routes + contexts.
 Component = Callable[[web.Application, Api], None]
@@ -62,6 +66,7 @@ def create_app(settings: Settings, *, fast_passwords: bool = False) -> web.Appli
     install_metrics(app)
 
     app.cleanup_ctx.append(redis_ctx)
+    rate_limits.install(app)
     app.cleanup_ctx.append(database_ctx)
     app[demo_seeders_key] = []
 
@@ -88,11 +93,17 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         embedded = EmbeddedRedis(settings.data_dir / "redis")
         url = await embedded.astart()
     app[redis_url_key] = url
-    app[redis_key] = client = Redis.from_url(url, decode_responses=False, health_check_interval=30)
+    # A blocking pool: a crowd of sockets (re)joining at once waits for one of a bounded set of
+    # connections. redis-py 8 caps a plain pool at 100 and fails the 101st at once
+    # (MaxConnectionsError), which bench/chaos.py saw turn viewers away after a restart.
+    pool = BlockingConnectionPool.from_url(url, max_connections=REDIS_CONNECTIONS, timeout=10,
+                                           health_check_interval=30)
+    app[redis_key] = client = Redis(connection_pool=pool)
     try:
         yield
     finally:
         await client.aclose()
+        await pool.aclose()  # a pool handed in is not closed with its client
         if embedded is not None:
             await embedded.astop()
 

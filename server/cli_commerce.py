@@ -1,11 +1,14 @@
-"""CLI commands over commerce: reconcile sales, verify batch traces."""
+"""CLI commands over commerce: reconcile sales, verify batch traces, back up and restore."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from aiohttp import web
+
+from server.settings import Settings
 
 
 async def reconcile(app: web.Application, sale_id: int | None, repair: bool) -> int:
@@ -55,3 +58,33 @@ async def verify_trace(app: web.Application, batch_code: str | None) -> int:
     ok = all(r.ok for r in results)
     print(f"verify-trace: {len(results)} batch(es), {'ok' if ok else 'FAILED'}", file=sys.stderr)
     return 0 if ok else 4
+
+
+async def backup(settings: Settings, folder: Path) -> int:
+    """Print the manifest; exit 0, or 2 when the backup could not be taken."""
+    from server.backup import BackupError
+    from server.backup import backup as take
+
+    try:
+        manifest = await take(settings, folder)
+    except BackupError as exc:
+        print(f"backup: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(manifest, ensure_ascii=False))
+    print(f"backup: {manifest['redis']['keys']} Redis keys and the {manifest['sql']['kind']} "
+          f"database in {folder}", file=sys.stderr)
+    return 0
+
+
+async def restore(settings: Settings, folder: Path, force: bool) -> int:
+    """Exit 0 when SQL and Redis are back (reconcile follows), 2 when they could not be."""
+    from server.backup import BackupError
+    from server.backup import restore as put_back
+
+    try:
+        done = await put_back(settings, folder, force)
+    except BackupError as exc:
+        print(f"restore: {exc}", file=sys.stderr)
+        return 2
+    print(f"restore: {done}", file=sys.stderr)
+    return 0

@@ -49,3 +49,7 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     for noisy in ("aioice", "aiortc", "engineio", "socketio", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # These log SQL with its parameters at DEBUG/INFO: stream keys, password hashes, personal
+    # data. Never below WARNING, whatever LINLI_LOG_LEVEL says.
+    for leaky in ("aiosqlite", "sqlalchemy", "asyncpg"):
+        logging.getLogger(leaky).setLevel(max(logging.WARNING, logging.getLevelName(level)))

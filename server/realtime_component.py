@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -23,6 +24,7 @@ from server.keys import (
     settings_key,
     tokens_key,
 )
+from server.rate_limits import rate_limiter_key
 from server.routes import realtime as realtime_routes
 from server.routes.realtime import actions_key
 
@@ -34,7 +36,11 @@ hub_key = web.AppKey("realtime_hub", Hub)
 def setup(app: web.Application, api: Api) -> None:
     """Attach Socket.IO (routes must exist before start-up) and start the hub in a cleanup_ctx."""
     settings = app[settings_key]
-    hub = Hub(list(settings.allowed_origins) or None)
+    origins = [*settings.allowed_origins]
+    if settings.public_url:
+        origins.append(_origin(settings.public_url))
+    hub = Hub(origins, max_queued_frames=settings.socket_max_queued_frames,
+              max_queued_bytes=settings.socket_max_queued_bytes)
     hub.sio.attach(app)
     app[hub_key] = hub
     register_metrics(hub, app[metrics_key])
@@ -43,6 +49,11 @@ def setup(app: web.Application, api: Api) -> None:
     # The one on_shutdown hook: aiohttp runs it before waiting for in-flight handlers, and open
     # websockets and long-polls are exactly those; cleanup contexts run only after that wait.
     app.on_shutdown.append(_release_clients)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 async def _release_clients(app: web.Application) -> None:
@@ -54,7 +65,8 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     await hub.start(app[redis_url_key], app[redis_key])
     actions = RoomActions(hub, app[database_key], app[events_key])
     app[actions_key] = actions
-    hub.sio.register_namespace(LiveNamespace(hub, app[database_key], app[tokens_key], actions))
+    hub.sio.register_namespace(LiveNamespace(hub, app[database_key], app[tokens_key], actions,
+                                             app[rate_limiter_key]))
     hub.sio.register_namespace(ModerationNamespace(hub, app[database_key], app[tokens_key], actions))
 
     async def on_event(event: DomainEvent) -> None:

@@ -18,6 +18,11 @@ from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Connections the kernel queues before we accept them (capped by net.core.somaxconn). aiohttp's
+# 128 overflows when a crowd reconnects at once (2,000 sockets after a restart, bench/chaos.py):
+# dropped SYNs are retried after 1, 2, 4, ... s, and the last viewers came back minutes later.
+LISTEN_BACKLOG = 4096
+
 
 def _use_uvloop() -> None:
     try:
@@ -35,7 +40,7 @@ def _worker(settings: Settings, index: int) -> None:
         settings = settings.with_(demo=False)
     app = create_app(settings)
     web.run_app(app, host=settings.host, port=settings.port, reuse_port=settings.workers > 1,
-                print=None, access_log=None, handle_signals=True)
+                print=None, access_log=None, handle_signals=True, backlog=LISTEN_BACKLOG)
 
 
 def serve(settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -43,6 +44,38 @@ def _list(env: Mapping[str, str], key: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+# A request rate: (requests allowed, per this many seconds); 0 requests turns the limit off.
+Rate = tuple[int, int]
+
+
+def _rate(env: Mapping[str, str], key: str, default: Rate) -> Rate:
+    """`LINLI_RATE_…=100/10s` (or `100/10`, or `0` for off)."""
+    raw = env.get(key)
+    if raw is None or raw.strip() == "":
+        return default
+    text = raw.strip().lower()
+    if text in {"0", "off"}:
+        return (0, default[1])
+    count, slash, window = text.partition("/")
+    window = window.removesuffix("s")
+    if not slash or not count.isdigit() or not window.isdigit():
+        raise SettingsError(f"{key} must look like 100/10s (requests/seconds) or 0, got {raw!r}")
+    if not 1 <= int(window) <= 24 * 3600 or int(count) > 10_000_000:
+        raise SettingsError(f"{key}: window 1..86400 s and at most 10,000,000 requests, got {raw!r}")
+    return (int(count), int(window))
+
+
+def _networks(env: Mapping[str, str], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(key)
+    values = default if raw is None else _list(env, key)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise SettingsError(f"{key}: {value!r} is not an IP address or network") from None
+    return values
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the app needs to start; build with `Settings.from_env()` or directly in tests."""
@@ -70,6 +103,29 @@ class Settings:
     public_url: str | None = None
     # RTMP ingest listener (media/rtmp_server.py): 0 picks a free port, -1 turns it off.
     rtmp_port: int = 1935
+    # --- abuse limits (SECURITY.md has the table) ---
+    # Peers whose X-Forwarded-For is believed (a reverse proxy), and addresses never limited per
+    # IP (the box itself: health checks, benchmarks, a proxy that sends no X-Forwarded-For).
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    rate_limit_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    # False turns every request rate limit below off (benchmarks); login lockout stays.
+    rate_limits: bool = True
+    # Per IP limits are generous: a whole 小区 may share one NAT address.
+    rate_login_per_ip: Rate = (300, 60)
+    rate_holds_per_user: Rate = (100, 10)
+    rate_holds_per_ip: Rate = (3000, 10)
+    rate_comments_per_ip: Rate = (300, 10)
+    rate_socket_connects_per_ip: Rate = (1200, 60)
+    # Wrong passwords allowed (per hour) before the account / the address waits 2 s, 4 s, …
+    login_free_failures: int = 5
+    login_free_failures_per_ip: int = 100
+    # A Socket.IO client this far behind (frames or bytes queued since it last caught up) is
+    # disconnected; it reconnects and resumes from its last seq.
+    socket_max_queued_frames: int = 1000
+    socket_max_queued_bytes: int = 1024 * 1024
+    # A media file (HLS segment, playlist, poster) must reach the reader within this long, or
+    # the connection is cut: a reader that stops reading holds no server resources for long.
+    media_send_timeout_s: int = 30
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -138,6 +194,20 @@ class Settings:
             publisher_grace_s=_int(env, "LINLI_PUBLISHER_GRACE_S", 20, 0, 3600),
             public_url=env.get("LINLI_PUBLIC_URL") or None,
             rtmp_port=_int(env, "LINLI_RTMP_PORT", 1935, -1, 65535),
+            trusted_proxies=_networks(env, "LINLI_TRUSTED_PROXIES", ("127.0.0.1", "::1")),
+            rate_limit_exempt=_networks(env, "LINLI_RATE_LIMIT_EXEMPT", ("127.0.0.0/8", "::1")),
+            rate_limits=_bool(env, "LINLI_RATE_LIMITS", True),
+            rate_login_per_ip=_rate(env, "LINLI_RATE_LOGIN_PER_IP", (300, 60)),
+            rate_holds_per_user=_rate(env, "LINLI_RATE_HOLDS_PER_USER", (100, 10)),
+            rate_holds_per_ip=_rate(env, "LINLI_RATE_HOLDS_PER_IP", (3000, 10)),
+            rate_comments_per_ip=_rate(env, "LINLI_RATE_COMMENTS_PER_IP", (300, 10)),
+            rate_socket_connects_per_ip=_rate(env, "LINLI_RATE_SOCKET_CONNECTS_PER_IP", (1200, 60)),
+            login_free_failures=_int(env, "LINLI_LOGIN_FREE_FAILURES", 5, 1, 1000),
+            login_free_failures_per_ip=_int(env, "LINLI_LOGIN_FREE_FAILURES_PER_IP", 100, 1, 100_000),
+            socket_max_queued_frames=_int(env, "LINLI_SOCKET_MAX_QUEUED_FRAMES", 1000, 10, 1_000_000),
+            socket_max_queued_bytes=_int(env, "LINLI_SOCKET_MAX_QUEUED_BYTES", 1024 * 1024,
+                                         16 * 1024, 1024 * 1024 * 1024),
+            media_send_timeout_s=_int(env, "LINLI_MEDIA_SEND_TIMEOUT_S", 30, 1, 3600),
         )
 
 

@@ -9,10 +9,11 @@ from sqlalchemy import select
 from commerce import accounts
 from commerce.accounts import Role
 from commerce.errors import Unauthorized
-from server.api import PUBLIC, USER, Api, json_response, path_int, principal, read_json
-from server.keys import database_key, redis_key, tokens_key
+from server.api import PUBLIC, USER, Api, Id, json_response, path_int, principal, read_json
+from server.keys import database_key, redis_key, settings_key, tokens_key
 from server.login_guard import LoginGuard
 from server.passwords import passwords_key
+from server.rate_limits import rate_limiter_key
 
 api = Api()
 
@@ -36,7 +37,7 @@ class CommunityCreate(BaseModel):
 
 
 class MemberAdd(BaseModel):
-    user_id: int = Field(gt=0)
+    user_id: Id
 
 
 @api.route("POST", "/api/auth/token", summary="Exchange username and password for a bearer token",
@@ -44,8 +45,12 @@ class MemberAdd(BaseModel):
            responses={401: "Wrong credentials", 429: "Too many failed attempts"})
 async def issue_token(request: web.Request) -> web.Response:
     body = await read_json(request, TokenRequest)
-    guard = LoginGuard(request.app[redis_key])
-    ip = request.remote or "unknown"
+    settings, limiter = request.app[settings_key], request.app[rate_limiter_key]
+    ip = limiter.request_ip(request)
+    # Every attempt costs an argon2 verification: an address gets so many per minute.
+    limiter.hit([(limiter.login_ip, ip)])
+    guard = LoginGuard(request.app[redis_key], settings.login_free_failures,
+                       settings.login_free_failures_per_ip, limit_ip=not limiter.is_exempt(ip))
     await guard.check(body.username, ip)
     async with request.app[database_key].session() as db:
         user = await accounts.find_user(db, body.username)
@@ -77,7 +82,7 @@ async def me(request: web.Request) -> web.Response:
 
 
 @api.route("POST", "/api/users", summary="Create a user (admin)", tag="accounts",
-           auth=(Role.ADMIN,), body=UserCreate, responses={409: "Username taken"})
+           auth=(Role.ADMIN,), body=UserCreate, responses={201: "Created: {id}", 409: "Username taken"})
 async def create_user(request: web.Request) -> web.Response:
     body = await read_json(request, UserCreate)
     hashed = await request.app[passwords_key].hash_async(body.password)
@@ -87,7 +92,8 @@ async def create_user(request: web.Request) -> web.Response:
 
 
 @api.route("POST", "/api/communities", summary="Create a community (小区)", tag="accounts",
-           auth=(Role.ADMIN, Role.HOST), body=CommunityCreate)
+           auth=(Role.ADMIN, Role.HOST), body=CommunityCreate,
+           responses={201: "Created: {id}"})
 async def create_community(request: web.Request) -> web.Response:
     body = await read_json(request, CommunityCreate)
     async with request.app[database_key].session() as db:
@@ -103,13 +109,15 @@ async def list_communities(request: web.Request) -> web.Response:
 
 
 @api.route("POST", "/api/communities/{id}/members", summary="Add an approved member",
-           tag="accounts", auth=(Role.ADMIN, Role.HOST), body=MemberAdd)
+           tag="accounts", auth=(Role.ADMIN, Role.HOST), body=MemberAdd,
+           responses={201: "Added"})
 async def add_member(request: web.Request) -> web.Response:
     community_id = path_int(request, "id")
     body = await read_json(request, MemberAdd)
     async with request.app[database_key].session() as db:
         membership = await accounts.add_member(
-            db, community_id, body.user_id, approved_by=principal(request).user_id
+            db, community_id, body.user_id, approved_by=principal(request).user_id,
+            manager=principal(request),
         )
     return json_response(
         {"community_id": community_id, "user_id": body.user_id, "status": membership.status},
@@ -118,7 +126,7 @@ async def add_member(request: web.Request) -> web.Response:
 
 
 @api.route("POST", "/api/communities/{id}/join", summary="Ask to join a community (pending)",
-           tag="accounts", auth=USER)
+           tag="accounts", auth=USER, responses={202: "Asked (or already a member)"})
 async def join_community(request: web.Request) -> web.Response:
     community_id = path_int(request, "id")
     who = principal(request)

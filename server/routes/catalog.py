@@ -13,7 +13,7 @@ from commerce import catalog
 from commerce.accounts import Role
 from commerce.errors import Conflict, NotFound
 from commerce.sales import MAX_PRICE_FEN
-from server.api import PUBLIC, Api, json_response, path_int, principal, read_json
+from server.api import PUBLIC, Api, Id, json_response, parse_id, path_int, principal, read_json
 from server.keys import database_key
 
 api = Api()
@@ -26,7 +26,7 @@ class ProductCreate(BaseModel):
     unit: str = Field(default="份", min_length=1, max_length=32)
     description: str = Field(default="", max_length=4000)
     photos: list[str] = Field(default_factory=list, max_length=9)
-    batch_id: int | None = None
+    batch_id: Id | None = None
 
 
 class BatchCreate(BaseModel):
@@ -83,8 +83,8 @@ async def create_batch(request: web.Request) -> web.Response:
 async def get_batch(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     async with request.app[database_key].session() as db:
-        if raw.isdigit() and len(raw) <= 18:
-            batch = await catalog.get_batch(db, int(raw))
+        if (batch_id := parse_id(raw)) is not None:
+            batch = await catalog.get_batch(db, batch_id)
         else:
             found = await catalog.find_batch(db, raw[:40])
             if found is None:

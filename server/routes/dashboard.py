@@ -15,7 +15,7 @@ from commerce import dashboard
 from commerce.accounts import Role
 from commerce.base import utcnow
 from commerce.errors import InvalidInput, NotFound, Unauthorized
-from server.api import PUBLIC, Api, json_response, optional_principal, principal
+from server.api import PUBLIC, Api, json_response, optional_principal, parse_id, principal
 from server.dashboard_charts import TITLES, bar_chart
 from server.keys import database_key, redis_key, settings_key
 
@@ -33,7 +33,7 @@ def _params(request: web.Request) -> tuple[dashboard.Scope, datetime | None]:
     raw_days = request.query.get("days") or None
     since = None
     if raw_days is not None:
-        if not raw_days.isdigit() or not 1 <= int(raw_days) <= 3650:
+        if not (raw_days.isascii() and raw_days.isdigit()) or not 1 <= int(raw_days) <= 3650:
             raise InvalidInput("days 须为 1–3650 / days must be 1–3650", field="days")
         since = utcnow() - timedelta(days=int(raw_days))
     return by, since
@@ -133,7 +133,8 @@ def _check_signed(request: web.Request, metric: str) -> str:
     """The host scope of a valid, unexpired signed chart URL; 401 otherwise."""
     q = request.query
     exp, sig, host = q.get("exp", ""), q.get("sig", ""), q.get("h", "")
-    if not exp.isdigit() or int(exp) < utcnow().timestamp() or (host and not host.isdigit()):
+    if not (exp.isascii() and exp.isdigit()) or int(exp) < utcnow().timestamp() or (
+            host and parse_id(host) is None):
         raise Unauthorized("图表链接已过期或无效 / Chart link expired or invalid", reason="chart_link")
     expected = _chart_sig(request.app[settings_key].secret_key, metric, q.get("by", "session"),
                           q.get("days", ""), host, exp)

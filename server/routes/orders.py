@@ -13,14 +13,16 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from commerce import fulfilment, orders, pickup, reconcile
+from commerce import fulfilment, live_sessions, orders, pickup, reconcile
 from commerce.accounts import Role
+from commerce.base import MAX_ID
 from commerce.errors import InvalidInput
 from commerce.flash_sale import MAX_QTY, sale_of_hold
 from commerce.orders import OrderStatus
-from server.api import PUBLIC, USER, Api, json_response, path_int, principal, read_json
+from server.api import PUBLIC, USER, Api, json_response, parse_id, path_int, principal, read_json
 from server.commerce_keys import checkout_key
 from server.keys import database_key
+from server.rate_limits import rate_limiter_key
 
 api = Api()
 STAFF = (Role.HOST, Role.ASSISTANT, Role.ADMIN)
@@ -29,7 +31,7 @@ MAX_IDEMPOTENCY_KEY = 100
 
 class HoldCreate(BaseModel):
     qty: int = Field(ge=1, le=MAX_QTY, strict=True)
-    community_id: int | None = Field(default=None, ge=1, strict=True)
+    community_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
 
 
 class PickedUp(BaseModel):
@@ -68,9 +70,14 @@ def _iso_ms(ms: int) -> str:
 
 @api.route("POST", "/api/sales/{id}/holds", summary="Reserve units (header Idempotency-Key)",
            tag="orders", auth=USER, body=HoldCreate,
-           responses={201: "Held", 409: "sold_out | over_limit | not_open | ended | not_member"})
+           responses={201: "Held", 409: "sold_out | over_limit | not_open | ended | not_member",
+                      429: "rate_limited (per buyer or per address; Retry-After)"})
 async def create_hold(request: web.Request) -> web.Response:
     sale_id = path_int(request, "id")
+    limiter = request.app[rate_limiter_key]
+    # Local counters only (shared through Redis in the background): no extra round trip here.
+    limiter.hit([(limiter.holds_user, str(principal(request).user_id)),
+                 (limiter.holds_ip, limiter.request_ip(request))])
     body = await read_json(request, HoldCreate)
     result = await request.app[checkout_key].reserve(
         sale_id, principal(request), body.qty, body.community_id, _idempotency_key(request)
@@ -121,7 +128,8 @@ async def get_order(request: web.Request) -> web.Response:
     who = principal(request)
     async with request.app[database_key].session() as db:
         order = await orders.get_order(db, path_int(request, "id"))
-        orders.ensure_can_view(order, who)
+        session = await live_sessions.get_session(db, order.session_id)
+        orders.ensure_can_view(order, who, session.host_id)
         steps = await orders.history(db, order.id)
     data = order.public_dict(with_code=who.user_id == order.user_id)
     data["history"] = [s.public_dict() for s in steps]
@@ -190,9 +198,10 @@ def _sale_query(request: web.Request) -> int | None:
     raw = request.query.get("sale")
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    sale_id = parse_id(raw)
+    if sale_id is None:
         raise InvalidInput("sale 必须是数字 / sale must be a number", field="sale")
-    return int(raw)
+    return sale_id
 
 
 def _report(reports: list[reconcile.SaleReport]) -> dict[str, Any]:

@@ -13,7 +13,16 @@ from commerce import live_sessions
 from commerce.accounts import Role
 from realtime import questions
 from realtime.actions import RoomActions
-from server.api import PUBLIC, Api, json_response, optional_principal, path_int, principal, read_json
+from server.api import (
+    PUBLIC,
+    Api,
+    Id,
+    json_response,
+    optional_principal,
+    path_int,
+    principal,
+    read_json,
+)
 from server.keys import database_key
 
 api = Api()
@@ -29,11 +38,11 @@ def _actions(request: web.Request) -> RoomActions:
 
 
 class PinBody(BaseModel):
-    product_id: int = Field(ge=1)
+    product_id: Id
 
 
 class SanctionBody(BaseModel):
-    user_id: int = Field(ge=1)
+    user_id: Id
     duration_s: int | None = Field(default=None, ge=1, le=30 * 24 * 3600)
     reason: str = Field(default="", max_length=200)
 
@@ -84,7 +93,7 @@ async def moderation_state(request: web.Request) -> web.Response:
 
 
 @api.route("POST", "/api/sessions/{id}/mutes", summary="Mute a user (timed or permanent; staff)",
-           tag="live", auth=STAFF, body=SanctionBody)
+           tag="live", auth=STAFF, body=SanctionBody, responses={201: "Muted"})
 async def mute(request: web.Request) -> web.Response:
     body = await read_json(request, SanctionBody)
     result = await _actions(request).sanction(path_int(request, "id"), principal(request), "mute",
@@ -93,7 +102,7 @@ async def mute(request: web.Request) -> web.Response:
 
 
 @api.route("POST", "/api/sessions/{id}/bans", summary="Ban a user from the room (staff)",
-           tag="live", auth=STAFF, body=SanctionBody)
+           tag="live", auth=STAFF, body=SanctionBody, responses={201: "Banned"})
 async def ban(request: web.Request) -> web.Response:
     body = await read_json(request, SanctionBody)
     result = await _actions(request).sanction(path_int(request, "id"), principal(request), "ban",

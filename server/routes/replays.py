@@ -18,7 +18,8 @@ from commerce.errors import InvalidInput, NotFound
 from media.recordings import recordings_key
 from media.replay_keys import replays_key
 from server.api import PUBLIC, Api, json_response, path_int, principal
-from server.keys import database_key
+from server.bounded_responses import BoundedFileResponse, BoundedResponse
+from server.keys import database_key, settings_key
 
 api = Api()
 
@@ -41,13 +42,15 @@ def _media_file(folder: Path, name: str, pattern: re.Pattern[str]) -> Path:
     return path
 
 
-def _serve(path: Path, cache: str) -> web.StreamResponse:
+def _serve(request: web.Request, path: Path, cache: str) -> web.StreamResponse:
     headers = {"Cache-Control": cache, "Content-Type": _TYPES[path.suffix],
                "X-Content-Type-Options": "nosniff", "Access-Control-Allow-Origin": "*"}
+    # A reader that stops reading is cut after the deadline (server/bounded_responses.py).
+    deadline = request.app[settings_key].media_send_timeout_s
     if path.suffix == ".m3u8":
         # Playlists are tiny and replaced atomically: read whole, never a torn read.
-        return web.Response(body=path.read_bytes(), headers=headers)
-    return web.FileResponse(path, headers=headers)
+        return BoundedResponse(deadline, body=path.read_bytes(), headers=headers)
+    return BoundedFileResponse(path, deadline, headers=headers)
 
 
 @api.route("GET", "/hls/{session_id}/{name}", summary="Live HLS playlist and segments",
@@ -59,7 +62,7 @@ async def live_hls(request: web.Request) -> web.StreamResponse:
     path = _media_file(folder, name, _LIVE_FILES)
     # The live playlist changes every ~2 s; a published segment never changes.
     cache = "no-cache, max-age=1" if name.endswith(".m3u8") else "public, max-age=86400, immutable"
-    return _serve(path, cache)
+    return _serve(request, path, cache)
 
 
 @api.route("GET", "/replays/{session_id}/{name}", summary="Replay HLS VOD, clips, poster, thumbnails",
@@ -72,7 +75,8 @@ async def replay_file(request: web.Request) -> web.StreamResponse:
     # Segment names are unique per build, so they never change; playlists, poster and
     # thumbnails are replaced by a rebuild (more media after a late reconnect): cache briefly.
     immutable = name.endswith(".ts")
-    return _serve(path, "public, max-age=86400, immutable" if immutable else "public, max-age=60")
+    return _serve(request, path,
+                  "public, max-age=86400, immutable" if immutable else "public, max-age=60")
 
 
 @api.route("GET", "/api/sessions/{id}/replay", summary="Replay status, progress and chapters",
@@ -105,6 +109,6 @@ def _query_int(request: web.Request, name: str, default: int, lo: int, hi: int) 
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
         raise InvalidInput(f"{name} 必须在 {lo} 到 {hi} 之间 / {name} must be {lo}..{hi}", field=name)
     return int(raw)

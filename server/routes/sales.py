@@ -10,10 +10,11 @@ from pydantic import BaseModel, Field, model_validator
 
 from commerce import catalog, fulfilment, group_buys, sales
 from commerce.accounts import Role
+from commerce.base import MAX_ID
 from commerce.errors import InvalidInput
 from commerce.flash_sale import MAX_QTY
 from commerce.sales import MAX_COMMUNITIES, MAX_PRICE_FEN, MAX_STOCK, Sale
-from server.api import PUBLIC, Api, json_response, path_int, principal, read_json
+from server.api import PUBLIC, Api, Id, json_response, path_int, principal, read_json
 from server.commerce_keys import checkout_key
 from server.keys import database_key, settings_key
 
@@ -22,13 +23,13 @@ HOSTS = (Role.HOST, Role.ADMIN)
 
 
 class SaleCreate(BaseModel):
-    product_id: int = Field(ge=1, strict=True)
+    product_id: int = Field(ge=1, le=MAX_ID, strict=True)
     stock: int = Field(ge=1, le=MAX_STOCK, strict=True)
     price_fen: int = Field(ge=0, le=MAX_PRICE_FEN, strict=True)
     per_buyer_limit: int = Field(ge=1, le=MAX_QTY, strict=True)
     starts_at: datetime | None = None
     ends_at: datetime | None = None
-    community_ids: list[int] = Field(default_factory=list, max_length=MAX_COMMUNITIES)
+    community_ids: list[Id] = Field(default_factory=list, max_length=MAX_COMMUNITIES)
     community_price_fen: int | None = Field(default=None, ge=0, le=MAX_PRICE_FEN, strict=True)
     members_only: bool = False
     gift_first_n: int = Field(default=0, ge=0, le=MAX_STOCK, strict=True)
@@ -36,7 +37,7 @@ class SaleCreate(BaseModel):
 
 
 class GroupBuyCreate(BaseModel):
-    community_id: int = Field(ge=1, strict=True)
+    community_id: int = Field(ge=1, le=MAX_ID, strict=True)
     threshold: int = Field(ge=1, le=MAX_STOCK, strict=True)
     unit: Literal["people", "units"] = "people"
     deadline: datetime

@@ -31,7 +31,8 @@ def _with_key(session: live_sessions.LiveSession) -> dict[str, object]:
 
 
 @api.route("POST", "/api/sessions", summary="Schedule a live session (host)", tag="sessions",
-           auth=(Role.HOST, Role.ADMIN), body=SessionCreate)
+           auth=(Role.HOST, Role.ADMIN), body=SessionCreate,
+           responses={201: "Created: {id, stream_key, status}"})
 async def create_session(request: web.Request) -> web.Response:
     body = await read_json(request, SessionCreate)
     async with request.app[database_key].session() as db:

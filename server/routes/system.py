@@ -11,6 +11,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from server.api import PUBLIC, Api, json_response
 from server.keys import database_key, metrics_key, redis_key
 from server.openapi_doc import openapi_key
+from server.routes.pages import SECURITY_HEADERS
 
 api = Api()
 
@@ -61,4 +62,5 @@ _DOCS_PAGE = """<!doctype html>
 @api.route("GET", "/api/docs", summary="Human-readable API reference", tag="system",
            auth=PUBLIC, response_content_type="text/html")
 async def docs_page(request: web.Request) -> web.Response:
-    return web.Response(text=_DOCS_PAGE, content_type="text/html")
+    # The same headers as every page: its script is a file from /static, nothing inline.
+    return web.Response(text=_DOCS_PAGE, content_type="text/html", headers=SECURITY_HEADERS)

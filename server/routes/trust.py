@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import segno
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +22,8 @@ from commerce.errors import InvalidInput, RateLimited
 from commerce.trace_signing import iso
 from commerce.trace_verify import verify_batch
 from commerce.trust_orders import units_sold_by_product
-from server.api import PUBLIC, Api, json_response, optional_principal, principal, read_json
+from server.api import PUBLIC, Api, Id, json_response, optional_principal, principal, read_json
+from server.bounded_responses import BoundedResponse
 from server.keys import database_key, redis_key, settings_key
 from server.trust_keys import trace_signer_key, upload_storage_key
 
@@ -46,7 +48,7 @@ class QcReportBody(BaseModel):
     conclusion: Literal["pass", "fail"] | None = None
     summary: str = Field(default="", max_length=1000)
     measurements: list[MeasurementBody] = Field(min_length=1, max_length=qc.MAX_MEASUREMENTS)
-    attachments: list[int] = Field(default_factory=list, max_length=qc.MAX_ATTACHMENTS)
+    attachments: list[Id] = Field(default_factory=list, max_length=qc.MAX_ATTACHMENTS)
 
 
 class TraceEventBody(BaseModel):
@@ -59,7 +61,7 @@ class TraceEventBody(BaseModel):
     carrier: str = Field(default="", max_length=80)
     tracking_no: str = Field(default="", max_length=80)
     quantity: int | None = Field(default=None, ge=0, le=10_000_000)
-    photos: list[int] = Field(default_factory=list, max_length=6)
+    photos: list[Id] = Field(default_factory=list, max_length=6)
 
     def data(self) -> dict[str, Any]:
         raw: dict[str, Any] = {
@@ -102,22 +104,32 @@ async def create_upload(request: web.Request) -> web.Response:
 async def _read_upload_body(request: web.Request, limit: int) -> bytes:
     buf = bytearray()
     if request.content_type.startswith("multipart/"):
-        reader = await request.multipart()
-        while True:
-            part = await reader.next()
-            if part is None:
-                raise InvalidInput("缺少文件字段 file / Missing multipart field `file`", field="file")
-            if isinstance(part, BodyPartReader) and part.name == "file":
-                while chunk := await part.read_chunk(CHUNK):
-                    buf += chunk
-                    if len(buf) > limit:
-                        raise uploads.UploadTooLarge(max_bytes=limit)
-                return bytes(buf)
+        try:
+            return await _read_multipart_file(request, limit)
+        except (HttpProcessingError, ValueError):
+            # aiohttp's parser refuses a malformed body (part headers, boundary): the client's
+            # fault, not a server error.
+            raise InvalidInput("multipart 格式错误 / Malformed multipart body", field="file") from None
     async for chunk in request.content.iter_chunked(CHUNK):
         buf += chunk
         if len(buf) > limit:
             raise uploads.UploadTooLarge(max_bytes=limit)
     return bytes(buf)
+
+
+async def _read_multipart_file(request: web.Request, limit: int) -> bytes:
+    buf = bytearray()
+    reader = await request.multipart()
+    while True:
+        part = await reader.next()
+        if part is None:
+            raise InvalidInput("缺少文件字段 file / Missing multipart field `file`", field="file")
+        if isinstance(part, BodyPartReader) and part.name == "file":
+            while chunk := await part.read_chunk(CHUNK):
+                buf += chunk
+                if len(buf) > limit:
+                    raise uploads.UploadTooLarge(max_bytes=limit)
+            return bytes(buf)
 
 
 @api.route("GET", "/api/uploads/{name}", summary="An uploaded file (public evidence, or your own)",
@@ -128,7 +140,9 @@ async def get_upload(request: web.Request) -> web.StreamResponse:
     uploads.ensure_can_read(upload, optional_principal(request))
     body = await request.app[upload_storage_key].get(upload.name)
     disposition = "attachment" if upload.content_type == "application/pdf" else "inline"
-    return web.Response(body=body, content_type=upload.content_type, headers={
+    # Up to max_upload_bytes held per reader: a reader that stops reading is cut at the deadline.
+    deadline = request.app[settings_key].media_send_timeout_s
+    return BoundedResponse(deadline, body=body, content_type=upload.content_type, headers={
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'none'; sandbox",
         "Content-Disposition": f'{disposition}; filename="{upload.name}"',
@@ -285,7 +299,7 @@ async def _qr(request: web.Request, kind: str) -> web.Response:
 
 def _scale(request: web.Request) -> int:
     raw = request.query.get("scale", "8")
-    if not raw.isdigit() or not 1 <= int(raw) <= 40:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 40:
         raise InvalidInput("scale 须为 1–40 / scale must be 1–40", field="scale")
     return int(raw)
 

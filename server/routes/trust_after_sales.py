@@ -9,9 +9,10 @@ from commerce import claims, nps, reviews, trace
 from commerce.accounts import Role
 from commerce.catalog import get_product
 from commerce.events import DomainEvent
-from commerce.orders import get_order
+from commerce.live_sessions import get_session
+from commerce.orders import get_order, may_view
 from commerce.trust_orders import NotYourOrder, after_sales_view
-from server.api import PUBLIC, Api, json_response, path_int, principal, read_json
+from server.api import PUBLIC, Api, Id, json_response, parse_id, path_int, principal, read_json
 from server.keys import database_key, events_key
 from server.trust_keys import refunder_key
 
@@ -20,17 +21,17 @@ DECIDERS = (Role.ASSISTANT, Role.ADMIN)
 
 
 class ReviewBody(BaseModel):
-    order_id: int = Field(ge=1)
+    order_id: Id
     stars: int = Field(ge=1, le=5)
     text: str = Field(default="", max_length=reviews.MAX_TEXT)
-    photos: list[int] = Field(default_factory=list, max_length=reviews.MAX_PHOTOS)
+    photos: list[Id] = Field(default_factory=list, max_length=reviews.MAX_PHOTOS)
 
 
 class ClaimBody(BaseModel):
-    order_id: int = Field(ge=1)
+    order_id: Id
     reason: claims.ClaimReason
     description: str = Field(default="", max_length=1000)
-    photos: list[int] = Field(default_factory=list, max_length=6)
+    photos: list[Id] = Field(default_factory=list, max_length=6)
     bad_qty: int = Field(default=1, ge=1, le=100_000)
 
 
@@ -49,15 +50,16 @@ class PolicyBody(BaseModel):
 
 
 class NpsBody(BaseModel):
-    order_id: int = Field(ge=1)
+    order_id: Id
     score: int = Field(ge=0, le=10)
     comment: str = Field(default="", max_length=nps.MAX_COMMENT)
 
 
 def _page(request: web.Request) -> tuple[int, int | None]:
     raw_limit, raw_before = request.query.get("limit", "50"), request.query.get("before_id")
-    limit = int(raw_limit) if raw_limit.isdigit() and 1 <= int(raw_limit) <= 100 else 50
-    before = int(raw_before) if raw_before and raw_before.isdigit() and len(raw_before) < 18 else None
+    limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= 100 \
+        else 50
+    before = parse_id(raw_before) if raw_before else None
     return limit, before
 
 
@@ -146,8 +148,12 @@ async def claim_queue(request: web.Request) -> web.Response:
     raw = request.query.get("status", "pending")
     known = {s.value: s for s in claims.ClaimStatus}
     status = None if raw in ("all", "overdue") else known.get(raw, claims.ClaimStatus.PENDING)
+    who = principal(request)
+    # A host's queue holds the claims on their own sessions; assistants and admins see all.
+    host_id = who.user_id if who.role is Role.HOST else None
     async with request.app[database_key].session() as db:
-        rows = await claims.queue(db, status, limit=500 if raw == "overdue" else 100)
+        rows = await claims.queue(db, status, limit=500 if raw == "overdue" else 100,
+                                  host_id=host_id)
     if raw == "overdue":
         rows = [c for c in rows if c.overdue()]
     return json_response([c.public_dict() for c in rows])
@@ -165,7 +171,8 @@ async def get_claim(request: web.Request) -> web.Response:
     claim_id = path_int(request, "id")
     async with request.app[database_key].session() as db:
         claim = await claims.get_claim(db, claim_id)
-    claims.ensure_can_view(claim, principal(request))
+        session = await get_session(db, claim.session_id)
+    claims.ensure_can_view(claim, principal(request), session.host_id)
     return json_response(claim.public_dict())
 
 
@@ -210,7 +217,8 @@ async def order_after_sales(request: web.Request) -> web.Response:
     who = principal(request)
     async with request.app[database_key].session() as db:
         order = await get_order(db, order_id)
-        if order.user_id != who.user_id and not who.is_staff:
+        session = await get_session(db, order.session_id)
+        if not may_view(order, who, session.host_id):
             raise NotYourOrder(order_id=order_id)
         data = await after_sales_view(db, order)
     return json_response(data)

@@ -1,0 +1,242 @@
+"""Request rate limits per user and per client address, shared by every worker process.
+
+The flash-sale hot path must not wait for Redis twice, so decisions are local and counts are
+shared in the background: each process counts what it admits and, every `SYNC_S`, adds those
+counts to Redis in one pipeline (INCRBY), learning in the same round trip what every process
+together has admitted. A decision uses that last known total plus what this process admitted
+since, so the processes together overshoot a limit by at most what they admit in one sync
+interval; a Redis outage leaves each process limiting on its own counts (fail open, never shut).
+
+Windows slide: the estimate is `previous window × the part of it still inside the last
+`window_s` (rounded up) + current window` (two fixed Redis counters per subject), so a burst on
+a window boundary does not get twice the allowance. Refused requests are not counted: a client that
+keeps retrying gets in again at the allowed rate.
+
+Per-address limits use the client address as the app sees it (`client_ip`): the peer, or the
+X-Forwarded-For entry a trusted proxy added. Addresses in `rate_limit_exempt` (loopback by
+default: health checks, benchmarks, a local proxy that adds no X-Forwarded-For) are not
+limited per address; per-user limits still apply to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from commerce.errors import RateLimited
+from server.keys import redis_key, settings_key
+from server.settings import Rate, Settings
+
+log = logging.getLogger(__name__)
+
+SYNC_S = 0.1
+PREFIX = "rl:"
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`limit` requests per `window_s` seconds, per subject (a user id or an address)."""
+
+    name: str
+    limit: int
+    window_s: int
+    per: str  # "user" or "ip": what the subject is (shown to the client)
+
+    @classmethod
+    def of(cls, name: str, rate: Rate, per: str) -> Rule:
+        return cls(name, rate[0], rate[1], per)
+
+    @property
+    def off(self) -> bool:
+        return self.limit <= 0
+
+
+class RateLimiter:
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.rate_limits
+        self.trusted = _parse(settings.trusted_proxies)
+        self.exempt = _parse(settings.rate_limit_exempt)
+        self.login_ip = Rule.of("login", settings.rate_login_per_ip, "ip")
+        self.holds_user = Rule.of("holds", settings.rate_holds_per_user, "user")
+        self.holds_ip = Rule.of("holds", settings.rate_holds_per_ip, "ip")
+        self.comments_ip = Rule.of("comments", settings.rate_comments_per_ip, "ip")
+        self.connects_ip = Rule.of("connects", settings.rate_socket_connects_per_ip, "ip")
+        self.redis: Redis | None = None
+        self.refused = 0
+        self._known: dict[str, int] = {}  # key → total of all processes, as last learned
+        self._pending: dict[str, int] = {}  # key → admitted here, not yet added to Redis
+        self._ttl: dict[str, tuple[int, float]] = {}  # key → (Redis TTL s, forget after)
+        self._expiring: set[str] = set()  # keys this process already gave their TTL
+        self._swept = 0.0
+
+    # --- deciding ------------------------------------------------------------------------
+    def hit(self, checks: Iterable[tuple[Rule, str]], now: float | None = None) -> None:
+        """Admit one request under every (rule, subject) or raise RateLimited (429) naming the
+        first one exceeded; nothing is counted for a refused request."""
+        if not self.enabled:
+            return
+        now = time.time() if now is None else now
+        todo: list[tuple[str, Rule]] = []
+        for rule, subject in checks:
+            if rule.off or (rule.per == "ip" and self.is_exempt(subject)):
+                continue
+            index, into = divmod(now, rule.window_s)
+            base = f"{PREFIX}{rule.name}:{rule.per}:{subject}:"
+            current, previous = f"{base}{int(index)}", f"{base}{int(index) - 1}"
+            prev, cur = self._count(previous), self._count(current)
+            # A part of a request still counts as one: no extra admission just past a boundary.
+            if math.ceil(prev * (1.0 - into / rule.window_s)) + cur >= rule.limit:
+                self.refused += 1
+                raise RateLimited(
+                    "操作太频繁,请稍后再试 / Too many requests, try again shortly",
+                    reason=f"{rule.name}_per_{rule.per}", limit=rule.limit, window_s=rule.window_s,
+                    retry_after=_retry_after(rule, prev, cur, into),
+                )
+            todo.append((current, rule))
+        for key, rule in todo:
+            self._pending[key] = self._pending.get(key, 0) + 1
+            if key not in self._ttl:
+                self._ttl[key] = (2 * rule.window_s + 1, now + 2 * rule.window_s)
+
+    def _count(self, key: str) -> int:
+        return self._known.get(key, 0) + self._pending.get(key, 0)
+
+    # --- addresses -----------------------------------------------------------------------
+    def client_ip(self, peer: str | None, forwarded_for: str | None) -> str:
+        """The client's address: the peer's, or when the peer is a trusted proxy the right-most
+        X-Forwarded-For entry that is not itself a trusted proxy (left ones are client-made)."""
+        address = _address(peer)
+        if address is None:
+            return peer or "unknown"
+        if not forwarded_for or not _within(address, self.trusted):
+            return str(address)
+        for part in reversed(forwarded_for.split(",")):
+            hop = _address(part.strip())
+            if hop is None:
+                break  # garbage: keep the last address we could trust
+            address = hop
+            if not _within(hop, self.trusted):
+                break
+        return str(address)
+
+    def request_ip(self, request: web.BaseRequest) -> str:
+        return self.client_ip(request.remote, request.headers.get("X-Forwarded-For"))
+
+    def environ_ip(self, environ: Mapping[str, object]) -> str:
+        """The client address of a Socket.IO connection (its Engine.IO environ)."""
+        request = environ.get("aiohttp.request")
+        if isinstance(request, web.BaseRequest):
+            return self.request_ip(request)
+        remote = environ.get("REMOTE_ADDR")
+        return self.client_ip(remote if isinstance(remote, str) else None, None)
+
+    def is_exempt(self, ip: str) -> bool:
+        address = _address(ip)
+        return address is not None and _within(address, self.exempt)
+
+    # --- sharing -------------------------------------------------------------------------
+    async def sync(self) -> None:
+        """Add this process's new counts to Redis and learn the totals of all processes."""
+        if self.redis is None or not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, count in batch.items():
+                    pipe.incrby(key, count)
+                for key in batch.keys() - self._expiring:  # once per key: half the commands
+                    pipe.expire(key, self._ttl.get(key, (3600, 0.0))[0])
+                results = await pipe.execute()
+        except Exception:
+            # Keep limiting on local counts; the counts go to Redis with the next sync.
+            for key, count in batch.items():
+                self._pending[key] = self._pending.get(key, 0) + count
+            log.warning("rate limit sync failed", exc_info=True)
+            return
+        for key, total in zip(batch, results, strict=False):
+            self._known[key] = int(total)
+        self._expiring |= batch.keys()
+        self._sweep()
+
+    def _sweep(self) -> None:
+        now = time.time()
+        if now - self._swept < 1.0:
+            return
+        self._swept = now
+        for key, (_ttl, forget_after) in list(self._ttl.items()):
+            if forget_after < now and key not in self._pending:
+                del self._ttl[key]
+                self._known.pop(key, None)
+                self._expiring.discard(key)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(SYNC_S)
+            await self.sync()
+
+
+rate_limiter_key = web.AppKey("rate_limiter", RateLimiter)
+
+
+async def rate_limiter_ctx(app: web.Application) -> AsyncIterator[None]:
+    limiter = app[rate_limiter_key]
+    limiter.redis = app[redis_key]
+    task = asyncio.ensure_future(limiter.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        # Hand the last counts over, but never hold up shutdown for them.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(limiter.sync(), 2.0)
+
+
+def install(app: web.Application) -> None:
+    """Create the app's limiter now (components take it at set-up); it syncs once Redis is up."""
+    app[rate_limiter_key] = RateLimiter(app[settings_key])
+    app.cleanup_ctx.append(rate_limiter_ctx)
+
+
+def _retry_after(rule: Rule, prev: int, cur: int, into: float) -> int:
+    """Seconds until the sliding estimate drops below the limit, if nothing else arrives."""
+    window, room = rule.window_s, rule.limit - 1
+    if cur < rule.limit and prev > 0:
+        # Still this window: ceil(prev × (1 - t/W)) + cur < limit.
+        wait = window * (1 - (room - cur) / prev) - into
+    else:
+        # Next window: ceil(cur × (1 - t/W)) < limit.
+        wait = (window - into) + max(0.0, window * (1 - room / max(cur, 1)))
+    return max(1, math.ceil(wait))
+
+
+def _parse(values: Iterable[str]) -> tuple[IpNetwork, ...]:
+    return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+
+
+def _address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not text:
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _within(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+            networks: tuple[IpNetwork, ...]) -> bool:
+    return any(address.version == net.version and address in net for net in networks)

@@ -1,0 +1,412 @@
+"""The authorization matrix: every REST route and every Socket.IO client event × every role.
+
+The tables below ARE the access policy; the tests check the running app against them, cell by
+cell, against one seeded world (tests/authz_support.py). Completeness is enforced: a route in
+the OpenAPI document or the router, or a client event of a namespace, that is missing here
+fails `test_matrix_names_every_route` / `test_matrix_names_every_socket_event`.
+
+Reading a row: `allowed` get past authorization (a probe body may then be refused for what it
+is: 400/404/409 count as "got past auth"); an anonymous caller gets 401 on a protected route;
+everyone else 403. Policy, per group:
+- Public reading (sessions, sales, products, batches, trace, reviews, replays, pages) is open:
+  a link shared in a neighbourhood group must just work. Pages are static shells; the data
+  behind the host and moderation consoles comes from the guarded API below.
+- A host acts on what is theirs only: their sessions, sales, products, batches, QC and trace,
+  replays, pins. Admins act on anything.
+- Moderation (mutes, bans, comment deletion, Q&A review) and fulfilment (ready, picked up,
+  delivered, refund) belong to the session's staff: its host, any assistant (platform staff,
+  客服), any admin. A host of another session is a stranger there.
+- A buyer's things (holds, orders, claims, private photos) are theirs; staff of the order's
+  session may read them, other viewers and other hosts may not. Only assistants and admins
+  decide claims (the host is a party to the claim).
+- Community members are approved by the community's own host (or an admin): a membership
+  unlocks community prices and group-buys, so another host must not be able to grant it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import pkgutil
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+import realtime
+from commerce.dashboard import METRICS
+from realtime.guard import GuardedNamespace
+from server.app import create_app
+from server.realtime_component import hub_key
+from server.settings import Settings
+from tests.authz_support import (
+    ADMIN,
+    BUYER,
+    BUYER_OR_STAFF,
+    DECIDERS,
+    HOSTS,
+    NO_SUCH,
+    OWNER,
+    PLATFORM_STAFF,
+    PUBLIC,
+    ROLES,
+    SDP_OFFER,
+    STAFF_OF,
+    USERS,
+    Event,
+    Op,
+    World,
+    deny_first,
+    matches,
+    seed_world,
+    socket_class,
+    socket_connect,
+)
+from tests.conftest import ADMIN_PASSWORD, Api
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+SOON = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+NOT_MEMBER = "409:not_member"
+NON_STAFF = ("viewer", "buyer", "member", "other_member")
+NOT_A_KEY = tuple((role, "401") for role in (*NON_STAFF, "assistant", "admin"))
+
+REST: tuple[Op, ...] = (
+    # --- system, auth, accounts --------------------------------------------------------------
+    Op("GET", "/healthz", "/healthz", PUBLIC),
+    Op("GET", "/metrics", "/metrics", PUBLIC),
+    Op("GET", "/api/openapi.json", "/api/openapi.json", PUBLIC),
+    Op("GET", "/api/docs", "/api/docs", PUBLIC),
+    Op("POST", "/api/auth/token", "/api/auth/token", PUBLIC,
+       json=lambda w: {"username": w.usernames["viewer"],
+                       "password": "password-" + w.usernames["viewer"]}),
+    Op("GET", "/api/me", "/api/me", USERS),
+    Op("POST", "/api/users", "/api/users", ADMIN, json={}),
+    Op("POST", "/api/communities", "/api/communities", HOSTS, json={}),
+    Op("GET", "/api/communities", "/api/communities", PUBLIC),
+    # Approving a member of host A's community: host A and admins only.
+    Op("POST", "/api/communities/{id}/members", "/api/communities/{w.community_a}/members", OWNER,
+       json={"user_id": NO_SUCH}),
+    Op("POST", "/api/communities/{id}/join", f"/api/communities/{NO_SUCH}/join", USERS),
+    # Pickup points: communities are shared by the hosts who serve them, so any host may add one
+    # (the order's point is the community's first, which a later one cannot displace).
+    Op("POST", "/api/communities/{id}/pickup-points", "/api/communities/{w.community_a}/pickup-points",
+       HOSTS, json={}),
+    Op("GET", "/api/communities/{id}/pickup-points", "/api/communities/{w.community_a}/pickup-points",
+       PUBLIC),
+    # --- sessions ----------------------------------------------------------------------------
+    Op("POST", "/api/sessions", "/api/sessions", HOSTS, json={}),
+    Op("GET", "/api/sessions", "/api/sessions", PUBLIC),
+    Op("GET", "/api/sessions/{id}", "/api/sessions/{w.session_a}", PUBLIC),
+    Op("POST", "/api/sessions/{id}/end", "/api/sessions/{w.session_end}/end", OWNER),
+    # --- pages: static shells, public; what they show comes from the API --------------------
+    Op("GET", "/", "/", PUBLIC),
+    Op("GET", "/login", "/login", PUBLIC),
+    Op("GET", "/live/{id}", "/live/{w.session_a}", PUBLIC),
+    Op("GET", "/host/{id}", "/host/{w.session_a}", PUBLIC),
+    Op("GET", "/moderate/{id}", "/moderate/{w.session_a}", PUBLIC),
+    Op("GET", "/replays", "/replays", PUBLIC),
+    Op("GET", "/replays/{id}", "/replays/{w.session_a}", PUBLIC),
+    Op("GET", "/orders", "/orders", PUBLIC),
+    Op("GET", "/trace/{batch_code}", "/trace/{w.batch_code_a}", PUBLIC),
+    Op("GET", "/dashboard", "/dashboard", PUBLIC),
+    # --- catalog: hosts list, anyone reads ---------------------------------------------------
+    Op("POST", "/api/products", "/api/products", HOSTS, json={}),
+    Op("GET", "/api/products", "/api/products", HOSTS),
+    Op("GET", "/api/products/{id}", "/api/products/{w.product_a}", PUBLIC),
+    Op("POST", "/api/batches", "/api/batches", HOSTS, json={}),
+    Op("GET", "/api/batches", "/api/batches", HOSTS),
+    Op("GET", "/api/batches/{id}", "/api/batches/{w.batch_a}", PUBLIC),
+    # --- sales and group-buys: the session's own host ----------------------------------------
+    Op("POST", "/api/sessions/{id}/sales", "/api/sessions/{w.session_a}/sales", OWNER,
+       json={"product_id": NO_SUCH, "stock": 1, "price_fen": 1, "per_buyer_limit": 1}),
+    Op("POST", "/api/sessions/{id}/sales", "/api/sessions/{w.session_a}/sales", ADMIN,
+       variant="another host's product", special=(("host", "403"),),
+       json=lambda w: {"product_id": w.product_b, "stock": 1, "price_fen": 1, "per_buyer_limit": 1,
+                       "starts_at": SOON}),
+    Op("GET", "/api/sessions/{id}/sales", "/api/sessions/{w.session_a}/sales", PUBLIC),
+    Op("GET", "/api/sales/{id}", "/api/sales/{w.sale_a}", PUBLIC),
+    Op("POST", "/api/sales/{id}/close", "/api/sales/{w.sale_close}/close", OWNER),
+    Op("POST", "/api/sales/{id}/group-buys", "/api/sales/{w.sale_a}/group-buys", OWNER,
+       json={"community_id": NO_SUCH, "threshold": 2, "deadline": SOON, "group_price_fen": 1}),
+    Op("GET", "/api/sales/{id}/group-buys", "/api/sales/{w.sale_a}/group-buys", PUBLIC),
+    Op("GET", "/api/group-buys/{id}", "/api/group-buys/{w.group_buy}", PUBLIC),
+    # --- holds and orders: any signed-in account may buy; a hold or order is its buyer's -----
+    Op("POST", "/api/sales/{id}/holds", "/api/sales/{w.sale_a}/holds", USERS, json={"qty": 1},
+       idempotency=True, variant="open sale"),
+    Op("POST", "/api/sales/{id}/holds", "/api/sales/{w.sale_members}/holds", frozenset({"member"}),
+       json={"qty": 1}, idempotency=True, variant="members-only sale",
+       special=tuple((role, NOT_MEMBER) for role in USERS - {"member"})),
+    Op("POST", "/api/holds/{id}/pay", "/api/holds/{w.hold_pay}/pay", BUYER),
+    Op("DELETE", "/api/holds/{id}", "/api/holds/{w.hold_release}", BUYER | ADMIN),
+    Op("POST", "/api/payments/callback", "/api/payments/callback", PUBLIC, json={}),
+    Op("GET", "/api/orders", "/api/orders", USERS),
+    Op("GET", "/api/orders/{id}", "/api/orders/{w.order_paid}", BUYER_OR_STAFF),
+    # Fulfilment probes use a refunded order: the allowed get 409 (no such transition).
+    Op("POST", "/api/orders/{id}/ready", "/api/orders/{w.order_refunded}/ready", STAFF_OF),
+    Op("POST", "/api/orders/{id}/picked-up", "/api/orders/{w.order_refunded}/picked-up", STAFF_OF,
+       json={"pickup_code": "000000"}),
+    Op("POST", "/api/orders/{id}/delivered", "/api/orders/{w.order_refunded}/delivered", STAFF_OF),
+    Op("POST", "/api/orders/{id}/complete", "/api/orders/{w.order_refunded}/complete",
+       BUYER_OR_STAFF),
+    Op("POST", "/api/orders/{id}/refund", "/api/orders/{w.order_refunded}/refund", STAFF_OF,
+       json={}),
+    Op("GET", "/api/reconcile", "/api/reconcile", ADMIN),
+    Op("POST", "/api/reconcile", "/api/reconcile", ADMIN),
+    # --- trust evidence: the batch's host files it, anyone reads it --------------------------
+    Op("POST", "/api/uploads", "/api/uploads", USERS, data=b"not a photo"),
+    # A private claim photo: its owner and staff. The name is a 256-bit secret handed out
+    # only with the claim, which other hosts cannot see.
+    Op("GET", "/api/uploads/{name}", "{w.upload_url}", PLATFORM_STAFF | BUYER, anon="403"),
+    Op("POST", "/api/batches/{code}/qc-reports", "/api/batches/{w.batch_code_a}/qc-reports", OWNER,
+       json={"tester": "小美", "tested_at": "2026-05-01T06:00:00+00:00",
+             "measurements": [{"kind": "brix"}]}),
+    Op("GET", "/api/batches/{code}/qc-reports", "/api/batches/{w.batch_code_a}/qc-reports", PUBLIC),
+    Op("POST", "/api/batches/{code}/trace-events", "/api/batches/{w.batch_code_a}/trace-events",
+       OWNER, json={"kind": "cold_chain"}),
+    Op("GET", "/api/batches/{code}/summary", "/api/batches/{w.batch_code_a}/summary", PUBLIC),
+    Op("GET", "/api/trace/{batch_code}", "/api/trace/{w.batch_code_a}", PUBLIC),
+    Op("GET", "/api/trace/{batch_code}/verify", "/api/trace/{w.batch_code_a}/verify", PUBLIC),
+    Op("GET", "/api/trace-signing-key", "/api/trace-signing-key", PUBLIC),
+    Op("GET", "/api/batches/{code}/qr.svg", "/api/batches/{w.batch_code_a}/qr.svg", PUBLIC),
+    Op("GET", "/api/batches/{code}/qr.png", "/api/batches/{w.batch_code_a}/qr.png", PUBLIC),
+    # --- reviews, claims, NPS: the buyer of the order; the paid order is not picked up (409) -
+    Op("POST", "/api/reviews", "/api/reviews", BUYER,
+       json=lambda w: {"order_id": w.order_paid, "stars": 5}),
+    Op("GET", "/api/batches/{code}/reviews", "/api/batches/{w.batch_code_a}/reviews", PUBLIC),
+    Op("GET", "/api/products/{id}/reviews", "/api/products/{w.product_a}/reviews", PUBLIC),
+    Op("PUT", "/api/products/{id}/claim-policy", "/api/products/{w.product_a}/claim-policy", OWNER,
+       json={}),
+    Op("GET", "/api/products/{id}/claim-policy", "/api/products/{w.product_a}/claim-policy", PUBLIC),
+    Op("POST", "/api/claims", "/api/claims", BUYER,
+       json=lambda w: {"order_id": w.order_paid, "reason": "spoiled"}),
+    # The queue: platform staff; a host's queue holds the claims of their own sessions only.
+    Op("GET", "/api/claims", "/api/claims?status=all", PLATFORM_STAFF),
+    Op("GET", "/api/claims/mine", "/api/claims/mine", USERS),
+    Op("GET", "/api/claims/{id}", "/api/claims/{w.claim}", BUYER_OR_STAFF),
+    Op("POST", "/api/claims/{id}/approve", "/api/claims/{w.claim}/approve", DECIDERS, json={}),
+    Op("POST", "/api/claims/{id}/reject", "/api/claims/{w.claim}/reject", DECIDERS, json={}),
+    Op("GET", "/api/sessions/{id}/claim-flags", "/api/sessions/{w.session_a}/claim-flags", PUBLIC),
+    Op("GET", "/api/orders/{id}/after-sales", "/api/orders/{w.order_paid}/after-sales",
+       BUYER_OR_STAFF),
+    Op("POST", "/api/nps", "/api/nps", BUYER, json=lambda w: {"order_id": w.order_paid, "score": 9}),
+    Op("GET", "/api/nps/pending", "/api/nps/pending", USERS),
+    # --- dashboard: platform staff (a host's figures are their own sessions') ----------------
+    Op("GET", "/api/dashboard", "/api/dashboard", PLATFORM_STAFF),
+    Op("GET", "/api/dashboard.csv", "/api/dashboard.csv", PLATFORM_STAFF),
+    # A chart needs a staff token or a signed link; without either it is 401 for anyone.
+    Op("GET", "/api/dashboard/charts/{metric}.svg", f"/api/dashboard/charts/{METRICS[0]}.svg",
+       PLATFORM_STAFF, special=tuple((role, "401") for role in NON_STAFF)),
+    Op("GET", "/api/dashboard/charts/{metric}.svg", "{w.chart_url}", PUBLIC, variant="signed link"),
+    # --- live room over REST: pins are the host's, moderation the session's staff's ----------
+    Op("POST", "/api/sessions/{id}/pin", "/api/sessions/{w.session_a}/pin", OWNER,
+       json={"product_id": NO_SUCH}),
+    Op("POST", "/api/sessions/{id}/pin", "/api/sessions/{w.session_a}/pin", ADMIN,
+       variant="another host's product", json=lambda w: {"product_id": w.product_b}),
+    Op("DELETE", "/api/sessions/{id}/pin", "/api/sessions/{w.session_a}/pin", OWNER),
+    Op("GET", "/api/sessions/{id}/questions", "/api/sessions/{w.session_a}/questions", PUBLIC),
+    Op("GET", "/api/sessions/{id}/moderation", "/api/sessions/{w.session_a}/moderation", STAFF_OF),
+    Op("POST", "/api/sessions/{id}/mutes", "/api/sessions/{w.session_a}/mutes", STAFF_OF,
+       json=lambda w: {"user_id": w.troll, "duration_s": 60}),
+    Op("POST", "/api/sessions/{id}/bans", "/api/sessions/{w.session_a}/bans", STAFF_OF,
+       json=lambda w: {"user_id": w.troll, "duration_s": 60}),
+    Op("DELETE", "/api/sessions/{id}/mutes/{user_id}",
+       "/api/sessions/{w.session_a}/mutes/{w.troll}", STAFF_OF),
+    Op("DELETE", "/api/sessions/{id}/bans/{user_id}", "/api/sessions/{w.session_a}/bans/{w.troll}",
+       STAFF_OF),
+    Op("DELETE", "/api/sessions/{id}/comments/{seq}",
+       f"/api/sessions/{{w.session_a}}/comments/{NO_SUCH}", STAFF_OF),
+    # --- media: WHIP takes the stream key, not a login. The own host sends the session's key,
+    # the other host the key of their own session (403); a login token is no key (401). The
+    # probe session has ended, so the right key gets 409.
+    Op("POST", "/whip/{id}", "/whip/{w.session_ended}", frozenset({"host"}), data=SDP_OFFER,
+       content_type="application/sdp", stream_key=True, special=NOT_A_KEY),
+    Op("DELETE", "/whip/{id}/{resource}", "/whip/{w.session_ended}/nope", frozenset({"host"}),
+       stream_key=True, special=NOT_A_KEY),
+    Op("POST", "/whep/{id}", "/whep/{w.session_a}", PUBLIC, data=SDP_OFFER,
+       content_type="application/sdp"),
+    Op("DELETE", "/whep/{id}/{resource}", "/whep/{w.session_a}/nope", PUBLIC),
+    Op("GET", "/hls/{session_id}/{name}", "/hls/{w.session_a}/index.m3u8", PUBLIC),
+    Op("GET", "/replays/{session_id}/{name}", "/replays/{w.session_a}/index.m3u8", PUBLIC),
+    Op("GET", "/api/sessions/{id}/replay", "/api/sessions/{w.session_a}/replay", PUBLIC),
+    Op("POST", "/api/sessions/{id}/replay", "/api/sessions/{w.session_ended}/replay", OWNER),
+    Op("GET", "/api/replays", "/api/replays", PUBLIC),
+)
+
+# Router prefixes that are not API operations: files from web/ and the Socket.IO endpoint
+# (whose events are the SOCKET table below).
+NOT_OPERATIONS = ("/static", "/vendor/", "/socket.io/")
+
+QUESTION = {"question_id": NO_SUCH}
+SOCKET: tuple[Event, ...] = (
+    # /live: anyone watches; signed-in people take part; pins are the host's.
+    Event("/live", "connect", PUBLIC),
+    Event("/live", "comment", USERS, {"text": "矩阵测试 / matrix check"}),
+    Event("/live", "question", USERS, {"text": "能送到小区门口吗?"}),
+    Event("/live", "upvote", USERS, QUESTION),
+    Event("/live", "like", USERS, {}),
+    Event("/live", "pin_product", OWNER, {"product_id": NO_SUCH}),
+    Event("/live", "unpin_product", OWNER, {}),
+    # /moderation: the session's staff connect; only its host (or an admin) pins products.
+    Event("/moderation", "connect", STAFF_OF),
+    Event("/moderation", "delete_comment", STAFF_OF, {"seq": NO_SUCH}),
+    Event("/moderation", "mute", STAFF_OF, lambda w: {"user_id": w.troll, "duration_s": 60}),
+    Event("/moderation", "unmute", STAFF_OF, lambda w: {"user_id": w.troll}),
+    Event("/moderation", "ban", STAFF_OF, lambda w: {"user_id": w.troll, "duration_s": 60}),
+    Event("/moderation", "unban", STAFF_OF, lambda w: {"user_id": w.troll}),
+    Event("/moderation", "slow_mode", STAFF_OF, {"seconds": 0}),
+    Event("/moderation", "banned_words", STAFF_OF, {"words": []}),
+    Event("/moderation", "approve", STAFF_OF, QUESTION),
+    Event("/moderation", "reject", STAFF_OF, QUESTION),
+    Event("/moderation", "merge", STAFF_OF, {"question_id": NO_SUCH, "into_id": NO_SUCH - 1}),
+    Event("/moderation", "answer", STAFF_OF, {"question_id": NO_SUCH, "text": "可以"}),
+    Event("/moderation", "pin_question", STAFF_OF, QUESTION),
+    Event("/moderation", "unpin_question", STAFF_OF, {}),
+    Event("/moderation", "pin_product", OWNER, {"product_id": NO_SUCH}),
+    Event("/moderation", "unpin_product", OWNER, {}),
+)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    redis = Redis.from_url(redis_url)
+    await redis.flushall()  # sale ids restart with the fresh SQLite file: no stale sale keys
+    await redis.aclose()
+    settings = Settings(
+        data_dir=Path(tmp_path_factory.mktemp("authz")) / "var", redis_url=redis_url,
+        database_url=None, secret_key=secrets.token_urlsafe(32), admin_password=ADMIN_PASSWORD,
+        demo=False, hold_ttl_s=3600, rtmp_port=-1,
+    )
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings, fast_passwords=True)))
+    await client.start_server()
+    try:
+        resp = await client.post("/api/auth/token",
+                                 json={"username": "admin", "password": ADMIN_PASSWORD})
+        assert resp.status == 200, await resp.text()
+        yield await seed_world(Api(client, (await resp.json())["token"]))
+    finally:
+        await client.close()
+
+
+async def test_matrix_names_every_route(world: World) -> None:
+    doc = await (await world.client.get("/api/openapi.json")).json()
+    in_app = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
+    for route in world.api.app.router.routes():
+        path = route.resource.canonical if route.resource else ""
+        if route.method != "HEAD" and not path.startswith(NOT_OPERATIONS):
+            in_app.add((route.method, path))
+    in_table = {(op.method, op.route) for op in REST}
+    assert sorted(in_app - in_table) == [], "routes missing from the authorization matrix"
+    assert sorted(in_table - in_app) == [], "matrix rows for routes the app no longer has"
+
+
+def _namespace_classes() -> set[type[GuardedNamespace]]:
+    for info in pkgutil.walk_packages(realtime.__path__, "realtime."):
+        importlib.import_module(info.name)
+    found: set[type[GuardedNamespace]] = set()
+    todo = [GuardedNamespace]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            found.add(sub)
+            todo.append(sub)
+    return {cls for cls in found if not inspect.isabstract(cls)}
+
+
+async def test_matrix_names_every_socket_event(world: World) -> None:
+    registered = world.api.app[hub_key].sio.namespace_handlers
+    unguarded = [ns for ns, handler in registered.items() if not isinstance(handler, GuardedNamespace)]
+    assert unguarded == [], "namespaces that bypass realtime.guard (no event allow-list)"
+    assert {type(h) for h in registered.values()} == _namespace_classes(), \
+        "a GuardedNamespace in realtime/ is not registered (or vice versa)"
+    in_app = {(ns, "connect") for ns in registered}
+    for ns, handler in registered.items():
+        assert set(handler.handlers()) == set(handler.client_events), ns
+        in_app |= {(ns, name) for name in handler.client_events}
+    in_table = {(event.namespace, event.name) for event in SOCKET}
+    assert sorted(in_app - in_table) == [], "socket events missing from the authorization matrix"
+    assert sorted(in_table - in_app) == [], "matrix rows for socket events that no longer exist"
+
+
+@pytest.mark.parametrize("op", REST, ids=[op.id for op in REST])
+async def test_rest_cell(world: World, op: Op) -> None:
+    wrong = []
+    for role in deny_first(ROLES, op.expect):
+        status, code = await op.call(world, role)
+        if not matches(op.expect(role), status, code):
+            wrong.append(f"{role}: expected {op.expect(role)}, got {status} {code}")
+    assert wrong == [], f"{op.id}: " + "; ".join(wrong)
+
+
+async def _socket_row(w: World, role: str, namespace: str) -> dict[str, tuple[str, str]]:
+    """What `role` gets for connecting to room A's `namespace` and for each of its events."""
+    auth: dict[str, object] = {"session_id": w.session_a}
+    if w.tokens[role]:
+        auth["token"] = w.tokens[role]
+    client, connected = await socket_connect(w.url, namespace, auth)
+    row = {"connect": (connected, "")}
+    events = [e for e in SOCKET if e.namespace == namespace and e.name != "connect"]
+    if client is None:
+        return row | {e.name: (connected, "refused at connect") for e in events}
+    try:
+        for event in events:
+            ack = await client.call(event.name, event.body(w), namespace=namespace, timeout=10)
+            row[event.name] = socket_class(ack)
+    finally:
+        await client.disconnect()
+    return row
+
+
+async def test_socket_cells(world: World) -> None:
+    namespaces = sorted({e.namespace for e in SOCKET})
+    rows = await asyncio.gather(*(_socket_row(world, role, ns)
+                                  for role in ROLES for ns in namespaces))
+    got = {(role, ns): row for (role, ns), row in
+           zip([(r, n) for r in ROLES for n in namespaces], rows, strict=True)}
+    wrong = []
+    for event in SOCKET:
+        for role in ROLES:
+            outcome, detail = got[(role, event.namespace)][event.name]
+            if outcome != event.expect(role):
+                wrong.append(f"{event.id} {role}: expected {event.expect(role)}, "
+                             f"got {outcome} {detail}")
+    assert wrong == []
+
+
+async def test_what_each_role_sees(world: World) -> None:
+    """Reads that are open to several roles but show each only what is theirs to see."""
+    w = world
+
+    async def get(path: str, role: str) -> object:
+        resp = await w.client.get(path, headers=w.headers(role))
+        assert resp.status == 200, f"{path} as {role}: {await resp.text()}"
+        return await resp.json()
+
+    for role in ROLES:
+        session = await get(f"/api/sessions/{w.session_a}", role)
+        assert isinstance(session, dict)
+        assert ("stream_key" in session) == (role in OWNER), role
+        listed = await get(f"/api/sessions/{w.session_a}/questions", role)
+        assert isinstance(listed, list)
+        assert (w.question in {q["id"] for q in listed}) == (role in STAFF_OF), role
+    for role in BUYER_OR_STAFF:
+        order = await get(f"/api/orders/{w.order_paid}", role)
+        assert isinstance(order, dict)
+        assert bool(order.get("pickup_code")) == (role == "buyer"), role
+    for role in PLATFORM_STAFF:
+        queue = await get("/api/claims?status=all", role)
+        assert isinstance(queue, list)
+        assert (w.claim in {c["id"] for c in queue}) == (role != "other_host"), role
+        board = await get("/api/dashboard?by=session", role)
+        assert isinstance(board, dict)
+        labels = {str(row.get("key")) for row in board["rows"]}
+        assert (str(w.session_a) in labels) == (role != "other_host"), (role, labels)
+    for role in USERS - BUYER:
+        mine = await get("/api/orders", role)
+        assert isinstance(mine, list) and mine == [], role
