@@ -196,8 +196,7 @@ async def rate_limiter_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait({task}, timeout=2.0)
         # Hand the last counts over, but never hold up shutdown for them.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(limiter.sync(), 2.0)
