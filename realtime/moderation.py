@@ -61,6 +61,18 @@ class EmptyText(DomainError):
     default_message = "内容不能为空 / Text is empty"
 
 
+class BadText(DomainError):
+    code = "bad_text"
+    status = 400
+    default_message = "内容含有无效字符 / Text contains invalid characters"
+
+
+# Control characters other than newline and tab: invisible on screen, and NUL cannot be stored
+# in PostgreSQL text. Lone surrogates cannot be encoded as UTF-8 at all.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 _REFUSALS: dict[str, type[DomainError]] = {
     "banned": Banned, "muted": Muted, "slow_mode": SlowMode, "rate_limited": RateLimited,
 }
@@ -70,7 +82,9 @@ def clean_text(raw: Any, limit: int) -> str:
     """Strip, refuse empty or over-long text (length in characters, as people count them)."""
     if not isinstance(raw, str):
         raise EmptyText()
-    text = raw.strip()
+    if _SURROGATE.search(raw):
+        raise BadText()
+    text = _CONTROL.sub("", raw).strip()
     if not text:
         raise EmptyText()
     if len(text) > limit:

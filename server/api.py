@@ -158,12 +158,45 @@ async def read_json(request: web.Request, model: type[M]) -> M:
     raw = await request.read()
     try:
         data = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a body of thousands of nested brackets.
         raise BadJson() from None
+    if has_unstorable_text(data):
+        raise ValidationFailed(fields=[{
+            "field": "body", "type": "string_unstorable",
+            "message": "text may not contain NUL (\\u0000) or unpaired surrogates"}])
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed(fields=field_errors(exc)) from None
+
+
+def has_unstorable_text(data: Any) -> bool:
+    """Whether any string (key or value) holds a NUL or a lone surrogate.
+
+    JSON may escape both (`\\u0000`, `\\ud800`); PostgreSQL stores neither and UTF-8 cannot
+    encode a lone surrogate, so such text would fail in the database, not here.
+    """
+    stack = [data]  # iterative: the parser allows deeper nesting than a recursive walk would
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item or (not item.isascii() and not _utf8_encodable(item)):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:

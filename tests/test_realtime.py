@@ -129,6 +129,10 @@ async def test_bad_input_gets_clear_errors_and_others_carry_on(api: Api) -> None
         assert too_long["error"]["code"] == "too_long" and too_long["error"]["limit"] == 200
         empty = await flooder.call("comment", {"text": "   "})
         assert empty["error"]["code"] == "empty"
+        invisible = await flooder.call("comment", {"text": "\x00\x07 "})
+        assert invisible["error"]["code"] == "empty"
+        surrogate = await flooder.call("question", {"text": "能吃吗\ud800"})
+        assert surrogate["error"]["code"] == "bad_text"
         # per-user comment rate limit (5 per 10 s)
         codes = [(await flooder.call("comment", {"text": f"m{i}"}))
                  .get("error", {}).get("code") for i in range(7)]

@@ -13,7 +13,7 @@ checks:
 - hold ranks and paid ranks are unique and dense; exactly the first N payments get the gift;
 - a paid hold can't be released, an expired hold can't be paid, a refund applies once.
 
-Bounded for CI (seeded, derandomized); `LINLI_PROPERTY_EXAMPLES=500` goes bigger by hand.
+Bounded for CI (seeded, derandomized); `LINLI_PROPERTY_EXAMPLES=2000` goes bigger by hand.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ from commerce.flash_sale import (
     text,
 )
 
-EXAMPLES = int(os.environ.get("LINLI_PROPERTY_EXAMPLES", "60"))
-STEPS = int(os.environ.get("LINLI_PROPERTY_STEPS", "40"))
+EXAMPLES = int(os.environ.get("LINLI_PROPERTY_EXAMPLES", "200"))
+STEPS = int(os.environ.get("LINLI_PROPERTY_STEPS", "50"))
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: the machine's clock starts here
 TTL_S = 60
 COMMUNITY = 7

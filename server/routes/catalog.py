@@ -9,9 +9,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from commerce import catalog
+from commerce import catalog, trace
 from commerce.accounts import Role
-from commerce.errors import Conflict, NotFound
+from commerce.errors import Conflict
 from commerce.sales import MAX_PRICE_FEN
 from server.api import PUBLIC, Api, Id, json_response, parse_id, path_int, principal, read_json
 from server.keys import database_key
@@ -30,7 +30,8 @@ class ProductCreate(BaseModel):
 
 
 class BatchCreate(BaseModel):
-    code: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_\-]+$")
+    # What trace.batch_by_code accepts: a code it could not look up again would be useless.
+    code: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
     farm: str = Field(default="", max_length=120)
     plot: str = Field(default="", max_length=120)
     harvested_at: datetime | None = None
@@ -86,10 +87,8 @@ async def get_batch(request: web.Request) -> web.Response:
         if (batch_id := parse_id(raw)) is not None:
             batch = await catalog.get_batch(db, batch_id)
         else:
-            found = await catalog.find_batch(db, raw[:40])
-            if found is None:
-                raise NotFound("批次不存在 / No such batch")
-            batch = found
+            # A malformed code (e.g. with a NUL, which PostgreSQL refuses) is simply not found.
+            batch = await trace.batch_by_code(db, raw)
     return json_response(batch.public_dict())
 
 

@@ -108,7 +108,7 @@ async def release_hold(request: web.Request) -> web.Response:
 async def payment_callback(request: web.Request) -> web.Response:
     try:
         data = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested brackets
         raise InvalidInput("回调不是 JSON / Callback is not JSON") from None
     if not isinstance(data, dict):
         raise InvalidInput("回调不是对象 / Callback must be an object")
