@@ -245,12 +245,14 @@ class Shop:
         self._turn = 0
 
     async def call(self, method: str, path: str, token: str, body: Any = None,
-                   tries: int = 120) -> tuple[int, Any]:
+                   tries: int = 120, key: str | None = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"}
+        if key is not None:  # retries of one intent carry one key
+            headers["Idempotency-Key"] = key
         for attempt in range(tries):
             url = self.stack.urls[(self._turn + attempt) % len(self.stack.urls)] + path
             try:
-                async with self.http.request(method, url, json=body,
-                                             headers={"Authorization": f"Bearer {token}"}) as resp:
+                async with self.http.request(method, url, json=body, headers=headers) as resp:
                     data = await resp.json(content_type=None)
                     if resp.status < 500:
                         return resp.status, data
@@ -282,12 +284,18 @@ class Shop:
         if self.sales:
             status, body = await self.call("POST", f"/api/sales/{self.sales[-1]}/close",
                                            self.host_token)
-            assert status == 200, body
-        status, sale = await self.call("POST", f"/api/sessions/{self.session_id}/sales",
-                                       self.host_token, {
-                                           "product_id": self.products[len(self.sales) % 2],
-                                           "stock": stock, "price_fen": 6800,
-                                           "per_buyer_limit": limit, "gift_first_n": 30})
+            assert status == 200, body  # closing is idempotent: a retry answers the same
+        key = uuid.uuid4().hex
+        while True:  # 409 in_progress: the first try with this key is still being handled
+            status, sale = await self.call("POST", f"/api/sessions/{self.session_id}/sales",
+                                           self.host_token, {
+                                               "product_id": self.products[len(self.sales) % 2],
+                                               "stock": stock, "price_fen": 6800,
+                                               "per_buyer_limit": limit, "gift_first_n": 30},
+                                           key=key)
+            if status != 409:
+                break
+            await asyncio.sleep(1.0)
         assert status == 201, sale
         self.sales.append(int(sale["id"]))
         return int(sale["id"])
@@ -326,6 +334,11 @@ async def insert_buyers(database_url: str, count: int) -> list[int]:
     return ids
 
 
+def _load_json(path: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(Path(path).read_text())
+    return result
+
+
 class Children:
     """Load processes speaking JSON lines: buyers report progress, watchers answer commands."""
 
@@ -356,7 +369,7 @@ class Children:
             if kind == "P":
                 self.progress[index] = int(data)
             elif kind == "R":
-                self.results[index] = json.loads(data)
+                self.results[index] = _load_json(json.loads(data))
                 self.progress[index] = self.results[index]["attempts"]
         await proc.wait()
 
@@ -443,7 +456,8 @@ async def _drive(cfg: ChaosConfig, stack: Stack, shop: Shop, children: Children,
              "buyers": buyer_ids[i::procs], "attempts": cfg.attempts // procs
              + (1 if i < cfg.attempts % procs else 0),
              "concurrency": max(1, cfg.concurrency // procs), "pay_p": cfg.pay_p,
-             "release_p": cfg.release_p, "seed": cfg.seed * 1000 + i} for i in range(procs)]
+             "release_p": cfg.release_p, "seed": cfg.seed * 1000 + i,
+             "result_path": str(stack.tmp / f"buyers{i}.json")} for i in range(procs)]
     # Faults spread over 10%..85% of the attempts, each kind once per cycle; waves evenly.
     chosen = [name for name in cfg.faults.split(",") if name]
     unknown = set(chosen) - set(FAULTS)
@@ -526,7 +540,8 @@ async def _fault(name: str, n: int, stack: Stack, shop: Shop, children: Children
             "clients": cfg.sockets, "ready": sum(a["ready"] for a in answers),
             "missed_at_least": after - before,
             "all_recovered_s": round(max(a["seconds"] for a in answers), 2),
-            "p50_s": max((a["p50"] or 0) for a in answers)}
+            "p50_s": round(max((a["p50"] or 0) for a in answers), 2),
+            "slowest": [x for a in answers for x in a.get("slowest", [])][:3]}
         figures.sockets["mass_reconnect"] = detail
     else:
         detail = await getattr(stack, name)(n)
@@ -545,8 +560,13 @@ async def _redis_int(stack: Stack, key: str) -> int:
     raise RuntimeError("redis did not answer")
 
 
+QUIET_S = 5.0
+
+
 def _fault_recovery(figures: Figures, results: list[dict[str, Any]]) -> None:
-    """Per fault: failed request tries buyers saw, and when the last one was (from fault start)."""
+    """Per fault: failed request tries buyers saw until the next fault, and `clean_after_s`:
+    from the fault's start to the first QUIET_S seconds in which no try failed (a saturated box
+    also fails a few requests now and then, so "the last failure" would measure that)."""
     failed: dict[float, int] = {}
     for r in results:
         for slot, (_ok, bad) in r["buckets"].items():
@@ -554,9 +574,14 @@ def _fault_recovery(figures: Figures, results: list[dict[str, Any]]) -> None:
                 failed[int(slot) / 2] = failed.get(int(slot) / 2, 0) + bad
     starts = [f["start"] for f in figures.faults] + [float("inf")]
     for fault, end in zip(figures.faults, starts[1:], strict=False):
-        window = {t: n for t, n in failed.items() if fault["start"] - 0.5 <= t < end}
-        fault["failed_tries"] = sum(window.values())
-        fault["errors_until_s"] = round(max(window) + 0.5 - fault["start"], 1) if window else 0.0
+        window = sorted(t for t in failed if fault["start"] - 0.5 <= t < end)
+        fault["failed_tries"] = sum(failed[t] for t in window)
+        quiet_from = fault["start"]
+        for t in window:
+            if t >= quiet_from + QUIET_S:
+                break
+            quiet_from = max(quiet_from, t + 0.5)
+        fault["clean_after_s"] = round(quiet_from - fault["start"], 1)
 
 
 # --- the checks ----------------------------------------------------------------------------------
@@ -709,7 +734,8 @@ def render(f: Figures) -> str:
         f"{load.get('attempts_per_s')} attempts/s; holds {load.get('holds', 0):,} "
         f"({load.get('holds_per_s')}/s); paid {load.get('paid', 0):,} ({load.get('paid_per_s')}/s); "
         f"released {load.get('released', 0):,}; left to expire {load.get('left_to_expire', 0):,}; "
-        f"told expired {load.get('told_expired', 0):,}; pay unanswered {load.get('pay_unanswered', 0)}",
+        f"told expired or refused {load.get('told_expired', 0):,}; "
+        f"pay unanswered {load.get('pay_unanswered', 0)}",
         f"  reserve latency (with retries) p50 {load.get('p50_ms')} ms, p99 {load.get('p99_ms')} ms; "
         f"request retries {load.get('retries', 0):,}; never answered {load.get('unanswered', 0)}",
         f"  statuses: {load.get('statuses')}",

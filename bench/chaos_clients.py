@@ -172,8 +172,9 @@ class Buyers:
                     self.expired.append(hold)
                 elif status == 0:
                     self.gave_up.append(hold)
-                else:
+                else:  # told "not paid" in some other way: there must be no order either
                     self.statuses[f"pay {status} {_code(data)}"] += 1
+                    self.expired.append(hold)
             elif roll < pay_p + release_p:
                 status, data = await self.call(http, "DELETE", f"/api/holds/{hold}", token, route)
                 if status == 200:
@@ -366,9 +367,13 @@ async def sockets(urls: list[str], room: int, count: int) -> None:
                     w.wake.set()
                 ready = await _all_ready(watchers, 180)
                 times = sorted(w.ready_at - t0 for w in watchers if w.ready.is_set())
+                slowest = sorted(watchers, key=lambda w: -w.ready_at if w.ready.is_set() else
+                                 -float("inf"))[:3]
                 _emit("reconnected", {"ready": ready, "seconds": time.monotonic() - t0,
                                       "p50": times[len(times) // 2] if times else None,
-                                      "max": times[-1] if times else None})
+                                      "max": times[-1] if times else None,
+                                      "slowest": [[round(w.ready_at - t0, 1), w.connects,
+                                                   w.stage] for w in slowest]})
             elif command == "report":
                 head = int(arg)
                 await _all_ready(watchers, 60)
@@ -396,7 +401,9 @@ def main() -> None:
     if sys.argv[1] == "buyers":
         job = json.loads(sys.stdin.readline())
         result = uvloop.run(Buyers(job).run())
-        _emit("R", result)
+        # Megabytes of figures: through a file, a pipe write of that size may come out partial.
+        Path(job["result_path"]).write_text(json.dumps(result))
+        _emit("R", job["result_path"])
     elif sys.argv[1] == "sockets":
         uvloop.run(sockets(sys.argv[2].split(","), int(sys.argv[3]), int(sys.argv[4])))
 

@@ -202,6 +202,12 @@ class Checkout:
             # The provider took the money for a hold that lapsed meanwhile: give it back.
             await self.provider.refund(callback.payment_ref, callback.amount_fen, "hold expired")
             raise
+        except NoSuchHold:
+            # Gone before we confirmed: the sweeper returned it (it lapsed while the payment was
+            # on its way) or it was given back. The money came in all the same; it goes back,
+            # and the buyer hears "expired", not 404 (bench/chaos.py: paid, told not found).
+            await self.provider.refund(callback.payment_ref, callback.amount_fen, "hold gone")
+            raise HoldExpired("订单保留已过期或已取消 / The hold expired or was released") from None
         if result["ref"] != callback.payment_ref:
             # Paid twice (two tabs, two providers): the first payment made the order; return
             # the second one's money and answer with the existing order.

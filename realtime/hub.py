@@ -181,8 +181,12 @@ class Hub:
         thread = getattr(self.manager, "thread", None)
         if thread is not None:
             thread.cancel()
-            with contextlib.suppress(BaseException):
-                await thread
+            # asyncio.wait, not `await thread` under suppress(BaseException): that also swallowed
+            # the caller's own cancellation, so a watchdog cancelled mid-restart kept looping
+            # and the app's shutdown waited for it forever.
+            await asyncio.wait({thread})
+            if not thread.cancelled():
+                thread.exception()  # retrieved: the listener's failure is what we are replacing
         if self.manager.pubsub is not None:
             with contextlib.suppress(Exception):
                 await self.manager.pubsub.aclose()

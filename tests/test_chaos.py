@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bench.chaos import ChaosConfig, render, run
+from server.commerce_keys import checkout_key
 from server.realtime_component import hub_key
+from tests.commerce_support import bulk_buyers, hold, make_shop, pay
 from tests.conftest import Api
-from tests.realtime_support import make_room
+from tests.realtime_support import connect, make_room
 
 
 @pytest.mark.slow
@@ -131,3 +134,95 @@ async def test_joiners_waiting_on_a_room_that_failed_to_start_are_not_left_waiti
     # The waiter starts the room itself once the first start failed.
     assert outcomes[1].startswith('42/live,["hello"'), outcomes
     await second.close()
+
+
+async def test_a_retried_sale_creation_with_its_key_opens_one_sale(any_db_api: Api) -> None:
+    """A host's retry after a lost answer (the soak made a second sale, twice the stock)."""
+    api = any_db_api
+    shop = await make_shop(api)
+    body = {"product_id": shop.product_id, "stock": 40, "price_fen": 1000, "per_buyer_limit": 2}
+    url = f"/api/sessions/{shop.session_id}/sales"
+
+    async def create(key: str) -> tuple[int, dict[str, Any]]:
+        headers = {**api.auth(shop.host_token), "Idempotency-Key": key}
+        resp = await api.client.post(url, json=body, headers=headers)
+        return resp.status, dict(await resp.json())
+
+    together = await asyncio.gather(*(create("open-loquats") for _ in range(4)))
+    made = {b["id"] for status, b in together if status == 201}
+    assert len(made) == 1, together
+    assert all(s == 201 or b["error"]["code"] == "conflict" for s, b in together), together
+    status, again = await create("open-loquats")
+    assert status == 201 and again["id"] in made and again["initial"] == 40
+    status, other = await create("open-olive-oil")
+    assert status == 201 and other["id"] not in made
+    resp = await api.client.get(url)
+    assert sorted(s["id"] for s in await resp.json()) == sorted([*made, other["id"]])
+
+
+async def test_a_gap_whose_history_read_fails_is_filled_later_not_skipped(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listener misses an event, and the read that would fill the hole fails (Redis is
+    restarting): the event must still reach the room's members, late but in order, once."""
+    room = await make_room(api)
+    hub = api.app[hub_key]
+    viewer = await connect(room.url, "/live", {"session_id": room.session_id})
+    try:
+        await viewer.wait(lambda: viewer.of("state"))
+        real_on_message, lost = hub.on_message, []
+
+        def lossy(raw: bytes) -> None:
+            if not lost and b'"t":"ev"' in raw:
+                lost.append(raw)  # as if pub/sub had dropped it
+                return
+            real_on_message(raw)
+
+        monkeypatch.setattr(hub, "on_message", lossy)
+        failures = [1]
+        monkeypatch.setattr(hub.history, "between", await _flaky(hub.history.between, failures))
+
+        def comment(text: str) -> dict[str, Any]:
+            return {"ev": "comment", "id": text, "user": {"id": 1, "name": "邻居", "role": "viewer"},
+                    "text": text, "ts": 0}
+
+        first = await hub.history.append(room.session_id, comment("lost on the way"))
+        second = await hub.history.append(room.session_id, comment("next"))
+        await viewer.wait(lambda: len(viewer.comments()) >= 2, timeout=10)
+        await asyncio.sleep(0.3)
+        assert lost and failures == [0]
+        assert [c["seq"] for c in viewer.comments()] == [first.last_seq, second.last_seq]
+    finally:
+        await viewer.close()
+
+
+async def test_a_hold_swept_while_its_payment_was_on_the_way_is_refunded(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under load the payment outlived the hold, the sweeper returned it, confirm found nothing:
+    the buyer was answered 404 and the money was never given back. Now: refunded, "expired"."""
+    shop = await make_shop(api)
+    sale = await shop.sale(stock=5, price_fen=1000)
+    ((_uid, token),) = await bulk_buyers(api, 1)
+    status, held = await hold(api, sale["id"], token)
+    assert status == 201, held
+    checkout = api.app[checkout_key]
+    provider = checkout.provider
+    real_verify, real_refund = provider.verify_callback, provider.refund
+    refunds: list[tuple[str, int, str]] = []
+
+    async def late_verify(data: dict[str, Any]) -> Any:
+        callback = await real_verify(data)
+        # The sweeper's run, a minute later: the hold has lapsed and goes back to stock.
+        await checkout.store.expire(sale["id"], now=int(time.time() * 1000) + 3_600_000)
+        return callback
+
+    async def spy_refund(ref: str, amount: int, reason: str) -> str:
+        refunds.append((ref, amount, reason))
+        return str(await real_refund(ref, amount, reason))
+
+    monkeypatch.setattr(provider, "verify_callback", late_verify)
+    monkeypatch.setattr(provider, "refund", spy_refund)
+    status, body = await pay(api, held["hold_id"], token)
+    assert status == 409 and body["error"]["code"] == "hold_expired", body
+    assert [(amount, reason) for _ref, amount, reason in refunds] == [(1000, "hold gone")]
+    counts = await checkout.store.counts(sale["id"])
+    assert counts is not None and counts.sold == 0 and counts.remaining == 5

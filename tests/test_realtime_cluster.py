@@ -184,3 +184,14 @@ async def test_watchdog_restarts_a_dead_listener(api: Api) -> None:
     finally:
         await viewer.close()
         await sender.close()
+
+
+async def test_a_listener_restart_can_be_cancelled(api: Api) -> None:
+    """Shutdown cancels the watchdog; if that lands while it is replacing the listener, the
+    cancellation must stop it (it once swallowed it and kept the app's shutdown waiting)."""
+    hub = api.app[hub_key]
+    restart = asyncio.ensure_future(hub.restart_listener("test"))
+    await asyncio.sleep(0)  # now waiting for the old listener to finish
+    restart.cancel()
+    done, _ = await asyncio.wait({restart}, timeout=5)
+    assert done and restart.cancelled()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -235,16 +236,18 @@ async def test_verify_trace_cli_process(settings: Settings, api: Api) -> None:
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "server", "verify-trace", *args], env=env,
-                              capture_output=True, text=True, timeout=120, check=False)
+    async def run(*args: str) -> subprocess.CompletedProcess[str]:
+        # In a thread: the test's app keeps its event loop (heartbeats, listeners) meanwhile.
+        return await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "server", "verify-trace", *args], env=env,
+            capture_output=True, text=True, timeout=120, check=False)
 
-    ok = run(farm.batch_code)
+    ok = await run(farm.batch_code)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout.splitlines()[0])["ok"] is True
     await sql(api, "UPDATE trace_events SET note = 'x' WHERE batch_id = :b AND seq = 2",
               b=farm.batch_id)
-    bad = run()
+    bad = await run()
     assert bad.returncode == 4
     assert "TAMPERED trace_event" in bad.stderr and "(seq 2)" in bad.stderr
-    assert run("NO-SUCH").returncode == 2
+    assert (await run("NO-SUCH")).returncode == 2
