@@ -136,10 +136,19 @@ class GuardedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         except Exception:
             log.warning("connect failed; closing the transport so the client retries",
                         exc_info=True, extra={"namespace": self.namespace})
-            eio_sid = self.server.manager.eio_sid_from_sid(args[0], self.namespace)
-            if eio_sid is not None:
-                await self.server.eio.disconnect(eio_sid)
+            await self.close_transport(args[0])
             return False
+
+    async def close_transport(self, sid: str) -> None:
+        """Close the client's Engine.IO transport rather than leave the namespace:
+        socket.io-client takes a namespace disconnect from the server as final ("io server
+        disconnect", as for a ban), while after a transport close it reconnects by itself and
+        resumes from its last seq."""
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
+        if eio_sid is None:
+            await self.disconnect(sid)
+        else:
+            await self.server.eio.disconnect(eio_sid)
 
     async def _tell(self, sid: str, event: str, exc: DomainError) -> None:
         """Refusals are also sent as a `refused` event, for clients that sent without an ack."""

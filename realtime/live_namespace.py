@@ -123,7 +123,9 @@ class LiveNamespace(GuardedNamespace):
             local = await rooms.room(member.room)
         except Exception:
             log.exception("room start failed", extra={"room": member.room})
-            await self._retry_later(member.sid)
+            # A dependency failed (Redis restarting, its pool full): the client should come
+            # back and resume, not be left connected to nothing (bench/chaos.py found that).
+            await self.close_transport(member.sid)
             return
         if member.sid not in self._actors:
             return  # disconnected before the room was ready
@@ -165,23 +167,11 @@ class LiveNamespace(GuardedNamespace):
         except Exception:
             log.exception("join failed", extra={"room": member.room})
             rooms.remove(member.sid)
-            await self._retry_later(member.sid)
+            await self.close_transport(member.sid)
             return
         if member.gone:
             return
         local.release(member, backfill, int(state["v"]))
-
-    async def _retry_later(self, sid: str) -> None:
-        """A join that failed on a dependency (Redis restarting, its pool full) closes the
-        transport, not the namespace: socket.io-client takes a namespace disconnect from the
-        server as final ("io server disconnect", as for a ban) and never comes back, while after
-        a transport close it reconnects by itself and resumes from its last seq (bench/chaos.py
-        found viewers left connected to nothing after a restart)."""
-        eio_sid = self.server.manager.eio_sid_from_sid(sid, LIVE)
-        if eio_sid is None:
-            await self.disconnect(sid)
-        else:
-            await self.server.eio.disconnect(eio_sid)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._ips.pop(sid, None)
