@@ -106,7 +106,9 @@ async def test_backup_mid_sale_restores_and_reconciles(
         assert code == 0, err[-3000:]
         (report,) = rows
         assert report["ok"] and report["stock_drift"] == 0 and report["sql_drift"] == 0, report
-        assert report["repaired"] == len(between), report
+        # The restored app's own order-log writer may write some of them before the repair
+        # pass looks (it runs with the app); either way each is written once (checked below).
+        assert report["repaired"] <= len(between), report
         assert report["sold"] == len(before_sql) + len(between)
         assert report["held"] == report["live_hold_units"] == 3  # the unpaid holds came back too
         orders = await _orders(target_db)
