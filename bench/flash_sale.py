@@ -242,6 +242,44 @@ def http_rate(server: ServerProcess, buyers: int, seconds: float, procs: int,
     }
 
 
+def wrk_rate(server: ServerProcess, buyers: int, seconds: float, redis_pid: int,
+             threads: int, workdir: Path) -> dict[str, Any]:
+    """Back-to-back reservations from `wrk` (C), one connection per buyer: the saturation rate
+    with the least load-generator CPU taken from the box."""
+    import json
+
+    sale_id = asyncio.run(_setup_sale(server, BIG_STOCK, 1000))
+    assert server.proc is not None
+    tokens = workdir / "tokens.txt"
+    tokens.write_text("\n".join(server.token(100_000 + i) for i in range(buyers)) + "\n")
+    argv = ["wrk", f"-t{threads}", f"-c{buyers}", "-d1s", "--timeout", "10s",
+            "-s", str(ROOT / "bench" / "wrk_holds.lua"), server.url, "--", str(tokens),
+            str(sale_id)]
+    subprocess.run(argv, capture_output=True, text=True, check=True)  # warm-up, not counted
+    argv[3] = f"-d{seconds:g}s"
+    server_cpu0, redis_cpu0 = tree_cpu_seconds(server.proc.pid), tree_cpu_seconds(redis_pid)
+    load_cpu0 = os.times()
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    load_cpu = (os.times().children_user - load_cpu0.children_user
+                + os.times().children_system - load_cpu0.children_system)
+    server_cpu = tree_cpu_seconds(server.proc.pid) - server_cpu0
+    redis_cpu = tree_cpu_seconds(redis_pid) - redis_cpu0
+    line = next((x for x in out.splitlines() if x.startswith("WRK ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary: {out[-500:]}")
+    figures = json.loads(line[4:])
+    elapsed = figures["duration_us"] / 1e6
+    statuses = {int(k): v for k, v in figures["statuses"].items()}
+    ok = statuses.get(201, 0)
+    return {
+        "rate": ok / elapsed, "requests": figures["requests"], "statuses": statuses,
+        "socket_errors": figures["socket_errors"], "timeouts": figures["timeouts"],
+        "per_cpu_s": ok / max(server_cpu + redis_cpu, 1e-9), "server_cpu_s": server_cpu,
+        "redis_cpu_s": redis_cpu, "load_cpu_s": load_cpu,
+        "p50_ms": figures["p50_us"] / 1000, "p99_ms": figures["p99_us"] / 1000,
+    }
+
+
 # --- 3. SQL row lock baseline -----------------------------------------------------------------
 
 async def sql_rate(url: str, buyers: int, seconds: float, pool_size: int,
@@ -316,6 +354,10 @@ def main() -> None:
     parser.add_argument("--think-ms", type=float, default=0.0,
                         help="mean pause between a buyer's attempts (0 = back-to-back, the "
                              "saturation test; with 2,000 buyers, 5000 offers ~400/s)")
+    parser.add_argument("--load", choices=("auto", "wrk", "aiohttp"), default="auto",
+                        help="load generator: wrk (C, least CPU taken from the box) when installed "
+                             "and buyers do not think, else aiohttp client processes")
+    parser.add_argument("--wrk-threads", type=int, default=1)
     args = parser.parse_args()
     if args.quick:
         args.buyers, args.seconds = min(args.buyers, 200), 3.0
@@ -347,14 +389,24 @@ def main() -> None:
                 # Spawned workers import the app after the first one answers; let them all listen.
                 time.sleep(2.0 * (args.workers - 1))
                 assert redis._proc is not None
-                http = http_rate(server, args.buyers, args.seconds, args.load_procs,
-                                 redis._proc.pid, args.think_ms)
+                use_wrk = args.load == "wrk" or (args.load == "auto" and not args.think_ms
+                                                  and shutil.which("wrk") is not None)
+                if use_wrk:
+                    print(f"   load: wrk, {args.buyers} connections (one per buyer), back-to-back")
+                    http = wrk_rate(server, args.buyers, args.seconds, redis._proc.pid,
+                                    args.wrk_threads, tmp)
+                else:
+                    print(f"   load: {args.load_procs} aiohttp client processes")
+                    http = http_rate(server, args.buyers, args.seconds, args.load_procs,
+                                     redis._proc.pid, args.think_ms)
             finally:
                 server.stop()
             print(f"   {http['rate']:,.0f} reservations/s, p50 {http['p50_ms']:.1f} ms, "
                   f"p99 {http['p99_ms']:.1f} ms, statuses {http['statuses']}")
+            load_cpu = f", load {http['load_cpu_s']:.1f} s" if "load_cpu_s" in http else ""
             print(f"   {http['per_cpu_s']:,.0f} reservations per CPU-s of server+redis "
-                  f"(server {http['server_cpu_s']:.1f} s, redis {http['redis_cpu_s']:.1f} s)")
+                  f"(server {http['server_cpu_s']:.1f} s, redis {http['redis_cpu_s']:.1f} s"
+                  f"{load_cpu})")
             if evalsha:
                 print(f"   HTTP / EVALSHA = {http['rate'] / evalsha[0]:.1%} wall clock, "
                       f"{http['per_cpu_s'] / evalsha[1]:.1%} per CPU-s")

@@ -102,6 +102,31 @@ async def get_user(db: AsyncSession, user_id: int) -> User:
     return user
 
 
+async def update_user(
+    db: AsyncSession, user_id: int, actor: Principal, *, role: Role | None = None,
+    disabled: bool | None = None, display_name: str | None = None,
+) -> tuple[User, bool]:
+    """Change a user's role, standing or name; also says whether their tokens must end.
+
+    An admin cannot disable or demote themselves: the last admin doing so would lock everyone
+    out, and there is no undo without the database.
+    """
+    user = await get_user(db, user_id)
+    if user_id == actor.user_id and (disabled or (role is not None and role != Role.ADMIN)):
+        raise Conflict("不能停用或降级自己的账号 / You cannot disable or demote yourself",
+                       reason="self_lockout")
+    revoke = False
+    if role is not None and role.value != user.role:
+        user.role, revoke = role.value, True
+    if disabled is not None and disabled != user.disabled:
+        user.disabled = disabled
+        revoke = revoke or disabled
+    if display_name is not None:
+        user.display_name = display_name or user.username
+    await db.flush()
+    return user, revoke
+
+
 async def find_user(db: AsyncSession, username: str) -> User | None:
     return (await db.execute(select(User).where(User.username == username))).scalar_one_or_none()
 

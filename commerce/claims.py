@@ -32,7 +32,7 @@ from commerce.live_sessions import LiveSession
 from commerce.orders import Order
 from commerce.trace_signing import iso
 from commerce.trust_orders import fulfilled_order
-from commerce.uploads import claim_uploads
+from commerce.uploads import Upload, claim_uploads, may_read, refuse_read
 
 ABUSE_WINDOW = timedelta(days=30)
 ABUSE_MAX_AUTO = 3  # auto-approved claims per buyer per window; more go to a human
@@ -200,6 +200,10 @@ async def file_claim(
         raise Conflict("该订单已申请售后 / This order already has a claim", reason="claim_exists",
                        claim_id=existing[0])
     photos = await claim_uploads(db, actor, photo_ids, ("claim",), make_public=False)
+    if any(photo.claim_id is not None for photo in photos):
+        # A photo is readable by the parties of its one claim; sharing it would widen that.
+        raise Conflict("照片已用于另一售后 / A photo is already attached to another claim",
+                       reason="photo_in_use")
     policy = await get_policy(db, evidence.product_id)
     now = utcnow()
     decision = await auto_decision(db, policy, order, actor.user_id, facts.picked_up_at, bad_qty,
@@ -219,6 +223,8 @@ async def file_claim(
     except IntegrityError:
         raise Conflict("该订单已申请售后 / This order already has a claim",
                        reason="claim_exists") from None
+    for photo in photos:
+        photo.claim_id = claim.id
     if decision.auto:
         claim.auto = True
         await _approve(db, refunder, claim, order, decision.payout_fen, None, "自动通过 / auto-approved")
@@ -280,13 +286,29 @@ async def get_claim(db: AsyncSession, claim_id: int) -> Claim:
     return claim
 
 
-def ensure_can_view(claim: Claim, actor: Principal, session_host_id: int) -> None:
+def may_view(claim: Claim, actor: Principal, session_host_id: int) -> bool:
     """The buyer, assistants and admins; a host only the claims on their own sessions."""
     if actor.user_id == claim.buyer_id or actor.role in (Role.ADMIN, Role.ASSISTANT):
+        return True
+    return actor.role is Role.HOST and actor.user_id == session_host_id
+
+
+def ensure_can_view(claim: Claim, actor: Principal, session_host_id: int) -> None:
+    if not may_view(claim, actor, session_host_id):
+        raise Forbidden("这不是你的售后 / Not your claim")
+
+
+async def ensure_can_read_upload(db: AsyncSession, upload: Upload, who: Principal | None) -> None:
+    """Any upload: public evidence for anyone; a claim photo for whoever may view that claim
+    (its buyer, the host of the order's session, assistants, admins); else uploader and admins."""
+    if may_read(upload, who):
         return
-    if actor.role is Role.HOST and actor.user_id == session_host_id:
-        return
-    raise Forbidden("这不是你的售后 / Not your claim")
+    if who is not None and upload.claim_id is not None:
+        claim = await get_claim(db, upload.claim_id)
+        session = await db.get(LiveSession, claim.session_id)
+        if session is not None and may_view(claim, who, session.host_id):
+            return
+    raise refuse_read(who)
 
 
 async def queue(db: AsyncSession, status: ClaimStatus | None, limit: int = 100,

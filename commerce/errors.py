@@ -58,3 +58,10 @@ class RateLimited(DomainError):
     code = "rate_limited"
     status = 429
     default_message = "操作太频繁,请稍后再试 / Too many requests, try again shortly"
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+    status = 409
+    default_message = ("该 Idempotency-Key 已用于内容不同的请求 / "
+                       "This Idempotency-Key was already used for a request with a different body")

@@ -4,6 +4,11 @@ The type is decided by the file's first bytes, never by its name or the client's
 HTML file named `photo.jpg` is refused. Files get random names (no user text reaches the disk
 path) and a SHA-256 that QC commitments include, so a swapped file is detected by verify-trace.
 Storage sits behind `Storage` so object storage can replace the local disk.
+
+Who may read a file follows what it is attached to, never knowledge of its name alone: public
+evidence (QC reports, batch photos, reviews) is `public`; a claim photo records its claim
+(`claim_id`), and `commerce.claims` lets whoever may view that claim read it; any other private
+file is its uploader's (and admins').
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.accounts import Principal
 from commerce.base import Base, as_utc, utcnow
-from commerce.errors import DomainError, Forbidden, NotFound
+from commerce.errors import DomainError, Forbidden, NotFound, Unauthorized
 
 # Evidence a buyer or a farm may attach. SVG is deliberately absent (it can carry script).
 ALLOWED_TYPES = ("image/jpeg", "image/png", "image/webp", "application/pdf")
@@ -110,7 +115,8 @@ def _valid_name(name: str) -> bool:
 
 
 class Upload(Base):
-    """One stored file. `public` once attached to public evidence (a QC report, a review)."""
+    """One stored file. `public` once attached to public evidence (a QC report, a review);
+    `claim_id` once attached to an after-sales claim (private to the claim's parties)."""
 
     __tablename__ = "trust_uploads"
 
@@ -122,6 +128,7 @@ class Upload(Base):
     size: Mapped[int] = mapped_column()
     sha256: Mapped[str] = mapped_column(String(64))
     public: Mapped[bool] = mapped_column(default=False)
+    claim_id: Mapped[int | None] = mapped_column(ForeignKey("claims.id"), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def public_dict(self) -> dict[str, Any]:
@@ -171,13 +178,19 @@ async def find_upload(db: AsyncSession, name: str) -> Upload:
     return found
 
 
-def ensure_can_read(upload: Upload, who: Principal | None) -> None:
-    """Public evidence for anyone; private files (claim photos) for their owner and staff."""
-    if upload.public:
-        return
-    if who is not None and (who.user_id == upload.owner_id or who.is_staff):
-        return
-    raise Forbidden("无权查看该文件 / Not allowed to see this file")
+def may_read(upload: Upload, who: Principal | None) -> bool:
+    """Public evidence for anyone; a private file for its uploader and admins.
+
+    Staff of a claim get its photos through `commerce.claims.ensure_can_read_upload`; being
+    staff somewhere is not enough (a host must not see the photos of another host's buyers)."""
+    return upload.public or (who is not None and (who.user_id == upload.owner_id or who.is_admin))
+
+
+def refuse_read(who: Principal | None) -> DomainError:
+    """The refusal for a private file: sign in (401), or not yours (403)."""
+    if who is None:
+        return Unauthorized("请先登录 / Sign in to see this file", reason="token_missing")
+    return Forbidden("无权查看该文件 / Not allowed to see this file")
 
 
 async def claim_uploads(

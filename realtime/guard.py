@@ -74,6 +74,15 @@ class GuardedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     def handlers(self) -> dict[str, Handler]:
         raise NotImplementedError
 
+    def sids_of(self, user_id: int) -> list[str]:
+        """This process's sockets signed in as `user_id` on this namespace."""
+        raise NotImplementedError
+
+    def drop_user(self, user_id: int) -> None:
+        """Close a user's sockets here (their tokens were revoked); a reconnect is then refused."""
+        for sid in self.sids_of(user_id):
+            self.hub.rooms.spawn(self.disconnect(sid))
+
     async def trigger_event(self, event: str, *args: Any) -> Any:
         sid = args[0]
         # The server calls these while the socket is not (or no longer) connected; a connected

@@ -179,6 +179,10 @@ class LiveNamespace(GuardedNamespace):
             self.hub.connected[LIVE] -= 1
         self.hub.rooms.remove(sid)
 
+    def sids_of(self, user_id: int) -> list[str]:
+        return [sid for sid, (_room, actor) in self._actors.items()
+                if actor.principal is not None and actor.principal.user_id == user_id]
+
     def _actor(self, sid: str) -> tuple[int, Actor]:
         found = self._actors.get(sid)
         if found is None:

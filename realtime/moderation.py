@@ -16,6 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from commerce.errors import DomainError, RateLimited
+from commerce.text import is_storable
 from realtime.history import dumps, load_script, room_key
 
 MAX_COMMENT_CHARS = 200
@@ -67,10 +68,9 @@ class BadText(DomainError):
     default_message = "内容含有无效字符 / Text contains invalid characters"
 
 
-# Control characters other than newline and tab: invisible on screen, and NUL cannot be stored
-# in PostgreSQL text. Lone surrogates cannot be encoded as UTF-8 at all.
+# Control characters other than newline and tab (NUL among them) are invisible on screen, so
+# they are dropped; what is left must still be storable (no lone surrogate), else it is refused.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 _REFUSALS: dict[str, type[DomainError]] = {
@@ -82,9 +82,9 @@ def clean_text(raw: Any, limit: int) -> str:
     """Strip, refuse empty or over-long text (length in characters, as people count them)."""
     if not isinstance(raw, str):
         raise EmptyText()
-    if _SURROGATE.search(raw):
-        raise BadText()
     text = _CONTROL.sub("", raw).strip()
+    if not is_storable(text):
+        raise BadText()
     if not text:
         raise EmptyText()
     if len(text) > limit:

@@ -99,6 +99,9 @@ class ModerationNamespace(GuardedNamespace):
         if self._staff.pop(sid, None) is not None:
             self.hub.connected[MOD] -= 1
 
+    def sids_of(self, user_id: int) -> list[str]:
+        return [sid for sid, (_room, who) in self._staff.items() if who.user_id == user_id]
+
     def _who(self, sid: str) -> tuple[int, Principal]:
         found = self._staff.get(sid)
         if found is None:

@@ -11,7 +11,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from commerce import accounts
 from commerce.accounts import Role
 from commerce.events import EventBus
-from server import rate_limits
+from server import rate_limits, revocations
 from server.api import Api, build_openapi
 from server.auth import TokenService
 from server.database import Database
@@ -67,6 +67,7 @@ def create_app(settings: Settings, *, fast_passwords: bool = False) -> web.Appli
 
     app.cleanup_ctx.append(redis_ctx)
     rate_limits.install(app)
+    revocations.install(app)
     app.cleanup_ctx.append(database_ctx)
     app[demo_seeders_key] = []
 

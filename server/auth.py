@@ -41,20 +41,27 @@ class TokenService:
     secret: str
     ttl_s: int
     issuer: str = "linli"
-    # token -> (principal, exp). Only tokens that passed full verification go in; a hit is
-    # still checked against `exp`, so caching never extends a token's life.
-    _verified: OrderedDict[str, tuple[Principal, int]] = field(
+    # token -> (principal, exp, iat). Only tokens that passed full verification go in; a hit is
+    # still checked against `exp` and the revocations, so caching never extends a token's life.
+    _verified: OrderedDict[str, tuple[Principal, int, float]] = field(
         default_factory=OrderedDict, init=False, repr=False, compare=False
+    )
+    # user id -> epoch seconds: that user's tokens issued before it are refused (account
+    # disabled or role changed). server/revocations.py keeps it in step across processes.
+    revoked_before: dict[int, float] = field(
+        default_factory=dict, init=False, repr=False, compare=False
     )
 
     def issue(self, principal: Principal, ttl_s: int | None = None) -> str:
-        now = int(time.time())
+        now = time.time()
         claims = {
             "sub": str(principal.user_id),
             "usr": principal.username,
             "role": principal.role.value,
-            "iat": now,
-            "exp": now + (ttl_s or self.ttl_s),
+            # Milliseconds (RFC 7519 allows a fraction): a token minted just after a revocation,
+            # in the same second, must not look older than it.
+            "iat": round(now, 3),
+            "exp": int(now) + (ttl_s or self.ttl_s),
             "iss": self.issuer,
         }
         return jwt.encode(claims, self.secret, algorithm=_ALGORITHM)
@@ -62,19 +69,23 @@ class TokenService:
     def verify(self, token: str) -> Principal:
         """The principal in a valid token; `Unauthorized` (401) for expired, forged or malformed."""
         cached = self._verified.get(token)
-        if cached is not None:
-            principal, exp = cached
-            if exp > time.time():
-                self._verified.move_to_end(token)
-                return principal
-            del self._verified[token]
-        principal, exp = self._decode(token)
-        self._verified[token] = (principal, exp)
-        if len(self._verified) > _VERIFIED_CACHE_SIZE:
-            self._verified.popitem(last=False)
+        if cached is not None and cached[1] > time.time():
+            self._verified.move_to_end(token)
+        else:
+            if cached is not None:
+                del self._verified[token]
+            cached = self._decode(token)
+            self._verified[token] = cached
+            if len(self._verified) > _VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        principal, _exp, issued = cached
+        cutoff = self.revoked_before.get(principal.user_id)
+        if cutoff is not None and issued < cutoff:
+            raise Unauthorized("登录已失效，请重新登录 / Token revoked, sign in again",
+                               reason="token_revoked")
         return principal
 
-    def _decode(self, token: str) -> tuple[Principal, int]:
+    def _decode(self, token: str) -> tuple[Principal, int, float]:
         try:
             claims = jwt.decode(
                 token, self.secret, algorithms=[_ALGORITHM], issuer=self.issuer,
@@ -86,7 +97,7 @@ class TokenService:
             raise Unauthorized("无效的令牌 / Invalid token", reason="token_invalid") from None
         try:
             principal = Principal(int(claims["sub"]), str(claims.get("usr", "")), Role(claims["role"]))
-            return principal, int(claims["exp"])
+            return principal, int(claims["exp"]), float(claims.get("iat", 0))
         except (ValueError, KeyError, TypeError):
             raise Unauthorized("无效的令牌 / Invalid token", reason="token_invalid") from None
 

@@ -25,6 +25,7 @@ from server.keys import (
     tokens_key,
 )
 from server.rate_limits import rate_limiter_key
+from server.revocations import revocations_key
 from server.routes import realtime as realtime_routes
 from server.routes.realtime import actions_key
 
@@ -65,9 +66,12 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     await hub.start(app[redis_url_key], app[redis_key])
     actions = RoomActions(hub, app[database_key], app[events_key])
     app[actions_key] = actions
-    hub.sio.register_namespace(LiveNamespace(hub, app[database_key], app[tokens_key], actions,
-                                             app[rate_limiter_key]))
-    hub.sio.register_namespace(ModerationNamespace(hub, app[database_key], app[tokens_key], actions))
+    live = LiveNamespace(hub, app[database_key], app[tokens_key], actions, app[rate_limiter_key])
+    moderation = ModerationNamespace(hub, app[database_key], app[tokens_key], actions)
+    hub.sio.register_namespace(live)
+    hub.sio.register_namespace(moderation)
+    listeners = app[revocations_key].listeners
+    listeners += [live.drop_user, moderation.drop_user]
 
     async def on_event(event: DomainEvent) -> None:
         if event.session_id is None:
@@ -81,4 +85,6 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         unsubscribe()
+        for drop in (live.drop_user, moderation.drop_user):
+            listeners.remove(drop)
         await hub.stop()

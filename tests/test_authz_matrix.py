@@ -89,6 +89,8 @@ REST: tuple[Op, ...] = (
                        "password": "password-" + w.usernames["viewer"]}),
     Op("GET", "/api/me", "/api/me", USERS),
     Op("POST", "/api/users", "/api/users", ADMIN, json={}),
+    # An unknown user: the admin's 404 proves the role passed without disabling anyone.
+    Op("PATCH", "/api/users/{id}", f"/api/users/{NO_SUCH}", ADMIN, json={"disabled": True}),
     Op("POST", "/api/communities", "/api/communities", HOSTS, json={}),
     Op("GET", "/api/communities", "/api/communities", PUBLIC),
     # Approving a member of host A's community: host A and admins only.
@@ -162,9 +164,9 @@ REST: tuple[Op, ...] = (
     Op("POST", "/api/reconcile", "/api/reconcile", ADMIN),
     # --- trust evidence: the batch's host files it, anyone reads it --------------------------
     Op("POST", "/api/uploads", "/api/uploads", USERS, data=b"not a photo"),
-    # A private claim photo: its owner and staff. The name is a 256-bit secret handed out
-    # only with the claim, which other hosts cannot see.
-    Op("GET", "/api/uploads/{name}", "{w.upload_url}", PLATFORM_STAFF | BUYER, anon="403"),
+    # A claim photo: whoever may see the claim (its buyer, the session's host, assistants,
+    # admins). Knowing the file's name is not enough: another host gets 403, anonymous 401.
+    Op("GET", "/api/uploads/{name}", "{w.upload_url}", BUYER_OR_STAFF),
     Op("POST", "/api/batches/{code}/qc-reports", "/api/batches/{w.batch_code_a}/qc-reports", OWNER,
        json={"tester": "小美", "tested_at": "2026-05-01T06:00:00+00:00",
              "measurements": [{"kind": "brix"}]}),

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -62,6 +63,15 @@ async def test_every_page_loads_without_csp_errors(tmp_path: Path, redis_url: st
         session = await kit.rest.call("POST", "/api/sessions", host.token, json={"title": "枇杷园直播"})
         sid = session["id"]
         page = await kit.page()
+        # Socket.IO frames received per WebSocket URL: the room's socket must get through
+        # `connect-src 'self'` (CSP 3 matches ws: on the page's own host and port).
+        frames: dict[str, int] = {}
+
+        def on_websocket(ws: Any) -> None:
+            frames.setdefault(ws.url, 0)
+            ws.on("framereceived", lambda _frame: frames.__setitem__(ws.url, frames[ws.url] + 1))
+
+        page.on("websocket", on_websocket)
         for path in ("/", "/login", f"/live/{sid}", "/replays", f"/replays/{sid}",
                      "/trace/NOPE-1", "/dashboard"):
             await page.goto(path)
@@ -70,6 +80,9 @@ async def test_every_page_loads_without_csp_errors(tmp_path: Path, redis_url: st
             assert await page.locator("#top .brand").text_content() == "邻里"
             assert await page.evaluate("document.documentElement.lang") == "zh-CN"
             await kit.shot(page, path.strip("/").replace("/", "_") or "index")
+            if path.startswith("/live/"):
+                assert any("/socket.io/" in url and url.startswith("ws://") and count > 0
+                           for url, count in frames.items()), frames
         # The session appears on the home page, linking to its room.
         await page.goto("/")
         await page.locator(f'a[href="/live/{sid}"]').wait_for()

@@ -119,8 +119,11 @@ async def test_over_limit_and_qty_counts(api: Api) -> None:
     assert (await hold(api, sale["id"], token, 2))[0] == 201
     status, body = await hold(api, sale["id"], token, 2)
     assert (status, body["error"]["code"]) == (409, "over_limit")
-    status, body = await hold(api, sale["id"], token, 1)
-    assert status == 201 and body["remaining"] == 7
+    status, body = await hold(api, sale["id"], token, 1, "one")
+    assert status == 201 and body["remaining"] == 7 and body["qty"] == 1
+    # A retry of that key asking for more still answers the hold it made: one unit.
+    status, again = await hold(api, sale["id"], token, 3, "one")
+    assert status == 201 and again["hold_id"] == body["hold_id"] and again["qty"] == 1
 
 
 async def test_expiry_returns_stock_and_paying_late_fails(make_api: Any, settings: Any) -> None:

@@ -129,6 +129,33 @@ async def test_bad_json_is_400_with_code(api: Api) -> None:
     assert (await resp.json())["error"]["code"] == "bad_json"
 
 
+async def test_json_types_are_strict(api: Api) -> None:
+    """A string, float or bool is not an integer and a number is not a time: no silent coercion."""
+    _, host = await api.user("host")
+    for price in ("1280", 1280.0, True):
+        resp = await api.client.post("/api/products", json={"name": "枇杷", "price_fen": price},
+                                     headers=api.auth(host))
+        assert resp.status == 400, price
+        error = (await resp.json())["error"]
+        assert error["code"] == "validation_failed"
+        assert [f["field"] for f in error["fields"]] == ["price_fen"]
+    resp = await api.client.post("/api/products", json={"name": "枇杷", "price_fen": 1280},
+                                 headers=api.auth(host))
+    assert resp.status == 201
+    resp = await api.client.post("/api/sessions", json={"title": "t", "scheduled_at": 1893456000},
+                                 headers=api.auth(host))
+    assert resp.status == 400
+    assert (await resp.json())["error"]["fields"][0]["field"] == "scheduled_at"
+    resp = await api.client.post("/api/sessions",
+                                 json={"title": "t", "scheduled_at": "2030-01-01T08:00:00+08:00"},
+                                 headers=api.auth(host))
+    assert resp.status == 201  # times and enum values still come as strings
+    resp = await api.client.post(
+        "/api/sessions", data=b"[" * 500 + b"]" * 500,
+        headers={**api.auth(host), "Content-Type": "application/json"})
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_json"
+
+
 async def test_validation_errors_name_fields(api: Api) -> None:
     _, host = await api.user("host")
     resp = await api.client.post("/api/sessions", json={"title": ""}, headers=api.auth(host))

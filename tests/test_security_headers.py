@@ -77,6 +77,8 @@ async def test_every_page_has_strict_security_headers(api: Api, path: str) -> No
     assert csp["default-src"] == ["'self'"]
     assert csp["frame-ancestors"] == ["'none'"] and csp["base-uri"] == ["'self'"]
     assert "object-src" not in csp or csp["object-src"] == ["'none'"]
+    # Sockets and fetches to the page's own origin only (no scheme-wide `ws:`/`wss:` source).
+    assert csp.get("connect-src", csp["default-src"]) == ["'self'"], csp
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     assert resp.headers["X-Frame-Options"] == "DENY"
     assert resp.headers["Referrer-Policy"] == "same-origin"

@@ -1,12 +1,31 @@
-"""Uploads: type decided by content, size limited, random names, served back with nosniff."""
+"""Uploads: type decided by content, size limited, random names, served back with nosniff; claim
+photos only to the parties of their claim."""
 
 from __future__ import annotations
 
 import hashlib
 
+from aiohttp import ClientResponse
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from server.database import MIGRATIONS_DIR
+from server.keys import database_key
 from server.settings import Settings
 from tests.conftest import Api, AppFactory
-from tests.trust_support import HTML, JPEG, PDF, PNG, upload
+from tests.trust_support import (
+    HTML,
+    JPEG,
+    PDF,
+    PNG,
+    bought_and_picked_up,
+    buy,
+    make_farm,
+    pick_up,
+    upload,
+)
 
 
 async def test_images_and_pdf_round_trip(api: Api) -> None:
@@ -59,10 +78,12 @@ async def test_private_claim_photos_and_foreign_upload_ids(api: Api) -> None:
     _, stranger = await api.user("viewer")
     _, assistant = await api.user("assistant")
     photo = await (await upload(api, owner, JPEG, "claim")).json()
-    assert (await api.client.get(photo["url"])).status == 403
+    # Not attached to any claim yet: its uploader's (and admins'), nobody else's.
+    assert (await api.client.get(photo["url"])).status == 401
     assert (await api.client.get(photo["url"], headers=api.auth(stranger))).status == 403
+    assert (await api.client.get(photo["url"], headers=api.auth(assistant))).status == 403
     assert (await api.client.get(photo["url"], headers=api.auth(owner))).status == 200
-    assert (await api.client.get(photo["url"], headers=api.auth(assistant))).status == 200
+    assert (await api.client.get(photo["url"], headers=api.auth(api.admin_token))).status == 200
     for bad in ("nope.jpg", "0" * 64 + ".html", "../secret_key"):
         assert (await api.client.get(f"/api/uploads/{bad}")).status in (403, 404)
     # A host cannot attach someone else's upload to a QC report.
@@ -90,3 +111,70 @@ async def test_uploads_per_user_are_rate_limited(api: Api) -> None:
     resp = await api.client.post("/api/uploads?purpose=review", data=PNG,
                                  headers={**api.auth(other), "Content-Type": "image/png"})
     assert resp.status == 201
+
+
+async def _claim_with_photo(api: Api, buyer: str, order_id: int) -> tuple[str, int]:
+    photo = await (await upload(api, buyer, JPEG, "claim")).json()
+    resp = await api.client.post("/api/claims", json={
+        "order_id": order_id, "reason": "spoiled", "photos": [photo["id"]]}, headers=api.auth(buyer))
+    assert resp.status == 201, await resp.text()
+    return str(photo["url"]), int(photo["id"])
+
+
+async def _fetch(api: Api, url: str, token: str | None) -> ClientResponse:
+    return await api.client.get(url, headers=api.auth(token) if token else {})
+
+
+async def test_claim_photos_are_for_the_claims_parties(any_db_api: Api) -> None:
+    """The buyer, the host of the order's session, assistants and admins see a claim photo;
+    another host, another neighbour and an anonymous caller holding the link do not."""
+    api = any_db_api
+    farm = await make_farm(api)
+    _, buyer, order_id = await bought_and_picked_up(farm)
+    url, photo_id = await _claim_with_photo(api, buyer, order_id)
+    _, other_host = await api.user("host")
+    _, neighbour = await api.user("viewer")
+    _, assistant = await api.user("assistant")
+    for who in (buyer, farm.host, assistant, api.admin_token):
+        resp = await _fetch(api, url, who)
+        assert resp.status == 200 and await resp.read() == JPEG
+        assert resp.headers["Cache-Control"] == "private, no-store"
+    for who, status, code in ((other_host, 403, "forbidden"), (neighbour, 403, "forbidden"),
+                              (None, 401, "unauthorized")):
+        resp = await _fetch(api, url, who)
+        assert resp.status == status, (who, await resp.text())
+        assert (await resp.json())["error"]["code"] == code
+    # A photo belongs to one claim: reusing it on another would show it to that claim's parties.
+    second = await buy(farm, buyer)
+    await pick_up(farm, buyer, second)
+    resp = await api.client.post("/api/claims", json={
+        "order_id": second, "reason": "spoiled", "photos": [photo_id]}, headers=api.auth(buyer))
+    assert resp.status == 409 and (await resp.json())["error"]["reason"] == "photo_in_use"
+    # Public evidence stays public: a review photo, once the review is filed.
+    review_photo = await (await upload(api, buyer, PNG, "review", "r.png", "image/png")).json()
+    resp = await api.client.post("/api/reviews", json={
+        "order_id": order_id, "stars": 4, "photos": [review_photo["id"]]}, headers=api.auth(buyer))
+    assert resp.status == 201, await resp.text()
+    for who in (None, other_host, neighbour):
+        assert (await _fetch(api, review_photo["url"], who)).status == 200
+
+
+def _alembic(connection: Connection, action: str, target: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    getattr(command, action)(cfg, target)
+
+
+async def test_migration_links_photos_of_existing_claims(api: Api) -> None:
+    """Claims filed before uploads recorded their claim keep their photos visible to their host."""
+    farm = await make_farm(api)
+    _, buyer, order_id = await bought_and_picked_up(farm)
+    url, _ = await _claim_with_photo(api, buyer, order_id)
+    engine = api.app[database_key].engine
+    async with engine.begin() as conn:
+        await conn.run_sync(_alembic, "downgrade", "trust@-1")
+        columns = [row[1] for row in await conn.execute(text("PRAGMA table_info(trust_uploads)"))]
+        assert "claim_id" not in columns
+        await conn.run_sync(_alembic, "upgrade", "heads")
+    assert (await _fetch(api, url, farm.host)).status == 200

@@ -15,8 +15,8 @@
 -- a process gathers concurrent requests into one call to save round trips):
 -- ARGV[2+4i] buyer id  ARGV[3+4i] qty (>0)  ARGV[4+4i] community id or ""
 -- ARGV[5+4i] idempotency key
--- returns one answer per reservation, each a cjson string: {ok=1, hold, expires, remaining, held,
---   sold, rank, price, community, gift_left, people, units, group, session} or {err="unknown"|
+-- returns one answer per reservation, each a cjson string: {ok=1, hold, qty, expires, remaining,
+--   held, sold, rank, price, community, gift_left, people, units, group, session} or {err="unknown"|
 --   "not_open"|"ended"|"not_member"|"over_limit"|"sold_out"}. Holds, "sold_out" and
 --   "over_limit" are stored under the idempotency key and returned again on a retry; "unknown",
 --   "not_open" and "not_member" are not (nothing happened, and time or an approved membership
@@ -85,8 +85,8 @@ local function reserve_one(buyer, qty, want, key)
     group = redis.call('HGET', KEYS[8], community) or false
   end
   local gift_left = math.max(0, tonumber(m[12]) - tonumber(m[13]))
-  return answer({ok = 1, hold = hold, expires = expires, remaining = remaining, held = held,
-    sold = tonumber(m[11]), rank = seq, price = price, community = community, gift_left = gift_left,
+  return answer({ok = 1, hold = hold, qty = qty, expires = expires, remaining = remaining,
+    held = held, sold = tonumber(m[11]), rank = seq, price = price, community = community, gift_left = gift_left,
     people = people, units = units, group = group, session = tonumber(m[14])})
 end
 

@@ -14,6 +14,7 @@ from server.keys import database_key, redis_key, settings_key, tokens_key
 from server.login_guard import LoginGuard
 from server.passwords import passwords_key
 from server.rate_limits import rate_limiter_key
+from server.revocations import revocations_key
 
 api = Api()
 
@@ -30,6 +31,12 @@ class UserCreate(BaseModel):
     password: str = Field(min_length=8, max_length=256)
     role: Role = Role.VIEWER
     display_name: str = Field(default="", max_length=64)
+
+
+class UserUpdate(BaseModel):
+    role: Role | None = None
+    disabled: bool | None = None
+    display_name: str | None = Field(default=None, max_length=64)
 
 
 class CommunityCreate(BaseModel):
@@ -89,6 +96,28 @@ async def create_user(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
         user = await accounts.create_user(db, body.username, hashed, body.role, body.display_name)
     return json_response({"id": user.id, "username": user.username, "role": user.role}, status=201)
+
+
+@api.route("PATCH", "/api/users/{id}", summary="Change a user's role, disable or re-enable (admin)",
+           tag="accounts", auth=(Role.ADMIN,), body=UserUpdate,
+           responses={404: "No such user", 409: "self_lockout: an admin cannot disable or demote "
+                      "themselves"})
+async def update_user(request: web.Request) -> web.Response:
+    """Disabling or a role change ends the user's tokens and sockets everywhere within ~1 s."""
+    user_id = path_int(request, "id")
+    body = await read_json(request, UserUpdate)
+    async with request.app[database_key].session() as db:
+        user, revoke = await accounts.update_user(
+            db, user_id, principal(request), role=body.role, disabled=body.disabled,
+            display_name=body.display_name,
+        )
+        shown = {"id": user.id, "username": user.username, "role": user.role,
+                 "disabled": user.disabled, "display_name": user.display_name}
+    # After the commit: a login racing this reads the new row, so no token minted with the old
+    # role or standing outlives the cut-off.
+    if revoke:
+        await request.app[revocations_key].revoke(user_id)
+    return json_response(shown)
 
 
 @api.route("POST", "/api/communities", summary="Create a community (小区)", tag="accounts",

@@ -84,7 +84,9 @@ async def create_hold(request: web.Request) -> web.Response:
     )
     return json_response({
         "hold_id": result["hold"], "expires_at": _iso_ms(int(result["expires"])),
-        "remaining": result["remaining"], "rank": result["rank"], "qty": body.qty,
+        "remaining": result["remaining"], "rank": result["rank"],
+        # The held qty: a retry with the same key answers the first hold, whatever it asks.
+        "qty": int(result.get("qty", body.qty)),
         "unit_price_fen": result["price"], "community_id": int(result["community"] or 0) or None,
     }, status=201)
 

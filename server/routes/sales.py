@@ -8,11 +8,12 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field, model_validator
 
-from commerce import catalog, fulfilment, group_buys, sales
+from commerce import catalog, fulfilment, group_buys, sale_creation, sales
 from commerce.accounts import Role
 from commerce.base import MAX_ID
-from commerce.errors import Conflict, InvalidInput
+from commerce.errors import InvalidInput
 from commerce.flash_sale import MAX_QTY
+from commerce.sale_creation import SaleDraft
 from commerce.sales import MAX_COMMUNITIES, MAX_PRICE_FEN, MAX_STOCK, Sale
 from server.api import PUBLIC, Api, Id, json_response, path_int, principal, read_json
 from server.commerce_keys import checkout_key
@@ -69,8 +70,11 @@ async def sale_view(request: web.Request, sale: Sale) -> dict[str, Any]:
 
 @api.route("POST", "/api/sessions/{id}/sales", summary="Open a flash sale in a session (its host)",
            tag="sales", auth=HOSTS, body=SaleCreate,
-           responses={201: "Created: {id} (the same sale again for a repeated Idempotency-Key)",
-                      409: "in_progress: the same Idempotency-Key is being handled"})
+           responses={201: "Created: the sale; with an Idempotency-Key (yours, on this session) a "
+                           "repeat answers the same sale",
+                      409: "conflict (reason in_progress): the same Idempotency-Key is still being "
+                           "handled | idempotency_key_reused: the key already made a sale from "
+                           "another body | invalid_state: the session has ended"})
 async def create_sale(request: web.Request) -> web.Response:
     session_id = path_int(request, "id")
     body = await read_json(request, SaleCreate)
@@ -80,62 +84,17 @@ async def create_sale(request: web.Request) -> web.Response:
     for when in (body.starts_at, body.ends_at):
         if when is not None and when.tzinfo is None:
             raise InvalidInput("时间需带时区(UTC)/ Times need a timezone (UTC)", field="starts_at")
-    checkout = request.app[checkout_key]
-    ttl = request.app[settings_key].hold_ttl_s
-    # A host's retry (a timeout, a double tap) must not put a second sale, and twice the stock,
-    # on offer: with an Idempotency-Key the first sale is the answer (bench/chaos.py made two).
-    idem = _creation_key(request)
-    if idem is not None:
-        earlier = await _created_before(request, idem)
-        if earlier is not None:
-            if (await checkout.store.counts(earlier.id) is None
-                    and earlier.status == sales.SaleStatus.OPEN.value):
-                await fulfilment.open_sale(checkout, earlier, ttl)  # the first try died before
-            return json_response(await sale_view(request, earlier), status=201)
-    try:
-        async with request.app[database_key].session() as db:
-            sale = await sales.create_sale(
-                db, principal(request), session_id, body.product_id, body.stock, body.price_fen,
-                body.per_buyer_limit, starts_at=body.starts_at, ends_at=body.ends_at,
-                community_ids=body.community_ids, community_price_fen=body.community_price_fen,
-                members_only=body.members_only, gift_first_n=body.gift_first_n,
-                gift_text=body.gift_text,
-            )
-    except BaseException:
-        if idem is not None:
-            await checkout.store.redis.delete(idem)  # nothing was made: a retry may try again
-        raise
-    if idem is not None:
-        await checkout.store.redis.set(idem, str(sale.id), ex=CREATE_IDEM_KEEP_S)
-    await fulfilment.open_sale(checkout, sale, ttl)
+    draft = SaleDraft(
+        body.product_id, body.stock, body.price_fen, body.per_buyer_limit,
+        starts_at=body.starts_at, ends_at=body.ends_at, community_ids=tuple(body.community_ids),
+        community_price_fen=body.community_price_fen, members_only=body.members_only,
+        gift_first_n=body.gift_first_n, gift_text=body.gift_text,
+    )
+    sale = await sale_creation.create_sale(
+        request.app[checkout_key], principal(request), session_id, draft,
+        request.app[settings_key].hold_ttl_s, request.headers.get("Idempotency-Key"),
+    )
     return json_response(await sale_view(request, sale), status=201)
-
-
-CREATE_IDEM_KEEP_S = 24 * 3600
-CREATE_IDEM_PENDING_S = 60
-
-
-def _creation_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not key or len(key) > 100 or not key.isprintable():
-        raise InvalidInput("Idempotency-Key 无效 / Idempotency-Key must be 1..100 printable chars",
-                           field="Idempotency-Key")
-    return f"idem:sale-create:{principal(request).user_id}:{key}"
-
-
-async def _created_before(request: web.Request, idem: str) -> Sale | None:
-    """The sale this key already made; None when this request is the first (it claims the key)."""
-    redis = request.app[checkout_key].store.redis
-    if await redis.set(idem, b"pending", nx=True, ex=CREATE_IDEM_PENDING_S):
-        return None
-    found = await redis.get(idem)
-    if found is None or found == b"pending":
-        raise Conflict("同一请求正在处理,请稍后重试 / The same request is still being handled",
-                       reason="in_progress")
-    async with request.app[database_key].session() as db:
-        return await sales.get_sale(db, int(found))
 
 
 @api.route("GET", "/api/sessions/{id}/sales", summary="Sales of a session", tag="sales",

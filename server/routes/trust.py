@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commerce import qc, trace, uploads
+from commerce import claims, qc, trace, uploads
 from commerce.accounts import Role
 from commerce.base import utcnow
 from commerce.catalog import Product
@@ -132,12 +132,19 @@ async def _read_multipart_file(request: web.Request, limit: int) -> bytes:
             return bytes(buf)
 
 
-@api.route("GET", "/api/uploads/{name}", summary="An uploaded file (public evidence, or your own)",
-           tag="trust", auth=PUBLIC, response_content_type="application/octet-stream")
+@api.route("GET", "/api/uploads/{name}", summary="An uploaded file: public evidence for anyone; a "
+           "claim photo for the claim's buyer, the session's host, assistants and admins",
+           tag="trust", auth=PUBLIC, response_content_type="application/octet-stream",
+           responses={401: "unauthorized (a private file, no token)", 403: "forbidden",
+                      404: "not_found"})
 async def get_upload(request: web.Request) -> web.StreamResponse:
+    # A private file needs the bearer header, like every other private read. A page shows one by
+    # fetch() with Authorization and a blob: URL (img-src allows blob:), as the dashboard does its
+    # charts. No signed link in the query: a claim photo is personal data, and a URL is copied,
+    # forwarded, kept in history and proxy logs, and outlives the reason it was handed out.
     async with request.app[database_key].session() as db:
         upload = await uploads.find_upload(db, request.match_info["name"])
-    uploads.ensure_can_read(upload, optional_principal(request))
+        await claims.ensure_can_read_upload(db, upload, optional_principal(request))
     body = await request.app[upload_storage_key].get(upload.name)
     disposition = "attachment" if upload.content_type == "application/pdf" else "inline"
     # Up to max_upload_bytes held per reader: a reader that stops reading is cut at the deadline.

@@ -1,0 +1,178 @@
+"""Opening a flash sale on a host's request, at most once per Idempotency-Key.
+
+A host's retry (a lost answer, a double tap) must not put a second sale, and twice the stock, on
+offer: bench/chaos.py made two. With a key, the first sale is the answer to every repeat.
+
+A key belongs to the one who sent it and to the session it was sent for: the same key on another
+session opens a new sale there. Its record lives in Redis, next to the sale's stock:
+
+    idem:sale-create:s{session}:u{user}:{key} -> {"fp": body fingerprint}    the first try runs
+                                                 {"fp": ..., "sale": id}     it made this sale
+
+The record is claimed (SET NX, short expiry) before the SQL row is written and dropped again if
+nothing was made, so a failed try may be retried with the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commerce import fulfilment, sales
+from commerce.accounts import Principal
+from commerce.base import as_utc
+from commerce.checkout import Checkout
+from commerce.errors import Conflict, IdempotencyKeyReused, InvalidInput
+from commerce.flash_sale import RedisLike
+from commerce.sales import Sale, SaleStatus
+
+log = logging.getLogger(__name__)
+MAX_KEY = 100
+# A made sale is the answer for a day: far longer than any client retries.
+KEEP_S = 24 * 3600
+# A claim outlives a first try that died mid-way by this much; until then repeats hear
+# "in progress". Creating a sale takes milliseconds, so this only bounds the wait after a crash.
+PENDING_S = 60
+
+
+@dataclass(frozen=True)
+class SaleDraft:
+    """What the host asked to put on sale (the body of the request)."""
+
+    product_id: int
+    stock: int
+    price_fen: int
+    per_buyer_limit: int
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    community_ids: tuple[int, ...] = ()
+    community_price_fen: int | None = None
+    members_only: bool = False
+    gift_first_n: int = 0
+    gift_text: str = ""
+
+    def fingerprint(self) -> str:
+        """Equal for drafts that make the same sale (same instants, same set of communities)."""
+        data = asdict(self)
+        data["community_ids"] = sorted(set(self.community_ids))
+        for name in ("starts_at", "ends_at"):
+            when = getattr(self, name)
+            data[name] = None if when is None else as_utc(when).astimezone(UTC).isoformat()
+        canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_key(key: str) -> None:
+    """The bounds every caller gets, so a key is always safe to put in a Redis key name."""
+    if not key or len(key) > MAX_KEY or not key.isprintable():
+        raise InvalidInput("Idempotency-Key 无效 / Idempotency-Key must be 1..100 printable chars",
+                           field="Idempotency-Key")
+
+
+async def create_sale(checkout: Checkout, actor: Principal, session_id: int, draft: SaleDraft,
+                      hold_ttl_s: int, idempotency_key: str | None = None) -> Sale:
+    """Write the sale and open it in Redis; with a key, a repeat answers the sale the key made.
+
+    Raises Conflict (reason in_progress) while the first request with the key is still being
+    handled, and IdempotencyKeyReused when the key already stands for a different draft.
+    """
+    if idempotency_key is None:
+        return await _create(checkout, actor, session_id, draft, hold_ttl_s)
+    check_key(idempotency_key)
+    claim = _Claim(checkout.store.redis, actor.user_id, session_id, idempotency_key,
+                   draft.fingerprint())
+    earlier = await claim.take()
+    if earlier is not None:
+        return await _resume(checkout, earlier, hold_ttl_s)
+    try:
+        async with checkout.uow() as db:
+            sale = await _write(db, actor, session_id, draft)
+    except BaseException:
+        await claim.drop()  # nothing was made: a retry with this key may try again
+        raise
+    await claim.made(sale.id)
+    await fulfilment.open_sale(checkout, sale, hold_ttl_s)
+    return sale
+
+
+async def _create(checkout: Checkout, actor: Principal, session_id: int, draft: SaleDraft,
+                  hold_ttl_s: int) -> Sale:
+    async with checkout.uow() as db:
+        sale = await _write(db, actor, session_id, draft)
+    await fulfilment.open_sale(checkout, sale, hold_ttl_s)
+    return sale
+
+
+async def _write(db: AsyncSession, actor: Principal, session_id: int,
+                 draft: SaleDraft) -> Sale:
+    return await sales.create_sale(
+        db, actor, session_id, draft.product_id, draft.stock, draft.price_fen,
+        draft.per_buyer_limit, starts_at=draft.starts_at, ends_at=draft.ends_at,
+        community_ids=list(draft.community_ids), community_price_fen=draft.community_price_fen,
+        members_only=draft.members_only, gift_first_n=draft.gift_first_n,
+        gift_text=draft.gift_text,
+    )
+
+
+async def _resume(checkout: Checkout, sale_id: int, hold_ttl_s: int) -> Sale:
+    """The sale an earlier try made; opened in Redis if that try died before it got there."""
+    async with checkout.uow() as db:
+        sale = await sales.get_sale(db, sale_id)
+    if sale.status == SaleStatus.OPEN.value and await checkout.store.counts(sale.id) is None:
+        await fulfilment.open_sale(checkout, sale, hold_ttl_s)
+    return sale
+
+
+def _in_progress() -> Conflict:
+    return Conflict("同一请求正在处理,请稍后重试 / The same request is still being handled",
+                    reason="in_progress")
+
+
+class _Claim:
+    """One key's record in Redis: taken by the first try, then the sale it made."""
+
+    def __init__(self, redis: RedisLike, user_id: int, session_id: int, key: str,
+                 fingerprint: str) -> None:
+        self.redis = redis
+        self.name = f"idem:sale-create:s{session_id}:u{user_id}:{key}"
+        self.fingerprint = fingerprint
+
+    async def take(self) -> int | None:
+        """None when this try is the first (the key is now ours); else the sale made earlier."""
+        pending = json.dumps({"fp": self.fingerprint})
+        # Twice: a first try that failed may drop the record between our SET and GET.
+        for _ in range(2):
+            if await self.redis.set(self.name, pending, nx=True, ex=PENDING_S):
+                return None
+            raw = await self.redis.get(self.name)
+            if raw is None:
+                continue
+            record = json.loads(raw)
+            # Unlike a hold (reserve.lua keeps only the first answer and repeats it: a hold is the
+            # buyer's own units for minutes, and the hot path stays one script call), a sale sets
+            # the price and stock everyone buys at: answering a different body with the first
+            # sale would leave the host believing the second one is on offer.
+            if record.get("fp") != self.fingerprint:
+                raise IdempotencyKeyReused()
+            if "sale" not in record:
+                raise _in_progress()
+            return int(record["sale"])
+        raise _in_progress()
+
+    async def made(self, sale_id: int) -> None:
+        await self.redis.set(self.name, json.dumps({"fp": self.fingerprint, "sale": sale_id}),
+                             ex=KEEP_S)
+
+    async def drop(self) -> None:
+        # Best effort: if Redis is what failed, the claim lapses after PENDING_S by itself, and
+        # the caller should see the original error, not this one.
+        try:
+            await self.redis.delete(self.name)
+        except RedisError:
+            log.warning("could not drop a sale-creation claim", extra={"key": self.name})

@@ -1,0 +1,119 @@
+"""Token revocation: a disabled account or a changed role ends that user's tokens everywhere.
+
+Tokens are stateless JWTs, so "log this user out" is a cut-off time per user: tokens issued
+before it are refused. The cut-offs live in one Redis hash; the process that revokes applies its
+cut-off at once, every other process reads the hash each `REFRESH_S` (one HGETALL of a handful
+of entries), so a revoked token stops working everywhere within about a second. On learning of
+a revocation each process also drops that user's open sockets (listeners, see
+server/realtime_component.py); their reconnect is then refused with `token_revoked`.
+
+An entry is needed only while tokens issued before it could still be unexpired: it is removed
+once `token_ttl_s` has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from server.auth import TokenService
+from server.keys import redis_key, settings_key, tokens_key
+
+log = logging.getLogger(__name__)
+
+KEY = "linli:auth:revoked_before"
+REFRESH_S = 1.0
+
+Listener = Callable[[int], None]
+
+
+class Revocations:
+    def __init__(self, tokens: TokenService, ttl_s: int) -> None:
+        self.tokens = tokens
+        self.ttl_s = ttl_s
+        self.redis: Redis | None = None
+        # Told the user id of each revocation this process learns of (once per cut-off).
+        self.listeners: list[Listener] = []
+
+    async def revoke(self, user_id: int) -> float:
+        """End every token `user_id` holds now; returns the cut-off."""
+        cutoff = time.time()
+        assert self.redis is not None, "revocations used before start-up"
+        await self.redis.hset(KEY, str(user_id), repr(cutoff))
+        self._apply({user_id: cutoff})
+        return cutoff
+
+    async def refresh(self) -> None:
+        """Learn the cut-offs other processes wrote; forget those older than any live token."""
+        if self.redis is None:
+            return
+        raw = await self.redis.hgetall(KEY)
+        now = time.time()
+        current: dict[int, float] = {}
+        stale: list[bytes | str] = []
+        for field, value in raw.items():
+            try:
+                user_id, cutoff = int(field), float(value)
+            except ValueError:
+                stale.append(field)
+                continue
+            if cutoff + self.ttl_s < now:
+                stale.append(field)
+            else:
+                current[user_id] = cutoff
+        if stale:
+            await self.redis.hdel(KEY, *stale)
+        self._apply(current, forget_before=now - self.ttl_s)
+
+    def _apply(self, cutoffs: dict[int, float], forget_before: float | None = None) -> None:
+        known = self.tokens.revoked_before
+        fresh = {uid: cutoff for uid, cutoff in cutoffs.items() if known.get(uid, -1.0) < cutoff}
+        if forget_before is not None:
+            # Drop only cut-offs no unexpired token can precede; what this process revoked itself
+            # stays even when this read raced its own write.
+            for uid in [uid for uid, c in known.items() if c < forget_before]:
+                del known[uid]
+        known.update(fresh)
+        for user_id in fresh:
+            for listener in self.listeners:
+                try:
+                    listener(user_id)
+                except Exception:
+                    log.exception("revocation listener failed")
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            try:
+                await self.refresh()
+            except Exception:
+                # Redis away: keep the cut-offs already known; they are only ever added to.
+                log.warning("token revocations refresh failed", exc_info=True)
+
+
+revocations_key = web.AppKey("revocations", Revocations)
+
+
+async def revocations_ctx(app: web.Application) -> AsyncIterator[None]:
+    revocations = app[revocations_key]
+    revocations.redis = app[redis_key]
+    with contextlib.suppress(Exception):
+        await revocations.refresh()  # a process started after a revocation knows it at once
+    task = asyncio.ensure_future(revocations.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.wait({task}, timeout=2.0)
+
+
+def install(app: web.Application) -> None:
+    """After redis_ctx: components may add listeners at set-up."""
+    app[revocations_key] = Revocations(app[tokens_key], app[settings_key].token_ttl_s)
+    app.cleanup_ctx.append(revocations_ctx)
