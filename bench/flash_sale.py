@@ -243,9 +243,9 @@ def http_rate(server: ServerProcess, buyers: int, seconds: float, procs: int,
 
 
 def wrk_rate(server: ServerProcess, buyers: int, seconds: float, redis_pid: int,
-             threads: int, workdir: Path) -> dict[str, Any]:
-    """Back-to-back reservations from `wrk` (C), one connection per buyer: the saturation rate
-    with the least load-generator CPU taken from the box."""
+             threads: int, workdir: Path, think_ms: float = 0.0) -> dict[str, Any]:
+    """Reservations from `wrk` (C), one connection per buyer, back-to-back or thinking: the
+    least load-generator CPU taken from the box that also runs the server."""
     import json
 
     sale_id = asyncio.run(_setup_sale(server, BIG_STOCK, 1000))
@@ -254,7 +254,7 @@ def wrk_rate(server: ServerProcess, buyers: int, seconds: float, redis_pid: int,
     tokens.write_text("\n".join(server.token(100_000 + i) for i in range(buyers)) + "\n")
     argv = ["wrk", f"-t{threads}", f"-c{buyers}", "-d1s", "--timeout", "10s",
             "-s", str(ROOT / "bench" / "wrk_holds.lua"), server.url, "--", str(tokens),
-            str(sale_id)]
+            str(sale_id), str(int(think_ms))]
     subprocess.run(argv, capture_output=True, text=True, check=True)  # warm-up, not counted
     argv[3] = f"-d{seconds:g}s"
     server_cpu0, redis_cpu0 = tree_cpu_seconds(server.proc.pid), tree_cpu_seconds(redis_pid)
@@ -355,8 +355,8 @@ def main() -> None:
                         help="mean pause between a buyer's attempts (0 = back-to-back, the "
                              "saturation test; with 2,000 buyers, 5000 offers ~400/s)")
     parser.add_argument("--load", choices=("auto", "wrk", "aiohttp"), default="auto",
-                        help="load generator: wrk (C, least CPU taken from the box) when installed "
-                             "and buyers do not think, else aiohttp client processes")
+                        help="load generator: wrk (C, least CPU taken from the box) when installed, "
+                             "else aiohttp client processes")
     parser.add_argument("--wrk-threads", type=int, default=1)
     args = parser.parse_args()
     if args.quick:
@@ -389,12 +389,12 @@ def main() -> None:
                 # Spawned workers import the app after the first one answers; let them all listen.
                 time.sleep(2.0 * (args.workers - 1))
                 assert redis._proc is not None
-                use_wrk = args.load == "wrk" or (args.load == "auto" and not args.think_ms
+                use_wrk = args.load == "wrk" or (args.load == "auto"
                                                   and shutil.which("wrk") is not None)
                 if use_wrk:
-                    print(f"   load: wrk, {args.buyers} connections (one per buyer), back-to-back")
+                    print(f"   load: wrk, {args.buyers} connections (one per buyer)")
                     http = wrk_rate(server, args.buyers, args.seconds, redis._proc.pid,
-                                    args.wrk_threads, tmp)
+                                    args.wrk_threads, tmp, args.think_ms)
                 else:
                     print(f"   load: {args.load_procs} aiohttp client processes")
                     http = http_rate(server, args.buyers, args.seconds, args.load_procs,

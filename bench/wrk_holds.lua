@@ -1,8 +1,10 @@
 -- wrk load for bench/flash_sale.py: POST /api/sales/{id}/holds from many buyers.
 --
---   wrk -t2 -c2000 -d10s --latency -s bench/wrk_holds.lua http://127.0.0.1:PORT -- TOKENS SALE_ID
+--   wrk -t1 -c2000 -d10s -s bench/wrk_holds.lua http://127.0.0.1:PORT -- TOKENS SALE_ID [THINK_MS]
 --
--- TOKENS is a file of bearer tokens, one per line (one per buyer). Each request takes the next
+-- TOKENS is a file of bearer tokens, one per line (one per buyer). With THINK_MS each connection
+-- pauses a random 0..2×THINK_MS before each request (a buyer looking at the screen); without it
+-- requests go back-to-back (the saturation test). Each request takes the next
 -- token of its thread and a fresh Idempotency-Key, so every request is a new reservation of one
 -- unit. wrk is C: it costs the 2-core box a fraction of what Python clients do, which leaves the
 -- cores to the server being measured. done() prints one line, "WRK {json}", for the bench.
@@ -15,6 +17,7 @@ local serial = 0
 local thread_id = 0
 local threads = {}
 local counter = 0
+local think_ms = 0
 
 function setup(thread)
   counter = counter + 1
@@ -27,6 +30,8 @@ function init(args)
     tokens[#tokens + 1] = line
   end
   path = "/api/sales/" .. args[2] .. "/holds"
+  think_ms = tonumber(args[3] or "0")
+  math.randomseed(tid * 104729)
   thread_id = tid
   -- Spread the threads over the token list so they do not all start on the same buyer.
   next_token = (tid * 7919) % #tokens
@@ -41,6 +46,13 @@ function request()
     ["Idempotency-Key"] = "wrk-" .. thread_id .. "-" .. serial,
   }
   return wrk.format("POST", path, headers, '{"qty": 1}')
+end
+
+function delay()
+  if think_ms > 0 then
+    return math.random(0, 2 * think_ms)
+  end
+  return 0
 end
 
 function response(status, headers, body)

@@ -29,7 +29,7 @@ def setup(app: web.Application, api: Api) -> None:
 async def media_hub_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = MediaHub(app[settings_key], app[database_key], app[events_key], app[publisher_taps_key])
     app[media_hub_key] = hub
-    unsubscribe = app[events_key].subscribe(hub.on_event)
+    unsubscribe = app[events_key].subscribe(hub.on_event, kinds=("session_ended",))
     try:
         yield
     finally:

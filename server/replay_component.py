@@ -54,7 +54,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         else:
             replays.request(session_id)
 
-    unsubscribe = app[events_key].subscribe(on_event)
+    unsubscribe = app[events_key].subscribe(on_event, kinds=("session_ended",))
     if settings.rtmp_port >= 0:
         try:
             await rtmp.start(settings.host, settings.rtmp_port)

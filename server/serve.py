@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -32,6 +33,14 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+async def _freeze_startup_objects(_app: web.Application) -> None:
+    """Move what start-up built (modules, the app, pools: ~hundreds of thousands of objects that
+    live as long as the process) out of the garbage collector's sight, so a full collection in
+    the middle of a flash sale walks only what requests made: it shortens the latency tail."""
+    gc.collect()
+    gc.freeze()
+
+
 def _worker(settings: Settings, index: int) -> None:
     configure_logging(settings.log_level)
     _use_uvloop()
@@ -39,6 +48,7 @@ def _worker(settings: Settings, index: int) -> None:
     if index > 0:
         settings = settings.with_(demo=False)
     app = create_app(settings)
+    app.on_startup.append(_freeze_startup_objects)  # after every component's start-up
     web.run_app(app, host=settings.host, port=settings.port, reuse_port=settings.workers > 1,
                 print=None, access_log=None, handle_signals=True, backlog=LISTEN_BACKLOG)
 

@@ -62,7 +62,7 @@ async def trust_ctx(app: web.Application) -> AsyncIterator[None]:
             async with app[database_key].session() as db:
                 await audience.freeze(db, app[redis_key], event.session_id)
 
-    unsubscribe = app[events_key].subscribe(on_event)
+    unsubscribe = app[events_key].subscribe(on_event, kinds=("order_paid", "product_pinned", "session_ended"))
     try:
         yield
     finally:

@@ -1,0 +1,55 @@
+"""The in-process event bus: kinds filter subscribers, a failing one is logged, a slow one
+delays no other."""
+
+from __future__ import annotations
+
+import asyncio
+
+from commerce.events import DomainEvent, EventBus
+
+
+async def test_kinds_choose_subscribers_and_failures_stay_contained() -> None:
+    bus = EventBus()
+    seen: dict[str, list[str]] = {"all": [], "paid": [], "broken": []}
+
+    async def every(event: DomainEvent) -> None:
+        seen["all"].append(event.kind)
+
+    async def paid_only(event: DomainEvent) -> None:
+        seen["paid"].append(event.kind)
+
+    async def broken(event: DomainEvent) -> None:
+        seen["broken"].append(event.kind)
+        raise RuntimeError("subscriber bug")
+
+    bus.subscribe(every)
+    bus.subscribe(paid_only, kinds=("order_paid",))
+    unsubscribe = bus.subscribe(broken, kinds=("order_paid", "stock_changed"))
+    await bus.publish(DomainEvent("stock_changed", 1))
+    await bus.publish(DomainEvent("order_paid", 1))
+    assert seen == {"all": ["stock_changed", "order_paid"], "paid": ["order_paid"],
+                    "broken": ["stock_changed", "order_paid"]}
+    unsubscribe()
+    await bus.publish(DomainEvent("stock_changed", 1))
+    assert seen["broken"] == ["stock_changed", "order_paid"]
+    assert seen["all"][-1] == "stock_changed"
+
+
+async def test_a_slow_subscriber_does_not_hold_up_another() -> None:
+    bus = EventBus()
+    release = asyncio.Event()
+    fast_done = asyncio.Event()
+
+    async def slow(event: DomainEvent) -> None:
+        await release.wait()
+
+    async def fast(event: DomainEvent) -> None:
+        fast_done.set()
+
+    bus.subscribe(slow, kinds=("session_ended",))
+    bus.subscribe(fast)
+    publishing = asyncio.ensure_future(bus.publish(DomainEvent("session_ended", 1)))
+    await asyncio.wait_for(fast_done.wait(), 5)  # while the slow one still waits
+    assert not publishing.done()
+    release.set()
+    await asyncio.wait_for(publishing, 5)
