@@ -403,6 +403,8 @@ def main() -> None:
                 server.stop()
             print(f"   {http['rate']:,.0f} reservations/s, p50 {http['p50_ms']:.1f} ms, "
                   f"p99 {http['p99_ms']:.1f} ms, statuses {http['statuses']}")
+            if http.get("socket_errors") or http.get("timeouts"):
+                print(f"   wrk socket errors {http['socket_errors']}, timeouts {http['timeouts']}")
             load_cpu = f", load {http['load_cpu_s']:.1f} s" if "load_cpu_s" in http else ""
             print(f"   {http['per_cpu_s']:,.0f} reservations per CPU-s of server+redis "
                   f"(server {http['server_cpu_s']:.1f} s, redis {http['redis_cpu_s']:.1f} s"

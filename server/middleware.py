@@ -9,6 +9,8 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from redis import exceptions as redis_errors
+from sqlalchemy import exc as sql_errors
 
 from commerce.errors import DomainError
 from server.api import json_response
@@ -50,6 +52,16 @@ _BASELINE_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
+
+
+# A dependency that is down or saturated for a moment (see _render_errors).
+_UNAVAILABLE = (
+    redis_errors.ConnectionError,  # includes BusyLoadingError: Redis is loading its AOF
+    redis_errors.TimeoutError,
+    sql_errors.TimeoutError,  # the connection pool had none free in time
+    sql_errors.DisconnectionError,
+    sql_errors.OperationalError,  # e.g. the server terminated the connection
+)
 
 
 def error_body(code: str, message: str, **details: object) -> dict[str, object]:
@@ -122,6 +134,20 @@ async def _render_errors(request: web.Request, handler: Handler) -> web.StreamRe
         for header in ("Allow", "Location"):
             if header in exc.headers:
                 response.headers[header] = exc.headers[header]
+        return response
+    except _UNAVAILABLE as exc:
+        # Redis restarting (loading its AOF) or unreachable, the SQL pool exhausted or its
+        # server gone: nothing happened, and a retry with the same Idempotency-Key is safe.
+        # A client is told so (503 + Retry-After), not "internal error"; one line, no traceback.
+        cause = getattr(exc, "orig", None) or exc  # SQL: the driver's error, never the statement
+        log.warning("dependency unavailable", extra={
+            "error": type(cause).__name__, "detail": (str(cause).splitlines() or [""])[0][:200]})
+        response = json_response(
+            error_body("unavailable", "服务繁忙,请稍后重试 / Temporarily unavailable, retry shortly",
+                       request_id=request.get(request_id_key, "")),
+            status=503,
+        )
+        response.headers["Retry-After"] = "1"
         return response
     except Exception:
         log.exception("unhandled error")

@@ -12,6 +12,7 @@ import sys
 
 from aiohttp import web
 
+from server import listener
 from server.app import create_app
 from server.embedded_redis import EmbeddedRedis
 from server.logs import configure_logging
@@ -49,8 +50,8 @@ def _worker(settings: Settings, index: int) -> None:
         settings = settings.with_(demo=False)
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)  # after every component's start-up
-    web.run_app(app, host=settings.host, port=settings.port, reuse_port=settings.workers > 1,
-                print=None, access_log=None, handle_signals=True, backlog=LISTEN_BACKLOG)
+    listener.run(app, settings.host, settings.port, backlog=LISTEN_BACKLOG,
+                 reuse_port=settings.workers > 1)
 
 
 def serve(settings: Settings) -> None:

@@ -32,6 +32,11 @@ async def test_healthz_is_503_when_redis_is_gone(make_api: AppFactory, settings:
         resp = await api.client.get("/healthz")
         assert resp.status == 503
         assert (await resp.json())["redis"] is False
+        # A request that needs Redis is told to retry (503 + Retry-After), not "internal error".
+        resp = await api.client.post("/api/auth/token",
+                                     json={"username": "admin", "password": "whatever"})
+        assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+        assert (await resp.json())["error"]["code"] == "unavailable"
     finally:
         own.stop()
 
