@@ -7,6 +7,11 @@ the kernel's accept queue, some past 10 s, while requests already inside took un
 This listener accepts up to `ACCEPT_BATCH` waiting connections each time the socket is ready,
 as asyncio's own loop does, and hands each to the loop as an accepted socket.
 
+It also closes a new connection that has not sent a whole request head within
+`header_timeout_s` (slowloris: thousands of connections each trickling a header byte now and
+then would otherwise be held open for ever, aiohttp has no such timeout). Keep-alive
+connections between requests are aiohttp's own `keepalive_timeout`.
+
 `run(app, host, port, ...)` replaces aiohttp's `web.run_app` (which has no way to take another
 kind of site) and keeps what it does: signals end it gracefully, the runner cleans up.
 """
@@ -33,8 +38,10 @@ class BatchAcceptListener:
     """The part of `asyncio.Server` aiohttp's runner uses (`sockets`, `close`)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
-                 protocol_factory: Any) -> None:
+                 protocol_factory: Any, header_timeout_s: float) -> None:
         self._loop = loop
+        self._header_timeout_s = header_timeout_s
+        self.closed_silent = 0  # connections closed for not sending a request head in time
         self._sock = sock
         self._factory = protocol_factory
         self._handshakes: set[asyncio.Task[Any]] = set()
@@ -66,10 +73,19 @@ class BatchAcceptListener:
 
     async def _connect(self, conn: socket.socket) -> None:
         try:
-            await self._loop.connect_accepted_socket(self._factory, conn)
+            transport, protocol = await self._loop.connect_accepted_socket(self._factory, conn)
         except Exception:
             conn.close()
             log.warning("could not set up an accepted connection", exc_info=True)
+            return
+        self._loop.call_later(self._header_timeout_s, self._close_if_silent, transport, protocol)
+
+    def _close_if_silent(self, transport: asyncio.BaseTransport, protocol: Any) -> None:
+        # aiohttp's RequestHandler counts requests whose head it parsed. Should a later aiohttp
+        # drop the attribute, the default keeps every connection (the guard fails open).
+        if getattr(protocol, "_request_count", 1) == 0 and not transport.is_closing():
+            self.closed_silent += 1
+            transport.abort()
 
     def _resume(self) -> None:
         if not self._closed:
@@ -87,12 +103,13 @@ class BatchAcceptListener:
 
 
 class BatchAcceptSite(web.BaseSite):
-    __slots__ = ("_host", "_port", "_reuse_port")
+    __slots__ = ("_header_timeout_s", "_host", "_port", "_reuse_port")
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, backlog: int,
-                 reuse_port: bool) -> None:
+                 reuse_port: bool, header_timeout_s: float) -> None:
         super().__init__(runner, backlog=backlog)
         self._host, self._port, self._reuse_port = host, port, reuse_port
+        self._header_timeout_s = header_timeout_s
 
     @property
     def name(self) -> str:
@@ -108,10 +125,21 @@ class BatchAcceptSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         # Typed as asyncio.AbstractServer in aiohttp; the runner only uses sockets and close().
-        self._server = BatchAcceptListener(loop, sock, server)  # type: ignore[assignment]
+        self._server = BatchAcceptListener(  # type: ignore[assignment]
+            loop, sock, server, self._header_timeout_s)
+
+    @property
+    def listener(self) -> BatchAcceptListener:
+        assert isinstance(self._server, BatchAcceptListener), "site not started"
+        return self._server
+
+    @property
+    def port(self) -> int:
+        return int(self.listener.sockets[0].getsockname()[1])
 
 
-def run(app: web.Application, host: str, port: int, *, backlog: int, reuse_port: bool) -> None:
+def run(app: web.Application, host: str, port: int, *, backlog: int, reuse_port: bool,
+        header_timeout_s: float) -> None:
     """Serve until SIGINT/SIGTERM, then shut down gracefully (web.run_app's contract)."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -120,7 +148,8 @@ def run(app: web.Application, host: str, port: int, *, backlog: int, reuse_port:
         runner = web.AppRunner(app, handle_signals=True, access_log=None)
         await runner.setup()
         try:
-            site = BatchAcceptSite(runner, host, port, backlog=backlog, reuse_port=reuse_port)
+            site = BatchAcceptSite(runner, host, port, backlog=backlog, reuse_port=reuse_port,
+                                   header_timeout_s=header_timeout_s)
             await site.start()
             await asyncio.Event().wait()  # until a signal raises GracefulExit
         finally:

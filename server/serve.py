@@ -51,7 +51,7 @@ def _worker(settings: Settings, index: int) -> None:
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)  # after every component's start-up
     listener.run(app, settings.host, settings.port, backlog=LISTEN_BACKLOG,
-                 reuse_port=settings.workers > 1)
+                 reuse_port=settings.workers > 1, header_timeout_s=settings.header_timeout_s)
 
 
 def serve(settings: Settings) -> None:

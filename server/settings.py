@@ -92,6 +92,8 @@ class Settings:
     token_ttl_s: int = 7 * 24 * 3600
     demo: bool = True
     max_body_bytes: int = 1 * 1024 * 1024
+    # A new connection must finish its first request's headers within this (slowloris).
+    header_timeout_s: int = 15
     max_upload_bytes: int = 10 * 1024 * 1024
     hold_ttl_s: int = 15 * 60
     workers: int = 1
@@ -182,6 +184,7 @@ class Settings:
             token_ttl_s=_int(env, "LINLI_TOKEN_TTL_S", 7 * 24 * 3600, 60, 90 * 24 * 3600),
             demo=_bool(env, "LINLI_DEMO", True),
             max_body_bytes=_int(env, "LINLI_MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
+            header_timeout_s=_int(env, "LINLI_HEADER_TIMEOUT_S", 15, 1, 300),
             max_upload_bytes=_int(
                 env, "LINLI_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, 1024, 512 * 1024 * 1024
             ),
