@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from commerce.accounts import Principal
+from commerce.background import cancel_and_wait
 from realtime.history import Event, RoomHistory
 from realtime.transport import DirectSockets, Frame
 
@@ -312,5 +313,4 @@ class Rooms:
 
     async def close(self) -> None:
         for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            await cancel_and_wait(task)

@@ -29,6 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
+from commerce.background import cancel_and_wait
 from realtime.broadcast import Rooms
 from realtime.history import RoomHistory, dumps
 from realtime.moderation import Moderation
@@ -161,8 +162,7 @@ class Hub:
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            await cancel_and_wait(task)
         await self.rooms.close()
         await self.sio.shutdown()
         await self._stop_listener()
@@ -180,13 +180,11 @@ class Hub:
     async def _stop_listener(self) -> None:
         thread = getattr(self.manager, "thread", None)
         if thread is not None:
-            thread.cancel()
-            # asyncio.wait, not `await thread` under suppress(BaseException): that also swallowed
-            # the caller's own cancellation, so a watchdog cancelled mid-restart kept looping
-            # and the app's shutdown waited for it forever.
-            await asyncio.wait({thread})
-            if not thread.cancelled():
-                thread.exception()  # retrieved: the listener's failure is what we are replacing
+            # Not `await thread` under suppress(BaseException): that also swallowed the caller's
+            # own cancellation, so a watchdog cancelled mid-restart kept looping and the app's
+            # shutdown waited for it forever. cancel_and_wait re-sends a lost cancellation too;
+            # the listener's failure, if any, is what we are replacing (logged there).
+            await cancel_and_wait(thread)
         if self.manager.pubsub is not None:
             with contextlib.suppress(Exception):
                 await self.manager.pubsub.aclose()

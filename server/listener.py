@@ -85,7 +85,10 @@ class BatchAcceptListener:
         # drop the attribute, the default keeps every connection (the guard fails open).
         if getattr(protocol, "_request_count", 1) == 0 and not transport.is_closing():
             self.closed_silent += 1
-            transport.abort()
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.abort()  # nothing to flush: it never got an answer
+            else:
+                transport.close()
 
     def _resume(self) -> None:
         if not self._closed:

@@ -4,6 +4,7 @@ delays no other."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from commerce.events import DomainEvent, EventBus
 
@@ -53,3 +54,35 @@ async def test_a_slow_subscriber_does_not_hold_up_another() -> None:
     assert not publishing.done()
     release.set()
     await asyncio.wait_for(publishing, 5)
+
+
+async def test_stopping_survives_a_swallowed_cancellation() -> None:
+    """A step that loses its cancellation (Python 3.11's wait_for race) must not hang stop()."""
+    from commerce.background import PeriodicTask, cancel_and_wait
+
+    steps = 0
+
+    async def swallowing_step() -> int:
+        nonlocal steps
+        steps += 1
+        with contextlib.suppress(asyncio.CancelledError):  # lost, as the race loses it
+            await asyncio.sleep(10)
+        return 1
+
+    worker = PeriodicTask("swallower", swallowing_step, idle_s=0.01)
+    worker.start()
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(worker.stop(), 10)
+    assert steps >= 1
+
+    async def stubborn() -> None:
+        for _ in range(3):
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                continue  # swallows each one; ends after the third
+
+    task = asyncio.ensure_future(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_and_wait(task, recancel_s=0.05), 10)
+    assert task.done()
