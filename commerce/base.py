@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 from sqlalchemy import DateTime, MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from commerce.errors import InvalidInput
+
 # Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -21,6 +23,14 @@ NAMING = {
 # Ids are INTEGER columns: 32-bit on PostgreSQL. A larger number names nothing, and handed to
 # the driver it overflows (an error, not a 404), so inputs are bounded by this first.
 MAX_ID = 2**31 - 1
+MAX_IDEMPOTENCY_KEY = 100
+
+
+def check_idempotency_key(key: str) -> None:
+    """The bounds of every Idempotency-Key, so a key is always safe inside a Redis key name."""
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise InvalidInput("Idempotency-Key 无效 / Idempotency-Key must be 1..100 printable chars",
+                           field="Idempotency-Key")
 
 
 class Base(DeclarativeBase):

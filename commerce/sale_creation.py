@@ -26,14 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commerce import fulfilment, sales
 from commerce.accounts import Principal
-from commerce.base import as_utc
+from commerce.base import as_utc, check_idempotency_key
 from commerce.checkout import Checkout
-from commerce.errors import Conflict, IdempotencyKeyReused, InvalidInput
+from commerce.errors import Conflict, IdempotencyKeyReused
 from commerce.flash_sale import RedisLike
 from commerce.sales import Sale, SaleStatus
 
 log = logging.getLogger(__name__)
-MAX_KEY = 100
 # A made sale is the answer for a day: far longer than any client retries.
 KEEP_S = 24 * 3600
 # A claim outlives a first try that died mid-way by this much; until then repeats hear
@@ -68,13 +67,6 @@ class SaleDraft:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def check_key(key: str) -> None:
-    """The bounds every caller gets, so a key is always safe to put in a Redis key name."""
-    if not key or len(key) > MAX_KEY or not key.isprintable():
-        raise InvalidInput("Idempotency-Key 无效 / Idempotency-Key must be 1..100 printable chars",
-                           field="Idempotency-Key")
-
-
 async def create_sale(checkout: Checkout, actor: Principal, session_id: int, draft: SaleDraft,
                       hold_ttl_s: int, idempotency_key: str | None = None) -> Sale:
     """Write the sale and open it in Redis; with a key, a repeat answers the sale the key made.
@@ -84,7 +76,7 @@ async def create_sale(checkout: Checkout, actor: Principal, session_id: int, dra
     """
     if idempotency_key is None:
         return await _create(checkout, actor, session_id, draft, hold_ttl_s)
-    check_key(idempotency_key)
+    check_idempotency_key(idempotency_key)
     claim = _Claim(checkout.store.redis, actor.user_id, session_id, idempotency_key,
                    draft.fingerprint())
     earlier = await claim.take()

@@ -164,14 +164,14 @@ def run(app: web.Application, host: str, port: int, *, backlog: int, reuse_port:
     except (web.GracefulExit, KeyboardInterrupt):
         pass
     finally:
-        _cancel_and_wait({main}, loop)  # runs serve()'s cleanup
-        _cancel_and_wait(asyncio.all_tasks(loop), loop)
+        _cancel_and_run_out({main}, loop)  # runs serve()'s cleanup
+        _cancel_and_run_out(asyncio.all_tasks(loop), loop)
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
         asyncio.set_event_loop(None)
 
 
-def _cancel_and_wait(tasks: set[asyncio.Task[Any]], loop: asyncio.AbstractEventLoop) -> None:
+def _cancel_and_run_out(tasks: set[asyncio.Task[Any]], loop: asyncio.AbstractEventLoop) -> None:
     if not tasks:
         return
     for task in tasks:

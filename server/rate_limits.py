@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from redis.asyncio import Redis
 
+from commerce.background import cancel_and_wait
 from commerce.errors import RateLimited
 from server.keys import redis_key, settings_key
 from server.settings import Rate, Settings
@@ -217,8 +218,7 @@ async def rate_limiter_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        await asyncio.wait({task}, timeout=2.0)
+        await cancel_and_wait(task)
         # Hand the last counts over, but never hold up shutdown for them.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(limiter.sync(), 2.0)

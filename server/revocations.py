@@ -13,7 +13,6 @@ once `token_ttl_s` has passed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -22,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from redis.asyncio import Redis
 
+from commerce.background import PeriodicTask
 from server.auth import TokenService
 from server.keys import redis_key, settings_key, tokens_key
 
@@ -87,14 +87,15 @@ class Revocations:
                 except Exception:
                     log.exception("revocation listener failed")
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_S)
-            try:
-                await self.refresh()
-            except Exception:
-                # Redis away: keep the cut-offs already known; they are only ever added to.
-                log.warning("token revocations refresh failed", exc_info=True)
+    async def _step(self) -> int:
+        # A failure is logged by PeriodicTask and retried; the cut-offs already known stay
+        # (they are only ever added to), so Redis being away never re-admits a token.
+        await self.refresh()
+        return 0  # paced by REFRESH_S either way
+
+    def poller(self) -> PeriodicTask:
+        return PeriodicTask("token-revocations", self._step, idle_s=REFRESH_S,
+                            error_pause_s=REFRESH_S)
 
 
 revocations_key = web.AppKey("revocations", Revocations)
@@ -105,12 +106,12 @@ async def revocations_ctx(app: web.Application) -> AsyncIterator[None]:
     revocations.redis = app[redis_key]
     with contextlib.suppress(Exception):
         await revocations.refresh()  # a process started after a revocation knows it at once
-    task = asyncio.ensure_future(revocations.run())
+    poller = revocations.poller()
+    poller.start()
     try:
         yield
     finally:
-        task.cancel()
-        await asyncio.wait({task}, timeout=2.0)
+        await poller.stop()
 
 
 def install(app: web.Application) -> None:

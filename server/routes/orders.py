@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from commerce import fulfilment, live_sessions, orders, pickup, reconcile
 from commerce.accounts import Role
-from commerce.base import MAX_ID
+from commerce.base import MAX_ID, check_idempotency_key
 from commerce.errors import InvalidInput
 from commerce.flash_sale import MAX_QTY, sale_of_hold
 from commerce.orders import OrderStatus
@@ -26,7 +26,6 @@ from server.rate_limits import rate_limiter_key
 
 api = Api()
 STAFF = (Role.HOST, Role.ASSISTANT, Role.ADMIN)
-MAX_IDEMPOTENCY_KEY = 100
 
 
 class HoldCreate(BaseModel):
@@ -52,9 +51,7 @@ def _idempotency_key(request: web.Request) -> str:
     if key is None:
         # Without a key a retry makes a new hold; clients are told to send one.
         return "auto-" + secrets.token_hex(12)
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
-        raise InvalidInput("Idempotency-Key 无效 / Idempotency-Key must be 1..100 printable chars",
-                           field="Idempotency-Key")
+    check_idempotency_key(key)
     return key
 
 
