@@ -21,7 +21,8 @@ from typing import Literal
 import av
 
 from media.record_tracks import TS_TIME_BASE, Track
-from media.segment_writer import SegmentEntry, SegmentWriter
+from media.segment_index import SegmentEntry
+from media.segment_writer import SegmentWriter
 from media.tap import EncodedPacket
 
 log = logging.getLogger(__name__)

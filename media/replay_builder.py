@@ -19,7 +19,7 @@ import ffmpeg
 
 from media.ffmpeg_bin import compile_args, run_ffmpeg
 from media.hls_playlist import atomic_write_text, clip_segments, parse_media_playlist, render_vod_playlist
-from media.segment_writer import SegmentEntry
+from media.segment_index import SegmentEntry
 
 # VOD segments: cut at the first keyframe after this (sources key every ~2 s, so ~2 s segments).
 VOD_HLS_TIME_S = 1.5
