@@ -23,6 +23,7 @@ class PlaylistSegment:
     uri: str
     duration: float
     discontinuity: bool = False
+    wall: float | None = None  # when its first moment was live (unix s), if known
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -32,6 +33,11 @@ def atomic_write_text(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _date_time(wall: float) -> str:
+    stamp = datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
 
 
 def _target_duration(durations: Sequence[float]) -> int:
@@ -58,8 +64,7 @@ def render_live_playlist(entries: Sequence[SegmentEntry], window: int, ended: bo
     for entry in shown:
         if entry.disc:
             lines.append("#EXT-X-DISCONTINUITY")
-        stamp = datetime.fromtimestamp(entry.wall, UTC).isoformat(timespec="milliseconds")
-        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{stamp.replace('+00:00', 'Z')}")
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(entry.wall)}")
         lines.append(f"#EXTINF:{entry.duration:.3f},")
         lines.append(entry.file)
     if ended:
@@ -85,6 +90,8 @@ def render_vod_playlist(segments: Sequence[PlaylistSegment], start_offset: float
     for segment in segments:
         if segment.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
+        if segment.wall is not None:
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(segment.wall)}")
         lines.append(f"#EXTINF:{segment.duration:.3f},")
         lines.append(segment.uri)
     lines.append("#EXT-X-ENDLIST")
