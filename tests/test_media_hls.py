@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from pathlib import Path
 
 import av
@@ -123,3 +124,21 @@ async def test_a_recorder_that_falls_behind_drops_then_resumes_at_a_keyframe(
         seg = probe(str(folder / entry.file))
         assert seg.keyframes >= 1
         assert decodes(str(folder / entry.file), frames=1) == 1
+
+
+async def test_a_source_faster_than_real_time_is_dated_by_arrival(tmp_path: Path) -> None:
+    """Eight seconds of media sent within a moment (an ffmpeg without -re, a source whose clock
+    runs fast): segments are dated when they arrived, never later, so a product pinned now does
+    not open its chapter seconds before the picture it belongs to."""
+    video, audio = video_packets(8.0), opus_packets(8.0)
+    recorder = Recorder(6, tmp_path / "rec")
+    before = time.time()
+    recorder.start_input(tracks_for(StreamInfo(6, "h264", "opus")), "shared")
+    for kind, packet in interleave(video, audio):
+        recorder.push_packet(kind, packet)
+    sent = time.time()
+    recorder.stop_input(final=True)
+    await asyncio.to_thread(recorder.close)
+    entries = load_index(tmp_path / "rec")
+    assert sum(e.duration for e in entries) >= 7.0
+    assert all(before <= e.wall <= sent for e in entries), (before, sent, entries)
