@@ -112,8 +112,8 @@ def chapters_for(entries: Sequence[SegmentEntry], pins: Sequence[Pin],
 def _vod_segments(entries: Sequence[SegmentEntry],
                   parsed: Sequence[PlaylistSegment]) -> list[PlaylistSegment]:
     """The replay's segments as ffmpeg cut them, each with the wall-clock time of its start
-    (EXT-X-PROGRAM-DATE-TIME). ffmpeg's last EXTINF stops at the last audio packet; the last
-    segment really runs to the end of the recorded media, which the replay's length must be."""
+    (EXT-X-PROGRAM-DATE-TIME). ffmpeg's last EXTINF can fall short of that segment's media;
+    it runs to the end of the recording, and the replay lasts exactly the media recorded."""
     recorded = sum(e.duration for e in entries)
     origin = entries[0].start if entries else 0.0
     segments: list[PlaylistSegment] = []
