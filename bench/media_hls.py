@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from media.recorder import Recorder  # noqa: E402
 from media.recordings import tracks_for  # noqa: E402
-from media.segment_writer import load_index  # noqa: E402
+from media.segment_index import load_index  # noqa: E402
 from media.tap import StreamInfo  # noqa: E402
 from tests.media_synth import interleave, opus_packets, rtmp_publish_argv, video_packets  # noqa: E402
 from tests.server_process import ServerProcess, free_port  # noqa: E402

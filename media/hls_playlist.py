@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from media.segment_writer import SegmentEntry
+    from media.segment_index import SegmentEntry
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class PlaylistSegment:
     uri: str
     duration: float
     discontinuity: bool = False
+    wall: float | None = None  # when its first moment was live (unix s), if known
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -34,28 +35,36 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _date_time(wall: float) -> str:
+    stamp = datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
 def _target_duration(durations: Sequence[float]) -> int:
     # EXTINF rounded to the nearest integer must not exceed the target duration (RFC 8216 4.3.3.1).
     return max(2, *(math.floor(d + 0.5) for d in durations)) if durations else 2
 
 
 def render_live_playlist(entries: Sequence[SegmentEntry], window: int, ended: bool) -> str:
+    """The last `window` segments. Sequence numbers come from the index, never from the window:
+    when a segment tagged EXT-X-DISCONTINUITY slides out, the discontinuity sequence grows by
+    one, and only then (RFC 8216 6.2.1), so a player's numbering of the segments left holds."""
     shown = list(entries[-window:])
     first_seq = shown[0].seq if shown else 0
-    hidden_disc = sum(1 for e in entries[: len(entries) - len(shown)] if e.disc)
+    # The number of discontinuity tags that slid out before the first segment shown.
+    disc_seq = shown[0].disc_seq - shown[0].disc if shown else 0
     lines = [
         "#EXTM3U",
         "#EXT-X-VERSION:3",
         f"#EXT-X-TARGETDURATION:{_target_duration([e.duration for e in shown])}",
         f"#EXT-X-MEDIA-SEQUENCE:{first_seq}",
-        f"#EXT-X-DISCONTINUITY-SEQUENCE:{hidden_disc}",
+        f"#EXT-X-DISCONTINUITY-SEQUENCE:{disc_seq}",
         "#EXT-X-INDEPENDENT-SEGMENTS",
     ]
     for entry in shown:
-        if entry.disc and entry is not shown[0]:
+        if entry.disc:
             lines.append("#EXT-X-DISCONTINUITY")
-        stamp = datetime.fromtimestamp(entry.wall, UTC).isoformat(timespec="milliseconds")
-        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{stamp.replace('+00:00', 'Z')}")
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(entry.wall)}")
         lines.append(f"#EXTINF:{entry.duration:.3f},")
         lines.append(entry.file)
     if ended:
@@ -81,6 +90,8 @@ def render_vod_playlist(segments: Sequence[PlaylistSegment], start_offset: float
     for segment in segments:
         if segment.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
+        if segment.wall is not None:
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(segment.wall)}")
         lines.append(f"#EXTINF:{segment.duration:.3f},")
         lines.append(segment.uri)
     lines.append("#EXT-X-ENDLIST")

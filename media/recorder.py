@@ -21,7 +21,8 @@ from typing import Literal
 import av
 
 from media.record_tracks import TS_TIME_BASE, Track
-from media.segment_writer import SegmentEntry, SegmentWriter
+from media.segment_index import SegmentEntry
+from media.segment_writer import SegmentWriter
 from media.tap import EncodedPacket
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,8 @@ class Recorder:
         t = self._map_time(inp, kind, packet, arrival)
         if t is None:
             return
+        if kind == "video" or not has_video:
+            self._anchor_wall(inp, t, arrival)
         dts_in = packet.dts if packet.dts is not None else packet.pts
         offset_ticks = round((t - float(dts_in * packet.time_base)) / TS_TIME_BASE)
         pts90 = round(packet.pts * packet.time_base / TS_TIME_BASE)
@@ -262,6 +265,17 @@ class Recorder:
         # When this moment was live: chapters map product pins (wall clock) through it.
         wall = (inp.wall0 if inp.wall0 is not None else time.time()) + (t - inp.base)
         writer.write(inp.tracks, kind, packet, t, wall)
+
+    @staticmethod
+    def _anchor_wall(inp: _Input, t: float, arrival: float) -> None:
+        # Segments are dated by the media clock from the input's first packet on. A live picture
+        # cannot arrive before it happened, so a packet arriving earlier than its date shows a
+        # media clock running ahead of the wall clock (a source sending faster than real time):
+        # from then on dates follow arrival, or every later moment would be dated later still.
+        assert inp.wall0 is not None
+        ahead = inp.wall0 + (t - inp.base) - arrival
+        if ahead > 0:
+            inp.wall0 -= ahead
 
     def _map_time(self, inp: _Input, kind: str, packet: EncodedPacket, arrival: float) -> float | None:
         assert packet.pts is not None and packet.time_base is not None

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from media.record_tracks import CopyAnnexBTrack, Track, TranscodeAudioTrack, TranscodeVideoTrack
 from media.recorder import Recorder
-from media.segment_writer import SegmentEntry, load_index
+from media.segment_index import SegmentEntry, load_index
 from media.tap import EncodedPacket, StreamInfo
 
 log = logging.getLogger(__name__)

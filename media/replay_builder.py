@@ -1,5 +1,12 @@
 """Building a replay from a recording: the HLS VOD, a poster, thumbnails and product chapters.
 
+The replay's timeline is the recording's: every input (a publisher, a reconnect, the process
+after a restart) continues where the previous one stopped, so outages are cut, not filled, and
+the replay lasts as long as the media recorded (never the wall-clock span). What ties it to
+the wall clock is each segment's `wall` (when its first picture was live): a product pin at a
+wall-clock moment opens its chapter at that moment's place in the recording, and a pin made
+during an outage opens where the picture resumed.
+
 All heavy work is ffmpeg in a subprocess (argv from ffmpeg-python's `.compile()`); the result is
 built in a scratch folder and swapped in whole, so a reader never sees half a replay and a crash
 mid-build leaves the previous replay (if any) intact.
@@ -10,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +25,14 @@ from typing import Any
 import ffmpeg
 
 from media.ffmpeg_bin import compile_args, run_ffmpeg
-from media.hls_playlist import atomic_write_text, clip_segments, parse_media_playlist, render_vod_playlist
-from media.segment_writer import SegmentEntry
+from media.hls_playlist import (
+    PlaylistSegment,
+    atomic_write_text,
+    clip_segments,
+    parse_media_playlist,
+    render_vod_playlist,
+)
+from media.segment_index import SegmentEntry
 
 # VOD segments: cut at the first keyframe after this (sources key every ~2 s, so ~2 s segments).
 VOD_HLS_TIME_S = 1.5
@@ -49,6 +62,14 @@ class BuildResult:
     chapters: list[dict[str, Any]]
     thumbnails: list[dict[str, Any]]
     has_poster: bool
+
+
+def media_to_wall(entries: Sequence[SegmentEntry], t: float) -> float | None:
+    """When the moment at recording time `t` was live (None outside the recording)."""
+    for entry in entries:
+        if entry.start <= t < entry.start + entry.duration:
+            return entry.wall + (t - entry.start)
+    return None
 
 
 def wall_to_media(entries: Sequence[SegmentEntry], wall: float) -> float:
@@ -88,6 +109,23 @@ def chapters_for(entries: Sequence[SegmentEntry], pins: Sequence[Pin],
     return chapters
 
 
+def _vod_segments(entries: Sequence[SegmentEntry],
+                  parsed: Sequence[PlaylistSegment]) -> list[PlaylistSegment]:
+    """The replay's segments as ffmpeg cut them, each with the wall-clock time of its start
+    (EXT-X-PROGRAM-DATE-TIME). ffmpeg's last EXTINF can fall short of that segment's media;
+    it runs to the end of the recording, and the replay lasts exactly the media recorded."""
+    recorded = sum(e.duration for e in entries)
+    origin = entries[0].start if entries else 0.0
+    segments: list[PlaylistSegment] = []
+    position = 0.0
+    for n, segment in enumerate(parsed):
+        if n == len(parsed) - 1:
+            segment = replace(segment, duration=round(max(segment.duration, recorded - position), 6))
+        segments.append(replace(segment, wall=media_to_wall(entries, origin + position)))
+        position += segment.duration
+    return segments
+
+
 class ReplayBuilder:
     """One build: recording folder in, replay folder out."""
 
@@ -109,7 +147,8 @@ class ReplayBuilder:
         await self._remux(entries, total, progress)
         progress(80)
         playlist = (self.scratch / "index.m3u8").read_text(encoding="utf-8")
-        vod_segments = parse_media_playlist(playlist)
+        vod_segments = _vod_segments(entries, parse_media_playlist(playlist))
+        atomic_write_text(self.scratch / "index.m3u8", render_vod_playlist(vod_segments))
         duration = sum(s.duration for s in vod_segments)
         has_poster = await self._poster(duration)
         progress(88)
@@ -124,15 +163,14 @@ class ReplayBuilder:
 
     async def _remux(self, entries: Sequence[SegmentEntry], total: float,
                      progress: Callable[[int], None]) -> None:
-        # The concat demuxer lays the files end to end: a reconnect's segments follow the
-        # previous ones with no gap, and timestamps come out continuous for every player.
-        lines = ["ffconcat version 1.0"]
-        for entry in entries:
-            path = (self.recording_dir / entry.file).resolve()
-            lines.append(f"file '{path}'")
-        concat = self.scratch / "concat.txt"
-        concat.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        stream = ffmpeg.input(str(concat), f="concat", safe=0).output(
+        # The segments already share one timeline, so they are joined byte for byte (the
+        # concatf protocol) and keep their timestamps. The concat demuxer would lay the files
+        # end to end by their probed durations, which span every stream: wherever audio runs
+        # ahead of video a segment counts longer than its place, and the error adds up.
+        concat = self.scratch / "segments.txt"
+        concat.write_text("".join(f"{(self.recording_dir / e.file).resolve()}\n" for e in entries),
+                          encoding="utf-8")
+        stream = ffmpeg.input(f"concatf:{concat}", f="mpegts").output(
             str(self.scratch / "index.m3u8"), c="copy", f="hls", hls_time=VOD_HLS_TIME_S,
             hls_playlist_type="vod", hls_list_size=0, hls_flags="independent_segments",
             hls_segment_filename=str(self.scratch / f"{self.prefix}%05d.ts"),

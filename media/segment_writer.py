@@ -9,11 +9,9 @@ This module runs on the recorder's worker thread only: it blocks on disk on purp
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import av
@@ -22,11 +20,11 @@ import av.stream
 
 from media.hls_playlist import write_live_playlist
 from media.record_tracks import Track
+from media.segment_index import SegmentEntry, SegmentIndex
 from media.tap import EncodedPacket
 
 log = logging.getLogger(__name__)
 
-INDEX_NAME = "index.jsonl"
 PLAYLIST_NAME = "index.m3u8"
 # Cut at the first keyframe after this much media; the segmenter asks for keyframes at ~2 s.
 CUT_AFTER_S = 1.9
@@ -41,37 +39,8 @@ MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 MAX_RECORDING_S = 12 * 3600.0
 
 
-@dataclass(frozen=True)
-class SegmentEntry:
-    """One complete segment. `start` is media time (s); `wall` is when it was live (unix s)."""
-
-    seq: int
-    file: str
-    duration: float
-    start: float
-    wall: float
-    disc: bool = False
-
-
 def segment_name(seq: int) -> str:
     return f"seg_{seq:06d}.ts"
-
-
-def load_index(directory: Path) -> list[SegmentEntry]:
-    """Complete segments in order; a torn last line (SIGKILL mid-append) is ignored."""
-    path = directory / INDEX_NAME
-    entries: list[SegmentEntry] = []
-    if not path.exists():
-        return entries
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            raw = json.loads(line)
-            entry = SegmentEntry(**raw)
-        except (ValueError, TypeError):
-            continue
-        if (directory / entry.file).exists():
-            entries.append(entry)
-    return entries
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -91,7 +60,7 @@ class SegmentWriter:
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob("*.tmp"):
             stale.unlink(missing_ok=True)
-        self.entries = load_index(directory)
+        self.index = SegmentIndex(directory)
         self._on_segment = on_segment
         self._live_window = live_window
         self._container: av.container.OutputContainer | None = None
@@ -102,10 +71,15 @@ class SegmentWriter:
         self._seg_end = 0.0
         self._seg_disc = False
         self._last_dts: dict[str, float] = {}
-        self._pending_disc = bool(self.entries)
+        # A new writer over an existing recording follows a break (a restart).
+        self._pending_disc = not self.index.empty
         self.keyframe_requested = False
         self.ended = False
         self._full = False
+
+    @property
+    def entries(self) -> list[SegmentEntry]:
+        return self.index.entries
 
     @property
     def media_end(self) -> float:
@@ -119,7 +93,7 @@ class SegmentWriter:
 
     @property
     def next_seq(self) -> int:
-        return self.entries[-1].seq + 1 if self.entries else 1
+        return self.index.next_seq
 
     @property
     def open_elapsed(self) -> float:
@@ -217,14 +191,8 @@ class SegmentWriter:
         final = self.directory / segment_name(seq)
         os.replace(tmp, final)
         _fsync_dir(self.directory)
-        entry = SegmentEntry(seq=seq, file=final.name, duration=round(duration, 6),
-                             start=round(self._seg_start, 6), wall=round(self._seg_wall, 6),
-                             disc=self._seg_disc)
-        with open(self.directory / INDEX_NAME, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(asdict(entry)) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.entries.append(entry)
+        entry = self.index.append(final.name, duration, self._seg_start, self._seg_wall,
+                                  self._seg_disc)
         self._seg_end = end
         self.write_playlist()
         if self._on_segment is not None:

@@ -92,8 +92,11 @@ class FarmVideoTrack(VideoStreamTrack):
         delay = target - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        n = self.count
-        self.count += 1
+        # A busy box cannot paint and encode every frame in time: the late ones are skipped, as
+        # a camera drops frames, so the timestamps keep to the clock painted in the picture.
+        # Counting frames instead would run the media clock behind the wall clock for good.
+        n = max(self.count, int((time.monotonic() - self._t0) * self.fps))
+        self.count = n + 1
         y = self._base.copy()
         shift = (n * 3) % self.width
         y[self.height * 2 // 5:] = np.roll(y[self.height * 2 // 5:], shift, axis=1)

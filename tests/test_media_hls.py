@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from pathlib import Path
 
 import av
@@ -13,7 +14,7 @@ from media.probe import decodes, probe
 from media.record_tracks import CopyAnnexBTrack, TranscodeAudioTrack
 from media.recorder import Recorder
 from media.recordings import Recordings, RecordingSink, tracks_for
-from media.segment_writer import load_index
+from media.segment_index import load_index
 from media.tap import StreamInfo
 from tests.media_synth import interleave, opus_packets, video_packets
 
@@ -62,7 +63,8 @@ async def test_reconnect_continues_the_same_recording_without_a_gap(tmp_path: Pa
         recorder.stop_input(final=final)
     await asyncio.to_thread(recorder.close)
     entries = load_index(tmp_path / "rec")
-    assert [e.disc for e in entries].count(True) == 2  # the start, and the reconnect
+    # The reconnect is a discontinuity; the start of the recording follows nothing.
+    assert [e.disc for e in entries].count(True) == 1 and not entries[0].disc
     for before, after in itertools.pairwise(entries):
         assert abs(before.start + before.duration - after.start) < 0.05
     assert abs(sum(e.duration for e in entries) - 8.0) < 0.4
@@ -122,3 +124,21 @@ async def test_a_recorder_that_falls_behind_drops_then_resumes_at_a_keyframe(
         seg = probe(str(folder / entry.file))
         assert seg.keyframes >= 1
         assert decodes(str(folder / entry.file), frames=1) == 1
+
+
+async def test_a_source_faster_than_real_time_is_dated_by_arrival(tmp_path: Path) -> None:
+    """Eight seconds of media sent within a moment (an ffmpeg without -re, a source whose clock
+    runs fast): segments are dated when they arrived, never later, so a product pinned now does
+    not open its chapter seconds before the picture it belongs to."""
+    video, audio = video_packets(8.0), opus_packets(8.0)
+    recorder = Recorder(6, tmp_path / "rec")
+    before = time.time()
+    recorder.start_input(tracks_for(StreamInfo(6, "h264", "opus")), "shared")
+    for kind, packet in interleave(video, audio):
+        recorder.push_packet(kind, packet)
+    sent = time.time()
+    recorder.stop_input(final=True)
+    await asyncio.to_thread(recorder.close)
+    entries = load_index(tmp_path / "rec")
+    assert sum(e.duration for e in entries) >= 7.0
+    assert all(before <= e.wall <= sent for e in entries), (before, sent, entries)

@@ -11,7 +11,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from media.probe import decodes, probe
-from media.segment_writer import load_index
+from media.segment_index import load_index
 from tests.media_synth import rtmp_publish_argv
 from tests.server_process import ServerProcess, free_port
 

@@ -33,9 +33,10 @@ class Publisher:
 
 
 async def publish(client: TestClient[Any, Any], session_id: int, key: str, *, codec: str | None = None,
-                  width: int = 320, height: int = 180, audio: bool = True) -> Publisher:
+                  width: int = 320, height: int = 180, audio: bool = True,
+                  video: FarmVideoTrack | None = None) -> Publisher:
     pc = RTCPeerConnection()
-    video = FarmVideoTrack(width, height, fps=30, noise=0.3)
+    video = video or FarmVideoTrack(width, height, fps=30, noise=0.3)
     pc.addTrack(video)
     if audio:
         pc.addTrack(ToneAudioTrack())
