@@ -1,4 +1,5 @@
-"""Cross-origin WHIP and WHEP: preflights (`OPTIONS`) and the CORS headers of every response.
+"""Cross-origin WHIP and WHEP: preflights (`OPTIONS`) and the CORS headers of every response
+(errors included; their 401s get `WWW-Authenticate` from the error middleware).
 
 WHEP is anonymous, so any origin may use it (`*`). WHIP carries a stream key as a bearer
 token (never a cookie), but a publishing page is still only trusted from this service's own
@@ -51,8 +52,6 @@ async def add_cors_headers(request: web.BaseRequest, response: web.StreamRespons
         response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
         if origin != "*":
             response.headers.add("Vary", "Origin")
-    if response.status == 401 and request.path.startswith("/whip/"):
-        response.headers["WWW-Authenticate"] = 'Bearer realm="whip"'
 
 
 def _preflight(request: web.Request, endpoint: bool) -> web.Response:

@@ -139,12 +139,16 @@ class MediaHub:
             stream.publisher_lost(relay, "rtmp closed")
 
     def publisher_info(self, session_id: int) -> dict[str, str] | None:
-        """Who feeds the session now: {"kind": whip | rtmp | demo, "since": ISO 8601}."""
+        """Who feeds the session now: {"kind": whip | rtmp | demo, "since": ISO 8601}, and for
+        WHIP its "resource" (a host console tells its own publisher from another device's)."""
         stream = self.streams.get(session_id)
         pub = stream.publisher if stream is not None else None
         if pub is None:
             return None
-        return {"kind": pub.kind, "since": pub.since.isoformat()}
+        info = {"kind": pub.kind, "since": pub.since.isoformat()}
+        if pub.kind == "whip":
+            info["resource"] = f"/whip/{session_id}/{pub.resource_id}"
+        return info
 
     def publisher_resource(self, session_id: int) -> str | None:
         stream = self.streams.get(session_id)
