@@ -7,11 +7,11 @@ import hmac
 import secrets
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text, select
+from sqlalchemy import ForeignKey, String, Text, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from commerce.accounts import Principal, Role
+from commerce.accounts import Principal, Role, User
 from commerce.base import Base, utcnow
 from commerce.errors import Forbidden, InvalidState, NotFound
 
@@ -102,14 +102,49 @@ def ensure_staff_of(session: LiveSession, actor: Principal) -> None:
     ensure_owner(session, actor)
 
 
+STREAMING_ROLES = (Role.HOST.value, Role.ADMIN.value)
+
+
+async def _host_may_stream(db: AsyncSession, session: LiveSession) -> bool:
+    host = await db.get(User, session.host_id)
+    return host is not None and not host.disabled and host.role in STREAMING_ROLES
+
+
+async def host_may_stream(db: AsyncSession, session_id: int) -> bool:
+    """The session's host is enabled and still a host or admin (else its key publishes nothing)."""
+    return await _host_may_stream(db, await get_session(db, session_id))
+
+
 async def session_for_stream_key(db: AsyncSession, session_id: int, key: str) -> LiveSession:
-    """The session if `key` is its stream key (constant-time compare), else Forbidden/NotFound."""
+    """The session if `key` is its current stream key (constant-time compare) and its host may
+    still stream, else Forbidden/NotFound."""
     session = await get_session(db, session_id)
     if not hmac.compare_digest(session.stream_key.encode(), key.encode()):
         raise Forbidden("推流密钥错误 / Wrong stream key", reason="bad_stream_key")
+    if not await _host_may_stream(db, session):
+        raise Forbidden("主播账号已停用或不再是主播 / The host may no longer stream",
+                        reason="host_revoked")
     if session.status == SessionStatus.ENDED:
         raise InvalidState("直播已结束 / The session has ended")
     return session
+
+
+def may_see_stream_key(session: LiveSession, actor: Principal | None) -> bool:
+    """Only the session's host, while a host, or an admin. Role changes end tokens
+    (server/revocations.py), so the token's role is the current one."""
+    if actor is None:
+        return False
+    return actor.is_admin or (actor.role is Role.HOST and session.host_id == actor.user_id)
+
+
+async def rotate_stream_key(db: AsyncSession, session_id: int, actor: Principal) -> str:
+    """A new stream key for the session; the old one publishes nothing from the commit on."""
+    session = await get_session(db, session_id)
+    ensure_owner(session, actor)
+    key = new_stream_key()
+    # One UPDATE: of rotations racing, exactly the last to commit leaves its key in place.
+    await db.execute(update(LiveSession).where(LiveSession.id == session_id).values(stream_key=key))
+    return key
 
 
 async def mark_live(db: AsyncSession, session_id: int) -> LiveSession:

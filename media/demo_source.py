@@ -21,11 +21,13 @@ from server.keys import database_key
 log = logging.getLogger(__name__)
 
 RETRY_S = 3.0
+POLL_S = 0.5
 DEMO_FPS = 15  # a demo, not a benchmark: half the encoding work of 30 fps
 
 
 class DemoSource:
-    """Publishes until stopped; republishes (within the hub's grace) if its peer fails."""
+    """Publishes until stopped; republishes (within the hub's grace) if its peer fails, but
+    never after a real publisher (the host, with the session's key) took the stream over."""
 
     def __init__(self, hub: MediaHub, session_id: int, stream_key: str) -> None:
         self.hub = hub
@@ -33,6 +35,7 @@ class DemoSource:
         self._key = stream_key
         self._pc: RTCPeerConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._resource: str | None = None
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -42,15 +45,36 @@ class DemoSource:
         pc.addTrack(FarmVideoTrack(fps=DEMO_FPS))
         pc.addTrack(ToneAudioTrack())
         await pc.setLocalDescription(await pc.createOffer())
-        _, answer = await self.hub.publish(self.session_id, self._key, pc.localDescription.sdp)
+        self._resource, answer = await self.hub.publish(
+            self.session_id, self._key, pc.localDescription.sdp, kind="demo")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         return pc
 
+    def _taken_over(self) -> bool:
+        current = self.hub.publisher_resource(self.session_id)
+        return current is not None and current != self._resource
+
+    async def _until_gone(self, pc: RTCPeerConnection) -> None:
+        done = asyncio.Event()
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                done.set()
+
+        # Also polled: a peer the hub closed after a takeover may look connected here a while.
+        while not self._taken_over():
+            try:
+                await asyncio.wait_for(done.wait(), POLL_S)
+                return
+            except TimeoutError:
+                continue
+
     async def _run(self) -> None:
-        while True:
+        while not self._taken_over():
             try:
                 self._pc = await self._publish_once()
-                await _until_gone(self._pc)
+                await self._until_gone(self._pc)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the session ended, a publisher is active, ...
@@ -60,6 +84,7 @@ class DemoSource:
                     await self._pc.close()
                     self._pc = None
             await asyncio.sleep(RETRY_S)
+        log.info("demo stream of session %s handed over to a real publisher", self.session_id)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -68,17 +93,6 @@ class DemoSource:
                 await self._task
         if self._pc is not None:
             await self._pc.close()
-
-
-async def _until_gone(pc: RTCPeerConnection) -> None:
-    done = asyncio.Event()
-
-    @pc.on("connectionstatechange")
-    def on_state() -> None:
-        if pc.connectionState in ("failed", "closed"):
-            done.set()
-
-    await done.wait()
 
 
 async def seed_demo_stream(app: web.Application, info: DemoInfo) -> None:

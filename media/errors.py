@@ -29,12 +29,6 @@ class CodecUnsupported(DomainError):
     default_message = "没有可用的编码(需要 H.264 或 VP8 视频)/ No usable codec (H.264 or VP8 video needed)"
 
 
-class PublisherActive(DomainError):
-    code = "publisher_active"
-    status = 409
-    default_message = "已有主播在推流 / Another publisher is already streaming this session"
-
-
 class NotLive(DomainError):
     code = "not_live"
     status = 409

@@ -1,4 +1,10 @@
-"""The media hub: every live stream of this process, and the WHIP/WHEP operations on them."""
+"""The media hub: every live stream of this process, and the WHIP/WHEP operations on them.
+
+Who publishes a session is decided here, for WHIP and RTMP alike, under one lock per session:
+the stream key (and its host's standing) is checked inside that lock, and the newest publisher
+with a valid key replaces the previous one. Key rotation and a host losing their role take the
+same lock, so no publisher checked against an old key can attach after the key changed.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from commerce import live_sessions
 from commerce.events import DomainEvent, EventBus
-from media.errors import BadSdp, CodecUnsupported, NotLive, PublisherActive, ResourceGone, WebrtcFull
+from media.errors import BadSdp, CodecUnsupported, NotLive, ResourceGone
 from media.publisher import PublisherPeer
 from media.sdp import (
     match_viewer_video,
@@ -21,7 +27,8 @@ from media.sdp import (
     rtc_configuration,
     video_profile,
 )
-from media.stream import LiveStream
+from media.seats import SeatLedger
+from media.stream import Ingest, LiveStream
 from media.tap import PublisherTaps
 from media.viewer import IdleTrack, ViewerPeer
 from server.database import Database
@@ -47,9 +54,12 @@ class MediaHub:
         self.events = events
         self.taps = taps
         self.streams: dict[int, LiveStream] = {}
-        # One negotiation at a time per session: two publishers racing cannot both win.
+        # One publisher change at a time per session: two publishers racing cannot both win,
+        # and a key rotation waits for a publish that already checked the old key.
         self._publish_locks: dict[int, asyncio.Lock] = {}
-        self._negotiating = 0  # viewers between offer and answer, counted against the cap
+        self.seats = SeatLedger(settings.webrtc_viewer_cap, settings.whep_seats_per_address,
+                                retry_after_s=settings.whep_connect_deadline_s)
+        self._host_of: dict[int, int] = {}  # session id -> host user id, for revocations
         self._tasks: set[asyncio.Task[None]] = set()
         self._owned: list[Callable[[], Awaitable[None]]] = []  # e.g. the demo source's stop
         taps.set_keyframe_requester(self.request_keyframe)
@@ -62,14 +72,20 @@ class MediaHub:
         return RTCPeerConnection(rtc_configuration(self.settings.stun_urls))
 
     # -- WHIP
-    async def publish(self, session_id: int, stream_key: str, offer: str) -> tuple[str, str]:
-        """Check the key, negotiate, start (or resume) the stream. Returns (resource id, answer)."""
+    def publish_lock(self, session_id: int) -> asyncio.Lock:
+        return self._publish_locks.setdefault(session_id, asyncio.Lock())
+
+    async def _check_key(self, session_id: int, stream_key: str) -> None:
         async with self.database.session() as db:
-            await live_sessions.session_for_stream_key(db, session_id, stream_key)
-        async with self._publish_locks.setdefault(session_id, asyncio.Lock()):
+            session = await live_sessions.session_for_stream_key(db, session_id, stream_key)
+            self._host_of[session_id] = session.host_id
+
+    async def publish(self, session_id: int, stream_key: str, offer: str,
+                      kind: str = "whip") -> tuple[str, str]:
+        """Check the key, negotiate, start (or take over) the stream. Returns (resource id, answer)."""
+        async with self.publish_lock(session_id):
+            await self._check_key(session_id, stream_key)
             stream = self.streams.get(session_id)
-            if stream is not None and stream.publisher is not None and stream.publisher.alive():
-                raise PublisherActive()
             pc = self._new_pc()
             try:
                 await _negotiate(pc, offer)
@@ -80,18 +96,93 @@ class MediaHub:
                 await pc.setLocalDescription(await pc.createAnswer())
                 async with self.database.session() as db:
                     await live_sessions.mark_live(db, session_id)
+                stream = self.streams.get(session_id)
+                if stream is not None and stream.publisher is not None and not stream.publisher.feeds_taps:
+                    # An RTMP publisher is replaced: its recording input must have stopped
+                    # before ours starts (one recorder, fed in order).
+                    await stream.publisher.hand_over()
             except BaseException:
                 await pc.close()
                 raise
-            if stream is None or stream.closed:
-                stream = self.streams[session_id] = LiveStream(
-                    session_id, self.taps, self.settings.publisher_grace_s, self._grace_expired
-                )
-            pub = PublisherPeer(pc, secrets.token_urlsafe(16))
+            stream = self._stream(session_id)
+            pub = PublisherPeer(pc, secrets.token_urlsafe(16), kind)
             stream.attach_publisher(pub, video, audio, codec)
             stream.video_profile = video_profile(video)
-        log.info("session %s publishing (%s)", session_id, codec)
+        log.info("session %s publishing (%s, %s)", session_id, kind, codec)
         return pub.resource_id, pc.localDescription.sdp
+
+    def _stream(self, session_id: int) -> LiveStream:
+        stream = self.streams.get(session_id)
+        if stream is None or stream.closed:
+            stream = self.streams[session_id] = LiveStream(
+                session_id, self.taps, self.settings.publisher_grace_s, self._grace_expired
+            )
+        return stream
+
+    async def attach_rtmp(self, session_id: int, stream_key: str, relay: Any) -> None:
+        """An RTMP publisher with `stream_key`: checked and attached (replacing any publisher)
+        under the session's lock. `relay` is a media.rtmp_relay.RtmpRelay."""
+        async with self.publish_lock(session_id):
+            await self._check_key(session_id, stream_key)
+            async with self.database.session() as db:
+                await live_sessions.mark_live(db, session_id)
+            current = self.streams.get(session_id)
+            if current is not None and current.publisher is not None and not current.publisher.feeds_taps:
+                await current.publisher.hand_over()  # the previous RTMP connection, fully stopped
+            self._stream(session_id).attach_relay(relay)
+        log.info("session %s publishing (rtmp)", session_id)
+
+    def relay_lost(self, session_id: int, relay: Ingest) -> None:
+        """The RTMP connection ended on its own: the grace starts as for a WHIP drop."""
+        stream = self.streams.get(session_id)
+        if stream is not None:
+            stream.publisher_lost(relay, "rtmp closed")
+
+    def publisher_info(self, session_id: int) -> dict[str, str] | None:
+        """Who feeds the session now: {"kind": whip | rtmp | demo, "since": ISO 8601}, and for
+        WHIP its "resource" (a host console tells its own publisher from another device's)."""
+        stream = self.streams.get(session_id)
+        pub = stream.publisher if stream is not None else None
+        if pub is None:
+            return None
+        info = {"kind": pub.kind, "since": pub.since.isoformat()}
+        if pub.kind == "whip":
+            info["resource"] = f"/whip/{session_id}/{pub.resource_id}"
+        return info
+
+    def publisher_resource(self, session_id: int) -> str | None:
+        stream = self.streams.get(session_id)
+        return stream.publisher.resource_id if stream is not None and stream.publisher else None
+
+    async def kick(self, session_id: int, reason: str) -> bool:
+        """Stop the session's publisher now (its key was rotated, its host lost the right to
+        stream). Viewers stay for the grace window; True if there was one."""
+        async with self.publish_lock(session_id):
+            stream = self.streams.get(session_id)
+            pub = stream.publisher if stream is not None else None
+            if stream is None or pub is None:
+                return False
+            stream.publisher_lost(pub, reason)
+            await pub.close()
+        log.info("publisher of session %s stopped (%s)", session_id, reason)
+        return True
+
+    def on_user_revoked(self, user_id: int) -> None:
+        """A revocation listener (server/revocations.py): a host disabled or demoted loses the
+        publishers of their sessions at once. Re-checked in SQL: a promotion also revokes."""
+        sessions = [sid for sid, host in self._host_of.items()
+                    if host == user_id and sid in self.streams]
+        if sessions:
+            task = asyncio.ensure_future(self._recheck_hosts(sessions))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _recheck_hosts(self, session_ids: list[int]) -> None:
+        for session_id in session_ids:
+            async with self.database.session() as db:
+                allowed = await live_sessions.host_may_stream(db, session_id)
+            if not allowed:
+                await self.kick(session_id, "host revoked")
 
     @staticmethod
     def _ingest_transceivers(pc: RTCPeerConnection) -> tuple[Any, Any | None]:
@@ -116,9 +207,10 @@ class MediaHub:
 
     def _grace_expired(self, session_id: int) -> None:
         # A stream that never carried media (the publisher never got through) leaves the
-        # session as it is, so the host can try again; one that did is over.
+        # session as it is, so the host can try again; one that did is over. An RTMP
+        # publisher's own grace (media/rtmp_server.py) ends its session and recording.
         stream = self.streams.get(session_id)
-        had_media = stream is not None and stream.had_media
+        had_media = stream is not None and stream.had_media and stream.lost_kind != "rtmp"
         task = asyncio.ensure_future(self.end_stream(session_id, end_session=had_media))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -126,6 +218,7 @@ class MediaHub:
     async def end_stream(self, session_id: int, *, end_session: bool) -> None:
         stream = self.streams.pop(session_id, None)
         self._publish_locks.pop(session_id, None)
+        self._host_of.pop(session_id, None)
         if stream is None:
             return
         await stream.close()
@@ -148,7 +241,10 @@ class MediaHub:
             stream.request_keyframe()
 
     # -- WHEP
-    async def view(self, session_id: int, offer: str) -> tuple[str, str]:
+    async def view(self, session_id: int, offer: str, address: str | None = None) -> tuple[str, str]:
+        """A viewer's offer -> (resource id, answer). `address`: the client's, None if exempt
+        from the per-address cap. The seat is taken before the first await and given back on
+        every way out; a peer not connected within the deadline loses it."""
         stream = self.streams.get(session_id)
         if stream is None or "video" not in stream.fanouts:
             # Only now ask SQL (404 for no such session): a live stream implies its session,
@@ -156,9 +252,7 @@ class MediaHub:
             async with self.database.session() as db:
                 await live_sessions.get_session(db, session_id)
             raise NotLive(hls=f"/hls/{session_id}/index.m3u8")
-        if self.viewer_count() >= self.settings.webrtc_viewer_cap:
-            raise WebrtcFull(hls=f"/hls/{session_id}/index.m3u8")
-        self._negotiating += 1
+        seat = self.seats.take(session_id, address)
         pc = self._new_pc()
         try:
             await _negotiate(pc, offer)
@@ -179,15 +273,23 @@ class MediaHub:
             if stream.closed:
                 raise NotLive(hls=f"/hls/{session_id}/index.m3u8")
         except BaseException:
+            seat.release()
             await pc.close()
             raise
-        finally:
-            self._negotiating -= 1
-        viewer = ViewerPeer(pc, secrets.token_urlsafe(16))
+        viewer = ViewerPeer(pc, secrets.token_urlsafe(16), seat)
         for t, fanout in wanted:
             viewer.prepare(t, fanout)
         stream.add_viewer(viewer)
+        viewer.deadline = asyncio.get_running_loop().call_later(
+            self.settings.whep_connect_deadline_s, self._connect_deadline, stream, viewer)
         return viewer.resource_id, pc.localDescription.sdp
+
+    @staticmethod
+    def _connect_deadline(stream: LiveStream, viewer: ViewerPeer) -> None:
+        viewer.deadline = None
+        if not viewer.attached and stream.viewers.get(viewer.resource_id) is viewer:
+            log.info("WHEP viewer of session %s never connected; seat freed", stream.session_id)
+            stream.drop_viewer(viewer)
 
     async def stop_view(self, session_id: int, resource_id: str) -> None:
         stream = self.streams.get(session_id)
@@ -197,7 +299,8 @@ class MediaHub:
         stream.drop_viewer(viewer)
 
     def viewer_count(self) -> int:
-        return self._negotiating + sum(len(s.viewers) for s in self.streams.values())
+        """Seats taken: viewers, and offers still being answered."""
+        return self.seats.taken
 
     async def close(self) -> None:
         """App shutdown: close every peer; taps get their final stop (sessions stay live)."""
@@ -205,5 +308,5 @@ class MediaHub:
             await stop()
         for session_id in list(self.streams):
             await self.end_stream(session_id, end_session=False)
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -16,6 +16,7 @@ import logging
 import queue
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
@@ -95,9 +96,14 @@ class _FrameQueue:
 class PublisherPeer:
     """A publisher's peer connection; owned by its LiveStream."""
 
-    def __init__(self, pc: RTCPeerConnection, resource_id: str) -> None:
+    # Its frames reach the session's taps (recording, HLS); an RTMP relay's do not.
+    feeds_taps = True
+
+    def __init__(self, pc: RTCPeerConnection, resource_id: str, kind: str = "whip") -> None:
         self.pc = pc
         self.resource_id = resource_id
+        self.kind = kind  # "whip" (a browser, OBS, a phone) or "demo" (the synthetic source)
+        self.since = datetime.now(UTC)
         self.created = time.monotonic()
         self.last_rtp = 0.0
         self.active = True  # False once replaced or dropped: its packets go nowhere
@@ -164,6 +170,9 @@ class PublisherPeer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
+
+    async def hand_over(self) -> None:
+        await self.close()
 
     async def close(self) -> None:
         await self.pc.close()

@@ -5,6 +5,11 @@ it against the session (unknown or wrong keys are refused before any media is ac
 hands the FLV media to a PyAV demuxer thread that feeds the same recorder as WebRTC ingest,
 so RTMP produces the same live HLS and recording. A publisher who drops and comes back within
 the grace window continues the same recording.
+
+Who publishes is the media hub's decision (media/hub.py), as for WHIP: the key and its host are
+checked under the session's lock, a newer publisher with the current key takes over from the
+previous one (WHIP or RTMP), and WebRTC viewers get the stream through `media.rtmp_relay`.
+Only the application name `live` is served.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import queue
 import struct
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +33,7 @@ from commerce import live_sessions
 from commerce.errors import DomainError
 from commerce.events import DomainEvent, EventBus
 from commerce.live_sessions import LiveSession
+from media.hub import MediaHub
 from media.record_tracks import CopyTemplateTrack, Track, TranscodeAudioTrack, TranscodeVideoTrack
 from media.recorder import Recorder
 from media.recordings import Recordings
@@ -46,6 +53,7 @@ from media.rtmp_protocol import (
     flv_tag,
     server_handshake,
 )
+from media.rtmp_relay import RelayEncoder, RtmpRelay
 from server.database import Database
 
 log = logging.getLogger(__name__)
@@ -55,9 +63,16 @@ COMMAND_TIMEOUT_S = 10.0
 # A publisher silent this long is treated as dropped (the grace window then runs).
 MEDIA_IDLE_TIMEOUT_S = 15.0
 MAX_CONNECTIONS = 32
+# Connections one address may hold (a phone reconnecting briefly holds two).
+CONNECTIONS_PER_ADDRESS = 4
+# From accept to an accepted `publish`: a client that only talks holds no slot for longer.
+PUBLISH_DEADLINE_S = 20.0
+# A publisher being replaced must have stopped within this (its demuxer thread joined).
+STOP_WAIT_S = 15.0
 # FLV bytes waiting for the demuxer; beyond this the connection is too far behind and is closed.
 MAX_BUFFERED_BYTES = 32 * 1024 * 1024
 STREAM_KEY_MAX = 128
+APP_NAME = "live"
 FEED_BYTES = 64 * 1024
 
 
@@ -104,9 +119,10 @@ def _tracks_from(container: av.container.InputContainer) -> dict[str, Track]:
     return tracks
 
 
-def _demux(pipe: _FlvPipe, recorder: Recorder, started_at: float) -> None:
-    """Demuxer thread: FLV → packets → the recorder. The container is never closed here: the
-    recorder's tracks keep its streams (segment templates) alive until it is done with them."""
+def _demux(pipe: _FlvPipe, recorder: Recorder, started_at: float, relay: RelayEncoder) -> None:
+    """Demuxer thread: FLV → packets → the WebRTC relay, then the recorder. The container is
+    never closed here: the recorder's tracks keep its streams (segment templates) alive until
+    it is done with them."""
     try:
         container = av.open(pipe, format="flv", mode="r",
                             options={"analyzeduration": "1000000", "probesize": "500000"})
@@ -114,10 +130,12 @@ def _demux(pipe: _FlvPipe, recorder: Recorder, started_at: float) -> None:
         tracks = _tracks_from(container)
         if not tracks:
             return
+        relay.open(container)
         recorder.start_input(tracks, "shared", None, started_at=started_at)
         for packet in container.demux():
             if packet.dts is None or packet.stream.type not in tracks:
                 continue
+            relay.push(packet)
             recorder.push_demuxed(packet.stream.type, packet)
     except (av.FFmpegError, OSError, ValueError):
         log.warning("RTMP stream could not be demuxed", exc_info=True)
@@ -135,8 +153,9 @@ class RtmpIngest:
     """The listener and its publishers; `start()` / `close()` from the component's cleanup_ctx."""
 
     def __init__(self, database: Database, recordings: Recordings, events: EventBus,
-                 grace_s: float) -> None:
+                 grace_s: float, hub: MediaHub) -> None:
         self._database = database
+        self._hub = hub
         self._recordings = recordings
         self._events = events
         self._grace_s = grace_s
@@ -145,6 +164,7 @@ class RtmpIngest:
         self._publishing: dict[int, asyncio.StreamWriter] = {}
         self._grace: dict[int, asyncio.TimerHandle] = {}
         self._ended: set[int] = set()
+        self._by_address: dict[str, int] = {}
         self.port = 0
 
     async def start(self, host: str, port: int) -> None:
@@ -180,9 +200,14 @@ class RtmpIngest:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if len(self._connections) >= MAX_CONNECTIONS:
+        peer = writer.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        # Counted before any await: connections racing in cannot pass either cap.
+        held = self._by_address.get(address, 0)
+        if len(self._connections) >= MAX_CONNECTIONS or held >= CONNECTIONS_PER_ADDRESS:
             writer.close()
             return
+        self._by_address[address] = held + 1
         self._connections.add(task)
         try:
             await self._serve(reader, writer)
@@ -190,11 +215,27 @@ class RtmpIngest:
             log.info("RTMP connection closed: %s", type(exc).__name__)
         finally:
             self._connections.discard(task)
+            left = self._by_address.get(address, 1) - 1
+            if left > 0:
+                self._by_address[address] = left
+            else:
+                self._by_address.pop(address, None)
             writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async with asyncio.timeout(PUBLISH_DEADLINE_S):
+            session_id, chunks, metadata, relay = await self._until_publishing(reader, writer)
+        if session_id is None or relay is None:
+            return
+        await self._receive_media(session_id, chunks, writer, metadata, relay)
+
+    async def _until_publishing(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    ) -> tuple[int | None, ChunkReader, dict[str, Any], RtmpRelay | None]:
+        """Handshake and commands up to an accepted `publish` (session id None: refused)."""
         await asyncio.wait_for(server_handshake(reader, writer), HANDSHAKE_TIMEOUT_S)
         chunks, out = ChunkReader(reader), ChunkWriter(writer)
+        relay: RtmpRelay | None = None
         metadata: dict[str, Any] = {}
         session_id: int | None = None
         while session_id is None:
@@ -209,6 +250,13 @@ class RtmpIngest:
                 raise RtmpError("malformed command")
             name, tx = values[0], values[1]
             if name == "connect":
+                if not _app_ok(values[2] if len(values) > 2 else None):
+                    out.command("_error", tx, None,
+                                {"level": "error", "code": "NetConnection.Connect.Rejected",
+                                 "description": "未知的应用名,请使用 rtmp://主机/live/推流密钥 / "
+                                                "Unknown application: use rtmp://host/live/<key>"})
+                    await out.drain()
+                    return None, chunks, metadata, None
                 out.control(MSG_WINDOW_ACK, struct.pack(">I", 2_500_000))
                 out.control(MSG_PEER_BANDWIDTH, struct.pack(">IB", 2_500_000, 2))
                 out.set_chunk_size(4096)
@@ -221,39 +269,51 @@ class RtmpIngest:
                 out.command("_result", tx, None, 1)
             elif name == "publish":
                 key = values[3] if len(values) > 3 and isinstance(values[3], str) else ""
-                session_id = await self._authorise(key.split("?", 1)[0])
+                relay = RtmpRelay(self._stopper(writer))
+                session_id = await self._authorise(key.split("?", 1)[0], relay)
                 if session_id is None:
                     out.command("onStatus", 0, None,
                                 {"level": "error", "code": "NetStream.Publish.BadName",
                                  "description": "推流密钥错误或直播不可用 / Wrong stream key or "
                                                 "session not available"}, stream_id=1)
                     await out.drain()
-                    return
+                    return None, chunks, metadata, None
                 out.command("onStatus", 0, None,
                             {"level": "status", "code": "NetStream.Publish.Start",
                              "description": "Publishing."}, stream_id=1)
             await out.drain()
-        await self._receive_media(session_id, chunks, writer, metadata)
+        return session_id, chunks, metadata, relay
 
-    async def _authorise(self, key: str) -> int | None:
+    def _stopper(self, writer: asyncio.StreamWriter) -> Callable[[], Awaitable[None]]:
+        """How the hub stops this connection: close it and wait until its recording input has
+        stopped (so a publisher taking over starts the recorder after it, never before)."""
+        task = asyncio.current_task()
+
+        async def stop() -> None:
+            writer.close()
+            if task is not None and task is not asyncio.current_task():
+                await asyncio.wait({task}, timeout=STOP_WAIT_S)
+
+        return stop
+
+    async def _authorise(self, key: str, relay: RtmpRelay) -> int | None:
         if not key or len(key) > STREAM_KEY_MAX:
             return None
         async with self._database.session() as db:
-            found = (await db.execute(select(LiveSession).where(LiveSession.stream_key == key))
+            found = (await db.execute(select(LiveSession.id).where(LiveSession.stream_key == key))
                      ).scalar_one_or_none()
-            if found is None:
-                return None
-            try:
-                session = await live_sessions.session_for_stream_key(db, found.id, key)
-            except DomainError:
-                return None
-            if session.id in self._publishing or self._recordings.is_publishing(session.id):
-                return None  # one publisher per session
-            await live_sessions.mark_live(db, session.id)
-            return session.id
+        if found is None:
+            return None
+        try:
+            # Key, host and takeover decided under the session's lock, as for WHIP.
+            await self._hub.attach_rtmp(found, key, relay)
+        except DomainError:
+            return None
+        return found
 
     async def _receive_media(self, session_id: int, chunks: ChunkReader,
-                             writer: asyncio.StreamWriter, metadata: dict[str, Any]) -> None:
+                             writer: asyncio.StreamWriter, metadata: dict[str, Any],
+                             relay: RtmpRelay) -> None:
         handle = self._grace.pop(session_id, None)
         if handle is not None:
             handle.cancel()
@@ -278,7 +338,9 @@ class RtmpIngest:
                     has_audio = "audiocodecid" in metadata or not metadata
                     has_video = "videocodecid" in metadata or not metadata
                     pipe.feed(flv_header(has_audio, has_video))
-                    thread = threading.Thread(target=_demux, args=(pipe, recorder, time.time()),
+                    encoder = RelayEncoder(relay, asyncio.get_running_loop())
+                    thread = threading.Thread(target=_demux,
+                                              args=(pipe, recorder, time.time(), encoder),
                                               name=f"rtmp-demux-{session_id}", daemon=True)
                     thread.start()
                 pending += flv_tag(message.type_id, message.timestamp, message.payload)
@@ -295,10 +357,13 @@ class RtmpIngest:
             pipe.feed(None)
             if thread is not None:
                 await asyncio.to_thread(thread.join, 10.0)
-            self._publishing.pop(session_id, None)
+            if self._publishing.get(session_id) is writer:
+                self._publishing.pop(session_id, None)
             if thread is not None:
                 recorder.stop_input(final=False)
-            self._start_grace(session_id)
+            if not relay.handed_over:
+                self._hub.relay_lost(session_id, relay)
+                self._start_grace(session_id)
 
     def _start_grace(self, session_id: int) -> None:
         if session_id in self._ended:
@@ -308,7 +373,8 @@ class RtmpIngest:
 
         def expire() -> None:
             self._grace.pop(session_id, None)
-            if session_id not in self._publishing:
+            # Nobody came back over RTMP, and no WHIP publisher took the session over meanwhile.
+            if session_id not in self._publishing and self._hub.publisher_resource(session_id) is None:
                 self._recordings.recorder(session_id).stop_input(final=True)
                 task = asyncio.ensure_future(self._end_after_grace(session_id))
                 self._connections.add(task)
@@ -323,6 +389,14 @@ class RtmpIngest:
             session = await live_sessions.end_session(db, session_id, None)
             ended_at = session.ended_at
         await self._events.publish(DomainEvent("session_ended", session_id, {"ended_at": ended_at}))
+
+
+def _app_ok(command: object) -> bool:
+    """`connect`'s command object names the application: only `live` (maybe with a query)."""
+    if not isinstance(command, dict):
+        return False
+    app = command.get("app")
+    return isinstance(app, str) and app.split("?", 1)[0].strip("/") == APP_NAME
 
 
 def _metadata(payload: bytes) -> dict[str, Any]:

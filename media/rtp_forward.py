@@ -211,6 +211,8 @@ class RtpFanout:
             for leg in self.legs:
                 leg.waiting_key = True
                 leg.wait_deadline = time.monotonic() + KEYFRAME_WAIT_S
+            if self.legs and self.last_mono:
+                self.on_keyframe_needed()  # ask the new source now, not at its next GOP
 
     # -- feedback from viewers
     def retransmit(self, leg: ViewerLeg, seq: int) -> bool:

@@ -7,7 +7,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from media.keyframes import KeyframeThrottle
 from media.publisher import CONNECT_TIMEOUT_S, SILENT_LOST_S, FrameTimeline, PublisherPeer
@@ -18,6 +19,25 @@ from media.viewer import ViewerPeer
 log = logging.getLogger(__name__)
 
 TICK_S = 0.5  # sender-report refresh and publisher liveness check
+
+
+class Ingest(Protocol):
+    """What feeds a stream: a WHIP peer (media/publisher.py) or an RTMP relay (media/rtmp_relay.py)."""
+
+    resource_id: str
+    kind: str
+    since: datetime
+    created: float
+    last_rtp: float
+    active: bool
+    feeds_taps: bool
+
+    def send_pli(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+    async def hand_over(self) -> None:
+        """Stop because a newer publisher takes the session (no grace, no end)."""
 
 
 class LiveStream:
@@ -32,7 +52,8 @@ class LiveStream:
         self.taps = taps
         self.tap = taps.open_session(session_id)
         self.grace_s = grace_s
-        self.publisher: PublisherPeer | None = None
+        self.publisher: Ingest | None = None
+        self.lost_kind = ""  # the kind of the publisher whose drop started the grace
         self.viewers: dict[str, ViewerPeer] = {}
         self.fanouts: dict[str, RtpFanout] = {}
         self.timelines = {
@@ -53,15 +74,7 @@ class LiveStream:
     # -- publisher
     def attach_publisher(self, pub: PublisherPeer, video: Any, audio: Any | None, video_codec: str) -> None:
         """Route a freshly negotiated publisher into this stream (before it can connect)."""
-        if self._grace is not None:
-            self._grace.cancel()
-            self._grace = None
-        old, self.publisher = self.publisher, pub
-        self.last_resource_id = pub.resource_id
-        if old is not None:
-            old.active = False
-            self._close_later(old.close())
-            self.tap.stop(final=False)
+        self._replace_publisher(pub)
         if self.video_codec and video_codec != self.video_codec:
             # Viewers negotiated the old codec; they must come back (their players reconnect).
             for viewer in list(self.viewers.values()):
@@ -86,14 +99,47 @@ class LiveStream:
 
         self.tap.start(StreamInfo(self.session_id, video_codec, "opus" if audio is not None else None))
 
-    def publisher_lost(self, pub: PublisherPeer, reason: str) -> None:
+    def attach_relay(self, relay: Any) -> None:
+        """An RTMP publisher takes the stream: its H.264 and Opus (made once, see
+        media/rtmp_relay.py) go to the same fan-outs. Its recording is the RTMP side's own."""
+        self._replace_publisher(relay)
+        if self.video_codec and self.video_codec != "h264":
+            for viewer in list(self.viewers.values()):
+                self.drop_viewer(viewer)
+            self.fanouts.clear()
+        self.video_codec = "h264"
+        for kind, clock, codec in (("video", VIDEO_TIME_BASE_HZ, "h264"),
+                                   ("audio", AUDIO_TIME_BASE_HZ, "opus")):
+            fanout = self.fanouts.get(kind)
+            if fanout is None:
+                fanout = self.fanouts[kind] = RtpFanout(kind, clock, codec)
+                fanout.on_keyframe_needed = self.throttle.request
+        relay.bind(self)
+
+    def _replace_publisher(self, pub: Ingest) -> None:
+        """The newest publisher with the session's key wins (a phone reconnecting, the host
+        taking over from the demo): the previous one stops feeding at once and is closed."""
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        old, self.publisher = self.publisher, pub
+        self.last_resource_id = pub.resource_id
+        if old is not None:
+            old.active = False
+            self._close_later(old.close())
+            if old.feeds_taps:
+                self.tap.stop(final=False)
+
+    def publisher_lost(self, pub: Ingest, reason: str) -> None:
         """The publisher dropped: keep viewers and taps, wait `grace_s` for it to come back."""
         if pub is not self.publisher or self.closed:
             return
         self.publisher = None
+        self.lost_kind = pub.kind
         pub.active = False
         self._close_later(pub.close())
-        self.tap.stop(final=False)
+        if pub.feeds_taps:
+            self.tap.stop(final=False)
         log.info("publisher of session %s dropped (%s); grace %ss", self.session_id, reason, self.grace_s)
         self._grace = asyncio.get_running_loop().call_later(
             self.grace_s, self._on_grace_expired, self.session_id
@@ -124,6 +170,7 @@ class LiveStream:
     def drop_viewer(self, viewer: ViewerPeer) -> None:
         if self.viewers.pop(viewer.resource_id, None) is not None:
             viewer.detach()
+            viewer.release()
             self._close_later(viewer.pc.close())
 
     # -- periodic work

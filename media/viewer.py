@@ -25,6 +25,7 @@ from aiortc.rtp import (
 )
 
 from media.rtp_forward import RtpFanout, ViewerLeg
+from media.seats import Seat
 
 MAX_NACKS_PER_PACKET = 64  # one RTCP packet may list many losses; bound the work it causes
 
@@ -43,12 +44,14 @@ class IdleTrack(MediaStreamTrack):
 class ViewerPeer:
     """A viewer's peer connection and its legs in the stream's fan-outs."""
 
-    def __init__(self, pc: RTCPeerConnection, resource_id: str) -> None:
+    def __init__(self, pc: RTCPeerConnection, resource_id: str, seat: Seat) -> None:
         self.pc = pc
         self.resource_id = resource_id
+        self.seat = seat
         self.created = time.monotonic()
         self.legs: list[tuple[RtpFanout, ViewerLeg]] = []
         self.attached = False
+        self.deadline: asyncio.TimerHandle | None = None
 
     def prepare(self, transceiver: Any, fanout: RtpFanout) -> None:
         """Called after createAnswer: the sender's SSRC and payload type are final."""
@@ -81,6 +84,14 @@ class ViewerPeer:
             fanout.remove_leg(leg)
         self.attached = False
 
+    def release(self) -> None:
+        """The viewer is gone: its seat is free again, its connect deadline moot."""
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+        self.seat.release()
+
     async def close(self) -> None:
         self.detach()
+        self.release()
         await self.pc.close()

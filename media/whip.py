@@ -14,8 +14,11 @@ from server.keys import settings_key
 api = Api()
 
 _ERRORS = {
-    401: "no stream key", 403: "wrong stream key", 404: "no such session",
-    409: "another publisher is live, or the session has ended", 413: "SDP offer too large",
+    401: "no stream key (WWW-Authenticate: Bearer)",
+    403: "wrong stream key (reason bad_stream_key), or its host may no longer stream "
+         "(reason host_revoked)", 404: "no such session",
+    409: "the session has ended (a publisher already live is replaced: the newest wins)",
+    413: "SDP offer too large",
     415: "not application/sdp", 422: "no H.264/VP8 video or no Opus audio",
 }
 

@@ -251,7 +251,9 @@ def build_openapi(operations: list[Operation], title: str, version: str) -> dict
             media: dict[str, Any] = (
                 {"schema": {"$ref": "#/components/schemas/Error"}} if status >= 400 else {}
             )
-            responses[str(status)] = {"description": desc, "content": {"application/json": media}}
+            responses[str(status)] = (
+                {"description": desc} if status == 204  # no body, so no media type
+                else {"description": desc, "content": {"application/json": media}})
         responses["default"] = {
             "description": "Error",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from media import whep, whip
+from media import cors, whep, whip
 from media.demo_source import seed_demo_stream
 from media.hub import MediaHub
 from media.keys import media_hub_key, publisher_taps_key
@@ -14,6 +14,7 @@ from media.tap import PublisherTaps
 from server.api import Api
 from server.demo import demo_seeders_key
 from server.keys import database_key, events_key, settings_key
+from server.revocations import revocations_key
 
 
 def setup(app: web.Application, api: Api) -> None:
@@ -22,6 +23,8 @@ def setup(app: web.Application, api: Api) -> None:
     app[publisher_taps_key] = PublisherTaps()
     api.operations.extend(whip.api.operations)
     api.operations.extend(whep.api.operations)
+    api.operations.extend(cors.api.operations)
+    app.on_response_prepare.append(cors.add_cors_headers)
     app.cleanup_ctx.append(media_hub_ctx)
     app[demo_seeders_key].append(seed_demo_stream)
 
@@ -30,9 +33,13 @@ async def media_hub_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = MediaHub(app[settings_key], app[database_key], app[events_key], app[publisher_taps_key])
     app[media_hub_key] = hub
     unsubscribe = app[events_key].subscribe(hub.on_event, kinds=("session_ended",))
+    # A host disabled or demoted (in any process) loses their live publishers here.
+    listeners = app[revocations_key].listeners
+    listeners.append(hub.on_user_revoked)
     try:
         yield
     finally:
+        listeners.remove(hub.on_user_revoked)
         unsubscribe()
         # Every publisher and viewer peer, and the demo source, are closed here.
         await hub.close()

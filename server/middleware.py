@@ -118,6 +118,9 @@ async def _render_errors(request: web.Request, handler: Handler) -> web.StreamRe
         response = json_response(error_body(exc.code, exc.message, **details), status=exc.status)
         if "retry_after" in details:
             response.headers["Retry-After"] = str(details["retry_after"])
+        if exc.status == 401:
+            # RFC 9110 §15.5.2: a 401 names the scheme to use (RFC 6750 for bearer tokens).
+            response.headers.setdefault("WWW-Authenticate", 'Bearer realm="linli"')
         return response
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from commerce.events import DomainEvent
-from media.keys import publisher_taps_key
+from media.keys import media_hub_key, publisher_taps_key
 from media.recordings import FinalHook, Recordings, RecordingSink, recordings_key
 from media.replay_keys import replays_key, rtmp_key
 from media.replay_service import ReplayService
@@ -36,8 +36,9 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     recordings = Recordings(settings.data_dir / "media", asyncio.get_running_loop())
     replays = ReplayService(app[database_key], recordings, app[events_key])
+    # The hub's context ran first (server/wiring.py): it decides who publishes, RTMP included.
     rtmp = RtmpIngest(app[database_key], recordings, app[events_key],
-                      grace_s=float(settings.publisher_grace_s))
+                      grace_s=float(settings.publisher_grace_s), hub=app[media_hub_key])
     app[recordings_key] = recordings
     app[replays_key] = replays
     app[rtmp_key] = rtmp

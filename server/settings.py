@@ -101,6 +101,10 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     stun_urls: tuple[str, ...] = ()
     webrtc_viewer_cap: int = 40
+    # A WHEP seat whose peer has not connected (ICE + DTLS) this long after its answer is freed.
+    whep_connect_deadline_s: int = 5
+    # WHEP seats one address may hold per session (rate_limit_exempt addresses are not counted).
+    whep_seats_per_address: int = 4
     publisher_grace_s: int = 20
     public_url: str | None = None
     # RTMP ingest listener (media/rtmp_server.py): 0 picks a free port, -1 turns it off.
@@ -194,6 +198,8 @@ class Settings:
             allowed_origins=_list(env, "LINLI_ALLOWED_ORIGINS"),
             stun_urls=_list(env, "LINLI_STUN_URLS"),
             webrtc_viewer_cap=_int(env, "LINLI_WEBRTC_VIEWER_CAP", 40, 0, 10_000),
+            whep_connect_deadline_s=_int(env, "LINLI_WHEP_CONNECT_DEADLINE_S", 5, 1, 120),
+            whep_seats_per_address=_int(env, "LINLI_WHEP_SEATS_PER_ADDRESS", 4, 1, 10_000),
             publisher_grace_s=_int(env, "LINLI_PUBLISHER_GRACE_S", 20, 0, 3600),
             public_url=env.get("LINLI_PUBLIC_URL") or None,
             rtmp_port=_int(env, "LINLI_RTMP_PORT", 1935, -1, 65535),

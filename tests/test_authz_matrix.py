@@ -108,6 +108,9 @@ REST: tuple[Op, ...] = (
     Op("GET", "/api/sessions", "/api/sessions", PUBLIC),
     Op("GET", "/api/sessions/{id}", "/api/sessions/{w.session_a}", PUBLIC),
     Op("POST", "/api/sessions/{id}/end", "/api/sessions/{w.session_end}/end", OWNER),
+    # A stream key is rotated by its session's host (still a host) or an admin only.
+    Op("POST", "/api/sessions/{id}/stream-key", "/api/sessions/{w.session_end}/stream-key", OWNER,
+       json={}),
     # --- pages: static shells, public; what they show comes from the API --------------------
     Op("GET", "/", "/", PUBLIC),
     Op("GET", "/login", "/login", PUBLIC),
@@ -235,6 +238,11 @@ REST: tuple[Op, ...] = (
     Op("POST", "/whep/{id}", "/whep/{w.session_a}", PUBLIC, data=SDP_OFFER,
        content_type="application/sdp"),
     Op("DELETE", "/whep/{id}/{resource}", "/whep/{w.session_a}/nope", PUBLIC),
+    # CORS preflights: browsers send them without credentials.
+    Op("OPTIONS", "/whip/{id}", "/whip/{w.session_a}", PUBLIC),
+    Op("OPTIONS", "/whip/{id}/{resource}", "/whip/{w.session_a}/nope", PUBLIC),
+    Op("OPTIONS", "/whep/{id}", "/whep/{w.session_a}", PUBLIC),
+    Op("OPTIONS", "/whep/{id}/{resource}", "/whep/{w.session_a}/nope", PUBLIC),
     Op("GET", "/hls/{session_id}/{name}", "/hls/{w.session_a}/index.m3u8", PUBLIC),
     Op("GET", "/replays/{session_id}/{name}", "/replays/{w.session_a}/index.m3u8", PUBLIC),
     Op("GET", "/api/sessions/{id}/replay", "/api/sessions/{w.session_a}/replay", PUBLIC),

@@ -148,3 +148,32 @@ async def test_replay_plays_and_chapter_jump_lands_on_product(tmp_path: Path, re
         await replay.locator(f'#replay-list a[href="/replays/{sid}"]').wait_for(timeout=20_000)
         await kit.shot(replay, "replay_list")
         assert kit.errors == [], kit.errors
+
+
+async def test_host_console_shows_the_demo_then_takes_it_over(tmp_path: Path, redis_url: str,
+                                                             redis_client: Redis) -> None:
+    # The demo session streams the synthetic picture: the console says so (not 未推流), and
+    # 开始直播 takes the stream over instead of failing with publisher_active.
+    from tests.browser_support import ADMIN_PASSWORD, Account
+
+    async with browser_kit(tmp_path, redis_url, "flow1_take_over_demo", {"LINLI_DEMO": "1"}) as kit:
+        live = await kit.rest.call("GET", "/api/sessions?status=live")
+        sid = int(live[0]["id"])
+        data = await kit.rest.login("admin", ADMIN_PASSWORD)
+        admin = Account(int(data["user"]["id"]) if data.get("user") else 1, "admin", data["token"],
+                        "admin", "admin", data.get("user") or {})
+        page = await kit.page(admin, f"/host/{sid}")
+        await page.wait_for_function(
+            "() => !document.querySelector('#publisher-source').hidden", timeout=20_000)
+        source = await page.locator("#publisher-source").text_content() or ""
+        assert "演示画面" in source or "demo picture" in source, source
+        state = await page.locator("#live-state").text_content() or ""
+        assert state in ("直播中", "Live"), state
+        await page.locator("#camera option").first.wait_for(state="attached", timeout=15_000)
+        await page.click("#go-live")
+        await page.wait_for_function("() => document.body.dataset.publishing === 'yes'", timeout=20_000)
+        await page.wait_for_function(
+            "() => /WHIP/.test(document.querySelector('#publisher-source').textContent)",
+            timeout=10_000)
+        await kit.shot(page, "host_took_over_demo")
+        assert kit.errors == [], kit.errors

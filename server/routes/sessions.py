@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from commerce import live_sessions
 from commerce.accounts import Role
 from commerce.events import DomainEvent
+from media.keys import media_hub_key
 from server.api import PUBLIC, Api, json_response, optional_principal, path_int, principal, read_json
 from server.keys import database_key, events_key
 
@@ -22,6 +23,12 @@ class SessionCreate(BaseModel):
     origin: str = Field(default="", max_length=200)
     preview_text: str = Field(default="", max_length=2000)
     scheduled_at: datetime | None = None
+
+
+class StreamKeyRotate(BaseModel):
+    # Also stop a publisher already live with the old key (it may publish again with the new
+    # key within the reconnect grace).
+    disconnect: bool = False
 
 
 def _with_key(session: live_sessions.LiveSession) -> dict[str, object]:
@@ -55,14 +62,39 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 
 @api.route("GET", "/api/sessions/{id}", summary="One live session (stream key for its host)",
-           tag="sessions", auth=PUBLIC)
+           tag="sessions", auth=PUBLIC,
+           responses={200: "The session; for its host (or an admin) also stream_key and "
+                           "publisher: null or {kind: whip | rtmp | demo, since}"})
 async def get_session(request: web.Request) -> web.Response:
     session_id = path_int(request, "id")
     who = optional_principal(request)
     async with request.app[database_key].session() as db:
         session = await live_sessions.get_session(db, session_id)
-    owner = who is not None and (who.is_admin or who.user_id == session.host_id)
-    return json_response(_with_key(session) if owner else session.public_dict())
+    if not live_sessions.may_see_stream_key(session, who):
+        return json_response(session.public_dict())
+    data = _with_key(session)
+    hub = request.app.get(media_hub_key)
+    data["publisher"] = hub.publisher_info(session_id) if hub is not None else None
+    return json_response(data)
+
+
+@api.route("POST", "/api/sessions/{id}/stream-key",
+           summary="A new stream key (its host); the old one stops at once", tag="sessions",
+           auth=(Role.HOST, Role.ADMIN), body=StreamKeyRotate,
+           responses={200: "{stream_key, disconnected}: disconnected is true when a live "
+                           "publisher was stopped ({\"disconnect\": true})",
+                      403: "Not your session", 404: "No such session"})
+async def rotate_stream_key(request: web.Request) -> web.Response:
+    session_id = path_int(request, "id")
+    body = (await read_json(request, StreamKeyRotate) if request.can_read_body
+            else StreamKeyRotate())
+    hub = request.app.get(media_hub_key)
+    async with request.app[database_key].session() as db:
+        key = await live_sessions.rotate_stream_key(db, session_id, principal(request))
+    disconnected = False
+    if hub is not None and body.disconnect:
+        disconnected = await hub.kick(session_id, "stream key rotated")
+    return json_response({"stream_key": key, "disconnected": disconnected})
 
 
 @api.route("POST", "/api/sessions/{id}/end", summary="End a live session (its host)",

@@ -29,6 +29,7 @@ async function main() {
     $("#media-error").hidden = false;
   }
   const camera = new HostCamera(sessionId, session.stream_key);
+  camera.watchPublisher(() => api(`/api/sessions/${sessionId}`));
   // Ask for the camera at once so the device names show up in the picker.
   camera.open().then(() => camera.listDevices()).catch(() => {});
 

@@ -99,11 +99,36 @@ export class HostCamera {
 
   /**
    * The farm's network dropped: publish again with the same key. The server keeps the session
-   * and its recording for a grace window, and refuses (409) while it still sees the old peer.
+   * and its recording for a grace window, and the newest publisher replaces its old peer.
    */
   async reconnect() {
     if (this.reconnecting || !this.publisher) return;
+    // The newest publisher wins: when another device took over, reconnecting would take the
+    // stream back from it, so this browser steps aside instead.
     this.reconnecting = true;
+    const mine = this.publisher.resource;
+    if (this.load) {
+      try {
+        this.current = (await this.load()).publisher || null;
+      } catch {
+        // Unknown: reconnect as before.
+      }
+    }
+    const current = this.current;
+    if (this.publisher && current && !(current.kind === "whip" && current.resource === mine)) {
+      this.reconnecting = false;
+      this.publisher.abandon();
+      this.publisher = null;
+      clearInterval(this.statsTimer);
+      $("#go-live").hidden = false;
+      this.error(t("taken_over"));
+      this.showPublisher(current);
+      return;
+    }
+    if (!this.publisher) {
+      this.reconnecting = false;
+      return;
+    }
     this.publisher.abandon();
     $("#live-state").textContent = t("reconnecting");
     $("#live-state").className = "health-bad";
@@ -128,6 +153,44 @@ export class HostCamera {
     } finally {
       this.reconnecting = false;
     }
+  }
+
+  /**
+   * Who feeds the session (this browser, a phone's RTMP app, the demo picture), from the
+   * session's `publisher` field; polled, so the console never says 未推流 while viewers watch.
+   */
+  showPublisher(info) {
+    const el = $("#publisher-source");
+    if (!info) {
+      el.hidden = true;
+      if (!this.publisher) {
+        $("#live-state").textContent = t("not_publishing");
+        $("#live-state").className = "muted";
+      }
+      return;
+    }
+    const since = new Date(info.since).toLocaleTimeString();
+    el.textContent = t("publisher_source", { kind: t(`source_${info.kind}`), since });
+    el.hidden = false;
+    if (!this.publisher) {
+      $("#live-state").textContent = t("publishing");
+      $("#live-state").className = "health-good";
+    }
+  }
+
+  async watchPublisher(load) {
+    this.load = load;
+    const poll = async () => {
+      try {
+        const session = await load();
+        this.current = session.publisher || null;
+        this.showPublisher(this.current);
+      } catch {
+        // A missed poll only delays the display.
+      }
+    };
+    await poll();
+    this.watchTimer = setInterval(poll, 3000);
   }
 
   async stop() {
