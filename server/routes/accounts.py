@@ -11,7 +11,7 @@ from commerce.accounts import Role
 from commerce.errors import Unauthorized
 from server.api import PUBLIC, USER, Api, Id, json_response, path_int, principal, read_json
 from server.keys import database_key, redis_key, settings_key, tokens_key
-from server.login_guard import LoginGuard
+from server.login_guard import LoginGuard, Outcome
 from server.passwords import passwords_key
 from server.rate_limits import rate_limiter_key
 from server.revocations import revocations_key
@@ -58,17 +58,21 @@ async def issue_token(request: web.Request) -> web.Response:
     limiter.hit([(limiter.login_ip, ip)])
     guard = LoginGuard(request.app[redis_key], settings.login_free_failures,
                        settings.login_free_failures_per_ip, limit_ip=not limiter.is_exempt(ip))
-    await guard.check(body.username, ip)
-    async with request.app[database_key].session() as db:
-        user = await accounts.find_user(db, body.username)
-    # Verify even for unknown users so timing does not reveal which usernames exist.
-    passwords = request.app[passwords_key]
-    hashed = user.password_hash if user is not None else passwords.dummy_hash
-    ok = await passwords.verify_async(hashed, body.password)
-    if user is None or not ok or user.disabled:
-        await guard.failed(body.username, ip)
+    # The slot is taken before argon2: parallel guesses cannot all slip past the count.
+    await guard.reserve(body.username, ip)
+    outcome: Outcome = "abort"
+    try:
+        async with request.app[database_key].session() as db:
+            user = await accounts.find_user(db, body.username)
+        # Verify even for unknown users so timing does not reveal which usernames exist.
+        passwords = request.app[passwords_key]
+        hashed = user.password_hash if user is not None else passwords.dummy_hash
+        ok = await passwords.verify_async(hashed, body.password)
+        outcome = "ok" if user is not None and ok and not user.disabled else "fail"
+    finally:
+        await guard.done(body.username, ip, outcome)
+    if outcome != "ok" or user is None:
         raise Unauthorized("用户名或密码错误 / Wrong username or password", reason="bad_credentials")
-    await guard.succeeded(body.username)
     principal_ = user.principal()
     token = request.app[tokens_key].issue(principal_)
     return json_response(

@@ -1,0 +1,71 @@
+"""Limits that must hold when the same request arrives many times at once, on SQLite and
+PostgreSQL: each test fires N >= 20 identical requests together through the real app and checks
+that the limit or the uniqueness held (no extra success, no 500).
+
+Login lockout, unique usernames and community names, community joins and approvals, the one
+default pickup point of a community.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from typing import Any
+
+from server.settings import Settings
+from tests.conftest import Api, AppFactory
+
+NAT = "203.0.113.7"  # documentation addresses (RFC 5737)
+OTHER = "198.51.100.20"
+N = 40
+
+
+def xff(ip: str) -> dict[str, str]:
+    return {"X-Forwarded-For": ip}
+
+
+async def _login(api: Api, username: str, password: str, ip: str) -> tuple[int, dict[str, Any]]:
+    resp = await api.client.post("/api/auth/token", json={"username": username,
+                                                          "password": password}, headers=xff(ip))
+    return resp.status, await resp.json()
+
+
+# --- login lockout ----------------------------------------------------------------------------
+
+async def test_parallel_wrong_passwords_reach_argon2_only_the_free_times(any_db_api: Api) -> None:
+    api = any_db_api
+    name = f"victim_{uuid.uuid4().hex[:6]}"
+    await api.user("viewer", name)
+    results = await asyncio.gather(*(_login(api, name, f"wrong-guess-{i}", NAT) for i in range(N)))
+    statuses = Counter(status for status, _ in results)
+    # 5 free attempts (the default) are checked; every other one is refused before argon2.
+    assert statuses == {401: 5, 429: N - 5}, statuses
+    locked = [body for status, body in results if status == 429]
+    assert {b["error"]["reason"] for b in locked} == {"login_locked"}
+    # The right password during the lock gets no token, from this address or any other.
+    for ip in (NAT, OTHER):
+        status, body = await _login(api, name, "password-" + name, ip)
+        assert status == 429 and "token" not in body, body
+
+
+async def test_parallel_guesses_across_accounts_hold_the_address_limit(
+        make_api: AppFactory, any_db_settings: Settings) -> None:
+    api = await make_api(any_db_settings.with_(login_free_failures_per_ip=10))
+    results = await asyncio.gather(*(_login(api, f"nobody_{i}", "guess-guess", NAT)
+                                     for i in range(N)))
+    statuses = Counter(status for status, _ in results)
+    assert statuses == {401: 10, 429: N - 10}, statuses
+
+
+async def test_parallel_right_passwords_give_back_their_slots(
+        make_api: AppFactory, any_db_settings: Settings) -> None:
+    """Successes use none of the address's free failures: a 小区 behind one NAT signs in at once."""
+    api = await make_api(any_db_settings.with_(login_free_failures_per_ip=25))
+    names = [f"neighbour_{i}_{uuid.uuid4().hex[:4]}" for i in range(25)]
+    for name in names:
+        await api.user("viewer", name)
+    results = await asyncio.gather(*(_login(api, name, "password-" + name, NAT) for name in names))
+    assert [status for status, _ in results] == [200] * len(names)
+    again = await asyncio.gather(*(_login(api, f"ghost_{i}", "guess-guess", NAT) for i in range(N)))
+    assert Counter(status for status, _ in again) == {401: 25, 429: N - 25}
