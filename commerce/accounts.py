@@ -105,8 +105,9 @@ async def get_user(db: AsyncSession, user_id: int) -> User:
 async def update_user(
     db: AsyncSession, user_id: int, actor: Principal, *, role: Role | None = None,
     disabled: bool | None = None, display_name: str | None = None,
+    password_hash: str | None = None,
 ) -> tuple[User, bool]:
-    """Change a user's role, standing or name; also says whether their tokens must end.
+    """Change a user's role, standing, name or password; also says whether their tokens must end.
 
     An admin cannot disable or demote themselves: the last admin doing so would lock everyone
     out, and there is no undo without the database.
@@ -123,6 +124,11 @@ async def update_user(
         revoke = revoke or disabled
     if display_name is not None:
         user.display_name = display_name or user.username
+    if password_hash is not None:
+        # A reset is how a leaked password is dealt with: what was signed in with it ends too;
+        # an admin changing their own keeps the token they are using (like `self_lockout`).
+        user.password_hash = password_hash
+        revoke = revoke or user_id != actor.user_id
     await db.flush()
     return user, revoke
 
