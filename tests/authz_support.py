@@ -65,6 +65,7 @@ class World:
     stream_key_b: str = ""
     community_a: int = 0
     community_b: int = 0
+    pickup_a: int = 0  # community A's default pickup point, added by host A
     batch_a: int = 0
     batch_code_a: str = ""
     product_a: int = 0
@@ -200,6 +201,8 @@ async def seed_world(api: Api) -> World:
                          json={"user_id": w.ids["member"]}, headers=h_a))
     await _ok(await post(f"/api/communities/{w.community_b}/members",
                          json={"user_id": w.ids["other_member"]}, headers=h_b))
+    w.pickup_a = (await _ok(await post(f"/api/communities/{w.community_a}/pickup-points",
+                                       json={"name": "3号楼门卫室"}, headers=h_a), 201))["id"]
 
     async def session(headers: dict[str, str], title: str) -> dict[str, Any]:
         return await _ok(await post("/api/sessions", json={"title": title}, headers=headers))

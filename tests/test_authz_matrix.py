@@ -20,7 +20,10 @@ everyone else 403. Policy, per group:
   session may read them, other viewers and other hosts may not. Only assistants and admins
   decide claims (the host is a party to the claim).
 - Community members are approved by the community's own host (or an admin): a membership
-  unlocks community prices and group-buys, so another host must not be able to grant it.
+  unlocks community prices and group-buys, so another host must not be able to grant it. The
+  same holds for its pickup points (where its orders are collected).
+- Sanctions (mute, ban) reach only people of lower rank than the one acting: viewers, and
+  assistants for the session's host or an admin; never the session's host, never an admin.
 """
 
 from __future__ import annotations
@@ -97,10 +100,12 @@ REST: tuple[Op, ...] = (
     Op("POST", "/api/communities/{id}/members", "/api/communities/{w.community_a}/members", OWNER,
        json={"user_id": NO_SUCH}),
     Op("POST", "/api/communities/{id}/join", f"/api/communities/{NO_SUCH}/join", USERS),
-    # Pickup points: communities are shared by the hosts who serve them, so any host may add one
-    # (the order's point is the community's first, which a later one cannot displace).
+    # Pickup points are the community's host's (or an admin's): a community's new orders go to
+    # its default point, so another host adding or moving one would send neighbours elsewhere.
     Op("POST", "/api/communities/{id}/pickup-points", "/api/communities/{w.community_a}/pickup-points",
-       HOSTS, json={}),
+       OWNER, json={"name": "矩阵测试点"}),
+    Op("PATCH", "/api/pickup-points/{id}", "/api/pickup-points/{w.pickup_a}", OWNER,
+       json={"default": True}),
     Op("GET", "/api/communities/{id}/pickup-points", "/api/communities/{w.community_a}/pickup-points",
        PUBLIC),
     # --- sessions ----------------------------------------------------------------------------
