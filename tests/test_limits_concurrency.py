@@ -13,6 +13,10 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from sqlalchemy import func, select
+
+from commerce.accounts import Membership, User
+from server.keys import database_key
 from server.settings import Settings
 from tests.conftest import Api, AppFactory
 
@@ -69,3 +73,72 @@ async def test_parallel_right_passwords_give_back_their_slots(
     assert [status for status, _ in results] == [200] * len(names)
     again = await asyncio.gather(*(_login(api, f"ghost_{i}", "guess-guess", NAT) for i in range(N)))
     assert Counter(status for status, _ in again) == {401: 25, 429: N - 25}
+
+
+# --- uniqueness: one winner, the others a clean 409 -------------------------------------------
+
+async def _same_request(api: Api, method: str, path: str, token: str,
+                        body: dict[str, Any] | None = None, n: int = 20) -> Counter[int]:
+    async def one() -> int:
+        resp = await api.client.request(method, path, json=body, headers=api.auth(token))
+        await resp.read()
+        return resp.status
+
+    return Counter(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def test_one_username_signed_up_at_once_twenty_times(any_db_api: Api) -> None:
+    api = any_db_api
+    statuses = await _same_request(api, "POST", "/api/users", api.admin_token,
+                                   {"username": "twin_li", "password": "password-twin_li"})
+    assert statuses == {201: 1, 409: 19}, statuses
+    async with api.app[database_key].session() as db:
+        count = await db.scalar(select(func.count()).select_from(User)
+                                .where(User.username == "twin_li"))
+    assert count == 1
+
+
+async def test_one_community_name_created_at_once_twenty_times(any_db_api: Api) -> None:
+    api = any_db_api
+    _, host = await api.user("host")
+    statuses = await _same_request(api, "POST", "/api/communities", host, {"name": "同名花园"})
+    assert statuses == {201: 1, 409: 19}, statuses
+
+
+async def test_one_batch_code_registered_at_once_twenty_times(any_db_api: Api) -> None:
+    api = any_db_api
+    _, host = await api.user("host")
+    statuses = await _same_request(api, "POST", "/api/batches", host,
+                                   {"code": "TWIN-2026-01", "farm": "老张农场"})
+    assert statuses == {201: 1, 409: 19}, statuses
+
+
+# --- memberships: a join or an approval sent twenty times makes one row ---------------------
+
+async def _memberships(api: Api, community_id: int, user_id: int) -> list[str]:
+    async with api.app[database_key].session() as db:
+        rows = await db.execute(select(Membership.status).where(
+            Membership.community_id == community_id, Membership.user_id == user_id))
+        return [row[0] for row in rows]
+
+
+async def test_joining_and_approving_at_once(any_db_api: Api) -> None:
+    api = any_db_api
+    _, host = await api.user("host")
+    resp = await api.client.post("/api/communities", json={"name": "并发小区"},
+                                 headers=api.auth(host))
+    cid = (await resp.json())["id"]
+    viewer_id, viewer = await api.user("viewer")
+    statuses = await _same_request(api, "POST", f"/api/communities/{cid}/join", viewer)
+    assert statuses == {202: 20}, statuses
+    assert await _memberships(api, cid, viewer_id) == ["pending"]
+    statuses = await _same_request(api, "POST", f"/api/communities/{cid}/members", host,
+                                   {"user_id": viewer_id})
+    assert statuses == {201: 20}, statuses
+    assert await _memberships(api, cid, viewer_id) == ["approved"]
+    # Approving someone who never asked, twenty times at once: one approved membership.
+    other_id, _ = await api.user("viewer")
+    statuses = await _same_request(api, "POST", f"/api/communities/{cid}/members", host,
+                                   {"user_id": other_id})
+    assert statuses == {201: 20}, statuses
+    assert await _memberships(api, cid, other_id) == ["approved"]
