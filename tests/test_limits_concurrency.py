@@ -2,8 +2,8 @@
 PostgreSQL: each test fires N >= 20 identical requests together through the real app and checks
 that the limit or the uniqueness held (no extra success, no 500).
 
-Login lockout, unique usernames and community names, community joins and approvals, the one
-default pickup point of a community.
+Login lockout, unique usernames, community names and batch codes, community joins and
+approvals, group-buys per community (and the sale's community list they extend).
 """
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
 from commerce.accounts import Membership, User
+from commerce.sales import Sale
 from server.keys import database_key
 from server.settings import Settings
+from tests.commerce_support import community_with, make_shop
 from tests.conftest import Api, AppFactory
 
 NAT = "203.0.113.7"  # documentation addresses (RFC 5737)
@@ -142,3 +145,32 @@ async def test_joining_and_approving_at_once(any_db_api: Api) -> None:
                                    {"user_id": other_id})
     assert statuses == {201: 20}, statuses
     assert await _memberships(api, cid, other_id) == ["approved"]
+
+
+# --- group-buys: one per community and sale; the sale's community list loses none -----------
+
+async def test_group_buys_opened_at_once(any_db_api: Api) -> None:
+    api = any_db_api
+    shop = await make_shop(api)
+    sale = await shop.sale(stock=100, per_buyer_limit=5)
+    deadline = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    communities = [await community_with(api, f"拼团小区{i}", []) for i in range(20)]
+
+    async def open_group(cid: int) -> int:
+        resp = await api.client.post(f"/api/sales/{sale['id']}/group-buys", json={
+            "community_id": cid, "threshold": 2, "group_price_fen": 700, "deadline": deadline},
+            headers=api.auth(shop.host_token))
+        await resp.read()
+        return resp.status
+
+    same = Counter(await asyncio.gather(*(open_group(communities[0]) for _ in range(20))))
+    assert same == {201: 1, 409: 19}, same
+    others = Counter(await asyncio.gather(*(open_group(cid) for cid in communities[1:])))
+    assert others == {201: 19}, others
+    # Every community joined the sale (a lost update would drop some from its list).
+    async with api.app[database_key].session() as db:
+        stored = await db.get(Sale, sale["id"])
+        assert stored is not None
+        assert sorted(stored.community_ids or []) == sorted(communities)
+    listed = await (await api.client.get(f"/api/sales/{sale['id']}/group-buys")).json()
+    assert sorted(g["community_id"] for g in listed) == sorted(communities)
