@@ -3,7 +3,8 @@ PostgreSQL: each test fires N >= 20 identical requests together through the real
 that the limit or the uniqueness held (no extra success, no 500).
 
 Login lockout, unique usernames, community names and batch codes, community joins and
-approvals, group-buys per community (and the sale's community list they extend).
+approvals, group-buys per community (and the sale's community list they extend), the hourly
+upload cap, one review and one survey per order, one upvote per person.
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ from typing import Any
 from sqlalchemy import func, select
 
 from commerce.accounts import Membership, User
+from commerce.errors import DomainError
 from commerce.sales import Sale
+from realtime import questions
 from server.keys import database_key
+from server.routes.trust import UPLOADS_PER_HOUR
 from server.settings import Settings
 from tests.commerce_support import community_with, make_shop
 from tests.conftest import Api, AppFactory
+from tests.realtime_support import make_room
+from tests.trust_support import PNG, bought_and_picked_up, make_farm
 
 NAT = "203.0.113.7"  # documentation addresses (RFC 5737)
 OTHER = "198.51.100.20"
@@ -174,3 +180,55 @@ async def test_group_buys_opened_at_once(any_db_api: Api) -> None:
         assert sorted(stored.community_ids or []) == sorted(communities)
     listed = await (await api.client.get(f"/api/sales/{sale['id']}/group-buys")).json()
     assert sorted(g["community_id"] for g in listed) == sorted(communities)
+
+
+# --- per-user caps and one-per-order records --------------------------------------------------
+
+async def test_uploads_at_once_hold_the_hourly_cap(any_db_api: Api) -> None:
+    api = any_db_api
+    _, viewer = await api.user("viewer")
+
+    async def one() -> int:
+        resp = await api.client.post("/api/uploads?purpose=review", data=PNG,
+                                     headers={**api.auth(viewer), "Content-Type": "image/png"})
+        await resp.read()
+        return resp.status
+
+    statuses = Counter(await asyncio.gather(*(one() for _ in range(UPLOADS_PER_HOUR + 20))))
+    assert statuses == {201: UPLOADS_PER_HOUR, 429: 20}, statuses
+
+
+async def test_one_review_and_one_survey_per_order_at_once(any_db_api: Api) -> None:
+    api = any_db_api
+    farm = await make_farm(api)
+    _, buyer, order_id = await bought_and_picked_up(farm)
+    reviews = await _same_request(api, "POST", "/api/reviews", buyer,
+                                  {"order_id": order_id, "stars": 5, "text": "好吃"})
+    assert reviews == {201: 1, 409: 19}, reviews
+    surveys = await _same_request(api, "POST", "/api/nps", buyer,
+                                  {"order_id": order_id, "score": 9})
+    assert surveys[409] == 19 and sum(surveys.values()) == 20 and len(surveys) == 2, surveys
+
+
+async def test_one_upvote_per_person_at_once(any_db_api: Api) -> None:
+    """Upvotes come over the socket; the rule lives in questions.upvote, raced here directly."""
+    api = any_db_api
+    room = await make_room(api)
+    database = api.app[database_key]
+    async with database.session() as db:
+        asked = await questions.ask(db, room.session_id, room.viewer_id, "邻居", "几点发货?")
+        await questions.review(db, room.session_id, asked.id, True, room.host_id)
+    voter_id, _ = await api.user("viewer")
+
+    async def vote() -> str:
+        try:
+            async with database.session() as db:
+                await questions.upvote(db, room.session_id, asked.id, voter_id)
+        except DomainError as refused:
+            return str(refused.details.get("reason", refused.code))
+        return "ok"
+
+    outcomes = Counter(await asyncio.gather(*(vote() for _ in range(20))))
+    assert outcomes == {"ok": 1, "already_voted": 19}, outcomes
+    async with database.session() as db:
+        assert (await questions.get(db, room.session_id, asked.id)).votes == 1
