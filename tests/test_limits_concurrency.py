@@ -232,3 +232,18 @@ async def test_one_upvote_per_person_at_once(any_db_api: Api) -> None:
     assert outcomes == {"ok": 1, "already_voted": 19}, outcomes
     async with database.session() as db:
         assert (await questions.get(db, room.session_id, asked.id)).votes == 1
+
+
+async def test_trace_events_appended_at_once_keep_one_chain(any_db_api: Api) -> None:
+    """The chain's head is read and moved under a row lock (or a unique seq on SQLite): twenty
+    appends at once never fork it; a loser is told to retry (409), never a 500."""
+    api = any_db_api
+    farm = await make_farm(api)
+    statuses = await _same_request(api, "POST", f"/api/batches/{farm.batch_code}/trace-events",
+                                   farm.host, {"kind": "cold_chain", "temperature_c": 4})
+    assert set(statuses) <= {201, 409} and statuses[201] >= 1, statuses
+    verdict = await (await api.client.get(f"/api/trace/{farm.batch_code}/verify")).json()
+    assert verdict["ok"] is True, verdict
+    trace = await (await api.client.get(f"/api/trace/{farm.batch_code}")).json()
+    cold = [e for e in trace["journey"] if e["kind"] == "cold_chain"]
+    assert len(cold) == statuses[201]
