@@ -228,12 +228,12 @@ async def make_session(base: str) -> int:
                                                       "password": ADMIN_PASSWORD}) as resp:
             admin = (await resp.json())["token"]
         name = "bench_host_" + secrets.token_hex(3)
-        async with http.post("/api/users", json={"username": name, "password": "pw-" + name,
+        async with http.post("/api/users", json={"username": name, "password": "password-" + name,
                                                  "role": "host"},
                              headers={"Authorization": f"Bearer {admin}"}) as resp:
             assert resp.status == 201, await resp.text()
         async with http.post("/api/auth/token", json={"username": name,
-                                                      "password": "pw-" + name}) as resp:
+                                                      "password": "password-" + name}) as resp:
             host = (await resp.json())["token"]
         async with http.post("/api/sessions", json={"title": "fan-out"},
                              headers={"Authorization": f"Bearer {host}"}) as resp:

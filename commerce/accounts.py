@@ -5,8 +5,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, String, UniqueConstraint, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -105,8 +107,9 @@ async def get_user(db: AsyncSession, user_id: int) -> User:
 async def update_user(
     db: AsyncSession, user_id: int, actor: Principal, *, role: Role | None = None,
     disabled: bool | None = None, display_name: str | None = None,
+    password_hash: str | None = None,
 ) -> tuple[User, bool]:
-    """Change a user's role, standing or name; also says whether their tokens must end.
+    """Change a user's role, standing, name or password; also says whether their tokens must end.
 
     An admin cannot disable or demote themselves: the last admin doing so would lock everyone
     out, and there is no undo without the database.
@@ -123,6 +126,11 @@ async def update_user(
         revoke = revoke or disabled
     if display_name is not None:
         user.display_name = display_name or user.username
+    if password_hash is not None:
+        # A reset is how a leaked password is dealt with: what was signed in with it ends too;
+        # an admin changing their own keeps the token they are using (like `self_lockout`).
+        user.password_hash = password_hash
+        revoke = revoke or user_id != actor.user_id
     await db.flush()
     return user, revoke
 
@@ -164,39 +172,38 @@ async def add_member(
     if manager is not None:
         ensure_community_manager(community, manager)
     await get_user(db, user_id)
-    existing = (
-        await db.execute(
-            select(Membership).where(
-                Membership.community_id == community_id, Membership.user_id == user_id
-            )
-        )
-    ).scalar_one_or_none()
-    if existing is None:
-        existing = Membership(community_id=community_id, user_id=user_id)
-        db.add(existing)
-    existing.status = "approved" if approved_by is not None else "pending"
-    existing.approved_by = approved_by
-    await db.flush()
-    return existing
+    status = "approved" if approved_by is not None else "pending"
+    # One statement, so approvals racing each other (or a join) end in one row, not a 500.
+    row = _membership_insert(db, community_id, user_id, status, approved_by)
+    await db.execute(row.on_conflict_do_update(
+        index_elements=["community_id", "user_id"],
+        set_={"status": status, "approved_by": approved_by}))
+    return await _membership(db, community_id, user_id)
 
 
 async def request_membership(db: AsyncSession, community_id: int, user_id: int) -> Membership:
-    """A viewer asks to join; a host or admin approves later with `add_member`."""
+    """A viewer asks to join; a host or admin approves later with `add_member`. Asking again (or
+    at once, twenty times) leaves the one membership as it is."""
     if await db.get(Community, community_id) is None:
         raise NotFound("小区不存在 / No such community")
-    existing = (
-        await db.execute(
-            select(Membership).where(
-                Membership.community_id == community_id, Membership.user_id == user_id
-            )
-        )
-    ).scalar_one_or_none()
-    if existing is not None:
-        return existing
-    membership = Membership(community_id=community_id, user_id=user_id, status="pending")
-    db.add(membership)
-    await db.flush()
-    return membership
+    row = _membership_insert(db, community_id, user_id, "pending", None)
+    await db.execute(row.on_conflict_do_nothing(index_elements=["community_id", "user_id"]))
+    return await _membership(db, community_id, user_id)
+
+
+def _membership_insert(db: AsyncSession, community_id: int, user_id: int, status: str,
+                       approved_by: int | None) -> Any:
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(Membership).values(community_id=community_id, user_id=user_id, status=status,
+                                     approved_by=approved_by, created_at=utcnow())
+
+
+async def _membership(db: AsyncSession, community_id: int, user_id: int) -> Membership:
+    found = (await db.execute(
+        select(Membership).where(Membership.community_id == community_id,
+                                 Membership.user_id == user_id)
+        .execution_options(populate_existing=True))).scalar_one()
+    return found
 
 
 async def member_communities(db: AsyncSession, user_id: int) -> list[int]:

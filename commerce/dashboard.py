@@ -33,6 +33,7 @@ Metrics (each a ratio in [0, 1] unless said otherwise; None when the denominator
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -282,14 +283,34 @@ async def _pickup_times(
     return ready, picked
 
 
+# A spreadsheet runs a cell starting with one of these as a formula, or (TAB, CR, LF) trims it
+# and then does ("CSV injection", OWASP): =HYPERLINK(...) in a farm name would run on the
+# staff's machine. The full-width forms are there for CJK input methods' spreadsheets.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
+_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """The cell, or with a leading `'` when a spreadsheet would read it as a formula.
+
+    Numbers (a negative NPS) stay numbers; leading spaces do not hide a formula start.
+    """
+    if _NUMBER.fullmatch(cell):
+        return cell
+    if cell.startswith(FORMULA_STARTS) or cell.lstrip(" ").startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
 def csv_rows(scope: Scope, rows: list[dict[str, Any]]) -> list[list[str]]:
-    """Header + one line per group: metrics first, then the counts behind them."""
+    """Header + one line per group: metrics first, then the counts behind them; every cell
+    passed through `spreadsheet_safe` (keys and labels are people's text)."""
     count_names = [*COUNTS, "repeat_buyers", "session_buyers"]
     out = [[scope, "label", *METRICS, *count_names]]
     for row in rows:
         out.append([
-            row["key"], row["label"],
+            str(row["key"]), str(row["label"]),
             *("" if row[m] is None else str(row[m]) for m in METRICS),
             *(str(row["counts"].get(n, 0)) for n in count_names),
         ])
-    return out
+    return [[spreadsheet_safe(cell) for cell in line] for line in out]

@@ -26,6 +26,7 @@ from commerce.errors import Conflict, InvalidInput, NotFound
 from commerce.events import DomainEvent
 from commerce.live_sessions import ensure_owner, get_session
 from commerce.orders import OrderStatus
+from commerce.row_lock import lock_row
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,9 @@ async def create_group_buy(
     if as_utc(deadline) <= utcnow():
         raise InvalidInput("截止时间必须在未来 / deadline must be in the future", field="deadline")
     async with checkout.uow() as db:
+        # Opened at once for one sale: one group per community, and every community kept in
+        # the sale's list (read, extended and written back below).
+        await lock_row(db, sales.Sale, sale_id)
         sale = await sales.get_sale(db, sale_id)
         ensure_owner(await get_session(db, sale.session_id), actor)
         name = await _community_name(db, community_id)

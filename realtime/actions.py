@@ -12,9 +12,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from commerce import catalog, live_sessions
-from commerce.accounts import Principal
-from commerce.errors import Forbidden, InvalidInput, Unauthorized
+from commerce import accounts, catalog, live_sessions
+from commerce.accounts import Principal, Role
+from commerce.errors import InvalidInput, Unauthorized
 from commerce.events import DomainEvent, EventBus
 from realtime import questions
 from realtime.hub import Hub
@@ -27,6 +27,7 @@ from realtime.moderation import (
     MAX_SLOW_MODE_S,
     MAX_WORD_CHARS,
     clean_text,
+    ensure_may_sanction,
     mask,
 )
 from realtime.state import now_ms
@@ -79,10 +80,12 @@ class RoomActions:
         self.db = database
         self.events = events
 
-    async def _staff(self, room: int, who: Principal, owner_only: bool = False) -> None:
+    async def _staff(self, room: int, who: Principal, owner_only: bool = False) -> int:
+        """Check `who` is staff of this session (its owner with `owner_only`); its host's id."""
         async with self.db.session() as db:
             session = await live_sessions.get_session(db, room)
         (live_sessions.ensure_owner if owner_only else live_sessions.ensure_staff_of)(session, who)
+        return session.host_id
 
     async def _mod_emit(self, room: int, event: str, data: Any) -> None:
         await self.hub.sio.emit(event, data, room=mod_room(room), namespace=MOD)
@@ -169,14 +172,16 @@ class RoomActions:
         return {"deleted": stored["id"], "seq": appended.last_seq}
 
     async def sanction(self, room: int, who: Principal, kind: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Mute or ban a user, timed (`duration_s`) or permanent (no duration)."""
-        await self._staff(room, who)
+        """Mute or ban a user, timed (`duration_s`) or permanent (no duration); only someone
+        below the actor's rank, never the session's host or an admin (`ensure_may_sanction`)."""
+        host_id = await self._staff(room, who)
         user_id = int_field(data, "user_id")
         duration = int_field(data, "duration_s", 1, MAX_SANCTION_S, optional=True)
         reason = reason_field(data)
         assert user_id is not None
-        if user_id == who.user_id:
-            raise Forbidden("不能处理自己 / You cannot sanction yourself")
+        async with self.db.session() as db:
+            target_role = Role((await accounts.get_user(db, user_id)).role)
+        ensure_may_sanction(who, user_id, target_role, host_id)
         info = await self.hub.moderation.sanction(room, kind, user_id, duration, reason, who.user_id)
         event = "muted" if kind == "mute" else "banned"
         await self.hub.tell_user(room, user_id, event, info, kick=kind == "ban")

@@ -15,6 +15,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from commerce.accounts import Principal, Role
 from commerce.errors import DomainError, RateLimited
 from commerce.text import is_storable
 from realtime.history import dumps, load_script, room_key
@@ -66,6 +67,33 @@ class BadText(DomainError):
     code = "bad_text"
     status = 400
     default_message = "内容含有无效字符 / Text contains invalid characters"
+
+
+class CannotSanction(DomainError):
+    code = "cannot_sanction"
+    status = 403
+    default_message = "不能禁言或移出此用户 / You cannot mute or ban this user"
+
+
+# Who outranks whom in a room. A sanction reaches only someone of lower rank than the one
+# acting, and never the session's host or an admin: otherwise an assistant could silence or
+# kick the host of the stream they were brought in to help, or the admins who appointed them.
+RANK = {Role.VIEWER: 0, Role.ASSISTANT: 1, Role.HOST: 2, Role.ADMIN: 3}
+
+
+def ensure_may_sanction(actor: Principal, target_id: int, target_role: Role,
+                        session_host_id: int) -> None:
+    """`CannotSanction` (403, with a reason) unless `actor` may mute or ban this user here."""
+    if target_id == actor.user_id:
+        raise CannotSanction("不能处理自己 / You cannot sanction yourself", reason="self")
+    if target_id == session_host_id:
+        raise CannotSanction("不能处理本场主播 / The session's host cannot be muted or banned",
+                             reason="session_host")
+    if target_role is Role.ADMIN:
+        raise CannotSanction("不能处理管理员 / Admins cannot be muted or banned", reason="admin")
+    if RANK[target_role] >= RANK[actor.role]:
+        raise CannotSanction("只能处理级别低于你的用户 / You can only sanction users below your role",
+                             reason="rank")
 
 
 # Control characters other than newline and tab (NUL among them) are invisible on screen, so

@@ -64,11 +64,13 @@ def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
     from commerce import accounts
     from commerce.accounts import Role
     from server.keys import database_key
+    from server.password_policy import REASONS, weakness
     from server.passwords import passwords_key
 
     password = args.password or getpass.getpass("password: ")
-    if len(password) < 8:
-        print("password must be at least 8 characters", file=sys.stderr)
+    reason = weakness(password, args.username)
+    if reason is not None:
+        print(f"weak_password ({reason}): {REASONS[reason]}", file=sys.stderr)
         return 2
 
     async def go(app: web.Application) -> int:

@@ -31,7 +31,7 @@ from server.passwords import AsyncPasswords, passwords_key
 from server.routes import accounts as accounts_routes
 from server.routes import pages, system
 from server.routes import sessions as sessions_routes
-from server.settings import Settings
+from server.settings import Settings, check_admin_password
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def ensure_admin(app: web.Application, password: str) -> None:
     """LINLI_ADMIN_PASSWORD creates the user `admin`, or resets its password."""
+    # Settings.from_env refused a weak one already; this holds for settings built in code too.
+    check_admin_password(password)
     hashed = await app[passwords_key].hash_async(password)
     async with app[database_key].session() as db:
         user = await accounts.find_user(db, "admin")

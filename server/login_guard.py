@@ -1,10 +1,18 @@
 """Login throttling: after a few wrong passwords an account (and the address trying it) waits.
 
 Backoff doubles per extra failure (2 s, 4 s, … up to 15 min); counters live in Redis so every
-worker process agrees. A success clears the account's counter.
+worker process agrees. An attempt takes a slot atomically *before* its password is checked
+(`login_reserve.lua`), and attempts being checked count against the free failures: forty
+guesses sent at once reach argon2 only as many times as there are free failures left, the rest
+are refused. The outcome (`login_done.lua`) gives the slot back, counts a failure (locking from
+the free-th one on) or, for a success, clears the account's count.
 """
 
 from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 
@@ -16,12 +24,19 @@ WINDOW_S = 60 * 60
 # Per address the allowance is larger: a shared NAT (a whole 小区 on one IP) must not lock out.
 # Settings override both (LINLI_LOGIN_FREE_FAILURES, LINLI_LOGIN_FREE_FAILURES_PER_IP).
 FREE_ATTEMPTS_PER_IP = 100
+# An attempt's slot comes back by itself after this long if its worker died mid-check.
+IN_FLIGHT_TTL_S = 30
+
+Outcome = Literal["ok", "fail", "abort"]
 
 
-def _lock_seconds(failures: int, free: int) -> int:
-    if failures < free:
-        return 0
-    return int(min(MAX_LOCK_S, 2 ** (failures - free + 1)))
+@cache
+def _source(name: str) -> str:
+    return resources.files("server").joinpath(name).read_text(encoding="utf-8")
+
+
+def _script(redis: Redis, name: str) -> Any:
+    return redis.register_script(_source(name))
 
 
 class LoginGuard:
@@ -33,43 +48,38 @@ class LoginGuard:
         self.free_attempts_per_ip = free_attempts_per_ip
         # False for exempt addresses (loopback: health checks, a proxy without X-Forwarded-For).
         self.limit_ip = limit_ip
+        self._reserve = _script(redis, "login_reserve.lua")
+        self._done = _script(redis, "login_done.lua")
 
     @staticmethod
-    def _keys(username: str, ip: str) -> tuple[str, str, str, str]:
+    def _keys(username: str, ip: str) -> list[str]:
         user = username.lower()[:64]
-        return (f"login:fail:u:{user}", f"login:lock:u:{user}",
-                f"login:fail:ip:{ip}", f"login:lock:ip:{ip}")
+        return [f"login:fail:u:{user}", f"login:lock:u:{user}", f"login:busy:u:{user}",
+                f"login:fail:ip:{ip}", f"login:lock:ip:{ip}", f"login:busy:ip:{ip}"]
 
-    async def check(self, username: str, ip: str) -> None:
-        """Raise RateLimited (429 with retry_after) while the account or address is locked."""
-        _, user_lock, _, ip_lock = self._keys(username, ip)
-        ttls = [await self.redis.pttl(user_lock)]
-        if self.limit_ip:
-            ttls.append(await self.redis.pttl(ip_lock))
-        wait_ms = max(ttls)
-        if wait_ms > 0:
-            raise RateLimited(
-                "尝试次数过多,请稍后再试 / Too many attempts, try again later",
-                # Rounded up: a client that waits Retry-After seconds finds the lock gone.
-                reason="login_locked", retry_after=max(1, -(-wait_ms // 1000)),
-            )
+    async def reserve(self, username: str, ip: str) -> None:
+        """Take an attempt slot, or raise RateLimited (429 with retry_after) while the account
+        or the address is locked or its free attempts are all being checked. Every slot taken
+        must be ended with `done`."""
+        result = await self._reserve(
+            keys=self._keys(username, ip),
+            args=[self.free_attempts, self.free_attempts_per_ip, "1" if self.limit_ip else "0",
+                  IN_FLIGHT_TTL_S],
+        )
+        if int(result[0]) == 1:
+            return
+        wait_ms = int(result[1])
+        raise RateLimited(
+            "尝试次数过多,请稍后再试 / Too many attempts, try again later",
+            # Rounded up: a client that waits Retry-After seconds finds the lock gone.
+            reason="login_locked", retry_after=max(1, -(-wait_ms // 1000)),
+        )
 
-    async def failed(self, username: str, ip: str) -> None:
-        user_fail, user_lock, ip_fail, ip_lock = self._keys(username, ip)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.incr(user_fail)
-        pipe.expire(user_fail, WINDOW_S)
-        pipe.incr(ip_fail)
-        pipe.expire(ip_fail, WINDOW_S)
-        user_failures, _, ip_failures, _ = await pipe.execute()
-        for key, failures, free in ((user_lock, user_failures, self.free_attempts),
-                                    (ip_lock, ip_failures, self.free_attempts_per_ip)):
-            if key == ip_lock and not self.limit_ip:
-                continue
-            lock = _lock_seconds(int(failures), free)
-            if lock:
-                await self.redis.set(key, b"1", ex=lock)
-
-    async def succeeded(self, username: str) -> None:
-        user_fail, user_lock, _, _ = self._keys(username, "")
-        await self.redis.delete(user_fail, user_lock)
+    async def done(self, username: str, ip: str, outcome: Outcome) -> None:
+        """End a reserved attempt: `fail` counts it, `ok` clears the account's count, `abort`
+        (no verdict) only gives the slot back."""
+        await self._done(
+            keys=self._keys(username, ip),
+            args=[outcome, self.free_attempts, self.free_attempts_per_ip,
+                  "1" if self.limit_ip else "0", WINDOW_S, MAX_LOCK_S],
+        )

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from server.password_policy import REASONS, weakness
+
 
 class SettingsError(ValueError):
     """A configuration value is missing or malformed; the message names the key."""
@@ -174,6 +176,9 @@ class Settings:
             raise SettingsError("LINLI_SECRET_KEY must be at least 32 characters")
         if secret is None:
             secret = _persistent_secret(data_dir)
+        admin_password = env.get("LINLI_ADMIN_PASSWORD") or None
+        if admin_password is not None:
+            check_admin_password(admin_password)
         log_level = env.get("LINLI_LOG_LEVEL", "INFO").upper()
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("LINLI_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
@@ -184,7 +189,7 @@ class Settings:
             redis_url=redis_url,
             database_url=database_url,
             secret_key=secret,
-            admin_password=env.get("LINLI_ADMIN_PASSWORD") or None,
+            admin_password=admin_password,
             token_ttl_s=_int(env, "LINLI_TOKEN_TTL_S", 7 * 24 * 3600, 60, 90 * 24 * 3600),
             demo=_bool(env, "LINLI_DEMO", True),
             max_body_bytes=_int(env, "LINLI_MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
@@ -218,6 +223,13 @@ class Settings:
                                          16 * 1024, 1024 * 1024 * 1024),
             media_send_timeout_s=_int(env, "LINLI_MEDIA_SEND_TIMEOUT_S", 30, 1, 3600),
         )
+
+
+def check_admin_password(password: str) -> None:
+    """`LINLI_ADMIN_PASSWORD` meets the password policy, or the service refuses to start."""
+    reason = weakness(password, "admin")
+    if reason is not None:
+        raise SettingsError(f"LINLI_ADMIN_PASSWORD is too weak ({reason}): {REASONS[reason]}")
 
 
 def _persistent_secret(data_dir: Path) -> str:

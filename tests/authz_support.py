@@ -46,7 +46,8 @@ SDP_OFFER = (b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
              b"a=rtpmap:96 VP8/90000\r\n")
 
 AUTH_CODES = {"unauthorized": "401", "login_required": "401", "token_missing": "401",
-              "forbidden": "403", "not_your_order": "403"}
+              "forbidden": "403", "not_your_order": "403", "cannot_sanction": "403:cannot_sanction"}
+STAFF_ROLES = ("host", "assistant", "admin")  # the staff of session A, who may try sanctions
 
 
 @dataclass
@@ -65,6 +66,7 @@ class World:
     stream_key_b: str = ""
     community_a: int = 0
     community_b: int = 0
+    pickup_a: int = 0  # community A's default pickup point, added by host A
     batch_a: int = 0
     batch_code_a: str = ""
     product_a: int = 0
@@ -82,6 +84,8 @@ class World:
     upload_url: str = ""
     question: int = 0
     troll: int = 0
+    other_assistant: int = 0  # sanction targets: an assistant and an admin other than the actors
+    other_admin: int = 0
     chart_url: str = ""
 
     @property
@@ -157,12 +161,17 @@ class Event:
     name: str
     allowed: frozenset[str]
     payload: Value = None
+    variant: str = ""
+    special: tuple[tuple[str, str], ...] = ()  # role -> expected, overriding the rule
 
     @property
     def id(self) -> str:
-        return f"{self.namespace} {self.name}"
+        return f"{self.namespace} {self.name}" + (f" [{self.variant}]" if self.variant else "")
 
     def expect(self, role: str) -> str:
+        special = dict(self.special)
+        if role in special:
+            return special[role]
         if role in self.allowed:
             return "ok"
         return "401" if role == "anon" else "403"
@@ -188,6 +197,8 @@ async def seed_world(api: Api) -> World:
         w.ids[role], w.tokens[role] = await api.user(kind, name)
         w.usernames[role] = name
     w.troll, _ = await api.user("viewer")
+    w.other_assistant, _ = await api.user("assistant")
+    w.other_admin, _ = await api.user("admin")
     post, get = api.client.post, api.client.get
     h_a, h_b = w.headers("host"), w.headers("other_host")
     tag = uuid.uuid4().hex[:6]
@@ -200,6 +211,8 @@ async def seed_world(api: Api) -> World:
                          json={"user_id": w.ids["member"]}, headers=h_a))
     await _ok(await post(f"/api/communities/{w.community_b}/members",
                          json={"user_id": w.ids["other_member"]}, headers=h_b))
+    w.pickup_a = (await _ok(await post(f"/api/communities/{w.community_a}/pickup-points",
+                                       json={"name": "3号楼门卫室"}, headers=h_a), 201))["id"]
 
     async def session(headers: dict[str, str], title: str) -> dict[str, Any]:
         return await _ok(await post("/api/sessions", json={"title": title}, headers=headers))

@@ -20,7 +20,10 @@ everyone else 403. Policy, per group:
   session may read them, other viewers and other hosts may not. Only assistants and admins
   decide claims (the host is a party to the claim).
 - Community members are approved by the community's own host (or an admin): a membership
-  unlocks community prices and group-buys, so another host must not be able to grant it.
+  unlocks community prices and group-buys, so another host must not be able to grant it. The
+  same holds for its pickup points (where its orders are collected).
+- Sanctions (mute, ban) reach only people of lower rank than the one acting: viewers, and
+  assistants for the session's host or an admin; never the session's host, never an admin.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from tests.authz_support import (
     ROLES,
     SDP_OFFER,
     STAFF_OF,
+    STAFF_ROLES,
     USERS,
     Event,
     Op,
@@ -77,6 +81,7 @@ SOON = (datetime.now(UTC) + timedelta(days=1)).isoformat()
 NOT_MEMBER = "409:not_member"
 NON_STAFF = ("viewer", "buyer", "member", "other_member")
 NOT_A_KEY = tuple((role, "401") for role in (*NON_STAFF, "assistant", "admin"))
+CANNOT_SANCTION = tuple((role, "403:cannot_sanction") for role in STAFF_ROLES)
 
 REST: tuple[Op, ...] = (
     # --- system, auth, accounts --------------------------------------------------------------
@@ -97,10 +102,12 @@ REST: tuple[Op, ...] = (
     Op("POST", "/api/communities/{id}/members", "/api/communities/{w.community_a}/members", OWNER,
        json={"user_id": NO_SUCH}),
     Op("POST", "/api/communities/{id}/join", f"/api/communities/{NO_SUCH}/join", USERS),
-    # Pickup points: communities are shared by the hosts who serve them, so any host may add one
-    # (the order's point is the community's first, which a later one cannot displace).
+    # Pickup points are the community's host's (or an admin's): a community's new orders go to
+    # its default point, so another host adding or moving one would send neighbours elsewhere.
     Op("POST", "/api/communities/{id}/pickup-points", "/api/communities/{w.community_a}/pickup-points",
-       HOSTS, json={}),
+       OWNER, json={"name": "矩阵测试点"}),
+    Op("PATCH", "/api/pickup-points/{id}", "/api/pickup-points/{w.pickup_a}", OWNER,
+       json={"default": True}),
     Op("GET", "/api/communities/{id}/pickup-points", "/api/communities/{w.community_a}/pickup-points",
        PUBLIC),
     # --- sessions ----------------------------------------------------------------------------
@@ -222,6 +229,26 @@ REST: tuple[Op, ...] = (
        json=lambda w: {"user_id": w.troll, "duration_s": 60}),
     Op("POST", "/api/sessions/{id}/bans", "/api/sessions/{w.session_a}/bans", STAFF_OF,
        json=lambda w: {"user_id": w.troll, "duration_s": 60}),
+    # Sanctions by rank: never the session's host, never an admin; an assistant only by the
+    # session's host or an admin; another host only by an admin.
+    Op("POST", "/api/sessions/{id}/bans", "/api/sessions/{w.session_a}/bans", frozenset(),
+       variant="the session's host", special=CANNOT_SANCTION,
+       json=lambda w: {"user_id": w.ids["host"], "duration_s": 60}),
+    Op("POST", "/api/sessions/{id}/mutes", "/api/sessions/{w.session_a}/mutes", frozenset(),
+       variant="an admin", special=CANNOT_SANCTION,
+       json=lambda w: {"user_id": w.other_admin, "duration_s": 60}),
+    Op("POST", "/api/sessions/{id}/bans", "/api/sessions/{w.session_a}/bans", frozenset(),
+       variant="an admin", special=CANNOT_SANCTION,
+       json=lambda w: {"user_id": w.other_admin, "duration_s": 60}),
+    Op("POST", "/api/sessions/{id}/mutes", "/api/sessions/{w.session_a}/mutes",
+       frozenset({"host", "admin"}), variant="an assistant",
+       special=(("assistant", "403:cannot_sanction"),),
+       json=lambda w: {"user_id": w.other_assistant, "duration_s": 60}),
+    # (A mute, not a ban: a ban would keep other_host out of room A for the socket cells.)
+    Op("POST", "/api/sessions/{id}/mutes", "/api/sessions/{w.session_a}/mutes", ADMIN,
+       variant="another host", special=(("host", "403:cannot_sanction"),
+                                        ("assistant", "403:cannot_sanction")),
+       json=lambda w: {"user_id": w.ids["other_host"], "duration_s": 60}),
     Op("DELETE", "/api/sessions/{id}/mutes/{user_id}",
        "/api/sessions/{w.session_a}/mutes/{w.troll}", STAFF_OF),
     Op("DELETE", "/api/sessions/{id}/bans/{user_id}", "/api/sessions/{w.session_a}/bans/{w.troll}",
@@ -271,6 +298,13 @@ SOCKET: tuple[Event, ...] = (
     Event("/moderation", "unmute", STAFF_OF, lambda w: {"user_id": w.troll}),
     Event("/moderation", "ban", STAFF_OF, lambda w: {"user_id": w.troll, "duration_s": 60}),
     Event("/moderation", "unban", STAFF_OF, lambda w: {"user_id": w.troll}),
+    Event("/moderation", "ban", frozenset(), lambda w: {"user_id": w.ids["host"]},
+          variant="the session's host", special=CANNOT_SANCTION),
+    Event("/moderation", "mute", frozenset(), lambda w: {"user_id": w.other_admin},
+          variant="an admin", special=CANNOT_SANCTION),
+    Event("/moderation", "mute", frozenset({"host", "admin"}),
+          lambda w: {"user_id": w.other_assistant, "duration_s": 60}, variant="an assistant",
+          special=(("assistant", "403:cannot_sanction"),)),
     Event("/moderation", "slow_mode", STAFF_OF, {"seconds": 0}),
     Event("/moderation", "banned_words", STAFF_OF, {"words": []}),
     Event("/moderation", "approve", STAFF_OF, QUESTION),
@@ -360,14 +394,14 @@ async def _socket_row(w: World, role: str, namespace: str) -> dict[str, tuple[st
     if w.tokens[role]:
         auth["token"] = w.tokens[role]
     client, connected = await socket_connect(w.url, namespace, auth)
-    row = {"connect": (connected, "")}
+    row = {f"{namespace} connect": (connected, "")}
     events = [e for e in SOCKET if e.namespace == namespace and e.name != "connect"]
     if client is None:
-        return row | {e.name: (connected, "refused at connect") for e in events}
+        return row | {e.id: (connected, "refused at connect") for e in events}
     try:
         for event in events:
             ack = await client.call(event.name, event.body(w), namespace=namespace, timeout=10)
-            row[event.name] = socket_class(ack)
+            row[event.id] = socket_class(ack)
     finally:
         await client.disconnect()
     return row
@@ -382,7 +416,7 @@ async def test_socket_cells(world: World) -> None:
     wrong = []
     for event in SOCKET:
         for role in ROLES:
-            outcome, detail = got[(role, event.namespace)][event.name]
+            outcome, detail = got[(role, event.namespace)][event.id]
             if outcome != event.expect(role):
                 wrong.append(f"{event.id} {role}: expected {event.expect(role)}, "
                              f"got {outcome} {detail}")

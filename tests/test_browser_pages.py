@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from redis.asyncio import Redis
@@ -156,3 +157,34 @@ async def test_trace_and_dashboard_pages(tmp_path: Path, redis_url: str,
             timeout=20_000)
         await kit.shot(dash, "dashboard")
         assert kit.errors == [], kit.errors
+
+
+# Values of ?next= that a browser would take to another site (tabs and newlines are dropped,
+# leading controls trimmed, "\" read as "/"), and one of ours that must still work.
+OPEN_REDIRECTS = ("\t//evil.example/", "\n//evil.example/", "/\t/evil.example/",
+                  "/\n/evil.example/", "/\r\n/evil.example/", " //evil.example/", "/\\evil.example/",
+                  "/\t\\evil.example/", "\\/evil.example/", "https://evil.example/",
+                  "//evil.example/", "///evil.example/", "javascript:alert(document.domain)",
+                  "/\u3000/evil.example/")
+
+
+async def test_login_next_never_leaves_the_site(tmp_path: Path, redis_url: str,
+                                                redis_client: Redis) -> None:
+    async with browser_kit(tmp_path, redis_url, "login_next") as kit:
+        viewer = await kit.rest.account("viewer_next", "viewer", "王叔")
+        page = await kit.page()
+        # Any other site answers (so a redirect that escapes is seen, not a DNS error).
+        await page.route(re.compile(r"^(?!" + re.escape(kit.base) + ").*"),
+                         lambda route: route.fulfill(status=200, body="evil"))
+        landed = {}
+        for payload in (*OPEN_REDIRECTS, "/live/7?from=login#comments"):
+            await page.goto("/login?next=" + quote(payload, safe=""))
+            await page.evaluate("localStorage.clear()")
+            await page.fill("#username", viewer.username)
+            await page.fill("#password", "browser-user-pass-1")
+            await page.click("#login-submit")
+            await page.wait_for_url(lambda url: "/login" not in url)
+            await page.wait_for_load_state()
+            landed[payload] = page.url
+        assert landed.pop("/live/7?from=login#comments") == f"{kit.base}/live/7?from=login#comments"
+        assert landed == {payload: f"{kit.base}/" for payload in OPEN_REDIRECTS}

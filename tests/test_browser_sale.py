@@ -25,7 +25,7 @@ async def _setup(kit: Kit) -> tuple[int, dict[str, Any]]:
     for buyer in buyers:
         await rest.call("POST", f"/api/communities/{community['id']}/members", rest.admin_token,
                         json={"user_id": buyer.id})
-    await rest.call("POST", f"/api/communities/{community['id']}/pickup-points", host.token,
+    await rest.call("POST", f"/api/communities/{community['id']}/pickup-points", rest.admin_token,
                     json={"name": PICKUP, "address": "阳光花园3号楼"})
     session = await rest.call("POST", "/api/sessions", host.token, json={"title": "枇杷秒杀"})
     return int(session["id"]), {"host": host, "buyers": buyers}

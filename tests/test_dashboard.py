@@ -222,3 +222,29 @@ async def test_csv_and_charts(api: Api) -> None:
     mine = await (await api.client.get("/api/dashboard?by=session",
                                        headers=api.auth(other_host))).json()
     assert mine["rows"] == [] and str(ids["s1"]) not in {r["key"] for r in mine["rows"]}
+
+
+# Cells a spreadsheet would run as formulas, as people could type them into a farm name or a
+# session title (ASCII and full-width; after spaces; after TAB, CR and LF).
+FORMULAS = ("=HYPERLINK(\"http://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3",
+            "@SUM(A1:A9)", "\t=1+1", "\r=1+1", "\n=1+1", "  =1+1", "＝1+1", "＋1", "－1", "＠A1")
+
+
+async def test_csv_neutralises_every_formula_start(api: Api) -> None:
+    _, host = await api.user("host")
+    for text in FORMULAS:
+        resp = await api.client.post("/api/sessions", json={"title": text}, headers=api.auth(host))
+        assert resp.status == 201, await resp.text()
+    resp = await api.client.get("/api/dashboard.csv?by=session", headers=api.auth(host))
+    table = list(csv.reader(io.StringIO((await resp.read()).decode("utf-8-sig"))))
+    labels = sorted(line[1] for line in table[1:])
+    assert labels == sorted("'" + text for text in FORMULAS), labels
+
+
+def test_spreadsheet_safe_keeps_numbers_and_plain_text() -> None:
+    from commerce.dashboard import spreadsheet_safe
+
+    for kept in ("-33.3", "0.25", "12", "1e-05", "阳光花园", "a=b", "", "3号楼"):
+        assert spreadsheet_safe(kept) == kept
+    for text in FORMULAS:
+        assert spreadsheet_safe(text) == "'" + text

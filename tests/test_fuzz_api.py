@@ -110,7 +110,7 @@ def seed(server: ServerProcess) -> World:
         group = _call(http, "POST", f"{base}/api/sales/{sale['id']}/group-buys", host, expect=201,
                       json={"community_id": community, "threshold": 5, "deadline": deadline,
                             "group_price_fen": 5000})
-        _call(http, "POST", f"{base}/api/communities/{community}/pickup-points", host, expect=201,
+        _call(http, "POST", f"{base}/api/communities/{community}/pickup-points", admin, expect=201,
               json={"name": "3号楼门卫", "address": "翠苑路 8 号"})
         holds = [
             _call(http, "POST", f"{base}/api/sales/{sale['id']}/holds", viewer, expect=201,

@@ -60,8 +60,9 @@ async def test_order_lifecycle_pickup_and_refund_returns_stock(any_db_api: Api) 
     shop = await make_shop(api)
     (uid, token), (_o, other) = await bulk_buyers(api, 2)
     cid = await community_with(api, "阳光花园", [uid])
+    # The community is the admin's (community_with): its pickup points are the admin's to add.
     resp = await api.client.post(f"/api/communities/{cid}/pickup-points",
-                                 json={"name": "3号楼门卫室"}, headers=api.auth(shop.host_token))
+                                 json={"name": "3号楼门卫室"}, headers=api.auth(api.admin_token))
     assert resp.status == 201
     point_id = (await resp.json())["id"]
     sale = await shop.sale(stock=4, per_buyer_limit=4, community_ids=[cid])

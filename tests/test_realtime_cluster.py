@@ -94,12 +94,12 @@ async def _setup(base: str) -> tuple[int, str, str]:
         tokens = []
         for role in ("host", "viewer"):
             name = f"{role}_{secrets.token_hex(4)}"
-            async with http.post("/api/users", json={"username": name, "password": "pw-" + name * 2,
+            async with http.post("/api/users", json={"username": name, "password": "password-" + name,
                                                      "role": role},
                                  headers={"Authorization": f"Bearer {admin}"}) as resp:
                 assert resp.status == 201, await resp.text()
             async with http.post("/api/auth/token", json={"username": name,
-                                                          "password": "pw-" + name * 2}) as resp:
+                                                          "password": "password-" + name}) as resp:
                 tokens.append((await resp.json())["token"])
         async with http.post("/api/sessions", json={"title": "两个进程"},
                              headers={"Authorization": f"Bearer {tokens[0]}"}) as resp:

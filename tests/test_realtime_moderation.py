@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from commerce.accounts import Principal, Role
+from realtime.moderation import CannotSanction, ensure_may_sanction
 from tests.conftest import Api
 from tests.realtime_support import Recorder, connect, make_room, refused_reason
 
@@ -218,3 +220,58 @@ async def test_questions_and_product_pin(any_db_api: Api) -> None:
     finally:
         for client in (host, mod, viewer, other):
             await client.close()
+
+
+# Who may sanction whom: (actor role, target) -> allowed. "host" is the session's host; "a host"
+# another one. Ranks: viewer < assistant < host < admin; never the session's host, never an admin.
+SANCTION_RULES = (
+    ("assistant", "viewer", True), ("assistant", "assistant", False), ("assistant", "host", False),
+    ("assistant", "a host", False), ("assistant", "admin", False),
+    ("host", "viewer", True), ("host", "assistant", True), ("host", "a host", False),
+    ("host", "admin", False), ("host", "self", False),
+    ("admin", "viewer", True), ("admin", "assistant", True), ("admin", "a host", True),
+    ("admin", "host", False), ("admin", "admin", False), ("admin", "self", False),
+)
+
+
+def test_sanctions_reach_only_lower_ranks() -> None:
+    session_host = 10
+    ids = {"viewer": 1, "assistant": 2, "a host": 3, "admin": 4, "host": session_host}
+    roles = {"viewer": Role.VIEWER, "assistant": Role.ASSISTANT, "a host": Role.HOST,
+             "admin": Role.ADMIN, "host": Role.HOST}
+    for actor_role, target, allowed in SANCTION_RULES:
+        actor = Principal(session_host if actor_role == "host" else 99, actor_role,
+                          Role(actor_role))
+        target_id = actor.user_id if target == "self" else ids[target]
+        target_role = actor.role if target == "self" else roles[target]
+        try:
+            ensure_may_sanction(actor, target_id, target_role, session_host)
+            got = True
+        except CannotSanction:
+            got = False
+        assert got is allowed, (actor_role, target)
+
+
+async def test_an_assistant_cannot_ban_the_host_or_mute_an_admin(api: Api) -> None:
+    """Over the socket and over REST, with the reason; an unknown user is a 404."""
+    room = await make_room(api)
+    _, assistant = await api.user("assistant")
+    admin_id, _ = await api.user("admin")
+    host_id = room.host_id
+    mod = await _staff(api, room.url, room.session_id, assistant)
+    try:
+        for event, target, reason in (("ban", host_id, "session_host"),
+                                      ("mute", admin_id, "admin")):
+            ack = await mod.call(event, {"user_id": target, "duration_s": 60})
+            assert ack["error"]["code"] == "cannot_sanction", ack
+            assert ack["error"]["reason"] == reason
+        ack = await mod.call("mute", {"user_id": 999_999_999})
+        assert ack["error"]["code"] == "not_found"
+    finally:
+        await mod.close()
+    resp = await api.client.post(f"/api/sessions/{room.session_id}/bans",
+                                 json={"user_id": host_id}, headers=api.auth(assistant))
+    assert resp.status == 403 and (await resp.json())["error"]["code"] == "cannot_sanction"
+    status = await (await api.client.get(f"/api/sessions/{room.session_id}/moderation",
+                                         headers=api.auth(room.host))).json()
+    assert status["bans"] == [] and status["mutes"] == []

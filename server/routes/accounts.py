@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -11,7 +13,8 @@ from commerce.accounts import Role
 from commerce.errors import Unauthorized
 from server.api import PUBLIC, USER, Api, Id, json_response, path_int, principal, read_json
 from server.keys import database_key, redis_key, settings_key, tokens_key
-from server.login_guard import LoginGuard
+from server.login_guard import LoginGuard, Outcome
+from server.password_policy import check_password
 from server.passwords import passwords_key
 from server.rate_limits import rate_limiter_key
 from server.revocations import revocations_key
@@ -28,7 +31,8 @@ class TokenRequest(BaseModel):
 
 class UserCreate(BaseModel):
     username: str = Field(pattern=USERNAME)
-    password: str = Field(min_length=8, max_length=256)
+    # Length and strength are the password policy's (400 `weak_password` with a reason).
+    password: str = Field(max_length=256)
     role: Role = Role.VIEWER
     display_name: str = Field(default="", max_length=64)
 
@@ -37,6 +41,7 @@ class UserUpdate(BaseModel):
     role: Role | None = None
     disabled: bool | None = None
     display_name: str | None = Field(default=None, max_length=64)
+    password: str | None = Field(default=None, max_length=256)
 
 
 class CommunityCreate(BaseModel):
@@ -58,17 +63,21 @@ async def issue_token(request: web.Request) -> web.Response:
     limiter.hit([(limiter.login_ip, ip)])
     guard = LoginGuard(request.app[redis_key], settings.login_free_failures,
                        settings.login_free_failures_per_ip, limit_ip=not limiter.is_exempt(ip))
-    await guard.check(body.username, ip)
-    async with request.app[database_key].session() as db:
-        user = await accounts.find_user(db, body.username)
-    # Verify even for unknown users so timing does not reveal which usernames exist.
-    passwords = request.app[passwords_key]
-    hashed = user.password_hash if user is not None else passwords.dummy_hash
-    ok = await passwords.verify_async(hashed, body.password)
-    if user is None or not ok or user.disabled:
-        await guard.failed(body.username, ip)
+    # The slot is taken before argon2: parallel guesses cannot all slip past the count.
+    await guard.reserve(body.username, ip)
+    outcome: Outcome = "abort"
+    try:
+        async with request.app[database_key].session() as db:
+            user = await accounts.find_user(db, body.username)
+        # Verify even for unknown users so timing does not reveal which usernames exist.
+        passwords = request.app[passwords_key]
+        hashed = user.password_hash if user is not None else passwords.dummy_hash
+        ok = await passwords.verify_async(hashed, body.password)
+        outcome = "ok" if user is not None and ok and not user.disabled else "fail"
+    finally:
+        await guard.done(body.username, ip, outcome)
+    if outcome != "ok" or user is None:
         raise Unauthorized("用户名或密码错误 / Wrong username or password", reason="bad_credentials")
-    await guard.succeeded(body.username)
     principal_ = user.principal()
     token = request.app[tokens_key].issue(principal_)
     return json_response(
@@ -89,27 +98,37 @@ async def me(request: web.Request) -> web.Response:
 
 
 @api.route("POST", "/api/users", summary="Create a user (admin)", tag="accounts",
-           auth=(Role.ADMIN,), body=UserCreate, responses={201: "Created: {id}", 409: "Username taken"})
+           auth=(Role.ADMIN,), body=UserCreate,
+           responses={201: "Created: {id}", 400: "weak_password (with reason)", 409: "Username taken"})
 async def create_user(request: web.Request) -> web.Response:
     body = await read_json(request, UserCreate)
+    await asyncio.to_thread(check_password, body.password, body.username)
     hashed = await request.app[passwords_key].hash_async(body.password)
     async with request.app[database_key].session() as db:
         user = await accounts.create_user(db, body.username, hashed, body.role, body.display_name)
     return json_response({"id": user.id, "username": user.username, "role": user.role}, status=201)
 
 
-@api.route("PATCH", "/api/users/{id}", summary="Change a user's role, disable or re-enable (admin)",
+@api.route("PATCH", "/api/users/{id}",
+           summary="Change a user's role or password, disable or re-enable (admin)",
            tag="accounts", auth=(Role.ADMIN,), body=UserUpdate,
-           responses={404: "No such user", 409: "self_lockout: an admin cannot disable or demote "
-                      "themselves"})
+           responses={400: "weak_password (with reason)", 404: "No such user",
+                      409: "self_lockout: an admin cannot disable or demote themselves"})
 async def update_user(request: web.Request) -> web.Response:
-    """Disabling or a role change ends the user's tokens and sockets everywhere within ~1 s."""
+    """Disabling, a role change or a new password ends the user's tokens and sockets everywhere
+    within ~1 s."""
     user_id = path_int(request, "id")
     body = await read_json(request, UserUpdate)
+    password_hash = None
+    if body.password is not None:
+        async with request.app[database_key].session() as db:
+            username = (await accounts.get_user(db, user_id)).username
+        await asyncio.to_thread(check_password, body.password, username)
+        password_hash = await request.app[passwords_key].hash_async(body.password)
     async with request.app[database_key].session() as db:
         user, revoke = await accounts.update_user(
             db, user_id, principal(request), role=body.role, disabled=body.disabled,
-            display_name=body.display_name,
+            display_name=body.display_name, password_hash=password_hash,
         )
         shown = {"id": user.id, "username": user.username, "role": user.role,
                  "disabled": user.disabled, "display_name": user.display_name}

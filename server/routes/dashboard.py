@@ -90,22 +90,12 @@ async def dashboard_csv(request: web.Request) -> web.Response:
     by, rows = await _rows(request)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    for line in dashboard.csv_rows(by, rows):
-        # Labels are user text: neutralise spreadsheet formulas (CSV injection).
-        writer.writerow(["'" + cell if cell[:1] in ("=", "+", "-", "@") and not _number(cell)
-                         else cell for cell in line])
+    # csv_rows neutralises formulas (CSV injection): keys and labels are people's text.
+    writer.writerows(dashboard.csv_rows(by, rows))
     return web.Response(
         body=("\ufeff" + buf.getvalue()).encode("utf-8"), content_type="text/csv", charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="linli-dashboard-{by}.csv"'},
     )
-
-
-def _number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 @api.route("GET", "/api/dashboard/charts/{metric}.svg", summary="One metric as an SVG bar chart: "

@@ -46,6 +46,13 @@ class PickupPointCreate(BaseModel):
     address: str = Field(default="", max_length=200)
 
 
+class PickupPointUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+    address: str | None = Field(default=None, max_length=200)
+    # true makes this the community's default point (where new orders go); false is no change.
+    default: bool = False
+
+
 def _idempotency_key(request: web.Request) -> str:
     key = request.headers.get("Idempotency-Key")
     if key is None:
@@ -175,14 +182,29 @@ async def order_refund(request: web.Request) -> web.Response:
     return json_response(order.public_dict())
 
 
-@api.route("POST", "/api/communities/{id}/pickup-points", summary="Add a pickup point (host)",
+@api.route("POST", "/api/communities/{id}/pickup-points",
+           summary="Add a pickup point (the community's host, or an admin); the first is the default",
            tag="orders", auth=(Role.HOST, Role.ADMIN), body=PickupPointCreate,
-           responses={201: "Created"})
+           responses={201: "Created", 403: "Not your community"})
 async def add_pickup_point(request: web.Request) -> web.Response:
     body = await read_json(request, PickupPointCreate)
     async with request.app[database_key].session() as db:
-        point = await pickup.add_pickup_point(db, path_int(request, "id"), body.name, body.address)
+        point = await pickup.add_pickup_point(db, path_int(request, "id"), principal(request),
+                                              body.name, body.address)
     return json_response(point.public_dict(), status=201)
+
+
+@api.route("PATCH", "/api/pickup-points/{id}",
+           summary="Rename a pickup point or make it the default (the community's host, or an admin)",
+           tag="orders", auth=(Role.HOST, Role.ADMIN), body=PickupPointUpdate,
+           responses={403: "Not your community", 404: "No such pickup point"})
+async def update_pickup_point(request: web.Request) -> web.Response:
+    body = await read_json(request, PickupPointUpdate)
+    async with request.app[database_key].session() as db:
+        point = await pickup.update_pickup_point(
+            db, path_int(request, "id"), principal(request), name=body.name, address=body.address,
+            make_default=body.default)
+    return json_response(point.public_dict())
 
 
 @api.route("GET", "/api/communities/{id}/pickup-points", summary="Pickup points of a community",

@@ -86,10 +86,13 @@ async def create_upload(request: web.Request) -> web.Response:
         raise uploads.UploadTooLarge(max_bytes=limit)
     who = principal(request)
     # Uploads cost disk: each user gets UPLOADS_PER_HOUR, counted in Redis (shared by workers).
+    # INCR decides (atomic: uploads sent at once cannot all see room); the TTL is set in the
+    # same transaction, so a worker dying in between leaves no counter that never expires.
     key = f"uploads:rate:{who.user_id}:{int(utcnow().timestamp()) // 3600}"
-    used = int(await request.app[redis_key].incr(key))
-    if used == 1:
-        await request.app[redis_key].expire(key, 3700)
+    async with request.app[redis_key].pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, 3700)
+        used = int((await pipe.execute())[0])
     if used > UPLOADS_PER_HOUR:
         raise RateLimited(limit=UPLOADS_PER_HOUR, retry_after=3600 - int(utcnow().timestamp()) % 3600)
     data = await _read_upload_body(request, limit)

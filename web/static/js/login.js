@@ -6,10 +6,22 @@ import { mountShell } from "./shell.js";
 
 mountShell();
 
-/** Only same-site paths: a crafted ?next= must not send people to another site. */
+// Browsers drop tabs and newlines anywhere in a URL and trim leading control characters and
+// spaces, and read "\" as "/": "\t//evil", "/\n/evil" and "/\\evil" all mean "//evil", another
+// site. So any of them refuses the whole value (a path of ours never has one).
+const UNSAFE = /[\u0000-\u0020\u007f-\u009f\\\u00a0\u1680\u2000-\u200f\u2028\u2029\u202f\u205f\u3000\ufeff]/;
+
+/** Only a path of this site: a crafted ?next= must not send people to another one. */
+export function safeNext(raw) {
+  const next = raw || "/";
+  if (!next.startsWith("/") || next.startsWith("//") || UNSAFE.test(next)) return "/";
+  // Whatever the string looked like, the URL the browser would go to must be on this origin.
+  const target = new URL(next, location.origin);
+  return target.origin === location.origin ? target.pathname + target.search + target.hash : "/";
+}
+
 function nextPath() {
-  const next = new URLSearchParams(location.search).get("next") || "/";
-  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/";
+  return safeNext(new URLSearchParams(location.search).get("next"));
 }
 
 $("#login-form").addEventListener("submit", async (e) => {
