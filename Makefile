@@ -26,7 +26,7 @@ test: install-test web lint typecheck
 
 # Unit and in-process app tests on SQLite, spread over the cores: a minute, for the edit loop.
 test-fast: install-test
-	$(PY) -m pytest -m "(unit or app) and not postgres" $(FAST_ARGS) $(PYTEST_ARGS)
+	$(PY) -m pytest -m "(unit or app) and not postgres and not slow" $(FAST_ARGS) $(PYTEST_ARGS)
 
 lint: install-test
 	$(VENV)/bin/ruff check server realtime media commerce tests bench
