@@ -68,14 +68,16 @@ def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
 
 
 def _functions_of(obj: Any) -> Iterator[Callable[..., Any]]:
-    """The plain functions behind a function, method, class (all its methods) or harness module."""
+    """The plain functions behind a function, a method, a class (its and its harness bases'
+    methods) or a harness module (all it defines)."""
     if isinstance(obj, types.ModuleType):
         for value in vars(obj).values():
             if getattr(value, "__module__", None) == obj.__name__:
                 yield from _functions_of(value)
         return
     if isinstance(obj, type):
-        for value in vars(obj).values():
+        inherited = [cls for cls in obj.__mro__ if _in_harness(cls.__module__)]
+        for value in (value for cls in inherited for value in vars(cls).values()):
             if isinstance(value, staticmethod | classmethod):
                 value = value.__func__
             elif isinstance(value, property):

@@ -61,8 +61,16 @@ class _Launcher:
         _uses_a_process()
 
 
+class _QuietLauncher(_Launcher):
+    pass
+
+
 def _through_a_helper_class() -> None:
     _Launcher().start()
+
+
+def _through_an_inherited_method() -> None:
+    _QuietLauncher().start()
 
 
 def _ping(depth: int) -> None:
@@ -90,6 +98,7 @@ def test_heavy_code_is_found_through_helpers_classes_and_cycles() -> None:
     assert classify.reasons(_makes_a_peer) == {"webrtc"}
     assert classify.reasons(_probes_media) == {"media"}
     assert classify.reasons(_through_a_helper_class) == {"process"}
+    assert classify.reasons(_through_an_inherited_method) == {"process"}
     # Whichever end of a cycle is read first, the other still sees the heavy call.
     assert classify.reasons(_ping) == {"process"}
     assert Classifier().reasons(_pong) == {"process"}
