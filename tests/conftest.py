@@ -36,23 +36,30 @@ def pytest_report_header() -> list[str]:
 # Chromium, or long soaks; list a new such module here. Otherwise the fixtures decide: a test
 # that needs Redis, a database or the app is `app`, one that needs none of them is `unit`.
 E2E_MODULES = frozenset({
-    "test_backup_restore", "test_browser_live", "test_browser_media", "test_browser_moderation",
-    "test_browser_pages", "test_browser_sale", "test_chaos", "test_commerce_crash",
-    "test_fuzz_api", "test_media_hls", "test_media_hls_whip", "test_media_webrtc",
-    "test_media_webrtc_browser", "test_media_webrtc_demo", "test_media_webrtc_errors",
-    "test_realtime_cluster", "test_realtime_js", "test_redis_cluster", "test_replay_crash",
-    "test_replay_reconnect", "test_replay_resume", "test_rtmp_ingest",
+    "test_backup_restore", "test_chaos", "test_commerce_crash", "test_fuzz_api",
+    "test_realtime_cluster", "test_realtime_js", "test_redis_cluster",
 })
+# Media, replay, RTMP, browser and multi-process modules are e2e by their name's prefix (a new
+# one is slow by default); these few of them hold only pure functions or parsers.
+E2E_PREFIXES = ("test_browser_", "test_media_", "test_replay_", "test_rtmp_", "test_cluster_",
+                "test_two_nodes")
+FAST_MODULES = frozenset({"test_media_webrtc_units", "test_media_hls_playlist",
+                          "test_rtmp_protocol"})
 # Single tests of otherwise fast modules: a subprocess run, or a soak that waits out real time.
 E2E_TESTS = frozenset({"test_trace_chain::test_verify_trace_cli_process"})
 SLOW_TESTS = frozenset({
     "test_sale_properties::test_any_interleaving_keeps_the_sale_books",
     "test_abuse_limits::test_a_socket_client_that_stops_reading_is_dropped_others_keep_receiving",
 })
-BROWSER_MODULES = frozenset(name for name in E2E_MODULES if "browser" in name)
 APP_FIXTURES = frozenset({"redis_url", "redis_client", "settings", "make_api", "api",
                           "aiohttp_client", "aiohttp_server", "postgres_admin_url"})
 POSTGRES_FIXTURES = frozenset({"postgres_admin_url", "pg_settings"})
+
+
+def is_e2e_module(module: str) -> bool:
+    if module in FAST_MODULES:
+        return False
+    return module in E2E_MODULES or module.startswith(E2E_PREFIXES)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -60,7 +67,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = item.path.stem
         test = f"{module}::{getattr(item, 'originalname', item.name)}"
         fixtures = set(getattr(item, "fixturenames", ()))
-        if module in E2E_MODULES or test in E2E_TESTS:
+        if is_e2e_module(module) or test in E2E_TESTS:
             item.add_marker(pytest.mark.e2e)
         elif fixtures & APP_FIXTURES:
             item.add_marker(pytest.mark.app)
@@ -68,7 +75,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.unit)
         if test in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
-        if module in BROWSER_MODULES:
+        if module.startswith("test_browser_") or module == "test_media_webrtc_browser":
             item.add_marker(pytest.mark.browser)
         callspec = getattr(item, "callspec", None)
         on_postgres = callspec is not None and callspec.params.get("db_backend") == "postgres"
