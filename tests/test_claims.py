@@ -78,13 +78,20 @@ async def test_claims_outside_policy_wait_for_an_assistant(any_db_api: Api) -> N
     _, too_late, order_c = await bought_and_picked_up(farm)
     async with api.app[database_key].session() as db:
         # Picked up three days ago: past max_days_after_pickup.
-        rows = await db.execute(select(OrderTransition).where(OrderTransition.order_id == order_c))
+        rows = await db.execute(select(OrderTransition).where(
+            OrderTransition.order_id.in_([order_a, order_c])))
         for step in rows.scalars():
             step.at = as_utc(step.at) - timedelta(days=3)
-    a = await _claim(api, no_photo, order_a, photo=False)
+    # The policy requires a photo: without one the claim is refused before anything is filed.
+    resp = await api.client.post("/api/claims", json={
+        "order_id": order_a, "reason": "spoiled", "description": "两个坏果"},
+        headers=api.auth(no_photo))
+    assert (resp.status, (await resp.json())["error"]["code"]) == (400, "photo_required")
+    assert await (await api.client.get("/api/claims/mine", headers=api.auth(no_photo))).json() == []
+    a = await _claim(api, no_photo, order_a)
     b = await _claim(api, too_much, order_b, bad_qty=2)
     c = await _claim(api, too_late, order_c)
-    assert (a["status"], a["rules"]) == ("pending", ["photo_required"])
+    assert (a["status"], a["rules"]) == ("pending", ["past_max_days"])
     assert (b["status"], b["rules"]) == ("pending", ["above_auto_limit"])
     assert (c["status"], c["rules"]) == ("pending", ["past_max_days"])
     assert a["refund_fen"] == 0 and a["responded_at"] is None and a["due_at"] is not None

@@ -173,7 +173,7 @@ async def test_migration_links_photos_of_existing_claims(api: Api) -> None:
     url, _ = await _claim_with_photo(api, buyer, order_id)
     engine = api.app[database_key].engine
     async with engine.begin() as conn:
-        await conn.run_sync(_alembic, "downgrade", "trust@-1")
+        await conn.run_sync(_alembic, "downgrade", "0400")
         columns = [row[1] for row in await conn.execute(text("PRAGMA table_info(trust_uploads)"))]
         assert "claim_id" not in columns
         await conn.run_sync(_alembic, "upgrade", "heads")
