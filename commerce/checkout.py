@@ -154,12 +154,13 @@ class Checkout:
         sale_id = sale_of_hold(hold_id)
         done = await self.store.paid(hold_id)
         if done is not None:
-            if int(done["buyer"]) != buyer.user_id:
-                raise Forbidden("这不是你的订单 / Not your hold", reason="not_yours")
-            order = await self._record(sale_id, done)
-            return {"order_id": order.id, "status": order.status}
+            return await self._already_paid(sale_id, done, buyer)
         hold = await self.store.hold(hold_id)
         if hold is None:
+            # Paid by a concurrent request between the two reads: answer with its order.
+            done = await self.store.paid(hold_id)
+            if done is not None:
+                return await self._already_paid(sale_id, done, buyer)
             await self._missing_hold(sale_id, hold_id)
         assert hold is not None
         if int(hold["b"]) != buyer.user_id:
@@ -173,6 +174,13 @@ class Checkout:
             return {"status": "pending", "payment_ref": start.payment_ref,
                     "redirect_url": start.redirect_url}
         order = await self.accept_callback(asdict(start.callback))
+        return {"order_id": order.id, "status": order.status}
+
+    async def _already_paid(self, sale_id: int, done: dict[str, Any],
+                            buyer: Principal) -> dict[str, Any]:
+        if int(done["buyer"]) != buyer.user_id:
+            raise Forbidden("这不是你的订单 / Not your hold", reason="not_yours")
+        order = await self._record(sale_id, done)
         return {"order_id": order.id, "status": order.status}
 
     async def _missing_hold(self, sale_id: int, hold_id: str) -> None:
