@@ -374,10 +374,14 @@ async def _group_with_orders(api: Api, on_failure: str, threshold: int) -> tuple
 
 @pytest.mark.parametrize("outcome", ["succeeded", "failed"])
 async def test_a_group_buy_settles_once(any_db_api: Api, outcome: str) -> None:
-    """Every process's deadline worker (and a resumed one) settles at once: each order gets the
-    group-price difference, or its full refund, exactly once."""
+    """A decider died after claiming the outcome and before applying it; every process's
+    deadline worker resumes it at once: each order gets the group-price difference, or its
+    full refund, exactly once."""
     api = any_db_api
     group_id, order_ids = await _group_with_orders(api, "refund", 2 if outcome == "succeeded" else 9)
+    async with api.app[database_key].session() as db:
+        await db.execute(update(group_buys.GroupBuy).where(group_buys.GroupBuy.id == group_id)
+                         .values(status=outcome, final_count=3, decided_at=datetime.now(UTC)))
     checkout = api.app[checkout_key]
     decided = await asyncio.gather(*(group_buys.decide(checkout, group_id) for _ in range(N)),
                                    return_exceptions=True)
@@ -464,3 +468,39 @@ async def test_the_largest_accepted_amounts_fit(any_db_api: Api) -> None:
     decided = await resp.json()
     assert (decided["refund_fen"], decided["compensation_fen"]) == (big, 9 * big)
     assert await _provider(api).refunded_total((await _order(api, kept)).payment_ref) == big
+
+
+def _alembic(connection: Any, action: str, target: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from server.database import MIGRATIONS_DIR
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    getattr(command, action)(cfg, target)
+
+
+async def test_the_money_migration_goes_both_ways(any_db_api: Api) -> None:
+    from sqlalchemy import inspect
+
+    engine = any_db_api.app[database_key].engine
+
+    def amount_type(connection: Any) -> str:
+        columns = inspect(connection).get_columns("orders")
+        return str(next(c["type"] for c in columns if c["name"] == "amount_fen"))
+
+    def tables(connection: Any) -> set[str]:
+        return set(inspect(connection).get_table_names())
+
+    async with engine.begin() as conn:
+        assert "refunds" in await conn.run_sync(tables)
+        if engine.dialect.name == "postgresql":
+            assert await conn.run_sync(amount_type) == "BIGINT"
+        await conn.run_sync(_alembic, "downgrade", "0401")
+        assert "refunds" not in await conn.run_sync(tables)
+        if engine.dialect.name == "postgresql":
+            assert await conn.run_sync(amount_type) == "INTEGER"
+        await conn.run_sync(_alembic, "upgrade", "heads")
+        assert "refunds" in await conn.run_sync(tables)
