@@ -179,6 +179,54 @@ async def test_paying_one_hold_n_times_at_once_charges_once(any_db_api: Api) -> 
     assert len(rows) == len(charged) - 1 and all(r.status == "done" for r in rows)
 
 
+async def test_a_payment_for_a_lapsed_hold_is_returned_once(any_db_api: Api) -> None:
+    """The provider calls back N times for one payment (retries with fresh nonces) after the
+    hold lapsed: every callback says hold_expired and the money goes back once."""
+    import time
+    from dataclasses import asdict
+
+    from commerce.payments import PaymentCallback
+
+    api = any_db_api
+    shop = await make_shop(api)
+    sale = await shop.sale(stock=5, price_fen=900, per_buyer_limit=5)
+    ((_uid, token),) = await bulk_buyers(api, 1)
+    _s, held = await hold(api, sale["id"], token, 1)
+    checkout = api.app[checkout_key]
+    await checkout.store.expire(sale["id"], now=int(time.time() * 1000) + 3_600_000)
+    provider = _provider(api)
+    ref = "ext_" + uuid.uuid4().hex[:12]
+    callbacks = [asdict(provider.sign(PaymentCallback(held["hold_id"], ref, 900, int(time.time()),
+                                                      uuid.uuid4().hex))) for _ in range(N)]
+    resps = await asyncio.gather(*(api.client.post("/api/payments/callback", json=c)
+                                   for c in callbacks))
+    assert [r.status for r in resps] == [409] * N
+    assert {(await r.json())["error"]["code"] for r in resps} == {"hold_expired"}
+    assert await provider.refunded_total(ref) == 900
+
+
+async def test_reconcile_repairs_run_at_once_return_stock_once(any_db_api: Api) -> None:
+    from commerce import orders
+    from commerce.orders import OrderStatus
+
+    api = any_db_api
+    shop = await make_shop(api)
+    sale = await shop.sale(stock=5, per_buyer_limit=5)
+    ((_uid, token),) = await bulk_buyers(api, 1)
+    _s, held = await hold(api, sale["id"], token, 2)
+    order_id = (await pay(api, held["hold_id"], token))[1]["order_id"]
+    async with api.app[database_key].session() as db:
+        # The process died after the SQL refund and before refund.lua.
+        order = await orders.get_order(db, order_id)
+        await orders.transition(db, order, OrderStatus.REFUNDED, None, "crash window")
+    resps = await asyncio.gather(*(api.client.post(f"/api/reconcile?sale={sale['id']}",
+                                                   headers=api.auth(api.admin_token))
+                                   for _ in range(N)))
+    assert [r.status for r in resps] == [200] * N
+    view = await (await api.client.get(f"/api/sales/{sale['id']}")).json()
+    assert (view["remaining"], view["sold"]) == (5, 0)
+
+
 # --- fulfilment steps ------------------------------------------------------------------------
 
 async def test_ready_and_pickup_confirmed_once(any_db_api: Api) -> None:
