@@ -67,8 +67,8 @@ class ProviderRefunder:
         await db.commit()
         if refund.status == refunds.RefundStatus.DONE:
             return refund.provider_ref
-        ref = await self.provider.refund(refund.payment_ref, refund.amount_fen, refund.reason,
-                                         refund.key)
-        await refunds.finish(db, refund, ref)
-        await db.flush()
+        ref = await refunds.call_provider(self.provider, refund)
+        if ref:
+            await refunds.finish(db, refund, ref)
+            await db.flush()
         return ref

@@ -10,9 +10,10 @@ differences, payments returned for lapsed or duplicated holds):
 2. After that commit, the provider is called with that key.
 3. The row is marked `done` with the provider's reference (a conditional UPDATE).
 
-A process that dies between 1 and 3 leaves a `pending` row: `settle_pending` (the refund
-worker, every few seconds in every process) calls the provider again with the same key, which
-answers the same refund, and finishes the row; so nothing is lost and nothing is paid twice.
+A process that dies between 1 and 3, or a provider that fails at 2, leaves a `pending` row (the
+request still answers with its committed decision): `settle_pending` (the refund worker, every
+few seconds in every process) calls the provider again with the same key, which answers the
+same refund, and finishes the row; so nothing is lost and nothing is paid twice.
 """
 
 from __future__ import annotations
@@ -95,6 +96,30 @@ async def execute(uow: UnitOfWork, provider: PaymentProvider, refund: Refund) ->
     return ref
 
 
+async def call_provider(provider: PaymentProvider, refund: Refund) -> str:
+    """Step 2 for the request that recorded the refund: the decision is already committed, so
+    a provider that fails now does not undo it; the row stays pending for the refund worker
+    and "" is returned."""
+    try:
+        return await provider.refund(refund.payment_ref, refund.amount_fen, refund.reason,
+                                     refund.key)
+    except Exception:
+        log.warning("provider refund failed; the refund worker will retry it",
+                    extra={"refund_key": refund.key}, exc_info=True)
+        return ""
+
+
+async def execute_or_defer(uow: UnitOfWork, provider: PaymentProvider, refund: Refund) -> str:
+    """`execute`, leaving the row to the refund worker when the provider fails."""
+    if refund.status == RefundStatus.DONE:
+        return refund.provider_ref
+    ref = await call_provider(provider, refund)
+    if ref:
+        async with uow() as db:
+            await finish(db, refund, ref)
+    return ref
+
+
 async def finish(db: AsyncSession, refund: Refund, ref: str) -> bool:
     """Mark the row done (first finisher wins) and put the provider's reference in its order's
     history; False when someone else finished it."""
@@ -105,6 +130,11 @@ async def finish(db: AsyncSession, refund: Refund, ref: str) -> bool:
     refund.status, refund.provider_ref = RefundStatus.DONE.value, ref[:80]
     if done.rowcount != 1:  # type: ignore[attr-defined]
         return False
+    if refund.order_id is not None and refund.key == refund_key("order", refund.order_id, "claim"):
+        from commerce.claims import Claim  # claims build on this module
+
+        await db.execute(update(Claim).where(Claim.order_id == refund.order_id,
+                                             Claim.refund_ref == "").values(refund_ref=ref[:80]))
     if refund.order_id is not None:
         order = await db.get(Order, refund.order_id)
         if order is not None:
