@@ -16,6 +16,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from commerce.accounts import Principal, Role
 from commerce.base import Base, as_utc, utcnow
 from commerce.errors import Forbidden, NotFound
+from commerce.live_sessions import LiveSession
+from commerce.locks import lock_row
 
 
 class Batch(Base):
@@ -150,7 +152,7 @@ async def pin_product(
     """Close the open pin of the session (if any) and open a new one for `product_id`."""
     product = await get_product(db, product_id)
     now = utcnow()
-    await unpin(db, session_id, at=now)
+    await unpin(db, session_id, at=now)  # holds the session row: one open pin at a time
     pin = ProductPin(
         session_id=session_id, product_id=product.id, batch_id=product.batch_id,
         pinned_by=actor.user_id, pinned_at=now,
@@ -164,6 +166,9 @@ async def pin_product(
 
 async def unpin(db: AsyncSession, session_id: int, at: datetime | None = None) -> None:
     at = at or utcnow()
+    # Pins racing each other would each close the open pins they saw and add their own, leaving
+    # two "current" products: the session row is held until commit, so they take turns.
+    await lock_row(db, LiveSession, session_id)
     open_pins = await db.execute(
         select(ProductPin).where(ProductPin.session_id == session_id, ProductPin.unpinned_at.is_(None))
     )
