@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.base import Base, utcnow
 from commerce.errors import Conflict, Forbidden, NotFound
+from commerce.locks import lock_row
 
 
 class Role(enum.StrEnum):
@@ -164,6 +165,9 @@ async def add_member(
     if manager is not None:
         ensure_community_manager(community, manager)
     await get_user(db, user_id)
+    # One membership row per (community, user): a join and an approval (or N of either) at
+    # once must find the row the first one wrote rather than all inserting.
+    await lock_row(db, User, user_id)
     existing = (
         await db.execute(
             select(Membership).where(
@@ -184,6 +188,7 @@ async def request_membership(db: AsyncSession, community_id: int, user_id: int) 
     """A viewer asks to join; a host or admin approves later with `add_member`."""
     if await db.get(Community, community_id) is None:
         raise NotFound("小区不存在 / No such community")
+    await lock_row(db, User, user_id)  # as in add_member
     existing = (
         await db.execute(
             select(Membership).where(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -244,6 +245,13 @@ async def test_ready_and_pickup_confirmed_once(any_db_api: Api) -> None:
     assert await _steps(api, order_id, "completed") == 1
 
 
+async def test_delivered_once(any_db_api: Api) -> None:
+    api = any_db_api
+    shop, _token, order_id = await _bought(api)
+    _one_winner(await _post_all(api, f"/api/orders/{order_id}/delivered", shop.host_token))
+    assert await _steps(api, order_id, "delivered") == 1
+
+
 async def test_a_refund_racing_the_pickup_either_refunds_or_hands_over(any_db_api: Api) -> None:
     api = any_db_api
     shop, token, order_id = await _bought(api)
@@ -427,11 +435,24 @@ async def test_one_review_and_one_survey_answer_per_order(any_db_api: Api) -> No
 
 # --- group-buys ------------------------------------------------------------------------------
 
-async def _group_with_orders(api: Api, on_failure: str, threshold: int) -> tuple[int, list[int]]:
+@dataclass
+class GroupSale:
+    group_id: int
+    sale_id: int
+    community_id: int
+    buyers: list[tuple[int, str]]
+    order_ids: list[int]
+    host_token: str
+
+
+async def _group_sale(api: Api, on_failure: str, threshold: int, due: bool = True) -> GroupSale:
+    """Three members of one community paid 2 units each at 1000 fen (group price 700); with
+    `due` the group-buy's deadline has just passed (the app's own deadline worker may then
+    decide it too, at any moment)."""
     shop = await make_shop(api)
     buyers = await bulk_buyers(api, 3)
     cid = await community_with(api, f"阳光花园{uuid.uuid4().hex[:6]}", [u for u, _t in buyers])
-    sale = await shop.sale(stock=100, price_fen=1000, community_ids=[cid])
+    sale = await shop.sale(stock=100, price_fen=1000, community_ids=[cid], per_buyer_limit=10)
     resp = await api.client.post(f"/api/sales/{sale['id']}/group-buys", json={
         "community_id": cid, "threshold": threshold, "unit": "people", "group_price_fen": 700,
         "on_failure": on_failure,
@@ -445,10 +466,20 @@ async def _group_with_orders(api: Api, on_failure: str, threshold: int) -> tuple
         status, paid = await pay(api, held["hold_id"], token)
         assert status == 200, paid
         order_ids.append(int(paid["order_id"]))
+    if due:
+        await _past_deadline(api, group_id)
+    return GroupSale(group_id, int(sale["id"]), cid, buyers, order_ids, shop.host_token)
+
+
+async def _past_deadline(api: Api, group_id: int) -> None:
     async with api.app[database_key].session() as db:
         await db.execute(update(group_buys.GroupBuy).where(group_buys.GroupBuy.id == group_id)
                          .values(deadline=datetime.now(UTC) - timedelta(seconds=1)))
-    return group_id, order_ids
+
+
+async def _group_with_orders(api: Api, on_failure: str, threshold: int) -> tuple[int, list[int]]:
+    made = await _group_sale(api, on_failure, threshold)
+    return made.group_id, made.order_ids
 
 
 @pytest.mark.parametrize("outcome", ["succeeded", "failed"])
@@ -476,6 +507,135 @@ async def test_a_group_buy_settles_once(any_db_api: Api, outcome: str) -> None:
     assert view["status"] == outcome and view["settled"] is True
 
 
+@pytest.mark.parametrize("outcome", ["succeeded", "failed"])
+async def test_group_buy_deciders_at_once_decide_it_once(any_db_api: Api, outcome: str) -> None:
+    """N deadline workers reach an undecided group-buy at once: one claims the outcome, and
+    each order gets the group-price difference, or its full refund, exactly once."""
+    api = any_db_api
+    made = await _group_sale(api, "refund", 2 if outcome == "succeeded" else 9)
+    checkout = api.app[checkout_key]
+    decided = await asyncio.gather(*(group_buys.decide(checkout, made.group_id) for _ in range(N)),
+                                   return_exceptions=True)
+    assert set(decided) <= {outcome, "claimed_elsewhere"}, decided
+    await group_buys.decide(checkout, made.group_id)  # whoever claimed it has applied it now
+    provider = _provider(api)
+    expect = 600 if outcome == "succeeded" else 2000
+    for order_id in made.order_ids:
+        order = await _order(api, order_id)
+        assert order.refunded_fen == expect
+        assert await provider.refunded_total(order.payment_ref) == expect
+        assert [r.amount_fen for r in await _refund_rows(api, order_id)] == [expect]
+
+
+async def test_an_order_paid_as_the_group_succeeds_gets_the_difference_once(
+        any_db_api: Api) -> None:
+    """A buyer's price was read just before the group-buy's success reached Redis (1000 fen,
+    not 700) and the payment lands after the outcome's pass listed the orders; the provider
+    calls back N times: the difference is refunded once."""
+    import time
+    from dataclasses import asdict
+
+    from commerce.payments import PaymentCallback
+
+    api = any_db_api
+    made = await _group_sale(api, "refund", 2, due=False)
+    _uid, token = made.buyers[0]
+    _s, held = await hold(api, made.sale_id, token, 3, community_id=made.community_id)
+    provider = _provider(api)
+    start = await provider.start(held["hold_id"], 3 * 1000)
+    checkout = api.app[checkout_key]
+    await _past_deadline(api, made.group_id)
+    for _ in range(2):  # the second call applies it if the app's worker claimed it first
+        await group_buys.decide(checkout, made.group_id)
+    callbacks = [asdict(provider.sign(PaymentCallback(
+        held["hold_id"], start.payment_ref, 3000, int(time.time()), uuid.uuid4().hex)))
+        for _ in range(N)]
+    resps = await asyncio.gather(*(api.client.post("/api/payments/callback", json=c)
+                                   for c in callbacks))
+    assert [r.status for r in resps] == [200] * N
+    (order_id,) = {int((await r.json())["order_id"]) for r in resps}
+    order = await _order(api, order_id)
+    assert (order.unit_price_fen, order.refunded_fen) == (1000, 900)
+    assert await provider.refunded_total(start.payment_ref) == 900
+    (row,) = await _refund_rows(api, order_id)
+    assert (row.key, row.amount_fen) == (f"refund:order:{order_id}:group-{made.group_id}", 900)
+
+
+async def test_an_order_paid_as_the_group_fails_is_refunded_once(any_db_api: Api) -> None:
+    """A hold was paid (confirmed in Redis) just before the failed group-buy's pass released
+    the community's holds, and its order is not in SQL yet (the paying request is between its
+    two steps); N deciders at once: the order is written and refunded, once."""
+    from commerce.orders import find_by_hold
+
+    api = any_db_api
+    made = await _group_sale(api, "refund", 9, due=False)
+    _uid, token = made.buyers[0]
+    _s, held = await hold(api, made.sale_id, token, 3, community_id=made.community_id)
+    checkout = api.app[checkout_key]
+    ref = "sim_" + uuid.uuid4().hex[:16]
+    await checkout.store.confirm(held["hold_id"], None, ref, 1000)
+    await _past_deadline(api, made.group_id)
+    decided = await asyncio.gather(*(group_buys.decide(checkout, made.group_id) for _ in range(N)),
+                                   return_exceptions=True)
+    assert set(decided) <= {"failed", "claimed_elsewhere"}, decided
+    await group_buys.decide(checkout, made.group_id)
+    async with api.app[database_key].session() as db:
+        late = await find_by_hold(db, held["hold_id"])
+    assert late is not None and (late.status, late.refunded_fen) == ("refunded", 3000)
+    provider = _provider(api)
+    assert await provider.refunded_total(ref) == 3000
+    for order_id in made.order_ids:
+        assert await provider.refunded_total((await _order(api, order_id)).payment_ref) == 2000
+    view = await (await api.client.get(f"/api/sales/{made.sale_id}")).json()
+    assert view["sold"] == 0
+
+
+async def test_a_claim_approval_racing_the_group_buy_refund_pays_at_most_the_order(
+        any_db_api: Api) -> None:
+    """A queued claim on an order is approved N times at once while N deadline workers apply
+    the group-buy's price difference to the same order: one approval, and the provider pays
+    out exactly what the order says it refunded, never more than the order."""
+    api = any_db_api
+    made = await _group_sale(api, "refund", 2, due=False)
+    _uid, token = made.buyers[0]
+    order_id = made.order_ids[0]
+    detail = await (await api.client.get(f"/api/orders/{order_id}", headers=api.auth(token))).json()
+    host = api.auth(made.host_token)
+    assert (await api.client.post(f"/api/orders/{order_id}/ready", headers=host)).status == 200
+    resp = await api.client.post(f"/api/orders/{order_id}/picked-up", headers=host,
+                                 json={"pickup_code": detail["pickup_code"]})
+    assert resp.status == 200, await resp.text()
+    sale = await (await api.client.get(f"/api/sales/{made.sale_id}")).json()
+    resp = await api.client.put(f"/api/products/{sale['product_id']}/claim-policy", headers=host,
+                                json={**POLICY, "multiplier": 1, "max_days_after_pickup": 0,
+                                      "require_photo": False})
+    assert resp.status == 200, await resp.text()
+    resp = await api.client.post("/api/claims", json={
+        "order_id": order_id, "reason": "spoiled", "description": "坏了两个", "bad_qty": 2},
+        headers=api.auth(token))
+    assert resp.status == 201 and (await resp.json())["status"] == "pending", await resp.text()
+    claim_id = int((await resp.json())["id"])
+    _aid, assistant = await api.user("assistant")
+    await _past_deadline(api, made.group_id)
+    checkout = api.app[checkout_key]
+
+    async def approve() -> int:
+        return (await api.client.post(f"/api/claims/{claim_id}/approve", json={},
+                                      headers=api.auth(assistant))).status
+
+    results = await asyncio.gather(*(approve() for _ in range(N)),
+                                   *(group_buys.decide(checkout, made.group_id) for _ in range(N)))
+    assert sorted(results[:N]) == [200] + [409] * (N - 1)
+    await group_buys.decide(checkout, made.group_id)
+    order = await _order(api, order_id)
+    assert order.refunded_fen == 2000
+    assert await _provider(api).refunded_total(order.payment_ref) == 2000
+    assert sum(r.amount_fen for r in await _refund_rows(api, order_id)) == 2000
+    async with api.app[database_key].session() as db:
+        claim = await db.get(Claim, claim_id)
+    assert claim is not None and claim.refund_fen + claim.compensation_fen == 2000
+
+
 async def test_group_buys_opened_at_once_all_join_the_sale(any_db_api: Api) -> None:
     api = any_db_api
     shop = await make_shop(api)
@@ -492,6 +652,43 @@ async def test_group_buys_opened_at_once_all_join_the_sale(any_db_api: Api) -> N
     assert [r.status for r in again] == [409] * N
     view = await (await api.client.get(f"/api/sales/{sale['id']}")).json()
     assert sorted(view["community_ids"]) == sorted(cids)
+
+
+# --- settings that decide money: a product's claim policy, community memberships ----------
+
+async def test_a_claim_policy_saved_n_times_at_once(any_db_api: Api) -> None:
+    """The first save of a policy inserts it: N saves at once all succeed, one row."""
+    from commerce.claims import ClaimPolicy
+
+    api = any_db_api
+    farm = await make_farm(api)
+    resps = await asyncio.gather(*(api.client.put(
+        f"/api/products/{farm.product_id}/claim-policy", json={**POLICY, "multiplier": 1 + i % 10},
+        headers=api.auth(farm.host)) for i in range(N)))
+    assert [r.status for r in resps] == [200] * N
+    async with api.app[database_key].session() as db:
+        assert (await db.execute(select(func.count()).select_from(ClaimPolicy).where(
+            ClaimPolicy.product_id == farm.product_id))).scalar_one() == 1
+
+
+async def test_joins_and_approvals_at_once_make_one_membership(any_db_api: Api) -> None:
+    """A membership unlocks community prices: N requests to join and N approvals of one
+    neighbour at once all succeed, leave one row, and it is approved."""
+    from commerce.accounts import Membership
+
+    api = any_db_api
+    cid = await community_with(api, f"小区{uuid.uuid4().hex[:8]}", [])
+    uid, token = await api.user("viewer")
+    resps = await asyncio.gather(
+        *(api.client.post(f"/api/communities/{cid}/join", headers=api.auth(token))
+          for _ in range(N)),
+        *(api.client.post(f"/api/communities/{cid}/members", json={"user_id": uid},
+                          headers=api.auth(api.admin_token)) for _ in range(N)))
+    assert [r.status for r in resps] == [202] * N + [201] * N
+    async with api.app[database_key].session() as db:
+        rows = list((await db.execute(select(Membership).where(
+            Membership.community_id == cid, Membership.user_id == uid))).scalars())
+    assert [m.status for m in rows] == ["approved"]
 
 
 # --- trace -----------------------------------------------------------------------------------
