@@ -16,6 +16,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from commerce.accounts import Principal, Role
 from commerce.base import Base, as_utc, utcnow
 from commerce.errors import Forbidden, NotFound
+from commerce.live_sessions import LiveSession
+from commerce.locks import lock_row
 
 
 class Batch(Base):
@@ -163,6 +165,9 @@ async def pin_product(
 
 
 async def unpin(db: AsyncSession, session_id: int, at: datetime | None = None) -> None:
+    # A session has at most one open pin (the product on screen, which claims and replay
+    # chapters point at): pins made at once take turns on the session row.
+    await lock_row(db, LiveSession, session_id)
     at = at or utcnow()
     open_pins = await db.execute(
         select(ProductPin).where(ProductPin.session_id == session_id, ProductPin.unpinned_at.is_(None))

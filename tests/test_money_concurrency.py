@@ -704,6 +704,58 @@ async def test_trace_events_appended_at_once_keep_one_chain(any_db_api: Api) -> 
     assert verdict["ok"] is True, verdict
 
 
+async def test_qc_reports_filed_at_once_stop_at_the_limit(any_db_api: Api,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-batch report limit is counted under the batch's lock: N reports at once against
+    a limit of 5 file exactly 5, each committed into one unbroken chain."""
+    from commerce import qc
+
+    api = any_db_api
+    monkeypatch.setattr(qc, "MAX_REPORTS_PER_BATCH", 5)
+    farm = await make_farm(api)
+    results = await _post_all(api, f"/api/batches/{farm.batch_code}/qc-reports", farm.host, {
+        "tester": "小美", "tested_at": "2026-05-01T08:00:00+00:00",
+        "measurements": [{"kind": "brix", "value": 14.0}]})
+    assert sorted(s for s, _b in results) == [201] * 5 + [400] * (N - 5), results
+    verdict = await (await api.client.get(f"/api/trace/{farm.batch_code}/verify")).json()
+    assert verdict["ok"] is True, verdict
+
+
+# --- a session's state: the product on screen, the frozen audience ------------------------
+
+async def test_pins_made_at_once_leave_one_product_on_screen(any_db_api: Api) -> None:
+    """Claims and replay chapters point at the pin on screen: N pins at once leave one open."""
+    from commerce.catalog import ProductPin
+
+    api = any_db_api
+    farm = await make_farm(api)
+    resps = await asyncio.gather(*(api.client.post(
+        f"/api/sessions/{farm.session_id}/pin", json={"product_id": farm.product_id},
+        headers=api.auth(farm.host)) for _ in range(N)))
+    assert [r.status for r in resps] == [200] * N
+    async with api.app[database_key].session() as db:
+        pins = list((await db.execute(select(ProductPin).where(
+            ProductPin.session_id == farm.session_id))).scalars())
+    assert len(pins) == N and sum(p.unpinned_at is None for p in pins) == 1
+
+
+async def test_the_audience_frozen_n_times_at_once_is_one_row(any_db_api: Api) -> None:
+    from commerce import audience
+    from server.keys import redis_key
+
+    api = any_db_api
+    farm = await make_farm(api)
+
+    async def freeze() -> None:
+        async with api.app[database_key].session() as db:
+            await audience.freeze(db, api.app[redis_key], farm.session_id)
+
+    await asyncio.gather(*(freeze() for _ in range(N)))
+    async with api.app[database_key].session() as db:
+        assert (await db.execute(select(func.count()).select_from(audience.SessionAudience).where(
+            audience.SessionAudience.session_id == farm.session_id))).scalar_one() == 1
+
+
 # --- integer widths --------------------------------------------------------------------------
 
 async def test_the_largest_accepted_amounts_fit(any_db_api: Api) -> None:
