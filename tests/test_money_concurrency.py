@@ -181,6 +181,37 @@ async def test_paying_one_hold_n_times_at_once_charges_once(any_db_api: Api) -> 
     assert len(rows) == len(charged) - 1 and all(r.status == "done" for r in rows)
 
 
+async def test_a_hold_paid_and_given_back_at_once_ends_one_way(any_db_api: Api) -> None:
+    """N payments and N releases of one hold at once: it is either sold (one order, charged
+    once) or back in stock (every payment returned), and released at most once."""
+    api = any_db_api
+    shop = await make_shop(api)
+    sale = await shop.sale(stock=5, price_fen=800, per_buyer_limit=5)
+    ((_uid, token),) = await bulk_buyers(api, 1)
+    _s, held = await hold(api, sale["id"], token, 2)
+
+    async def release() -> tuple[int, dict[str, Any]]:
+        resp = await api.client.delete(f"/api/holds/{held['hold_id']}", headers=api.auth(token))
+        return resp.status, dict(await resp.json())
+
+    results = await asyncio.gather(*(pay(api, held["hold_id"], token) if i % 2 else release()
+                                     for i in range(2 * N)))
+    paid = [b for i, (s, b) in enumerate(results) if i % 2 and s == 200]
+    released = [b for i, (s, b) in enumerate(results) if not i % 2 and s == 200]
+    assert len(released) <= 1 and bool(paid) != bool(released), results
+    provider = _provider(api)
+    charged = await provider.charges(held["hold_id"])
+    returned = sum([await provider.refunded_total(ref) for ref in charged])
+    view = await (await api.client.get(f"/api/sales/{sale['id']}")).json()
+    if paid:
+        assert len({b["order_id"] for b in paid}) == 1
+        assert sum(charged.values()) - returned == 1600
+        assert (view["sold"], view["held"], view["remaining"]) == (2, 0, 3)
+    else:
+        assert sum(charged.values()) == returned
+        assert (view["sold"], view["held"], view["remaining"]) == (0, 0, 5)
+
+
 async def test_a_payment_for_a_lapsed_hold_is_returned_once(any_db_api: Api) -> None:
     """The provider calls back N times for one payment (retries with fresh nonces) after the
     hold lapsed: every callback says hold_expired and the money goes back once."""
