@@ -212,6 +212,35 @@ async def test_a_hold_paid_and_given_back_at_once_ends_one_way(any_db_api: Api) 
         assert (view["sold"], view["held"], view["remaining"]) == (0, 0, 5)
 
 
+async def test_lapsed_holds_swept_by_n_workers_at_once_return_once(any_db_api: Api) -> None:
+    """Every process sweeps expired holds: N sweeps at once return each lapsed hold's units
+    once, and a sale closed N times at once is closed (reservations refused), its holds kept."""
+    import time
+
+    api = any_db_api
+    shop = await make_shop(api)
+    sale = await shop.sale(stock=10, per_buyer_limit=5)
+    buyers = await bulk_buyers(api, 3)
+    for _uid, token in buyers:
+        status, _held = await hold(api, sale["id"], token, 2)
+        assert status == 201
+    checkout = api.app[checkout_key]
+    later = int(time.time() * 1000) + 3_600_000
+    swept = await asyncio.gather(*(checkout.store.expire(sale["id"], now=later) for _ in range(N)))
+    assert sum(int(r["expired"]) for r in swept) == 3
+    view = await (await api.client.get(f"/api/sales/{sale['id']}")).json()
+    assert (view["remaining"], view["held"], view["sold"]) == (10, 0, 0)
+    _s, kept = await hold(api, sale["id"], buyers[0][1], 1)
+    results = await _post_all(api, f"/api/sales/{sale['id']}/close", shop.host_token)
+    assert [s for s, _b in results] == [200] * N
+    status, body = await hold(api, sale["id"], buyers[1][1], 1)
+    assert (status, body["error"]["code"]) == (409, "ended")
+    status, paid = await pay(api, kept["hold_id"], buyers[0][1])
+    assert status == 200, paid
+    view = await (await api.client.get(f"/api/sales/{sale['id']}")).json()
+    assert (view["status"], view["remaining"], view["held"], view["sold"]) == ("closed", 9, 0, 1)
+
+
 async def test_a_payment_for_a_lapsed_hold_is_returned_once(any_db_api: Api) -> None:
     """The provider calls back N times for one payment (retries with fresh nonces) after the
     hold lapsed: every callback says hold_expired and the money goes back once."""
