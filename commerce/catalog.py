@@ -152,7 +152,7 @@ async def pin_product(
     """Close the open pin of the session (if any) and open a new one for `product_id`."""
     product = await get_product(db, product_id)
     now = utcnow()
-    await unpin(db, session_id, at=now)  # holds the session row: one open pin at a time
+    await unpin(db, session_id, at=now)
     pin = ProductPin(
         session_id=session_id, product_id=product.id, batch_id=product.batch_id,
         pinned_by=actor.user_id, pinned_at=now,
@@ -165,10 +165,10 @@ async def pin_product(
 
 
 async def unpin(db: AsyncSession, session_id: int, at: datetime | None = None) -> None:
-    at = at or utcnow()
-    # Pins racing each other would each close the open pins they saw and add their own, leaving
-    # two "current" products: the session row is held until commit, so they take turns.
+    # A session has at most one open pin (the product on screen, which claims and replay
+    # chapters point at): pins made at once take turns on the session row.
     await lock_row(db, LiveSession, session_id)
+    at = at or utcnow()
     open_pins = await db.execute(
         select(ProductPin).where(ProductPin.session_id == session_id, ProductPin.unpinned_at.is_(None))
     )

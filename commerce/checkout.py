@@ -244,8 +244,36 @@ class Checkout:
             payment_ref=str(result["ref"]), paid_rank=int(result["paid_rank"]),
             gift=int(result["gift"]) == 1, at_ms=int(result["entry"].split("-")[0]),
         )
+        return await self.record(conf)
+
+    async def record(self, conf: Confirmation) -> Order:
+        """Write the order of a confirmation (idempotent; every writer comes through here: the
+        pay route, the callback, the log consumer, reconcile), then settle what a group-buy
+        outcome owes it."""
         order, _created = await orders.write_confirmation(self.uow, conf)
+        await self._owed_group_price(order)
         return order
+
+    async def _owed_group_price(self, order: Order) -> None:
+        """An order paid above its community's price after the group-buy succeeded (its price
+        was read a moment before the outcome reached Redis) gets the difference back.
+
+        The outcome's own pass (group_buys.decide) lists the orders in SQL after publishing the
+        outcome to Redis, and this check reads Redis after the order is in SQL: whichever comes
+        second sees the other, so no order is missed; both refund under the same key, so none
+        is refunded twice."""
+        if order.community_id is None:
+            return
+        raw = await self.store.redis.hget(keys(order.sale_id)["groups"], str(order.community_id))
+        if not raw:
+            return
+        group = json.loads(raw)
+        price = int(group.get("group_price_fen") or 0)
+        if group.get("status") != "succeeded" or not 0 < price < order.unit_price_fen:
+            return
+        await refunds.refund_difference(
+            self.uow, self.provider, order.id, price, f"group-buy {group['id']} succeeded",
+            refunds.refund_key("order", order.id, f"group-{group['id']}"))
 
     # --- release / expire ----------------------------------------------------------------------
 

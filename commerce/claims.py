@@ -31,7 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.accounts import Principal, Role, User
 from commerce.base import Base, as_utc, utcnow
-from commerce.catalog import get_product
+from commerce.catalog import Product, get_product
 from commerce.claims_refunds import Refunder
 from commerce.errors import (
     Conflict,
@@ -183,7 +183,9 @@ async def set_policy(db: AsyncSession, actor: Principal, product_id: int, **valu
     product = await get_product(db, product_id)
     if not actor.is_admin and (actor.role is not Role.HOST or product.owner_id != actor.user_id):
         raise Forbidden("这不是你的商品 / Not your product")
-    policy = await db.get(ClaimPolicy, product_id)
+    # The first policy of a product is an insert: N saves at once must not all insert it.
+    await lock_row(db, Product, product_id)
+    policy = await db.get(ClaimPolicy, product_id, populate_existing=True)
     if policy is None:
         policy = ClaimPolicy(product_id=product_id, updated_by=actor.user_id)
         db.add(policy)

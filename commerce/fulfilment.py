@@ -82,31 +82,6 @@ async def refund_order(checkout: Checkout, order_id: int, actor: Principal | Non
     return order
 
 
-async def refund_difference(checkout: Checkout, order_id: int, unit_price_fen: int, note: str,
-                            key: str) -> int:
-    """Charge a lower unit price after the fact (group-buy succeeded): refund the difference.
-
-    `key` names the fact (one group-buy outcome for one order): run twice, concurrently or after
-    a crash, the second run finds the order already lowered and its refund already recorded."""
-    async with checkout.uow() as db:
-        await lock_row(db, Order, order_id)
-        order = await orders.get_order(db, order_id, fresh=True)
-        existing = await refunds.find(db, key)
-        diff = (order.unit_price_fen - unit_price_fen) * order.qty - order.refunded_fen
-        if existing is None:
-            if diff <= 0 or OrderStatus(order.status) not in orders.SOLD_STATES:
-                return 0
-            order.refunded_fen += diff
-            db.add(orders.OrderTransition(order_id=order.id, from_status=order.status,
-                                          to_status=order.status, actor_id=None,
-                                          note=f"{note}: refund {diff}fen [{key}]"[:200]))
-            existing = await refunds.record(db, key, order.payment_ref, diff, note, order.id)
-        elif existing.status != refunds.RefundStatus.PENDING:
-            return 0
-    await refunds.execute_or_defer(checkout.uow, checkout.provider, existing)
-    return existing.amount_fen
-
-
 async def advance_order(checkout: Checkout, order_id: int, to: OrderStatus, actor: Principal,
                         pickup_code: str | None = None) -> Order:
     """ready_for_pickup / picked_up / delivered by staff; completed by staff or the buyer."""

@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint, select,
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from commerce import fulfilment, orders, sales
+from commerce import fulfilment, order_log, orders, refunds, sales
 from commerce.accounts import Community, Principal
 from commerce.base import Base, as_utc, utcnow
 from commerce.checkout import Checkout, group_event_data
@@ -26,7 +26,7 @@ from commerce.errors import Conflict, InvalidInput, InvalidState, NotFound
 from commerce.events import DomainEvent
 from commerce.live_sessions import ensure_owner, get_session
 from commerce.locks import lock_row
-from commerce.orders import OrderStatus
+from commerce.orders import Confirmation, OrderStatus
 from commerce.refunds import refund_key
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ async def decide(checkout: Checkout, group_id: int) -> str:
     # Two deciders may both get here (the deadline worker of every process, or one resuming
     # after a crash): applying is idempotent per order (row lock + refund key), and only the
     # one that flips `applied` announces the outcome.
-    await _apply(checkout, group)
+    await _apply(checkout, group, session_id)
     async with checkout.uow() as db:
         flipped = await db.execute(update(GroupBuy).where(
             GroupBuy.id == group_id, GroupBuy.applied.is_(False)).values(applied=True))
@@ -193,22 +193,32 @@ async def decide(checkout: Checkout, group_id: int) -> str:
     return group.status
 
 
-async def _apply(checkout: Checkout, group: GroupBuy) -> None:
+async def _apply(checkout: Checkout, group: GroupBuy, session_id: int) -> None:
     if group.status == GroupStatus.SUCCEEDED:
         async with checkout.uow() as db:
             paid = await orders.orders_of_sale(db, group.sale_id, group.community_id)
+        # An order written after this listing is settled by its writer (Checkout.record).
         for order in paid:
-            await fulfilment.refund_difference(
-                checkout, order.id, group.group_price_fen, f"group-buy {group.id} succeeded",
-                refund_key("order", order.id, f"group-{group.id}"))
+            await refunds.refund_difference(
+                checkout.uow, checkout.provider, order.id, group.group_price_fen,
+                f"group-buy {group.id} succeeded", refund_key("order", order.id, f"group-{group.id}"))
         return
     if group.on_failure != "refund":
         return  # proceeds at the normal price
     # Holds first (payments of this community now fail over to the refund below), then orders.
+    community = str(group.community_id)
     for hold_id, hold in (await checkout.store.live_holds(group.sale_id)).items():
-        if hold.get("c") == str(group.community_id):
+        if hold.get("c") == community:
             with contextlib.suppress(NotFound):  # paid or expired meanwhile
                 await checkout.store.release(hold_id, None)
+    # A hold paid a moment before its release above is confirmed in the sale's log but its order
+    # may not be in SQL yet (the paying request is between the two steps): write every
+    # confirmation of the community first, so the listing below cannot miss it. A hold
+    # confirmed after this read was reserved after the listing above: a purchase made after
+    # the outcome, which stands.
+    for fields in await order_log.read_log(checkout, group.sale_id):
+        if fields.get("community") == community:
+            await checkout.record(Confirmation.from_fields(session_id, fields))
     async with checkout.uow() as db:
         paid = await orders.orders_of_sale(db, group.sale_id, group.community_id)
     for order in paid:

@@ -29,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.base import Base, as_utc, utcnow
-from commerce.orders import Order, OrderTransition, UnitOfWork
+from commerce.locks import lock_row
+from commerce.orders import SOLD_STATES, Order, OrderStatus, OrderTransition, UnitOfWork
 from commerce.payments import PaymentProvider
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,35 @@ async def pay_out(uow: UnitOfWork, provider: PaymentProvider, key: str, payment_
             raise
         row = again
     return await execute(uow, provider, row)
+
+
+async def refund_difference(uow: UnitOfWork, provider: PaymentProvider, order_id: int,
+                            unit_price_fen: int, note: str, key: str) -> int:
+    """Charge a lower unit price after the fact (a group-buy succeeded): refund the difference,
+    at most what is left of the order. Returns the fen refunded by this call.
+
+    `key` names the fact (one group-buy outcome for one order): run twice, concurrently or after
+    a crash, the second run finds the refund already recorded under the order's lock."""
+    async with uow() as db:
+        await lock_row(db, Order, order_id)
+        order = await db.get(Order, order_id, populate_existing=True)
+        if order is None:
+            return 0
+        existing = await find(db, key)
+        if existing is None:
+            owed = (order.unit_price_fen - unit_price_fen) * order.qty
+            diff = min(owed, order.amount_fen - order.refunded_fen)
+            if diff <= 0 or OrderStatus(order.status) not in SOLD_STATES:
+                return 0
+            order.refunded_fen += diff
+            db.add(OrderTransition(order_id=order.id, from_status=order.status,
+                                   to_status=order.status, actor_id=None,
+                                   note=f"{note}: refund {diff}fen [{key}]"[:200]))
+            existing = await record(db, key, order.payment_ref, diff, note, order.id)
+        elif existing.status != RefundStatus.PENDING:
+            return 0
+    await execute_or_defer(uow, provider, existing)
+    return existing.amount_fen
 
 
 async def settle_pending(uow: UnitOfWork, provider: PaymentProvider,

@@ -17,13 +17,11 @@ from typing import Any
 from sqlalchemy import func, select
 
 from commerce.accounts import Membership, User
-from commerce.catalog import ProductPin
 from commerce.errors import DomainError
 from realtime import questions
 from server.keys import database_key
 from server.routes.trust import UPLOADS_PER_HOUR
 from server.settings import Settings
-from tests.commerce_support import make_shop
 from tests.conftest import Api, AppFactory
 from tests.realtime_support import make_room
 from tests.trust_support import PNG
@@ -190,28 +188,3 @@ async def test_one_upvote_per_person_at_once(any_db_api: Api) -> None:
     assert outcomes == {"ok": 1, "already_voted": 19}, outcomes
     async with database.session() as db:
         assert (await questions.get(db, room.session_id, asked.id)).votes == 1
-
-
-async def test_pins_at_once_leave_one_product_explained(any_db_api: Api) -> None:
-    """Twenty 讲解中 taps at once (two products) end with exactly one open pin: each pin closes
-    the open one and opens its own while holding the session row."""
-    api = any_db_api
-    shop = await make_shop(api)
-    resp = await api.client.post("/api/products", json={"name": "橄榄油", "price_fen": 6800},
-                                 headers=api.auth(shop.host_token))
-    other = int((await resp.json())["id"])
-
-    async def pin(product_id: int) -> int:
-        resp = await api.client.post(f"/api/sessions/{shop.session_id}/pin",
-                                     json={"product_id": product_id},
-                                     headers=api.auth(shop.host_token))
-        await resp.read()
-        return resp.status
-
-    statuses = Counter(await asyncio.gather(
-        *(pin(shop.product_id if i % 2 else other) for i in range(20))))
-    assert statuses == {200: 20}, statuses
-    async with api.app[database_key].session() as db:
-        open_pins = (await db.execute(select(func.count()).select_from(ProductPin).where(
-            ProductPin.session_id == shop.session_id, ProductPin.unpinned_at.is_(None)))).scalar_one()
-    assert open_pins == 1

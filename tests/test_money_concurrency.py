@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -180,6 +181,66 @@ async def test_paying_one_hold_n_times_at_once_charges_once(any_db_api: Api) -> 
     assert len(rows) == len(charged) - 1 and all(r.status == "done" for r in rows)
 
 
+async def test_a_hold_paid_and_given_back_at_once_ends_one_way(any_db_api: Api) -> None:
+    """N payments and N releases of one hold at once: it is either sold (one order, charged
+    once) or back in stock (every payment returned), and released at most once."""
+    api = any_db_api
+    shop = await make_shop(api)
+    sale = await shop.sale(stock=5, price_fen=800, per_buyer_limit=5)
+    ((_uid, token),) = await bulk_buyers(api, 1)
+    _s, held = await hold(api, sale["id"], token, 2)
+
+    async def release() -> tuple[int, dict[str, Any]]:
+        resp = await api.client.delete(f"/api/holds/{held['hold_id']}", headers=api.auth(token))
+        return resp.status, dict(await resp.json())
+
+    results = await asyncio.gather(*(pay(api, held["hold_id"], token) if i % 2 else release()
+                                     for i in range(2 * N)))
+    paid = [b for i, (s, b) in enumerate(results) if i % 2 and s == 200]
+    released = [b for i, (s, b) in enumerate(results) if not i % 2 and s == 200]
+    assert len(released) <= 1 and bool(paid) != bool(released), results
+    provider = _provider(api)
+    charged = await provider.charges(held["hold_id"])
+    returned = sum([await provider.refunded_total(ref) for ref in charged])
+    view = await (await api.client.get(f"/api/sales/{sale['id']}")).json()
+    if paid:
+        assert len({b["order_id"] for b in paid}) == 1
+        assert sum(charged.values()) - returned == 1600
+        assert (view["sold"], view["held"], view["remaining"]) == (2, 0, 3)
+    else:
+        assert sum(charged.values()) == returned
+        assert (view["sold"], view["held"], view["remaining"]) == (0, 0, 5)
+
+
+async def test_lapsed_holds_swept_by_n_workers_at_once_return_once(any_db_api: Api) -> None:
+    """Every process sweeps expired holds: N sweeps at once return each lapsed hold's units
+    once, and a sale closed N times at once is closed (reservations refused), its holds kept."""
+    import time
+
+    api = any_db_api
+    shop = await make_shop(api)
+    sale = await shop.sale(stock=10, per_buyer_limit=5)
+    buyers = await bulk_buyers(api, 3)
+    for _uid, token in buyers:
+        status, _held = await hold(api, sale["id"], token, 2)
+        assert status == 201
+    checkout = api.app[checkout_key]
+    later = int(time.time() * 1000) + 3_600_000
+    swept = await asyncio.gather(*(checkout.store.expire(sale["id"], now=later) for _ in range(N)))
+    assert sum(int(r["expired"]) for r in swept) == 3
+    view = await (await api.client.get(f"/api/sales/{sale['id']}")).json()
+    assert (view["remaining"], view["held"], view["sold"]) == (10, 0, 0)
+    _s, kept = await hold(api, sale["id"], buyers[0][1], 1)
+    results = await _post_all(api, f"/api/sales/{sale['id']}/close", shop.host_token)
+    assert [s for s, _b in results] == [200] * N
+    status, body = await hold(api, sale["id"], buyers[1][1], 1)
+    assert (status, body["error"]["code"]) == (409, "ended")
+    status, paid = await pay(api, kept["hold_id"], buyers[0][1])
+    assert status == 200, paid
+    view = await (await api.client.get(f"/api/sales/{sale['id']}")).json()
+    assert (view["status"], view["remaining"], view["held"], view["sold"]) == ("closed", 9, 0, 1)
+
+
 async def test_a_payment_for_a_lapsed_hold_is_returned_once(any_db_api: Api) -> None:
     """The provider calls back N times for one payment (retries with fresh nonces) after the
     hold lapsed: every callback says hold_expired and the money goes back once."""
@@ -242,6 +303,13 @@ async def test_ready_and_pickup_confirmed_once(any_db_api: Api) -> None:
     assert await _steps(api, order_id, "picked_up") == 1
     _one_winner(await _post_all(api, f"/api/orders/{order_id}/complete", token))
     assert await _steps(api, order_id, "completed") == 1
+
+
+async def test_delivered_once(any_db_api: Api) -> None:
+    api = any_db_api
+    shop, _token, order_id = await _bought(api)
+    _one_winner(await _post_all(api, f"/api/orders/{order_id}/delivered", shop.host_token))
+    assert await _steps(api, order_id, "delivered") == 1
 
 
 async def test_a_refund_racing_the_pickup_either_refunds_or_hands_over(any_db_api: Api) -> None:
@@ -427,11 +495,24 @@ async def test_one_review_and_one_survey_answer_per_order(any_db_api: Api) -> No
 
 # --- group-buys ------------------------------------------------------------------------------
 
-async def _group_with_orders(api: Api, on_failure: str, threshold: int) -> tuple[int, list[int]]:
+@dataclass
+class GroupSale:
+    group_id: int
+    sale_id: int
+    community_id: int
+    buyers: list[tuple[int, str]]
+    order_ids: list[int]
+    host_token: str
+
+
+async def _group_sale(api: Api, on_failure: str, threshold: int, due: bool = True) -> GroupSale:
+    """Three members of one community paid 2 units each at 1000 fen (group price 700); with
+    `due` the group-buy's deadline has just passed (the app's own deadline worker may then
+    decide it too, at any moment)."""
     shop = await make_shop(api)
     buyers = await bulk_buyers(api, 3)
     cid = await community_with(api, f"阳光花园{uuid.uuid4().hex[:6]}", [u for u, _t in buyers])
-    sale = await shop.sale(stock=100, price_fen=1000, community_ids=[cid])
+    sale = await shop.sale(stock=100, price_fen=1000, community_ids=[cid], per_buyer_limit=10)
     resp = await api.client.post(f"/api/sales/{sale['id']}/group-buys", json={
         "community_id": cid, "threshold": threshold, "unit": "people", "group_price_fen": 700,
         "on_failure": on_failure,
@@ -445,10 +526,20 @@ async def _group_with_orders(api: Api, on_failure: str, threshold: int) -> tuple
         status, paid = await pay(api, held["hold_id"], token)
         assert status == 200, paid
         order_ids.append(int(paid["order_id"]))
+    if due:
+        await _past_deadline(api, group_id)
+    return GroupSale(group_id, int(sale["id"]), cid, buyers, order_ids, shop.host_token)
+
+
+async def _past_deadline(api: Api, group_id: int) -> None:
     async with api.app[database_key].session() as db:
         await db.execute(update(group_buys.GroupBuy).where(group_buys.GroupBuy.id == group_id)
                          .values(deadline=datetime.now(UTC) - timedelta(seconds=1)))
-    return group_id, order_ids
+
+
+async def _group_with_orders(api: Api, on_failure: str, threshold: int) -> tuple[int, list[int]]:
+    made = await _group_sale(api, on_failure, threshold)
+    return made.group_id, made.order_ids
 
 
 @pytest.mark.parametrize("outcome", ["succeeded", "failed"])
@@ -476,6 +567,135 @@ async def test_a_group_buy_settles_once(any_db_api: Api, outcome: str) -> None:
     assert view["status"] == outcome and view["settled"] is True
 
 
+@pytest.mark.parametrize("outcome", ["succeeded", "failed"])
+async def test_group_buy_deciders_at_once_decide_it_once(any_db_api: Api, outcome: str) -> None:
+    """N deadline workers reach an undecided group-buy at once: one claims the outcome, and
+    each order gets the group-price difference, or its full refund, exactly once."""
+    api = any_db_api
+    made = await _group_sale(api, "refund", 2 if outcome == "succeeded" else 9)
+    checkout = api.app[checkout_key]
+    decided = await asyncio.gather(*(group_buys.decide(checkout, made.group_id) for _ in range(N)),
+                                   return_exceptions=True)
+    assert set(decided) <= {outcome, "claimed_elsewhere"}, decided
+    await group_buys.decide(checkout, made.group_id)  # whoever claimed it has applied it now
+    provider = _provider(api)
+    expect = 600 if outcome == "succeeded" else 2000
+    for order_id in made.order_ids:
+        order = await _order(api, order_id)
+        assert order.refunded_fen == expect
+        assert await provider.refunded_total(order.payment_ref) == expect
+        assert [r.amount_fen for r in await _refund_rows(api, order_id)] == [expect]
+
+
+async def test_an_order_paid_as_the_group_succeeds_gets_the_difference_once(
+        any_db_api: Api) -> None:
+    """A buyer's price was read just before the group-buy's success reached Redis (1000 fen,
+    not 700) and the payment lands after the outcome's pass listed the orders; the provider
+    calls back N times: the difference is refunded once."""
+    import time
+    from dataclasses import asdict
+
+    from commerce.payments import PaymentCallback
+
+    api = any_db_api
+    made = await _group_sale(api, "refund", 2, due=False)
+    _uid, token = made.buyers[0]
+    _s, held = await hold(api, made.sale_id, token, 3, community_id=made.community_id)
+    provider = _provider(api)
+    start = await provider.start(held["hold_id"], 3 * 1000)
+    checkout = api.app[checkout_key]
+    await _past_deadline(api, made.group_id)
+    for _ in range(2):  # the second call applies it if the app's worker claimed it first
+        await group_buys.decide(checkout, made.group_id)
+    callbacks = [asdict(provider.sign(PaymentCallback(
+        held["hold_id"], start.payment_ref, 3000, int(time.time()), uuid.uuid4().hex)))
+        for _ in range(N)]
+    resps = await asyncio.gather(*(api.client.post("/api/payments/callback", json=c)
+                                   for c in callbacks))
+    assert [r.status for r in resps] == [200] * N
+    (order_id,) = {int((await r.json())["order_id"]) for r in resps}
+    order = await _order(api, order_id)
+    assert (order.unit_price_fen, order.refunded_fen) == (1000, 900)
+    assert await provider.refunded_total(start.payment_ref) == 900
+    (row,) = await _refund_rows(api, order_id)
+    assert (row.key, row.amount_fen) == (f"refund:order:{order_id}:group-{made.group_id}", 900)
+
+
+async def test_an_order_paid_as_the_group_fails_is_refunded_once(any_db_api: Api) -> None:
+    """A hold was paid (confirmed in Redis) just before the failed group-buy's pass released
+    the community's holds, and its order is not in SQL yet (the paying request is between its
+    two steps); N deciders at once: the order is written and refunded, once."""
+    from commerce.orders import find_by_hold
+
+    api = any_db_api
+    made = await _group_sale(api, "refund", 9, due=False)
+    _uid, token = made.buyers[0]
+    _s, held = await hold(api, made.sale_id, token, 3, community_id=made.community_id)
+    checkout = api.app[checkout_key]
+    ref = "sim_" + uuid.uuid4().hex[:16]
+    await checkout.store.confirm(held["hold_id"], None, ref, 1000)
+    await _past_deadline(api, made.group_id)
+    decided = await asyncio.gather(*(group_buys.decide(checkout, made.group_id) for _ in range(N)),
+                                   return_exceptions=True)
+    assert set(decided) <= {"failed", "claimed_elsewhere"}, decided
+    await group_buys.decide(checkout, made.group_id)
+    async with api.app[database_key].session() as db:
+        late = await find_by_hold(db, held["hold_id"])
+    assert late is not None and (late.status, late.refunded_fen) == ("refunded", 3000)
+    provider = _provider(api)
+    assert await provider.refunded_total(ref) == 3000
+    for order_id in made.order_ids:
+        assert await provider.refunded_total((await _order(api, order_id)).payment_ref) == 2000
+    view = await (await api.client.get(f"/api/sales/{made.sale_id}")).json()
+    assert view["sold"] == 0
+
+
+async def test_a_claim_approval_racing_the_group_buy_refund_pays_at_most_the_order(
+        any_db_api: Api) -> None:
+    """A queued claim on an order is approved N times at once while N deadline workers apply
+    the group-buy's price difference to the same order: one approval, and the provider pays
+    out exactly what the order says it refunded, never more than the order."""
+    api = any_db_api
+    made = await _group_sale(api, "refund", 2, due=False)
+    _uid, token = made.buyers[0]
+    order_id = made.order_ids[0]
+    detail = await (await api.client.get(f"/api/orders/{order_id}", headers=api.auth(token))).json()
+    host = api.auth(made.host_token)
+    assert (await api.client.post(f"/api/orders/{order_id}/ready", headers=host)).status == 200
+    resp = await api.client.post(f"/api/orders/{order_id}/picked-up", headers=host,
+                                 json={"pickup_code": detail["pickup_code"]})
+    assert resp.status == 200, await resp.text()
+    sale = await (await api.client.get(f"/api/sales/{made.sale_id}")).json()
+    resp = await api.client.put(f"/api/products/{sale['product_id']}/claim-policy", headers=host,
+                                json={**POLICY, "multiplier": 1, "max_days_after_pickup": 0,
+                                      "require_photo": False})
+    assert resp.status == 200, await resp.text()
+    resp = await api.client.post("/api/claims", json={
+        "order_id": order_id, "reason": "spoiled", "description": "坏了两个", "bad_qty": 2},
+        headers=api.auth(token))
+    assert resp.status == 201 and (await resp.json())["status"] == "pending", await resp.text()
+    claim_id = int((await resp.json())["id"])
+    _aid, assistant = await api.user("assistant")
+    await _past_deadline(api, made.group_id)
+    checkout = api.app[checkout_key]
+
+    async def approve() -> int:
+        return (await api.client.post(f"/api/claims/{claim_id}/approve", json={},
+                                      headers=api.auth(assistant))).status
+
+    results = await asyncio.gather(*(approve() for _ in range(N)),
+                                   *(group_buys.decide(checkout, made.group_id) for _ in range(N)))
+    assert sorted(results[:N]) == [200] + [409] * (N - 1)
+    await group_buys.decide(checkout, made.group_id)
+    order = await _order(api, order_id)
+    assert order.refunded_fen == 2000
+    assert await _provider(api).refunded_total(order.payment_ref) == 2000
+    assert sum(r.amount_fen for r in await _refund_rows(api, order_id)) == 2000
+    async with api.app[database_key].session() as db:
+        claim = await db.get(Claim, claim_id)
+    assert claim is not None and claim.refund_fen + claim.compensation_fen == 2000
+
+
 async def test_group_buys_opened_at_once_all_join_the_sale(any_db_api: Api) -> None:
     api = any_db_api
     shop = await make_shop(api)
@@ -494,7 +714,22 @@ async def test_group_buys_opened_at_once_all_join_the_sale(any_db_api: Api) -> N
     assert sorted(view["community_ids"]) == sorted(cids)
 
 
-# --- trace -----------------------------------------------------------------------------------
+# --- settings that decide money: a product's claim policy, community memberships ----------
+
+async def test_a_claim_policy_saved_n_times_at_once(any_db_api: Api) -> None:
+    """The first save of a policy inserts it: N saves at once all succeed, one row."""
+    from commerce.claims import ClaimPolicy
+
+    api = any_db_api
+    farm = await make_farm(api)
+    resps = await asyncio.gather(*(api.client.put(
+        f"/api/products/{farm.product_id}/claim-policy", json={**POLICY, "multiplier": 1 + i % 10},
+        headers=api.auth(farm.host)) for i in range(N)))
+    assert [r.status for r in resps] == [200] * N
+    async with api.app[database_key].session() as db:
+        assert (await db.execute(select(func.count()).select_from(ClaimPolicy).where(
+            ClaimPolicy.product_id == farm.product_id))).scalar_one() == 1
+
 
 async def test_trace_events_appended_at_once_keep_one_chain(any_db_api: Api) -> None:
     api = any_db_api
@@ -505,6 +740,58 @@ async def test_trace_events_appended_at_once_keep_one_chain(any_db_api: Api) -> 
     assert sorted(b["seq"] for _s, b in results) == list(range(1, N + 1))
     verdict = await (await api.client.get(f"/api/trace/{farm.batch_code}/verify")).json()
     assert verdict["ok"] is True, verdict
+
+
+async def test_qc_reports_filed_at_once_stop_at_the_limit(any_db_api: Api,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-batch report limit is counted under the batch's lock: N reports at once against
+    a limit of 5 file exactly 5, each committed into one unbroken chain."""
+    from commerce import qc
+
+    api = any_db_api
+    monkeypatch.setattr(qc, "MAX_REPORTS_PER_BATCH", 5)
+    farm = await make_farm(api)
+    results = await _post_all(api, f"/api/batches/{farm.batch_code}/qc-reports", farm.host, {
+        "tester": "小美", "tested_at": "2026-05-01T08:00:00+00:00",
+        "measurements": [{"kind": "brix", "value": 14.0}]})
+    assert sorted(s for s, _b in results) == [201] * 5 + [400] * (N - 5), results
+    verdict = await (await api.client.get(f"/api/trace/{farm.batch_code}/verify")).json()
+    assert verdict["ok"] is True, verdict
+
+
+# --- a session's state: the product on screen, the frozen audience ------------------------
+
+async def test_pins_made_at_once_leave_one_product_on_screen(any_db_api: Api) -> None:
+    """Claims and replay chapters point at the pin on screen: N pins at once leave one open."""
+    from commerce.catalog import ProductPin
+
+    api = any_db_api
+    farm = await make_farm(api)
+    resps = await asyncio.gather(*(api.client.post(
+        f"/api/sessions/{farm.session_id}/pin", json={"product_id": farm.product_id},
+        headers=api.auth(farm.host)) for _ in range(N)))
+    assert [r.status for r in resps] == [200] * N
+    async with api.app[database_key].session() as db:
+        pins = list((await db.execute(select(ProductPin).where(
+            ProductPin.session_id == farm.session_id))).scalars())
+    assert len(pins) == N and sum(p.unpinned_at is None for p in pins) == 1
+
+
+async def test_the_audience_frozen_n_times_at_once_is_one_row(any_db_api: Api) -> None:
+    from commerce import audience
+    from server.keys import redis_key
+
+    api = any_db_api
+    farm = await make_farm(api)
+
+    async def freeze() -> None:
+        async with api.app[database_key].session() as db:
+            await audience.freeze(db, api.app[redis_key], farm.session_id)
+
+    await asyncio.gather(*(freeze() for _ in range(N)))
+    async with api.app[database_key].session() as db:
+        assert (await db.execute(select(func.count()).select_from(audience.SessionAudience).where(
+            audience.SessionAudience.session_id == farm.session_id))).scalar_one() == 1
 
 
 # --- integer widths --------------------------------------------------------------------------
