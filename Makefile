@@ -5,14 +5,28 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.linli-installed
 TEST_STAMP := $(VENV)/.linli-test-installed
 WEB_STAMP := web/node_modules/.linli-installed
+# Every install comes from these hash-pinned locks; pyproject.toml keeps the ranges the package
+# supports. `make lock` regenerates them keeping current pins; `make lock LOCK_ARGS=--upgrade`
+# (or `LOCK_ARGS="--upgrade-package aiortc"`) moves versions on purpose.
+LOCK := requirements/lock.txt
+TEST_LOCK := requirements/lock-test.txt
+PIP_VERSION := 26.3
+PIP_TOOLS := pip-tools==7.6.2
+COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes \
+	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+FAST_ARGS ?= -n 2
 
-.PHONY: run test lint typecheck install install-test web clean bench
+.PHONY: run test test-fast lint typecheck install install-test web clean bench lock
 
 run: install web
 	$(PY) -m server serve
 
 test: install-test web lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Unit and in-process app tests on SQLite, spread over the cores: a minute, for the edit loop.
+test-fast: install-test
+	$(PY) -m pytest -m "(unit or app) and not postgres and not slow" $(FAST_ARGS) $(PYTEST_ARGS)
 
 lint: install-test
 	$(VENV)/bin/ruff check server realtime media commerce tests bench
@@ -26,15 +40,23 @@ web: $(WEB_STAMP)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet pip==$(PIP_VERSION)
 
-$(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e .
+$(STAMP): pyproject.toml $(LOCK) | $(VENV)/bin/python
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(TEST_STAMP): pyproject.toml $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test]'
+$(TEST_STAMP): pyproject.toml $(TEST_LOCK) | $(VENV)/bin/python
+	$(PY) -m pip install --quiet --require-hashes -r $(TEST_LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
+
+# The test lock is resolved under the runtime lock, so both pin the same runtime versions.
+lock: | $(VENV)/bin/python
+	$(PY) -m pip install --quiet $(PIP_TOOLS)
+	$(COMPILE) --output-file=$(LOCK) pyproject.toml
+	$(COMPILE) --extra=test --constraint=$(LOCK) --output-file=$(TEST_LOCK) pyproject.toml
 
 $(WEB_STAMP): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error

@@ -13,7 +13,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from commerce import orders
+from commerce import orders, refunds
 from commerce.accounts import Membership, Principal
 from commerce.errors import Forbidden
 from commerce.events import DomainEvent, EventBus
@@ -194,12 +194,13 @@ class Checkout:
         sale_id = sale_of_hold(hold_id)
         done = await self.store.paid(hold_id)
         if done is not None:
-            if int(done["buyer"]) != buyer.user_id:
-                raise Forbidden("这不是你的订单 / Not your hold", reason="not_yours")
-            order = await self._record(sale_id, done)
-            return {"order_id": order.id, "status": order.status}
+            return await self._already_paid(sale_id, done, buyer)
         hold = await self.store.hold(hold_id)
         if hold is None:
+            # Paid by a concurrent request between the two reads: answer with its order.
+            done = await self.store.paid(hold_id)
+            if done is not None:
+                return await self._already_paid(sale_id, done, buyer)
             await self._missing_hold(sale_id, hold_id)
         assert hold is not None
         if int(hold["b"]) != buyer.user_id:
@@ -213,6 +214,13 @@ class Checkout:
             return {"status": "pending", "payment_ref": start.payment_ref,
                     "redirect_url": start.redirect_url}
         order = await self.accept_callback(asdict(start.callback))
+        return {"order_id": order.id, "status": order.status}
+
+    async def _already_paid(self, sale_id: int, done: dict[str, Any],
+                            buyer: Principal) -> dict[str, Any]:
+        if int(done["buyer"]) != buyer.user_id:
+            raise Forbidden("这不是你的订单 / Not your hold", reason="not_yours")
+        order = await self._record(sale_id, done)
         return {"order_id": order.id, "status": order.status}
 
     async def _missing_hold(self, sale_id: int, hold_id: str) -> None:
@@ -240,18 +248,19 @@ class Checkout:
                                               callback.amount_fen // max(qty, 1))
         except HoldExpired:
             # The provider took the money for a hold that lapsed meanwhile: give it back.
-            await self.provider.refund(callback.payment_ref, callback.amount_fen, "hold expired")
+            await self._return_payment(callback.payment_ref, callback.amount_fen, "hold expired")
             raise
         except NoSuchHold:
             # Gone before we confirmed: the sweeper returned it (it lapsed while the payment was
             # on its way) or it was given back. The money came in all the same; it goes back,
             # and the buyer hears "expired", not 404 (bench/chaos.py: paid, told not found).
-            await self.provider.refund(callback.payment_ref, callback.amount_fen, "hold gone")
+            await self._return_payment(callback.payment_ref, callback.amount_fen, "hold gone")
             raise HoldExpired("订单保留已过期或已取消 / The hold expired or was released") from None
         if result["ref"] != callback.payment_ref:
             # Paid twice (two tabs, two providers): the first payment made the order; return
             # the second one's money and answer with the existing order.
-            await self.provider.refund(callback.payment_ref, callback.amount_fen, "duplicate payment")
+            await self._return_payment(callback.payment_ref, callback.amount_fen,
+                                       "duplicate payment")
             return await self._record(sale_id, result)
         order = await self._record(sale_id, result)
         await self.publish_stock(sale_id, result)
@@ -260,6 +269,12 @@ class Checkout:
             "community_id": order.community_id,
         }))
         return order
+
+    async def _return_payment(self, payment_ref: str, amount_fen: int, reason: str) -> None:
+        """Money that came in without making an order goes back, once per payment: the key is
+        the payment itself, so a duplicated or retried callback returns nothing twice."""
+        await refunds.pay_out(self.uow, self.provider, refunds.refund_key("payment", payment_ref),
+                              payment_ref, amount_fen, reason)
 
     async def _record(self, sale_id: int, result: dict[str, Any]) -> Order:
         conf = Confirmation(

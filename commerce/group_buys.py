@@ -14,7 +14,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, select, update
+from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -22,11 +22,12 @@ from commerce import fulfilment, orders, sales
 from commerce.accounts import Community, Principal
 from commerce.base import Base, as_utc, utcnow
 from commerce.checkout import Checkout, group_event_data
-from commerce.errors import Conflict, InvalidInput, NotFound
+from commerce.errors import Conflict, InvalidInput, InvalidState, NotFound
 from commerce.events import DomainEvent
 from commerce.live_sessions import ensure_owner, get_session
+from commerce.locks import lock_row
 from commerce.orders import OrderStatus
-from commerce.row_lock import lock_row
+from commerce.refunds import refund_key
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class GroupBuy(Base):
     threshold: Mapped[int] = mapped_column()
     unit: Mapped[str] = mapped_column(String(8), default="people")  # people | units
     deadline: Mapped[datetime] = mapped_column()
-    group_price_fen: Mapped[int] = mapped_column()
+    group_price_fen: Mapped[int] = mapped_column(BigInteger)
     on_failure: Mapped[str] = mapped_column(String(16), default="refund")  # refund | proceed
     status: Mapped[str] = mapped_column(String(16), default=GroupStatus.OPEN.value)
     final_count: Mapped[int | None] = mapped_column(nullable=True)
@@ -81,8 +82,9 @@ async def create_group_buy(
     if as_utc(deadline) <= utcnow():
         raise InvalidInput("截止时间必须在未来 / deadline must be in the future", field="deadline")
     async with checkout.uow() as db:
-        # Opened at once for one sale: one group per community, and every community kept in
-        # the sale's list (read, extended and written back below).
+        # The sale row is locked before it is read: two group-buys opened at once for two
+        # communities must both land in `community_ids` (a JSON list rewritten whole), and one
+        # community gets one group.
         await lock_row(db, sales.Sale, sale_id)
         sale = await sales.get_sale(db, sale_id)
         ensure_owner(await get_session(db, sale.session_id), actor)
@@ -176,9 +178,15 @@ async def decide(checkout: Checkout, group_id: int) -> str:
         session_id = (await sales.get_sale(db, group.sale_id)).session_id
     # From here on payments of this community see the outcome (group price or not).
     await checkout.store.set_group(group.sale_id, group.community_id, summary)
+    # Two deciders may both get here (the deadline worker of every process, or one resuming
+    # after a crash): applying is idempotent per order (row lock + refund key), and only the
+    # one that flips `applied` announces the outcome.
     await _apply(checkout, group)
     async with checkout.uow() as db:
-        await db.execute(update(GroupBuy).where(GroupBuy.id == group_id).values(applied=True))
+        flipped = await db.execute(update(GroupBuy).where(
+            GroupBuy.id == group_id, GroupBuy.applied.is_(False)).values(applied=True))
+    if flipped.rowcount != 1:  # type: ignore[attr-defined]
+        return group.status
     data = group_event_data(group.sale_id, summary, group.final_count or 0, group.final_count or 0)
     data["count"] = group.final_count or 0
     # The version after applying it: holds given back and refunds above count as earlier.
@@ -196,8 +204,9 @@ async def _apply(checkout: Checkout, group: GroupBuy) -> None:
         async with checkout.uow() as db:
             paid = await orders.orders_of_sale(db, group.sale_id, group.community_id)
         for order in paid:
-            await fulfilment.refund_difference(checkout, order.id, group.group_price_fen,
-                                               f"group-buy {group.id} succeeded")
+            await fulfilment.refund_difference(
+                checkout, order.id, group.group_price_fen, f"group-buy {group.id} succeeded",
+                refund_key("order", order.id, f"group-{group.id}"))
         return
     if group.on_failure != "refund":
         return  # proceeds at the normal price
@@ -210,5 +219,8 @@ async def _apply(checkout: Checkout, group: GroupBuy) -> None:
         paid = await orders.orders_of_sale(db, group.sale_id, group.community_id)
     for order in paid:
         if OrderStatus(order.status) in orders.BEFORE_PICKUP:
-            await fulfilment.refund_order(checkout, order.id, None, f"group-buy {group.id} failed",
-                                          to=OrderStatus.REFUNDED)
+            # A concurrent decider (or a staff refund) may have refunded it a moment ago.
+            with contextlib.suppress(InvalidState):
+                await fulfilment.refund_order(checkout, order.id, None,
+                                              f"group-buy {group.id} failed",
+                                              to=OrderStatus.REFUNDED)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from commerce.accounts import Principal, Role, User
 from commerce.base import Base, utcnow
 from commerce.errors import Forbidden, InvalidState, NotFound
-from commerce.row_lock import lock_row
+from commerce.locks import lock_row
 
 
 class SessionStatus(enum.StrEnum):

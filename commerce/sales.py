@@ -10,7 +10,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, select
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -19,7 +19,7 @@ from commerce.accounts import Community, Membership, Principal
 from commerce.base import Base, as_utc, utcnow
 from commerce.errors import InvalidInput, InvalidState
 from commerce.flash_sale import SaleNotFound, SaleSpec
-from commerce.row_lock import lock_row
+from commerce.locks import lock_row
 
 MAX_STOCK = 1_000_000
 MAX_PRICE_FEN = 100_000_000  # 1,000,000 yuan
@@ -38,8 +38,8 @@ class Sale(Base):
     session_id: Mapped[int] = mapped_column(ForeignKey("live_sessions.id"), index=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
     stock: Mapped[int] = mapped_column()
-    price_fen: Mapped[int] = mapped_column()
-    community_price_fen: Mapped[int | None] = mapped_column(nullable=True)
+    price_fen: Mapped[int] = mapped_column(BigInteger)
+    community_price_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     community_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     members_only: Mapped[bool] = mapped_column(default=False)
     per_buyer_limit: Mapped[int] = mapped_column()

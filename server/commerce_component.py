@@ -10,7 +10,7 @@ from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import select
 
-from commerce import catalog, fulfilment, group_buys, orders, sales
+from commerce import catalog, fulfilment, group_buys, orders, refunds, sales
 from commerce.accounts import Principal, Role
 from commerce.background import PeriodicTask
 from commerce.base import utcnow
@@ -54,6 +54,9 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
         HoldSweeper(checkout),
         OrderLogConsumer(checkout),
         PeriodicTask("group-deadlines", lambda: _decide(checkout), idle_s=1.0),
+        # Refunds whose process died between recording and paying them (commerce/refunds.py).
+        PeriodicTask("refund-retry", lambda: refunds.settle_pending(checkout.uow, checkout.provider),
+                     idle_s=5.0),
     ]
     for worker in workers:
         worker.start()

@@ -30,6 +30,59 @@ def pytest_report_header() -> list[str]:
     return [f"linli: CI={IN_CI}"]
 
 
+# Lanes: every test gets one of `unit`, `app` or `e2e` here, so `make test-fast` (unit and app,
+# SQLite only) picks up new tests without anyone remembering a marker. A module is `e2e` when
+# it runs servers or clients as subprocesses, real media pipelines (ffmpeg, WebRTC peers),
+# Chromium, or long soaks; list a new such module here. Otherwise the fixtures decide: a test
+# that needs Redis, a database or the app is `app`, one that needs none of them is `unit`.
+E2E_MODULES = frozenset({
+    "test_backup_restore", "test_chaos", "test_commerce_crash", "test_fuzz_api",
+    "test_realtime_cluster", "test_realtime_js", "test_redis_cluster",
+})
+# Media, replay, RTMP, browser and multi-process modules are e2e by their name's prefix (a new
+# one is slow by default); these few of them hold only pure functions or parsers.
+E2E_PREFIXES = ("test_browser_", "test_media_", "test_replay_", "test_rtmp_", "test_cluster_",
+                "test_two_nodes")
+FAST_MODULES = frozenset({"test_media_webrtc_units", "test_media_hls_playlist",
+                          "test_rtmp_protocol"})
+# Single tests of otherwise fast modules: a subprocess run, or a soak that waits out real time.
+E2E_TESTS = frozenset({"test_trace_chain::test_verify_trace_cli_process"})
+SLOW_TESTS = frozenset({
+    "test_sale_properties::test_any_interleaving_keeps_the_sale_books",
+    "test_abuse_limits::test_a_socket_client_that_stops_reading_is_dropped_others_keep_receiving",
+})
+APP_FIXTURES = frozenset({"redis_url", "redis_client", "settings", "make_api", "api",
+                          "aiohttp_client", "aiohttp_server", "postgres_admin_url"})
+POSTGRES_FIXTURES = frozenset({"postgres_admin_url", "pg_settings"})
+
+
+def is_e2e_module(module: str) -> bool:
+    if module in FAST_MODULES:
+        return False
+    return module in E2E_MODULES or module.startswith(E2E_PREFIXES)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        test = f"{module}::{getattr(item, 'originalname', item.name)}"
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if is_e2e_module(module) or test in E2E_TESTS:
+            item.add_marker(pytest.mark.e2e)
+        elif fixtures & APP_FIXTURES:
+            item.add_marker(pytest.mark.app)
+        else:
+            item.add_marker(pytest.mark.unit)
+        if test in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+        if module.startswith("test_browser_") or module == "test_media_webrtc_browser":
+            item.add_marker(pytest.mark.browser)
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("db_backend") == "postgres"
+        if on_postgres or fixtures & POSTGRES_FIXTURES:
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     given = os.environ.get("LINLI_TEST_REDIS_URL")
