@@ -37,12 +37,16 @@ NOT_MEMBER_RECHECK_S = 10
 
 
 def group_event_data(sale_id: int, summary: dict[str, Any], people: int, units: int) -> dict[str, Any]:
-    """The `group_progress` / `group_outcome` payload realtime/ broadcasts."""
+    """The `group_progress` / `group_outcome` payload realtime/ broadcasts. A decided group-buy
+    shows the count it was decided on (what GET /api/group-buys/{id} answers), not live units."""
     unit = summary.get("unit", "people")
+    count = people if unit == "people" else units
+    if summary.get("final_count") is not None:
+        count = int(summary["final_count"])
     return {
         "group_id": summary["id"], "sale_id": sale_id, "community_id": summary["community_id"],
         "community_name": summary.get("community_name", ""),
-        "count": people if unit == "people" else units, "threshold": summary["threshold"],
+        "count": count, "threshold": summary["threshold"],
         "unit": unit, "deadline": summary["deadline"], "status": summary["status"],
     }
 
@@ -58,6 +62,8 @@ class Checkout:
         self.provider = provider
         # sale id -> session id, so stock events need no SQL; bounded, refilled from Redis.
         self._sessions: dict[int, int] = {}
+        # sale id -> the version this process last told the room about through `settle`.
+        self._settled: dict[int, int] = {}
 
     async def session_of(self, sale_id: int) -> int | None:
         found = self._sessions.get(sale_id)
@@ -80,20 +86,51 @@ class Checkout:
         session = int(session) if session is not None else await self.session_of(sale_id)
         await self.bus.publish(DomainEvent("stock_changed", session, {
             "sale_id": sale_id, "remaining": result["remaining"], "held": result["held"],
-            "sold": result["sold"], "gift_left": gift_left,
+            "sold": result["sold"], "gift_left": gift_left, "ver": int(result.get("ver") or 0),
         }))
 
     async def publish_group(self, sale_id: int, community: str, people: int, units: int,
-                            summary: Any = None) -> None:
+                            summary: Any = None, ver: int | None = None) -> None:
+        """Progress of the community's group-buy, if it has one. `people`, `units` and `summary`
+        must be what the script that returned `ver` saw; without a version they are read again,
+        atomically with one, so a value without its version never reaches the room."""
         if not community:
             return
-        if summary is None:
-            summary = await self.store.redis.hget(keys(sale_id)["groups"], community)
+        if ver is None:
+            fresh = await self.store.progress(sale_id)
+            entry = ((fresh or {}).get("groups") or {}).get(community)
+            if fresh is None or entry is None:
+                return
+            people, units, summary = int(entry["people"]), int(entry["units"]), entry["summary"]
+            ver = int(fresh["ver"])
         if not summary:
             return
         data = json.loads(summary) if isinstance(summary, (str, bytes)) else summary
         await self.bus.publish(DomainEvent("group_progress", await self.session_of(sale_id),
-                                           group_event_data(sale_id, data, people, units)))
+                                           {**group_event_data(sale_id, data, people, units),
+                                            "ver": ver}))
+
+    async def settle(self, sale_id: int, *, force: bool = False) -> bool:
+        """Tell the room the sale's counters and group progress as Redis holds them now, with
+        their version: the final word after a burst, whatever the events before it said (one
+        lost between a script and its publish, a hold given back by a group-buy's outcome).
+        Skipped when this process already settled this version, unless `force`."""
+        fresh = await self.store.progress(sale_id)
+        if fresh is None:
+            return False
+        ver = int(fresh["ver"])
+        if not force and self._settled.get(sale_id) == ver:
+            return False
+        if len(self._settled) >= MAX_CACHED_SALES:
+            self._settled.clear()
+        self._settled[sale_id] = ver
+        self._sessions.setdefault(sale_id, int(fresh["session"]))
+        gift_left = max(0, int(fresh["gift_n"] or 0) - int(fresh["paid"] or 0))
+        await self.publish_stock(sale_id, {**fresh, "gift_left": gift_left})
+        for community, entry in (fresh.get("groups") or {}).items():
+            await self.publish_group(sale_id, community, int(entry["people"]),
+                                     int(entry["units"]), entry["summary"], ver)
+        return True
 
     # --- reserve -------------------------------------------------------------------------------
 
@@ -109,8 +146,11 @@ class Checkout:
                 raise
             result = await self.store.reserve(sale_id, buyer.user_id, qty, community_id, idem_key)
         await self.publish_stock(sale_id, result)
-        await self.publish_group(sale_id, result["community"], result["people"], result["units"],
-                                 result.get("group") or None)
+        group = result.get("group") or None
+        # reserve.lua hands back the summary it saw; none means the community has no group-buy.
+        if group is not None:
+            await self.publish_group(sale_id, result["community"], result["people"],
+                                     result["units"], group, int(result["ver"]))
         return result
 
     async def _refresh_membership(self, sale_id: int, user_id: int) -> bool:
@@ -282,18 +322,19 @@ class Checkout:
         sale_id = sale_of_hold(hold_id)
         result = await self.store.release(hold_id, None if actor.is_admin else actor.user_id)
         await self.publish_stock(sale_id, result)
-        await self.publish_group(sale_id, result["community"], result["people"], result["units"])
+        # release.lua does not hand back the summary: read it with progress, and a version.
+        await self.publish_group(sale_id, result["community"], 0, 0)
         return result
 
     async def expire(self, sale_id: int) -> int:
         """Return expired holds of one sale to stock; publishes when anything moved."""
         result = await self.store.expire(sale_id)
         if result["expired"]:
-            await self.publish_stock(sale_id, result)
-            communities = result.get("communities") or {}
-            if isinstance(communities, dict):
-                for cid, (people, units) in communities.items():
-                    await self.publish_group(sale_id, str(cid), int(people or 0), int(units or 0))
+            # Stock and every group-buy's progress, read again with their version.
+            await self.settle(sale_id, force=True)
+        elif self._settled.get(sale_id) != int(result.get("ver") or 0):
+            # Quiet now, and changed since this process last said where it stands: say it.
+            await self.settle(sale_id)
         return int(result["expired"])
 
     async def sale_event(self, kind: str, sale: Sale, product_name: str) -> None:
@@ -308,6 +349,7 @@ class Checkout:
             "gift_first_n": sale.gift_first_n,
             "gift_left": counts.gift_left if counts else sale.gift_first_n,
             "starts_at": data["starts_at"], "ends_at": data["ends_at"], "status": data["status"],
+            "ver": counts.ver if counts else 0,
         }))
 
 

@@ -63,7 +63,7 @@ class GroupBuy(Base):
             "id": self.id, "sale_id": self.sale_id, "community_id": self.community_id,
             "community_name": community_name, "threshold": self.threshold, "unit": self.unit,
             "deadline": as_utc(self.deadline).isoformat(), "group_price_fen": self.group_price_fen,
-            "on_failure": self.on_failure, "status": self.status,
+            "on_failure": self.on_failure, "status": self.status, "final_count": self.final_count,
         }
 
 
@@ -108,7 +108,8 @@ async def create_group_buy(
     await checkout.store.set_group(sale_id, community_id, summary)
     people, units = await checkout.store.community_progress(sale_id, community_id)
     data = group_event_data(sale_id, summary, people, units)
-    await checkout.bus.publish(DomainEvent("group_progress", sale.session_id, data))
+    # The room's copy is read again with the sale's version (see Checkout.publish_group).
+    await checkout.publish_group(sale_id, str(community_id), people, units)
     return data
 
 
@@ -188,7 +189,12 @@ async def decide(checkout: Checkout, group_id: int) -> str:
         return group.status
     data = group_event_data(group.sale_id, summary, group.final_count or 0, group.final_count or 0)
     data["count"] = group.final_count or 0
+    # The version after applying it: holds given back and refunds above count as earlier.
+    progress = await checkout.store.progress(group.sale_id)
+    data["ver"] = int(progress["ver"]) if progress else 0
     await checkout.bus.publish(DomainEvent("group_outcome", session_id, data))
+    # Holds the outcome gave back were not announced one by one: the stock as it is now.
+    await checkout.settle(group.sale_id, force=True)
     log.info("group-buy decided", extra={"group_id": group_id, "status": group.status})
     return group.status
 

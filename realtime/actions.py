@@ -14,7 +14,7 @@ from typing import Any
 
 from commerce import accounts, catalog, live_sessions
 from commerce.accounts import Principal, Role
-from commerce.errors import InvalidInput, Unauthorized
+from commerce.errors import InvalidInput, InvalidState, Unauthorized
 from commerce.events import DomainEvent, EventBus
 from realtime import questions
 from realtime.hub import Hub
@@ -142,6 +142,9 @@ class RoomActions:
         async with self.db.session() as db:
             session = await live_sessions.get_session(db, room)
             live_sessions.ensure_owner(session, who)
+            if session.status == live_sessions.SessionStatus.ENDED:
+                # Nothing is presented after the end: the room shows no 讲解中 any more.
+                raise InvalidState("直播已结束 / The session has ended")
             if product_id is None:
                 await catalog.unpin(db, room)
                 pin_data: dict[str, Any] | None = None

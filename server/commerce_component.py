@@ -15,6 +15,7 @@ from commerce.accounts import Principal, Role
 from commerce.background import PeriodicTask
 from commerce.base import utcnow
 from commerce.checkout import Checkout
+from commerce.events import DomainEvent
 from commerce.flash_sale import FlashSaleStore
 from commerce.holds import HoldSweeper
 from commerce.live_sessions import get_session
@@ -59,9 +60,18 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
     ]
     for worker in workers:
         worker.start()
+
+    async def on_session_ended(event: DomainEvent) -> None:
+        # A session ended by media (the publisher left and did not come back) closes its sales
+        # here; one ended through the API closed them before announcing it (nothing left).
+        if event.session_id is not None:
+            await fulfilment.close_session_sales(checkout, event.session_id)
+
+    unsubscribe = app[events_key].subscribe(on_session_ended, kinds=("session_ended",))
     try:
         yield
     finally:
+        unsubscribe()
         for worker in reversed(workers):
             await worker.stop()
         await redis.aclose()

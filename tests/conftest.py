@@ -46,7 +46,8 @@ E2E_PREFIXES = ("test_browser_", "test_media_", "test_replay_", "test_rtmp_", "t
 FAST_MODULES = frozenset({"test_media_webrtc_units", "test_media_hls_playlist",
                           "test_rtmp_protocol"})
 # Single tests of otherwise fast modules: a subprocess run, or a soak that waits out real time.
-E2E_TESTS = frozenset({"test_trace_chain::test_verify_trace_cli_process"})
+E2E_TESTS = frozenset({"test_trace_chain::test_verify_trace_cli_process",
+                       "test_realtime_convergence::test_counters_converge_after_bursts_on_two_processes"})
 SLOW_TESTS = frozenset({
     "test_sale_properties::test_any_interleaving_keeps_the_sale_books",
     "test_abuse_limits::test_a_socket_client_that_stops_reading_is_dropped_others_keep_receiving",

@@ -17,6 +17,8 @@ const TEXT = {
   status_live: ["直播中", "Live"],
   status_scheduled: ["即将开播", "Scheduled"],
   status_ended: ["已结束", "Ended"],
+  session_ended: ["直播已结束", "This live session has ended"],
+  watch_replay: ["观看回放", "Watch the replay"],
   watch: ["进入直播间", "Watch"],
   nav_home: ["首页", "Home"],
   nav_replays: ["回放", "Replays"],
