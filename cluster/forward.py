@@ -89,6 +89,7 @@ class Forwarder:
         self.signer = signer
         self._session: aiohttp.ClientSession | None = None
         self.forwarded = 0
+        self._in_flight: set[asyncio.Task[object]] = set()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -104,12 +105,25 @@ class Forwarder:
         if self._session is not None:
             await self._session.close()
 
+    def release(self) -> None:
+        """Shutting down: end every request being forwarded now. A proxied websocket or a
+        long-poll waits on another process, and the server's shutdown would wait for it."""
+        for task in list(self._in_flight):
+            task.cancel()
+
+    def _track(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
     def mark(self, request: web.Request) -> str:
         return self.signer.sign(request.method, request.raw_path, request.remote or "")
 
     async def forward(self, request: web.Request, base_url: str) -> web.StreamResponse:
         """Send `request` to the process at `base_url`; its answer is the answer.
         Raises OwnerUnreachable when the connection is refused (nothing was sent)."""
+        self._track()
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._forward_websocket(request, base_url)
         body = await request.read() if request.body_exists else None

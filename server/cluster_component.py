@@ -37,6 +37,7 @@ ORPHAN_CHECK_S = 1.0
 REPLAY_LOCK_MS = 30_000
 # Events the processes holding media must hear wherever they were published.
 CLUSTER_KINDS = ("session_ended",)
+PROCESS_HEADER = "X-Linli-Process"
 ORPHANS = "linli:media:orphans"
 
 
@@ -70,7 +71,19 @@ def setup(app: web.Application, api: Api) -> None:
     # Right after request_context: a request for another process goes there before any
     # handler (or rate limit) runs here.
     app.middlewares.append(forward_middleware)
+    app.on_response_prepare.append(_name_process)
+    app.on_shutdown.append(_release_forwards)
     app.cleanup_ctx.append(cluster_ctx)
+
+
+async def _release_forwards(app: web.Application) -> None:
+    app[cluster_key].forwarder.release()
+
+
+async def _name_process(request: web.Request, response: web.StreamResponse) -> None:
+    """Which process answered (an opaque id, also the prefix of its Engine.IO ids): for
+    operators reading logs and for the cluster tests. A forwarded answer keeps the owner's."""
+    response.headers.setdefault(PROCESS_HEADER, request.app[cluster_key].me.process_id)
 
 
 class ClusterOwnership:

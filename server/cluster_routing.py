@@ -60,7 +60,10 @@ async def forward_middleware(request: web.Request, handler: Handler) -> web.Stre
     if target is None or target.url is None or target.process_id == cluster.me.process_id:
         return await handler(request)
     try:
-        return await cluster.forwarder.forward(request, target.url)
+        response = await cluster.forwarder.forward(request, target.url)
+        if not response.prepared:
+            response.headers["X-Linli-Via"] = cluster.me.process_id
+        return response
     except OwnerUnreachable:
         log.warning("process %s unreachable; handling %s here", target.process_id, path)
         cluster.registry.forget(target.process_id)
