@@ -13,8 +13,8 @@ import asyncio
 import json
 import os
 import secrets
-import signal
 import shutil
+import signal
 import sqlite3
 import time
 from collections.abc import AsyncIterator
