@@ -128,12 +128,19 @@ class Forwarder:
             return await self._forward_websocket(request, base_url)
         body = await request.read() if request.body_exists else None
         headers = _request_headers(request, self.mark(request))
-        try:
-            upstream = await self._client().request(
-                request.method, URL(base_url + request.raw_path, encoded=True), headers=headers,
-                data=body, allow_redirects=False)
-        except aiohttp.ClientConnectorError as exc:
-            raise OwnerUnreachable(str(exc)) from exc
+        for attempt in (1, 2):
+            try:
+                upstream = await self._client().request(
+                    request.method, URL(base_url + request.raw_path, encoded=True),
+                    headers=headers, data=body, allow_redirects=False)
+                break
+            except aiohttp.ClientConnectorError as exc:
+                raise OwnerUnreachable(str(exc)) from exc
+            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+                # A pooled connection to a process that has just died: once more on a new
+                # connection, which is then refused (or works, if it was a mere reset).
+                if attempt == 2:
+                    raise
         self.forwarded += 1
         async with upstream:
             payload = await upstream.read()

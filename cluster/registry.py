@@ -49,7 +49,7 @@ class ProcessRegistry:
 
     async def register(self) -> None:
         """Also the renewal: called every ttl/3 by the app's heartbeat."""
-        value = json.dumps({"url": self.me.url, "node": self.me.node_id})
+        value = json.dumps({"url": self.me.url, "node": self.me.node_id, "pid": os.getpid()})
         now_ms = int(time.time() * 1000)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self._key(self.me.process_id), value, px=self.ttl_ms)

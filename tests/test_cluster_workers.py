@@ -257,3 +257,68 @@ async def test_sigint_stops_a_worker_holding_streams_within_seconds(
             await polling.close()
             await viewer.close()
             await publisher.pc.close()
+
+
+async def _kill_owner(redis: Redis, session_id: int) -> None:
+    process = await owner(redis, session_id)
+    raw = await redis.get(f"linli:cluster:proc:{process}")
+    assert raw is not None
+    os.kill(int(json.loads(raw)["pid"]), signal.SIGKILL)
+
+
+async def test_owner_killed_publisher_reconnects_elsewhere_or_session_ends(
+        server: ServerProcess, redis_client: Redis) -> None:
+    """SIGKILL the worker holding the media: a WHIP re-POST lands in the survivor and takes the
+    session over (viewers can watch again); a session nobody republishes ends within the
+    publisher grace (5 s here) after the owner's lease lapsed."""
+    async with fresh(server.url) as http:
+        admin = await admin_token(http)
+        host_token = await user(http, admin, "host", "host_" + secrets.token_hex(3))
+        again = await new_session(http, host_token, "重连")
+        gone = await new_session(http, host_token, "无人重连")
+        first = await publish(http, again)
+        # the second session's media in the same worker as the first: publish until it is
+        for _ in range(20):
+            lost = await publish(http, gone)
+            if lost.process == first.process:
+                break
+            async with http.delete(lost.location, headers={"Authorization": f"Bearer {gone.key}"}):
+                pass
+            await lost.pc.close()
+            gone = await new_session(http, host_token, "无人重连")
+        assert lost.process == first.process
+        await wait_playlist(http, again.session_id, lambda t: segments(t) >= 1)
+        await _kill_owner(redis_client, again.session_id)
+        await first.pc.close()
+        await lost.pc.close()
+        # The host's app publishes again at once; wherever it lands, it is accepted. (A
+        # connection the kernel had queued for the killed worker is reset: the app retries.)
+        for _ in range(5):
+            try:
+                second = await publish(http, again)
+                break
+            except aiohttp.ClientOSError:
+                await asyncio.sleep(0.2)
+        viewer = None
+        try:
+            assert second.process != first.process
+            assert await owner(redis_client, again.session_id) == second.process
+            viewer = await view(http, again.session_id)
+            assert viewer.status == 201, viewer.body
+            assert await wait_for(lambda: viewer is not None and viewer.got.video_frames >= 10, 30)
+            async with http.get(f"/api/sessions/{again.session_id}") as resp:
+                assert (await resp.json())["status"] == "live"
+            # nobody came back for the other one: ended by the survivor
+            started = time.monotonic()
+            while time.monotonic() - started < 25:
+                async with http.get(f"/api/sessions/{gone.session_id}") as resp:
+                    if (await resp.json())["status"] == "ended":
+                        break
+                await asyncio.sleep(0.5)
+            async with http.get(f"/api/sessions/{gone.session_id}") as resp:
+                assert (await resp.json())["status"] == "ended"
+            assert time.monotonic() - started <= 5 + 6 + 3  # grace + lease + sweep pace
+        finally:
+            if viewer is not None:
+                await viewer.close()
+            await second.pc.close()
