@@ -24,6 +24,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from commerce.background import cancel_and_wait
 from commerce.events import DomainEvent, EventBus
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,7 @@ class ClusterBus:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait(task)  # a cancellation lost inside redis-py is sent again
 
     async def _run(self) -> None:
         while True:
