@@ -8,6 +8,7 @@ check every `ttl/3` and take over once it lapses (the holder died or stopped).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
@@ -34,9 +35,11 @@ class ClusterLeader:
         return self._leading
 
     async def resign(self) -> None:
+        """Let another process lead at once (if Redis is away, the lease lapses by itself)."""
         if self._leading:
             self._leading = False
-            await self._leases.release(self.key)
+            with contextlib.suppress(Exception):
+                await self._leases.release(self.key)
 
     def guard(self, step: Step) -> Step:
         """`step`, run only while leading (0: nothing done, the task idles)."""

@@ -3,6 +3,7 @@ cross-process event bus, request forwarding and the work done once per cluster."
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -148,8 +149,31 @@ async def builds_replay_here(app: web.Application, event: DomainEvent) -> bool:
         return True
     if record.node_id != cluster.me.node_id or await cluster.registry.alive(record.process_id):
         return False
-    adopt = f"linli:replay:adopt:{event.session_id}:{record.process_id}"
+    return await _adopt(cluster, event.session_id, record.process_id)
+
+
+async def _adopt(cluster: Cluster, session_id: int, dead: str) -> bool:
+    adopt = f"linli:replay:adopt:{session_id}:{dead}"
     return bool(await cluster.redis.set(adopt, cluster.me.process_id, nx=True, ex=86_400))
+
+
+async def builds_replay_later(app: web.Application, session_id: int) -> bool:
+    """The recording process of this node looked alive when the session ended; it may have died
+    just before (a crash and a restart within its lease). Once its registration would have
+    lapsed: True if it is gone and this process adopts the build. A build that finds the
+    replay up to date is skipped, so a late adopter never builds it twice."""
+    cluster = app.get(cluster_key)
+    if cluster is None:
+        return False
+    record = await cluster.owners.record(session_id)
+    if (record is None or record.process_id == cluster.me.process_id
+            or record.node_id != cluster.me.node_id):
+        return False
+    await asyncio.sleep(LEASE_MS / 1000 + 1)
+    cluster.registry.forget(record.process_id)
+    if await cluster.registry.alive(record.process_id):
+        return False
+    return await _adopt(cluster, session_id, record.process_id)
 
 
 async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -174,7 +198,11 @@ async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
         detach()
         await cluster.bus.stop()
         await leader.resign()
-        await cluster.registry.unregister()
+        try:
+            await cluster.registry.unregister()
+        except Exception:
+            # Redis is away: the lease and the entry lapse by themselves.
+            log.warning("cluster entries not removed at stop", exc_info=True)
         await cluster.forwarder.close()
 
 
