@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,8 +20,10 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from server.app import create_app
+from server.database import Database
 from server.embedded_redis import EmbeddedRedis
 from server.settings import Settings
+from tests.lanes import Classifier, e2e_reasons
 from tests.pg_cluster import PgCluster
 
 ADMIN_PASSWORD = "admin-password-123"
@@ -31,63 +35,42 @@ def pytest_report_header() -> list[str]:
 
 
 # Lanes: every test gets one of `unit`, `app` or `e2e` here, so `make test-fast` (unit and app,
-# SQLite only) picks up new tests without anyone remembering a marker. A module is `e2e` when
-# it runs servers or clients as subprocesses, real media pipelines (ffmpeg, WebRTC peers),
-# Chromium, or long soaks; list a new such module here. Otherwise the fixtures decide: a test
-# that needs Redis, a database or the app is `app`, one that needs none of them is `unit`.
-E2E_MODULES = frozenset({
-    "test_backup_restore", "test_chaos", "test_commerce_crash", "test_fuzz_api",
-    "test_realtime_cluster", "test_realtime_js", "test_redis_cluster",
-})
-# Media, replay, RTMP, browser and multi-process modules are e2e by their name's prefix (a new
-# one is slow by default); these few of them hold only pure functions or parsers.
-E2E_PREFIXES = ("test_browser_", "test_media_", "test_replay_", "test_rtmp_", "test_cluster_",
-                "test_two_nodes")
-FAST_MODULES = frozenset({"test_media_webrtc_units", "test_media_hls_playlist",
-                          "test_rtmp_protocol"})
-# Single tests of otherwise fast modules: a subprocess run, or a soak that waits out real time.
-E2E_TESTS = frozenset({"test_trace_chain::test_verify_trace_cli_process",
-                       "test_realtime_convergence::test_counters_converge_after_bursts_on_two_processes"})
-SLOW_TESTS = frozenset({
-    "test_sale_properties::test_any_interleaving_keeps_the_sale_books",
-    "test_abuse_limits::test_a_socket_client_that_stops_reading_is_dropped_others_keep_receiving",
-})
-APP_FIXTURES = frozenset({"redis_url", "redis_client", "settings", "make_api", "api",
-                          "aiohttp_client", "aiohttp_server", "postgres_admin_url"})
+# SQLite only) picks up new tests without anyone remembering a marker. tests/lanes.py reads what
+# a test runs (its code, its fixtures, the helpers they call): processes, media pipelines,
+# WebRTC peers or Chromium make it `e2e`; otherwise one that needs Redis, a database or the app
+# is `app`, and one that needs none of them is `unit`. A marker written on the test wins.
+LANES = ("unit", "app", "e2e")
+APP_FIXTURES = frozenset({"redis_url", "aiohttp_client", "aiohttp_server", "postgres_admin_url"})
 POSTGRES_FIXTURES = frozenset({"postgres_admin_url", "pg_settings"})
 
 
-def is_e2e_module(module: str) -> bool:
-    if module in FAST_MODULES:
-        return False
-    return module in E2E_MODULES or module.startswith(E2E_PREFIXES)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    classifier = Classifier()
     for item in items:
-        module = item.path.stem
-        test = f"{module}::{getattr(item, 'originalname', item.name)}"
         fixtures = set(getattr(item, "fixturenames", ()))
-        if is_e2e_module(module) or test in E2E_TESTS:
-            item.add_marker(pytest.mark.e2e)
-        elif fixtures & APP_FIXTURES:
-            item.add_marker(pytest.mark.app)
-        else:
-            item.add_marker(pytest.mark.unit)
-        if test in SLOW_TESTS:
-            item.add_marker(pytest.mark.slow)
-        if module.startswith("test_browser_") or module == "test_media_webrtc_browser":
-            item.add_marker(pytest.mark.browser)
+        if not any(item.get_closest_marker(lane) for lane in LANES):
+            reasons = e2e_reasons(item, classifier)
+            if reasons:
+                item.add_marker(pytest.mark.e2e)
+            elif fixtures & APP_FIXTURES:
+                item.add_marker(pytest.mark.app)
+            else:
+                item.add_marker(pytest.mark.unit)
+            if "browser" in reasons and not item.get_closest_marker("browser"):
+                item.add_marker(pytest.mark.browser)
         callspec = getattr(item, "callspec", None)
         on_postgres = callspec is not None and callspec.params.get("db_backend") == "postgres"
-        if on_postgres or fixtures & POSTGRES_FIXTURES:
+        if (on_postgres or fixtures & POSTGRES_FIXTURES) and not item.get_closest_marker("postgres"):
             item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
+    """One redis-server per session, so one per pytest-xdist worker: tests flush it and the app
+    listens on fixed pub/sub channels, so two workers must never share one. A server given in
+    LINLI_TEST_REDIS_URL therefore serves only runs without parallel workers."""
     given = os.environ.get("LINLI_TEST_REDIS_URL")
-    if given:
+    if given and int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) <= 1:
         yield given
         return
     server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="linli-redis-")))
@@ -140,13 +123,37 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "var"
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated from empty to head, once per session (per xdist worker).
+
+    Each test's app starts on a copy, so its start-up finds the schema current instead of
+    running every migration again (about half of the app tests' set-up time)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "linli.db"
+
+    async def build() -> None:
+        database = Database(f"sqlite+aiosqlite:///{path}")
+        try:
+            await database.migrate()
+        finally:
+            await database.close()
+
+    asyncio.run(build())
+    return path
+
+
 @pytest.fixture
-def settings(data_dir: Path, redis_url: str, redis_client: Redis) -> Settings:
+def settings(data_dir: Path, redis_url: str, redis_client: Redis, sqlite_template: Path) -> Settings:
     """SQLite settings; tests that need both databases use `any_db_settings`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for part in sqlite_template.parent.glob(sqlite_template.name + "*"):  # with any -wal/-shm
+        shutil.copyfile(part, data_dir / part.name)
     return Settings(
         data_dir=data_dir, redis_url=redis_url, database_url=None,
         secret_key=secrets.token_urlsafe(32), admin_password=ADMIN_PASSWORD, demo=False,
-        hold_ttl_s=60,
+        # A free RTMP port per app: the listener uses SO_REUSEPORT, so apps of parallel workers
+        # (or a `make run` nearby) on the default port would take each other's connections.
+        hold_ttl_s=60, rtmp_port=0,
     )
 
 

@@ -363,6 +363,7 @@ class StalledClient:
         self.sock.close()
 
 
+@pytest.mark.slow
 async def test_a_socket_client_that_stops_reading_is_dropped_others_keep_receiving(
         make_api: AppFactory, settings: Settings) -> None:
     api = await make_api(settings.with_(socket_max_queued_bytes=64 * 1024))

@@ -351,6 +351,7 @@ class SaleMachine(RuleBasedStateMachine):
         assert {text(h): json.loads(v) for h, v in stored.items()} == self.confirmed
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_any_interleaving_keeps_the_sale_books(redis_url: str) -> None:
     run_state_machine_as_test(
