@@ -17,7 +17,7 @@ is overloaded its encoder falls behind and every figure with it.
 Paths:
   forward  the real app (`python -m server serve`, demo off): WHIP in, WHEP out, RTP forwarded
   relay    baseline: a bare aiortc server where each viewer gets MediaRelay.subscribe() of the
-           decoded publisher track, i.e. aiortc re-encodes per viewer (what DESIGN.md measured)
+           decoded publisher track, i.e. aiortc re-encodes per viewer (the cost bench/RESULTS.md records)
 Prints one JSON line per run and a summary with the CPU slope per additional viewer.
 Measurement harness: it monkeypatches aiortc in its own processes, never in the app.
 """

@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.base import Base, utcnow
+from commerce.live_sessions import LiveSession
+from commerce.locks import lock_row
 
 KEY_TTL_S = 90 * 24 * 3600
 
@@ -62,7 +64,9 @@ async def live_counts(redis: Redis, session_id: int) -> tuple[int, int]:
 async def freeze(db: AsyncSession, redis: Redis, session_id: int) -> SessionAudience:
     """Copy the session's counts into SQL (called when the session ends; repeatable)."""
     viewers, interacting = await live_counts(redis, session_id)
-    row = await db.get(SessionAudience, session_id)
+    # The row is inserted by the first freeze: two at once (a session ended twice) take turns.
+    await lock_row(db, LiveSession, session_id)
+    row = await db.get(SessionAudience, session_id, populate_existing=True)
     if row is None:
         row = SessionAudience(session_id=session_id, viewers=viewers, interacting=interacting)
         db.add(row)

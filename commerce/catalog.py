@@ -9,13 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, Text, select
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.accounts import Principal, Role
 from commerce.base import Base, as_utc, utcnow
 from commerce.errors import Forbidden, NotFound
+from commerce.live_sessions import LiveSession
+from commerce.locks import lock_row
 
 
 class Batch(Base):
@@ -47,7 +49,7 @@ class Product(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     name: Mapped[str] = mapped_column(String(120))
     unit: Mapped[str] = mapped_column(String(32), default="份")
-    price_fen: Mapped[int] = mapped_column()
+    price_fen: Mapped[int] = mapped_column(BigInteger)
     description: Mapped[str] = mapped_column(Text, default="")
     photos: Mapped[list[str]] = mapped_column(JSON, default=list)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), nullable=True, index=True)
@@ -163,6 +165,9 @@ async def pin_product(
 
 
 async def unpin(db: AsyncSession, session_id: int, at: datetime | None = None) -> None:
+    # A session has at most one open pin (the product on screen, which claims and replay
+    # chapters point at): pins made at once take turns on the session row.
+    await lock_row(db, LiveSession, session_id)
     at = at or utcnow()
     open_pins = await db.execute(
         select(ProductPin).where(ProductPin.session_id == session_id, ProductPin.unpinned_at.is_(None))

@@ -13,7 +13,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from commerce import orders
+from commerce import orders, refunds
 from commerce.accounts import Membership, Principal
 from commerce.errors import Forbidden
 from commerce.events import DomainEvent, EventBus
@@ -37,12 +37,16 @@ NOT_MEMBER_RECHECK_S = 10
 
 
 def group_event_data(sale_id: int, summary: dict[str, Any], people: int, units: int) -> dict[str, Any]:
-    """The `group_progress` / `group_outcome` payload realtime/ broadcasts."""
+    """The `group_progress` / `group_outcome` payload realtime/ broadcasts. A decided group-buy
+    shows the count it was decided on (what GET /api/group-buys/{id} answers), not live units."""
     unit = summary.get("unit", "people")
+    count = people if unit == "people" else units
+    if summary.get("final_count") is not None:
+        count = int(summary["final_count"])
     return {
         "group_id": summary["id"], "sale_id": sale_id, "community_id": summary["community_id"],
         "community_name": summary.get("community_name", ""),
-        "count": people if unit == "people" else units, "threshold": summary["threshold"],
+        "count": count, "threshold": summary["threshold"],
         "unit": unit, "deadline": summary["deadline"], "status": summary["status"],
     }
 
@@ -58,6 +62,8 @@ class Checkout:
         self.provider = provider
         # sale id -> session id, so stock events need no SQL; bounded, refilled from Redis.
         self._sessions: dict[int, int] = {}
+        # sale id -> the version this process last told the room about through `settle`.
+        self._settled: dict[int, int] = {}
 
     async def session_of(self, sale_id: int) -> int | None:
         found = self._sessions.get(sale_id)
@@ -80,20 +86,51 @@ class Checkout:
         session = int(session) if session is not None else await self.session_of(sale_id)
         await self.bus.publish(DomainEvent("stock_changed", session, {
             "sale_id": sale_id, "remaining": result["remaining"], "held": result["held"],
-            "sold": result["sold"], "gift_left": gift_left,
+            "sold": result["sold"], "gift_left": gift_left, "ver": int(result.get("ver") or 0),
         }))
 
     async def publish_group(self, sale_id: int, community: str, people: int, units: int,
-                            summary: Any = None) -> None:
+                            summary: Any = None, ver: int | None = None) -> None:
+        """Progress of the community's group-buy, if it has one. `people`, `units` and `summary`
+        must be what the script that returned `ver` saw; without a version they are read again,
+        atomically with one, so a value without its version never reaches the room."""
         if not community:
             return
-        if summary is None:
-            summary = await self.store.redis.hget(keys(sale_id)["groups"], community)
+        if ver is None:
+            fresh = await self.store.progress(sale_id)
+            entry = ((fresh or {}).get("groups") or {}).get(community)
+            if fresh is None or entry is None:
+                return
+            people, units, summary = int(entry["people"]), int(entry["units"]), entry["summary"]
+            ver = int(fresh["ver"])
         if not summary:
             return
         data = json.loads(summary) if isinstance(summary, (str, bytes)) else summary
         await self.bus.publish(DomainEvent("group_progress", await self.session_of(sale_id),
-                                           group_event_data(sale_id, data, people, units)))
+                                           {**group_event_data(sale_id, data, people, units),
+                                            "ver": ver}))
+
+    async def settle(self, sale_id: int, *, force: bool = False) -> bool:
+        """Tell the room the sale's counters and group progress as Redis holds them now, with
+        their version: the final word after a burst, whatever the events before it said (one
+        lost between a script and its publish, a hold given back by a group-buy's outcome).
+        Skipped when this process already settled this version, unless `force`."""
+        fresh = await self.store.progress(sale_id)
+        if fresh is None:
+            return False
+        ver = int(fresh["ver"])
+        if not force and self._settled.get(sale_id) == ver:
+            return False
+        if len(self._settled) >= MAX_CACHED_SALES:
+            self._settled.clear()
+        self._settled[sale_id] = ver
+        self._sessions.setdefault(sale_id, int(fresh["session"]))
+        gift_left = max(0, int(fresh["gift_n"] or 0) - int(fresh["paid"] or 0))
+        await self.publish_stock(sale_id, {**fresh, "gift_left": gift_left})
+        for community, entry in (fresh.get("groups") or {}).items():
+            await self.publish_group(sale_id, community, int(entry["people"]),
+                                     int(entry["units"]), entry["summary"], ver)
+        return True
 
     # --- reserve -------------------------------------------------------------------------------
 
@@ -109,8 +146,11 @@ class Checkout:
                 raise
             result = await self.store.reserve(sale_id, buyer.user_id, qty, community_id, idem_key)
         await self.publish_stock(sale_id, result)
-        await self.publish_group(sale_id, result["community"], result["people"], result["units"],
-                                 result.get("group") or None)
+        group = result.get("group") or None
+        # reserve.lua hands back the summary it saw; none means the community has no group-buy.
+        if group is not None:
+            await self.publish_group(sale_id, result["community"], result["people"],
+                                     result["units"], group, int(result["ver"]))
         return result
 
     async def _refresh_membership(self, sale_id: int, user_id: int) -> bool:
@@ -154,12 +194,13 @@ class Checkout:
         sale_id = sale_of_hold(hold_id)
         done = await self.store.paid(hold_id)
         if done is not None:
-            if int(done["buyer"]) != buyer.user_id:
-                raise Forbidden("这不是你的订单 / Not your hold", reason="not_yours")
-            order = await self._record(sale_id, done)
-            return {"order_id": order.id, "status": order.status}
+            return await self._already_paid(sale_id, done, buyer)
         hold = await self.store.hold(hold_id)
         if hold is None:
+            # Paid by a concurrent request between the two reads: answer with its order.
+            done = await self.store.paid(hold_id)
+            if done is not None:
+                return await self._already_paid(sale_id, done, buyer)
             await self._missing_hold(sale_id, hold_id)
         assert hold is not None
         if int(hold["b"]) != buyer.user_id:
@@ -173,6 +214,13 @@ class Checkout:
             return {"status": "pending", "payment_ref": start.payment_ref,
                     "redirect_url": start.redirect_url}
         order = await self.accept_callback(asdict(start.callback))
+        return {"order_id": order.id, "status": order.status}
+
+    async def _already_paid(self, sale_id: int, done: dict[str, Any],
+                            buyer: Principal) -> dict[str, Any]:
+        if int(done["buyer"]) != buyer.user_id:
+            raise Forbidden("这不是你的订单 / Not your hold", reason="not_yours")
+        order = await self._record(sale_id, done)
         return {"order_id": order.id, "status": order.status}
 
     async def _missing_hold(self, sale_id: int, hold_id: str) -> None:
@@ -200,18 +248,19 @@ class Checkout:
                                               callback.amount_fen // max(qty, 1))
         except HoldExpired:
             # The provider took the money for a hold that lapsed meanwhile: give it back.
-            await self.provider.refund(callback.payment_ref, callback.amount_fen, "hold expired")
+            await self._return_payment(callback.payment_ref, callback.amount_fen, "hold expired")
             raise
         except NoSuchHold:
             # Gone before we confirmed: the sweeper returned it (it lapsed while the payment was
             # on its way) or it was given back. The money came in all the same; it goes back,
             # and the buyer hears "expired", not 404 (bench/chaos.py: paid, told not found).
-            await self.provider.refund(callback.payment_ref, callback.amount_fen, "hold gone")
+            await self._return_payment(callback.payment_ref, callback.amount_fen, "hold gone")
             raise HoldExpired("订单保留已过期或已取消 / The hold expired or was released") from None
         if result["ref"] != callback.payment_ref:
             # Paid twice (two tabs, two providers): the first payment made the order; return
             # the second one's money and answer with the existing order.
-            await self.provider.refund(callback.payment_ref, callback.amount_fen, "duplicate payment")
+            await self._return_payment(callback.payment_ref, callback.amount_fen,
+                                       "duplicate payment")
             return await self._record(sale_id, result)
         order = await self._record(sale_id, result)
         await self.publish_stock(sale_id, result)
@@ -221,6 +270,12 @@ class Checkout:
         }))
         return order
 
+    async def _return_payment(self, payment_ref: str, amount_fen: int, reason: str) -> None:
+        """Money that came in without making an order goes back, once per payment: the key is
+        the payment itself, so a duplicated or retried callback returns nothing twice."""
+        await refunds.pay_out(self.uow, self.provider, refunds.refund_key("payment", payment_ref),
+                              payment_ref, amount_fen, reason)
+
     async def _record(self, sale_id: int, result: dict[str, Any]) -> Order:
         conf = Confirmation(
             sale_id=sale_id, session_id=int(result["session"]), hold_id=result["hold"],
@@ -229,8 +284,36 @@ class Checkout:
             payment_ref=str(result["ref"]), paid_rank=int(result["paid_rank"]),
             gift=int(result["gift"]) == 1, at_ms=int(result["entry"].split("-")[0]),
         )
+        return await self.record(conf)
+
+    async def record(self, conf: Confirmation) -> Order:
+        """Write the order of a confirmation (idempotent; every writer comes through here: the
+        pay route, the callback, the log consumer, reconcile), then settle what a group-buy
+        outcome owes it."""
         order, _created = await orders.write_confirmation(self.uow, conf)
+        await self._owed_group_price(order)
         return order
+
+    async def _owed_group_price(self, order: Order) -> None:
+        """An order paid above its community's price after the group-buy succeeded (its price
+        was read a moment before the outcome reached Redis) gets the difference back.
+
+        The outcome's own pass (group_buys.decide) lists the orders in SQL after publishing the
+        outcome to Redis, and this check reads Redis after the order is in SQL: whichever comes
+        second sees the other, so no order is missed; both refund under the same key, so none
+        is refunded twice."""
+        if order.community_id is None:
+            return
+        raw = await self.store.redis.hget(keys(order.sale_id)["groups"], str(order.community_id))
+        if not raw:
+            return
+        group = json.loads(raw)
+        price = int(group.get("group_price_fen") or 0)
+        if group.get("status") != "succeeded" or not 0 < price < order.unit_price_fen:
+            return
+        await refunds.refund_difference(
+            self.uow, self.provider, order.id, price, f"group-buy {group['id']} succeeded",
+            refunds.refund_key("order", order.id, f"group-{group['id']}"))
 
     # --- release / expire ----------------------------------------------------------------------
 
@@ -239,18 +322,19 @@ class Checkout:
         sale_id = sale_of_hold(hold_id)
         result = await self.store.release(hold_id, None if actor.is_admin else actor.user_id)
         await self.publish_stock(sale_id, result)
-        await self.publish_group(sale_id, result["community"], result["people"], result["units"])
+        # release.lua does not hand back the summary: read it with progress, and a version.
+        await self.publish_group(sale_id, result["community"], 0, 0)
         return result
 
     async def expire(self, sale_id: int) -> int:
         """Return expired holds of one sale to stock; publishes when anything moved."""
         result = await self.store.expire(sale_id)
         if result["expired"]:
-            await self.publish_stock(sale_id, result)
-            communities = result.get("communities") or {}
-            if isinstance(communities, dict):
-                for cid, (people, units) in communities.items():
-                    await self.publish_group(sale_id, str(cid), int(people or 0), int(units or 0))
+            # Stock and every group-buy's progress, read again with their version.
+            await self.settle(sale_id, force=True)
+        elif self._settled.get(sale_id) != int(result.get("ver") or 0):
+            # Quiet now, and changed since this process last said where it stands: say it.
+            await self.settle(sale_id)
         return int(result["expired"])
 
     async def sale_event(self, kind: str, sale: Sale, product_name: str) -> None:
@@ -265,6 +349,7 @@ class Checkout:
             "gift_first_n": sale.gift_first_n,
             "gift_left": counts.gift_left if counts else sale.gift_first_n,
             "starts_at": data["starts_at"], "ends_at": data["ends_at"], "status": data["status"],
+            "ver": counts.ver if counts else 0,
         }))
 
 

@@ -9,6 +9,12 @@ decided (at once for auto-approval), overdue when undecided past due or decided 
 Money: payout = unit price × bad units × multiplier ("坏一赔十" = 10). The part up to what is
 left of the order is refunded through the payment provider; the rest is recorded as
 `compensation_fen` (credit owed to the buyer; paying it out is outside the payment interface).
+
+Concurrency: the auto-approval limit (ABUSE_MAX_AUTO per ABUSE_WINDOW) is counted under a lock
+on the buyer's user row, so a buyer's claims are decided one after another however many arrive
+at once; a queued claim is decided by a conditional UPDATE (`WHERE status = 'pending'`), so an
+approve racing a reject (or itself) decides once; the refund goes through commerce/refunds.py
+under the key `refund:order:<order id>:claim` (one claim per order).
 """
 
 from __future__ import annotations
@@ -18,18 +24,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, Text, func, select
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from commerce.accounts import Principal, Role
+from commerce.accounts import Principal, Role, User
 from commerce.base import Base, as_utc, utcnow
-from commerce.catalog import get_product
+from commerce.catalog import Product, get_product
 from commerce.claims_refunds import Refunder
-from commerce.errors import Conflict, Forbidden, InvalidInput, InvalidState, NotFound
+from commerce.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+)
 from commerce.live_sessions import LiveSession
+from commerce.locks import lock_row
 from commerce.orders import Order
+from commerce.refunds import refund_key
 from commerce.trace_signing import iso
 from commerce.trust_orders import fulfilled_order
 from commerce.uploads import Upload, claim_uploads, may_read, refuse_read
@@ -37,6 +52,25 @@ from commerce.uploads import Upload, claim_uploads, may_read, refuse_read
 ABUSE_WINDOW = timedelta(days=30)
 ABUSE_MAX_AUTO = 3  # auto-approved claims per buyer per window; more go to a human
 DEFAULT_RESPONSE_HOURS = 24
+MAX_PHOTOS = 6
+
+
+class PhotoRequired(DomainError):
+    code = "photo_required"
+    status = 400
+    default_message = "该商品的售后需要上传照片 / This product's after-sales policy requires a photo"
+
+
+class EmptyClaim(DomainError):
+    code = "claim_empty"
+    status = 400
+    default_message = "请描述问题或上传照片 / Describe the problem or add a photo"
+
+
+class ClaimClosed(DomainError):
+    code = "claim_closed"
+    status = 409
+    default_message = "该售后已处理,不能再补充 / The claim is already decided"
 
 
 class ClaimReason(enum.StrEnum):
@@ -64,7 +98,7 @@ class ClaimPolicy(Base):
     full_refund_without_return: Mapped[bool] = mapped_column(default=True)
     multiplier: Mapped[int] = mapped_column(default=1)
     max_days_after_pickup: Mapped[int] = mapped_column(default=2)
-    auto_approve_max_fen: Mapped[int] = mapped_column(default=10_000)
+    auto_approve_max_fen: Mapped[int] = mapped_column(BigInteger, default=10_000)
     require_photo: Mapped[bool] = mapped_column(default=True)
     response_hours: Mapped[int] = mapped_column(default=2)
     updated_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
@@ -98,9 +132,10 @@ class Claim(Base):
     status: Mapped[str] = mapped_column(String(12), index=True)
     auto: Mapped[bool] = mapped_column(default=False)
     rule_notes: Mapped[list[str]] = mapped_column(JSON, default=list)
-    payout_fen: Mapped[int] = mapped_column(default=0)
-    refund_fen: Mapped[int] = mapped_column(default=0)
-    compensation_fen: Mapped[int] = mapped_column(default=0)
+    # BIGINT: unit price (10^8) × bad units (1000) × multiplier (10) passes 32 bits.
+    payout_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    refund_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    compensation_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     refund_ref: Mapped[str] = mapped_column(String(80), default="")
     decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     decision_note: Mapped[str] = mapped_column(String(500), default="")
@@ -148,7 +183,9 @@ async def set_policy(db: AsyncSession, actor: Principal, product_id: int, **valu
     product = await get_product(db, product_id)
     if not actor.is_admin and (actor.role is not Role.HOST or product.owner_id != actor.user_id):
         raise Forbidden("这不是你的商品 / Not your product")
-    policy = await db.get(ClaimPolicy, product_id)
+    # The first policy of a product is an insert: N saves at once must not all insert it.
+    await lock_row(db, Product, product_id)
+    policy = await db.get(ClaimPolicy, product_id, populate_existing=True)
     if policy is None:
         policy = ClaimPolicy(product_id=product_id, updated_by=actor.user_id)
         db.add(policy)
@@ -190,7 +227,10 @@ async def file_claim(
     db: AsyncSession, refunder: Refunder, actor: Principal, order_id: int, reason: ClaimReason,
     description: str, photo_ids: list[int], bad_qty: int,
 ) -> Claim:
-    """The buyer files; within policy it is approved and refunded in the same transaction."""
+    """The buyer files; within policy it is approved and refunded at once.
+
+    Everything the policy refuses (no photo where one is required, nothing said at all) is
+    refused before anything is written, so the buyer can simply try again."""
     facts = await fulfilled_order(db, order_id, actor)
     order, evidence = facts.order, facts.evidence
     if not 1 <= bad_qty <= order.qty:
@@ -199,12 +239,15 @@ async def file_claim(
     if existing is not None:
         raise Conflict("该订单已申请售后 / This order already has a claim", reason="claim_exists",
                        claim_id=existing[0])
-    photos = await claim_uploads(db, actor, photo_ids, ("claim",), make_public=False)
-    if any(photo.claim_id is not None for photo in photos):
-        # A photo is readable by the parties of its one claim; sharing it would widen that.
-        raise Conflict("照片已用于另一售后 / A photo is already attached to another claim",
-                       reason="photo_in_use")
     policy = await get_policy(db, evidence.product_id)
+    if not photo_ids and policy is not None and policy.require_photo:
+        raise PhotoRequired(product_id=evidence.product_id)
+    if not photo_ids and not description.strip():
+        raise EmptyClaim()
+    # One buyer's claims are decided one at a time: the auto-approval count below must see
+    # every claim this buyer filed before, even one filed a millisecond ago.
+    await lock_row(db, User, actor.user_id)
+    photos = await claim_uploads(db, actor, photo_ids, ("claim",), make_public=False)
     now = utcnow()
     decision = await auto_decision(db, policy, order, actor.user_id, facts.picked_up_at, bad_qty,
                                    bool(photos), now)
@@ -214,7 +257,7 @@ async def file_claim(
         batch_id=evidence.batch_id, session_id=evidence.session_id, pin_id=evidence.pin_id,
         pinned_at=evidence.pinned_at, community_id=order.community_id, reason=reason.value,
         description=description, photos=[p.id for p in photos], bad_qty=bad_qty,
-        status=ClaimStatus.PENDING.value, auto=False, rule_notes=decision.notes,
+        status=ClaimStatus.PENDING.value, auto=decision.auto, rule_notes=decision.notes,
         payout_fen=decision.payout_fen, due_at=now + timedelta(hours=hours), created_at=now,
     )
     db.add(claim)
@@ -223,11 +266,43 @@ async def file_claim(
     except IntegrityError:
         raise Conflict("该订单已申请售后 / This order already has a claim",
                        reason="claim_exists") from None
-    for photo in photos:
-        photo.claim_id = claim.id
+    await _link_photos(db, claim, [p.id for p in photos])
     if decision.auto:
-        claim.auto = True
         await _approve(db, refunder, claim, order, decision.payout_fen, None, "自动通过 / auto-approved")
+    return claim
+
+
+async def _link_photos(db: AsyncSession, claim: Claim, photo_ids: list[int]) -> None:
+    """Attach photos to one claim, each only if it is attached to none (a conditional UPDATE:
+    two claims racing for one photo cannot both get it)."""
+    if not photo_ids:
+        return
+    linked = await db.execute(
+        update(Upload).where(Upload.id.in_(photo_ids), Upload.claim_id.is_(None))
+        .values(claim_id=claim.id).execution_options(synchronize_session=False)
+    )
+    if linked.rowcount != len(photo_ids):  # type: ignore[attr-defined]
+        # A photo is readable by the parties of its one claim; sharing it would widen that.
+        raise Conflict("照片已用于另一售后 / A photo is already attached to another claim",
+                       reason="photo_in_use")
+
+
+async def add_photos(db: AsyncSession, actor: Principal, claim_id: int, photo_ids: list[int]) -> Claim:
+    """The buyer adds photos to their own claim while it waits for a decision."""
+    claim = await get_claim(db, claim_id)
+    if claim.buyer_id != actor.user_id:
+        raise Forbidden("这不是你的售后 / Not your claim")
+    await lock_row(db, Claim, claim_id)  # two uploads at once must both land in `photos`
+    claim = await get_claim(db, claim_id, fresh=True)
+    if claim.status != ClaimStatus.PENDING.value:
+        raise ClaimClosed(status=claim.status)
+    new = [pid for pid in dict.fromkeys(photo_ids) if pid not in (claim.photos or [])]
+    if len(claim.photos or []) + len(new) > MAX_PHOTOS:
+        raise InvalidInput(f"最多 {MAX_PHOTOS} 张照片 / At most {MAX_PHOTOS} photos", field="photos")
+    photos = await claim_uploads(db, actor, new, ("claim",), make_public=False)
+    await _link_photos(db, claim, [p.id for p in photos])
+    claim.photos = [*(claim.photos or []), *(p.id for p in photos)]
+    await db.flush()
     return claim
 
 
@@ -235,14 +310,18 @@ async def _approve(
     db: AsyncSession, refunder: Refunder, claim: Claim, order: Order, payout_fen: int,
     actor: Principal | None, note: str,
 ) -> None:
-    refunded, ref = await refunder.refund(db, order, payout_fen, f"claim {claim.id}", actor)
+    """Record the decision and the refund together, commit, then pay (commerce/refunds.py)."""
+    refund = await refunder.reserve(db, order, payout_fen, f"claim {claim.id}", actor,
+                                    refund_key("order", order.id, "claim"))
     claim.status = ClaimStatus.APPROVED.value
     claim.payout_fen = payout_fen
-    claim.refund_fen, claim.refund_ref = refunded, ref
-    claim.compensation_fen = max(0, payout_fen - refunded)
+    claim.refund_fen = refund.amount_fen
+    claim.compensation_fen = max(0, payout_fen - refund.amount_fen)
     claim.decided_by = actor.user_id if actor else None
     claim.decision_note = note[:500]
     claim.responded_at = utcnow()
+    await db.flush()
+    claim.refund_ref = await refunder.pay(db, refund)
     await db.flush()
 
 
@@ -255,35 +334,48 @@ async def decide(
     db: AsyncSession, refunder: Refunder, actor: Principal, claim_id: int, approve: bool,
     note: str = "", payout_fen: int | None = None,
 ) -> Claim:
-    """An assistant approves (refund executed) or rejects a queued claim."""
+    """An assistant approves (refund executed) or rejects a queued claim; decided once."""
     ensure_can_decide(actor)
     claim = await get_claim(db, claim_id)
-    if claim.status != ClaimStatus.PENDING.value:
-        raise InvalidState("该售后已处理 / Claim already decided", status=claim.status)
     order = await db.get(Order, claim.order_id)
     if order is None:
         raise NotFound("订单不存在 / No such order")
+    payout = claim.payout_fen if payout_fen is None else payout_fen
     if approve:
         policy = await get_policy(db, claim.product_id)
         ceiling = order.unit_price_fen * claim.bad_qty * max(policy.multiplier if policy else 1, 1)
-        payout = claim.payout_fen if payout_fen is None else payout_fen
         if not 0 < payout <= ceiling:
             raise InvalidInput(f"赔付须为 1–{ceiling} 分 / payout_fen must be 1–{ceiling}",
                                field="payout_fen")
+    # The decision is claimed first: of N approvals and rejections at once, one moves the claim.
+    status = ClaimStatus.APPROVED if approve else ClaimStatus.REJECTED
+    claimed = await db.execute(
+        update(Claim).where(Claim.id == claim_id, Claim.status == ClaimStatus.PENDING.value)
+        .values(status=status.value, decided_by=actor.user_id, decision_note=note[:500],
+                responded_at=utcnow()).execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        current = (await db.execute(select(Claim.status).where(Claim.id == claim_id))).scalar_one()
+        raise InvalidState("该售后已处理 / Claim already decided", status=current)
+    claim = await get_claim(db, claim_id, fresh=True)
+    if approve:
         await _approve(db, refunder, claim, order, payout, actor, note)
-    else:
-        claim.status = ClaimStatus.REJECTED.value
-        claim.decided_by, claim.decision_note = actor.user_id, note[:500]
-        claim.responded_at = utcnow()
-        await db.flush()
     return claim
 
 
-async def get_claim(db: AsyncSession, claim_id: int) -> Claim:
-    claim = await db.get(Claim, claim_id)
+async def get_claim(db: AsyncSession, claim_id: int, fresh: bool = False) -> Claim:
+    claim = await db.get(Claim, claim_id, populate_existing=fresh)
     if claim is None:
         raise NotFound("售后不存在 / No such claim")
     return claim
+
+
+async def claims_by_order(db: AsyncSession, order_ids: list[int]) -> dict[int, Claim]:
+    """The claim of each order that has one (the orders page shows its status)."""
+    if not order_ids:
+        return {}
+    rows = await db.execute(select(Claim).where(Claim.order_id.in_(order_ids)))
+    return {claim.order_id: claim for claim in rows.scalars()}
 
 
 def may_view(claim: Claim, actor: Principal, session_host_id: int) -> bool:

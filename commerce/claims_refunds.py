@@ -1,10 +1,13 @@
 """How an approved claim moves money: through the commerce payment provider's `refund`.
 
-`Refunder` is the small interface claims need. `ProviderRefunder` adapts the commerce
-engineer's `commerce.payments.PaymentProvider`: it refunds at most what is left of the order
-(amount − already refunded), raises `order.refunded_fen` and writes a note into the order's
-history, so the buyer's order shows the refund. After pickup an order cannot enter the
-`refunded` state (orders.TRANSITIONS), which is why the status is left alone.
+`Refunder` is the small interface claims need, in the two halves of commerce/refunds.py:
+`reserve` locks the order row, re-reads it, takes at most what is left of the order
+(amount − already refunded), raises `order.refunded_fen`, writes a note into the order's
+history and records the pending refund under the claim's key, all in the caller's transaction;
+`pay` commits that (the decision and the refund become durable together), calls the provider
+with the key and marks the refund done. A crash between the two is finished by the refund
+worker with the same key. After pickup an order cannot enter the `refunded` state
+(orders.TRANSITIONS), which is why the status is left alone.
 """
 
 from __future__ import annotations
@@ -13,17 +16,25 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commerce import refunds
 from commerce.accounts import Principal
 from commerce.errors import InvalidState
-from commerce.orders import Order, OrderTransition
+from commerce.locks import lock_row
+from commerce.orders import Order, OrderTransition, get_order
 from commerce.payments import PaymentProvider
+from commerce.refunds import Refund
 
 
 class Refunder(Protocol):
-    async def refund(
-        self, db: AsyncSession, order: Order, amount_fen: int, reason: str, actor: Principal | None
-    ) -> tuple[int, str]:
-        """Refund up to `amount_fen`; returns (refunded fen, provider reference)."""
+    async def reserve(
+        self, db: AsyncSession, order: Order, amount_fen: int, reason: str,
+        actor: Principal | None, key: str,
+    ) -> Refund:
+        """Record a refund of up to `amount_fen` (pending) in the caller's transaction."""
+        ...
+
+    async def pay(self, db: AsyncSession, refund: Refund) -> str:
+        """Commit, call the provider with the refund's key, mark it done; the provider's ref."""
         ...
 
 
@@ -31,19 +42,33 @@ class ProviderRefunder:
     def __init__(self, provider: PaymentProvider) -> None:
         self.provider = provider
 
-    async def refund(
-        self, db: AsyncSession, order: Order, amount_fen: int, reason: str, actor: Principal | None
-    ) -> tuple[int, str]:
+    async def reserve(
+        self, db: AsyncSession, order: Order, amount_fen: int, reason: str,
+        actor: Principal | None, key: str,
+    ) -> Refund:
+        found = await refunds.find(db, key)
+        if found is not None:
+            return found
+        await lock_row(db, Order, order.id)
+        order = await get_order(db, order.id, fresh=True)
         amount = min(amount_fen, order.amount_fen - order.refunded_fen)
         if amount <= 0:
             raise InvalidState("订单已全额退款 / The order is already fully refunded",
                                reason="nothing_to_refund")
-        ref = await self.provider.refund(order.payment_ref, amount, reason)
         order.refunded_fen += amount
         db.add(OrderTransition(
             order_id=order.id, from_status=order.status, to_status=order.status,
             actor_id=actor.user_id if actor else None,
-            note=f"售后退款 after-sales refund {amount} fen ({ref})"[:200],
+            note=f"售后退款 after-sales refund {amount} fen [{key}]"[:200],
         ))
-        await db.flush()
-        return amount, ref
+        return await refunds.record(db, key, order.payment_ref, amount, reason, order.id)
+
+    async def pay(self, db: AsyncSession, refund: Refund) -> str:
+        await db.commit()
+        if refund.status == refunds.RefundStatus.DONE:
+            return refund.provider_ref
+        ref = await refunds.call_provider(self.provider, refund)
+        if ref:
+            await refunds.finish(db, refund, ref)
+            await db.flush()
+        return ref

@@ -148,6 +148,7 @@ class Counts:
     paid: int
     gift_n: int
     status: str
+    ver: int = 0  # the sale's version in Redis (see open.lua)
 
     @property
     def gift_left(self) -> int:
@@ -165,7 +166,7 @@ class FlashSaleStore:
         self._flushers: dict[int, asyncio.Task[None]] = {}
         folder = resources.files("commerce") / "lua"
         for name in ("open", "reserve", "confirm", "release", "expire", "refund", "close",
-                     "snapshot"):
+                     "snapshot", "group", "progress"):
             source = (folder / f"{name}.lua").read_text(encoding="utf-8")
             self._scripts[name] = AsyncScript(redis, source)
 
@@ -289,13 +290,14 @@ class FlashSaleStore:
 
     async def counts(self, sale_id: int) -> Counts | None:
         values = await self.redis.hmget(
-            keys(sale_id)["meta"], ["initial", "remaining", "held", "sold", "paid", "gift_n", "status"]
+            keys(sale_id)["meta"],
+            ["initial", "remaining", "held", "sold", "paid", "gift_n", "status", "ver"],
         )
-        if any(v is None for v in values):
+        if any(v is None for v in values[:7]):
             return None
         ints = [int(v) for v in values[:6] if v is not None]
         return Counts(ints[0], ints[1], ints[2], ints[3], ints[4], ints[5],
-                      status=text(values[6] or b""))
+                      status=text(values[6] or b""), ver=int(values[7] or 0))
 
     async def snapshot(self, sale_id: int) -> dict[str, Any] | None:
         """Counts and live-hold units read atomically; None for a sale Redis does not hold."""
@@ -314,13 +316,20 @@ class FlashSaleStore:
         )
         return int(people or 0), int(units or 0)
 
-    async def set_group(self, sale_id: int, community_id: int, summary: dict[str, Any] | None) -> None:
-        """Cache a group-buy summary where reserve.lua can hand it back with progress."""
-        key = keys(sale_id)["groups"]
-        if summary is None:
-            await self.redis.hdel(key, str(community_id))
-        else:
-            await self.redis.hset(key, str(community_id), json.dumps(summary))
+    async def set_group(self, sale_id: int, community_id: int, summary: dict[str, Any] | None) -> int:
+        """Cache a group-buy summary where reserve.lua can hand it back with progress; returns
+        the sale's version after the change (0 when Redis holds no such sale)."""
+        k = keys(sale_id)
+        value = "" if summary is None else json.dumps(summary)
+        return int(await self._run("group", [k["meta"], k["groups"]], [community_id, value]))
+
+    async def progress(self, sale_id: int) -> dict[str, Any] | None:
+        """The sale's counters and its group-buys' progress read atomically, with the version
+        they belong to; None for a sale Redis does not hold."""
+        k = keys(sale_id)
+        data: dict[str, Any] = json.loads(
+            await self._run("progress", [k["meta"], k["community"], k["groups"]], []))
+        return None if "err" in data else data
 
     async def active_sales(self) -> list[int]:
         return sorted(int(v) for v in await self.redis.smembers(ACTIVE_SALES))

@@ -1,20 +1,24 @@
 """After payment: refunds, pickup and delivery steps; and opening/closing sales.
 
-Refunds write SQL first, then return stock in Redis with refund.lua (applied at most once per
-hold); if the process dies in between, `reconcile --repair` re-applies it from SQL.
+Refunds write SQL first (the status claimed and the refund recorded in one transaction), then
+call the payment provider with the refund's idempotency key (commerce/refunds.py), then return
+stock in Redis with refund.lua (applied at most once per hold); if the process dies after the
+SQL commit, the refund worker finishes the money and `reconcile --repair` re-applies the stock.
 """
 
 from __future__ import annotations
 
 import logging
 
-from commerce import catalog, live_sessions, orders, sales
+from commerce import catalog, live_sessions, orders, refunds, sales
 from commerce.accounts import Principal
 from commerce.checkout import Checkout
 from commerce.errors import Forbidden, InvalidState
 from commerce.events import DomainEvent
+from commerce.locks import lock_row
 from commerce.orders import BEFORE_PICKUP, Order, OrderStatus
 from commerce.pickup import check_pickup_code
+from commerce.refunds import refund_key
 from commerce.sales import Sale
 
 log = logging.getLogger(__name__)
@@ -26,6 +30,13 @@ async def open_sale(checkout: Checkout, sale: Sale, hold_ttl_s: int) -> None:
         members = await sales.sale_members(db, sale)
         product = await catalog.get_product(db, sale.product_id)
     await checkout.store.open(sale.spec(hold_ttl_s), members)
+    async with checkout.uow() as db:
+        closed = (await sales.get_sale(db, sale.id)).status == sales.SaleStatus.CLOSED
+    if closed:
+        # Closed while it was being opened (its session ended meanwhile): close.lua found
+        # nothing to close then, so the stock just put in Redis must stop selling now.
+        await close_sale(checkout, sale.id, None)
+        return
     await checkout.sale_event("sale_opened", sale, product.name)
 
 
@@ -36,31 +47,59 @@ async def close_sale(checkout: Checkout, sale_id: int, actor: Principal | None) 
         product = await catalog.get_product(db, sale.product_id)
     await checkout.store.close(sale_id)
     await checkout.sale_event("sale_closed", sale, product.name)
+    # The room's last word on this sale's counters and group-buys, read with their version.
+    await checkout.settle(sale_id, force=True)
     return sale
 
 
-async def _ensure_staff(checkout: Checkout, order: Order, actor: Principal) -> None:
+async def close_session_sales(checkout: Checkout, session_id: int) -> list[Sale]:
+    """Close every sale of the session not closed yet (holds keep their payment window; group-buys
+    are decided at their deadlines as always). Idempotent: a second call closes nothing."""
     async with checkout.uow() as db:
-        session = await live_sessions.get_session(db, order.session_id)
-    live_sessions.ensure_staff_of(session, actor)
+        found = await sales.sales_of_session(db, session_id)
+    return [await close_sale(checkout, sale.id, None) for sale in found
+            if sale.status != sales.SaleStatus.CLOSED]
+
+
+async def end_session(checkout: Checkout, session_id: int,
+                      actor: Principal | None) -> live_sessions.LiveSession:
+    """End the live session, then close its sales: a hold that reaches Redis before its sale's
+    close is an ordinary hold, one after it is refused (`ended`); a sale made meanwhile is
+    refused (the session row is locked on both sides) or closed by open_sale. The caller
+    announces `session_ended` after this returns."""
+    async with checkout.uow() as db:
+        session = await live_sessions.end_session(db, session_id, actor)
+    await close_session_sales(checkout, session_id)
+    return session
 
 
 async def refund_order(checkout: Checkout, order_id: int, actor: Principal | None, reason: str = "",
                        to: OrderStatus = OrderStatus.REFUNDED) -> Order:
-    """Refund (or cancel) a paid order before pickup: money back, units back to stock."""
+    """Refund (or cancel) a paid order before pickup: money back, units back to stock.
+
+    Claim, call, finish (commerce/refunds.py): under the order's row lock the status moves by a
+    conditional UPDATE, in the same transaction that records the refund under the key
+    `refund:order:<id>:<status>`, so of N concurrent requests one refunds and the others are
+    refused (409); the provider is called after that commit with the key, and a crash in
+    between is finished by the refund worker."""
     async with checkout.uow() as db:
         order = await orders.get_order(db, order_id)
-    if actor is not None:
-        await _ensure_staff(checkout, order, actor)
-    if OrderStatus(order.status) not in BEFORE_PICKUP:
-        raise InvalidState("只能在取货前退款 / Only orders not yet picked up can be refunded",
-                           status=order.status)
-    amount = order.amount_fen - order.refunded_fen
-    refund_ref = await checkout.provider.refund(order.payment_ref, amount, reason or to.value)
-    async with checkout.uow() as db:
-        order = await orders.get_order(db, order_id)
-        await orders.transition(db, order, to, actor, f"{reason} refund {refund_ref} {amount}fen")
+        if actor is not None:
+            session = await live_sessions.get_session(db, order.session_id)
+            live_sessions.ensure_staff_of(session, actor)
+        await lock_row(db, Order, order_id)
+        order = await orders.get_order(db, order_id, fresh=True)
+        if OrderStatus(order.status) not in BEFORE_PICKUP:
+            raise InvalidState("只能在取货前退款 / Only orders not yet picked up can be refunded",
+                               status=order.status)
+        amount = order.amount_fen - order.refunded_fen
+        key = refund_key("order", order.id, to.value)
+        await orders.transition(db, order, to, actor, f"{reason} refund {amount}fen [{key}]")
         order.refunded_fen = order.amount_fen
+        refund = (await refunds.record(db, key, order.payment_ref, amount, reason or to.value,
+                                       order.id) if amount > 0 else None)
+    if refund is not None:
+        await refunds.execute_or_defer(checkout.uow, checkout.provider, refund)
     result = await checkout.store.refund(order.hold_id, order.user_id, order.qty, order.community_id)
     await checkout.publish_stock(order.sale_id, result)
     if order.community_id is not None:
@@ -71,21 +110,6 @@ async def refund_order(checkout: Checkout, order_id: int, actor: Principal | Non
         "community_id": order.community_id, "amount_fen": amount,
     }))
     return order
-
-
-async def refund_difference(checkout: Checkout, order_id: int, unit_price_fen: int, note: str) -> int:
-    """Charge a lower unit price after the fact (group-buy succeeded): refund the difference."""
-    async with checkout.uow() as db:
-        order = await orders.get_order(db, order_id)
-        diff = (order.unit_price_fen - unit_price_fen) * order.qty - order.refunded_fen
-        if diff <= 0 or OrderStatus(order.status) not in orders.SOLD_STATES:
-            return 0
-        ref = await checkout.provider.refund(order.payment_ref, diff, note)
-        order.refunded_fen += diff
-        db.add(orders.OrderTransition(order_id=order.id, from_status=order.status,
-                                      to_status=order.status, actor_id=None,
-                                      note=f"{note}: refund {diff}fen {ref}"[:200]))
-    return diff
 
 
 async def advance_order(checkout: Checkout, order_id: int, to: OrderStatus, actor: Principal,

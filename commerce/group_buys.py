@@ -14,19 +14,20 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, select, update
+from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from commerce import fulfilment, orders, sales
+from commerce import fulfilment, order_log, orders, refunds, sales
 from commerce.accounts import Community, Principal
 from commerce.base import Base, as_utc, utcnow
 from commerce.checkout import Checkout, group_event_data
-from commerce.errors import Conflict, InvalidInput, NotFound
+from commerce.errors import Conflict, InvalidInput, InvalidState, NotFound
 from commerce.events import DomainEvent
 from commerce.live_sessions import ensure_owner, get_session
-from commerce.orders import OrderStatus
-from commerce.row_lock import lock_row
+from commerce.locks import lock_row
+from commerce.orders import Confirmation, OrderStatus
+from commerce.refunds import refund_key
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class GroupBuy(Base):
     threshold: Mapped[int] = mapped_column()
     unit: Mapped[str] = mapped_column(String(8), default="people")  # people | units
     deadline: Mapped[datetime] = mapped_column()
-    group_price_fen: Mapped[int] = mapped_column()
+    group_price_fen: Mapped[int] = mapped_column(BigInteger)
     on_failure: Mapped[str] = mapped_column(String(16), default="refund")  # refund | proceed
     status: Mapped[str] = mapped_column(String(16), default=GroupStatus.OPEN.value)
     final_count: Mapped[int | None] = mapped_column(nullable=True)
@@ -62,7 +63,7 @@ class GroupBuy(Base):
             "id": self.id, "sale_id": self.sale_id, "community_id": self.community_id,
             "community_name": community_name, "threshold": self.threshold, "unit": self.unit,
             "deadline": as_utc(self.deadline).isoformat(), "group_price_fen": self.group_price_fen,
-            "on_failure": self.on_failure, "status": self.status,
+            "on_failure": self.on_failure, "status": self.status, "final_count": self.final_count,
         }
 
 
@@ -81,8 +82,9 @@ async def create_group_buy(
     if as_utc(deadline) <= utcnow():
         raise InvalidInput("截止时间必须在未来 / deadline must be in the future", field="deadline")
     async with checkout.uow() as db:
-        # Opened at once for one sale: one group per community, and every community kept in
-        # the sale's list (read, extended and written back below).
+        # The sale row is locked before it is read: two group-buys opened at once for two
+        # communities must both land in `community_ids` (a JSON list rewritten whole), and one
+        # community gets one group.
         await lock_row(db, sales.Sale, sale_id)
         sale = await sales.get_sale(db, sale_id)
         ensure_owner(await get_session(db, sale.session_id), actor)
@@ -106,7 +108,8 @@ async def create_group_buy(
     await checkout.store.set_group(sale_id, community_id, summary)
     people, units = await checkout.store.community_progress(sale_id, community_id)
     data = group_event_data(sale_id, summary, people, units)
-    await checkout.bus.publish(DomainEvent("group_progress", sale.session_id, data))
+    # The room's copy is read again with the sale's version (see Checkout.publish_group).
+    await checkout.publish_group(sale_id, str(community_id), people, units)
     return data
 
 
@@ -175,34 +178,59 @@ async def decide(checkout: Checkout, group_id: int) -> str:
         session_id = (await sales.get_sale(db, group.sale_id)).session_id
     # From here on payments of this community see the outcome (group price or not).
     await checkout.store.set_group(group.sale_id, group.community_id, summary)
-    await _apply(checkout, group)
+    # Two deciders may both get here (the deadline worker of every process, or one resuming
+    # after a crash): applying is idempotent per order (row lock + refund key), and only the
+    # one that flips `applied` announces the outcome.
+    await _apply(checkout, group, session_id)
     async with checkout.uow() as db:
-        await db.execute(update(GroupBuy).where(GroupBuy.id == group_id).values(applied=True))
+        flipped = await db.execute(update(GroupBuy).where(
+            GroupBuy.id == group_id, GroupBuy.applied.is_(False)).values(applied=True))
+    if flipped.rowcount != 1:  # type: ignore[attr-defined]
+        return group.status
     data = group_event_data(group.sale_id, summary, group.final_count or 0, group.final_count or 0)
     data["count"] = group.final_count or 0
+    # The version after applying it: holds given back and refunds above count as earlier.
+    progress = await checkout.store.progress(group.sale_id)
+    data["ver"] = int(progress["ver"]) if progress else 0
     await checkout.bus.publish(DomainEvent("group_outcome", session_id, data))
+    # Holds the outcome gave back were not announced one by one: the stock as it is now.
+    await checkout.settle(group.sale_id, force=True)
     log.info("group-buy decided", extra={"group_id": group_id, "status": group.status})
     return group.status
 
 
-async def _apply(checkout: Checkout, group: GroupBuy) -> None:
+async def _apply(checkout: Checkout, group: GroupBuy, session_id: int) -> None:
     if group.status == GroupStatus.SUCCEEDED:
         async with checkout.uow() as db:
             paid = await orders.orders_of_sale(db, group.sale_id, group.community_id)
+        # An order written after this listing is settled by its writer (Checkout.record).
         for order in paid:
-            await fulfilment.refund_difference(checkout, order.id, group.group_price_fen,
-                                               f"group-buy {group.id} succeeded")
+            await refunds.refund_difference(
+                checkout.uow, checkout.provider, order.id, group.group_price_fen,
+                f"group-buy {group.id} succeeded", refund_key("order", order.id, f"group-{group.id}"))
         return
     if group.on_failure != "refund":
         return  # proceeds at the normal price
     # Holds first (payments of this community now fail over to the refund below), then orders.
+    community = str(group.community_id)
     for hold_id, hold in (await checkout.store.live_holds(group.sale_id)).items():
-        if hold.get("c") == str(group.community_id):
+        if hold.get("c") == community:
             with contextlib.suppress(NotFound):  # paid or expired meanwhile
                 await checkout.store.release(hold_id, None)
+    # A hold paid a moment before its release above is confirmed in the sale's log but its order
+    # may not be in SQL yet (the paying request is between the two steps): write every
+    # confirmation of the community first, so the listing below cannot miss it. A hold
+    # confirmed after this read was reserved after the listing above: a purchase made after
+    # the outcome, which stands.
+    for fields in await order_log.read_log(checkout, group.sale_id):
+        if fields.get("community") == community:
+            await checkout.record(Confirmation.from_fields(session_id, fields))
     async with checkout.uow() as db:
         paid = await orders.orders_of_sale(db, group.sale_id, group.community_id)
     for order in paid:
         if OrderStatus(order.status) in orders.BEFORE_PICKUP:
-            await fulfilment.refund_order(checkout, order.id, None, f"group-buy {group.id} failed",
-                                          to=OrderStatus.REFUNDED)
+            # A concurrent decider (or a staff refund) may have refunded it a moment ago.
+            with contextlib.suppress(InvalidState):
+                await fulfilment.refund_order(checkout, order.id, None,
+                                              f"group-buy {group.id} failed",
+                                              to=OrderStatus.REFUNDED)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from commerce.accounts import Principal, Role, User
 from commerce.base import Base, utcnow
 from commerce.errors import Forbidden, InvalidState, NotFound
+from commerce.locks import lock_row
 
 
 class SessionStatus(enum.StrEnum):
@@ -160,7 +161,11 @@ async def mark_live(db: AsyncSession, session_id: int) -> LiveSession:
 
 
 async def end_session(db: AsyncSession, session_id: int, actor: Principal | None) -> LiveSession:
-    """live/scheduled → ended. `actor` None means the system (e.g. media after a publisher left)."""
+    """live/scheduled → ended. `actor` None means the system (e.g. media after a publisher left).
+
+    The row stays locked until commit: a sale being created for the session (which locks it too)
+    either commits first, and is then closed with the session's other sales, or sees "ended"."""
+    await lock_row(db, LiveSession, session_id)
     session = await get_session(db, session_id)
     if actor is not None:
         ensure_owner(session, actor)

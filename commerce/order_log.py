@@ -17,7 +17,6 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from commerce import orders
 from commerce.background import PeriodicTask
 from commerce.checkout import Checkout
 from commerce.flash_sale import keys
@@ -80,7 +79,7 @@ class OrderLogConsumer(PeriodicTask):
                 ids.append(entry_id)
                 continue
             conf = Confirmation.from_fields(session_id, _text(fields))
-            await orders.write_confirmation(self.checkout.uow, conf)
+            await self.checkout.record(conf)
             ids.append(entry_id)
         await redis.xack(stream, GROUP, *ids)
         return len(ids)

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, func, select
+from sqlalchemy import BigInteger, ForeignKey, String, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
 
 from commerce import pickup
 from commerce.accounts import Principal, Role
@@ -69,9 +70,10 @@ class Order(Base):
     session_id: Mapped[int] = mapped_column(ForeignKey("live_sessions.id"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     qty: Mapped[int] = mapped_column()
-    unit_price_fen: Mapped[int] = mapped_column()
-    amount_fen: Mapped[int] = mapped_column()
-    refunded_fen: Mapped[int] = mapped_column(default=0)
+    # Money is BIGINT: price (up to 10^8 fen) × qty (up to 1000) passes 32 bits.
+    unit_price_fen: Mapped[int] = mapped_column(BigInteger)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    refunded_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     community_id: Mapped[int | None] = mapped_column(ForeignKey("communities.id"), nullable=True)
     paid_rank: Mapped[int] = mapped_column()
     gift: Mapped[bool] = mapped_column(default=False)
@@ -179,8 +181,9 @@ async def write_confirmation(uow: UnitOfWork, conf: Confirmation) -> tuple[Order
         return again, False
 
 
-async def get_order(db: AsyncSession, order_id: int) -> Order:
-    order = await db.get(Order, order_id)
+async def get_order(db: AsyncSession, order_id: int, fresh: bool = False) -> Order:
+    """The order; `fresh` re-reads the row even if this session loaded it before (after a lock)."""
+    order = await db.get(Order, order_id, populate_existing=fresh)
     if order is None:
         raise NotFound("订单不存在 / No such order")
     return order
@@ -212,10 +215,23 @@ def ensure_transition(order: Order, to: OrderStatus) -> None:
 async def transition(
     db: AsyncSession, order: Order, to: OrderStatus, actor: Principal | None, note: str = ""
 ) -> Order:
-    """Move an order along the state machine, recording who and when; InvalidState otherwise."""
+    """Move an order along the state machine, recording who and when; InvalidState otherwise.
+
+    The move is a conditional UPDATE (`WHERE status = <the status we decided on>`): of two
+    requests racing to make the same move (ready twice, the same pickup code confirmed twice,
+    a refund against a pickup) exactly one changes the row; the other is refused."""
     ensure_transition(order, to)
     current = OrderStatus(order.status)
-    order.status = to.value
+    moved = await db.execute(
+        update(Order).where(Order.id == order.id, Order.status == current.value)
+        .values(status=to.value).execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        fresh = (await db.execute(select(Order.status).where(Order.id == order.id))).scalar_one()
+        raise InvalidState(
+            f"订单状态已变为 {fresh} / The order is already {fresh}", status=fresh,
+            wanted=to.value)
+    set_committed_value(order, "status", to.value)
     db.add(OrderTransition(order_id=order.id, from_status=current.value, to_status=to.value,
                            actor_id=actor.user_id if actor else None, note=note[:200]))
     await db.flush()

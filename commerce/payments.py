@@ -5,6 +5,12 @@ simulated one produces the same signed callback immediately, and both go through
 `verify_callback`, so the callback path is exercised on every payment. Callbacks are
 replay-safe: HMAC-signed, fresh (±5 minutes), each nonce accepted once, and confirming a hold
 is idempotent anyway.
+
+Refunds carry an idempotency key derived from the business fact ("this order's full refund",
+"the claim on this order", "this payment returned"), never a random one: a provider answers
+the same key with the same refund, so a retried or duplicated call moves money once. The
+simulated provider keeps that promise the way WeChat Pay (out_refund_no) and Stripe
+(Idempotency-Key) do, and refuses a key reused for a different refund.
 """
 
 from __future__ import annotations
@@ -24,12 +30,24 @@ from commerce.errors import DomainError
 
 CALLBACK_MAX_AGE_S = 300
 NONCE_PREFIX = "pay:nonce:"
+REFUND_PREFIX = "pay:refund:"
+REFUNDED_PREFIX = "pay:refunded:"
+CHARGES_PREFIX = "pay:charges:"
+# How long the simulated provider remembers a refund key (real providers: days to months).
+REFUND_KEY_TTL_S = 90 * 24 * 3600
 
 
 class BadCallback(DomainError):
     code = "bad_payment_callback"
     status = 400
     default_message = "支付回调无效 / Invalid payment callback"
+
+
+class RefundKeyReused(DomainError):
+    code = "refund_key_reused"
+    status = 409
+    default_message = ("该退款编号已用于另一笔退款 / This refund idempotency key was already used "
+                       "for a different refund")
 
 
 @dataclass(frozen=True)
@@ -64,7 +82,11 @@ class PaymentProvider(Protocol):
 
     async def verify_callback(self, data: dict[str, Any]) -> PaymentCallback: ...
 
-    async def refund(self, payment_ref: str, amount_fen: int, reason: str) -> str: ...
+    async def refund(self, payment_ref: str, amount_fen: int, reason: str,
+                     idempotency_key: str) -> str:
+        """Give `amount_fen` of the payment back; the same key always answers the same refund
+        reference and moves the money once. Returns the provider's refund reference."""
+        ...
 
 
 class SimulatedProvider:
@@ -82,6 +104,10 @@ class SimulatedProvider:
 
     async def start(self, hold_id: str, amount_fen: int) -> PaymentStart:
         ref = "sim_" + secrets.token_hex(10)
+        # What the buyer was charged, so a test can add up the money that moved for a hold.
+        charges = CHARGES_PREFIX + hold_id
+        await self._redis.hset(charges, ref, amount_fen)
+        await self._redis.expire(charges, REFUND_KEY_TTL_S)
         callback = self.sign(PaymentCallback(hold_id, ref, amount_fen, int(time.time()),
                                              secrets.token_hex(12)))
         return PaymentStart(payment_ref=ref, callback=callback)
@@ -106,5 +132,33 @@ class SimulatedProvider:
             raise BadCallback("重复的支付回调 / Replayed payment callback", reason="replayed")
         return callback
 
-    async def refund(self, payment_ref: str, amount_fen: int, reason: str) -> str:
-        return f"simrf_{secrets.token_hex(8)}"
+    async def refund(self, payment_ref: str, amount_fen: int, reason: str,
+                     idempotency_key: str) -> str:
+        if not idempotency_key:
+            raise ValueError("a refund needs an idempotency key")
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+        fresh: dict[str, Any] = {"ref": f"simrf_{secrets.token_hex(8)}",
+                                 "payment_ref": payment_ref, "amount_fen": amount_fen}
+        # SET NX is the provider's commit point: the first call with a key refunds, every
+        # later one (a retry, a duplicate, a sweeper) reads that refund back.
+        won = await self._redis.set(REFUND_PREFIX + digest, json.dumps(fresh), nx=True,
+                                    ex=REFUND_KEY_TTL_S)
+        if won:
+            await self._redis.incrby(REFUNDED_PREFIX + payment_ref, amount_fen)
+            await self._redis.expire(REFUNDED_PREFIX + payment_ref, REFUND_KEY_TTL_S)
+            return str(fresh["ref"])
+        raw = await self._redis.get(REFUND_PREFIX + digest)
+        first = json.loads(raw) if raw else fresh
+        if first["payment_ref"] != payment_ref or int(first["amount_fen"]) != amount_fen:
+            raise RefundKeyReused(key=idempotency_key)
+        return str(first["ref"])
+
+    async def refunded_total(self, payment_ref: str) -> int:
+        """Fen given back on one payment (what the buyer's bank statement would show)."""
+        raw = await self._redis.get(REFUNDED_PREFIX + payment_ref)
+        return int(raw or 0)
+
+    async def charges(self, hold_id: str) -> dict[str, int]:
+        """Payment reference -> fen charged, for every payment started for a hold."""
+        raw = await self._redis.hgetall(CHARGES_PREFIX + hold_id)
+        return {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}

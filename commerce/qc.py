@@ -20,6 +20,7 @@ from commerce.accounts import Principal
 from commerce.base import Base, utcnow
 from commerce.catalog import Batch
 from commerce.errors import InvalidInput
+from commerce.locks import lock_row
 from commerce.trace import EventKind, append_event, ensure_batch_staff, events_for, head_for, to_utc
 from commerce.trace_signing import TraceSigner, iso, sha256_hex
 from commerce.uploads import Upload, claim_uploads
@@ -144,6 +145,7 @@ async def create_report(
     if len(attachment_ids) > MAX_ATTACHMENTS:
         raise InvalidInput(f"最多 {MAX_ATTACHMENTS} 个附件 / At most {MAX_ATTACHMENTS} attachments",
                            field="attachments")
+    await lock_row(db, Batch, batch.id)  # the count below holds for reports filed at once
     if await report_count(db, batch.id) >= MAX_REPORTS_PER_BATCH:
         raise InvalidInput(f"每个批次最多 {MAX_REPORTS_PER_BATCH} 份报告 / At most "
                            f"{MAX_REPORTS_PER_BATCH} reports per batch", limit=MAX_REPORTS_PER_BATCH)

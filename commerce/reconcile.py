@@ -77,8 +77,7 @@ async def reconcile_sale(checkout: Checkout, sale_id: int, repair: bool = False)
     if repair:
         for entry in entries:
             if entry["hold"] in missing:
-                await orders.write_confirmation(checkout.uow,
-                                                Confirmation.from_fields(sale.session_id, entry))
+                await checkout.record(Confirmation.from_fields(sale.session_id, entry))
                 repaired += 1
         for order in unrefunded:
             await checkout.store.refund(order.hold_id, order.user_id, order.qty, order.community_id)

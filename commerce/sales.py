@@ -10,7 +10,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, select
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -19,6 +19,7 @@ from commerce.accounts import Community, Membership, Principal
 from commerce.base import Base, as_utc, utcnow
 from commerce.errors import InvalidInput, InvalidState
 from commerce.flash_sale import SaleNotFound, SaleSpec
+from commerce.locks import lock_row
 
 MAX_STOCK = 1_000_000
 MAX_PRICE_FEN = 100_000_000  # 1,000,000 yuan
@@ -37,8 +38,8 @@ class Sale(Base):
     session_id: Mapped[int] = mapped_column(ForeignKey("live_sessions.id"), index=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
     stock: Mapped[int] = mapped_column()
-    price_fen: Mapped[int] = mapped_column()
-    community_price_fen: Mapped[int | None] = mapped_column(nullable=True)
+    price_fen: Mapped[int] = mapped_column(BigInteger)
+    community_price_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     community_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     members_only: Mapped[bool] = mapped_column(default=False)
     per_buyer_limit: Mapped[int] = mapped_column()
@@ -97,6 +98,8 @@ async def create_sale(
     gift_text: str = "",
 ) -> Sale:
     """The session's host puts a product on sale; opens at once when `starts_at` is absent."""
+    # Against the session ending meanwhile (live_sessions.end_session locks it too).
+    await lock_row(db, live_sessions.LiveSession, session_id)
     session = await live_sessions.get_session(db, session_id)
     live_sessions.ensure_owner(session, actor)
     if session.status == live_sessions.SessionStatus.ENDED:
@@ -176,7 +179,13 @@ async def close_sale(db: AsyncSession, sale_id: int, actor: Principal | None) ->
 
 
 async def due_to_close(db: AsyncSession) -> list[Sale]:
-    """Open sales whose end has passed (compared in Python: SQLite keeps naive datetimes)."""
+    """Open sales whose end has passed (compared in Python: SQLite keeps naive datetimes), and
+    open sales of ended sessions (a session's end closes them; this finishes one cut short)."""
     now = utcnow()
+    ended = set((await db.execute(
+        select(Sale.id).join(live_sessions.LiveSession, live_sessions.LiveSession.id == Sale.session_id)
+        .where(Sale.status == SaleStatus.OPEN.value,
+               live_sessions.LiveSession.status == live_sessions.SessionStatus.ENDED.value)
+    )).scalars())
     return [sale for sale in await open_sales(db)
-            if sale.ends_at is not None and as_utc(sale.ends_at) <= now]
+            if sale.id in ended or (sale.ends_at is not None and as_utc(sale.ends_at) <= now)]

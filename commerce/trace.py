@@ -24,6 +24,7 @@ from commerce.accounts import Principal, Role
 from commerce.base import Base, as_utc, utcnow
 from commerce.catalog import Batch, find_batch
 from commerce.errors import Conflict, DomainError, Forbidden, InvalidInput
+from commerce.locks import lock_row
 from commerce.trace_signing import GENESIS_PREFIX, TraceSigner, iso, sha256_hex
 
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -174,7 +175,11 @@ async def append_event(
     occurred_at: datetime | None = None, location: str = "", note: str = "",
     data: dict[str, Any] | None = None,
 ) -> TraceEvent:
-    """Link a new event to the head and re-sign the head. Callers have checked the actor's rights."""
+    """Link a new event to the head and re-sign the head. Callers have checked the actor's rights.
+
+    The batch row is locked first, so appends to one batch queue up instead of racing for the
+    same `seq` (FOR UPDATE on the head alone misses the first event and does nothing on SQLite)."""
+    await lock_row(db, Batch, batch.id)
     head = (
         await db.execute(
             select(TraceHead).where(TraceHead.batch_id == batch.id).with_for_update()

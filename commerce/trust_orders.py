@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -97,19 +97,21 @@ async def evidence_for(db: AsyncSession, order: Order) -> OrderEvidence:
         # The pin on screen at payment time, else the newest one before it.
         if as_utc(candidate.pinned_at) <= paid_at:
             pin = candidate
-    evidence = OrderEvidence(
-        order_id=order.id, product_id=sale.product_id,
-        batch_id=(pin.batch_id if pin is not None and pin.batch_id else
-                  product.batch_id if product is not None else None),
-        session_id=order.session_id, pin_id=pin.id if pin else None,
-        pinned_at=pin.pinned_at if pin else None,
-    )
-    db.add(evidence)
-    try:
-        await db.flush()
-    except IntegrityError:
-        # Written concurrently by the order_paid subscriber; the caller may simply retry.
-        raise Conflict("订单证据并发写入,请重试 / Concurrent write, retry") from None
+    values = {
+        "order_id": order.id, "product_id": sale.product_id,
+        "batch_id": (pin.batch_id if pin is not None and pin.batch_id else
+                     product.batch_id if product is not None else None),
+        "session_id": order.session_id, "pin_id": pin.id if pin else None,
+        "pinned_at": pin.pinned_at if pin else None, "recorded_at": utcnow(),
+    }
+    # Written at most once however many requests (a review, a claim, the order_paid subscriber)
+    # arrive for the same order at the same moment: the first insert wins, the rest read it.
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    await db.execute(insert(OrderEvidence).values(**values).on_conflict_do_nothing(
+        index_elements=["order_id"]))
+    evidence = await db.get(OrderEvidence, order.id)
+    if evidence is None:
+        raise Conflict("订单证据并发写入,请重试 / Concurrent write, retry")
     return evidence
 
 

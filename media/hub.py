@@ -19,6 +19,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from commerce import live_sessions
 from commerce.events import DomainEvent, EventBus
 from media.errors import BadSdp, CodecUnsupported, NotLive, ResourceGone
+from media.ownership import MediaElsewhere, Ownership, SoleOwnership
 from media.publisher import PublisherPeer
 from media.sdp import (
     match_viewer_video,
@@ -48,8 +49,10 @@ async def _negotiate(pc: RTCPeerConnection, offer: str) -> None:
 
 
 class MediaHub:
-    def __init__(self, settings: Settings, database: Database, events: EventBus, taps: PublisherTaps) -> None:
+    def __init__(self, settings: Settings, database: Database, events: EventBus, taps: PublisherTaps,
+                 ownership: Ownership | None = None) -> None:
         self.settings = settings
+        self.ownership: Ownership = ownership or SoleOwnership()
         self.database = database
         self.events = events
         self.taps = taps
@@ -79,6 +82,13 @@ class MediaHub:
         async with self.database.session() as db:
             session = await live_sessions.session_for_stream_key(db, session_id, stream_key)
             self._host_of[session_id] = session.host_id
+        # With the key checked: a wrong key must not hold the session's media anywhere.
+        if not await self.ownership.claim(session_id):
+            raise MediaElsewhere(retry_after=1)
+
+    async def _release_unless_streaming(self, session_id: int) -> None:
+        if session_id not in self.streams:
+            await self.ownership.release(session_id)
 
     async def publish(self, session_id: int, stream_key: str, offer: str,
                       kind: str = "whip") -> tuple[str, str]:
@@ -103,6 +113,7 @@ class MediaHub:
                     await stream.publisher.hand_over()
             except BaseException:
                 await pc.close()
+                await self._release_unless_streaming(session_id)
                 raise
             stream = self._stream(session_id)
             pub = PublisherPeer(pc, secrets.token_urlsafe(16), kind)
@@ -124,8 +135,12 @@ class MediaHub:
         under the session's lock. `relay` is a media.rtmp_relay.RtmpRelay."""
         async with self.publish_lock(session_id):
             await self._check_key(session_id, stream_key)
-            async with self.database.session() as db:
-                await live_sessions.mark_live(db, session_id)
+            try:
+                async with self.database.session() as db:
+                    await live_sessions.mark_live(db, session_id)
+            except BaseException:
+                await self._release_unless_streaming(session_id)
+                raise
             current = self.streams.get(session_id)
             if current is not None and current.publisher is not None and not current.publisher.feeds_taps:
                 await current.publisher.hand_over()  # the previous RTMP connection, fully stopped
@@ -221,14 +236,26 @@ class MediaHub:
         self._host_of.pop(session_id, None)
         if stream is None:
             return
-        await stream.close()
-        if end_session:
-            async with self.database.session() as db:
-                session = await live_sessions.end_session(db, session_id, None)
-            await self.events.publish(
-                DomainEvent("session_ended", session_id, {"ended_at": session.ended_at})
-            )
+        try:
+            await stream.close()
+            if end_session:
+                async with self.database.session() as db:
+                    session = await live_sessions.end_session(db, session_id, None)
+                await self.events.publish(
+                    DomainEvent("session_ended", session_id, {"ended_at": session.ended_at})
+                )
+        finally:
+            # After the event: other processes deciding who builds the replay still see us.
+            if session_id not in self.streams:
+                await self.ownership.release(session_id)
         log.info("stream of session %s ended", session_id)
+
+    async def ownership_lost(self, session_id: int) -> None:
+        """Another process owns the session now (this one was paused past its lease): stop
+        here so the media never runs in two places; the session goes on over there."""
+        if session_id in self.streams:
+            log.warning("media of session %s is owned elsewhere now; stopping here", session_id)
+            await self.end_stream(session_id, end_session=False)
 
     async def on_event(self, event: DomainEvent) -> None:
         """A session ended through the API (the host pressed "end"): stop its stream."""

@@ -8,9 +8,11 @@ Progress goes to SQL (the API's `percent`) and out as `replay_progress` domain e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
@@ -30,8 +32,27 @@ PROGRESS_INTERVAL_S = 1.0
 MAX_LIST = 100
 
 
+class BuildGate(Protocol):
+    """Where and when a replay may be built. With several processes: only on the node holding
+    the recording's files, and by one process at a time (server/cluster_component.py)."""
+
+    async def may_build(self, session_id: int) -> bool: ...
+
+    def lock(self, session_id: int) -> AbstractAsyncContextManager[None]: ...
+
+
+class AlwaysBuild:
+    async def may_build(self, session_id: int) -> bool:
+        return True
+
+    def lock(self, session_id: int) -> AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
+
+
 class ReplayService:
-    def __init__(self, database: Database, recordings: Recordings, events: EventBus) -> None:
+    def __init__(self, database: Database, recordings: Recordings, events: EventBus,
+                 gate: BuildGate | None = None) -> None:
+        self._gate_keeper: BuildGate = gate or AlwaysBuild()
         self._database = database
         self._recordings = recordings
         self._events = events
@@ -90,17 +111,22 @@ class ReplayService:
     async def _run(self, session_id: int) -> None:
         forced = session_id in self._forced
         self._forced.discard(session_id)
-        if not forced and await self._up_to_date(session_id):
-            return
-        await self._set(session_id, ReplayStatus.PENDING, 0)
-        async with self._gate:
-            try:
-                await self._build(session_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("replay build failed", extra={"session_id": session_id})
-                await self._set(session_id, ReplayStatus.FAILED, 0, error=str(exc)[-500:])
+        if not await self._gate_keeper.may_build(session_id):
+            return  # the files are on another node; it builds
+        # Another process of this node may build the same replay now: one at a time, and the
+        # second finds it up to date.
+        async with self._gate_keeper.lock(session_id):
+            if not forced and await self._up_to_date(session_id):
+                return
+            await self._set(session_id, ReplayStatus.PENDING, 0)
+            async with self._gate:
+                try:
+                    await self._build(session_id)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.exception("replay build failed", extra={"session_id": session_id})
+                    await self._set(session_id, ReplayStatus.FAILED, 0, error=str(exc)[-500:])
 
     async def _up_to_date(self, session_id: int) -> bool:
         async with self._database.session() as db:

@@ -2,12 +2,12 @@
 
 Why not aiortc's own path: an `RTCRtpSender` per viewer re-encodes (15-18% of a core per viewer)
 or, fed `av.Packet`s, still re-packetises, builds headers with two datetime->NTP conversions,
-and wakes one task per viewer per packet (~50 us/packet, ~1%/viewer; DESIGN.md "Media").
+and wakes one task per viewer per packet (~50 us/packet, ~1%/viewer, measured with bench/media.py).
 Here each packet the publisher sends is handled once, synchronously, on the loop thread:
 rewrite payload type / SSRC / sequence / timestamp into a fresh 12-byte header, keep the
 payload, SRTP-protect with each viewer's context and `sendto` on its nominated ICE pair.
 
-aiortc internals relied on (aiortc 1.16; checked in tests/test_media_webrtc*.py):
+aiortc internals relied on (aiortc 1.16; checked by tests/test_dependency_canaries.py):
 - `RTCDtlsTransport._state`, `._tx_srtp` (pylibsrtp Session, `allow_repeat_tx=True`, so a
   NACKed packet can be re-sent with its own sequence number) and `.transport._connection`
   (aioice Connection) whose `_nominated[1]` is the selected `CandidatePair`; its

@@ -22,11 +22,11 @@ async def read_offer(request: web.Request) -> str:
         raise NotSdp(expected="application/sdp")
     if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
         raise SdpTooLarge(limit=MAX_SDP_BYTES)
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(16 * 1024):
-        body += chunk
-        if len(body) > MAX_SDP_BYTES:
-            raise SdpTooLarge(limit=MAX_SDP_BYTES)
+    # Read whole (bounded by the app's client_max_size) and kept by the request: an offer a
+    # dead media owner could not take is answered here from the same body.
+    body = await request.read()
+    if len(body) > MAX_SDP_BYTES:
+        raise SdpTooLarge(limit=MAX_SDP_BYTES)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

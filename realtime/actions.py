@@ -14,7 +14,7 @@ from typing import Any
 
 from commerce import accounts, catalog, live_sessions
 from commerce.accounts import Principal, Role
-from commerce.errors import InvalidInput, Unauthorized
+from commerce.errors import InvalidInput, InvalidState, Unauthorized
 from commerce.events import DomainEvent, EventBus
 from realtime import questions
 from realtime.hub import Hub
@@ -142,6 +142,9 @@ class RoomActions:
         async with self.db.session() as db:
             session = await live_sessions.get_session(db, room)
             live_sessions.ensure_owner(session, who)
+            if session.status == live_sessions.SessionStatus.ENDED:
+                # Nothing is presented after the end: the room shows no 讲解中 any more.
+                raise InvalidState("直播已结束 / The session has ended")
             if product_id is None:
                 await catalog.unpin(db, room)
                 pin_data: dict[str, Any] | None = None
@@ -158,13 +161,19 @@ class RoomActions:
 
     # --- staff ---------------------------------------------------------------------------
     async def delete_comment(self, room: int, who: Principal, data: dict[str, Any]) -> dict[str, Any]:
-        await self._staff(room, who)
+        host_id = await self._staff(room, who)
         seq = int_field(data, "seq")
         assert seq is not None
         stored = await self.hub.history.get(room, seq)
         if stored is None or stored.get("ev") != "comment" or (
                 "id" in data and data["id"] != stored.get("id")):
             raise InvalidInput("评论不存在或已删除 / No such comment (or already deleted)", field="seq")
+        author = stored.get("user") or {}
+        if author.get("id") != who.user_id:
+            # The same ranks as a mute: an assistant cannot take the host's or an admin's words
+            # off the screen. The role is the one the author had when writing.
+            ensure_may_sanction(who, int(author.get("id", 0)), Role(author.get("role", "viewer")),
+                                host_id)
         await self.hub.history.remove(room, seq)
         appended = await self.hub.history.append(
             room, {"ev": "comment_deleted", "id": stored["id"], "comment_seq": seq})

@@ -3,8 +3,16 @@
 Commerce publishes thousands of `stock_changed` events a second during a flash sale; the live
 room needs only the latest value ten times a second. Each process coalesces what it observes
 (latest value per field, sums for likes and paid orders) and flushes every 100 ms with
-`state_flush.lua`, which writes the fields ("newer observation wins", so processes never undo each
-other) and, at most once per 100 ms per room across all processes, publishes the full snapshot.
+`state_flush.lua`, which writes the fields and, at most once per 100 ms per room across all
+processes, publishes the full snapshot.
+
+Which value of a field wins is decided by its order key (version, observed_ms). Counters of a sale
+(its stock and its group-buys) carry the sale's version from Redis: every sale script that
+changes them increments it in the same step and hands it back, so of two values the one with the
+higher version is the later state, whichever process observed it when. A value observed later
+but made earlier (a slow request's answer) loses, and the last change's value wins everywhere.
+Fields Redis does not version (the pin, the session's status) have version 0 and fall back on
+the time they were observed.
 """
 
 from __future__ import annotations
@@ -81,9 +89,12 @@ async def read_snapshot(redis: Redis, room: int) -> dict[str, Any]:
     return snapshot(room, await redis.hgetall(room_key(room, "state")))
 
 
+OrderKey = tuple[int, int]  # (version, observed_ms)
+
+
 @dataclass
 class _Pending:
-    fields: dict[str, tuple[int, str]] = field(default_factory=dict)
+    fields: dict[str, tuple[OrderKey, str]] = field(default_factory=dict)
     likes: int = 0
     orders: int = 0
     viewers: bool = False
@@ -105,8 +116,13 @@ class StateCoalescer:
         self._wake = asyncio.Event()
         self.published = 0
 
-    def set_field(self, room: int, name: str, value: Any) -> None:
-        self._room(room).fields[name] = (now_ms(), dumps(value))
+    def set_field(self, room: int, name: str, value: Any, version: int = 0) -> None:
+        """Set `name` unless this process already holds a later value of it (higher version)."""
+        fields = self._room(room).fields
+        order = (version, now_ms())
+        held = fields.get(name)
+        if held is None or held[0] <= order:
+            fields[name] = (order, dumps(value))
 
     def add_likes(self, room: int, count: int) -> None:
         self._room(room).likes += count
@@ -153,7 +169,9 @@ class StateCoalescer:
                 # Keep what we have for the next tick (a newer value may replace it meanwhile).
                 again = self._room(room)
                 for name, value in pending.fields.items():
-                    again.fields.setdefault(name, value)
+                    newer = again.fields.get(name)
+                    if newer is None or newer[0] < value[0]:
+                        again.fields[name] = value
                 again.likes += pending.likes
                 again.orders += pending.orders
                 again.viewers = again.viewers or pending.viewers
@@ -170,8 +188,8 @@ class StateCoalescer:
             self._local_viewers(room) if pending.viewers else "", VIEWER_ENTRY_TTL_MS,
             pending.likes, pending.orders,
         ]
-        for name, (observed, value) in pending.fields.items():
-            args += [name, observed, value]
+        for name, ((version, observed), value) in pending.fields.items():
+            args += [name, version, observed, value]
         keys = [room_key(room, "state"), room_key(room, "viewers"), room_key(room, "gate")]
         return int(await self._flush_script(keys=keys, args=args))
 
@@ -179,29 +197,41 @@ class StateCoalescer:
 def commerce_to_room(event: DomainEvent, state: StateCoalescer) -> Event | None:
     """Apply a commerce event to the room state; return the room event to number and send, if any.
 
+    Only public kinds reach the room, and of their payload only the public fields
+    (`DomainEvent.public_data`); every other kind is private by default. The one thing the room
+    learns from a buyer's `order_paid` is that the paid-orders counter goes up by one.
+
     Counters (stock, group progress, paid orders) only change state; discrete moments (a sale
     opens or closes, a group-buy succeeds or fails, the session ends, a pin) also become
-    history events. Unknown kinds (e.g. media's "replay_progress") are forwarded as `event`.
+    history events. Other public kinds (media's `stream_started`, `replay_progress`) are
+    forwarded as `event`.
     """
     assert event.session_id is not None
-    room, data, kind = event.session_id, dict(event.data), event.kind
+    room, kind = event.session_id, event.kind
+    data = event.public_data()
+    if data is None:
+        if kind == "order_paid":
+            state.add_orders(room, 1)
+        return None
+    version = int(data.pop("ver", 0) or 0)
     if kind in ("sale_opened", "sale_closed"):
         sale_id = int(data["sale_id"])
-        state.set_field(room, f"sale:{sale_id}", {k: v for k, v in data.items() if k not in _STOCK_KEYS})
-        state.set_field(room, f"stock:{sale_id}", {k: data[k] for k in _STOCK_KEYS if k in data})
+        state.set_field(room, f"sale:{sale_id}",
+                        {k: v for k, v in data.items() if k not in _STOCK_KEYS}, version)
+        state.set_field(room, f"stock:{sale_id}",
+                        {k: data[k] for k in _STOCK_KEYS if k in data}, version)
         return {"ev": kind, "sale": data}
     if kind == "stock_changed":
         state.set_field(room, f"stock:{int(data['sale_id'])}",
-                        {k: data[k] for k in _STOCK_KEYS if k in data})
+                        {k: data[k] for k in _STOCK_KEYS if k in data}, version)
         return None
     if kind in ("group_progress", "group_outcome"):
-        state.set_field(room, f"group:{int(data['group_id'])}", data)
+        state.set_field(room, f"group:{int(data['group_id'])}", data, version)
         return {"ev": kind, "group": data} if kind == "group_outcome" else None
-    if kind == "order_paid":
-        state.add_orders(room, 1)
-        return None
     if kind == "session_ended":
+        # Nothing is being presented any more: no 讲解中 for late joiners either.
         state.set_field(room, "session", {"status": "ended", "ended_at": data.get("ended_at")})
+        state.set_field(room, "pinned", None)
         return {"ev": "session_ended", "ended_at": data.get("ended_at")}
     if kind == "product_pinned":
         state.set_field(room, "pinned", data)

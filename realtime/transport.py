@@ -1,12 +1,13 @@
 """Writing one pre-encoded frame to many Engine.IO sockets without a task per recipient.
 
 python-socketio's room `emit` creates an asyncio task per recipient, each of which queues the
-packet for that socket's writer task (DESIGN.md: ~12–16k frames/s per process). Here a frame is
+packet for that socket's writer task (~12–16k frames/s per process, bench/RESULTS.md). Here a frame is
 encoded once (Socket.IO packet → Engine.IO message → WebSocket frame bytes) and written with
 `transport.write` to each socket in one synchronous loop.
 
 python-engineio internals this relies on (checked against python-engineio 4.x; covered by
-tests/test_realtime_transport.py so an upgrade that breaks them fails loudly):
+tests/test_dependency_canaries.py and tests/test_realtime_transport.py, so an upgrade that
+breaks them fails loudly):
 - `AsyncServer._async["websocket"]` is the class engineio instantiates as `cls(handler, server)`
   for every websocket, with `handler` the bound `AsyncSocket._websocket_handler`; we install a
   subclass of the aiohttp driver's `WebSocket` per server (a copy of the dict, not the module's)

@@ -10,6 +10,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from commerce import accounts
 from commerce.accounts import Role
+from commerce.errors import Conflict
 from commerce.events import EventBus
 from server import rate_limits, revocations
 from server.api import Api, build_openapi
@@ -129,6 +130,15 @@ async def ensure_admin(app: web.Application, password: str) -> None:
     # Settings.from_env refused a weak one already; this holds for settings built in code too.
     check_admin_password(password)
     hashed = await app[passwords_key].hash_async(password)
+    try:
+        await _ensure_admin(app, hashed)
+    except Conflict:
+        # Another worker starting at the same moment created it: set it as ours.
+        await _ensure_admin(app, hashed)
+    log.info("admin account ensured")
+
+
+async def _ensure_admin(app: web.Application, hashed: str) -> None:
     async with app[database_key].session() as db:
         user = await accounts.find_user(db, "admin")
         if user is None:
@@ -137,4 +147,3 @@ async def ensure_admin(app: web.Application, password: str) -> None:
             user.password_hash = hashed
             user.role = Role.ADMIN.value
             user.disabled = False
-    log.info("admin account ensured")

@@ -10,17 +10,20 @@ from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import select
 
-from commerce import catalog, fulfilment, group_buys, orders, sales
+from cluster.leader import ClusterLeader
+from commerce import catalog, fulfilment, group_buys, orders, refunds, sales
 from commerce.accounts import Principal, Role
 from commerce.background import PeriodicTask
 from commerce.base import utcnow
 from commerce.checkout import Checkout
+from commerce.events import DomainEvent
 from commerce.flash_sale import FlashSaleStore
 from commerce.holds import HoldSweeper
 from commerce.live_sessions import get_session
 from commerce.order_log import OrderLogConsumer
 from commerce.payments import SimulatedProvider
 from server.api import Api
+from server.cluster_component import cluster_key
 from server.commerce_keys import checkout_key
 from server.demo import DemoInfo, demo_seeders_key
 from server.keys import database_key, events_key, redis_url_key, settings_key
@@ -49,18 +52,42 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
                         SimulatedProvider(settings.secret_key, redis))
     app[checkout_key] = checkout
     await restore_sales(checkout, settings.hold_ttl_s)
+    sweeper: PeriodicTask = HoldSweeper(checkout)
+    deadlines = PeriodicTask("group-deadlines", lambda: _decide(checkout), idle_s=1.0)
+    leader: ClusterLeader | None = None
+    if cluster_key in app:
+        # Each step is atomic, so several processes sweeping would be correct, only N times
+        # the load: one process at a time sweeps. The order log is a consumer group (shared).
+        leader = ClusterLeader(redis, app[cluster_key].me.process_id, "commerce-sweepers")
+        sweeps = HoldSweeper(checkout)
+        sweeper = PeriodicTask(sweeps.name, leader.guard(sweeps.sweep_once), idle_s=0.5)
+        deadlines = PeriodicTask(deadlines.name, leader.guard(lambda: _decide(checkout)),
+                                 idle_s=1.0)
     workers: list[PeriodicTask] = [
-        HoldSweeper(checkout),
-        OrderLogConsumer(checkout),
-        PeriodicTask("group-deadlines", lambda: _decide(checkout), idle_s=1.0),
+        sweeper, OrderLogConsumer(checkout), deadlines,
+        # Refunds whose process died between recording and paying them (commerce/refunds.py);
+        # each is finished by a conditional update, so every process may run this.
+        PeriodicTask("refund-retry", lambda: refunds.settle_pending(checkout.uow, checkout.provider),
+                     idle_s=5.0),
     ]
     for worker in workers:
         worker.start()
+
+    async def on_session_ended(event: DomainEvent) -> None:
+        # A session ended by media (the publisher left and did not come back) closes its sales
+        # here; one ended through the API closed them before announcing it (nothing left).
+        if event.session_id is not None:
+            await fulfilment.close_session_sales(checkout, event.session_id)
+
+    unsubscribe = app[events_key].subscribe(on_session_ended, kinds=("session_ended",))
     try:
         yield
     finally:
+        unsubscribe()
         for worker in reversed(workers):
             await worker.stop()
+        if leader is not None:
+            await leader.resign()
         await redis.aclose()
 
 

@@ -23,6 +23,7 @@ import contextlib
 import errno
 import logging
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -142,8 +143,9 @@ class BatchAcceptSite(web.BaseSite):
 
 
 def run(app: web.Application, host: str, port: int, *, backlog: int, reuse_port: bool,
-        header_timeout_s: float) -> None:
-    """Serve until SIGINT/SIGTERM, then shut down gracefully (web.run_app's contract)."""
+        header_timeout_s: float, extra_sockets: Sequence[socket.socket] = ()) -> None:
+    """Serve until SIGINT/SIGTERM, then shut down gracefully (web.run_app's contract).
+    `extra_sockets`: bound sockets served too (the internal listener other processes forward to)."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
 
@@ -154,6 +156,8 @@ def run(app: web.Application, host: str, port: int, *, backlog: int, reuse_port:
             site = BatchAcceptSite(runner, host, port, backlog=backlog, reuse_port=reuse_port,
                                    header_timeout_s=header_timeout_s)
             await site.start()
+            for sock in extra_sockets:
+                await web.SockSite(runner, sock).start()
             await asyncio.Event().wait()  # until a signal raises GracefulExit
         finally:
             await runner.cleanup()

@@ -12,6 +12,7 @@ from media.hub import MediaHub
 from media.keys import media_hub_key, publisher_taps_key
 from media.tap import PublisherTaps
 from server.api import Api
+from server.cluster_component import ownership, subscribe_everywhere
 from server.demo import demo_seeders_key
 from server.keys import database_key, events_key, settings_key
 from server.revocations import revocations_key
@@ -30,9 +31,11 @@ def setup(app: web.Application, api: Api) -> None:
 
 
 async def media_hub_ctx(app: web.Application) -> AsyncIterator[None]:
-    hub = MediaHub(app[settings_key], app[database_key], app[events_key], app[publisher_taps_key])
+    hub = MediaHub(app[settings_key], app[database_key], app[events_key], app[publisher_taps_key],
+                   ownership(app))
     app[media_hub_key] = hub
-    unsubscribe = app[events_key].subscribe(hub.on_event, kinds=("session_ended",))
+    # Ended in any process: the stream stops here if it runs here.
+    unsubscribe = subscribe_everywhere(app, hub.on_event, kinds=("session_ended",))
     # A host disabled or demoted (in any process) loses their live publishers here.
     listeners = app[revocations_key].listeners
     listeners.append(hub.on_user_revoked)

@@ -11,6 +11,7 @@ from commerce import (  # noqa: F401
     orders,
     pickup,
     qc,
+    refunds,
     reviews,
     sales,
     trace,

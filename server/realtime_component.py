@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from cluster.engineio_sids import tag_session_ids
 from commerce.events import DomainEvent
 from realtime.actions import RoomActions
 from realtime.hub import Hub, register_metrics
@@ -15,6 +16,7 @@ from realtime.live_namespace import LiveNamespace
 from realtime.moderation_namespace import ModerationNamespace
 from realtime.state import commerce_to_room
 from server.api import Api
+from server.cluster_component import cluster_key
 from server.keys import (
     database_key,
     events_key,
@@ -43,6 +45,9 @@ def setup(app: web.Application, api: Api) -> None:
     hub = Hub(origins, max_queued_frames=settings.socket_max_queued_frames,
               max_queued_bytes=settings.socket_max_queued_bytes)
     hub.sio.attach(app)
+    if cluster_key in app:
+        # A long-poll landing in another process is forwarded to the one holding its session.
+        tag_session_ids(hub.sio.eio, app[cluster_key].me.process_id)
     app[hub_key] = hub
     register_metrics(hub, app[metrics_key])
     api.operations.extend(realtime_routes.api.operations)

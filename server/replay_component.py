@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from commerce.background import cancel_and_wait
 from commerce.events import DomainEvent
 from media.keys import media_hub_key, publisher_taps_key
 from media.recordings import FinalHook, Recordings, RecordingSink, recordings_key
@@ -19,6 +20,12 @@ from media.replay_keys import replays_key, rtmp_key
 from media.replay_service import ReplayService
 from media.rtmp_server import RtmpIngest
 from server.api import Api
+from server.cluster_component import (
+    build_gate,
+    builds_replay_here,
+    builds_replay_later,
+    subscribe_everywhere,
+)
 from server.keys import database_key, events_key, settings_key
 from server.routes import replays as replay_routes
 
@@ -35,7 +42,7 @@ def setup(app: web.Application, api: Api) -> None:
 async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     recordings = Recordings(settings.data_dir / "media", asyncio.get_running_loop())
-    replays = ReplayService(app[database_key], recordings, app[events_key])
+    replays = ReplayService(app[database_key], recordings, app[events_key], build_gate(app))
     # The hub's context ran first (server/wiring.py): it decides who publishes, RTMP included.
     rtmp = RtmpIngest(app[database_key], recordings, app[events_key],
                       grace_s=float(settings.publisher_grace_s), hub=app[media_hub_key])
@@ -52,10 +59,21 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         if recordings.is_recording(session_id):
             # The recorder's final stop builds the replay once the last segment is on disk.
             await recordings.finish(session_id)
+        elif await builds_replay_here(app, event):
+            replays.request(session_id)
         else:
+            task = asyncio.ensure_future(_request_if_adopted(session_id))
+            later.add(task)
+            task.add_done_callback(later.discard)
+
+    later: set[asyncio.Task[None]] = set()
+
+    async def _request_if_adopted(session_id: int) -> None:
+        if await builds_replay_later(app, session_id):
             replays.request(session_id)
 
-    unsubscribe = app[events_key].subscribe(on_event, kinds=("session_ended",))
+    # Ended in any process: the publisher and recorder stop where they run.
+    unsubscribe = subscribe_everywhere(app, on_event, kinds=("session_ended",))
     if settings.rtmp_port >= 0:
         try:
             await rtmp.start(settings.host, settings.rtmp_port)
@@ -67,6 +85,8 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         unsubscribe()
+        for task in list(later):
+            await cancel_and_wait(task)
         await replays.close()
         await rtmp.close()
         await recordings.close()

@@ -8,6 +8,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 
 from aiohttp import web
@@ -48,10 +49,24 @@ def _worker(settings: Settings, index: int) -> None:
     # Only the first worker runs the demo publisher and the background sweepers' leaders.
     if index > 0:
         settings = settings.with_(demo=False)
+    # Bound before the app starts, so the process registers an address it already answers on.
+    internal = socket.create_server((settings.internal_host, settings.internal_port),
+                                    family=socket.AF_INET6 if ":" in settings.internal_host
+                                    else socket.AF_INET, backlog=LISTEN_BACKLOG)
+    settings = settings.with_(internal_url=internal_url(settings, internal.getsockname()[1]))
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)  # after every component's start-up
     listener.run(app, settings.host, settings.port, backlog=LISTEN_BACKLOG,
-                 reuse_port=settings.workers > 1, header_timeout_s=settings.header_timeout_s)
+                 reuse_port=settings.workers > 1, header_timeout_s=settings.header_timeout_s,
+                 extra_sockets=[internal])
+
+
+def internal_url(settings: Settings, port: int) -> str:
+    """How the other processes reach this one's internal listener."""
+    host = settings.advertise_host or settings.internal_host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - bound to all: advertise this machine's
+        host = socket.gethostbyname(socket.gethostname())
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def serve(settings: Settings) -> None:

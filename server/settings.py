@@ -134,6 +134,17 @@ class Settings:
     # A media file (HLS segment, playlist, poster) must reach the reader within this long, or
     # the connection is cut: a reader that stops reading holds no server resources for long.
     media_send_timeout_s: int = 30
+    # --- several processes and nodes (docs/CLUSTER.md) ---
+    # Each process also listens here for requests forwarded by the others (port 0: any free).
+    internal_host: str = "127.0.0.1"
+    internal_port: int = 0
+    # How the other processes reach that listener (default: internal_host; with 0.0.0.0, this
+    # machine's address as its hostname resolves).
+    advertise_host: str | None = None
+    # Workers sharing a data dir are one node; None: an id kept in data_dir/node_id.
+    node_id: str | None = None
+    # Set by the server at start-up: this process's internal listener, as the others reach it.
+    internal_url: str | None = None
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -222,6 +233,10 @@ class Settings:
             socket_max_queued_bytes=_int(env, "LINLI_SOCKET_MAX_QUEUED_BYTES", 1024 * 1024,
                                          16 * 1024, 1024 * 1024 * 1024),
             media_send_timeout_s=_int(env, "LINLI_MEDIA_SEND_TIMEOUT_S", 30, 1, 3600),
+            internal_host=env.get("LINLI_INTERNAL_HOST") or "127.0.0.1",
+            internal_port=_int(env, "LINLI_INTERNAL_PORT", 0, 0, 65535),
+            advertise_host=env.get("LINLI_ADVERTISE_HOST") or None,
+            node_id=_node_id(env),
         )
 
 
@@ -230,6 +245,13 @@ def check_admin_password(password: str) -> None:
     reason = weakness(password, "admin")
     if reason is not None:
         raise SettingsError(f"LINLI_ADMIN_PASSWORD is too weak ({reason}): {REASONS[reason]}")
+
+
+def _node_id(env: Mapping[str, str]) -> str | None:
+    raw = env.get("LINLI_NODE_ID") or None
+    if raw is not None and not (raw.isascii() and raw.replace("-", "").isalnum() and len(raw) <= 40):
+        raise SettingsError("LINLI_NODE_ID must be letters, digits and '-' (at most 40)")
+    return raw
 
 
 def _persistent_secret(data_dir: Path) -> str:

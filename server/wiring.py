@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
 def components() -> list[Component]:
     from server import (
+        cluster_component,
         commerce_component,
         media_component,
         realtime_component,
@@ -17,5 +18,6 @@ def components() -> list[Component]:
         trust_component,
     )
 
-    return [commerce_component.setup, trust_component.setup, realtime_component.setup,
-            media_component.setup, replay_component.setup]
+    # The cluster first: the hub, the recorder and the Socket.IO ids need it at their start.
+    return [cluster_component.setup, commerce_component.setup, trust_component.setup,
+            realtime_component.setup, media_component.setup, replay_component.setup]

@@ -55,8 +55,8 @@ class Recorder:
 
 
 async def connect(url: str, namespace: str, auth: dict[str, Any],
-                  transports: list[str] | None = None) -> Recorder:
-    client = socketio.AsyncClient(reconnection=False)
+                  transports: list[str] | None = None, http_session: Any = None) -> Recorder:
+    client = socketio.AsyncClient(reconnection=False, http_session=http_session)
     recorder = Recorder(client, namespace)
     names = LIVE_EVENTS if namespace == "/live" else MOD_EVENTS
     for name in names:

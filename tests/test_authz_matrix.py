@@ -203,6 +203,9 @@ REST: tuple[Op, ...] = (
     Op("GET", "/api/claims", "/api/claims?status=all", PLATFORM_STAFF),
     Op("GET", "/api/claims/mine", "/api/claims/mine", USERS),
     Op("GET", "/api/claims/{id}", "/api/claims/{w.claim}", BUYER_OR_STAFF),
+    # Only the claim's own buyer adds photos (the seeded claim is decided: 409 past auth).
+    Op("POST", "/api/claims/{id}/photos", "/api/claims/{w.claim}/photos", BUYER,
+       json={"photos": [1]}),
     Op("POST", "/api/claims/{id}/approve", "/api/claims/{w.claim}/approve", DECIDERS, json={}),
     Op("POST", "/api/claims/{id}/reject", "/api/claims/{w.claim}/reject", DECIDERS, json={}),
     Op("GET", "/api/sessions/{id}/claim-flags", "/api/sessions/{w.session_a}/claim-flags", PUBLIC),

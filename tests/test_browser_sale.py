@@ -216,4 +216,19 @@ async def test_after_sales_claim_with_photo_from_orders_page(
         claims = await kit.rest.call("GET", "/api/claims/mine", buyer.token)
         items = claims if isinstance(claims, list) else claims.get("items", claims.get("claims", []))
         assert any(c["order_id"] == order["id"] and c["photos"] for c in items), claims
+        # After a reload the order still shows its claim (no second "售后" button to trap the
+        # buyer with claim_exists); while it waits, a photo can be added to it.
+        await page.reload()
+        line = page.locator("#orders .order").first.locator(".claim-line")
+        await line.filter(has_text="售后 #").wait_for(timeout=20_000)
+        assert await page.locator("#orders .order").first.locator("button.claim-open").count() == 0
+        (claim,) = [c for c in items if c["order_id"] == order["id"]]
+        if claim["status"] == "pending":
+            more = page.locator("#orders .order").first.locator("form.claim-photo-form")
+            await more.locator(".claim-more-photo").set_input_files(
+                files=[{"name": "more.png", "mimeType": "image/png", "buffer": _tiny_png()}])
+            await more.locator("button[type=submit]").click()
+            await line.locator(".claim-photo-count").filter(has_text="2").wait_for(timeout=20_000)
+            again = await kit.rest.call("GET", f"/api/claims/{claim['id']}", buyer.token)
+            assert len(again["photos"]) == 2, again
         assert kit.errors == [], kit.errors

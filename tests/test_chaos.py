@@ -215,9 +215,9 @@ async def test_a_hold_swept_while_its_payment_was_on_the_way_is_refunded(
         await checkout.store.expire(sale["id"], now=int(time.time() * 1000) + 3_600_000)
         return callback
 
-    async def spy_refund(ref: str, amount: int, reason: str) -> str:
+    async def spy_refund(ref: str, amount: int, reason: str, idempotency_key: str) -> str:
         refunds.append((ref, amount, reason))
-        return str(await real_refund(ref, amount, reason))
+        return str(await real_refund(ref, amount, reason, idempotency_key))
 
     monkeypatch.setattr(provider, "verify_callback", late_verify)
     monkeypatch.setattr(provider, "refund", spy_refund)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -9,6 +10,7 @@ from sqlalchemy import select
 from commerce.base import as_utc
 from commerce.claims import Claim
 from commerce.orders import OrderTransition
+from commerce.uploads import Upload
 from server.keys import database_key
 from tests.conftest import Api
 from tests.trust_support import JPEG, Farm, bought_and_picked_up, buy, make_farm, pin, upload
@@ -78,13 +80,20 @@ async def test_claims_outside_policy_wait_for_an_assistant(any_db_api: Api) -> N
     _, too_late, order_c = await bought_and_picked_up(farm)
     async with api.app[database_key].session() as db:
         # Picked up three days ago: past max_days_after_pickup.
-        rows = await db.execute(select(OrderTransition).where(OrderTransition.order_id == order_c))
+        rows = await db.execute(select(OrderTransition).where(
+            OrderTransition.order_id.in_([order_a, order_c])))
         for step in rows.scalars():
             step.at = as_utc(step.at) - timedelta(days=3)
-    a = await _claim(api, no_photo, order_a, photo=False)
+    # The policy requires a photo: without one the claim is refused before anything is filed.
+    resp = await api.client.post("/api/claims", json={
+        "order_id": order_a, "reason": "spoiled", "description": "两个坏果"},
+        headers=api.auth(no_photo))
+    assert (resp.status, (await resp.json())["error"]["code"]) == (400, "photo_required")
+    assert await (await api.client.get("/api/claims/mine", headers=api.auth(no_photo))).json() == []
+    a = await _claim(api, no_photo, order_a)
     b = await _claim(api, too_much, order_b, bad_qty=2)
     c = await _claim(api, too_late, order_c)
-    assert (a["status"], a["rules"]) == ("pending", ["photo_required"])
+    assert (a["status"], a["rules"]) == ("pending", ["past_max_days"])
     assert (b["status"], b["rules"]) == ("pending", ["above_auto_limit"])
     assert (c["status"], c["rules"]) == ("pending", ["past_max_days"])
     assert a["refund_fen"] == 0 and a["responded_at"] is None and a["due_at"] is not None
@@ -159,3 +168,113 @@ async def test_bad_claims(api: Api) -> None:
     resp = await api.client.put(f"/api/products/{farm.product_id}/claim-policy",
                                 json={**POLICY, "multiplier": 50}, headers=api.auth(farm.host))
     assert resp.status == 400
+
+
+async def _pending_claim(api: Api, farm: Farm, buyer: str, order_id: int) -> dict:  # type: ignore[type-arg]
+    """A claim that waits for an assistant (picked up too long ago for auto-approval)."""
+    async with api.app[database_key].session() as db:
+        rows = await db.execute(select(OrderTransition).where(OrderTransition.order_id == order_id))
+        for step in rows.scalars():
+            step.at = as_utc(step.at) - timedelta(days=5)
+    claim = await _claim(api, buyer, order_id)
+    assert claim["status"] == "pending", claim
+    return claim
+
+
+async def test_an_empty_claim_is_refused_before_anything_is_filed(any_db_api: Api) -> None:
+    """No photo where the policy requires one, or nothing said at all: 400 with a code the page
+    can show, and no claim that would then block the buyer with `claim_exists`."""
+    api = any_db_api
+    farm = await make_farm(api)
+    await _policy(farm)
+    _, buyer, order_id = await bought_and_picked_up(farm)
+    for body in ({}, {"description": "坏了两个"}, {"description": "  "}):
+        resp = await api.client.post("/api/claims", json={
+            "order_id": order_id, "reason": "spoiled", **body}, headers=api.auth(buyer))
+        assert resp.status == 400 and (await resp.json())["error"]["code"] == "photo_required"
+    assert await (await api.client.get("/api/claims/mine", headers=api.auth(buyer))).json() == []
+    view = await (await api.client.get(f"/api/orders/{order_id}/after-sales",
+                                       headers=api.auth(buyer))).json()
+    assert view["can_claim"] is True and view["claim"] is None
+    # Without a photo rule, a claim still has to say something.
+    await _policy(farm, require_photo=False)
+    resp = await api.client.post("/api/claims", json={"order_id": order_id, "reason": "other"},
+                                 headers=api.auth(buyer))
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "claim_empty"
+    # With the photo the same claim goes through.
+    claim = await _claim(api, buyer, order_id)
+    assert claim["status"] == "approved"
+
+
+async def test_the_buyer_adds_photos_to_their_open_claim(any_db_api: Api) -> None:
+    api = any_db_api
+    farm = await make_farm(api)
+    await _policy(farm)
+    _, buyer, order_id = await bought_and_picked_up(farm)
+    claim = await _pending_claim(api, farm, buyer, order_id)
+    photo = await (await upload(api, buyer, JPEG, "claim")).json()
+    resp = await api.client.post(f"/api/claims/{claim['id']}/photos", json={"photos": [photo["id"]]},
+                                 headers=api.auth(buyer))
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["photos"] == [*claim["photos"], photo["id"]]
+    # The claim's parties see the added photo; others do not, and cannot add to it.
+    assert (await api.client.get(photo["url"], headers=api.auth(farm.host))).status == 200
+    _, stranger = await api.user("viewer")
+    assert (await api.client.get(photo["url"], headers=api.auth(stranger))).status == 403
+    theirs = await (await upload(api, stranger, JPEG, "claim")).json()
+    resp = await api.client.post(f"/api/claims/{claim['id']}/photos",
+                                 json={"photos": [theirs["id"]]}, headers=api.auth(stranger))
+    assert resp.status == 403
+    resp = await api.client.post(f"/api/claims/{claim['id']}/photos",
+                                 json={"photos": [theirs["id"]]}, headers=api.auth(buyer))
+    assert resp.status == 403  # someone else's upload
+    # Another buyer cannot move their claim's photo onto this claim.
+    _, other_buyer, other_order = await bought_and_picked_up(farm)
+    other = await _claim(api, other_buyer, other_order)
+    resp = await api.client.post(f"/api/claims/{claim['id']}/photos",
+                                 json={"photos": other["photos"]}, headers=api.auth(other_buyer))
+    assert resp.status == 403
+    # Once decided, the claim is closed to additions.
+    _, assistant = await api.user("assistant")
+    resp = await api.client.post(f"/api/claims/{claim['id']}/reject", json={},
+                                 headers=api.auth(assistant))
+    assert resp.status == 200
+    late = await (await upload(api, buyer, JPEG, "claim")).json()
+    resp = await api.client.post(f"/api/claims/{claim['id']}/photos", json={"photos": [late["id"]]},
+                                 headers=api.auth(buyer))
+    assert resp.status == 409 and (await resp.json())["error"]["code"] == "claim_closed"
+
+
+async def test_photos_added_at_once_all_land_within_the_limit(any_db_api: Api) -> None:
+    """N uploads added at once: none lost from the claim's list, never more than six."""
+    api = any_db_api
+    farm = await make_farm(api)
+    await _policy(farm)
+    _, buyer, order_id = await bought_and_picked_up(farm)
+    claim = await _pending_claim(api, farm, buyer, order_id)
+    photos = [(await (await upload(api, buyer, JPEG, "claim")).json())["id"] for _ in range(20)]
+    results = await asyncio.gather(*(api.client.post(
+        f"/api/claims/{claim['id']}/photos", json={"photos": [p]}, headers=api.auth(buyer))
+        for p in photos))
+    assert sorted(r.status for r in results) == [200] * 5 + [400] * 15
+    mine = await (await api.client.get(f"/api/claims/{claim['id']}", headers=api.auth(buyer))).json()
+    assert len(mine["photos"]) == 6
+    async with api.app[database_key].session() as db:
+        linked = (await db.execute(select(Upload.id).where(Upload.claim_id == claim["id"]))).all()
+    assert sorted(row[0] for row in linked) == sorted(mine["photos"])
+
+
+async def test_the_order_shows_its_claim_after_a_reload(any_db_api: Api) -> None:
+    api = any_db_api
+    farm = await make_farm(api)
+    await _policy(farm)
+    _, buyer, order_id = await bought_and_picked_up(farm)
+    listed = await (await api.client.get("/api/orders", headers=api.auth(buyer))).json()
+    assert [o["claim"] for o in listed] == [None]
+    claim = await _pending_claim(api, farm, buyer, order_id)
+    listed = await (await api.client.get("/api/orders", headers=api.auth(buyer))).json()
+    (row,) = listed
+    assert row["claim"]["id"] == claim["id"] and row["claim"]["status"] == "pending"
+    assert row["claim"]["photos"] == claim["photos"]
+    one = await (await api.client.get(f"/api/orders/{order_id}", headers=api.auth(buyer))).json()
+    assert one["claim"]["status"] == "pending"

@@ -169,7 +169,7 @@ async def test_not_open_then_ended(api: Api) -> None:
     assert (status, body["error"]["code"]) == (409, "ended")
     fields = {"sale_id", "product_id", "product_name", "price_fen", "community_price_fen", "initial",
               "remaining", "held", "sold", "gift_first_n", "gift_left", "starts_at", "ends_at",
-              "status"}
+              "status", "ver"}
     opened = [e for e in events if e.kind == "sale_opened"]
     closed = [e for e in events if e.kind == "sale_closed"]
     assert [e.data["status"] for e in opened] == ["scheduled", "open"]

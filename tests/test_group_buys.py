@@ -58,7 +58,7 @@ async def test_success_charges_the_group_price(any_db_api: Api) -> None:
     progress = [e.data for e in events if e.kind == "group_progress"]
     assert progress[-1]["count"] == 3 and progress[-1]["unit"] == "people"
     assert set(progress[-1]) == {"group_id", "sale_id", "community_id", "community_name", "count",
-                                 "threshold", "unit", "deadline", "status"}
+                                 "threshold", "unit", "deadline", "status", "ver"}
 
     view = await _outcome(api, group["group_id"])
     assert view["status"] == "succeeded" and view["count"] == 3

@@ -275,3 +275,31 @@ async def test_an_assistant_cannot_ban_the_host_or_mute_an_admin(api: Api) -> No
     status = await (await api.client.get(f"/api/sessions/{room.session_id}/moderation",
                                          headers=api.auth(room.host))).json()
     assert status["bans"] == [] and status["mutes"] == []
+
+
+async def test_an_assistant_cannot_delete_the_hosts_comment(api: Api) -> None:
+    """Deleting a comment follows the sanction ranks: the host's words stay; a viewer's go, and
+    the host may delete an assistant's."""
+    room = await make_room(api)
+    _, assistant = await api.user("assistant")
+    live = {"session_id": room.session_id}
+    host_live = await connect(room.url, "/live", {**live, "token": room.host})
+    helper_live = await connect(room.url, "/live", {**live, "token": assistant})
+    mod = await _staff(api, room.url, room.session_id, assistant)
+    host_mod = await _staff(api, room.url, room.session_id, room.host)
+    try:
+        assert (await host_live.call("comment", {"text": "今天的枇杷很甜"}))["ok"]
+        assert (await helper_live.call("comment", {"text": "欢迎大家"}))["ok"]
+        seen = await host_live.wait(lambda: len(host_live.comments()) >= 2 and host_live.comments())
+        by_text = {c["text"]: c["seq"] for c in seen}
+        ack = await mod.call("delete_comment", {"seq": by_text["今天的枇杷很甜"]})
+        assert ack["error"]["code"] == "cannot_sanction" and ack["error"]["reason"] == "session_host"
+        ack = await host_mod.call("delete_comment", {"seq": by_text["欢迎大家"]})
+        assert ack["ok"], ack
+    finally:
+        for client in (host_live, helper_live, mod, host_mod):
+            await client.close()
+    resp = await api.client.delete(
+        f"/api/sessions/{room.session_id}/comments/{by_text['今天的枇杷很甜']}",
+        headers=api.auth(assistant))
+    assert resp.status == 403 and (await resp.json())["error"]["code"] == "cannot_sanction"

@@ -9,7 +9,8 @@
 -- ARGV[1] hold id  ARGV[2] buyer id, or "" when the payment provider confirms
 -- ARGV[3] payment reference  ARGV[4] now (ms)  ARGV[5] unit price in fen actually charged
 -- returns cjson {ok=1, hold, buyer, qty, price, community, ref, paid_rank, gift, entry,
---   remaining, held, sold, gift_left, session} or {err="no_hold"|"not_yours"|"expired"}
+--   remaining, held, sold, gift_left, session, ver} or {err="no_hold"|"not_yours"|"expired"}
+--   (a repeat answers the first time's answer, its ver included)
 local done = redis.call('HGET', KEYS[4], ARGV[1])
 if done then return done end
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
@@ -24,6 +25,7 @@ local m = redis.call('HMGET', KEYS[1], 'id', 'gift_n', 'session', 'remaining')
 local held = redis.call('HINCRBY', KEYS[1], 'held', -h.q)
 local sold = redis.call('HINCRBY', KEYS[1], 'sold', h.q)
 local rank = redis.call('HINCRBY', KEYS[1], 'paid', 1)
+local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
 local gift_n = tonumber(m[2])
 local gift = 0
 if rank <= gift_n then gift = 1 end
@@ -36,6 +38,6 @@ local entry = redis.call('XADD', KEYS[5], '*', 'sale', m[1], 'hold', ARGV[1], 'b
 local result = cjson.encode({ok = 1, hold = ARGV[1], buyer = h.b, qty = h.q, price = price,
   community = h.c, ref = ARGV[3], paid_rank = rank, gift = gift, entry = entry,
   remaining = tonumber(m[4]), held = held, sold = sold, gift_left = math.max(0, gift_n - rank),
-  session = m[3]})
+  session = m[3], ver = ver})
 redis.call('HSET', KEYS[4], ARGV[1], result)
 return result

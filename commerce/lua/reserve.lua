@@ -16,7 +16,8 @@
 -- ARGV[2+4i] buyer id  ARGV[3+4i] qty (>0)  ARGV[4+4i] community id or ""
 -- ARGV[5+4i] idempotency key
 -- returns one answer per reservation, each a cjson string: {ok=1, hold, qty, expires, remaining,
---   held, sold, rank, price, community, gift_left, people, units, group, session} or {err="unknown"|
+--   held, sold, rank, price, community, gift_left, people, units, group, session, ver} or
+--   {err="unknown"|
 --   "not_open"|"ended"|"not_member"|"over_limit"|"sold_out"}. Holds, "sold_out" and
 --   "over_limit" are stored under the idempotency key and returned again on a retry; "unknown",
 --   "not_open" and "not_member" are not (nothing happened, and time or an approved membership
@@ -65,6 +66,7 @@ local function reserve_one(buyer, qty, want, key)
   local held = redis.call('HINCRBY', KEYS[1], 'held', qty)
   redis.call('HINCRBY', KEYS[4], buyer, qty)
   local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+  local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
   local hold = m[1] .. '-' .. seq
   local price = tonumber(m[7])
   if community ~= '' and m[8] ~= '' then price = tonumber(m[8]) end
@@ -87,7 +89,7 @@ local function reserve_one(buyer, qty, want, key)
   local gift_left = math.max(0, tonumber(m[12]) - tonumber(m[13]))
   return answer({ok = 1, hold = hold, qty = qty, expires = expires, remaining = remaining,
     held = held, sold = tonumber(m[11]), rank = seq, price = price, community = community, gift_left = gift_left,
-    people = people, units = units, group = group, session = tonumber(m[14])})
+    people = people, units = units, group = group, session = tonumber(m[14]), ver = ver})
 end
 
 local answers = {}

@@ -5,8 +5,11 @@
 -- ARGV[1] channel  ARGV[2] room id  ARGV[3] now_ms  ARGV[4] gate ms  ARGV[5] ttl seconds
 -- ARGV[6] host id  ARGV[7] local viewer count or "" (unchanged)  ARGV[8] viewer entry ttl ms
 -- ARGV[9] likes to add  ARGV[10] paid orders to add
--- ARGV[11..] triples: field, observed_ms, JSON value ("newer observation wins", values stored
---            as "<observed_ms>|<json>")
+-- ARGV[11..] quadruples: field, version, observed_ms, JSON value. A field keeps the value with
+--            the highest (version, observed_ms): versions come from the sale scripts in Redis
+--            and order a sale's counters whatever process saw them when; 0 for unversioned
+--            fields, which then go by observation time. Stored as "<version>:<observed_ms>|<json>"
+--            (a value written before versions, "<observed_ms>|<json>", reads as version 0).
 -- returns the published version, or 0 when another process published within the gate period
 local now = tonumber(ARGV[3])
 if ARGV[7] ~= '' then
@@ -28,17 +31,26 @@ if ARGV[7] ~= '' then
 end
 if tonumber(ARGV[9]) > 0 then redis.call('HINCRBY', KEYS[1], 'likes', ARGV[9]) end
 if tonumber(ARGV[10]) > 0 then redis.call('HINCRBY', KEYS[1], 'orders_paid', ARGV[10]) end
-for i = 11, #ARGV, 3 do
+local function order_of(stored)
+  local sep = string.find(stored, '|', 1, true)
+  if not sep then return 0, 0 end
+  local head = string.sub(stored, 1, sep - 1)
+  local colon = string.find(head, ':', 1, true)
+  if not colon then return 0, tonumber(head) or 0 end
+  return tonumber(string.sub(head, 1, colon - 1)) or 0, tonumber(string.sub(head, colon + 1)) or 0
+end
+for i = 11, #ARGV, 4 do
   local field = ARGV[i]
-  local observed = tonumber(ARGV[i + 1])
+  local version = tonumber(ARGV[i + 1])
+  local observed = tonumber(ARGV[i + 2])
   local old = redis.call('HGET', KEYS[1], field)
   local keep_old = false
   if old then
-    local sep = string.find(old, '|', 1, true)
-    if sep and tonumber(string.sub(old, 1, sep - 1)) > observed then keep_old = true end
+    local old_version, old_observed = order_of(old)
+    keep_old = old_version > version or (old_version == version and old_observed > observed)
   end
   if not keep_old then
-    redis.call('HSET', KEYS[1], field, ARGV[i + 1] .. '|' .. ARGV[i + 2])
+    redis.call('HSET', KEYS[1], field, ARGV[i + 1] .. ':' .. ARGV[i + 2] .. '|' .. ARGV[i + 3])
   end
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from commerce import fulfilment, live_sessions, orders, pickup, reconcile
+from commerce import claims, fulfilment, live_sessions, orders, pickup, reconcile
 from commerce.accounts import Role
 from commerce.base import MAX_ID, check_idempotency_key
 from commerce.errors import InvalidInput
@@ -126,7 +126,18 @@ async def payment_callback(request: web.Request) -> web.Response:
 async def my_orders(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
         found = await orders.orders_of_user(db, principal(request).user_id)
-    return json_response([o.public_dict(with_code=True) for o in found])
+        filed = await claims.claims_by_order(db, [o.id for o in found])
+    return json_response([{**o.public_dict(with_code=True), "claim": _claim_summary(filed.get(o.id))}
+                          for o in found])
+
+
+def _claim_summary(claim: claims.Claim | None) -> dict[str, Any] | None:
+    """What the orders page shows of an order's after-sales claim (after a reload too)."""
+    if claim is None:
+        return None
+    data = claim.public_dict()
+    return {key: data[key] for key in ("id", "status", "photos", "refund_fen", "compensation_fen",
+                                       "rules", "due_at", "responded_at", "overdue")}
 
 
 @api.route("GET", "/api/orders/{id}", summary="One order with its history", tag="orders", auth=USER)
@@ -137,8 +148,10 @@ async def get_order(request: web.Request) -> web.Response:
         session = await live_sessions.get_session(db, order.session_id)
         orders.ensure_can_view(order, who, session.host_id)
         steps = await orders.history(db, order.id)
+        filed = await claims.claims_by_order(db, [order.id])
     data = order.public_dict(with_code=who.user_id == order.user_id)
     data["history"] = [s.public_dict() for s in steps]
+    data["claim"] = _claim_summary(filed.get(order.id))
     return json_response(data)
 
 

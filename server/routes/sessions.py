@@ -7,11 +7,12 @@ from datetime import datetime
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from commerce import live_sessions
+from commerce import fulfilment, live_sessions
 from commerce.accounts import Role
 from commerce.events import DomainEvent
 from media.keys import media_hub_key
 from server.api import PUBLIC, Api, json_response, optional_principal, path_int, principal, read_json
+from server.commerce_keys import checkout_key
 from server.keys import database_key, events_key
 
 api = Api()
@@ -97,12 +98,17 @@ async def rotate_stream_key(request: web.Request) -> web.Response:
     return json_response({"stream_key": key, "disconnected": disconnected})
 
 
-@api.route("POST", "/api/sessions/{id}/end", summary="End a live session (its host)",
+@api.route("POST", "/api/sessions/{id}/end", summary="End a live session (its host); its sales "
+           "close (holds already made keep their payment window)",
            tag="sessions", auth=(Role.HOST, Role.ADMIN))
 async def end_session(request: web.Request) -> web.Response:
     session_id = path_int(request, "id")
-    async with request.app[database_key].session() as db:
-        session = await live_sessions.end_session(db, session_id, principal(request))
+    checkout = request.app.get(checkout_key)
+    if checkout is not None:
+        session = await fulfilment.end_session(checkout, session_id, principal(request))
+    else:
+        async with request.app[database_key].session() as db:
+            session = await live_sessions.end_session(db, session_id, principal(request))
     await request.app[events_key].publish(
         DomainEvent("session_ended", session_id, {"ended_at": session.ended_at})
     )

@@ -31,8 +31,12 @@ class ClaimBody(BaseModel):
     order_id: Id
     reason: claims.ClaimReason
     description: str = Field(default="", max_length=1000)
-    photos: list[Id] = Field(default_factory=list, max_length=6)
+    photos: list[Id] = Field(default_factory=list, max_length=claims.MAX_PHOTOS)
     bad_qty: int = Field(default=1, ge=1, le=100_000)
+
+
+class ClaimPhotosBody(BaseModel):
+    photos: list[Id] = Field(min_length=1, max_length=claims.MAX_PHOTOS)
 
 
 class DecisionBody(BaseModel):
@@ -124,7 +128,8 @@ async def get_policy(request: web.Request) -> web.Response:
 
 @api.route("POST", "/api/claims", summary="File an after-sales claim on your picked-up order; "
            "auto-refunded when within the product's policy", tag="claims", body=ClaimBody,
-           responses={201: "Filed", 403: "not_your_order", 409: "order_not_picked_up | conflict"})
+           responses={201: "Filed", 400: "photo_required | claim_empty", 403: "not_your_order",
+                      409: "order_not_picked_up | claim_exists | photo_in_use"})
 async def create_claim(request: web.Request) -> web.Response:
     body = await read_json(request, ClaimBody)
     async with request.app[database_key].session() as db:
@@ -139,6 +144,18 @@ async def create_claim(request: web.Request) -> web.Response:
          "pin_id": claim.pin_id, "due_at": data["due_at"]},
     ))
     return json_response(data, status=201)
+
+
+@api.route("POST", "/api/claims/{id}/photos", summary="Add photos to your own claim while it "
+           "waits for a decision", tag="claims", body=ClaimPhotosBody,
+           responses={403: "not your claim", 409: "claim_closed | photo_in_use"})
+async def add_claim_photos(request: web.Request) -> web.Response:
+    claim_id = path_int(request, "id")
+    body = await read_json(request, ClaimPhotosBody)
+    async with request.app[database_key].session() as db:
+        claim = await claims.add_photos(db, principal(request), claim_id, body.photos)
+        data = claim.public_dict()
+    return json_response(data)
 
 
 @api.route("GET", "/api/claims", summary="The assistant queue (oldest due first)", tag="claims",

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0403'
-down_revision = '0401'
+down_revision = '0402'
 branch_labels = None
 # pickup_points is made on the commerce branch.
 depends_on = ('0100',)

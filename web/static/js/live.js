@@ -19,6 +19,8 @@ const comments = new CommentList($("#comment-list"));
 const sale = new SalePanel($("#sale"));
 const questions = new Map();
 let lastState = null;
+let ended = false;
+let pinKey = "";
 
 function say(text, ms = 4000) {
   notice.textContent = text;
@@ -56,11 +58,27 @@ api(`/api/sessions/${sessionId}`, { auth: false }).then((session) => {
   }
   if (session.status === "ended") {
     // Nothing will stream again: stop retrying and point to the replay.
-    player.stop();
+    showEnded();
     $("#video-status").textContent = t("status_ended");
     $("#preview-text").append(" ", h("a", { href: `/replays/${sessionId}`, text: t("nav_replays") }));
   }
 }).catch(() => { $("#title").textContent = t("not_found"); });
+
+/** The session is over: no 讲解中, nothing to buy (a hold already made may still be paid), the
+ * replay one tap away. Reached from the page load, the room state or the session_ended event. */
+function showEnded() {
+  if (!ended) {
+    ended = true;
+    player.stop();
+    $("#replay-link").href = `/replays/${sessionId}`;
+    $("#ended").hidden = false;
+    $("#title").dataset.status = "ended";
+  }
+  pinKey = "";
+  renderPin($("#pin-card"), null);
+  sale.sessionEnded = true;
+  sale.render();
+}
 
 // --- realtime --------------------------------------------------------------------------------
 let seqAtDrop = null;
@@ -145,13 +163,12 @@ conn.on(ev.ON_EVENT, (data) => {
 });
 conn.on(ev.ON_SESSION_ENDED, (data) => {
   countMissed(data);
-  say(t("status_ended"), 0);
-  player.stop();
-  setTimeout(() => location.assign(`/replays/${sessionId}`), 4000);
+  say(t("session_ended"), 0);
+  showEnded();
 });
 
-let pinKey = "";
 async function showPin(pinned) {
+  if (ended) pinned = null;
   const key = pinned ? String(pinned.id ?? pinned.product_id) : "";
   if (key === pinKey) return;
   pinKey = key;
@@ -173,6 +190,7 @@ function applyState(state) {
   lastState = state;
   $("#viewers").textContent = String(state.viewers ?? 0);
   $("#likes").textContent = String(state.likes ?? 0);
+  if (state.status === "ended") showEnded();
   showPin(state.pinned);
   sale.lastSales = state.sales;
   sale.update(state.sales, state.pinned ? state.pinned.product_id : null);
@@ -185,7 +203,6 @@ function applyState(state) {
   const pinnedQ = state.pinned_question === null || state.pinned_question === undefined ? "" : String(state.pinned_question);
   for (const q of questions.values()) q.pinned = String(q.id) === pinnedQ;
   renderQuestions();
-  if (state.status === "ended") $("#title").dataset.status = "ended";
 }
 
 // --- questions -------------------------------------------------------------------------------

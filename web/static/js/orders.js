@@ -31,7 +31,10 @@ function row(order, actions) {
     // staff-only); the buyer asks them, after pickup the after-sales claim below applies.
     bar.append(h("p", { class: "muted refund-hint", text: t("refund_hint") }));
   }
-  if (actions.claim && ["picked_up", "delivered", "completed"].includes(order.status)) {
+  if (order.claim) {
+    // The claim as stored, so a reload shows what was filed and what became of it.
+    bar.append(claimBlock(order.claim));
+  } else if (actions.claim && ["picked_up", "delivered", "completed"].includes(order.status)) {
     bar.append(h("button", { type: "button", class: "claim-open", text: t("after_sales"),
       on: { click: (e) => { e.currentTarget.replaceWith(claimForm(id)); } } }));
   }
@@ -60,13 +63,65 @@ async function upload(file) {
   return data.id;
 }
 
+function claimText(claim) {
+  const key = `claim_${claim.status}`;
+  return `${t("after_sales")} #${claim.id}: ${hasKey(key) ? t(key) : claim.status}`;
+}
+
+const CLAIM_ERRORS = { photo_required: "claim_photo_required", claim_empty: "claim_empty",
+  claim_closed: "claim_closed" };
+
+function photoCount(claim) {
+  return h("span", { class: "muted claim-photo-count", text: ` · ${t("claim_photos", { n: (claim.photos || []).length })}` });
+}
+
+/** Why a claim was refused, in words the buyer can act on. */
+function claimError(err) {
+  const key = CLAIM_ERRORS[err.code];
+  return key ? t(key) : `${t("error")}: ${err.message}`;
+}
+
+/** A filed claim: its status, its photos, and while it waits, a way to add another photo. */
+function claimBlock(claim) {
+  const status = h("p", { class: "claim-line", dataset: { claimStatus: claim.status }, text: claimText(claim) });
+  const count = photoCount(claim);
+  status.append(count);
+  const block = h("div", { class: "stack claim-block" }, status);
+  if (claim.status === "pending") block.append(addPhotoForm(claim, count));
+  return block;
+}
+
+function addPhotoForm(claim, count) {
+  const photo = h("input", { type: "file", accept: "image/jpeg,image/png,image/webp", class: "claim-more-photo" });
+  const note = h("p", { class: "muted claim-photo-status" });
+  return h("form", { class: "claim-photo-form", on: { submit: async (e) => {
+    e.preventDefault();
+    if (!photo.files || !photo.files[0]) return;
+    const button = e.currentTarget.querySelector("button");
+    button.disabled = true;
+    try {
+      const id = await upload(photo.files[0]);
+      const updated = await api(`/api/claims/${claim.id}/photos`, { method: "POST", body: { photos: [id] } });
+      const fresh = photoCount(updated);
+      count.replaceWith(fresh);
+      count = fresh;
+      note.textContent = t("claim_photo_added");
+      photo.value = "";
+    } catch (err) {
+      note.textContent = claimError(err);
+    } finally {
+      button.disabled = false;
+    }
+  } } }, photo, h("button", { type: "submit", text: t("claim_add_photo") }), note);
+}
+
 /** After-sales claim: reason, what happened, a photo (uploaded first, then referenced by id). */
 function claimForm(orderId) {
   const reason = h("select", { class: "claim-reason" }, ...REASONS.map(([v, label]) => h("option", { value: v, text: label })));
   const description = h("textarea", { class: "claim-text", maxlength: "1000" });
   const photo = h("input", { type: "file", accept: "image/jpeg,image/png,image/webp", class: "claim-photo" });
   const status = h("p", { class: "muted claim-status" });
-  return h("form", { class: "stack claim-form", on: { submit: async (e) => {
+  const form = h("form", { class: "stack claim-form", on: { submit: async (e) => {
     e.preventDefault();
     const button = e.currentTarget.querySelector("button");
     button.disabled = true;
@@ -74,13 +129,19 @@ function claimForm(orderId) {
       const photos = photo.files && photo.files[0] ? [await upload(photo.files[0])] : [];
       const claim = await api("/api/claims", { method: "POST", body: {
         order_id: orderId, reason: reason.value, description: description.value.trim(), photos } });
-      const key = `claim_${claim.status}`;
-      status.textContent = `${t("after_sales")} #${claim.id}: ${hasKey(key) ? t(key) : claim.status}`;
+      status.textContent = claimText(claim);
+      // Filed: the inputs go, the claim (and its add-photo control) stays, as after a reload.
+      for (const input of [reason, description, photo, button]) input.hidden = true;
+      const count = photoCount(claim);
+      status.append(count);
+      if (claim.status === "pending") form.after(addPhotoForm(claim, count));
     } catch (err) {
-      status.textContent = `${t("error")}: ${err.message}`;
+      // Refused before anything was filed (e.g. the photo the policy requires): fix and resend.
+      status.textContent = claimError(err);
       button.disabled = false;
     }
   } } }, reason, description, photo, h("button", { type: "submit", text: t("claim_submit") }), status);
+  return form;
 }
 
 const saleNames = new Map();

@@ -25,6 +25,8 @@ export class SalePanel {
     this.soldOut = false;
     this.chosen = null;
     this.lastSales = null;
+    // Set by the live page once its session ended: nothing more can be bought here.
+    this.sessionEnded = false;
     this.onChange = () => {};
     $("#buy", root).addEventListener("click", () => this.buy());
     $("#pay", root).addEventListener("click", () => this.pay());
@@ -103,6 +105,7 @@ export class SalePanel {
   state() {
     const sale = this.sale;
     if (!sale) return "none";
+    if (this.sessionEnded) return "ended";
     if (sale.status === "closed" || sale.status === "ended") return "ended";
     const toStart = seconds(sale.starts_at);
     if (toStart !== null && toStart > 0) return "not_open";

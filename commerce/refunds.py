@@ -1,0 +1,216 @@
+"""Money out: every provider refund is a row here before the provider is called.
+
+The rule, for every path that gives money back (staff refund or cancel, claims, group-buy price
+differences, payments returned for lapsed or duplicated holds):
+
+1. In one transaction, the business state is claimed atomically (the order row is locked and
+   re-read, or its status moved by a conditional UPDATE) and a `refunds` row is written,
+   `pending`, under an idempotency key derived from the business fact (`refund_key`). The key is
+   unique: a second writer of the same fact finds the first one's row instead of a new refund.
+2. After that commit, the provider is called with that key.
+3. The row is marked `done` with the provider's reference (a conditional UPDATE).
+
+A process that dies between 1 and 3, or a provider that fails at 2, leaves a `pending` row (the
+request still answers with its committed decision): `settle_pending` (the refund worker, every
+few seconds in every process) calls the provider again with the same key, which answers the
+same refund, and finishes the row; so nothing is lost and nothing is paid twice.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, String, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from commerce.base import Base, as_utc, utcnow
+from commerce.locks import lock_row
+from commerce.orders import SOLD_STATES, Order, OrderStatus, OrderTransition, UnitOfWork
+from commerce.payments import PaymentProvider
+
+log = logging.getLogger(__name__)
+# A pending row younger than this is probably still being settled by the request that wrote it.
+SETTLE_AFTER = timedelta(seconds=10)
+SETTLE_BATCH = 100
+
+
+class RefundStatus(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The business fact this refund gives money back for; the provider's idempotency key.
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), nullable=True, index=True)
+    payment_ref: Mapped[str] = mapped_column(String(80))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(12), default=RefundStatus.PENDING.value, index=True)
+    provider_ref: Mapped[str] = mapped_column(String(80), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    def public_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "order_id": self.order_id, "amount_fen": self.amount_fen,
+                "status": self.status, "provider_ref": self.provider_ref,
+                "created_at": as_utc(self.created_at).isoformat()}
+
+
+def refund_key(kind: str, subject: int | str, detail: str = "") -> str:
+    """`refund:order:12:refunded`, `refund:order:12:claim`, `refund:payment:sim_ab:returned`."""
+    return ":".join(str(part) for part in ("refund", kind, subject, detail) if part != "")
+
+
+async def record(db: AsyncSession, key: str, payment_ref: str, amount_fen: int, reason: str,
+                 order_id: int | None = None) -> Refund:
+    """Write the pending row (step 1) in the caller's transaction, or find the one written before."""
+    found = await find(db, key)
+    if found is not None:
+        return found
+    row = Refund(key=key, order_id=order_id, payment_ref=payment_ref, amount_fen=amount_fen,
+                 reason=reason[:200])
+    db.add(row)
+    await db.flush()
+    return row
+
+
+async def find(db: AsyncSession, key: str) -> Refund | None:
+    return (await db.execute(select(Refund).where(Refund.key == key))).scalar_one_or_none()
+
+
+async def execute(uow: UnitOfWork, provider: PaymentProvider, refund: Refund) -> str:
+    """Steps 2 and 3 for a committed pending row; safe to repeat."""
+    if refund.status == RefundStatus.DONE:
+        return refund.provider_ref
+    ref = await provider.refund(refund.payment_ref, refund.amount_fen, refund.reason, refund.key)
+    async with uow() as db:
+        await finish(db, refund, ref)
+    return ref
+
+
+async def call_provider(provider: PaymentProvider, refund: Refund) -> str:
+    """Step 2 for the request that recorded the refund: the decision is already committed, so
+    a provider that fails now does not undo it; the row stays pending for the refund worker
+    and "" is returned."""
+    try:
+        return await provider.refund(refund.payment_ref, refund.amount_fen, refund.reason,
+                                     refund.key)
+    except Exception:
+        log.warning("provider refund failed; the refund worker will retry it",
+                    extra={"refund_key": refund.key}, exc_info=True)
+        return ""
+
+
+async def execute_or_defer(uow: UnitOfWork, provider: PaymentProvider, refund: Refund) -> str:
+    """`execute`, leaving the row to the refund worker when the provider fails."""
+    if refund.status == RefundStatus.DONE:
+        return refund.provider_ref
+    ref = await call_provider(provider, refund)
+    if ref:
+        async with uow() as db:
+            await finish(db, refund, ref)
+    return ref
+
+
+async def finish(db: AsyncSession, refund: Refund, ref: str) -> bool:
+    """Mark the row done (first finisher wins) and put the provider's reference in its order's
+    history; False when someone else finished it."""
+    done = await db.execute(
+        update(Refund).where(Refund.id == refund.id, Refund.status == RefundStatus.PENDING.value)
+        .values(status=RefundStatus.DONE.value, provider_ref=ref[:80], done_at=utcnow())
+    )
+    refund.status, refund.provider_ref = RefundStatus.DONE.value, ref[:80]
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    if refund.order_id is not None and refund.key == refund_key("order", refund.order_id, "claim"):
+        from commerce.claims import Claim  # claims build on this module
+
+        await db.execute(update(Claim).where(Claim.order_id == refund.order_id,
+                                             Claim.refund_ref == "").values(refund_ref=ref[:80]))
+    if refund.order_id is not None:
+        order = await db.get(Order, refund.order_id)
+        if order is not None:
+            db.add(OrderTransition(
+                order_id=order.id, from_status=order.status, to_status=order.status, actor_id=None,
+                note=f"退款到账 refund {ref} {refund.amount_fen}fen ({refund.reason})"[:200]))
+    return True
+
+
+async def pay_out(uow: UnitOfWork, provider: PaymentProvider, key: str, payment_ref: str,
+                  amount_fen: int, reason: str, order_id: int | None = None) -> str:
+    """All three steps for money that needs no state claimed first (a payment that came in for
+    a hold that was gone or already paid): record, call, finish."""
+    try:
+        async with uow() as db:
+            row = await record(db, key, payment_ref, amount_fen, reason, order_id)
+    except IntegrityError:
+        # The same fact recorded concurrently (a duplicated callback): settle theirs.
+        async with uow() as db:
+            again = await find(db, key)
+        if again is None:
+            raise
+        row = again
+    return await execute(uow, provider, row)
+
+
+async def refund_difference(uow: UnitOfWork, provider: PaymentProvider, order_id: int,
+                            unit_price_fen: int, note: str, key: str) -> int:
+    """Charge a lower unit price after the fact (a group-buy succeeded): refund the difference,
+    at most what is left of the order. Returns the fen refunded by this call.
+
+    `key` names the fact (one group-buy outcome for one order): run twice, concurrently or after
+    a crash, the second run finds the refund already recorded under the order's lock."""
+    async with uow() as db:
+        await lock_row(db, Order, order_id)
+        order = await db.get(Order, order_id, populate_existing=True)
+        if order is None:
+            return 0
+        existing = await find(db, key)
+        if existing is None:
+            owed = (order.unit_price_fen - unit_price_fen) * order.qty
+            diff = min(owed, order.amount_fen - order.refunded_fen)
+            if diff <= 0 or OrderStatus(order.status) not in SOLD_STATES:
+                return 0
+            order.refunded_fen += diff
+            db.add(OrderTransition(order_id=order.id, from_status=order.status,
+                                   to_status=order.status, actor_id=None,
+                                   note=f"{note}: refund {diff}fen [{key}]"[:200]))
+            existing = await record(db, key, order.payment_ref, diff, note, order.id)
+        elif existing.status != RefundStatus.PENDING:
+            return 0
+    await execute_or_defer(uow, provider, existing)
+    return existing.amount_fen
+
+
+async def settle_pending(uow: UnitOfWork, provider: PaymentProvider,
+                         older_than: timedelta = SETTLE_AFTER) -> int:
+    """The refund worker: finish every pending row left by a process that died after step 1."""
+    cutoff = utcnow() - older_than
+    async with uow() as db:
+        rows = list((await db.execute(
+            select(Refund).where(Refund.status == RefundStatus.PENDING.value)
+            .order_by(Refund.id).limit(SETTLE_BATCH))).scalars())
+    settled = 0
+    for row in rows:
+        if as_utc(row.created_at) > cutoff:
+            continue
+        try:
+            await execute(uow, provider, row)
+            settled += 1
+        except Exception:
+            log.exception("refund retry failed", extra={"refund_key": row.key})
+    return settled
+
+
+async def refunds_of_order(db: AsyncSession, order_id: int) -> list[Refund]:
+    rows = await db.execute(select(Refund).where(Refund.order_id == order_id).order_by(Refund.id))
+    return list(rows.scalars())
