@@ -78,6 +78,9 @@ class RateLimiter:
         self.refused = 0
         self._known: dict[str, int] = {}  # key → total of all processes, as last learned
         self._pending: dict[str, int] = {}  # key → admitted here, not yet added to Redis
+        # key → admitted here and on its way to Redis: still counted while the sync waits, or a
+        # request arriving meanwhile would see neither the batch nor the total it produces.
+        self._in_flight: dict[str, int] = {}
         self._ttl: dict[str, tuple[int, float]] = {}  # key → (Redis TTL s, forget after)
         self._expiring: set[str] = set()  # keys this process already gave their TTL
         self._swept = 0.0
@@ -115,7 +118,7 @@ class RateLimiter:
                 self._ttl[key] = (2 * rule.window_s + 1, now + 2 * rule.window_s)
 
     def _count(self, key: str) -> int:
-        return self._known.get(key, 0) + self._pending.get(key, 0)
+        return self._known.get(key, 0) + self._in_flight.get(key, 0) + self._pending.get(key, 0)
 
     # --- addresses -----------------------------------------------------------------------
     def client_ip(self, peer: str | None, forwarded_for: str | None) -> str:
@@ -173,6 +176,7 @@ class RateLimiter:
         if self.redis is None or not self._pending:
             return
         batch, self._pending = self._pending, {}
+        self._in_flight = batch
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for key, count in batch.items():
@@ -184,10 +188,12 @@ class RateLimiter:
             # Keep limiting on local counts; the counts go to Redis with the next sync.
             for key, count in batch.items():
                 self._pending[key] = self._pending.get(key, 0) + count
+            self._in_flight = {}
             log.warning("rate limit sync failed", exc_info=True)
             return
         for key, total in zip(batch, results, strict=False):
             self._known[key] = int(total)
+        self._in_flight = {}
         self._expiring |= batch.keys()
         self._sweep()
 

@@ -42,6 +42,26 @@ def limiter(**changes: Any) -> RateLimiter:
     return RateLimiter(Settings(secret_key="x" * 32).with_(**changes))
 
 
+async def test_a_request_during_a_sync_still_sees_the_batch_being_sent(redis_url: str) -> None:
+    """While the counts admitted here travel to Redis, they still count: the sixth request on a
+    limit of five, arriving while the sync waits for Redis, is refused."""
+    rl = limiter(rate_limit_exempt=())
+    rl.redis = Redis.from_url(redis_url)
+    rule = Rule("during_sync", 5, 60, "ip")
+    try:
+        for _ in range(5):
+            rl.hit([(rule, NAT)])
+        syncing = asyncio.create_task(rl.sync())
+        await asyncio.sleep(0)  # the sync has taken the batch and waits on Redis
+        with pytest.raises(RateLimited):
+            rl.hit([(rule, NAT)])
+        await syncing
+        with pytest.raises(RateLimited):
+            rl.hit([(rule, NAT)])
+    finally:
+        await rl.redis.aclose()
+
+
 def test_sliding_window_counts_the_previous_window_and_not_refusals() -> None:
     rl = limiter(rate_limit_exempt=())
     rule = Rule("t", 10, 10, "ip")
