@@ -80,6 +80,9 @@ class Signer:
 
 def _request_headers(request: web.Request, mark: str) -> dict[str, str]:
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+    # The client's own choice of encodings: left out, the HTTP client here would ask for gzip
+    # and the owner's compressed answer would reach a client that cannot read it.
+    headers.setdefault("Accept-Encoding", request.headers.get("Accept-Encoding", "identity"))
     headers[HEADER] = mark
     return headers
 

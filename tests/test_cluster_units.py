@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
+from typing import Any
 
+import aiohttp
 import engineio
 import pytest
+from aiohttp import web
 from redis.asyncio import Redis
 
 from cluster.bus import ClusterBus
 from cluster.engineio_sids import process_of, tag_session_ids
-from cluster.forward import HEADER, Signer
+from cluster.forward import HEADER, Forwarder, Signer
 from cluster.lease import Leases
 from cluster.media_owners import MediaOwners
 from commerce.events import DomainEvent, EventBus
@@ -145,3 +149,42 @@ async def test_single_process_answers_itself(api: Api, path: str) -> None:
     resp = await api.client.get(path)
     assert "X-Linli-Via" not in resp.headers
     assert resp.headers["X-Linli-Process"] == api.app[cluster_key].me.process_id
+
+
+@pytest.mark.parametrize("accept", [None, "gzip"])
+async def test_a_forwarded_answer_is_encoded_as_the_client_asked(
+        aiohttp_server: Any, accept: str | None) -> None:
+    """The socket.io JavaScript client's long-poll asks for no encoding; forwarded to the
+    owner, the poll must not come back gzipped (it was, and the client read garbage)."""
+    text = "轮询" * 2000
+
+    async def owner_poll(request: web.Request) -> web.Response:
+        response = web.Response(text=text)
+        response.enable_compression()  # as engine.io does, when the request allows it
+        return response
+
+    owner_app = web.Application()
+    owner_app.router.add_get("/poll", owner_poll)
+    owner = await aiohttp_server(owner_app)
+    forwarder = Forwarder(Signer("s" * 40, "pa"))
+
+    async def front_poll(request: web.Request) -> web.StreamResponse:
+        return await forwarder.forward(request, str(owner.make_url("")).rstrip("/"))
+
+    front_app = web.Application()
+    front_app.router.add_get("/poll", front_poll)
+    front = await aiohttp_server(front_app)
+    try:
+        async with aiohttp.ClientSession(auto_decompress=False) as raw:
+            headers = {"Accept-Encoding": accept} if accept else {}
+            skip = () if accept else ("Accept-Encoding",)
+            async with raw.get(front.make_url("/poll"), headers=headers,
+                               skip_auto_headers=skip) as resp:
+                body = await resp.read()
+                encoding = resp.headers.get("Content-Encoding")
+        if accept is None:
+            assert encoding is None and body.decode() == text
+        else:
+            assert encoding == "gzip" and zlib.decompress(body, 47).decode() == text
+    finally:
+        await forwarder.close()
