@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from datetime import datetime
 from typing import Any, Literal
 
-import segno
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, Field
@@ -22,6 +20,7 @@ from commerce.errors import InvalidInput, RateLimited
 from commerce.trace_signing import iso
 from commerce.trace_verify import verify_batch
 from commerce.trust_orders import units_sold_by_product
+from server import qr_images
 from server.api import PUBLIC, Api, Id, json_response, optional_principal, principal, read_json
 from server.bounded_responses import BoundedResponse
 from server.keys import database_key, redis_key, settings_key
@@ -291,20 +290,13 @@ async def _qr(request: web.Request, kind: str) -> web.Response:
     async with request.app[database_key].session() as db:
         batch = await trace.batch_by_code(db, request.match_info["code"])
     url = f"{request.app[settings_key].base_url}/trace/{batch.code}"
-    qr = segno.make(url, error="m")
-    buf = io.BytesIO()
     if kind == "svg":
-        qr.save(buf, kind="svg", scale=8, border=4, title=f"溯源 Trace {batch.code}",
-                xmldecl=False)
-        content_type = "image/svg+xml"
+        body = qr_images.qr_svg(url, title=f"溯源 Trace {batch.code}")
     else:
-        scale = _scale(request)
-        qr.save(buf, kind="png", scale=scale, border=4)
-        content_type = "image/png"
-    return web.Response(body=buf.getvalue(), content_type=content_type, headers={
-        "Cache-Control": "public, max-age=3600", "Content-Security-Policy": "default-src 'none'",
-        "X-Trace-Url": url,
-    })
+        body = qr_images.qr_png(url, scale=_scale(request))
+    response = qr_images.qr_response(body, kind)
+    response.headers["X-Trace-Url"] = url
+    return response
 
 
 def _scale(request: web.Request) -> int:
