@@ -25,6 +25,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
+PHONE = {"width": 390, "height": 844}
+AXE_JS = REPO / "web/node_modules/axe-core/axe.min.js"
 ADMIN_PASSWORD = "browser-admin-pass-1"
 USER_PASSWORD = "browser-user-pass-1"
 CHROMIUM_ARGS = [
@@ -220,10 +222,13 @@ class Kit:
         return self.server.base
 
     async def page(self, account: Account | None = None, path: str | None = None,
-                   label: str = "") -> Any:
-        """A fresh browser context (its own localStorage), signed in as `account` if given."""
+                   label: str = "", viewport: dict[str, int] | None = None) -> Any:
+        """A fresh browser context (its own localStorage), signed in as `account` if given: a
+        phone (390×844, touch) in zh-CN and Asia/Shanghai unless another viewport is given."""
+        phone = viewport is None
         context = await self.browser.new_context(
-            viewport={"width": 420, "height": 860}, locale="zh-CN", base_url=self.base)
+            viewport=viewport or PHONE, locale="zh-CN", timezone_id="Asia/Shanghai",
+            has_touch=phone, base_url=self.base)
         self.contexts.append(context)
         if account is not None:
             await context.add_init_script(login_script(account))
@@ -250,6 +255,23 @@ class Kit:
             for page in context.pages:
                 with contextlib.suppress(Exception):
                     await page.screenshot(path=str(self.shots / f"failure-{index}.png"), full_page=True)
+
+    async def axe(self, page: Any, name: str) -> list[dict[str, Any]]:
+        """axe-core's serious and critical violations on the page as it is now (the report is
+        saved beside the screenshots). Pages are checked as they are seen: WCAG 2.1 A and AA."""
+        import json
+
+        if not await page.evaluate("typeof window.axe !== 'undefined'"):
+            await page.add_script_tag(path=str(AXE_JS))
+        result = await page.evaluate(
+            "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a',"
+            " 'wcag21aa']}, resultTypes: ['violations']})")
+        bad = [{"id": v["id"], "impact": v["impact"], "help": v["help"],
+                "nodes": [n["target"] for n in v["nodes"]][:5]}
+               for v in result["violations"] if v["impact"] in ("serious", "critical")]
+        (self.shots / f"axe-{name}.json").write_text(
+            json.dumps(result["violations"], ensure_ascii=False, indent=1))
+        return bad
 
     async def shot(self, page: Any, name: str) -> None:
         self.step += 1
