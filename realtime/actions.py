@@ -29,6 +29,7 @@ from realtime.moderation import (
     clean_text,
     ensure_may_sanction,
     mask,
+    on_the_wire,
 )
 from realtime.state import now_ms
 from server.database import Database
@@ -189,12 +190,15 @@ class RoomActions:
         reason = reason_field(data)
         assert user_id is not None
         async with self.db.session() as db:
-            target_role = Role((await accounts.get_user(db, user_id)).role)
-        ensure_may_sanction(who, user_id, target_role, host_id)
-        info = await self.hub.moderation.sanction(room, kind, user_id, duration, reason, who.user_id)
+            target = await accounts.get_user(db, user_id)
+        ensure_may_sanction(who, user_id, Role(target.role), host_id)
+        info = on_the_wire(await self.hub.moderation.sanction(
+            room, kind, user_id, duration, reason, who.user_id,
+            name=target.display_name or target.username))
         event = "muted" if kind == "mute" else "banned"
         await self.hub.tell_user(room, user_id, event, info, kick=kind == "ban")
-        await self._mod_log(room, who, kind, user_id=user_id, until=info["until"], reason=reason)
+        await self._mod_log(room, who, kind, user_id=user_id, name=info["name"],
+                            until=info["until"], reason=reason)
         return info
 
     async def lift(self, room: int, who: Principal, kind: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from realtime.broadcast import Member, frames_for
 from realtime.guard import GuardedNamespace, Handler
 from realtime.history import RECENT_COMMENTS
 from realtime.hub import Hub
-from realtime.moderation import MAX_COMMENT_CHARS, MAX_QUESTION_CHARS
+from realtime.moderation import MAX_COMMENT_CHARS, MAX_QUESTION_CHARS, wire_time
 from realtime.state import now_ms, read_snapshot
 from realtime.transport import Frame
 from server.auth import TokenService
@@ -105,7 +105,7 @@ class LiveNamespace(GuardedNamespace):
             ban = await self.hub.moderation.active(room, "ban", principal.user_id)
             if ban is not None:
                 raise refuse("banned", "你已被移出直播间 / You are banned from this room",
-                              until=ban.get("until"), reason=ban.get("reason", ""))
+                              until=wire_time(ban.get("until")), reason=ban.get("reason", ""))
         resume = _resume_from(auth)
         socket = self.hub.sio.eio.sockets.get(self.hub.sio.manager.eio_sid_from_sid(sid, LIVE))
         if socket is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -155,14 +156,15 @@ class Moderation:
         details: dict[str, Any] = {"retry_after_ms": retry_ms if retry_ms >= 0 else None}
         if head in ("muted", "banned"):
             info = json.loads(detail)
-            details.update(until=info.get("until"), reason=info.get("reason", ""))
+            details.update(until=wire_time(info.get("until")), reason=info.get("reason", ""))
         raise error(None, **details)
 
     async def sanction(self, room: int, kind: str, user_id: int, duration_s: int | None,
-                       reason: str, by: int) -> dict[str, Any]:
-        """Mute or ban (`kind`) for `duration_s` seconds, or permanently when None."""
+                       reason: str, by: int, name: str = "") -> dict[str, Any]:
+        """Mute or ban (`kind`) for `duration_s` seconds, or permanently when None. `name` is
+        the user's display name as it was then, so the console shows a person, not an id."""
         until = time.time() + duration_s if duration_s else None
-        info = {"user_id": user_id, "until": until, "reason": reason, "by": by}
+        info = {"user_id": user_id, "until": until, "reason": reason, "by": by, "name": name}
         key = room_key(room, f"{kind}:{user_id}")
         async with self._redis.pipeline(transaction=True) as pipe:
             if duration_s:
@@ -212,8 +214,22 @@ class Moderation:
         for kind in ("mute", "ban"):
             entries = await self._redis.hgetall(room_key(room, f"{kind}s"))
             live = [json.loads(v) for v in entries.values()]
-            out[f"{kind}s"] = [e for e in live if e.get("until") is None or e["until"] > now]
+            out[f"{kind}s"] = sorted(
+                (on_the_wire(e) for e in live if e.get("until") is None or e["until"] > now),
+                key=lambda e: (e.get("name") or "", e["user_id"]))
         return out
+
+
+def wire_time(epoch: float | None) -> str | None:
+    """Sanction ends are kept as epoch seconds (Redis TTL arithmetic) and sent as ISO 8601."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def on_the_wire(info: dict[str, Any]) -> dict[str, Any]:
+    """A sanction as clients see it: `until` in ISO 8601 with its offset (None: permanent)."""
+    return {**info, "until": wire_time(info.get("until")), "name": info.get("name") or ""}
 
 
 def _text(value: Any) -> str:

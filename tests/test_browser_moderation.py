@@ -56,7 +56,11 @@ async def test_moderation_console_tools(tmp_path: Path, redis_url: str,
         await wang.locator("#notice", has_text="你已被禁言").wait_for(timeout=20_000)
         await _comment(wang, "我还想说")
         await wang.locator("#toasts .toast-error", has_text="禁言").wait_for(timeout=20_000)
-        await mod.locator("#sanctions li", has_text=f"#{wangshu.id}").wait_for(timeout=20_000)
+        # The console names the person (not an id) and when the mute ends, in local time.
+        sanction = mod.locator("#sanctions li", has_text="王叔")
+        await sanction.wait_for(timeout=20_000)
+        assert f"#{wangshu.id}" not in await sanction.inner_text()
+        assert "至" in await sanction.inner_text()
         await kit.shot(wang, "muted_viewer")
 
         # Duplicates: approve one, merge the other into it; pin it for everyone.
@@ -79,6 +83,22 @@ async def test_moderation_console_tools(tmp_path: Path, redis_url: str,
         assert await chen.locator("#question-list .question", has_text="买回去可以放多久?").count() == 0
         await kit.shot(mod, "console_after_merge_and_pin")
 
+        # Every comment row shows its time; mutes can be long or permanent.
+        assert await mod.locator("#comment-list .comment time.comment-time").count() > 0
+        await mod.select_option("#mute-length", "")
+        await _comment(li, "我也说一句")
+        li_row = mod.locator("#comment-list .comment", has_text="我也说一句")
+        await li_row.wait_for(timeout=20_000)
+        await li_row.locator("button.mute-user").click()
+        forever = mod.locator("#sanctions li", has_text="李阿姨")
+        await forever.wait_for(timeout=20_000)
+        assert "永久" in await forever.inner_text()
+        assert await kit.axe(mod, "moderation") == []
+        await kit.shot(mod, "sanctions")
+        await forever.locator("button.lift").click()
+        await forever.wait_for(state="detached", timeout=20_000)
+        await li.locator("#notice", has_text="解除禁言").wait_for(timeout=20_000)
+
         # Slow mode: a second comment within the window is refused with the reason.
         await mod.fill("#slow-mode", "30")
         await mod.click("#slow-form button[type=submit]")
@@ -98,4 +118,11 @@ async def test_moderation_console_tools(tmp_path: Path, redis_url: str,
         await kit.shot(chen, "banned_viewer")
         await chen.reload()
         await chen.locator("#notice", has_text="移出").wait_for(timeout=20_000)
+
+        # A viewer who opens the console sees one sentence and none of its controls.
+        snoop = await kit.page(wangshu, f"/moderate/{sid}", label="snoop")
+        await snoop.locator("#mod-error", has_text="没有审核权限").wait_for(timeout=20_000)
+        for control in ("#mod-console", "button.ban-user", "button.mute-user", "#slow-form"):
+            assert await snoop.locator(control).count() == 0, control
+        await kit.shot(snoop, "viewer_no_access")
         assert kit.errors == [], kit.errors

@@ -6,10 +6,11 @@ import { h } from "./dom.js";
 export const MAX_COMMENTS = 200;
 
 export class CommentList {
-  constructor(container, { max = MAX_COMMENTS, actions = null } = {}) {
+  constructor(container, { max = MAX_COMMENTS, actions = null, times = false } = {}) {
     this.container = container;
     this.max = max;
     this.actions = actions;
+    this.times = times;
     this.pending = [];
     this.seen = new Map();
     this.frame = 0;
@@ -57,7 +58,13 @@ export class CommentList {
   render(comment) {
     const user = comment.user || {};
     const name = typeof user === "string" ? user : user.display_name || user.name || user.username || "";
-    const row = h("li", { class: "comment", dataset: { id: String(comment.id) } },
+    const row = h("li", { class: "comment", dataset: { id: String(comment.id) } });
+    if (this.times && comment.ts) {
+      const at = new Date(comment.ts);
+      row.append(h("time", { class: "comment-time", datetime: at.toISOString(),
+        text: at.toLocaleTimeString(undefined, { hour12: false }) }));
+    }
+    row.append(
       h("span", { class: "comment-user", text: name }),
       h("span", { class: "comment-text", text: comment.text || "" }));
     if (this.actions) row.append(this.actions(comment));

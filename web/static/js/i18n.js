@@ -197,6 +197,20 @@ const TEXT = {
   not_available: ["该功能尚未开放", "Not available yet"],
   not_found: ["未找到", "Not found"],
   error: ["出错了", "Something went wrong"],
+  mod_no_access: ["你没有审核权限:只有本场主播、助理和管理员可以使用审核台。", "You cannot moderate: only this session's host, assistants and admins can use this console."],
+  session_not_found: ["直播不存在", "No such live session"],
+  mute_length: ["禁言时长", "Mute length"],
+  mute_5m: ["5 分钟", "5 minutes"],
+  mute_10m: ["10 分钟", "10 minutes"],
+  mute_1h: ["1 小时", "1 hour"],
+  mute_1d: ["1 天", "1 day"],
+  mute_forever: ["永久", "Permanent"],
+  sanctions: ["禁言与封禁", "Mutes and bans"],
+  no_sanctions: ["暂无", "None"],
+  unmute: ["解除禁言", "Unmute"],
+  unban: ["解除封禁", "Unban"],
+  user_n: ["用户{id}", "User {id}"],
+  until_time: ["至 {time}", "until {time}"],
 };
 
 export function lang() {

@@ -1,7 +1,7 @@
 // Moderation console: the pending-question queue (approve / reject / merge / answer / pin), the
 // comment stream with delete / mute / ban, banned words and slow mode. Staff-only namespace
 // /moderation for actions; the viewers' /live stream for comments as everyone sees them.
-import { api, requireLogin } from "./api.js";
+import { api, currentUser, requireLogin } from "./api.js";
 import { CommentList } from "./comments.js";
 import { $, h, localTime, pathId, toast } from "./dom.js";
 import * as ev from "./events.js";
@@ -19,11 +19,24 @@ function fail(text) {
   $("#mod-error").hidden = !text;
 }
 
+const STAFF = new Set(["admin", "host", "assistant"]);
+
+/** Nothing of the console for someone who may not use it: one plain sentence instead. */
+function noAccess() {
+  $("#mod-console").remove();
+  fail(t("mod_no_access"));
+}
+
 async function main() {
   if (!requireLogin()) return;
+  if (!STAFF.has((currentUser() || {}).role)) { noAccess(); return; }
   api(`/api/sessions/${sessionId}`).then((s) => { $("#title").textContent = s.title || ""; }).catch(() => {});
   const mod = new RoomConnection(ev.NS_MOD, sessionId, {
-    onStatus: (state, message) => { if (state === "refused") fail(`${t("refused")}: ${message || ""}`); else fail(""); },
+    onStatus: (state, _message, error) => {
+      if (state !== "refused") { fail(""); return; }
+      if (error && error.code === "not_found") fail(t("session_not_found"));
+      else if (document.getElementById("mod-console")) noAccess();
+    },
   });
   const live = new RoomConnection(ev.NS_LIVE, sessionId);
 
@@ -86,13 +99,21 @@ async function main() {
     const rows = [];
     for (const [kind, list] of [["mute", state.mutes || []], ["ban", state.bans || []]]) {
       for (const entry of list) {
-        const until = entry.until ? localTime(entry.until) : "∞";
-        rows.push(h("li", {}, h("span", { text: `${t(`${kind}_label`)} #${entry.user_id} → ${until} ` }),
-          h("button", { type: "button", class: "chip", text: "✕",
+        const who = entry.name || t("user_n", { id: entry.user_id });
+        const until = entry.until ? t("until_time", { time: localTime(entry.until) }) : t("forever");
+        rows.push(h("li", { class: "sanction" },
+          h("span", { class: "badge", text: t(`${kind}_label`) }),
+          h("strong", { class: "sanction-name", text: who }),
+          h("span", { class: "muted", text: until }),
+          entry.reason ? h("span", { class: "muted", text: entry.reason }) : null,
+          h("button", { type: "button", class: "lift",
+            text: t(kind === "mute" ? "unmute" : "unban"),
+            "aria-label": `${t(kind === "mute" ? "unmute" : "unban")} ${who}`,
             on: { click: () => act(kind === "mute" ? ev.MOD_UNMUTE : ev.MOD_UNBAN, { user_id: entry.user_id }).then(refreshState) } })));
       }
     }
     $("#sanctions").replaceChildren(...rows);
+    $("#no-sanctions").hidden = rows.length > 0;
   }
   async function refreshState() {
     try { renderModState(await api(`/api/sessions/${sessionId}/moderation`)); } catch { /* socket state suffices */ }
@@ -112,13 +133,18 @@ async function main() {
   });
 
   // --- comments ------------------------------------------------------------------------------
+  const muteLength = () => {
+    const seconds = Number($("#mute-length").value);
+    return seconds > 0 ? { duration_s: seconds } : {};
+  };
   const comments = new CommentList($("#comment-list"), {
     max: 300,
+    times: true,
     actions: (c) => {
       const userId = c.user && c.user.id;
       return h("span", { class: "actions" },
         h("button", { type: "button", class: "delete-comment", text: t("delete"), on: { click: () => act(ev.MOD_DELETE_COMMENT, { seq: c.seq, id: c.id }) } }),
-        userId ? h("button", { type: "button", class: "mute-user", text: t("mute"), on: { click: () => act(ev.MOD_MUTE, { user_id: userId, duration_s: 600 }, t("saved")) } }) : null,
+        userId ? h("button", { type: "button", class: "mute-user", text: t("mute"), on: { click: () => act(ev.MOD_MUTE, { user_id: userId, ...muteLength() }, t("saved")) } }) : null,
         userId ? h("button", { type: "button", class: "ban-user danger", text: t("ban"), on: { click: () => act(ev.MOD_BAN, { user_id: userId }, t("saved")) } }) : null);
     },
   });
