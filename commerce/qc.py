@@ -97,6 +97,10 @@ class QcMeasurement(Base):
     def public_dict(self) -> dict[str, Any]:
         data = self.content()
         del data["report_id"]
+        # What "passed" was decided against, so a reader can check it (not part of the hash:
+        # the limit is the standard's, not something the tester wrote).
+        data["threshold"] = ({"below": PESTICIDE_INHIBITION_LIMIT, "unit": "%"}
+                             if self.kind == MeasurementKind.PESTICIDE_QUICK_TEST else None)
         return data
 
 

@@ -142,12 +142,12 @@ async def test_trace_and_dashboard_pages(tmp_path: Path, redis_url: str,
             "measurements": [{"kind": "brix", "value": 13.5, "passed": True}]})
         # The QR code's target: anyone sees origin, QC and a verified record.
         page = await kit.page(None, "/trace/PP-2026-05-A")
-        await page.locator("#trace .qc-reports li", has_text="13.5").wait_for(timeout=20_000)
+        await page.locator("#trace .qc-reports .qc-report", has_text="13.5").wait_for(timeout=20_000)
         await page.locator("#trace .verify.ok").wait_for(timeout=20_000)
         assert "老张合作农场" in (await page.locator("#trace").text_content() or "")
         await kit.shot(page, "trace")
         await page.goto("/trace/NO-SUCH-BATCH")
-        await page.locator("#message", has_text="未找到").wait_for(timeout=20_000)
+        await page.locator("#message", has_text="没有找到批次").wait_for(timeout=20_000)
 
         # The dashboard asks for a login, then shows the host's sessions with charts.
         dash = await kit.page(host, "/dashboard")
