@@ -86,6 +86,20 @@ async def test_replay_plays_and_chapter_jump_lands_on_product(tmp_path: Path, re
         assistant = await kit.page(helper, f"/moderate/{sid}")
         await _assert_playing(viewer, 1.0)
 
+        # Before any product is shown, a question the assistant answers and pins for everyone:
+        # it belongs to no chapter, and the replay still keeps it.
+        await viewer.fill("#ask-input", "几点可以自提?")
+        await viewer.click("#ask-form button[type=submit]")
+        early = assistant.locator("#pending .question", has_text="几点可以自提?")
+        await early.wait_for(timeout=20_000)
+        await early.locator("button.approve").click()
+        early = assistant.locator("#approved .question", has_text="几点可以自提?")
+        await early.locator(".answer-input").fill("明天下午三点后")
+        await early.locator(".answer-submit").click()
+        await early.locator(".answer-text").wait_for(timeout=20_000)
+        await early.locator("button.pin-question").click()
+        await viewer.locator("#question-list .question.pinned", has_text="几点可以自提?").wait_for(
+            timeout=20_000)
         # A few seconds of stream, then the host explains the loquats for a few more.
         await host.wait_for_timeout(3000)
         await host.locator("#products li", has_text="白玉枇杷").locator("button.pin-product").click()
@@ -128,6 +142,10 @@ async def test_replay_plays_and_chapter_jump_lands_on_product(tmp_path: Path, re
         qa = chapter.locator(".chapter-qa .question", has_text="枇杷核能泡水吗?")
         await qa.wait_for(timeout=20_000)
         assert await qa.locator(".answer-text").text_content() == "不建议,核有微毒"
+        loose = replay.locator("#qa .question", has_text="几点可以自提?")
+        await loose.wait_for(timeout=20_000)
+        assert await loose.locator(".answer-text").text_content() == "明天下午三点后"
+        assert await replay.locator("#qa .question", has_text="枇杷核能泡水吗?").count() == 0
         data = await kit.rest.call("GET", f"/api/sessions/{sid}/replay")
         assert data["status"] == "ready", data
         target = next(c for c in data["chapters"] if c["product_id"] == product["id"])

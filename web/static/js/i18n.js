@@ -245,6 +245,8 @@ const TEXT = {
   trace_unknown_hint: ["请核对包装上的批次号,或直接扫描包装上的二维码。", "Check the batch code on the package, or scan the QR code printed on it."],
   trace_load_failed: ["溯源信息暂时打不开,请稍后再试", "The trace could not be loaded; please try again shortly"],
   back_home: ["回到首页", "Back to the home page"],
+  replay_qa: ["直播问答", "Questions from the live"],
+  chapter_clip: ["▶ 本段视频", "▶ This part"],
 };
 
 export function lang() {

@@ -22,17 +22,30 @@ function chapterName(chapter) {
   return chapter.name || chapter.product_name || (chapter.product && chapter.product.name) || "";
 }
 
-/** Q&A of the session, grouped by the pin that was live when each question was asked. */
+/** Q&A of the session, grouped by the pin that was live when each question was asked; the
+ * whole list is kept too, so a question asked between products (often the one the host pinned
+ * and answered for everyone) still has a place on the page. */
 async function questionsByPin() {
   const byPin = new Map();
   try {
-    for (const q of await api(`/api/sessions/${sessionId}/questions`, { auth: false })) {
+    const all = await api(`/api/sessions/${sessionId}/questions`, { auth: false });
+    byPin.all = all;
+    for (const q of all) {
       const key = String(q.pin_id ?? `p${q.product_id}`);
       if (!byPin.has(key)) byPin.set(key, []);
       byPin.get(key).push(q);
     }
   } catch { /* chapters still work without Q&A */ }
   return byPin;
+}
+
+/** Questions no chapter shows, pinned and answered first. */
+function renderLooseQuestions(byPin, shown) {
+  const loose = (byPin.all || []).filter((q) => !shown.has(String(q.id)))
+    .sort((a, b) => Number(Boolean(b.pinned)) - Number(Boolean(a.pinned))
+      || Number(Boolean(b.answer)) - Number(Boolean(a.answer)) || (b.votes || 0) - (a.votes || 0) || a.id - b.id);
+  $("#qa-list").replaceChildren(...loose.slice(0, 100).map((q) => questionRow(q)));
+  $("#qa").hidden = loose.length === 0;
 }
 
 function jump(index) {
@@ -55,10 +68,12 @@ function highlight() {
 }
 
 function renderChapters(byPin = new Map()) {
+  const shown = new Set();
   const items = chapters.map((chapter, index) => {
     const lines = evidenceLines(chapter);
     const price = chapter.price_fen ?? (chapter.product && chapter.product.price_fen);
     const questions = chapter.questions || byPin.get(String(chapter.pin_id)) || byPin.get(`p${chapter.product_id}`) || [];
+    for (const q of questions.slice(0, 50)) shown.add(String(q.id));
     return h("li", { class: "card chapter", dataset: { index: String(index), productId: String(chapter.product_id ?? "") } },
       h("div", { class: "pin-head" },
         h("b", { class: "chapter-name", text: chapterName(chapter) }),
@@ -68,11 +83,12 @@ function renderChapters(byPin = new Map()) {
       lines.qc ? h("p", { class: "qc chapter-qc", text: `${t("qc_report")}: ${lines.qc}` }) : null,
       h("div", { class: "toolbar" },
         h("button", { type: "button", class: "primary jump", text: t("jump_chapter"), on: { click: () => jump(index) } }),
-        chapter.clip_url ? h("a", { href: chapter.clip_url, class: "clip", text: "▶ clip (HLS)" }) : null),
+        chapter.clip_url ? h("a", { href: chapter.clip_url, class: "clip", text: t("chapter_clip") }) : null),
       questions.length ? h("div", { class: "chapter-qa" }, h("p", { class: "muted", text: t("qa_about") }),
         h("ul", { class: "questions" }, ...questions.slice(0, 50).map((q) => questionRow(q)))) : null);
   });
   $("#chapters").replaceChildren(...items);
+  renderLooseQuestions(byPin, shown);
 }
 
 async function load() {
@@ -87,13 +103,12 @@ async function load() {
   if (replay.poster) video.poster = replay.poster;
   chapters = Array.isArray(replay.chapters) ? replay.chapters : [];
   renderChapters();
-  if (chapters.length) {
-    // Batch, QC and Q&A arrive after the chapters themselves: show the list first.
-    const [byPin, enriched] = await Promise.all([questionsByPin(), Promise.all(chapters.map((c) => withEvidence(c)))]);
-    chapters = enriched;
-    renderChapters(byPin);
-    highlight();
-  }
+  // Batch, QC and Q&A arrive after the chapters themselves: show the list first. The Q&A is
+  // fetched even with no chapter (a session that showed no product still had questions).
+  const [byPin, enriched] = await Promise.all([questionsByPin(), Promise.all(chapters.map((c) => withEvidence(c)))]);
+  chapters = enriched;
+  renderChapters(byPin);
+  if (chapters.length) highlight();
   const status = replay.status || "ready";
   if (status === "failed" || status === "empty" || status === "none") {
     $("#missing").textContent = t(status === "failed" ? "replay_failed" : "replay_missing");
