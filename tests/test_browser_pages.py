@@ -188,3 +188,25 @@ async def test_login_next_never_leaves_the_site(tmp_path: Path, redis_url: str,
             landed[payload] = page.url
         assert landed.pop("/live/7?from=login#comments") == f"{kit.base}/live/7?from=login#comments"
         assert landed == {payload: f"{kit.base}/" for payload in OPEN_REDIRECTS}
+
+
+async def test_server_errors_are_shown_in_the_pages_language(tmp_path: Path, redis_url: str,
+                                                              redis_client: Redis) -> None:
+    """The server writes some messages as "中文 / English": a page shows the half for its
+    language, never both."""
+    async with browser_kit(tmp_path, redis_url, "errors_one_language") as kit:
+        viewer = await kit.rest.account("viewer_lang", "viewer", "王叔")
+        page = await kit.page(None, "/login")
+        for lang, mine, other in (("zh", "用户名或密码错误", "Wrong username"),
+                                  ("en", "Wrong username or password", "用户名或密码错误")):
+            await page.evaluate(f"localStorage.setItem('linli.lang', '{lang}')")
+            await page.reload()
+            await page.fill("#username", viewer.username)
+            await page.fill("#password", "not-the-password-1")
+            await page.click("#login-submit")
+            shown = page.locator("#login-error", has_text=mine)
+            await shown.wait_for(timeout=20_000)
+            text = await shown.inner_text()
+            assert other not in text and " / " not in text, text
+            await kit.shot(page, f"login_error_{lang}")
+        assert kit.errors == [], kit.errors

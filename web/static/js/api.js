@@ -3,9 +3,12 @@
 const TOKEN = "linli.token";
 const USER = "linli.user";
 
+import { serverText } from "./i18n.js";
+
 export class ApiError extends Error {
   constructor(status, code, message, details = {}) {
-    super(message || code);
+    // One language at a time: the server's bilingual text is cut to the page's language.
+    super(serverText(code, message) || code);
     this.status = status;
     this.code = code;
     this.details = details;

@@ -247,6 +247,15 @@ const TEXT = {
   back_home: ["回到首页", "Back to the home page"],
   replay_qa: ["直播问答", "Questions from the live"],
   chapter_clip: ["▶ 本段视频", "▶ This part"],
+  err_network: ["网络连接失败,请检查网络后重试", "No connection; check the network and try again"],
+  err_unauthorized: ["请先登录", "Please sign in"],
+  err_forbidden: ["你的角色不能执行此操作", "Your role cannot do this"],
+  err_rate_limited: ["操作太频繁,请稍后再试", "Too many attempts; please wait a moment"],
+  err_sold_out: ["已售罄", "Sold out"],
+  err_over_limit: ["超出每人限购数量", "Over the per-person limit"],
+  err_not_open: ["还没开抢", "Not open yet"],
+  err_ended: ["已结束", "Ended"],
+  err_not_member: ["需要先加入这个小区的团", "Join this community's group first"],
 };
 
 export function lang() {
@@ -276,6 +285,21 @@ export function applyI18n(root = document) {
     // Inputs known only by their placeholder still need a name for screen readers.
     if (!el.labels || el.labels.length === 0) el.setAttribute("aria-label", el.placeholder);
   }
+}
+
+const BROAD_CODES = new Set(["unauthorized", "forbidden", "invalid_input", "not_found", "conflict"]);
+
+/** A server message in the page's language. Messages by a stable code come from this table
+ * (`err_<code>`); the rest are written "中文 / English" by the server and the half for the
+ * page's language is kept, so a page never shows both. */
+export function serverText(code, message) {
+  const text = String(message || "");
+  // A broad code (unauthorized: a wrong password, or a login that expired) says less than the
+  // server's own sentence; a specific one (sold_out) is worded here once for every page.
+  if (code && hasKey(`err_${code}`) && !(BROAD_CODES.has(code) && text)) return t(`err_${code}`);
+  const cut = text.indexOf(" / ");
+  if (cut < 0) return text || (code ? t("error") : "");
+  return lang() === "en" ? text.slice(cut + 3).trim() : text.slice(0, cut).trim();
 }
 
 export function hasKey(key) {

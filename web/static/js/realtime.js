@@ -3,6 +3,7 @@
 // us to reload when that is too old. Event names live in events.js.
 import { io } from "/vendor/socket.io/socket.io.esm.min.js";
 import { token } from "./api.js";
+import { serverText } from "./i18n.js";
 
 export class RoomConnection {
   constructor(namespace, sessionId, { onStatus = () => {} } = {}) {
@@ -45,7 +46,7 @@ export class RoomConnection {
     this.socket.on("connect_error", (err) => {
       // A refusal from the hub carries {code, message} in err.data (e.g. banned, not_found).
       const data = (err && err.data) || {};
-      this.onStatus("refused", data.message || (err && err.message) || "", data);
+      this.onStatus("refused", serverText(data.code, data.message || (err && err.message) || ""), data);
     });
   }
 
@@ -85,5 +86,6 @@ export class RoomConnection {
 /** A reply from the hub is an error when it says so (shape: {ok:false, error:{code,message}}). */
 export function replyError(reply) {
   if (!reply || reply.ok !== false) return null;
-  return reply.error || { code: "error", message: "" };
+  const error = reply.error || { code: "error", message: "" };
+  return { ...error, message: serverText(error.code, error.message) };
 }
