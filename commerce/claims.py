@@ -7,8 +7,9 @@ promised response time is tracked: `due_at` = filed + policy.response_hours, `re
 decided (at once for auto-approval), overdue when undecided past due or decided late.
 
 Money: payout = unit price × bad units × multiplier ("坏一赔十" = 10). The part up to what is
-left of the order is refunded through the payment provider; the rest is recorded as
-`compensation_fen` (credit owed to the buyer; paying it out is outside the payment interface).
+left of the order is refunded through the payment provider; the rest (`compensation_fen`) is
+transferred to the buyer through the provider's transfer, recorded in the same transaction as
+the decision and paid after it under the key `transfer:claim:<claim id>`.
 
 Concurrency: the auto-approval limit (ABUSE_MAX_AUTO per ABUSE_WINDOW) is counted under a lock
 on the buyer's user row, so a buyer's claims are decided one after another however many arrive
@@ -137,6 +138,7 @@ class Claim(Base):
     refund_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     compensation_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     refund_ref: Mapped[str] = mapped_column(String(80), default="")
+    compensation_ref: Mapped[str] = mapped_column(String(80), default="")
     decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     decision_note: Mapped[str] = mapped_column(String(500), default="")
     due_at: Mapped[datetime] = mapped_column()
@@ -161,7 +163,9 @@ class Claim(Base):
             "photos": list(self.photos or []), "bad_qty": self.bad_qty, "status": self.status,
             "auto": self.auto, "rules": list(self.rule_notes or []), "payout_fen": self.payout_fen,
             "refund_fen": self.refund_fen, "compensation_fen": self.compensation_fen,
-            "refund_ref": self.refund_ref, "decision_note": self.decision_note,
+            "refund_ref": self.refund_ref, "compensation_ref": self.compensation_ref,
+            "compensation_paid": bool(self.compensation_ref) or not self.compensation_fen,
+            "decision_note": self.decision_note,
             "due_at": iso(self.due_at), "responded_at": iso(self.responded_at),
             "overdue": self.overdue(), "created_at": iso(self.created_at),
         }
@@ -317,11 +321,17 @@ async def _approve(
     claim.payout_fen = payout_fen
     claim.refund_fen = refund.amount_fen
     claim.compensation_fen = max(0, payout_fen - refund.amount_fen)
+    transfer = None
+    if claim.compensation_fen:
+        transfer = await refunder.reserve_compensation(
+            db, order, claim.id, claim.compensation_fen, f"claim {claim.id} compensation")
     claim.decided_by = actor.user_id if actor else None
     claim.decision_note = note[:500]
     claim.responded_at = utcnow()
     await db.flush()
     claim.refund_ref = await refunder.pay(db, refund)
+    if transfer is not None:
+        claim.compensation_ref = await refunder.pay(db, transfer)
     await db.flush()
 
 

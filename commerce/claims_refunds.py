@@ -5,7 +5,9 @@
 (amount − already refunded), raises `order.refunded_fen`, writes a note into the order's
 history and records the pending refund under the claim's key, all in the caller's transaction;
 `pay` commits that (the decision and the refund become durable together), calls the provider
-with the key and marks the refund done. A crash between the two is finished by the refund
+with the key and marks the refund done. What a claim pays beyond the order's price (坏一赔十)
+cannot be a refund; `reserve_compensation` records it as a transfer to the buyer in the same
+transaction, paid the same way. A crash between the two is finished by the refund
 worker with the same key. After pickup an order cannot enter the `refunded` state
 (orders.TRANSITIONS), which is why the status is left alone.
 """
@@ -31,6 +33,13 @@ class Refunder(Protocol):
         actor: Principal | None, key: str,
     ) -> Refund:
         """Record a refund of up to `amount_fen` (pending) in the caller's transaction."""
+        ...
+
+    async def reserve_compensation(
+        self, db: AsyncSession, order: Order, claim_id: int, amount_fen: int, reason: str,
+    ) -> Refund:
+        """Record the transfer of what a claim pays beyond the refund (pending), in the
+        caller's transaction."""
         ...
 
     async def pay(self, db: AsyncSession, refund: Refund) -> str:
@@ -62,6 +71,15 @@ class ProviderRefunder:
             note=f"售后退款 after-sales refund {amount} fen [{key}]"[:200],
         ))
         return await refunds.record(db, key, order.payment_ref, amount, reason, order.id)
+
+    async def reserve_compensation(
+        self, db: AsyncSession, order: Order, claim_id: int, amount_fen: int, reason: str,
+    ) -> Refund:
+        # The claim's decision is claimed by the caller (one approval per claim), and the key
+        # names the claim: a second writer finds this row instead of a second transfer.
+        return await refunds.record_transfer(
+            db, refunds.compensation_key(claim_id), refunds.payee_of(order.user_id), amount_fen,
+            reason, order_id=order.id, payment_ref=order.payment_ref)
 
     async def pay(self, db: AsyncSession, refund: Refund) -> str:
         await db.commit()

@@ -32,6 +32,8 @@ CALLBACK_MAX_AGE_S = 300
 NONCE_PREFIX = "pay:nonce:"
 REFUND_PREFIX = "pay:refund:"
 REFUNDED_PREFIX = "pay:refunded:"
+TRANSFER_PREFIX = "pay:transfer:"
+TRANSFERRED_PREFIX = "pay:transferred:"
 CHARGES_PREFIX = "pay:charges:"
 # How long the simulated provider remembers a refund key (real providers: days to months).
 REFUND_KEY_TTL_S = 90 * 24 * 3600
@@ -86,6 +88,14 @@ class PaymentProvider(Protocol):
                      idempotency_key: str) -> str:
         """Give `amount_fen` of the payment back; the same key always answers the same refund
         reference and moves the money once. Returns the provider's refund reference."""
+        ...
+
+    async def transfer(self, payee: str, amount_fen: int, reason: str,
+                       idempotency_key: str) -> str:
+        """Pay `amount_fen` to a buyer's own account, not against a payment: compensation
+        beyond what an order cost (坏一赔十), as WeChat Pay's merchant transfer (商家转账) and
+        Alipay's single transfer do. `payee` is `user:<id>`; a real provider resolves the
+        buyer's account (openid, Alipay user id) from it. Same key, same transfer, once."""
         ...
 
 
@@ -152,6 +162,30 @@ class SimulatedProvider:
         if first["payment_ref"] != payment_ref or int(first["amount_fen"]) != amount_fen:
             raise RefundKeyReused(key=idempotency_key)
         return str(first["ref"])
+
+    async def transfer(self, payee: str, amount_fen: int, reason: str,
+                       idempotency_key: str) -> str:
+        if not idempotency_key:
+            raise ValueError("a transfer needs an idempotency key")
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+        fresh: dict[str, Any] = {"ref": f"simtf_{secrets.token_hex(8)}", "payee": payee,
+                                 "amount_fen": amount_fen}
+        won = await self._redis.set(TRANSFER_PREFIX + digest, json.dumps(fresh), nx=True,
+                                    ex=REFUND_KEY_TTL_S)
+        if won:
+            await self._redis.incrby(TRANSFERRED_PREFIX + payee, amount_fen)
+            await self._redis.expire(TRANSFERRED_PREFIX + payee, REFUND_KEY_TTL_S)
+            return str(fresh["ref"])
+        raw = await self._redis.get(TRANSFER_PREFIX + digest)
+        first = json.loads(raw) if raw else fresh
+        if first["payee"] != payee or int(first["amount_fen"]) != amount_fen:
+            raise RefundKeyReused(key=idempotency_key)
+        return str(first["ref"])
+
+    async def transferred_total(self, payee: str) -> int:
+        """Fen paid to a buyer's own account (compensation), as their wallet would show."""
+        raw = await self._redis.get(TRANSFERRED_PREFIX + payee)
+        return int(raw or 0)
 
     async def refunded_total(self, payment_ref: str) -> int:
         """Fen given back on one payment (what the buyer's bank statement would show)."""

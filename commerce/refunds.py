@@ -44,12 +44,22 @@ class RefundStatus(enum.StrEnum):
     DONE = "done"
 
 
+class MoneyOut(enum.StrEnum):
+    REFUND = "refund"  # back onto the payment, at most what it was
+    TRANSFER = "transfer"  # to the buyer's own account: compensation beyond the price
+
+
 class Refund(Base):
+    """Every fen that leaves us: refunds against a payment, and transfers (compensation)."""
+
     __tablename__ = "refunds"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # The business fact this refund gives money back for; the provider's idempotency key.
     key: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(12), default=MoneyOut.REFUND.value)
+    # For a transfer: whom to pay (`user:<id>`); empty for a refund (it goes where it came from).
+    payee: Mapped[str] = mapped_column(String(80), default="")
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), nullable=True, index=True)
     payment_ref: Mapped[str] = mapped_column(String(80))
     amount_fen: Mapped[int] = mapped_column(BigInteger)
@@ -60,7 +70,8 @@ class Refund(Base):
     done_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     def public_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "order_id": self.order_id, "amount_fen": self.amount_fen,
+        return {"key": self.key, "kind": self.kind, "order_id": self.order_id,
+                "amount_fen": self.amount_fen,
                 "status": self.status, "provider_ref": self.provider_ref,
                 "created_at": as_utc(self.created_at).isoformat()}
 
@@ -68,6 +79,34 @@ class Refund(Base):
 def refund_key(kind: str, subject: int | str, detail: str = "") -> str:
     """`refund:order:12:refunded`, `refund:order:12:claim`, `refund:payment:sim_ab:returned`."""
     return ":".join(str(part) for part in ("refund", kind, subject, detail) if part != "")
+
+
+def compensation_key(claim_id: int) -> str:
+    """The one transfer an approved claim can make beyond its refund."""
+    return f"transfer:claim:{claim_id}"
+
+
+def payee_of(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+async def record_transfer(db: AsyncSession, key: str, payee: str, amount_fen: int, reason: str,
+                          order_id: int | None = None, payment_ref: str = "") -> Refund:
+    """Step 1 for a transfer, like `record`; the caller has claimed the business fact."""
+    found = await find(db, key)
+    if found is not None:
+        return found
+    row = Refund(key=key, kind=MoneyOut.TRANSFER.value, payee=payee, order_id=order_id,
+                 payment_ref=payment_ref, amount_fen=amount_fen, reason=reason[:200])
+    db.add(row)
+    await db.flush()
+    return row
+
+
+async def _provider_call(provider: PaymentProvider, row: Refund) -> str:
+    if row.kind == MoneyOut.TRANSFER.value:
+        return await provider.transfer(row.payee, row.amount_fen, row.reason, row.key)
+    return await provider.refund(row.payment_ref, row.amount_fen, row.reason, row.key)
 
 
 async def record(db: AsyncSession, key: str, payment_ref: str, amount_fen: int, reason: str,
@@ -91,7 +130,7 @@ async def execute(uow: UnitOfWork, provider: PaymentProvider, refund: Refund) ->
     """Steps 2 and 3 for a committed pending row; safe to repeat."""
     if refund.status == RefundStatus.DONE:
         return refund.provider_ref
-    ref = await provider.refund(refund.payment_ref, refund.amount_fen, refund.reason, refund.key)
+    ref = await _provider_call(provider, refund)
     async with uow() as db:
         await finish(db, refund, ref)
     return ref
@@ -102,8 +141,7 @@ async def call_provider(provider: PaymentProvider, refund: Refund) -> str:
     a provider that fails now does not undo it; the row stays pending for the refund worker
     and "" is returned."""
     try:
-        return await provider.refund(refund.payment_ref, refund.amount_fen, refund.reason,
-                                     refund.key)
+        return await _provider_call(provider, refund)
     except Exception:
         log.warning("provider refund failed; the refund worker will retry it",
                     extra={"refund_key": refund.key}, exc_info=True)
@@ -136,12 +174,20 @@ async def finish(db: AsyncSession, refund: Refund, ref: str) -> bool:
 
         await db.execute(update(Claim).where(Claim.order_id == refund.order_id,
                                              Claim.refund_ref == "").values(refund_ref=ref[:80]))
+    if refund.kind == MoneyOut.TRANSFER.value and refund.key.startswith("transfer:claim:"):
+        from commerce.claims import Claim
+
+        claim_id = int(refund.key.rsplit(":", 1)[1])
+        await db.execute(update(Claim).where(Claim.id == claim_id, Claim.compensation_ref == "")
+                         .values(compensation_ref=ref[:80]))
     if refund.order_id is not None:
         order = await db.get(Order, refund.order_id)
         if order is not None:
+            what = ("赔付到账 compensation" if refund.kind == MoneyOut.TRANSFER.value
+                    else "退款到账 refund")
             db.add(OrderTransition(
                 order_id=order.id, from_status=order.status, to_status=order.status, actor_id=None,
-                note=f"退款到账 refund {ref} {refund.amount_fen}fen ({refund.reason})"[:200]))
+                note=f"{what} {ref} {refund.amount_fen}fen ({refund.reason})"[:200]))
     return True
 
 

@@ -419,7 +419,10 @@ async def test_claim_decisions_race_each_other(any_db_api: Api) -> None:
         assert decided is not None
         expect = 3000 if decided.status == "approved" else 0
     assert await provider.refunded_total((await _order(api, second)).payment_ref) == expect
-    assert len(await _refund_rows(api, second)) == (1 if expect else 0)
+    kinds = sorted(row.kind for row in await _refund_rows(api, second))
+    assert kinds == (["refund", "transfer"] if expect else [])
+    # 坏一赔十: both claims together paid 9 × 3000 beyond the refunds to the buyer, once each.
+    assert await provider.transferred_total(f"user:{_uid}") == (2 if expect else 1) * 27000
 
 
 async def test_one_claim_per_order_and_one_photo_per_claim_at_once(any_db_api: Api) -> None:
@@ -471,8 +474,12 @@ async def test_a_claim_refund_cut_off_before_the_provider_is_finished_once(
     order = await _order(api, order_id)
     assert await provider.refunded_total(order.payment_ref) == 3000
     mine = await (await api.client.get(f"/api/claims/{claim.id}", headers=api.auth(buyer))).json()
-    (row,) = await _refund_rows(api, order_id)
-    assert row.status == "done" and mine["refund_ref"] == row.provider_ref
+    rows = {row.kind: row for row in await _refund_rows(api, order_id)}
+    assert sorted(rows) == ["refund", "transfer"]
+    assert rows["refund"].status == "done" and mine["refund_ref"] == rows["refund"].provider_ref
+    # The compensation beyond the price went to the buyer's account, once.
+    assert rows["transfer"].status == "done" and mine["compensation_paid"]
+    assert await provider.transferred_total(f"user:{_uid}") == mine["compensation_fen"] > 0
 
 
 # --- reviews and NPS -------------------------------------------------------------------------
