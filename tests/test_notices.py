@@ -16,8 +16,9 @@ import socketio
 
 from commerce import notifications
 from server.keys import database_key
+from server.settings import Settings
 from tests.commerce_support import hold, make_shop, pay
-from tests.conftest import Api
+from tests.conftest import Api, AppFactory
 from tests.webrtc_clients import publish
 
 pytestmark = pytest.mark.asyncio
@@ -322,3 +323,29 @@ async def test_interest_tags(any_db_api: Api) -> None:
     final = (await _get(api, "/api/me/tags", me))["tags"]
     assert final in (["senior"], ["fruit", "pets"], ["office"])
     assert (await api.client.get("/api/me/tags")).status == 401
+
+
+async def test_notification_reaches_the_users_socket_in_another_process(
+        make_api: AppFactory, settings: Settings) -> None:
+    """Two apps on one database and one Redis, as two workers: the event is published in A,
+    the user's socket is held by B."""
+    api_a = await make_api(settings)
+    api_b = await make_api(settings)
+    shop = await make_shop(api_a)
+    sale = await shop.sale()
+    _, buyer = await api_a.user("viewer")
+    _, other = await api_a.user("viewer")
+    mine = await Inbox.open(api_b, buyer)
+    theirs = await Inbox.open(api_b, other)
+    try:
+        status, held = await hold(api_a, sale["id"], buyer)
+        assert status == 201, held
+        _, paid = await pay(api_a, held["hold_id"], buyer)
+        await _post(api_a, f"/api/orders/{paid['order_id']}/ready", shop.host_token)
+        notice = await mine.wait_for("order_ready", 5)
+        assert notice["params"]["order_id"] == paid["order_id"]
+        await asyncio.sleep(0.3)
+        assert theirs.got == []
+    finally:
+        await mine.close()
+        await theirs.close()
