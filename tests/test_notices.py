@@ -138,7 +138,8 @@ async def test_order_notifications_are_private_listed_and_delivered(any_db_api: 
         done = await _post(api, "/api/notifications/read", buyer, {"all": True})
         assert done == {"updated": 2, "unread": 0}
         await _post(api, "/api/notifications/read", buyer, {}, status=400)
-        await _get(api, "/api/notifications?limit=51", buyer, status=400)
+        for bad in ("limit=51", "limit=0", "limit=x", "before=-1"):
+            await _get(api, f"/api/notifications?{bad}", buyer, status=400)
         resp = await api.client.get("/api/notifications")
         assert resp.status == 401
         assert buyer_id > 0

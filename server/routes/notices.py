@@ -65,9 +65,10 @@ def _query_int(request: web.Request, name: str, default: int | None) -> int | No
 async def list_notifications(request: web.Request) -> web.Response:
     who = principal(request)
     before = _query_int(request, "before", None)
-    limit = _query_int(request, "limit", 20) or 20
+    limit = _query_int(request, "limit", None)
     async with request.app[database_key].session() as db:
-        rows, next_cursor = await notifications.list_for(db, who.user_id, before, limit)
+        rows, next_cursor = await notifications.list_for(db, who.user_id, before,
+                                                         20 if limit is None else limit)
         unread = await notifications.unread_count(db, who.user_id)
     return json_response({"items": [n.public_dict() for n in rows], "next": next_cursor,
                           "unread": unread})
