@@ -94,6 +94,19 @@ async def test_preview_shows_local_time_and_the_go_live_notice(tmp_path: Path, r
                 await pub.pc.close()
             await asyncio.sleep(0)
 
+        # In English: the same instant, the page's own words in English only.
+        english = await kit.page(fan, f"/preview/{sid}", label="english")
+        await english.evaluate("localStorage.setItem('linli.lang', 'en')")
+        await english.reload()
+        await english.locator("#watch", has_text="Live now").wait_for(timeout=20_000)
+        assert "20:00" in (await english.locator("#when").text_content() or "")
+        chrome = await english.locator(
+            "#top, .preview > p.muted, .when .muted, #count, h2").all_text_contents()
+        # Her name is content, and the switch names the other language on purpose.
+        words = "".join(chrome).replace("李阿姨", "").replace("中文", "")
+        assert not any("\u4e00" <= ch <= "\u9fff" for ch in words), chrome
+        await kit.shot(english, "preview_english")
+
         # My page: the notification in the full list, interest tags picked and kept.
         me = await kit.page(fan, "/me")
         await me.locator("#notice-items", has_text="开播了").wait_for(timeout=20_000)
