@@ -350,3 +350,21 @@ async def test_notification_reaches_the_users_socket_in_another_process(
     finally:
         await mine.close()
         await theirs.close()
+
+
+async def test_a_disabled_users_me_socket_is_closed(api: Api) -> None:
+    user_id, token = await api.user("viewer")
+    inbox = await Inbox.open(api, token)
+    try:
+        resp = await api.client.patch(f"/api/users/{user_id}", json={"disabled": True},
+                                      headers=api.auth(api.admin_token))
+        assert resp.status == 200, await resp.text()
+        for _ in range(100):
+            if not inbox.client.namespaces:
+                break
+            await asyncio.sleep(0.1)
+        assert not inbox.client.namespaces, "the /me socket of a disabled user stayed open"
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await Inbox.open(api, token)
+    finally:
+        await inbox.close()
