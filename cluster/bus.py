@@ -25,6 +25,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from commerce.background import cancel_and_wait
+from commerce.base import as_utc
 from commerce.events import DomainEvent, EventBus
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ Handler = Callable[[DomainEvent], Awaitable[None]]
 
 def _json_default(value: object) -> str:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return as_utc(value).isoformat()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 

@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import DateTime, MetaData
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
 
 from commerce.errors import InvalidInput
 
@@ -33,9 +35,28 @@ def check_idempotency_key(key: str) -> None:
                            field="Idempotency-Key")
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A time stored as UTC and read back with its zone, on SQLite as on PostgreSQL.
+
+    SQLite keeps no zone: SQLAlchemy writes an aware time's wall clock and drops its offset, so
+    20:00+08:00 came back as 20:00 "UTC", eight hours late. Converting to UTC first keeps the
+    instant; reading attaches UTC again."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            return value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return as_utc(value) if value is not None else None
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime()}
 
 
 def utcnow() -> datetime:

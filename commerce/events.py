@@ -49,6 +49,8 @@ EVENT_KINDS: Mapping[str, Audience] = MappingProxyType({
     # after-sales work
     "claim_filed": Audience.STAFF,
     "claim_decided": Audience.STAFF,
+    # a scheduled session's first publish: its subscribers are told (each privately)
+    "session_live": Audience.INTERNAL,
 })
 PUBLIC_KINDS = frozenset(k for k, a in EVENT_KINDS.items() if a is Audience.PUBLIC)
 

@@ -7,12 +7,12 @@ import hmac
 import secrets
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text, select, update
+from sqlalchemy import JSON, ForeignKey, String, Text, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.accounts import Principal, Role, User
-from commerce.base import Base, utcnow
+from commerce.base import Base, as_utc, utcnow
 from commerce.errors import Forbidden, InvalidState, NotFound
 from commerce.locks import lock_row
 
@@ -33,6 +33,10 @@ class LiveSession(Base):
     origin: Mapped[str] = mapped_column(String(200), default="")
     preview_text: Mapped[str] = mapped_column(Text, default="")
     scheduled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The preview: a cover image (an upload of purpose "cover") and the products to be shown.
+    cover_upload_id: Mapped[int | None] = mapped_column(ForeignKey("trust_uploads.id"), nullable=True)
+    cover_url: Mapped[str] = mapped_column(String(120), default="")
+    preview_product_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     # The stream key is a bearer secret for WHIP/RTMP: shown to its host only, never logged.
     stream_key: Mapped[str] = mapped_column(String(64), unique=True)
     status: Mapped[str] = mapped_column(String(16), default=SessionStatus.SCHEDULED.value)
@@ -49,11 +53,19 @@ class LiveSession(Base):
             "farm": self.farm,
             "origin": self.origin,
             "preview_text": self.preview_text,
-            "scheduled_at": self.scheduled_at.isoformat() if self.scheduled_at else None,
+            "scheduled_at": _iso(self.scheduled_at),
+            "cover_url": self.cover_url or None,
+            "preview_product_ids": list(self.preview_product_ids or []),
             "status": self.status,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "started_at": _iso(self.started_at),
+            "ended_at": _iso(self.ended_at),
         }
+
+
+def _iso(value: datetime | None) -> str | None:
+    # SQLite hands times back without their zone: a bare "20:00" reads as local time in a
+    # browser (12:00 UTC shown as 12:00 in Shanghai). Always send the offset.
+    return as_utc(value).isoformat() if value is not None else None
 
 
 def new_stream_key() -> str:
@@ -148,16 +160,26 @@ async def rotate_stream_key(db: AsyncSession, session_id: int, actor: Principal)
     return key
 
 
-async def mark_live(db: AsyncSession, session_id: int) -> LiveSession:
-    """scheduled → live (idempotent for a publisher reconnecting)."""
+async def mark_live(db: AsyncSession, session_id: int) -> bool:
+    """scheduled → live (idempotent for a publisher reconnecting). True for the one call, in
+    any process, that made the session live: a conditional UPDATE decides, so its subscribers
+    are told once however many publishers race."""
     session = await get_session(db, session_id)
     if session.status == SessionStatus.ENDED:
         raise InvalidState("直播已结束 / The session has ended")
-    if session.status == SessionStatus.SCHEDULED:
-        session.status = SessionStatus.LIVE.value
-        session.started_at = utcnow()
-        await db.flush()
-    return session
+    if session.status != SessionStatus.SCHEDULED:
+        return False
+    result = await db.execute(
+        update(LiveSession)
+        .where(LiveSession.id == session_id, LiveSession.status == SessionStatus.SCHEDULED.value)
+        .values(status=SessionStatus.LIVE.value, started_at=utcnow())
+        .execution_options(synchronize_session=False))
+    went_live = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    if not went_live:
+        await db.refresh(session)
+        if session.status == SessionStatus.ENDED:
+            raise InvalidState("直播已结束 / The session has ended")
+    return went_live
 
 
 async def end_session(db: AsyncSession, session_id: int, actor: Principal | None) -> LiveSession:

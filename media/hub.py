@@ -105,7 +105,9 @@ class MediaHub:
                     only_opus(audio)
                 await pc.setLocalDescription(await pc.createAnswer())
                 async with self.database.session() as db:
-                    await live_sessions.mark_live(db, session_id)
+                    went_live = await live_sessions.mark_live(db, session_id)
+                if went_live:
+                    await self.events.publish(DomainEvent("session_live", session_id))
                 stream = self.streams.get(session_id)
                 if stream is not None and stream.publisher is not None and not stream.publisher.feeds_taps:
                     # An RTMP publisher is replaced: its recording input must have stopped
@@ -137,7 +139,9 @@ class MediaHub:
             await self._check_key(session_id, stream_key)
             try:
                 async with self.database.session() as db:
-                    await live_sessions.mark_live(db, session_id)
+                    went_live = await live_sessions.mark_live(db, session_id)
+                if went_live:
+                    await self.events.publish(DomainEvent("session_live", session_id))
             except BaseException:
                 await self._release_unless_streaming(session_id)
                 raise

@@ -226,7 +226,7 @@ class ReplayService:
             for replay, session in rows.all():
                 data = replay.public_dict()
                 data.update(title=session.title, farm=session.farm, host_id=session.host_id,
-                            ended_at=session.ended_at.isoformat() if session.ended_at else None)
+                            ended_at=as_utc(session.ended_at).isoformat() if session.ended_at else None)
                 items.append(data)
         return {"total": int(total), "items": items}
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+
+from commerce.base import as_utc
 
 Event = dict[str, Any]
 
@@ -35,6 +38,8 @@ def dumps(data: Any) -> str:
 
 
 def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()  # never a zone-less time on the wire
     isoformat = getattr(value, "isoformat", None)
     if isoformat is not None:
         return isoformat()

@@ -40,6 +40,11 @@ def refuse(code: str, message: str, **details: Any) -> socketio.exceptions.Conne
         message, {"code": code, "message": message, **details})
 
 
+def user_room(user_id: int) -> str:
+    """The room of one signed-in user's sockets, in each namespace they connect to."""
+    return f"user:{user_id}"
+
+
 def session_id_from(auth: dict[str, Any]) -> int:
     raw = auth.get("session_id")
     if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) < 18:
@@ -114,6 +119,9 @@ class LiveNamespace(GuardedNamespace):
         self._actors[sid] = (room, Actor(principal, name))
         self._ips[sid] = ip
         self.hub.connected[LIVE] += 1
+        if principal is not None:
+            # Notifications reach every socket of their user (realtime/me_namespace.py).
+            await self.enter_room(sid, user_room(principal.user_id))
         self.hub.rooms.spawn(self._join(member, name, resume))
 
     async def _join(self, member: Member, name: str, resume: tuple[str, int] | None) -> None:

@@ -11,13 +11,14 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
 from commerce.accounts import Principal, Role
-from commerce.base import MAX_ID
+from commerce.base import MAX_ID, as_utc
 from commerce.errors import DomainError, Forbidden, InvalidInput, Unauthorized
 from commerce.text import has_unstorable_text
 from server.auth import bearer_token
@@ -212,7 +213,15 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 
 def _dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, default=str)
+    return json.dumps(data, ensure_ascii=False, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    # A time goes out as ISO 8601 with its offset; SQLite's naive ones are the UTC they were
+    # stored as (str() would give "2026-12-03 12:00:00", which browsers read as local time).
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    return str(value)
 
 
 # --- OpenAPI ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from commerce.events import DomainEvent
 from realtime.actions import RoomActions
 from realtime.hub import Hub, register_metrics
 from realtime.live_namespace import LiveNamespace
+from realtime.me_namespace import MeNamespace
 from realtime.moderation_namespace import ModerationNamespace
 from realtime.state import commerce_to_room
 from server.api import Api
@@ -73,10 +74,12 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     app[actions_key] = actions
     live = LiveNamespace(hub, app[database_key], app[tokens_key], actions, app[rate_limiter_key])
     moderation = ModerationNamespace(hub, app[database_key], app[tokens_key], actions)
+    me = MeNamespace(hub, app[database_key], app[tokens_key], app[rate_limiter_key])
     hub.sio.register_namespace(live)
     hub.sio.register_namespace(moderation)
+    hub.sio.register_namespace(me)
     listeners = app[revocations_key].listeners
-    listeners += [live.drop_user, moderation.drop_user]
+    listeners += [live.drop_user, moderation.drop_user, me.drop_user]
 
     async def on_event(event: DomainEvent) -> None:
         if event.session_id is None:
@@ -90,6 +93,6 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         unsubscribe()
-        for drop in (live.drop_user, moderation.drop_user):
+        for drop in (live.drop_user, moderation.drop_user, me.drop_user):
             listeners.remove(drop)
         await hub.stop()

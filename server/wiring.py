@@ -13,6 +13,7 @@ def components() -> list[Component]:
         cluster_component,
         commerce_component,
         media_component,
+        notices_component,
         realtime_component,
         replay_component,
         trust_component,
@@ -20,4 +21,5 @@ def components() -> list[Component]:
 
     # The cluster first: the hub, the recorder and the Socket.IO ids need it at their start.
     return [cluster_component.setup, commerce_component.setup, trust_component.setup,
-            realtime_component.setup, media_component.setup, replay_component.setup]
+            realtime_component.setup, media_component.setup, replay_component.setup,
+            notices_component.setup]

@@ -129,6 +129,20 @@ REST: tuple[Op, ...] = (
     Op("GET", "/orders", "/orders", PUBLIC),
     Op("GET", "/trace/{batch_code}", "/trace/{w.batch_code_a}", PUBLIC),
     Op("GET", "/dashboard", "/dashboard", PUBLIC),
+    Op("GET", "/preview/{id}", "/preview/{w.session_a}", PUBLIC),
+    Op("GET", "/me", "/me", PUBLIC),
+    # --- notifications, 预约, previews, interest tags: one's own only ------------------------
+    Op("GET", "/api/notifications", "/api/notifications", USERS),
+    Op("POST", "/api/notifications/read", "/api/notifications/read", USERS, json={"all": True}),
+    Op("POST", "/api/sessions/{id}/subscribe", "/api/sessions/{w.session_a}/subscribe", USERS),
+    Op("DELETE", "/api/sessions/{id}/subscribe", "/api/sessions/{w.session_a}/subscribe", USERS),
+    Op("GET", "/api/sessions/{id}/preview", "/api/sessions/{w.session_a}/preview", PUBLIC),
+    Op("PUT", "/api/sessions/{id}/preview", "/api/sessions/{w.session_a}/preview", OWNER,
+       json={"preview_text": "今晚八点见"}),
+    Op("PUT", "/api/sessions/{id}/preview", "/api/sessions/{w.session_a}/preview", ADMIN,
+       variant="another host's product", json=lambda w: {"product_ids": [w.product_b]}),
+    Op("GET", "/api/me/tags", "/api/me/tags", USERS),
+    Op("PUT", "/api/me/tags", "/api/me/tags", USERS, json={"tags": ["baking"]}),
     # --- catalog: hosts list, anyone reads ---------------------------------------------------
     Op("POST", "/api/products", "/api/products", HOSTS, json={}),
     Op("GET", "/api/products", "/api/products", HOSTS),
@@ -294,6 +308,8 @@ SOCKET: tuple[Event, ...] = (
     Event("/live", "like", USERS, {}),
     Event("/live", "pin_product", OWNER, {"product_id": NO_SUCH}),
     Event("/live", "unpin_product", OWNER, {}),
+    # /me: one's own notifications; signed-in people only.
+    Event("/me", "connect", USERS),
     # /moderation: the session's staff connect; only its host (or an admin) pins products.
     Event("/moderation", "connect", STAFF_OF),
     Event("/moderation", "delete_comment", STAFF_OF, {"seq": NO_SUCH}),
@@ -457,3 +473,9 @@ async def test_what_each_role_sees(world: World) -> None:
     for role in USERS - BUYER:
         mine = await get("/api/orders", role)
         assert isinstance(mine, list) and mine == [], role
+        notices = await get("/api/notifications", role)
+        assert isinstance(notices, dict) and notices["items"] == [], role
+    notices = await get("/api/notifications", "buyer")
+    assert isinstance(notices, dict)
+    kinds = {n["kind"] for n in notices["items"]}
+    assert {"order_ready", "order_refunded", "claim_decided"} <= kinds, kinds

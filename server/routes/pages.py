@@ -59,6 +59,8 @@ _page_route("/replays/{id}", "replay", "Replay player with product chapters")
 _page_route("/orders", "orders", "My orders")
 _page_route("/trace/{batch_code}", "trace", "Batch trace (QR target)")
 _page_route("/dashboard", "dashboard", "Trust dashboard")
+_page_route("/preview/{id}", "preview", "A scheduled session's preview with 预约")
+_page_route("/me", "me", "My profile: interest tags and notifications")
 
 
 def install_static(app: web.Application) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from commerce import fulfilment, live_sessions
 from commerce.accounts import Role
@@ -23,7 +21,8 @@ class SessionCreate(BaseModel):
     farm: str = Field(default="", max_length=120)
     origin: str = Field(default="", max_length=200)
     preview_text: str = Field(default="", max_length=2000)
-    scheduled_at: datetime | None = None
+    # With its offset: "20:00" alone would mean 20:00 UTC to the server, 04:00 in Shanghai.
+    scheduled_at: AwareDatetime | None = None
 
 
 class StreamKeyRotate(BaseModel):

@@ -141,7 +141,8 @@ async def create_claim(request: web.Request) -> web.Response:
     await request.app[events_key].publish(DomainEvent(
         "claim_filed", claim.session_id,
         {"claim_id": claim.id, "status": claim.status, "product_id": claim.product_id,
-         "pin_id": claim.pin_id, "due_at": data["due_at"]},
+         "pin_id": claim.pin_id, "due_at": data["due_at"], "user_id": claim.buyer_id,
+         "payout_fen": claim.payout_fen},
     ))
     return json_response(data, status=201)
 
@@ -201,7 +202,9 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
                                     approve, body.note, body.payout_fen)
         data = claim.public_dict()
     await request.app[events_key].publish(DomainEvent(
-        "claim_decided", claim.session_id, {"claim_id": claim.id, "status": claim.status},
+        "claim_decided", claim.session_id,
+        {"claim_id": claim.id, "status": claim.status, "user_id": claim.buyer_id,
+         "payout_fen": claim.payout_fen},
     ))
     return json_response(data)
 
