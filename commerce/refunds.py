@@ -70,6 +70,17 @@ def refund_key(kind: str, subject: int | str, detail: str = "") -> str:
     return ":".join(str(part) for part in ("refund", kind, subject, detail) if part != "")
 
 
+def rebate_key(order_id: int, group_id: int | str) -> str:
+    """The key of a group-buy's price rebate on one order (the group price paid after the fact)."""
+    return refund_key("order", order_id, f"group-{group_id}")
+
+
+def is_price_rebate(key: str) -> bool:
+    """A rebate gives back part of the price of goods the buyer keeps: not a return."""
+    parts = key.split(":")
+    return len(parts) == 4 and parts[:2] == ["refund", "order"] and parts[3].startswith("group-")
+
+
 async def record(db: AsyncSession, key: str, payment_ref: str, amount_fen: int, reason: str,
                  order_id: int | None = None) -> Refund:
     """Write the pending row (step 1) in the caller's transaction, or find the one written before."""
