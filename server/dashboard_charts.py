@@ -15,7 +15,7 @@ from typing import Any, Literal
 from xml.sax.saxutils import escape
 
 Lang = Literal["zh", "en"]
-WIDTH = 400
+WIDTH = 360
 PAD = 12
 BAR_HEIGHT = 18
 LINE = 18
