@@ -12,6 +12,7 @@ once), staff talking in their own room (not audience), an order paid at 00:30 Ch
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections import defaultdict
@@ -581,3 +582,34 @@ async def test_a_viewer_is_refused_and_a_host_sees_no_other_shop(api: Api) -> No
     assert label.split(" ")[1] in svg and "C3 小区" not in svg
     bad = await api.client.get("/api/dashboard.csv?figure=planets", headers=api.auth(w.tokens["host"]))
     assert bad.status == 400
+
+
+async def test_audience_counts_hold_under_concurrent_joins_talk_and_freezes(any_db_api: Api) -> None:
+    """30 reconnects of one viewer count once, 30 new viewers 30 times, 30 like bursts exactly;
+    20 session ends at once freeze one row with the same figures."""
+    api = any_db_api
+    redis = api.app[redis_key]
+    host_id, _ = await api.user("host")
+    async with api.app[database_key].session() as db:
+        session_id = (await live_sessions.create_session(
+            db, Principal(host_id, "h", Role.HOST), "并发")).id
+    await asyncio.gather(
+        *(audience.note_viewer(redis, session_id, "a:same-viewer-1") for _ in range(30)),
+        *(audience.note_viewer(redis, session_id, f"a:viewer-{i:04d}") for i in range(30)),
+        *(audience.note_interaction(redis, session_id, f"u:{i % 10}", audience.Interaction.LIKE, 2)
+          for i in range(30)),
+        *(audience.note_interaction(redis, session_id, "u:0", audience.Interaction.COMMENT)
+          for _ in range(25)),
+    )
+    want = audience.AudienceCounts(viewers=41, interacting=10, comments=25, questions=0, likes=60)
+    assert await audience.live_counts(redis, session_id) == want
+
+    async def freeze() -> None:
+        async with api.app[database_key].session() as db:
+            await audience.freeze(db, redis, session_id)
+
+    await asyncio.gather(*(freeze() for _ in range(20)))
+    async with api.app[database_key].session() as db:
+        rows = list((await db.execute(select(audience.SessionAudience).where(
+            audience.SessionAudience.session_id == session_id))).scalars())
+    assert len(rows) == 1 and rows[0].counts() == want
