@@ -82,6 +82,7 @@ Scope = Literal["session", "farm", "community"]
 SCOPES: tuple[Scope, ...] = ("session", "farm", "community")
 SHOP_TZ = ZoneInfo("Asia/Shanghai")
 COHORT_MONTHS = 12
+CHUNK = 500
 PAID_EVER = (OrderStatus.PAID.value, OrderStatus.READY.value, OrderStatus.PICKED_UP.value,
              OrderStatus.DELIVERED.value, OrderStatus.COMPLETED.value, OrderStatus.REFUNDED.value)
 FULFILMENT_STEPS = (OrderStatus.READY.value, OrderStatus.DELIVERED.value)
@@ -203,16 +204,34 @@ async def load(db: AsyncSession, redis: Redis, since: datetime | None = None,
             returned=order.status == OrderStatus.REFUNDED.value,
         ))
     by_id = {o.id: o for o in orders}
-    wanted = set(by_id)
-    for order_id, key in await db.execute(select(Refund.order_id, Refund.key)
-                                          .where(Refund.order_id.is_not(None))):
-        row = by_id.get(order_id) if order_id is not None else None
-        if row is None:
-            continue
-        if is_price_rebate(key):
-            row.rebated = True
-        else:
-            row.returned = True
+    ids = sorted(by_id)
+    fulfilled_at: dict[int, datetime] = {}
+    claimed: set[int] = set()
+    answers: dict[int, tuple[int, datetime]] = {}
+    # Per chunk of the orders in view (an IN list of bounded length on both databases).
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start:start + CHUNK]
+        for order_id, key in await db.execute(
+                select(Refund.order_id, Refund.key).where(Refund.order_id.in_(chunk))):
+            row = by_id[order_id] if order_id is not None else None
+            if row is None:
+                continue
+            if is_price_rebate(key):
+                row.rebated = True
+            else:
+                row.returned = True
+        for order_id, at in await db.execute(
+                select(OrderTransition.order_id, OrderTransition.at)
+                .where(OrderTransition.order_id.in_(chunk),
+                       OrderTransition.to_status.in_(FULFILMENT_STEPS))):
+            at = as_utc(at)
+            if order_id not in fulfilled_at or at < fulfilled_at[order_id]:
+                fulfilled_at[order_id] = at
+        claimed.update(oid for (oid,) in await db.execute(
+            select(Claim.order_id).where(Claim.order_id.in_(chunk))))
+        answers.update({oid: (score, as_utc(at)) for oid, score, at in await db.execute(
+            select(NpsResponse.order_id, NpsResponse.score, NpsResponse.created_at)
+            .where(NpsResponse.order_id.in_(chunk)))})
 
     gb_query = (
         select(GroupBuy.status, GroupBuy.community_id, Sale.session_id, Product.batch_id)
@@ -222,15 +241,6 @@ async def load(db: AsyncSession, redis: Redis, since: datetime | None = None,
                   for status, community, session, batch in await db.execute(gb_query)
                   if session in sessions]
 
-    fulfilled_at: dict[int, datetime] = {}
-    for order_id, at in await db.execute(
-            select(OrderTransition.order_id, OrderTransition.at)
-            .where(OrderTransition.to_status.in_(FULFILMENT_STEPS)).order_by(OrderTransition.at)):
-        if order_id in wanted:
-            fulfilled_at.setdefault(order_id, as_utc(at))
-    claimed = {oid for (oid,) in await db.execute(select(Claim.order_id)) if oid in wanted}
-    answers = {oid: (score, as_utc(at)) for oid, score, at in await db.execute(
-        select(NpsResponse.order_id, NpsResponse.score, NpsResponse.created_at)) if oid in wanted}
     looked = {(b, u) for b, u in await db.execute(
         select(TraceLookupUser.batch_id, TraceLookupUser.user_id))}
     lookups_by_batch: dict[int, int] = defaultdict(int)
