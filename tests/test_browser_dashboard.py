@@ -49,7 +49,7 @@ async def _setup(kit: Kit) -> dict[str, Any]:
         paid = await rest.call("POST", f"/api/holds/{hold['hold_id']}/pay", buyer.token)
         if index == 0:
             await rest.call("POST", f"/api/orders/{paid['order_id']}/ready", host.token)
-    return {"host": host, "viewer": buyers[1]}
+    return {"host": host, "viewer": buyers[1], "buyer": buyers[0], "session_id": session["id"]}
 
 
 async def _loaded(page: Any) -> None:
@@ -112,10 +112,23 @@ async def test_dashboard_on_laptop_and_phone_and_refused_to_a_viewer(
         people = await _setup(kit)
         host: Account = people["host"]
 
+        # Two people watch the room: a neighbour not signed in (who reloads: still one viewer)
+        # and a buyer. The dashboard's audience comes from these joins.
+        live = f"/live/{people['session_id']}"
+        connected = "() => window.linliLive && window.linliLive.conn.socket.connected"
+        anonymous = await kit.page(None, live, label="anonymous")
+        await anonymous.wait_for_function(connected, timeout=20_000)
+        await anonymous.reload()
+        await anonymous.wait_for_function(connected, timeout=20_000)
+        buyer = await kit.page(people["buyer"], live)
+        await buyer.wait_for_function(connected, timeout=20_000)
+
         laptop = await kit.page(host, "/dashboard", viewport=LAPTOP)
         await _loaded(laptop)
         tiles = await laptop.locator("#headline .tile").all_inner_texts()
         assert any("¥59.80" in t and "成交额" in t for t in tiles), tiles  # two orders of ¥29.90
+        # Two buyers out of two distinct viewers.
+        assert any("100.0%" in t and "转化率" in t for t in tiles), tiles
         assert (await _chart_labels(laptop, "conversion_rate")) == [SESSION]
         labels = await _chart_labels(laptop, "group_buys_by_community")
         assert len(labels) == 1 and labels[0].startswith(COMMUNITY), labels
