@@ -313,7 +313,7 @@ class Checkout:
             return
         await refunds.refund_difference(
             self.uow, self.provider, order.id, price, f"group-buy {group['id']} succeeded",
-            refunds.refund_key("order", order.id, f"group-{group['id']}"))
+            refunds.rebate_key(order.id, group["id"]))
 
     # --- release / expire ----------------------------------------------------------------------
 

@@ -27,7 +27,6 @@ from commerce.events import DomainEvent
 from commerce.live_sessions import ensure_owner, get_session
 from commerce.locks import lock_row
 from commerce.orders import Confirmation, OrderStatus
-from commerce.refunds import refund_key
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +206,7 @@ async def _apply(checkout: Checkout, group: GroupBuy, session_id: int) -> None:
         for order in paid:
             await refunds.refund_difference(
                 checkout.uow, checkout.provider, order.id, group.group_price_fen,
-                f"group-buy {group.id} succeeded", refund_key("order", order.id, f"group-{group.id}"))
+                f"group-buy {group.id} succeeded", refunds.rebate_key(order.id, group.id))
         return
     if group.on_failure != "refund":
         return  # proceeds at the normal price

@@ -107,6 +107,15 @@ async def _provider_call(provider: PaymentProvider, row: Refund) -> str:
     if row.kind == MoneyOut.TRANSFER.value:
         return await provider.transfer(row.payee, row.amount_fen, row.reason, row.key)
     return await provider.refund(row.payment_ref, row.amount_fen, row.reason, row.key)
+def rebate_key(order_id: int, group_id: int | str) -> str:
+    """The key of a group-buy's price rebate on one order (the group price paid after the fact)."""
+    return refund_key("order", order_id, f"group-{group_id}")
+
+
+def is_price_rebate(key: str) -> bool:
+    """A rebate gives back part of the price of goods the buyer keeps: not a return."""
+    parts = key.split(":")
+    return len(parts) == 4 and parts[:2] == ["refund", "order"] and parts[3].startswith("group-")
 
 
 async def record(db: AsyncSession, key: str, payment_ref: str, amount_fen: int, reason: str,

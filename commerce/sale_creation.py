@@ -55,12 +55,13 @@ class SaleDraft:
     members_only: bool = False
     gift_first_n: int = 0
     gift_text: str = ""
+    pickup_by: datetime | None = None
 
     def fingerprint(self) -> str:
         """Equal for drafts that make the same sale (same instants, same set of communities)."""
         data = asdict(self)
         data["community_ids"] = sorted(set(self.community_ids))
-        for name in ("starts_at", "ends_at"):
+        for name in ("starts_at", "ends_at", "pickup_by"):
             when = getattr(self, name)
             data[name] = None if when is None else as_utc(when).astimezone(UTC).isoformat()
         canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -108,7 +109,7 @@ async def _write(db: AsyncSession, actor: Principal, session_id: int,
         draft.per_buyer_limit, starts_at=draft.starts_at, ends_at=draft.ends_at,
         community_ids=list(draft.community_ids), community_price_fen=draft.community_price_fen,
         members_only=draft.members_only, gift_first_n=draft.gift_first_n,
-        gift_text=draft.gift_text,
+        gift_text=draft.gift_text, pickup_by=draft.pickup_by,
     )
 
 

@@ -47,6 +47,9 @@ class Sale(Base):
     gift_text: Mapped[str] = mapped_column(String(200), default="")
     starts_at: Mapped[datetime] = mapped_column()
     ends_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # When the goods are promised at the pickup point (or delivered): on-time fulfilment is
+    # measured against it. None = no promise made, such orders are not in that figure.
+    pickup_by: Mapped[datetime | None] = mapped_column(nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=SaleStatus.OPEN.value)
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -73,6 +76,7 @@ class Sale(Base):
             "per_buyer_limit": self.per_buyer_limit, "gift_first_n": self.gift_first_n,
             "gift_text": self.gift_text, "starts_at": starts.isoformat(),
             "ends_at": ends.isoformat() if ends else None, "status": self.phase(now),
+            "pickup_by": as_utc(self.pickup_by).isoformat() if self.pickup_by else None,
             # Countdown fields: seconds until the start and until the end (None = no end).
             "starts_in_s": max(0, int((starts - now).total_seconds())),
             "ends_in_s": max(0, int((ends - now).total_seconds())) if ends else None,
@@ -95,7 +99,7 @@ async def create_sale(
     price_fen: int, per_buyer_limit: int, *, starts_at: datetime | None = None,
     ends_at: datetime | None = None, community_ids: list[int] | None = None,
     community_price_fen: int | None = None, members_only: bool = False, gift_first_n: int = 0,
-    gift_text: str = "",
+    gift_text: str = "", pickup_by: datetime | None = None,
 ) -> Sale:
     """The session's host puts a product on sale; opens at once when `starts_at` is absent."""
     # Against the session ending meanwhile (live_sessions.end_session locks it too).
@@ -116,6 +120,9 @@ async def create_sale(
         found = (await db.execute(select(Community.id).where(Community.id.in_(communities)))).all()
         if len(found) != len(communities):
             raise InvalidInput("小区不存在 / Unknown community", field="community_ids")
+    if pickup_by is not None and as_utc(pickup_by) <= starts:
+        raise InvalidInput("取货时间须晚于开售时间 / pickup_by must be after starts_at",
+                           field="pickup_by")
     if (community_price_fen is not None or members_only) and not communities:
         raise InvalidInput("社区价需要指定小区 / A community price needs community_ids",
                            field="community_ids")
@@ -124,7 +131,7 @@ async def create_sale(
         community_price_fen=community_price_fen, community_ids=communities,
         members_only=members_only, per_buyer_limit=per_buyer_limit, gift_first_n=gift_first_n,
         gift_text=gift_text, starts_at=starts, ends_at=as_utc(ends_at) if ends_at else None,
-        created_by=actor.user_id,
+        pickup_by=as_utc(pickup_by) if pickup_by else None, created_by=actor.user_id,
     )
     db.add(sale)
     await db.flush()

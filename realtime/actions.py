@@ -8,11 +8,14 @@ console hears staff-side news through python-socketio's emit to its room (shared
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from commerce import accounts, catalog, live_sessions
+from redis.exceptions import RedisError
+
+from commerce import accounts, audience, catalog, live_sessions
 from commerce.accounts import Principal, Role
 from commerce.errors import InvalidInput, InvalidState, Unauthorized
 from commerce.events import DomainEvent, EventBus
@@ -35,6 +38,7 @@ from realtime.state import now_ms
 from server.database import Database
 
 MOD = "/moderation"
+log = logging.getLogger(__name__)
 
 
 class LoginRequired(Unauthorized):
@@ -95,6 +99,19 @@ class RoomActions:
         await self._mod_emit(room, "mod_log", {"action": action, "by": who.user_id, "ts": now_ms(),
                                                **details})
 
+    async def _count(self, room: int, who: Principal, kind: audience.Interaction,
+                     amount: int = 1) -> None:
+        """Feed the dashboard's audience figures; staff talking in their own room are not
+        audience. The action itself already happened: a counter Redis refuses is logged, not
+        turned into an error the client would retry (and so post twice)."""
+        if who.is_staff:
+            return
+        try:
+            await audience.note_interaction(self.hub.redis, room, audience.user_viewer(who.user_id),
+                                            kind, amount)
+        except RedisError:
+            log.warning("audience counter not written", extra={"room": room}, exc_info=True)
+
     # --- viewers -------------------------------------------------------------------------
     async def comment(self, room: int, actor: Actor, data: dict[str, Any]) -> dict[str, Any]:
         who = actor.user()
@@ -108,6 +125,7 @@ class RoomActions:
             "user": {"id": who.user_id, "name": actor.name, "role": who.role.value},
             "text": text, "ts": now_ms(),
         })
+        await self._count(room, who, audience.Interaction.COMMENT)
         return {"id": comment_id, "seq": appended.last_seq, "filtered": filtered}
 
     async def question(self, room: int, actor: Actor, data: dict[str, Any]) -> dict[str, Any]:
@@ -119,6 +137,7 @@ class RoomActions:
             question = await questions.ask(db, room, who.user_id, actor.name, text)
             public = question.public_dict()
         await self._mod_emit(room, "question", public)
+        await self._count(room, who, audience.Interaction.QUESTION)
         return {"question_id": public["id"], "status": public["status"], "filtered": filtered}
 
     async def upvote(self, room: int, actor: Actor, data: dict[str, Any]) -> dict[str, Any]:
@@ -129,12 +148,14 @@ class RoomActions:
             question = await questions.upvote(db, room, question_id, who.user_id)
             votes = question.votes
         self.hub.state.set_field(room, f"qv:{question_id}", votes)
+        await self._count(room, who, audience.Interaction.UPVOTE)
         return {"question_id": question_id, "votes": votes}
 
     async def like(self, room: int, actor: Actor, data: dict[str, Any]) -> dict[str, Any]:
-        actor.user()
+        who = actor.user()
         count = int_field(data, "count", 1, 10, optional=True) or 1
         self.hub.state.add_likes(room, count)
+        await self._count(room, who, audience.Interaction.LIKE, count)
         return {"count": count}
 
     # --- host ----------------------------------------------------------------------------

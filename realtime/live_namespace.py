@@ -1,6 +1,8 @@
 """`/live`: viewers and the host of one live session.
 
-Connect with `auth = {"session_id", "token"?, "epoch"?, "last_seq"?}`. Without a token one may
+Connect with `auth = {"session_id", "token"?, "viewer"?, "epoch"?, "last_seq"?}` (`viewer`: the
+page's random anonymous id, so a viewer who is not signed in is counted once, see
+commerce/audience.py). Without a token one may
 watch (receive) but not send. On connect the server sends, in this order: `hello`, then either
 the events missed since `last_seq` (same frames as live) or `reload` + the recent `comments`
 and approved `questions`, then `state`; after that, live frames.
@@ -12,8 +14,9 @@ import logging
 from typing import Any
 
 import socketio
+from redis.exceptions import RedisError
 
-from commerce import accounts, live_sessions
+from commerce import accounts, audience, live_sessions
 from commerce.accounts import Principal
 from commerce.errors import DomainError, NotFound, Unauthorized
 from realtime import questions
@@ -122,7 +125,21 @@ class LiveNamespace(GuardedNamespace):
         if principal is not None:
             # Notifications reach every socket of their user (realtime/me_namespace.py).
             await self.enter_room(sid, user_room(principal.user_id))
+        await self._count_viewer(room, principal, auth.get("viewer"), sid)
         self.hub.rooms.spawn(self._join(member, name, resume))
+
+    async def _count_viewer(self, room: int, principal: Principal | None, claimed: object,
+                            sid: str) -> None:
+        """The dashboard's distinct viewers: once per person per session (SADD), staff aside."""
+        if principal is not None and principal.is_staff:
+            return
+        viewer = (audience.user_viewer(principal.user_id) if principal is not None
+                  else audience.anonymous_viewer(claimed, sid))
+        try:
+            await audience.note_viewer(self.hub.redis, room, viewer)
+        except RedisError:
+            # Watching matters more than being counted: the join goes on.
+            log.warning("viewer not counted", extra={"room": room}, exc_info=True)
 
     async def _join(self, member: Member, name: str, resume: tuple[str, int] | None) -> None:
         """Backfill then go live (see broadcast.py for why nothing is lost or doubled)."""

@@ -25,7 +25,7 @@ from commerce.payments import SimulatedProvider
 from server.api import Api
 from server.cluster_component import cluster_key
 from server.commerce_keys import checkout_key
-from server.demo import DemoInfo, demo_seeders_key
+from server.demo import DEMO_PRODUCTS, DemoInfo, demo_seeders_key
 from server.keys import database_key, events_key, redis_url_key, settings_key
 from server.routes import catalog as catalog_routes
 from server.routes import orders as orders_routes
@@ -120,24 +120,30 @@ DEMO_GIFT = "前30名下单再送一盒桑葚"
 
 
 async def seed_demo_sales(app: web.Application, info: DemoInfo) -> None:
-    """Loquats (50 portions, first-30 gift) and olive oil, with a batch, a sale and a group-buy."""
+    """Each demo product from its own batch (DEMO_PRODUCTS), a sale of each and a group-buy."""
     checkout = app[checkout_key]
     host = Principal(info.users["laozhang"], "laozhang", Role.HOST)
     async with app[database_key].session() as db:
-        batch = await catalog.find_batch(db, "PIPA-2026-TQ01")
-        if batch is None:
-            batch = await catalog.create_batch(
-                db, host, "PIPA-2026-TQ01", farm="老张合作农场", plot="塘栖 3号坡",
-                harvested_at=utcnow() - timedelta(hours=6), description="白沙枇杷,清晨采摘",
-            )
         products = {}
-        for name, price, unit in (("白沙枇杷", 6800, "份"), ("初榨橄榄油 500ml", 12800, "瓶")):
+        for spec in DEMO_PRODUCTS:
+            batch = await catalog.find_batch(db, spec.batch_code)
+            if batch is None:
+                batch = await catalog.create_batch(
+                    db, host, spec.batch_code, farm=spec.farm, plot=spec.plot,
+                    harvested_at=utcnow() - timedelta(hours=spec.harvest_hours_ago),
+                    description=spec.batch_description,
+                )
             found = (await db.execute(select(catalog.Product).where(
-                catalog.Product.name == name, catalog.Product.owner_id == host.user_id))).scalars().first()
+                catalog.Product.name == spec.name,
+                catalog.Product.owner_id == host.user_id))).scalars().first()
             if found is None:
-                found = await catalog.create_product(db, host, name, price, unit,
+                found = await catalog.create_product(db, host, spec.name, spec.price_fen, spec.unit,
                                                      batch_id=batch.id)
-            products[name] = found
+            elif found.batch_id != batch.id:
+                # Demo data seeded before each product had its own batch linked the olive oil to
+                # the loquats' batch: put it right, so its trace shows where it comes from.
+                found.batch_id = batch.id
+            products[spec.name] = found
         session = await get_session(db, info.session_id)
         existing = await sales.sales_of_session(db, session.id)
     if existing:
@@ -148,10 +154,11 @@ async def seed_demo_sales(app: web.Application, info: DemoInfo) -> None:
             db, host, session.id, products["白沙枇杷"].id, stock=50, price_fen=6800,
             per_buyer_limit=2, community_ids=list(info.communities.values()),
             community_price_fen=5800, gift_first_n=30, gift_text=DEMO_GIFT,
+            pickup_by=utcnow() + timedelta(days=1),
         )
         oil = await sales.create_sale(
             db, host, session.id, products["初榨橄榄油 500ml"].id, stock=500, price_fen=12800,
-            per_buyer_limit=5,
+            per_buyer_limit=5, pickup_by=utcnow() + timedelta(days=2),
         )
     ttl = app[settings_key].hold_ttl_s
     await fulfilment.open_sale(checkout, pipa, ttl)

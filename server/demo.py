@@ -34,6 +34,80 @@ DEMO_COMMUNITIES = ("阳光花园", "翠湖小区")
 DEMO_SESSION_TITLE = "老张的枇杷园:现摘现发,农残快检现场看"
 
 
+@dataclass(frozen=True)
+class DemoStep:
+    """One trace event of a demo batch: kind (commerce.trace.EventKind value), hours before the
+    seeding, where, a note, and the readings it holds."""
+
+    kind: str
+    hours_ago: float
+    location: str
+    note: str = ""
+    data: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DemoProduct:
+    """A demo product with the batch it comes from, that batch's QC report and its journey.
+
+    Each product has its own batch: the trace page of a bottle of olive oil must show the olive
+    grove it was pressed from, never the loquat orchard of the other product. `keyword` names
+    what the product is; the batch's description says the same (the demo's own check).
+    """
+
+    name: str
+    price_fen: int
+    unit: str
+    keyword: str
+    batch_code: str
+    farm: str
+    plot: str
+    harvest_hours_ago: float
+    batch_description: str
+    tester: str
+    lab: str
+    qc_summary: str
+    # (commerce.qc.MeasurementKind value, value, custom name, custom unit, passed or None to
+    # let the kind decide)
+    measurements: tuple[tuple[str, float, str, str, bool | None], ...]
+    journey: tuple[DemoStep, ...]
+
+
+DEMO_PRODUCTS: tuple[DemoProduct, ...] = (
+    DemoProduct(
+        name="白沙枇杷", price_fen=6800, unit="份", keyword="枇杷", batch_code="PIPA-2026-TQ01",
+        farm="老张合作农场", plot="浙江塘栖 3号坡", harvest_hours_ago=6,
+        batch_description="白沙枇杷,清晨采摘", tester="小美", lab="农场快检室",
+        qc_summary="农残快检阴性,糖度 13.2",
+        measurements=(("pesticide_quick_test", 12.5, "", "", None), ("brix", 13.2, "", "", None),
+                      ("acidity", 0.42, "", "", None)),
+        journey=(
+            DemoStep("harvested", 6, "浙江塘栖 3号坡", "清晨采摘,当天发", {"quantity": 60}),
+            DemoStep("packed", 4, "老张合作农场 包装间", "", {"quantity": 50}),
+            DemoStep("cold_chain", 3, "冷藏车 浙A·12345", "",
+                     {"temperature_c": 4.5, "humidity_pct": 88}),
+        ),
+    ),
+    DemoProduct(
+        name="初榨橄榄油 500ml", price_fen=12800, unit="瓶", keyword="橄榄",
+        batch_code="OLIVE-2026-LN03", farm="陇南橄榄合作社", plot="甘肃陇南武都 橄榄园 2号地",
+        harvest_hours_ago=24 * 40, batch_description="冷榨特级初榨橄榄油,采摘后 6 小时内压榨",
+        tester="李工", lab="陇南市农产品质检站",
+        qc_summary="酸度 0.3%、过氧化值 6.1,达到特级初榨标准",
+        # Extra virgin: free acidity ≤ 0.8 %, peroxide value ≤ 10 mmol/kg (GB/T 23347).
+        measurements=(("acidity", 0.3, "", "", True),
+                      ("custom", 6.1, "过氧化值", "mmol/kg", True)),
+        journey=(
+            DemoStep("harvested", 24 * 40, "甘肃陇南武都 橄榄园 2号地", "手工采摘", {"quantity": 800}),
+            DemoStep("packed", 24 * 38, "陇南橄榄合作社 压榨车间", "冷榨后灌装 500ml",
+                     {"quantity": 600}),
+            DemoStep("shipped", 24 * 3, "陇南橄榄合作社", "常温物流发往杭州", {"quantity": 120}),
+            DemoStep("arrived_at_pickup", 20, "阳光花园 自提点", "", {"quantity": 120}),
+        ),
+    ),
+)
+
+
 @dataclass
 class DemoInfo:
     session_id: int

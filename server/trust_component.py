@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from commerce import audience, claims, qc, trace
 from commerce.accounts import Principal, Role
 from commerce.base import utcnow
-from commerce.catalog import Product, ProductPin, find_batch
+from commerce.catalog import Batch, Product, ProductPin, find_batch
 from commerce.claims_refunds import ProviderRefunder
 from commerce.events import DomainEvent
 from commerce.orders import Order
@@ -22,7 +23,7 @@ from commerce.trust_orders import evidence_for
 from commerce.uploads import LocalDiskStorage
 from server.api import Api
 from server.commerce_keys import checkout_key
-from server.demo import DemoInfo, demo_seeders_key
+from server.demo import DEMO_PRODUCTS, DemoInfo, DemoProduct, demo_seeders_key
 from server.keys import database_key, events_key, redis_key, settings_key
 from server.routes import dashboard as dashboard_routes
 from server.routes import trust as trust_routes
@@ -30,7 +31,7 @@ from server.routes import trust_after_sales
 from server.trust_keys import refunder_key, trace_signer_key, upload_storage_key
 
 log = logging.getLogger(__name__)
-DEMO_BATCH = "PIPA-2026-TQ01"
+DEMO_BATCH = DEMO_PRODUCTS[0].batch_code
 
 
 def setup(app: web.Application, api: Api) -> None:
@@ -84,42 +85,51 @@ async def attach_pin_evidence(app: web.Application, pin_id: int) -> None:
 
 
 async def seed_demo_trust(app: web.Application, info: DemoInfo) -> None:
-    """The demo batch gets a QC report and a journey (once; the chain is append-only)."""
+    """Each demo product's own batch gets its QC report and journey (once: the chain is
+    append-only), and the loquats their 坏一赔十 claim policy."""
     host = Principal(info.users["laozhang"], "laozhang", Role.HOST)
     signer = app[trace_signer_key]
-    async with app[database_key].session() as db:
-        batch = await find_batch(db, DEMO_BATCH)
-        if batch is None:
-            log.info("demo batch missing; trust demo skipped")
-            return
-        product = (await db.execute(select(Product).where(Product.batch_id == batch.id)
-                                    .order_by(Product.id).limit(1))).scalar_one_or_none()
-        if product is not None and await claims.get_policy(db, product.id) is None:
-            # 坏一赔十 for fresh loquats: auto-refund within 2 days of pickup, answer within 2 h.
-            await claims.set_policy(db, host, product.id, full_refund_without_return=True,
-                                    multiplier=10, max_days_after_pickup=2,
-                                    auto_approve_max_fen=20_000, require_photo=True,
-                                    response_hours=2)
-        if await trace.events_for(db, batch.id):
-            return
-        now = utcnow()
-        await trace.append_event(db, signer, batch, host, trace.EventKind.HARVESTED,
-                                 occurred_at=now - timedelta(hours=6), location="塘栖 3号坡",
-                                 note="清晨采摘,当天发 / Picked at dawn", data={"quantity": 60})
-        await qc.create_report(
-            db, signer, batch, host, tester="小美", lab="农场快检室 / Farm QC room",
-            tested_at=now - timedelta(hours=5),
-            measurements=[
-                qc.MeasurementIn(qc.MeasurementKind.PESTICIDE_QUICK_TEST, value=12.5),
-                qc.MeasurementIn(qc.MeasurementKind.BRIX, value=13.2),
-                qc.MeasurementIn(qc.MeasurementKind.ACIDITY, value=0.42),
-            ],
-            attachment_ids=[], summary="农残快检阴性,糖度 13.2 / Pesticide negative, Brix 13.2",
-        )
-        await trace.append_event(db, signer, batch, host, trace.EventKind.PACKED,
-                                 occurred_at=now - timedelta(hours=4), location="农场包装间",
-                                 data={"quantity": 50})
-        await trace.append_event(db, signer, batch, host, trace.EventKind.COLD_CHAIN,
-                                 occurred_at=now - timedelta(hours=3), location="冷藏车 浙A·12345",
-                                 data={"temperature_c": 4.5, "humidity_pct": 88})
-    info.lines.append(f"  溯源 Trace:             {app[settings_key].base_url}/trace/{DEMO_BATCH}")
+    now = utcnow()
+    base = app[settings_key].base_url
+    for spec in DEMO_PRODUCTS:
+        async with app[database_key].session() as db:
+            batch = await find_batch(db, spec.batch_code)
+            if batch is None:
+                log.info("demo batch missing; its trust demo skipped", extra={"batch": spec.batch_code})
+                continue
+            product = (await db.execute(select(Product).where(Product.batch_id == batch.id)
+                                        .order_by(Product.id).limit(1))).scalar_one_or_none()
+            if (spec.batch_code == DEMO_BATCH and product is not None
+                    and await claims.get_policy(db, product.id) is None):
+                # 坏一赔十 for fresh loquats: auto-refund within 2 days of pickup, answer within 2 h.
+                await claims.set_policy(db, host, product.id, full_refund_without_return=True,
+                                        multiplier=10, max_days_after_pickup=2,
+                                        auto_approve_max_fen=20_000, require_photo=True,
+                                        response_hours=2)
+            if await trace.events_for(db, batch.id):
+                continue
+            steps = sorted(spec.journey, key=lambda step: -step.hours_ago)
+            tested_at = now - timedelta(hours=spec.harvest_hours_ago) + timedelta(hours=1)
+            reported = False
+            for step in steps:
+                occurred = now - timedelta(hours=step.hours_ago)
+                if not reported and occurred > tested_at:
+                    await _demo_report(db, signer, batch, host, spec, tested_at)
+                    reported = True
+                await trace.append_event(db, signer, batch, host, trace.EventKind(step.kind),
+                                         occurred_at=occurred, location=step.location,
+                                         note=step.note, data=dict(step.data))
+            if not reported:
+                await _demo_report(db, signer, batch, host, spec, tested_at)
+        info.lines.append(f"  溯源 Trace ({spec.keyword}): {base}/trace/{spec.batch_code}")
+
+
+async def _demo_report(db: AsyncSession, signer: TraceSigner, batch: Batch, host: Principal,
+                       spec: DemoProduct, tested_at: datetime) -> None:
+    await qc.create_report(
+        db, signer, batch, host, tester=spec.tester, lab=spec.lab, tested_at=tested_at,
+        measurements=[qc.MeasurementIn(qc.MeasurementKind(kind), value=value, passed=passed,
+                                       name=name, unit=unit)
+                      for kind, value, name, unit, passed in spec.measurements],
+        attachment_ids=[], summary=spec.qc_summary,
+    )

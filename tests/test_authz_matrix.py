@@ -230,6 +230,10 @@ REST: tuple[Op, ...] = (
     # --- dashboard: platform staff (a host's figures are their own sessions') ----------------
     Op("GET", "/api/dashboard", "/api/dashboard", PLATFORM_STAFF),
     Op("GET", "/api/dashboard.csv", "/api/dashboard.csv", PLATFORM_STAFF),
+    Op("GET", "/api/dashboard.csv", "/api/dashboard.csv?figure=cohorts", PLATFORM_STAFF,
+       variant="a figure's CSV"),
+    Op("GET", "/api/dashboard/charts/{metric}.svg", "/api/dashboard/charts/group_buys_by_community.svg",
+       PLATFORM_STAFF, special=tuple((role, "401") for role in NON_STAFF), variant="a figure's chart"),
     # A chart needs a staff token or a signed link; without either it is 401 for anyone.
     Op("GET", "/api/dashboard/charts/{metric}.svg", f"/api/dashboard/charts/{METRICS[0]}.svg",
        PLATFORM_STAFF, special=tuple((role, "401") for role in NON_STAFF)),
@@ -470,6 +474,9 @@ async def test_what_each_role_sees(world: World) -> None:
         assert isinstance(board, dict)
         labels = {str(row.get("key")) for row in board["rows"]}
         assert (str(w.session_a) in labels) == (role != "other_host"), (role, labels)
+        # The other host's headline, cohorts and group-buys are of their own shop only.
+        assert (board["headline"]["counts"]["orders"] > 0) == (role != "other_host"), role
+        assert (len(board["cohorts"]) > 0) == (role != "other_host"), role
     for role in USERS - BUYER:
         mine = await get("/api/orders", role)
         assert isinstance(mine, list) and mine == [], role

@@ -153,7 +153,7 @@ async def test_trace_and_dashboard_pages(tmp_path: Path, redis_url: str,
         dash = await kit.page(host, "/dashboard")
         await dash.locator("#metrics tbody tr", has_text="枇杷园直播").wait_for(timeout=20_000)
         await dash.wait_for_function(
-            "() => [...document.querySelectorAll('#charts img')].some((i) => i.naturalWidth > 0)",
+            "() => [...document.querySelectorAll('#figures img')].some((i) => i.naturalWidth > 0)",
             timeout=20_000)
         await kit.shot(dash, "dashboard")
         assert kit.errors == [], kit.errors

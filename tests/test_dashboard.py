@@ -28,14 +28,17 @@ H = timedelta(hours=1)
 async def seed(api: Api) -> dict[str, Any]:
     """Three sessions (S1, S2 at 甲农场; S3 at 乙农场), four buyers, two communities.
 
-    order  buyer sess comm status            ready→picked          claim  nps
-    o1     u1    S1   C1   completed         T0+1h → T0+5h (ok)           10
-    o2     u2    S1   C1   picked_up         T0+1h → T0+60h (late)  yes    6
-    o3     u3    S1   C2   refunded          -
-    o4     u1    S2   C1   picked_up         T0+2d → +1h (ok)              9
-    o5     u4    S2   C2   ready_for_pickup  now−1h (not due yet)
-    o6     u2    S3   C2   ready_for_pickup  now−72h (due, late)
-    o7     u4    S3   -    delivered         -                      yes    8
+    Promised pickup (sale.pickup_by): A1 T0+2h, A2 T0+50h, B3 T0+99h. On time = ready (or
+    delivered) by the promise; when the buyer collects does not matter.
+
+    order  buyer sess comm status            ready → picked         on time  claim  nps
+    o1     u1    S1   C1   completed         T0+1h → T0+5h          yes             10
+    o2     u2    S1   C1   picked_up         T0+1h → T0+60h         yes      yes    6
+    o3     u3    S1   C2   refunded          -                      (not counted)
+    o4     u1    S2   C1   picked_up         T0+49h → T0+50h        yes             9
+    o5     u4    S2   C2   ready_for_pickup  now−1h                 late
+    o6     u2    S3   C2   ready_for_pickup  now−72h                late
+    o7     u4    S3   -    delivered         T0+100h                late     yes    8
     o8     u3    S3   C2   cancelled (never counted)
     Group-buys: S1/C1 succeeded, S1/C2 failed, S3/C2 succeeded, S2/C1 open.
     Audience: S1 10 viewers / 3 interacting, S2 4 / 1 (SQL), S3 5 / 2 (Redis).
@@ -56,9 +59,11 @@ async def seed(api: Api) -> dict[str, Any]:
         pa = await catalog.create_product(db, host, "枇杷", 1000, batch_id=ba.id)
         pb = await catalog.create_product(db, host, "橄榄油", 1000, batch_id=bb.id)
         sales = {}
-        for name, session, product in (("A1", s1, pa), ("A2", s2, pa), ("B3", s3, pb)):
+        for name, session, product, promise in (("A1", s1, pa, 2), ("A2", s2, pa, 50),
+                                                ("B3", s3, pb, 99)):
             sale = Sale(session_id=session.id, product_id=product.id, stock=100, price_fen=1000,
-                        per_buyer_limit=5, starts_at=T0, created_by=host_id)
+                        per_buyer_limit=5, starts_at=T0, pickup_by=T0 + promise * H,
+                        created_by=host_id)
             db.add(sale)
             await db.flush()
             sales[name] = sale
@@ -88,9 +93,10 @@ async def seed(api: Api) -> dict[str, Any]:
                 db.add(OrderTransition(order_id=order.id, from_status="paid",
                                        to_status="ready_for_pickup", at=ready))
             if picked is not None:
-                to = "delivered" if status == "delivered" else "picked_up"
-                db.add(OrderTransition(order_id=order.id, from_status="ready_for_pickup",
-                                       to_status=to, at=picked))
+                delivered = status == "delivered"
+                db.add(OrderTransition(
+                    order_id=order.id, from_status="paid" if delivered else "ready_for_pickup",
+                    to_status="delivered" if delivered else "picked_up", at=picked))
         for sale, comm, status in (("A1", c1, "succeeded"), ("A1", c2, "failed"),
                                    ("B3", c2, "succeeded"), ("A2", c1, "open")):
             db.add(GroupBuy(sale_id=sales[sale].id, community_id=comm, threshold=2, unit="people",
@@ -144,17 +150,17 @@ async def test_dashboard_by_session(any_db_api: Api) -> None:
     rows = await _get(api, "session")
     check(rows[str(ids["s1"])], {
         "live_interaction_rate": 0.3, "conversion_rate": 0.3, "group_buy_success_rate": 0.5,
-        "repeat_purchase_rate": 0.0, "on_time_pickup_rate": 0.5, "claim_rate": 0.5,
-        "refund_rate": r(1 / 3), "nps": 0.0, "trace_lookup_rate": r(2 / 3)})
+        "repeat_purchase_rate": 0.0, "on_time_fulfilment_rate": 1.0, "claim_rate": 0.5,
+        "return_rate": r(1 / 3), "nps": 0.0, "trace_lookup_rate": r(2 / 3)})
     assert rows[str(ids["s1"])]["counts"]["trace_lookups"] == 5
     check(rows[str(ids["s2"])], {
         "live_interaction_rate": 0.25, "conversion_rate": 0.5, "group_buy_success_rate": None,
-        "repeat_purchase_rate": 0.5, "on_time_pickup_rate": 1.0, "claim_rate": 0.0,
-        "refund_rate": 0.0, "nps": 100.0, "trace_lookup_rate": 0.5})
+        "repeat_purchase_rate": 0.5, "on_time_fulfilment_rate": 0.5, "claim_rate": 0.0,
+        "return_rate": 0.0, "nps": 100.0, "trace_lookup_rate": 0.5})
     check(rows[str(ids["s3"])], {
         "live_interaction_rate": 0.4, "conversion_rate": 0.4, "group_buy_success_rate": 1.0,
-        "repeat_purchase_rate": 1.0, "on_time_pickup_rate": 0.0, "claim_rate": 1.0,
-        "refund_rate": 0.0, "nps": 0.0, "trace_lookup_rate": 0.5})
+        "repeat_purchase_rate": 1.0, "on_time_fulfilment_rate": 0.0, "claim_rate": 1.0,
+        "return_rate": 0.0, "nps": 0.0, "trace_lookup_rate": 0.5})
     assert rows[str(ids["s3"])]["counts"]["orders"] == 2  # the cancelled o8 never counts
 
 
@@ -165,24 +171,24 @@ async def test_dashboard_by_farm_and_community(any_db_api: Api) -> None:
     check(farms["甲农场"], {
         "live_interaction_rate": r(4 / 14), "conversion_rate": r(5 / 14),
         "group_buy_success_rate": 0.5, "repeat_purchase_rate": 0.25,
-        "on_time_pickup_rate": r(2 / 3), "claim_rate": r(1 / 3), "refund_rate": 0.2,
+        "on_time_fulfilment_rate": 0.75, "claim_rate": r(1 / 3), "return_rate": 0.2,
         "nps": 33.3, "trace_lookup_rate": 0.5})
     check(farms["乙农场"], {
         "live_interaction_rate": 0.4, "conversion_rate": 0.4, "group_buy_success_rate": 1.0,
-        "repeat_purchase_rate": 0.0, "on_time_pickup_rate": 0.0, "claim_rate": 1.0,
-        "refund_rate": 0.0, "nps": 0.0, "trace_lookup_rate": 0.5})
+        "repeat_purchase_rate": 0.0, "on_time_fulfilment_rate": 0.0, "claim_rate": 1.0,
+        "return_rate": 0.0, "nps": 0.0, "trace_lookup_rate": 0.5})
     comms = await _get(api, "community")
     check(comms[str(ids["c1"])], {
         "live_interaction_rate": None, "conversion_rate": None, "group_buy_success_rate": 1.0,
-        "repeat_purchase_rate": 0.5, "on_time_pickup_rate": r(2 / 3), "claim_rate": r(1 / 3),
-        "refund_rate": 0.0, "nps": 33.3, "trace_lookup_rate": 0.5})
+        "repeat_purchase_rate": 0.5, "on_time_fulfilment_rate": 1.0, "claim_rate": r(1 / 3),
+        "return_rate": 0.0, "nps": 33.3, "trace_lookup_rate": 0.5})
     assert comms[str(ids["c1"])]["label"] == "阳光花园-dash"
     check(comms[str(ids["c2"])], {
-        "group_buy_success_rate": 0.5, "repeat_purchase_rate": 0.0, "on_time_pickup_rate": 0.0,
-        "claim_rate": None, "refund_rate": r(1 / 3), "nps": None, "trace_lookup_rate": r(1 / 3)})
+        "group_buy_success_rate": 0.5, "repeat_purchase_rate": 0.0, "on_time_fulfilment_rate": 0.0,
+        "claim_rate": None, "return_rate": r(1 / 3), "nps": None, "trace_lookup_rate": r(1 / 3)})
     check(comms[""], {
-        "group_buy_success_rate": None, "repeat_purchase_rate": 0.0, "on_time_pickup_rate": None,
-        "claim_rate": 1.0, "refund_rate": 0.0, "nps": 0.0, "trace_lookup_rate": 1.0})
+        "group_buy_success_rate": None, "repeat_purchase_rate": 0.0, "on_time_fulfilment_rate": 0.0,
+        "claim_rate": 1.0, "return_rate": 0.0, "nps": 0.0, "trace_lookup_rate": 1.0})
 
 
 async def test_csv_and_charts(api: Api) -> None:
@@ -193,8 +199,8 @@ async def test_csv_and_charts(api: Api) -> None:
     text = (await resp.read()).decode("utf-8-sig")
     table = list(csv.reader(io.StringIO(text)))
     header, lines = table[0], {line[0]: line for line in table[1:]}
-    assert header[:3] == ["farm", "label", "live_interaction_rate"]
-    assert float(lines["甲农场"][header.index("refund_rate")]) == 0.2
+    assert header[:3] == ["farm", "label", "gmv_fen"]
+    assert float(lines["甲农场"][header.index("return_rate")]) == 0.2
     assert lines["甲农场"][header.index("orders")] == "5"
     for metric in ("conversion_rate", "nps"):
         chart = await api.client.get(f"/api/dashboard/charts/{metric}.svg?by=session", headers=admin)
@@ -207,7 +213,7 @@ async def test_csv_and_charts(api: Api) -> None:
     assert (await api.client.get("/api/dashboard/charts/nope.svg", headers=admin)).status == 404
     # Signed chart URLs work in a plain <img> (no Authorization header), briefly, untampered.
     body = await (await api.client.get("/api/dashboard?by=farm", headers=admin)).json()
-    signed = body["charts"]["refund_rate"]
+    signed = body["charts"]["return_rate"]
     img = await api.client.get(signed)
     assert img.status == 200 and "20.0%" in await img.text()
     assert (await api.client.get(signed.replace("by=farm", "by=session"))).status == 401

@@ -30,6 +30,8 @@ class SaleCreate(BaseModel):
     per_buyer_limit: int = Field(ge=1, le=MAX_QTY, strict=True)
     starts_at: datetime | None = None
     ends_at: datetime | None = None
+    # The promised pickup (or delivery) time the dashboard's on-time figure is measured against.
+    pickup_by: datetime | None = None
     community_ids: list[Id] = Field(default_factory=list, max_length=MAX_COMMUNITIES)
     community_price_fen: int | None = Field(default=None, ge=0, le=MAX_PRICE_FEN, strict=True)
     members_only: bool = False
@@ -81,14 +83,15 @@ async def create_sale(request: web.Request) -> web.Response:
     if body.gift_first_n > body.stock:
         raise InvalidInput("赠品名额不能超过库存 / gift_first_n cannot exceed stock",
                            field="gift_first_n")
-    for when in (body.starts_at, body.ends_at):
+    for field, when in (("starts_at", body.starts_at), ("ends_at", body.ends_at),
+                        ("pickup_by", body.pickup_by)):
         if when is not None and when.tzinfo is None:
-            raise InvalidInput("时间需带时区(UTC)/ Times need a timezone (UTC)", field="starts_at")
+            raise InvalidInput("时间需带时区(UTC)/ Times need a timezone (UTC)", field=field)
     draft = SaleDraft(
         body.product_id, body.stock, body.price_fen, body.per_buyer_limit,
         starts_at=body.starts_at, ends_at=body.ends_at, community_ids=tuple(body.community_ids),
         community_price_fen=body.community_price_fen, members_only=body.members_only,
-        gift_first_n=body.gift_first_n, gift_text=body.gift_text,
+        gift_first_n=body.gift_first_n, gift_text=body.gift_text, pickup_by=body.pickup_by,
     )
     sale = await sale_creation.create_sale(
         request.app[checkout_key], principal(request), session_id, draft,

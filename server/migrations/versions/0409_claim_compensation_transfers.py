@@ -1,14 +1,14 @@
 """money out: transfers beside refunds (claim compensation paid to the buyer)
 
 Revision ID: 0409
-Revises: 0403
+Revises: 0406
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0409'
-down_revision = '0403'
+down_revision = '0406'
 branch_labels = None
 depends_on = None
 

@@ -1,91 +1,129 @@
-// Trust dashboard: the metrics per session, farm or community as a table and SVG charts, CSV
-// export, and the public read endpoints. Charts and CSV need the bearer token, so they are
-// fetched and shown through blob: URLs (img-src allows blob:).
-import { api, requireLogin, token } from "./api.js";
-import { getPaths, has } from "./capabilities.js";
+// The shop's dashboard: headline figures, a table per session / farm / community, and each figure
+// as a chart with its CSV. Charts are <img> on signed URLs the API hands out (an <img> sends no
+// bearer token); CSV downloads need the token, so they are fetched and saved through a blob: URL.
+import { api, currentUser, requireLogin, token } from "./api.js";
 import { $, h } from "./dom.js";
-import { t } from "./i18n.js";
+import { lang, t } from "./i18n.js";
 import { mountShell } from "./shell.js";
 
 mountShell();
-const blobs = [];
+const STAFF = new Set(["admin", "host", "assistant"]);
+// Figures drawn below the table, in this order, each with its chart and CSV.
+const FIGURES = ["gmv_fen", "average_order_value_fen", "conversion_rate", "live_interaction_rate",
+  "return_rate", "on_time_fulfilment_rate", "repeat_purchase_rate", "cohorts", "nps", "nps_trend",
+  "trace_lookup_rate", "group_buy_success_rate", "group_buys_by_community", "claim_rate"];
+let current = null;
 
 function say(text) {
   $("#message").textContent = text;
   $("#message").hidden = !text;
 }
 
+function denied() {
+  $("#board").hidden = true;
+  $("#denied").textContent = t("dashboard_no_access");
+  $("#denied").hidden = false;
+}
+
 function query() {
-  const params = new URLSearchParams({ by: $("#scope").value });
+  const params = new URLSearchParams({ by: $("#scope").value, lang: lang() });
   const days = $("#days").value.trim();
   if (days) params.set("days", days);
-  return params.toString();
+  return params;
 }
 
-function cell(metric, value) {
+function title(name) {
+  const pair = (current && current.titles && current.titles[name]) || null;
+  return pair ? pair[lang()] || pair.zh : name;
+}
+
+function show(metric, value) {
   if (value === null || value === undefined) return "–";
-  if (metric === "nps") return String(Math.round(Number(value)));
   const n = Number(value);
-  return n <= 1 ? `${(n * 100).toFixed(1)}%` : String(n);
+  if (metric === "gmv_fen" || metric === "average_order_value_fen") {
+    return `¥${(n / 100).toLocaleString(lang() === "en" ? "en-US" : "zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+  }
+  if (metric === "nps") return String(Math.round(n));
+  return `${(n * 100).toFixed(1)}%`;
 }
 
-async function authedBlob(url) {
-  const response = await fetch(url, { headers: { Authorization: `Bearer ${token()}` } });
+function label(row) {
+  const text = row.label || String(row.key);
+  if (lang() !== "en") return text;
+  return { "(未知农场)": "(unknown farm)", "(无小区)": "(no community)" }[text] || text;
+}
+
+async function download(figure) {
+  const params = query();
+  params.delete("lang");
+  params.set("figure", figure);
+  const response = await fetch(`/api/dashboard.csv?${params}`, { headers: { Authorization: `Bearer ${token()}` } });
+  if (response.status === 401 || response.status === 403) { denied(); return; }
   if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  const blobUrl = URL.createObjectURL(await response.blob());
-  blobs.push(blobUrl);
-  return blobUrl;
+  const url = URL.createObjectURL(await response.blob());
+  const name = (response.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/);
+  const link = h("a", { href: url, download: name ? name[1] : `linli-dashboard-${figure}.csv` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+function csvButton(figure) {
+  return h("button", { type: "button", class: "csv", "data-figure": figure, text: t("export_csv"),
+    "aria-label": `${t("export_csv")}: ${title(figure)}` });
+}
+
+function render(data) {
+  current = data;
+  const head = data.headline;
+  $("#headline").replaceChildren(...data.metrics.map((m) => h("li", { class: "tile", "data-metric": m },
+    h("span", { class: "value", text: show(m, head[m]) }),
+    h("span", { class: "name", text: title(m) }))));
+  $("#metrics thead").replaceChildren(h("tr", {}, h("th", { scope: "col", text: t(`by_${data.by}`) }),
+    ...data.metrics.map((m) => h("th", { scope: "col", text: title(m) }))));
+  $("#metrics tbody").replaceChildren(...data.rows.slice(0, 500).map((row) => h("tr", {},
+    h("th", { scope: "row", text: label(row) }),
+    ...data.metrics.map((m) => h("td", { text: show(m, row[m]) })))));
+  say(data.rows.length ? "" : t("dashboard_empty"));
+  $("#figures").replaceChildren(...FIGURES.filter((f) => data.charts[f]).map((figure) => {
+    const id = `fig-${figure}`;
+    return h("section", { class: "card figure", id, "aria-labelledby": `${id}-title` },
+      h("div", { class: "figure-head" }, h("h2", { id: `${id}-title`, text: title(figure) }),
+        csvButton(figure)),
+      h("img", { src: data.charts[figure], alt: title(figure), "data-figure": figure }),
+      h("p", { class: "muted note", text: t(`dashboard_note_${figure}`) }));
+  }));
 }
 
 async function load() {
-  for (const url of blobs.splice(0)) URL.revokeObjectURL(url);
-  say("");
   let data;
   try {
     data = await api(`/api/dashboard?${query()}`);
   } catch (err) {
-    say(err.status === 403 ? `${t("refused")}: ${err.message}` : `${t("error")}: ${err.message}`);
+    if (err.status === 401 || err.status === 403) denied();
+    else say(`${t("error")}: ${err.message}`);
     return;
   }
-  const titles = data.titles || {};
-  $("#metrics thead").replaceChildren(h("tr", {}, h("th", { text: t(`by_${data.by}`) }),
-    ...data.metrics.map((m) => h("th", { text: titles[m] || m }))));
-  $("#metrics tbody").replaceChildren(...data.rows.slice(0, 500).map((row) => h("tr", {},
-    h("th", { text: row.label || String(row.key) }),
-    ...data.metrics.map((m) => h("td", { text: cell(m, row[m]) })))));
-  if (!data.rows.length) say(t("no_sessions"));
-  const charts = await Promise.all(Object.entries(data.charts || {}).map(async ([metric, url]) => {
-    try {
-      return h("img", { src: await authedBlob(url), alt: titles[metric] || metric, class: "chart" });
-    } catch {
-      return null;
-    }
-  }));
-  $("#charts").replaceChildren(...charts.filter(Boolean));
-}
-
-async function endpoints() {
-  const wanted = ["/api/dashboard", "/api/trace", "/api/batches", "/api/replays", "/api/sessions"];
-  const paths = (await Promise.all(wanted.map((p) => getPaths(p)))).flat();
-  $("#endpoints").replaceChildren(...paths.map((p) => h("li", {}, h("code", { text: `GET ${p.path}` }),
-    h("span", { class: "muted", text: ` ${p.summary}` }))));
+  render(data);
 }
 
 $("#scope-form").addEventListener("submit", (e) => { e.preventDefault(); load(); });
-$("#csv").addEventListener("click", async () => {
+$("#app").addEventListener("click", async (e) => {
+  const button = e.target.closest("button.csv");
+  if (!button) return;
   try {
-    const link = h("a", { href: await authedBlob(`/api/dashboard.csv?${query()}`), download: `linli-dashboard-${$("#scope").value}.csv` });
-    document.body.append(link);
-    link.click();
-    link.remove();
+    await download(button.dataset.figure);
   } catch (err) {
     say(`${t("error")}: ${err.message}`);
   }
 });
 
-endpoints();
-if (!(await has("get", "/api/dashboard"))) {
-  say(t("not_available"));
-} else if (requireLogin()) {
-  load();
+if (requireLogin()) {
+  if (!STAFF.has((currentUser() || {}).role)) {
+    denied();
+  } else {
+    $("#board").hidden = false;
+    load();
+  }
 }

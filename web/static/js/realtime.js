@@ -5,6 +5,23 @@ import { io } from "/vendor/socket.io/socket.io.esm.min.js";
 import { token } from "./api.js";
 import { serverText } from "./i18n.js";
 
+const VIEWER_KEY = "linli.viewer";
+
+// A random id kept by this browser, so a viewer who is not signed in counts once per session in
+// the shop's audience figures however often the page reconnects or reloads.
+function viewerId() {
+  try {
+    let id = localStorage.getItem(VIEWER_KEY);
+    if (!id || !/^[A-Za-z0-9_-]{8,48}$/.test(id)) {
+      id = crypto.randomUUID().replaceAll("-", "");
+      localStorage.setItem(VIEWER_KEY, id);
+    }
+    return id;
+  } catch {
+    return null;
+  }
+}
+
 export class RoomConnection {
   constructor(namespace, sessionId, { onStatus = () => {} } = {}) {
     this.sessionId = sessionId;
@@ -20,6 +37,10 @@ export class RoomConnection {
         const auth = { session_id: sessionId };
         const bearer = token();
         if (bearer) auth.token = bearer;
+        else {
+          const viewer = viewerId();
+          if (viewer) auth.viewer = viewer;
+        }
         if (this.lastSeq !== null) {
           auth.last_seq = this.lastSeq;
           if (this.epoch) auth.epoch = this.epoch;
