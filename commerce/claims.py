@@ -44,7 +44,7 @@ from commerce.errors import (
 from commerce.live_sessions import LiveSession
 from commerce.locks import lock_row
 from commerce.orders import Order
-from commerce.refunds import refund_key
+from commerce.refunds import Refund, on_finish, refund_key
 from commerce.trace_signing import iso
 from commerce.trust_orders import fulfilled_order
 from commerce.uploads import Upload, claim_uploads, may_read, refuse_read
@@ -165,6 +165,15 @@ class Claim(Base):
             "due_at": iso(self.due_at), "responded_at": iso(self.responded_at),
             "overdue": self.overdue(), "created_at": iso(self.created_at),
         }
+
+
+async def _note_refund(db: AsyncSession, refund: Refund, ref: str) -> None:
+    """A claim's refund finished later (by the refund worker): the claim shows its reference."""
+    await db.execute(update(Claim).where(Claim.order_id == refund.order_id,
+                                         Claim.refund_ref == "").values(refund_ref=ref[:80]))
+
+
+on_finish("claim", _note_refund)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,17 @@ log = logging.getLogger(__name__)
 # A pending row younger than this is probably still being settled by the request that wrote it.
 SETTLE_AFTER = timedelta(seconds=10)
 SETTLE_BATCH = 100
+
+# What else a finished refund of an order settles, by the last part of its key (`claim`: the
+# claim's refund_ref). The modules building on this one register here, so it imports none of them.
+FinishHook = Callable[[AsyncSession, "Refund", str], Awaitable[None]]
+_finish_hooks: dict[str, FinishHook] = {}
+
+
+def on_finish(detail: str, hook: FinishHook) -> None:
+    """Run `hook(db, refund, provider_ref)` in the transaction that marks a refund keyed
+    `refund:order:<id>:<detail>` done."""
+    _finish_hooks[detail] = hook
 
 
 class RefundStatus(enum.StrEnum):
@@ -131,11 +143,10 @@ async def finish(db: AsyncSession, refund: Refund, ref: str) -> bool:
     refund.status, refund.provider_ref = RefundStatus.DONE.value, ref[:80]
     if done.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    if refund.order_id is not None and refund.key == refund_key("order", refund.order_id, "claim"):
-        from commerce.claims import Claim  # claims build on this module
-
-        await db.execute(update(Claim).where(Claim.order_id == refund.order_id,
-                                             Claim.refund_ref == "").values(refund_ref=ref[:80]))
+    if refund.order_id is not None:
+        for detail, hook in _finish_hooks.items():
+            if refund.key == refund_key("order", refund.order_id, detail):
+                await hook(db, refund, ref)
     if refund.order_id is not None:
         order = await db.get(Order, refund.order_id)
         if order is not None:

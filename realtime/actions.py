@@ -16,6 +16,7 @@ from commerce import accounts, catalog, live_sessions
 from commerce.accounts import Principal, Role
 from commerce.errors import InvalidInput, InvalidState, Unauthorized
 from commerce.events import DomainEvent, EventBus
+from infra.database import Database
 from realtime import questions
 from realtime.hub import Hub
 from realtime.moderation import (
@@ -31,7 +32,6 @@ from realtime.moderation import (
     mask,
 )
 from realtime.state import now_ms
-from server.database import Database
 
 MOD = "/moderation"
 

@@ -16,7 +16,7 @@ from realtime.live_namespace import LiveNamespace
 from realtime.moderation_namespace import ModerationNamespace
 from realtime.state import commerce_to_room
 from server.api import Api
-from server.cluster_component import cluster_key
+from server.cluster_keys import cluster_key
 from server.keys import (
     database_key,
     events_key,
@@ -71,7 +71,8 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     await hub.start(app[redis_url_key], app[redis_key])
     actions = RoomActions(hub, app[database_key], app[events_key])
     app[actions_key] = actions
-    live = LiveNamespace(hub, app[database_key], app[tokens_key], actions, app[rate_limiter_key])
+    limiter = app[rate_limiter_key]
+    live = LiveNamespace(hub, app[database_key], app[tokens_key], actions, limiter)
     moderation = ModerationNamespace(hub, app[database_key], app[tokens_key], actions)
     hub.sio.register_namespace(live)
     hub.sio.register_namespace(moderation)
