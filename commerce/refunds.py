@@ -147,7 +147,6 @@ async def finish(db: AsyncSession, refund: Refund, ref: str) -> bool:
         for detail, hook in _finish_hooks.items():
             if refund.key == refund_key("order", refund.order_id, detail):
                 await hook(db, refund, ref)
-    if refund.order_id is not None:
         order = await db.get(Order, refund.order_id)
         if order is not None:
             db.add(OrderTransition(

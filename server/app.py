@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 # Connections of the app's shared Redis client (the hub, rate limits, moderation, ...).
 REDIS_CONNECTIONS = 128
 
+
 def route_tables() -> list[Api]:
     return [system.api, accounts_routes.api, sessions_routes.api, pages.api]
 
