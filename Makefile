@@ -72,4 +72,4 @@ bench: install-test
 	$(PY) bench/flash_sale.py
 
 clean:
-	rm -rf $(VENV) web/node_modules var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) web/node_modules var .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
