@@ -32,8 +32,10 @@ test: install-test web lint typecheck
 test-fast: install-test
 	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -m "(unit or app) and not postgres and not slow" $(FAST_ARGS) $(PYTEST_ARGS)
 
+# ruff, then the import contracts in pyproject.toml (the layers of docs/ARCHITECTURE.md).
 lint: install-test
-	$(VENV)/bin/ruff check server realtime media commerce cluster tests bench
+	$(VENV)/bin/ruff check infra server realtime media commerce cluster tests bench
+	$(VENV)/bin/lint-imports
 
 typecheck: install-test
 	$(VENV)/bin/mypy
@@ -70,4 +72,4 @@ bench: install-test
 	$(PY) bench/flash_sale.py
 
 clean:
-	rm -rf $(VENV) web/node_modules var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) web/node_modules var .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

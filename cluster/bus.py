@@ -24,9 +24,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from commerce.background import cancel_and_wait
 from commerce.base import as_utc
 from commerce.events import DomainEvent, EventBus
+from infra.background import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ from commerce.errors import (
 from commerce.live_sessions import LiveSession
 from commerce.locks import lock_row
 from commerce.orders import Order
-from commerce.refunds import refund_key
+from commerce.refunds import MoneyOut, Refund, on_finish, refund_key
 from commerce.trace_signing import iso
 from commerce.trust_orders import fulfilled_order
 from commerce.uploads import Upload, claim_uploads, may_read, refuse_read
@@ -169,6 +169,25 @@ class Claim(Base):
             "due_at": iso(self.due_at), "responded_at": iso(self.responded_at),
             "overdue": self.overdue(), "created_at": iso(self.created_at),
         }
+
+
+async def _note_refund(db: AsyncSession, refund: Refund, ref: str) -> None:
+    """A claim's refund finished later (by the refund worker): the claim shows its reference."""
+    await db.execute(update(Claim).where(Claim.order_id == refund.order_id,
+                                         Claim.refund_ref == "").values(refund_ref=ref[:80]))
+
+
+async def _note_compensation(db: AsyncSession, transfer: Refund, ref: str) -> None:
+    """A claim's compensation transferred (at once, or later by the refund worker)."""
+    claim_id = int(transfer.key.rsplit(":", 1)[1])
+    await db.execute(update(Claim).where(Claim.id == claim_id, Claim.compensation_ref == "")
+                     .values(compensation_ref=ref[:80]))
+
+
+on_finish(lambda r: r.order_id is not None and r.key == refund_key("order", r.order_id, "claim"),
+          _note_refund)
+on_finish(lambda r: r.kind == MoneyOut.TRANSFER.value and r.key.startswith("transfer:claim:"),
+          _note_compensation)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 
 from commerce import sales
-from commerce.background import PeriodicTask
 from commerce.checkout import Checkout
 from commerce.flash_sale import keys
 from commerce.fulfilment import close_sale
 from commerce.order_log import GROUP
+from infra.background import PeriodicTask
 
 log = logging.getLogger(__name__)
 

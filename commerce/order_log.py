@@ -17,10 +17,10 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from commerce.background import PeriodicTask
 from commerce.checkout import Checkout
 from commerce.flash_sale import keys
 from commerce.orders import Confirmation
+from infra.background import PeriodicTask
 
 log = logging.getLogger(__name__)
 

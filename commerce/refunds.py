@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,17 @@ log = logging.getLogger(__name__)
 # A pending row younger than this is probably still being settled by the request that wrote it.
 SETTLE_AFTER = timedelta(seconds=10)
 SETTLE_BATCH = 100
+
+# What else a finished refund or transfer settles (a claim's refund_ref, its compensation_ref),
+# chosen by its key. The modules building on this one register here, so it imports none of them.
+FinishHook = Callable[[AsyncSession, "Refund", str], Awaitable[None]]
+_finish_hooks: list[tuple[Callable[[Refund], bool], FinishHook]] = []
+
+
+def on_finish(matches: Callable[[Refund], bool], hook: FinishHook) -> None:
+    """Run `hook(db, refund, provider_ref)` in the transaction that marks done a row for which
+    `matches(row)` holds."""
+    _finish_hooks.append((matches, hook))
 
 
 class RefundStatus(enum.StrEnum):
@@ -178,17 +190,9 @@ async def finish(db: AsyncSession, refund: Refund, ref: str) -> bool:
     refund.status, refund.provider_ref = RefundStatus.DONE.value, ref[:80]
     if done.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    if refund.order_id is not None and refund.key == refund_key("order", refund.order_id, "claim"):
-        from commerce.claims import Claim  # claims build on this module
-
-        await db.execute(update(Claim).where(Claim.order_id == refund.order_id,
-                                             Claim.refund_ref == "").values(refund_ref=ref[:80]))
-    if refund.kind == MoneyOut.TRANSFER.value and refund.key.startswith("transfer:claim:"):
-        from commerce.claims import Claim
-
-        claim_id = int(refund.key.rsplit(":", 1)[1])
-        await db.execute(update(Claim).where(Claim.id == claim_id, Claim.compensation_ref == "")
-                         .values(compensation_ref=ref[:80]))
+    for matches, hook in _finish_hooks:
+        if matches(refund):
+            await hook(db, refund, ref)
     if refund.order_id is not None:
         order = await db.get(Order, refund.order_id)
         if order is not None:

@@ -12,12 +12,14 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from commerce import live_sessions
 from commerce.events import DomainEvent, EventBus
+from infra.database import Database
 from media.errors import BadSdp, CodecUnsupported, NotLive, ResourceGone
 from media.ownership import MediaElsewhere, Ownership, SoleOwnership
 from media.publisher import PublisherPeer
@@ -32,8 +34,6 @@ from media.seats import SeatLedger
 from media.stream import Ingest, LiveStream
 from media.tap import PublisherTaps
 from media.viewer import IdleTrack, ViewerPeer
-from server.database import Database
-from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,22 @@ async def _negotiate(pc: RTCPeerConnection, offer: str) -> None:
         raise BadSdp(detail=type(exc).__name__) from None
 
 
+@dataclass(frozen=True)
+class HubConfig:
+    """The hub's settings (LINLI_STUN_URLS, LINLI_WEBRTC_VIEWER_CAP, LINLI_WHEP_SEATS_PER_ADDRESS,
+    LINLI_WHEP_CONNECT_DEADLINE_S, LINLI_PUBLISHER_GRACE_S), handed in by whoever builds it."""
+
+    stun_urls: tuple[str, ...]
+    viewer_cap: int
+    seats_per_address: int
+    connect_deadline_s: int
+    publisher_grace_s: int
+
+
 class MediaHub:
-    def __init__(self, settings: Settings, database: Database, events: EventBus, taps: PublisherTaps,
+    def __init__(self, config: HubConfig, database: Database, events: EventBus, taps: PublisherTaps,
                  ownership: Ownership | None = None) -> None:
-        self.settings = settings
+        self.config = config
         self.ownership: Ownership = ownership or SoleOwnership()
         self.database = database
         self.events = events
@@ -60,8 +72,8 @@ class MediaHub:
         # One publisher change at a time per session: two publishers racing cannot both win,
         # and a key rotation waits for a publish that already checked the old key.
         self._publish_locks: dict[int, asyncio.Lock] = {}
-        self.seats = SeatLedger(settings.webrtc_viewer_cap, settings.whep_seats_per_address,
-                                retry_after_s=settings.whep_connect_deadline_s)
+        self.seats = SeatLedger(config.viewer_cap, config.seats_per_address,
+                                retry_after_s=config.connect_deadline_s)
         self._host_of: dict[int, int] = {}  # session id -> host user id, for revocations
         self._tasks: set[asyncio.Task[None]] = set()
         self._owned: list[Callable[[], Awaitable[None]]] = []  # e.g. the demo source's stop
@@ -72,7 +84,7 @@ class MediaHub:
         self._owned.append(stop)
 
     def _new_pc(self) -> RTCPeerConnection:
-        return RTCPeerConnection(rtc_configuration(self.settings.stun_urls))
+        return RTCPeerConnection(rtc_configuration(self.config.stun_urls))
 
     # -- WHIP
     def publish_lock(self, session_id: int) -> asyncio.Lock:
@@ -128,7 +140,7 @@ class MediaHub:
         stream = self.streams.get(session_id)
         if stream is None or stream.closed:
             stream = self.streams[session_id] = LiveStream(
-                session_id, self.taps, self.settings.publisher_grace_s, self._grace_expired
+                session_id, self.taps, self.config.publisher_grace_s, self._grace_expired
             )
         return stream
 
@@ -312,7 +324,7 @@ class MediaHub:
             viewer.prepare(t, fanout)
         stream.add_viewer(viewer)
         viewer.deadline = asyncio.get_running_loop().call_later(
-            self.settings.whep_connect_deadline_s, self._connect_deadline, stream, viewer)
+            self.config.connect_deadline_s, self._connect_deadline, stream, viewer)
         return viewer.resource_id, pc.localDescription.sdp
 
     @staticmethod

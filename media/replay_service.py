@@ -20,10 +20,10 @@ from commerce import catalog, live_sessions
 from commerce.base import as_utc, utcnow
 from commerce.errors import NotFound
 from commerce.events import DomainEvent, EventBus
+from infra.database import Database
 from media.recordings import Recordings
 from media.replay_builder import Pin, ReplayBuilder
 from media.replay_model import Replay, ReplayStatus
-from server.database import Database
 
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,7 @@ from commerce import live_sessions
 from commerce.errors import DomainError
 from commerce.events import DomainEvent, EventBus
 from commerce.live_sessions import LiveSession
+from infra.database import Database
 from media.hub import MediaHub
 from media.record_tracks import CopyTemplateTrack, Track, TranscodeAudioTrack, TranscodeVideoTrack
 from media.recorder import Recorder
@@ -54,7 +55,6 @@ from media.rtmp_protocol import (
     server_handshake,
 )
 from media.rtmp_relay import RelayEncoder, RtmpRelay
-from server.database import Database
 
 log = logging.getLogger(__name__)
 

@@ -1,30 +1,22 @@
-"""Reading SDP offers safely, choosing codecs, and the ICE servers we hand to peers."""
+"""Checking SDP offers, choosing codecs, and the ICE servers we hand to peers."""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import unquote
 
-from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from media.errors import BadSdp, CodecUnsupported, NotSdp, SdpTooLarge
+from media.errors import BadSdp, CodecUnsupported, SdpTooLarge
 
 # Real offers are 3-10 KB (a browser with many codecs and candidates); 64 KiB is generous.
 MAX_SDP_BYTES = 64 * 1024
 MAX_MEDIA_SECTIONS = 4
 
 
-async def read_offer(request: web.Request) -> str:
-    """The SDP offer of a WHIP/WHEP POST: right type, bounded size, plausible content."""
-    if request.content_type != "application/sdp":
-        raise NotSdp(expected="application/sdp")
-    if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
-        raise SdpTooLarge(limit=MAX_SDP_BYTES)
-    # Read whole (bounded by the app's client_max_size) and kept by the request: an offer a
-    # dead media owner could not take is answered here from the same body.
-    body = await request.read()
+def check_offer(body: bytes) -> str:
+    """An SDP offer as text: bounded size, UTF-8, plausible content."""
     if len(body) > MAX_SDP_BYTES:
         raise SdpTooLarge(limit=MAX_SDP_BYTES)
     try:
@@ -54,11 +46,6 @@ def rtc_configuration(urls: tuple[str, ...]) -> RTCConfiguration:
         servers.append(RTCIceServer(urls=f"{scheme}:{rest}", username=username, credential=credential))
     # An empty list means host candidates only (no STUN wait on an offline box).
     return RTCConfiguration(iceServers=servers)
-
-
-def public_ice_links(urls: tuple[str, ...]) -> list[str]:
-    """RFC 9725 `Link: <stun:...>; rel="ice-server"` headers; TURN credentials stay private."""
-    return [f'<{url}>; rel="ice-server"' for url in urls if url.startswith("stun:")]
 
 
 def _is(codec: RTCRtpCodecParameters, name: str) -> bool:

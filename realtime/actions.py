@@ -19,6 +19,7 @@ from commerce import accounts, audience, catalog, live_sessions
 from commerce.accounts import Principal, Role
 from commerce.errors import InvalidInput, InvalidState, Unauthorized
 from commerce.events import DomainEvent, EventBus
+from infra.database import Database
 from realtime import questions
 from realtime.hub import Hub
 from realtime.moderation import (
@@ -35,7 +36,6 @@ from realtime.moderation import (
     on_the_wire,
 )
 from realtime.state import now_ms
-from server.database import Database
 
 MOD = "/moderation"
 log = logging.getLogger(__name__)

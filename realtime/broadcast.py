@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from commerce.accounts import Principal
-from commerce.background import cancel_and_wait
+from infra.background import cancel_and_wait
 from realtime.history import Event, RoomHistory
 from realtime.transport import DirectSockets, Frame
 

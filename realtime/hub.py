@@ -29,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
-from commerce.background import cancel_and_wait
+from infra.background import cancel_and_wait
 from realtime.broadcast import Rooms
 from realtime.history import RoomHistory, dumps
 from realtime.moderation import Moderation

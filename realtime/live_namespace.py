@@ -19,7 +19,9 @@ from redis.exceptions import RedisError
 from commerce import accounts, audience, live_sessions
 from commerce.accounts import Principal
 from commerce.errors import DomainError, NotFound, Unauthorized
+from infra.database import Database
 from realtime import questions
+from realtime.access import AddressLimits, TokenVerifier
 from realtime.actions import Actor, RoomActions, int_field
 from realtime.broadcast import Member, frames_for
 from realtime.guard import GuardedNamespace, Handler
@@ -28,9 +30,6 @@ from realtime.hub import Hub
 from realtime.moderation import MAX_COMMENT_CHARS, MAX_QUESTION_CHARS, wire_time
 from realtime.state import now_ms, read_snapshot
 from realtime.transport import Frame
-from server.auth import TokenService
-from server.database import Database
-from server.rate_limits import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ def session_id_from(auth: dict[str, Any]) -> int:
     return raw
 
 
-def principal_from(tokens: TokenService, auth: dict[str, Any], required: bool) -> Principal | None:
+def principal_from(tokens: TokenVerifier, auth: dict[str, Any], required: bool) -> Principal | None:
     token = auth.get("token")
     if token is None or token == "":
         if required:
@@ -74,8 +73,8 @@ def principal_from(tokens: TokenService, auth: dict[str, Any], required: bool) -
 class LiveNamespace(GuardedNamespace):
     client_events = frozenset({"comment", "question", "upvote", "like", "pin_product", "unpin_product"})
 
-    def __init__(self, hub: Hub, database: Database, tokens: TokenService,
-                 actions: RoomActions, limiter: RateLimiter) -> None:
+    def __init__(self, hub: Hub, database: Database, tokens: TokenVerifier,
+                 actions: RoomActions, limiter: AddressLimits[Any]) -> None:
         super().__init__(LIVE, hub)
         self.db = database
         self.tokens = tokens

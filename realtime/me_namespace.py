@@ -12,12 +12,11 @@ from typing import Any
 
 from commerce import accounts
 from commerce.errors import DomainError, NotFound
+from infra.database import Database
+from realtime.access import AddressLimits, TokenVerifier
 from realtime.guard import GuardedNamespace, Handler
 from realtime.hub import Hub
 from realtime.live_namespace import LIVE, principal_from, refuse, user_room
-from server.auth import TokenService
-from server.database import Database
-from server.rate_limits import RateLimiter
 
 ME = "/me"
 NOTIFICATION = "notification"
@@ -32,8 +31,8 @@ async def deliver(hub: Hub, user_id: int, payload: dict[str, Any]) -> None:
 class MeNamespace(GuardedNamespace):
     client_events = frozenset()
 
-    def __init__(self, hub: Hub, database: Database, tokens: TokenService,
-                 limiter: RateLimiter) -> None:
+    def __init__(self, hub: Hub, database: Database, tokens: TokenVerifier,
+                 limiter: AddressLimits[Any]) -> None:
         super().__init__(ME, hub)
         self.db = database
         self.tokens = tokens

@@ -14,13 +14,13 @@ from typing import Any
 from commerce import live_sessions
 from commerce.accounts import Principal
 from commerce.errors import DomainError, Forbidden, NotFound
+from infra.database import Database
 from realtime import questions
+from realtime.access import TokenVerifier
 from realtime.actions import RoomActions, int_field, mod_room
 from realtime.guard import GuardedNamespace, Handler
 from realtime.hub import Hub
 from realtime.live_namespace import principal_from, refuse, session_id_from
-from server.auth import TokenService
-from server.database import Database
 
 MOD = "/moderation"
 
@@ -32,7 +32,7 @@ class ModerationNamespace(GuardedNamespace):
         "pin_product", "unpin_product",
     })
 
-    def __init__(self, hub: Hub, database: Database, tokens: TokenService,
+    def __init__(self, hub: Hub, database: Database, tokens: TokenVerifier,
                  actions: RoomActions) -> None:
         super().__init__(MOD, hub)
         self.db = database

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -12,7 +12,7 @@ from commerce import accounts
 from commerce.accounts import Role
 from commerce.errors import Conflict
 from commerce.events import EventBus
-from server import rate_limits, revocations
+from server import rate_limits, revocations, wiring
 from server.api import Api, build_openapi
 from server.auth import TokenService
 from server.database import Database
@@ -39,19 +39,9 @@ log = logging.getLogger(__name__)
 # Connections of the app's shared Redis client (the hub, rate limits, moderation, ...).
 REDIS_CONNECTIONS = 128
 
-# Extra components register here: each gets the app before start-up and adds routes + contexts.
-Component = Callable[[web.Application, Api], None]
-
 
 def route_tables() -> list[Api]:
     return [system.api, accounts_routes.api, sessions_routes.api, pages.api]
-
-
-def components() -> list[Component]:
-    """The optional subsystems wired into the app (commerce, realtime, media)."""
-    from server import wiring
-
-    return wiring.components()
 
 
 def create_app(settings: Settings, *, fast_passwords: bool = False) -> web.Application:
@@ -75,7 +65,7 @@ def create_app(settings: Settings, *, fast_passwords: bool = False) -> web.Appli
     extra = Api()
     for table in route_tables():
         table.install(app)
-    for component in components():
+    for component in wiring.components():
         component(app, extra)
     extra.install(app)
     # Last, so every component's resources exist before the demo uses them.

@@ -8,60 +8,31 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 
 from aiohttp import web
-from redis.asyncio import Redis
 from sqlalchemy import update
 
-from cluster.bus import ClusterBus
 from cluster.forward import Forwarder, Signer
 from cluster.leader import ClusterLeader
-from cluster.lease import Leases
 from cluster.media_owners import MediaOwners
-from cluster.registry import ProcessInfo, ProcessRegistry, new_process_id, node_id_for
+from cluster.registry import ProcessInfo, new_process_id, node_id_for
 from commerce import live_sessions
-from commerce.background import PeriodicTask
 from commerce.base import utcnow
 from commerce.events import DomainEvent, Handler
+from infra.background import PeriodicTask
 from media.keys import media_hub_key
 from server.api import Api
+from server.cluster_keys import LEASE_MS, Cluster, cluster_key
 from server.cluster_routing import forward_middleware
 from server.keys import database_key, events_key, redis_key, settings_key
 
 log = logging.getLogger(__name__)
 
-# A process or media owner silent this long is taken for dead.
-LEASE_MS = 6_000
 HEARTBEAT_S = LEASE_MS / 3000
 ORPHAN_CHECK_S = 1.0
 REPLAY_LOCK_MS = 30_000
-# Events the processes holding media must hear wherever they were published.
-CLUSTER_KINDS = ("session_ended",)
 PROCESS_HEADER = "X-Linli-Process"
 ORPHANS = "linli:media:orphans"
-
-
-@dataclass
-class Cluster:
-    me: ProcessInfo
-    forwarder: Forwarder
-    # Set when Redis is up (cluster_ctx).
-    registry: ProcessRegistry = field(init=False)
-    owners: MediaOwners = field(init=False)
-    bus: ClusterBus = field(init=False)
-    leases: Leases = field(init=False)
-    redis: Redis = field(init=False)
-
-    def connect(self, redis: Redis) -> None:
-        self.redis = redis
-        self.registry = ProcessRegistry(redis, self.me, LEASE_MS)
-        self.owners = MediaOwners(redis, self.me.process_id, self.me.node_id, LEASE_MS)
-        self.bus = ClusterBus(redis, self.me.process_id, CLUSTER_KINDS)
-        self.leases = Leases(redis, self.me.process_id)
-
-
-cluster_key = web.AppKey("cluster", Cluster)
 
 
 def setup(app: web.Application, api: Api) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -22,9 +21,7 @@ from aiohttp.typedefs import Handler
 from cluster.engineio_sids import process_of
 from cluster.forward import HEADER, OwnerUnreachable
 from cluster.registry import ProcessInfo
-
-if TYPE_CHECKING:
-    from server.cluster_component import Cluster
+from server.cluster_keys import Cluster, cluster_key
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +32,6 @@ _PREFIXES = ("/whip/", "/whep/", "/api/sessions/", "/hls/", "/replays/", "/socke
 
 
 def _cluster(request: web.Request) -> Cluster | None:
-    from server.cluster_component import cluster_key
-
     return request.app.get(cluster_key)
 
 

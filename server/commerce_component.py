@@ -13,7 +13,6 @@ from sqlalchemy import select
 from cluster.leader import ClusterLeader
 from commerce import catalog, fulfilment, group_buys, orders, refunds, sales
 from commerce.accounts import Principal, Role
-from commerce.background import PeriodicTask
 from commerce.base import utcnow
 from commerce.checkout import Checkout
 from commerce.events import DomainEvent
@@ -22,8 +21,9 @@ from commerce.holds import HoldSweeper
 from commerce.live_sessions import get_session
 from commerce.order_log import OrderLogConsumer
 from commerce.payments import SimulatedProvider
+from infra.background import PeriodicTask
 from server.api import Api
-from server.cluster_component import cluster_key
+from server.cluster_keys import cluster_key
 from server.commerce_keys import checkout_key
 from server.demo import DEMO_PRODUCTS, DemoInfo, demo_seeders_key
 from server.keys import database_key, events_key, redis_url_key, settings_key

@@ -6,16 +6,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from media import cors, whep, whip
-from media.demo_source import seed_demo_stream
-from media.hub import MediaHub
+from media.hub import HubConfig, MediaHub
 from media.keys import media_hub_key, publisher_taps_key
 from media.tap import PublisherTaps
 from server.api import Api
 from server.cluster_component import ownership, subscribe_everywhere
 from server.demo import demo_seeders_key
+from server.demo_stream import seed_demo_stream
 from server.keys import database_key, events_key, settings_key
 from server.revocations import revocations_key
+from server.routes import media_cors, whep, whip
 
 
 def setup(app: web.Application, api: Api) -> None:
@@ -24,14 +24,18 @@ def setup(app: web.Application, api: Api) -> None:
     app[publisher_taps_key] = PublisherTaps()
     api.operations.extend(whip.api.operations)
     api.operations.extend(whep.api.operations)
-    api.operations.extend(cors.api.operations)
-    app.on_response_prepare.append(cors.add_cors_headers)
+    api.operations.extend(media_cors.api.operations)
+    app.on_response_prepare.append(media_cors.add_cors_headers)
     app.cleanup_ctx.append(media_hub_ctx)
     app[demo_seeders_key].append(seed_demo_stream)
 
 
 async def media_hub_ctx(app: web.Application) -> AsyncIterator[None]:
-    hub = MediaHub(app[settings_key], app[database_key], app[events_key], app[publisher_taps_key],
+    settings = app[settings_key]
+    config = HubConfig(settings.stun_urls, settings.webrtc_viewer_cap,
+                       settings.whep_seats_per_address, settings.whep_connect_deadline_s,
+                       settings.publisher_grace_s)
+    hub = MediaHub(config, app[database_key], app[events_key], app[publisher_taps_key],
                    ownership(app))
     app[media_hub_key] = hub
     # Ended in any process: the stream stops here if it runs here.

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from redis.asyncio import Redis
 
-from commerce.background import cancel_and_wait
 from commerce.errors import RateLimited
+from infra.background import cancel_and_wait
 from server.keys import redis_key, settings_key
 from server.settings import Rate, Settings
 

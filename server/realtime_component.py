@@ -17,7 +17,7 @@ from realtime.me_namespace import MeNamespace
 from realtime.moderation_namespace import ModerationNamespace
 from realtime.state import commerce_to_room
 from server.api import Api
-from server.cluster_component import cluster_key
+from server.cluster_keys import cluster_key
 from server.keys import (
     database_key,
     events_key,
@@ -72,9 +72,10 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     await hub.start(app[redis_url_key], app[redis_key])
     actions = RoomActions(hub, app[database_key], app[events_key])
     app[actions_key] = actions
-    live = LiveNamespace(hub, app[database_key], app[tokens_key], actions, app[rate_limiter_key])
+    limiter = app[rate_limiter_key]
+    live = LiveNamespace(hub, app[database_key], app[tokens_key], actions, limiter)
     moderation = ModerationNamespace(hub, app[database_key], app[tokens_key], actions)
-    me = MeNamespace(hub, app[database_key], app[tokens_key], app[rate_limiter_key])
+    me = MeNamespace(hub, app[database_key], app[tokens_key], limiter)
     hub.sio.register_namespace(live)
     hub.sio.register_namespace(moderation)
     hub.sio.register_namespace(me)

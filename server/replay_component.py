@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from commerce.background import cancel_and_wait
 from commerce.events import DomainEvent
+from infra.background import cancel_and_wait
 from media.keys import media_hub_key, publisher_taps_key
 from media.recordings import FinalHook, Recordings, RecordingSink, recordings_key
 from media.replay_keys import replays_key, rtmp_key

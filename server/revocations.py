@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from redis.asyncio import Redis
 
-from commerce.background import PeriodicTask
+from infra.background import PeriodicTask
 from server.auth import TokenService
 from server.keys import redis_key, settings_key, tokens_key
 

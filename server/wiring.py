@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-if TYPE_CHECKING:
-    from server.app import Component
+from aiohttp import web
+
+from server import (
+    cluster_component,
+    commerce_component,
+    media_component,
+    notices_component,
+    realtime_component,
+    replay_component,
+    trust_component,
+)
+from server.api import Api
+
+# Each gets the app before start-up and adds its routes and contexts.
+Component = Callable[[web.Application, Api], None]
 
 
 def components() -> list[Component]:
-    from server import (
-        cluster_component,
-        commerce_component,
-        media_component,
-        notices_component,
-        realtime_component,
-        replay_component,
-        trust_component,
-    )
-
     # The cluster first: the hub, the recorder and the Socket.IO ids need it at their start.
     return [cluster_component.setup, commerce_component.setup, trust_component.setup,
             realtime_component.setup, media_component.setup, replay_component.setup,

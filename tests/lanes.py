@@ -27,7 +27,7 @@ HEAVY_MODULES: dict[str, str] = {
     "av": "media",
     # App modules whose functions run ffmpeg/ffprobe or encode media when called.
     "media.ffmpeg_bin": "media", "media.probe": "media", "media.recorder": "media",
-    "media.synthetic": "media", "media.demo_source": "media",
+    "media.synthetic": "media", "server.demo_stream": "media",
 }
 # Attribute names that start a process whatever module they are reached through.
 PROCESS_CALLS = frozenset({

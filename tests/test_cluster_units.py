@@ -20,7 +20,7 @@ from cluster.forward import HEADER, Forwarder, Signer
 from cluster.lease import Leases
 from cluster.media_owners import MediaOwners
 from commerce.events import DomainEvent, EventBus
-from server.cluster_component import cluster_key
+from server.cluster_keys import cluster_key
 from server.realtime_component import hub_key
 from tests.conftest import Api
 from tests.realtime_support import connect, make_room

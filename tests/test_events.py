@@ -58,7 +58,7 @@ async def test_a_slow_subscriber_does_not_hold_up_another() -> None:
 
 async def test_stopping_survives_a_swallowed_cancellation() -> None:
     """A step that loses its cancellation (Python 3.11's wait_for race) must not hang stop()."""
-    from commerce.background import PeriodicTask, cancel_and_wait
+    from infra.background import PeriodicTask, cancel_and_wait
 
     steps = 0
 

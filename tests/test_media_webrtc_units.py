@@ -6,7 +6,8 @@ import asyncio
 
 from media.keyframes import KeyframeThrottle
 from media.rtp_keyframes import is_keyframe, is_keyframe_start
-from media.sdp import public_ice_links, rtc_configuration
+from media.sdp import rtc_configuration
+from server.routes.signalling import public_ice_links
 
 
 async def test_keyframe_requests_become_at_most_one_pli_per_half_second() -> None:

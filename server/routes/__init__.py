@@ -1,1 +1,2 @@
-"""REST route tables, one module per area; the app factory installs them all."""
+"""HTTP route tables, one module per area (WHIP and WHEP included); the app factory and the
+components (server/*_component.py) install them."""

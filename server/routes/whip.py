@@ -6,10 +6,10 @@ from aiohttp import web
 
 from commerce.errors import Unauthorized
 from media.keys import media_hub_key
-from media.sdp import public_ice_links, read_offer
 from server.api import PUBLIC, Api, path_int
 from server.auth import bearer_token
 from server.keys import settings_key
+from server.routes.signalling import public_ice_links, read_offer
 
 api = Api()
 

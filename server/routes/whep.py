@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from media.keys import media_hub_key
-from media.sdp import public_ice_links, read_offer
 from server.api import PUBLIC, Api, path_int
 from server.keys import settings_key
 from server.rate_limits import rate_limiter_key
+from server.routes.signalling import public_ice_links, read_offer
 
 api = Api()
 
