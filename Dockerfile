@@ -11,6 +11,8 @@ COPY server server
 COPY realtime realtime
 COPY media media
 COPY commerce commerce
+COPY trust trust
+COPY cluster cluster
 COPY web web
 RUN pip install --no-cache-dir --no-deps -e . && cd web && npm ci --omit=dev --no-audit --no-fund
 RUN useradd --create-home linli && mkdir -p /app/var && chown linli /app/var

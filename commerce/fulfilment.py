@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 
-from commerce import catalog, live_sessions, orders, refunds, sales
+from commerce import catalog, live_sessions, orders, refunds
 from commerce.accounts import Principal
-from commerce.checkout import Checkout
 from commerce.errors import Forbidden, InvalidState
 from commerce.events import DomainEvent
+from commerce.flash_sale import sales
+from commerce.flash_sale.checkout import Checkout
+from commerce.flash_sale.sales import Sale
 from commerce.locks import lock_row
 from commerce.orders import BEFORE_PICKUP, Order, OrderStatus
 from commerce.pickup import check_pickup_code
 from commerce.refunds import refund_key
-from commerce.sales import Sale
 
 log = logging.getLogger(__name__)
 

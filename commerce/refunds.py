@@ -132,7 +132,7 @@ async def finish(db: AsyncSession, refund: Refund, ref: str) -> bool:
     if done.rowcount != 1:  # type: ignore[attr-defined]
         return False
     if refund.order_id is not None and refund.key == refund_key("order", refund.order_id, "claim"):
-        from commerce.claims import Claim  # claims build on this module
+        from trust.claims import Claim  # claims build on this module
 
         await db.execute(update(Claim).where(Claim.order_id == refund.order_id,
                                              Claim.refund_ref == "").values(refund_ref=ref[:80]))

@@ -11,16 +11,17 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import select
 
 from cluster.leader import ClusterLeader
-from commerce import catalog, fulfilment, group_buys, orders, refunds, sales
+from commerce import catalog, fulfilment, group_buys, orders, refunds
 from commerce.accounts import Principal, Role
 from commerce.background import PeriodicTask
 from commerce.base import utcnow
-from commerce.checkout import Checkout
 from commerce.events import DomainEvent
-from commerce.flash_sale import FlashSaleStore
-from commerce.holds import HoldSweeper
+from commerce.flash_sale import sales
+from commerce.flash_sale.checkout import Checkout
+from commerce.flash_sale.holds import HoldSweeper
+from commerce.flash_sale.order_log import OrderLogConsumer
+from commerce.flash_sale.store import FlashSaleStore
 from commerce.live_sessions import get_session
-from commerce.order_log import OrderLogConsumer
 from commerce.payments import SimulatedProvider
 from server.api import Api
 from server.cluster_component import cluster_key

@@ -1,4 +1,4 @@
-"""Opening a sale with an Idempotency-Key: once per host, session and key (commerce/sale_creation.py).
+"""Opening a sale with an Idempotency-Key: once per host, session and key (commerce/flash_sale/lifecycle.py).
 
 Real app, real Redis, SQLite (and PostgreSQL where the database matters). The concurrent case
 holds the first creation at a gate so the duplicates really arrive while it is in flight.
@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from commerce import fulfilment, sales
-from commerce.sales import Sale
+from commerce import fulfilment
+from commerce.flash_sale import sales
+from commerce.flash_sale.sales import Sale
 from server.commerce_keys import checkout_key
 from server.keys import database_key
 from tests.commerce_support import Shop, make_shop

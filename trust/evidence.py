@@ -21,9 +21,9 @@ from commerce.accounts import Principal
 from commerce.base import Base, as_utc, utcnow
 from commerce.catalog import Product, ProductPin
 from commerce.errors import Conflict, DomainError, NotFound
+from commerce.flash_sale.sales import Sale
 from commerce.orders import SOLD_STATES, Order, OrderStatus, OrderTransition
-from commerce.sales import Sale
-from commerce.trace_signing import iso
+from trust.trace_signing import iso
 
 # Fulfilled = the buyer has the goods: these may review, claim and answer the NPS survey.
 FULFILLED = (OrderStatus.PICKED_UP.value, OrderStatus.DELIVERED.value, OrderStatus.COMPLETED.value)
@@ -151,9 +151,9 @@ async def units_sold_by_product(db: AsyncSession, product_ids: list[int]) -> dic
 async def after_sales_view(db: AsyncSession, order: Order) -> dict[str, Any]:
     """What the orders page shows under one order: its evidence and what the buyer may do next."""
     from commerce.catalog import Batch
-    from commerce.claims import Claim, get_policy
-    from commerce.nps import NpsResponse
-    from commerce.reviews import Review
+    from trust.claims import Claim, get_policy
+    from trust.nps import NpsResponse
+    from trust.reviews import Review
 
     evidence = await evidence_for(db, order)
     batch = await db.get(Batch, evidence.batch_id) if evidence.batch_id is not None else None

@@ -19,7 +19,7 @@ from commerce.base import Base, utcnow
 from commerce.catalog import Batch
 from commerce.errors import Conflict, InvalidInput
 from commerce.live_sessions import LiveSession
-from commerce.trust_orders import fulfilled_order
+from trust.evidence import fulfilled_order
 
 MAX_COMMENT = 500
 
@@ -86,7 +86,7 @@ async def answer(
 async def pending_surveys(db: AsyncSession, actor: Principal) -> list[int]:
     """The actor's picked-up orders not yet answered: what the orders page asks about."""
     from commerce.orders import Order
-    from commerce.trust_orders import FULFILLED
+    from trust.evidence import FULFILLED
 
     answered = select(NpsResponse.order_id).where(NpsResponse.user_id == actor.user_id)
     rows = await db.execute(

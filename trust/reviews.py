@@ -18,9 +18,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from commerce.accounts import Principal, User
 from commerce.base import Base, utcnow
 from commerce.errors import Conflict, InvalidInput
-from commerce.trace_signing import iso
-from commerce.trust_orders import fulfilled_order
-from commerce.uploads import Upload, claim_uploads
+from trust.evidence import fulfilled_order
+from trust.trace_signing import iso
+from trust.uploads import Upload, claim_uploads
 
 MAX_TEXT = 1000
 MAX_PHOTOS = 6

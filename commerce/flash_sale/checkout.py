@@ -17,7 +17,8 @@ from commerce import orders, refunds
 from commerce.accounts import Membership, Principal
 from commerce.errors import Forbidden
 from commerce.events import DomainEvent, EventBus
-from commerce.flash_sale import (
+from commerce.flash_sale.sales import Sale, get_sale
+from commerce.flash_sale.store import (
     MAX_QTY,
     FlashSaleStore,
     HoldExpired,
@@ -29,7 +30,6 @@ from commerce.flash_sale import (
 )
 from commerce.orders import Confirmation, Order, UnitOfWork
 from commerce.payments import BadCallback, PaymentProvider
-from commerce.sales import Sale, get_sale
 
 log = logging.getLogger(__name__)
 MAX_CACHED_SALES = 10_000

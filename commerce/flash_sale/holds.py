@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 
-from commerce import sales
 from commerce.background import PeriodicTask
-from commerce.checkout import Checkout
-from commerce.flash_sale import keys
+from commerce.flash_sale import sales
+from commerce.flash_sale.checkout import Checkout
+from commerce.flash_sale.order_log import GROUP
+from commerce.flash_sale.store import keys
 from commerce.fulfilment import close_sale
-from commerce.order_log import GROUP
 
 log = logging.getLogger(__name__)
 

@@ -24,13 +24,14 @@ from datetime import UTC, datetime
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commerce import fulfilment, sales
+from commerce import fulfilment
 from commerce.accounts import Principal
 from commerce.base import as_utc, check_idempotency_key
-from commerce.checkout import Checkout
 from commerce.errors import Conflict, IdempotencyKeyReused
-from commerce.flash_sale import RedisLike
-from commerce.sales import Sale, SaleStatus
+from commerce.flash_sale import sales
+from commerce.flash_sale.checkout import Checkout
+from commerce.flash_sale.sales import Sale, SaleStatus
+from commerce.flash_sale.store import RedisLike
 
 log = logging.getLogger(__name__)
 # A made sale is the answer for a day: far longer than any client retries.

@@ -18,8 +18,8 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from commerce.background import PeriodicTask
-from commerce.checkout import Checkout
-from commerce.flash_sale import keys
+from commerce.flash_sale.checkout import Checkout
+from commerce.flash_sale.store import keys
 from commerce.orders import Confirmation
 
 log = logging.getLogger(__name__)

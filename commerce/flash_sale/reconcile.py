@@ -17,10 +17,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from commerce import orders, sales
-from commerce.checkout import Checkout
-from commerce.flash_sale import keys, text
-from commerce.order_log import read_log
+from commerce import orders
+from commerce.flash_sale import sales
+from commerce.flash_sale.checkout import Checkout
+from commerce.flash_sale.order_log import read_log
+from commerce.flash_sale.store import keys, text
 from commerce.orders import Confirmation, Order, OrderStatus
 
 

@@ -1,6 +1,6 @@
 """Flash sales as SQL rows: what was put on sale, when, at what price, for whom.
 
-The live counts (remaining, held, sold) are in Redis while the sale runs (commerce/flash_sale.py);
+The live counts (remaining, held, sold) are in Redis while the sale runs (commerce/flash_sale/store.py);
 this row is the durable description a restart re-opens the Redis side from.
 """
 
@@ -18,7 +18,7 @@ from commerce import catalog, live_sessions
 from commerce.accounts import Community, Membership, Principal
 from commerce.base import Base, as_utc, utcnow
 from commerce.errors import InvalidInput, InvalidState
-from commerce.flash_sale import SaleNotFound, SaleSpec
+from commerce.flash_sale.store import SaleNotFound, SaleSpec
 from commerce.locks import lock_row
 
 MAX_STOCK = 1_000_000

@@ -164,7 +164,7 @@ class FlashSaleStore:
         # Micro-batching of reservations: waiting requests and the one flusher task per sale.
         self._queues: dict[int, list[tuple[asyncio.Future[Any], list[Any], int | None]]] = {}
         self._flushers: dict[int, asyncio.Task[None]] = {}
-        folder = resources.files("commerce") / "lua"
+        folder = resources.files("commerce.flash_sale") / "lua"
         for name in ("open", "reserve", "confirm", "release", "expire", "refund", "close",
                      "snapshot", "group", "progress"):
             source = (folder / f"{name}.lua").read_text(encoding="utf-8")
