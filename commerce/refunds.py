@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,17 @@ log = logging.getLogger(__name__)
 # A pending row younger than this is probably still being settled by the request that wrote it.
 SETTLE_AFTER = timedelta(seconds=10)
 SETTLE_BATCH = 100
+
+# Called in the transaction that marks a refund done, with the provider's reference: a package
+# built on refunds (trust's claims) copies it onto its own rows without commerce importing it.
+FinishHook = Callable[[AsyncSession, "Refund", str], Awaitable[None]]
+_finish_hooks: list[FinishHook] = []
+
+
+def on_finish(hook: FinishHook) -> None:
+    """Run `hook` for every refund marked done from now on (once per hook)."""
+    if hook not in _finish_hooks:
+        _finish_hooks.append(hook)
 
 
 class RefundStatus(enum.StrEnum):
@@ -131,11 +143,8 @@ async def finish(db: AsyncSession, refund: Refund, ref: str) -> bool:
     refund.status, refund.provider_ref = RefundStatus.DONE.value, ref[:80]
     if done.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    if refund.order_id is not None and refund.key == refund_key("order", refund.order_id, "claim"):
-        from trust.claims import Claim  # claims build on this module
-
-        await db.execute(update(Claim).where(Claim.order_id == refund.order_id,
-                                             Claim.refund_ref == "").values(refund_ref=ref[:80]))
+    for hook in _finish_hooks:
+        await hook(db, refund, ref[:80])
     if refund.order_id is not None:
         order = await db.get(Order, refund.order_id)
         if order is not None:

@@ -11,12 +11,12 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import select
 
 from cluster.leader import ClusterLeader
-from commerce import catalog, fulfilment, group_buys, orders, refunds
+from commerce import catalog, group_buys, orders, refunds
 from commerce.accounts import Principal, Role
 from commerce.background import PeriodicTask
 from commerce.base import utcnow
 from commerce.events import DomainEvent
-from commerce.flash_sale import sales
+from commerce.flash_sale import lifecycle, sales
 from commerce.flash_sale.checkout import Checkout
 from commerce.flash_sale.holds import HoldSweeper
 from commerce.flash_sale.order_log import OrderLogConsumer
@@ -78,7 +78,7 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
         # A session ended by media (the publisher left and did not come back) closes its sales
         # here; one ended through the API closed them before announcing it (nothing left).
         if event.session_id is not None:
-            await fulfilment.close_session_sales(checkout, event.session_id)
+            await lifecycle.close_session_sales(checkout, event.session_id)
 
     unsubscribe = app[events_key].subscribe(on_session_ended, kinds=("session_ended",))
     try:
@@ -111,9 +111,9 @@ async def restore_sales(checkout: Checkout, hold_ttl_s: int) -> None:
                 log.error("sale missing from redis after sales; not reopening",
                           extra={"sale_id": sale.id})
                 continue
-            await fulfilment.open_sale(checkout, sale, hold_ttl_s)
+            await lifecycle.open_sale(checkout, sale, hold_ttl_s)
         else:
-            await checkout.store.redis.sadd("sales:active", str(sale.id))
+            await checkout.store.mark_active(sale.id)
     await group_buys.restore(checkout)
 
 
@@ -145,18 +145,18 @@ async def seed_demo_sales(app: web.Application, info: DemoInfo) -> None:
         info.lines.append(f"  抢购 Flash sale:        {len(existing)} sale(s) already open")
         return
     async with app[database_key].session() as db:
-        pipa = await sales.create_sale(
+        pipa = await sales.insert_sale(
             db, host, session.id, products["白沙枇杷"].id, stock=50, price_fen=6800,
             per_buyer_limit=2, community_ids=list(info.communities.values()),
             community_price_fen=5800, gift_first_n=30, gift_text=DEMO_GIFT,
         )
-        oil = await sales.create_sale(
+        oil = await sales.insert_sale(
             db, host, session.id, products["初榨橄榄油 500ml"].id, stock=500, price_fen=12800,
             per_buyer_limit=5,
         )
     ttl = app[settings_key].hold_ttl_s
-    await fulfilment.open_sale(checkout, pipa, ttl)
-    await fulfilment.open_sale(checkout, oil, ttl)
+    await lifecycle.open_sale(checkout, pipa, ttl)
+    await lifecycle.open_sale(checkout, oil, ttl)
     await group_buys.create_group_buy(
         checkout, host, pipa.id, info.communities["阳光花园"], threshold=40, unit="people",
         deadline=utcnow() + timedelta(hours=2), group_price_fen=4800, on_failure="refund",

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from commerce import refunds
 from commerce.accounts import Principal, Role, User
 from commerce.base import Base, as_utc, utcnow
 from commerce.catalog import Product, get_product
@@ -43,7 +44,7 @@ from commerce.errors import (
 from commerce.live_sessions import LiveSession
 from commerce.locks import lock_row
 from commerce.orders import Order
-from commerce.refunds import refund_key
+from commerce.refunds import Refund, refund_key
 from trust.claims_refunds import Refunder
 from trust.evidence import fulfilled_order
 from trust.trace_signing import iso
@@ -165,6 +166,16 @@ class Claim(Base):
             "due_at": iso(self.due_at), "responded_at": iso(self.responded_at),
             "overdue": self.overdue(), "created_at": iso(self.created_at),
         }
+
+
+async def _note_refund_ref(db: AsyncSession, refund: Refund, ref: str) -> None:
+    """A claim's refund settled later by the refund worker: the claim shows its reference too."""
+    if refund.order_id is not None and refund.key == refund_key("order", refund.order_id, "claim"):
+        await db.execute(update(Claim).where(Claim.order_id == refund.order_id,
+                                             Claim.refund_ref == "").values(refund_ref=ref))
+
+
+refunds.on_finish(_note_refund_ref)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from commerce.base import Base, utcnow
 from commerce.catalog import Batch
 from commerce.errors import Conflict, InvalidInput
 from commerce.live_sessions import LiveSession
-from trust.evidence import fulfilled_order
+from commerce.orders import Order
+from trust.evidence import FULFILLED, fulfilled_order
 
 MAX_COMMENT = 500
 
@@ -85,9 +86,6 @@ async def answer(
 
 async def pending_surveys(db: AsyncSession, actor: Principal) -> list[int]:
     """The actor's picked-up orders not yet answered: what the orders page asks about."""
-    from commerce.orders import Order
-    from trust.evidence import FULFILLED
-
     answered = select(NpsResponse.order_id).where(NpsResponse.user_id == actor.user_id)
     rows = await db.execute(
         select(Order.id).where(Order.user_id == actor.user_id, Order.status.in_(FULFILLED),

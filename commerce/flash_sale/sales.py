@@ -90,14 +90,15 @@ class Sale(Base):
         return "open"
 
 
-async def create_sale(
+async def insert_sale(
     db: AsyncSession, actor: Principal, session_id: int, product_id: int, stock: int,
     price_fen: int, per_buyer_limit: int, *, starts_at: datetime | None = None,
     ends_at: datetime | None = None, community_ids: list[int] | None = None,
     community_price_fen: int | None = None, members_only: bool = False, gift_first_n: int = 0,
     gift_text: str = "",
 ) -> Sale:
-    """The session's host puts a product on sale; opens at once when `starts_at` is absent."""
+    """The sale's row, checked against its session and product; `lifecycle.create_sale` writes it
+    and opens it in Redis. Reservable at once when `starts_at` is absent."""
     # Against the session ending meanwhile (live_sessions.end_session locks it too).
     await lock_row(db, live_sessions.LiveSession, session_id)
     session = await live_sessions.get_session(db, session_id)
@@ -165,8 +166,9 @@ async def sale_members(db: AsyncSession, sale: Sale) -> dict[int, list[int]]:
     return {uid: sorted(cids, key=order.__getitem__) for uid, cids in members.items()}
 
 
-async def close_sale(db: AsyncSession, sale_id: int, actor: Principal | None) -> Sale:
-    """Host closes the sale (or the system once ends_at passed); idempotent."""
+async def mark_closed(db: AsyncSession, sale_id: int, actor: Principal | None) -> Sale:
+    """The row's side of `lifecycle.close_sale` (its host, or the system once ends_at passed);
+    idempotent."""
     sale = await get_sale(db, sale_id)
     if actor is not None:
         session = await live_sessions.get_session(db, sale.session_id)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field, model_validator
 
-from commerce import catalog, fulfilment, group_buys
+from commerce import catalog, group_buys
 from commerce.accounts import Role
 from commerce.base import MAX_ID
 from commerce.errors import InvalidInput
@@ -117,7 +117,7 @@ async def get_sale(request: web.Request) -> web.Response:
 @api.route("POST", "/api/sales/{id}/close", summary="Close a sale (its host)", tag="sales",
            auth=HOSTS)
 async def close_sale(request: web.Request) -> web.Response:
-    sale = await fulfilment.close_sale(request.app[checkout_key], path_int(request, "id"),
+    sale = await lifecycle.close_sale(request.app[checkout_key], path_int(request, "id"),
                                        principal(request))
     return json_response(await sale_view(request, sale))
 

@@ -14,7 +14,8 @@ from server.api import PUBLIC, Api, Id, json_response, parse_id, path_int, princ
 from server.keys import database_key, events_key
 from server.trust_keys import refunder_key
 from trust import claims, nps, reviews, trace
-from trust.evidence import NotYourOrder, after_sales_view
+from trust.after_sales import after_sales_view
+from trust.evidence import NotYourOrder
 
 api = Api()
 DECIDERS = (Role.ASSISTANT, Role.ADMIN)
