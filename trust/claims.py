@@ -118,7 +118,7 @@ class Claim(Base):
     __tablename__ = "claims"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    order_id: Mapped[int] = mapped_column(unique=True)  # one claim per order; no FK: other branch
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), unique=True)  # one claim per order
     buyer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), nullable=True, index=True)

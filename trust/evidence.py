@@ -1,6 +1,6 @@
 """What trust needs from orders: the batch and stream moment behind an order, and pickup times.
 
-commerce/orders.py (the commerce engineer's) has no batch or pin on an order, so the evidence is
+commerce/orders.py has no batch or pin on an order, so the evidence is
 kept here in `order_evidence`: order → product → batch (as it was when the order was paid) → the
 pin that was on screen (or the newest earlier pin of that product in the session). It is written
 when an "order_paid" event arrives, and filled lazily for any order that lacks it.
@@ -42,11 +42,12 @@ class NotFulfilled(DomainError):
 
 
 class OrderEvidence(Base):
-    """The batch and stream moment of an order. No FK to orders: that table is on another branch."""
+    """The batch and stream moment of an order."""
 
     __tablename__ = "order_evidence"
 
-    order_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), primary_key=True,
+                                          autoincrement=False)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), nullable=True, index=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("live_sessions.id"), index=True)

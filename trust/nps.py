@@ -29,7 +29,7 @@ class NpsResponse(Base):
     __tablename__ = "nps_responses"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    order_id: Mapped[int] = mapped_column(unique=True)  # no FK: orders live on another branch
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     score: Mapped[int] = mapped_column()
     comment: Mapped[str] = mapped_column(String(MAX_COMMENT), default="")
