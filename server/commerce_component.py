@@ -100,8 +100,8 @@ async def _decide(checkout: Checkout) -> int:
 async def restore_sales(checkout: Checkout, hold_ttl_s: int) -> None:
     """Make sure every open sale's stock is in Redis (open.lua never resets an existing one)."""
     async with checkout.uow() as db:
-        open_sales = await sales.open_sales(db)
-    for sale in open_sales:
+        unclosed = await sales.unclosed_sales(db)
+    for sale in unclosed:
         if await checkout.store.counts(sale.id) is None:
             async with checkout.uow() as db:
                 sold, _count = await orders.sold_units(db, sale.id)

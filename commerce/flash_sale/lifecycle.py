@@ -209,8 +209,8 @@ async def close_session_sales(checkout: Checkout, session_id: int) -> list[Sale]
             if sale.status != sales.SaleStatus.CLOSED]
 
 
-async def end_session(checkout: Checkout, session_id: int,
-                      actor: Principal | None) -> live_sessions.LiveSession:
+async def end_session_and_sales(checkout: Checkout, session_id: int,
+                               actor: Principal | None) -> live_sessions.LiveSession:
     """End the live session, then close its sales: a hold that reaches Redis before its sale's
     close is an ordinary hold, one after it is refused (`ended`); a sale made meanwhile is
     refused (the session row is locked on both sides) or closed by open_sale. The caller

@@ -144,7 +144,7 @@ async def sales_of_session(db: AsyncSession, session_id: int) -> list[Sale]:
     return list(rows.scalars())
 
 
-async def open_sales(db: AsyncSession) -> list[Sale]:
+async def unclosed_sales(db: AsyncSession) -> list[Sale]:
     """Sales whose Redis side must exist (re-opened at start-up; open.lua is idempotent)."""
     rows = await db.execute(select(Sale).where(Sale.status == SaleStatus.OPEN.value))
     return list(rows.scalars())
@@ -189,5 +189,5 @@ async def due_to_close(db: AsyncSession) -> list[Sale]:
         .where(Sale.status == SaleStatus.OPEN.value,
                live_sessions.LiveSession.status == live_sessions.SessionStatus.ENDED.value)
     )).scalars())
-    return [sale for sale in await open_sales(db)
+    return [sale for sale in await unclosed_sales(db)
             if sale.id in ended or (sale.ends_at is not None and as_utc(sale.ends_at) <= now)]

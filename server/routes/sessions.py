@@ -106,7 +106,7 @@ async def end_session(request: web.Request) -> web.Response:
     session_id = path_int(request, "id")
     checkout = request.app.get(checkout_key)
     if checkout is not None:
-        session = await lifecycle.end_session(checkout, session_id, principal(request))
+        session = await lifecycle.end_session_and_sales(checkout, session_id, principal(request))
     else:
         async with request.app[database_key].session() as db:
             session = await live_sessions.end_session(db, session_id, principal(request))
