@@ -142,9 +142,9 @@ class _Claim:
         pending = json.dumps({"fp": self.fingerprint})
         # Twice: a first try that failed may drop the record between our SET and GET.
         for _ in range(2):
-            if await self.store.put_record_if_absent(self.name, pending, PENDING_S):
+            if await self.store.claim_creation_record(self.name, pending, PENDING_S):
                 return None
-            raw = await self.store.get_record(self.name)
+            raw = await self.store.creation_record(self.name)
             if raw is None:
                 continue
             record = json.loads(raw)
@@ -160,14 +160,14 @@ class _Claim:
         raise _in_progress()
 
     async def made(self, sale_id: int) -> None:
-        await self.store.put_record(self.name, json.dumps({"fp": self.fingerprint, "sale": sale_id}),
-                                    KEEP_S)
+        record = json.dumps({"fp": self.fingerprint, "sale": sale_id})
+        await self.store.keep_creation_record(self.name, record, KEEP_S)
 
     async def drop(self) -> None:
         # Best effort: if Redis is what failed, the claim lapses after PENDING_S by itself, and
         # the caller should see the original error, not this one.
         try:
-            await self.store.drop_record(self.name)
+            await self.store.drop_creation_record(self.name)
         except RedisError:
             log.warning("could not drop a sale-creation claim", extra={"key": self.name})
 

@@ -405,15 +405,16 @@ class FlashSaleStore:
 
     # --- sale-creation idempotency records (commerce/flash_sale/lifecycle.py) ------------------
 
-    async def put_record_if_absent(self, name: str, value: str, ttl_s: int) -> bool:
+    async def claim_creation_record(self, name: str, value: str, ttl_s: int) -> bool:
+        """SET NX: True when this call made the record (the first try of its key)."""
         return bool(await self._redis.set(name, value, nx=True, ex=ttl_s))
 
-    async def get_record(self, name: str) -> bytes | str | None:
+    async def creation_record(self, name: str) -> bytes | str | None:
         raw: bytes | str | None = await self._redis.get(name)
         return raw
 
-    async def put_record(self, name: str, value: str, ttl_s: int) -> None:
+    async def keep_creation_record(self, name: str, value: str, ttl_s: int) -> None:
         await self._redis.set(name, value, ex=ttl_s)
 
-    async def drop_record(self, name: str) -> None:
+    async def drop_creation_record(self, name: str) -> None:
         await self._redis.delete(name)
