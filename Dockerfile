@@ -11,6 +11,7 @@ COPY infra infra
 COPY commerce commerce
 COPY realtime realtime
 COPY media media
+COPY trust trust
 COPY cluster cluster
 COPY server server
 COPY web web

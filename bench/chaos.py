@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from commerce.accounts import Principal, Role, User  # noqa: E402
-from commerce.flash_sale import keys  # noqa: E402
+from commerce.flash_sale.store import keys  # noqa: E402
 from commerce.orders import SOLD_STATES  # noqa: E402
 from realtime.history import room_key  # noqa: E402
 from server.auth import TokenService  # noqa: E402

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from commerce.accounts import Role  # noqa: E402
-from commerce.flash_sale import keys  # noqa: E402
+from commerce.flash_sale.store import keys  # noqa: E402
 from server.embedded_redis import EmbeddedRedis  # noqa: E402
 from tests.server_process import ServerProcess  # noqa: E402
 
@@ -83,7 +83,7 @@ def redis_benchmark_binary() -> str | None:
 async def _prepare_script_sale(url: str, sale_id: int) -> str:
     from redis.asyncio import Redis
 
-    from commerce.flash_sale import FlashSaleStore, SaleSpec
+    from commerce.flash_sale.store import FlashSaleStore, SaleSpec
 
     client = Redis.from_url(url)
     store = FlashSaleStore(client)

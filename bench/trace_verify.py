@@ -24,11 +24,12 @@ sys.path.insert(0, str(ROOT))
 
 import os  # noqa: E402
 
-from commerce import accounts, catalog, qc, trace  # noqa: E402
-from commerce.trace_signing import TraceSigner  # noqa: E402
-from commerce.trace_verify import verify_batch  # noqa: E402
+from commerce import accounts, catalog  # noqa: E402
 from server.database import Database  # noqa: E402
 from server.settings import Settings  # noqa: E402
+from trust import qc, trace  # noqa: E402
+from trust.trace_signing import TraceSigner  # noqa: E402
+from trust.trace_verify import verify_batch  # noqa: E402
 
 
 async def main(events: int, reports: int) -> None:

@@ -1,4 +1,4 @@
-"""After payment: refunds, pickup and delivery steps; and opening/closing sales.
+"""After payment: refunds, pickup and delivery steps.
 
 Refunds write SQL first (the status claimed and the refund recorded in one transaction), then
 call the payment provider with the refund's idempotency key (commerce/refunds.py), then return
@@ -10,67 +10,17 @@ from __future__ import annotations
 
 import logging
 
-from commerce import catalog, live_sessions, orders, refunds, sales
+from commerce import live_sessions, orders, refunds
 from commerce.accounts import Principal
-from commerce.checkout import Checkout
 from commerce.errors import Forbidden, InvalidState
 from commerce.events import DomainEvent
+from commerce.flash_sale.checkout import Checkout
 from commerce.locks import lock_row
 from commerce.orders import BEFORE_PICKUP, Order, OrderStatus
 from commerce.pickup import check_pickup_code
 from commerce.refunds import refund_key
-from commerce.sales import Sale
 
 log = logging.getLogger(__name__)
-
-
-async def open_sale(checkout: Checkout, sale: Sale, hold_ttl_s: int) -> None:
-    """Copy the sale and its communities' members into Redis, then announce it."""
-    async with checkout.uow() as db:
-        members = await sales.sale_members(db, sale)
-        product = await catalog.get_product(db, sale.product_id)
-    await checkout.store.open(sale.spec(hold_ttl_s), members)
-    async with checkout.uow() as db:
-        closed = (await sales.get_sale(db, sale.id)).status == sales.SaleStatus.CLOSED
-    if closed:
-        # Closed while it was being opened (its session ended meanwhile): close.lua found
-        # nothing to close then, so the stock just put in Redis must stop selling now.
-        await close_sale(checkout, sale.id, None)
-        return
-    await checkout.sale_event("sale_opened", sale, product.name)
-
-
-async def close_sale(checkout: Checkout, sale_id: int, actor: Principal | None) -> Sale:
-    """No new reservations; live holds may still be paid until they expire."""
-    async with checkout.uow() as db:
-        sale = await sales.close_sale(db, sale_id, actor)
-        product = await catalog.get_product(db, sale.product_id)
-    await checkout.store.close(sale_id)
-    await checkout.sale_event("sale_closed", sale, product.name)
-    # The room's last word on this sale's counters and group-buys, read with their version.
-    await checkout.settle(sale_id, force=True)
-    return sale
-
-
-async def close_session_sales(checkout: Checkout, session_id: int) -> list[Sale]:
-    """Close every sale of the session not closed yet (holds keep their payment window; group-buys
-    are decided at their deadlines as always). Idempotent: a second call closes nothing."""
-    async with checkout.uow() as db:
-        found = await sales.sales_of_session(db, session_id)
-    return [await close_sale(checkout, sale.id, None) for sale in found
-            if sale.status != sales.SaleStatus.CLOSED]
-
-
-async def end_session(checkout: Checkout, session_id: int,
-                      actor: Principal | None) -> live_sessions.LiveSession:
-    """End the live session, then close its sales: a hold that reaches Redis before its sale's
-    close is an ordinary hold, one after it is refused (`ended`); a sale made meanwhile is
-    refused (the session row is locked on both sides) or closed by open_sale. The caller
-    announces `session_ended` after this returns."""
-    async with checkout.uow() as db:
-        session = await live_sessions.end_session(db, session_id, actor)
-    await close_session_sales(checkout, session_id)
-    return session
 
 
 async def refund_order(checkout: Checkout, order_id: int, actor: Principal | None, reason: str = "",

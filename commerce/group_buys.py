@@ -18,12 +18,13 @@ from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint, select,
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from commerce import fulfilment, order_log, orders, refunds, sales
+from commerce import fulfilment, orders, refunds
 from commerce.accounts import Community, Principal
 from commerce.base import Base, as_utc, utcnow
-from commerce.checkout import Checkout, group_event_data
 from commerce.errors import Conflict, InvalidInput, InvalidState, NotFound
 from commerce.events import DomainEvent
+from commerce.flash_sale import order_log, sales
+from commerce.flash_sale.checkout import Checkout, group_event_data
 from commerce.live_sessions import ensure_owner, get_session
 from commerce.locks import lock_row
 from commerce.orders import Confirmation, OrderStatus

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commerce import notifications, uploads
+from commerce import notifications
 from commerce.accounts import Principal
 from commerce.catalog import Product, ensure_product_owner
 from commerce.errors import InvalidState, NotFound
@@ -18,25 +18,25 @@ MAX_PREVIEW_PRODUCTS = 20
 COVER_TYPES = ("image/jpeg", "image/png", "image/webp")
 
 
-async def set_preview(
-    db: AsyncSession, session_id: int, actor: Principal, *, cover_upload_id: int | None = None,
-    preview_text: str | None = None, scheduled_at: datetime | None = None,
-    product_ids: list[int] | None = None,
-) -> LiveSession:
-    """The host's (or an admin's) preview of their own session; None leaves a field as it is."""
+async def editable_session(db: AsyncSession, session_id: int, actor: Principal) -> LiveSession:
+    """The session, if `actor` may change its preview (its host or an admin, before it ended)."""
     session = await get_session(db, session_id)
     ensure_owner(session, actor)
     if session.status == SessionStatus.ENDED.value:
         raise InvalidState("直播已结束 / The session has ended")
-    if cover_upload_id is not None:
-        # The upload checks (size, real type by magic bytes) ran when it was stored; a cover is
-        # an image of the caller's own, made public now that a preview shows it.
-        (cover,) = await uploads.claim_uploads(db, actor, [cover_upload_id], ("cover",), True)
-        if cover.content_type not in COVER_TYPES:
-            raise uploads.UnsupportedUploadType("封面须是图片 / A cover must be an image",
-                                                allowed=list(COVER_TYPES))
-        session.cover_upload_id = cover.id
-        session.cover_url = f"/api/uploads/{cover.name}"
+    return session
+
+
+async def set_preview(
+    db: AsyncSession, session_id: int, actor: Principal, *, cover: tuple[int, str] | None = None,
+    preview_text: str | None = None, scheduled_at: datetime | None = None,
+    product_ids: list[int] | None = None,
+) -> LiveSession:
+    """The host's (or an admin's) preview of their own session; None leaves a field as it is.
+    `cover` is (upload id, URL) of an image the caller has already claimed as this cover."""
+    session = await editable_session(db, session_id, actor)
+    if cover is not None:
+        session.cover_upload_id, session.cover_url = cover
     if preview_text is not None:
         session.preview_text = preview_text
     if scheduled_at is not None:

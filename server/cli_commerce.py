@@ -13,7 +13,7 @@ from server.settings import Settings
 
 async def reconcile(app: web.Application, sale_id: int | None, repair: bool) -> int:
     """Print one JSON line per sale; exit 0 when every sale balances, 3 when one drifts."""
-    from commerce.reconcile import reconcile_all
+    from commerce.flash_sale.reconcile import reconcile_all
     from server.commerce_keys import checkout_key
 
     reports = await reconcile_all(app[checkout_key], sale_id, repair)
@@ -30,10 +30,10 @@ async def verify_trace(app: web.Application, batch_code: str | None) -> int:
 
     from commerce.catalog import Batch
     from commerce.errors import DomainError
-    from commerce.trace import batch_by_code
-    from commerce.trace_verify import verify_batch
     from server.keys import database_key
     from server.trust_keys import trace_signer_key, upload_storage_key
+    from trust.trace import batch_by_code
+    from trust.trace_verify import verify_batch
 
     signer, storage = app[trace_signer_key], app[upload_storage_key]
     results = []

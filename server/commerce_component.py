@@ -11,15 +11,16 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import select
 
 from cluster.leader import ClusterLeader
-from commerce import catalog, fulfilment, group_buys, orders, refunds, sales
+from commerce import catalog, group_buys, orders, refunds
 from commerce.accounts import Principal, Role
 from commerce.base import utcnow
-from commerce.checkout import Checkout
 from commerce.events import DomainEvent
-from commerce.flash_sale import FlashSaleStore
-from commerce.holds import HoldSweeper
+from commerce.flash_sale import lifecycle, sales
+from commerce.flash_sale.checkout import Checkout
+from commerce.flash_sale.holds import HoldSweeper
+from commerce.flash_sale.order_log import OrderLogConsumer
+from commerce.flash_sale.store import FlashSaleStore
 from commerce.live_sessions import get_session
-from commerce.order_log import OrderLogConsumer
 from commerce.payments import SimulatedProvider
 from infra.background import PeriodicTask
 from server.api import Api
@@ -77,7 +78,7 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
         # A session ended by media (the publisher left and did not come back) closes its sales
         # here; one ended through the API closed them before announcing it (nothing left).
         if event.session_id is not None:
-            await fulfilment.close_session_sales(checkout, event.session_id)
+            await lifecycle.close_session_sales(checkout, event.session_id)
 
     unsubscribe = app[events_key].subscribe(on_session_ended, kinds=("session_ended",))
     try:
@@ -99,8 +100,8 @@ async def _decide(checkout: Checkout) -> int:
 async def restore_sales(checkout: Checkout, hold_ttl_s: int) -> None:
     """Make sure every open sale's stock is in Redis (open.lua never resets an existing one)."""
     async with checkout.uow() as db:
-        open_sales = await sales.open_sales(db)
-    for sale in open_sales:
+        unclosed = await sales.unclosed_sales(db)
+    for sale in unclosed:
         if await checkout.store.counts(sale.id) is None:
             async with checkout.uow() as db:
                 sold, _count = await orders.sold_units(db, sale.id)
@@ -110,9 +111,9 @@ async def restore_sales(checkout: Checkout, hold_ttl_s: int) -> None:
                 log.error("sale missing from redis after sales; not reopening",
                           extra={"sale_id": sale.id})
                 continue
-            await fulfilment.open_sale(checkout, sale, hold_ttl_s)
+            await lifecycle.open_sale(checkout, sale, hold_ttl_s)
         else:
-            await checkout.store.redis.sadd("sales:active", str(sale.id))
+            await checkout.store.mark_active(sale.id)
     await group_buys.restore(checkout)
 
 
@@ -150,19 +151,19 @@ async def seed_demo_sales(app: web.Application, info: DemoInfo) -> None:
         info.lines.append(f"  抢购 Flash sale:        {len(existing)} sale(s) already open")
         return
     async with app[database_key].session() as db:
-        pipa = await sales.create_sale(
+        pipa = await sales.insert_sale(
             db, host, session.id, products["白沙枇杷"].id, stock=50, price_fen=6800,
             per_buyer_limit=2, community_ids=list(info.communities.values()),
             community_price_fen=5800, gift_first_n=30, gift_text=DEMO_GIFT,
             pickup_by=utcnow() + timedelta(days=1),
         )
-        oil = await sales.create_sale(
+        oil = await sales.insert_sale(
             db, host, session.id, products["初榨橄榄油 500ml"].id, stock=500, price_fen=12800,
             per_buyer_limit=5, pickup_by=utcnow() + timedelta(days=2),
         )
     ttl = app[settings_key].hold_ttl_s
-    await fulfilment.open_sale(checkout, pipa, ttl)
-    await fulfilment.open_sale(checkout, oil, ttl)
+    await lifecycle.open_sale(checkout, pipa, ttl)
+    await lifecycle.open_sale(checkout, oil, ttl)
     await group_buys.create_group_buy(
         checkout, host, pipa.id, info.communities["阳光花园"], threshold=40, unit="people",
         deadline=utcnow() + timedelta(hours=2), group_price_fen=4800, on_failure="refund",

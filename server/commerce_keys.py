@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from commerce.checkout import Checkout
+from commerce.flash_sale.checkout import Checkout
 
 checkout_key = web.AppKey("checkout", Checkout)

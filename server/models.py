@@ -4,21 +4,15 @@ from commerce import (  # noqa: F401
     accounts,
     audience,
     catalog,
-    claims,
     group_buys,
     interest_tags,
     live_sessions,
     notifications,
-    nps,
     orders,
     pickup,
-    qc,
     refunds,
-    reviews,
-    sales,
-    trace,
-    trust_orders,
-    uploads,
 )
+from commerce.flash_sale import sales  # noqa: F401
 from media import replay_model  # noqa: F401
 from realtime import questions  # noqa: F401
+from trust import claims, evidence, nps, qc, reviews, trace, uploads  # noqa: F401

@@ -19,9 +19,9 @@ from sqlalchemy import select
 from commerce import live_sessions, notifications
 from commerce.catalog import Product
 from commerce.events import DomainEvent
+from commerce.flash_sale.sales import Sale
 from commerce.notifications import NoticeKind, Notification
 from commerce.orders import Order, OrderStatus
-from commerce.sales import Sale
 from realtime.me_namespace import deliver
 from server.api import Api
 from server.keys import database_key, events_key

@@ -10,17 +10,13 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commerce import audience, claims, qc, trace
+from commerce import audience
 from commerce.accounts import Principal, Role
 from commerce.base import utcnow
 from commerce.catalog import Batch, Product, ProductPin, find_batch
-from commerce.claims_refunds import ProviderRefunder
 from commerce.events import DomainEvent
 from commerce.orders import Order
 from commerce.payments import SimulatedProvider
-from commerce.trace_signing import TraceSigner
-from commerce.trust_orders import evidence_for
-from commerce.uploads import LocalDiskStorage
 from server.api import Api
 from server.commerce_keys import checkout_key
 from server.demo import DEMO_PRODUCTS, DemoInfo, DemoProduct, demo_seeders_key
@@ -29,6 +25,11 @@ from server.routes import dashboard as dashboard_routes
 from server.routes import trust as trust_routes
 from server.routes import trust_after_sales
 from server.trust_keys import refunder_key, trace_signer_key, upload_storage_key
+from trust import claims, qc, trace
+from trust.claims_refunds import ProviderRefunder
+from trust.evidence import evidence_for
+from trust.trace_signing import TraceSigner
+from trust.uploads import LocalDiskStorage
 
 log = logging.getLogger(__name__)
 DEMO_BATCH = DEMO_PRODUCTS[0].batch_code
@@ -74,7 +75,7 @@ async def attach_pin_evidence(app: web.Application, pin_id: int) -> None:
     """Store the batch + QC summary in the pin's snapshot (replay chapters and claims read it).
 
     The live broadcast of the pin is realtime's; it can include the same summary by calling
-    `commerce.qc.batch_summary` when it pins. Here the stored evidence is made complete either way.
+    `trust.qc.batch_summary` when it pins. Here the stored evidence is made complete either way.
     """
     async with app[database_key].session() as db:
         pin = await db.get(ProductPin, pin_id)

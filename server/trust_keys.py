@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from commerce.claims_refunds import Refunder
-from commerce.trace_signing import TraceSigner
-from commerce.uploads import Storage
+from trust.claims_refunds import Refunder
+from trust.trace_signing import TraceSigner
+from trust.uploads import Storage
 
 trace_signer_key = web.AppKey("trace_signer", TraceSigner)
 upload_storage_key = web.AppKey("upload_storage", Storage)
-# How claims move money: the commerce payment interface, adapted (commerce/claims_refunds.py).
+# How claims move money: the commerce payment interface, adapted (trust/claims_refunds.py).
 refunder_key = web.AppKey("refunder", Refunder)

@@ -44,7 +44,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 import realtime
-from commerce.dashboard import METRICS
 from realtime.guard import GuardedNamespace
 from server.app import create_app
 from server.realtime_component import hub_key
@@ -74,6 +73,7 @@ from tests.authz_support import (
     socket_connect,
 )
 from tests.conftest import ADMIN_PASSWORD, Api
+from trust.dashboard import METRICS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

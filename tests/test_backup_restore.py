@@ -18,7 +18,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from commerce.flash_sale import keys
+from commerce.flash_sale.store import keys
 from server.backup import dump_redis, dump_sql, write_manifest
 from server.database import Database
 from server.embedded_redis import EmbeddedRedis

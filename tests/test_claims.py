@@ -8,12 +8,12 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from commerce.base import as_utc
-from commerce.claims import Claim
 from commerce.orders import OrderTransition
-from commerce.uploads import Upload
 from server.keys import database_key
 from tests.conftest import Api
 from tests.trust_support import JPEG, Farm, bought_and_picked_up, buy, make_farm, pin, upload
+from trust.claims import Claim
+from trust.uploads import Upload
 
 POLICY = {"full_refund_without_return": True, "multiplier": 10, "max_days_after_pickup": 2,
           "auto_approve_max_fen": 100_000, "require_photo": True, "response_hours": 2}

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 
 from commerce.accounts import Role, User
-from commerce.flash_sale import keys
+from commerce.flash_sale.store import keys
 from server.database import Database
 from server.settings import Settings
 from tests.commerce_support import BULK_HASH

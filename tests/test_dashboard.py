@@ -11,14 +11,14 @@ from redis.asyncio import Redis
 
 from commerce import accounts, audience, catalog, live_sessions
 from commerce.accounts import Principal, Role
-from commerce.claims import Claim
+from commerce.flash_sale.sales import Sale
 from commerce.group_buys import GroupBuy
-from commerce.nps import NpsResponse
 from commerce.orders import Order, OrderTransition
-from commerce.sales import Sale
-from commerce.trace import TraceLookupDaily, TraceLookupUser
 from server.keys import database_key, redis_key
 from tests.conftest import Api
+from trust.claims import Claim
+from trust.nps import NpsResponse
+from trust.trace import TraceLookupDaily, TraceLookupUser
 
 NOW = datetime.now(UTC)
 T0 = NOW - timedelta(days=10)
@@ -248,7 +248,7 @@ async def test_csv_neutralises_every_formula_start(api: Api) -> None:
 
 
 def test_spreadsheet_safe_keeps_numbers_and_plain_text() -> None:
-    from commerce.dashboard import spreadsheet_safe
+    from trust.dashboard import spreadsheet_safe
 
     for kept in ("-33.3", "0.25", "12", "1e-05", "阳光花园", "a=b", "", "3号楼"):
         assert spreadsheet_safe(kept) == kept

@@ -25,15 +25,15 @@ from sqlalchemy import select
 
 from commerce import accounts, audience, catalog, live_sessions, refunds
 from commerce.accounts import Principal, Role
-from commerce.claims import Claim
+from commerce.flash_sale.sales import Sale
 from commerce.group_buys import GroupBuy
-from commerce.nps import NpsResponse
 from commerce.orders import Order, OrderTransition
-from commerce.sales import Sale
 from server.commerce_keys import checkout_key
 from server.keys import database_key, redis_key
 from tests.conftest import Api
 from tests.realtime_support import Recorder, connect
+from trust.claims import Claim
+from trust.nps import NpsResponse
 
 CN = ZoneInfo("Asia/Shanghai")
 NOW = datetime.now(UTC)

@@ -17,19 +17,19 @@ import pytest
 from sqlalchemy import func, select, update
 
 from commerce import group_buys, refunds
-from commerce.claims import Claim
-from commerce.flash_sale import MAX_QTY
-from commerce.nps import NpsResponse
+from commerce.flash_sale.sales import MAX_PRICE_FEN
+from commerce.flash_sale.store import MAX_QTY
 from commerce.orders import Order, OrderTransition
 from commerce.payments import RefundKeyReused, SimulatedProvider
 from commerce.refunds import Refund
-from commerce.reviews import Review
-from commerce.sales import MAX_PRICE_FEN
 from server.commerce_keys import checkout_key
 from server.keys import database_key
 from tests.commerce_support import bulk_buyers, community_with, hold, make_shop, pay
 from tests.conftest import Api
 from tests.trust_support import JPEG, Farm, buy, make_farm, pick_up, upload
+from trust.claims import Claim
+from trust.nps import NpsResponse
+from trust.reviews import Review
 
 N = 20
 POLICY = {"full_refund_without_return": True, "multiplier": 10, "max_days_after_pickup": 2,
@@ -725,7 +725,7 @@ async def test_group_buys_opened_at_once_all_join_the_sale(any_db_api: Api) -> N
 
 async def test_a_claim_policy_saved_n_times_at_once(any_db_api: Api) -> None:
     """The first save of a policy inserts it: N saves at once all succeed, one row."""
-    from commerce.claims import ClaimPolicy
+    from trust.claims import ClaimPolicy
 
     api = any_db_api
     farm = await make_farm(api)
@@ -753,7 +753,7 @@ async def test_qc_reports_filed_at_once_stop_at_the_limit(any_db_api: Api,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The per-batch report limit is counted under the batch's lock: N reports at once against
     a limit of 5 file exactly 5, each committed into one unbroken chain."""
-    from commerce import qc
+    from trust import qc
 
     api = any_db_api
     monkeypatch.setattr(qc, "MAX_REPORTS_PER_BATCH", 5)

@@ -16,7 +16,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from commerce.errors import DomainError
-from commerce.flash_sale import FlashSaleStore, HoldExpired, NoSuchHold, SaleSpec, SoldOut, keys, now_ms
+from commerce.flash_sale.store import FlashSaleStore, HoldExpired, NoSuchHold, SaleSpec, SoldOut, keys, now_ms
 from tests.conftest import IN_CI
 
 

@@ -1,4 +1,4 @@
-"""Opening a sale with an Idempotency-Key: once per host, session and key (commerce/sale_creation.py).
+"""Opening a sale with an Idempotency-Key: once per host, session and key (commerce/flash_sale/lifecycle.py).
 
 Real app, real Redis, SQLite (and PostgreSQL where the database matters). The concurrent case
 holds the first creation at a gate so the duplicates really arrive while it is in flight.
@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from commerce import fulfilment, sales
-from commerce.sales import Sale
+from commerce.flash_sale import lifecycle, sales
+from commerce.flash_sale.sales import Sale
 from server.commerce_keys import checkout_key
 from server.keys import database_key
 from tests.commerce_support import Shop, make_shop
@@ -103,14 +103,14 @@ async def test_duplicates_while_the_first_is_in_flight_make_exactly_one_sale(
         api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     shop = await make_shop(api)
     entered, release = asyncio.Event(), asyncio.Event()
-    real_create = sales.create_sale
+    real_create = sales.insert_sale
 
     async def gated(*args: Any, **kwargs: Any) -> Sale:
         entered.set()
         await release.wait()
         return await real_create(*args, **kwargs)
 
-    monkeypatch.setattr(sales, "create_sale", gated)
+    monkeypatch.setattr(sales, "insert_sale", gated)
     first = asyncio.create_task(_create(api, shop.session_id, shop.host_token, "dup", _body(shop)))
     await asyncio.wait_for(entered.wait(), 10)
     duplicates = await asyncio.gather(*(
@@ -153,7 +153,7 @@ async def test_a_failed_try_leaves_the_key_free_for_a_retry(
     assert status == 201, made
     assert await _sql_sales(api, shop.session_id) == [made["id"]]
 
-    real_create, failures = sales.create_sale, [1]
+    real_create, failures = sales.insert_sale, [1]
 
     async def flaky(*args: Any, **kwargs: Any) -> Sale:
         if failures[0]:
@@ -161,7 +161,7 @@ async def test_a_failed_try_leaves_the_key_free_for_a_retry(
             raise RuntimeError("injected: the database went away")
         return await real_create(*args, **kwargs)
 
-    monkeypatch.setattr(sales, "create_sale", flaky)
+    monkeypatch.setattr(sales, "insert_sale", flaky)
     status, broken = await _create(api, shop.session_id, shop.host_token, "again", _body(shop))
     assert status == 500 and broken["error"]["code"] == "internal", broken
     status, second = await _create(api, shop.session_id, shop.host_token, "again", _body(shop))
@@ -173,7 +173,7 @@ async def test_a_sale_made_but_not_opened_is_opened_by_the_retry(
         api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     """The first try wrote the row and died before Redis had the stock: the retry opens it."""
     shop = await make_shop(api)
-    real_open, failures = fulfilment.open_sale, [1]
+    real_open, failures = lifecycle.open_sale, [1]
 
     async def flaky(*args: Any, **kwargs: Any) -> None:
         if failures[0]:
@@ -181,7 +181,7 @@ async def test_a_sale_made_but_not_opened_is_opened_by_the_retry(
             raise RuntimeError("injected: died before opening")
         await real_open(*args, **kwargs)
 
-    monkeypatch.setattr(fulfilment, "open_sale", flaky)
+    monkeypatch.setattr(lifecycle, "open_sale", flaky)
     status, broken = await _create(api, shop.session_id, shop.host_token, "half", _body(shop))
     assert status == 500, broken
     (sale_id,) = await _sql_sales(api, shop.session_id)

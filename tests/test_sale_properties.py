@@ -1,6 +1,6 @@
 """Property tests of the flash-sale scripts: any interleaving keeps the books, on a real Redis.
 
-A hypothesis state machine drives `FlashSaleStore` (commerce/lua/*.lua) with reservations
+A hypothesis state machine drives `FlashSaleStore` (commerce/flash_sale/lua/*.lua) with reservations
 (alone, or a burst gathered into one script call), idempotent retries, payments (also late and
 by the wrong buyer), releases, refunds, closing, clock advances and sweeps, and keeps a plain
 Python model of what the contract says must happen. After every step it reads Redis back and
@@ -42,7 +42,7 @@ from hypothesis.stateful import (
 from redis.asyncio import Redis
 
 from commerce.errors import DomainError, Forbidden
-from commerce.flash_sale import (
+from commerce.flash_sale.store import (
     Ended,
     FlashSaleStore,
     HoldExpired,

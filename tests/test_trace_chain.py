@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import segno
 
-from commerce.trace_signing import TraceSigner
 from server.cli_commerce import verify_trace
 from server.keys import settings_key
 from server.settings import Settings
 from tests.conftest import Api
 from tests.trust_support import PDF, Farm, make_farm, sql, upload
+from trust.trace_signing import TraceSigner
 
 QC = {
     "tester": "小美", "lab": "农场快检室", "tested_at": "2026-05-01T16:00:00+08:00",
@@ -134,9 +134,9 @@ async def test_editing_any_stored_row_is_named(
 async def test_rewriting_the_whole_chain_is_caught_by_the_signature(api: Api) -> None:
     """An attacker who recomputes every hash after an edit still cannot sign the new head."""
     farm, _ = await _evidence(api)
-    from commerce.trace import events_for
-    from commerce.trace_signing import sha256_hex
     from server.keys import database_key
+    from trust.trace import events_for
+    from trust.trace_signing import sha256_hex
 
     async with api.app[database_key].session() as db:
         from commerce.catalog import get_batch
@@ -150,7 +150,7 @@ async def test_rewriting_the_whole_chain_is_caught_by_the_signature(api: Api) ->
             event.prev_hash = prev
             event.hash = sha256_hex(event.content())
             prev = event.hash
-        from commerce.trace import head_for
+        from trust.trace import head_for
 
         head = await head_for(db, batch.id)
         assert head is not None
@@ -211,8 +211,8 @@ async def test_qr_code_opens_the_trace_page(api: Api) -> None:
 
 
 async def test_batch_summary_travels_with_a_pin(api: Api) -> None:
-    from commerce.qc import batch_summary
     from server.keys import database_key
+    from trust.qc import batch_summary
 
     farm, report = await _evidence(api)
     async with api.app[database_key].session() as db:

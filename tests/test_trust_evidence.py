@@ -6,11 +6,11 @@ import warnings
 
 from commerce.catalog import ProductPin
 from commerce.events import DomainEvent
-from commerce.trust_orders import OrderEvidence
 from server.demo import seed_demo
 from server.keys import database_key, events_key
 from tests.conftest import Api
 from tests.trust_support import buy, make_farm, pin
+from trust.evidence import OrderEvidence
 
 
 async def test_pin_snapshot_and_order_evidence(api: Api) -> None:

@@ -19,9 +19,11 @@ sqlite = connection.dialect.name == "sqlite"
 if sqlite:
     # SQLite alters a table by rebuilding it (batch mode): the old table is dropped while other
     # tables' foreign keys point at it, which enforced keys refuse as soon as a row refers to
-    # it. The keys are switched off for the migration (the driver has no transaction open yet
-    # for a PRAGMA to be ignored in) and every key is checked once the tables are rebuilt.
+    # it. Keys are switched off when the driver has no transaction open (the PRAGMA is ignored
+    # inside one), and deferred to the commit when it has (`defer_foreign_keys` is meant for
+    # that, and is reset at each commit); either way every key is checked at the end.
     connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+    connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
 try:
     with context.begin_transaction():
         context.run_migrations()

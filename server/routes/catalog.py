@@ -9,12 +9,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from commerce import catalog, trace
+from commerce import catalog
 from commerce.accounts import Role
 from commerce.errors import Conflict
-from commerce.sales import MAX_PRICE_FEN
+from commerce.flash_sale.sales import MAX_PRICE_FEN
 from server.api import PUBLIC, Api, Id, json_response, parse_id, path_int, principal, read_json
 from server.keys import database_key
+from trust import trace
 
 api = Api()
 HOSTS = (Role.HOST, Role.ADMIN)

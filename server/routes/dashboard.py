@@ -1,4 +1,4 @@
-"""The trust dashboard: JSON, CSV export and SVG charts (definitions in commerce/dashboard.py)."""
+"""The trust dashboard: JSON, CSV export and SVG charts (definitions in trust/dashboard.py)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from commerce import dashboard
 from commerce.accounts import Role
 from commerce.base import utcnow
 from commerce.errors import InvalidInput, NotFound, Unauthorized
 from server.api import PUBLIC, Api, json_response, optional_principal, parse_id, principal
 from server.dashboard_charts import TITLES, Lang, bar_chart, figure_items, metric_items
 from server.keys import database_key, redis_key, settings_key
+from trust import dashboard
 
 api = Api()
 VIEWERS = (Role.ADMIN, Role.HOST, Role.ASSISTANT)

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from commerce import interest_tags, notifications, session_preview
-from commerce.accounts import Role
+from commerce.accounts import Principal, Role
 from commerce.errors import InvalidInput
 from server.api import (
     PUBLIC,
@@ -23,6 +24,7 @@ from server.api import (
     read_json,
 )
 from server.keys import database_key
+from trust import uploads
 
 api = Api()
 
@@ -134,10 +136,13 @@ async def put_preview(request: web.Request) -> web.Response:
     body = await read_json(request, PreviewBody)
     who = principal(request)
     async with request.app[database_key].session() as db:
+        cover = None
+        if body.cover_upload_id is not None:
+            await session_preview.editable_session(db, session_id, who)
+            cover = await _claim_cover(db, who, body.cover_upload_id)
         await session_preview.set_preview(
-            db, session_id, who, cover_upload_id=body.cover_upload_id,
-            preview_text=body.preview_text, scheduled_at=body.scheduled_at,
-            product_ids=body.product_ids)
+            db, session_id, who, cover=cover, preview_text=body.preview_text,
+            scheduled_at=body.scheduled_at, product_ids=body.product_ids)
     async with request.app[database_key].session() as db:
         data = await session_preview.preview(db, session_id, who)
     return json_response(data)
@@ -162,3 +167,13 @@ async def put_tags(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
         tags = await interest_tags.set_tags(db, principal(request).user_id, body.tags)
     return json_response(_tags_reply(tags))
+
+
+async def _claim_cover(db: AsyncSession, who: Principal, upload_id: int) -> tuple[int, str]:
+    """The upload checks (size, real type by magic bytes) ran when it was stored; a cover is an
+    image of the caller's own, made public now that a preview shows it."""
+    (cover,) = await uploads.claim_uploads(db, who, [upload_id], ("cover",), True)
+    if cover.content_type not in session_preview.COVER_TYPES:
+        raise uploads.UnsupportedUploadType("封面须是图片 / A cover must be an image",
+                                            allowed=list(session_preview.COVER_TYPES))
+    return cover.id, f"/api/uploads/{cover.name}"

@@ -13,16 +13,18 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from commerce import claims, fulfilment, live_sessions, orders, pickup, reconcile
+from commerce import fulfilment, live_sessions, orders, pickup
 from commerce.accounts import Role
 from commerce.base import MAX_ID, check_idempotency_key
 from commerce.errors import InvalidInput
-from commerce.flash_sale import MAX_QTY, sale_of_hold
+from commerce.flash_sale import reconcile
+from commerce.flash_sale.store import MAX_QTY, sale_of_hold
 from commerce.orders import OrderStatus
 from server.api import PUBLIC, USER, Api, json_response, parse_id, path_int, principal, read_json
 from server.commerce_keys import checkout_key
 from server.keys import database_key
 from server.rate_limits import rate_limiter_key
+from trust import claims
 
 api = Api()
 STAFF = (Role.HOST, Role.ASSISTANT, Role.ADMIN)

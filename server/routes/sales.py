@@ -8,13 +8,14 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field, model_validator
 
-from commerce import catalog, fulfilment, group_buys, sale_creation, sales
+from commerce import catalog, group_buys
 from commerce.accounts import Role
 from commerce.base import MAX_ID
 from commerce.errors import InvalidInput
-from commerce.flash_sale import MAX_QTY
-from commerce.sale_creation import SaleDraft
-from commerce.sales import MAX_COMMUNITIES, MAX_PRICE_FEN, MAX_STOCK, Sale
+from commerce.flash_sale import lifecycle, sales
+from commerce.flash_sale.lifecycle import SaleDraft
+from commerce.flash_sale.sales import MAX_COMMUNITIES, MAX_PRICE_FEN, MAX_STOCK, Sale
+from commerce.flash_sale.store import MAX_QTY
 from server.api import PUBLIC, Api, Id, json_response, path_int, principal, read_json
 from server.commerce_keys import checkout_key
 from server.keys import database_key, settings_key
@@ -93,7 +94,7 @@ async def create_sale(request: web.Request) -> web.Response:
         community_price_fen=body.community_price_fen, members_only=body.members_only,
         gift_first_n=body.gift_first_n, gift_text=body.gift_text, pickup_by=body.pickup_by,
     )
-    sale = await sale_creation.create_sale(
+    sale = await lifecycle.create_sale(
         request.app[checkout_key], principal(request), session_id, draft,
         request.app[settings_key].hold_ttl_s, request.headers.get("Idempotency-Key"),
     )
@@ -119,7 +120,7 @@ async def get_sale(request: web.Request) -> web.Response:
 @api.route("POST", "/api/sales/{id}/close", summary="Close a sale (its host)", tag="sales",
            auth=HOSTS)
 async def close_sale(request: web.Request) -> web.Response:
-    sale = await fulfilment.close_sale(request.app[checkout_key], path_int(request, "id"),
+    sale = await lifecycle.close_sale(request.app[checkout_key], path_int(request, "id"),
                                        principal(request))
     return json_response(await sale_view(request, sale))
 

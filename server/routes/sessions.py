@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, Field
 
-from commerce import fulfilment, live_sessions
+from commerce import live_sessions
 from commerce.accounts import Role
 from commerce.events import DomainEvent
+from commerce.flash_sale import lifecycle
 from media.keys import media_hub_key
 from server.api import PUBLIC, Api, json_response, optional_principal, path_int, principal, read_json
 from server.commerce_keys import checkout_key
@@ -104,7 +105,7 @@ async def end_session(request: web.Request) -> web.Response:
     session_id = path_int(request, "id")
     checkout = request.app.get(checkout_key)
     if checkout is not None:
-        session = await fulfilment.end_session(checkout, session_id, principal(request))
+        session = await lifecycle.end_session_and_sales(checkout, session_id, principal(request))
     else:
         async with request.app[database_key].session() as db:
             session = await live_sessions.end_session(db, session_id, principal(request))

@@ -12,19 +12,19 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commerce import claims, qc, trace, uploads
 from commerce.accounts import Role
 from commerce.base import utcnow
 from commerce.catalog import Product
 from commerce.errors import InvalidInput, RateLimited
-from commerce.trace_signing import iso
-from commerce.trace_verify import verify_batch
-from commerce.trust_orders import units_sold_by_product
 from server import qr_images
 from server.api import PUBLIC, Api, Id, json_response, optional_principal, principal, read_json
 from server.bounded_responses import BoundedResponse
 from server.keys import database_key, redis_key, settings_key
 from server.trust_keys import trace_signer_key, upload_storage_key
+from trust import claims, qc, trace, uploads
+from trust.evidence import units_sold_by_product
+from trust.trace_signing import iso
+from trust.trace_verify import verify_batch
 
 api = Api()
 HOSTS = (Role.HOST, Role.ADMIN)

@@ -5,17 +5,17 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from commerce import claims, nps, reviews, trace
 from commerce.accounts import Role
-from commerce.after_sales import after_sales_view
 from commerce.catalog import get_product
 from commerce.events import DomainEvent
 from commerce.live_sessions import get_session
 from commerce.orders import get_order, may_view
-from commerce.trust_orders import NotYourOrder
 from server.api import PUBLIC, Api, Id, json_response, parse_id, path_int, principal, read_json
 from server.keys import database_key, events_key
 from server.trust_keys import refunder_key
+from trust import claims, nps, reviews, trace
+from trust.after_sales import after_sales_view
+from trust.evidence import NotYourOrder
 
 api = Api()
 DECIDERS = (Role.ASSISTANT, Role.ADMIN)

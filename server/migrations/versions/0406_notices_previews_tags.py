@@ -1,14 +1,14 @@
 """notifications, 预约 subscriptions, interest tags; a session's preview cover and products
 
 Revision ID: 0406
-Revises: 0403
+Revises: 0404
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0406'
-down_revision = '0403'
+down_revision = '0404'
 branch_labels = None
 depends_on = None
 

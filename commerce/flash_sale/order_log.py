@@ -15,10 +15,7 @@ import os
 import socket
 from typing import Any
 
-from redis.exceptions import ResponseError
-
-from commerce.checkout import Checkout
-from commerce.flash_sale import keys
+from commerce.flash_sale.checkout import Checkout
 from commerce.orders import Confirmation
 from infra.background import PeriodicTask
 
@@ -44,12 +41,7 @@ class OrderLogConsumer(PeriodicTask):
     async def _ensure_group(self, sale_id: int) -> None:
         if sale_id in self._groups:
             return
-        try:
-            await self.checkout.store.redis.xgroup_create(keys(sale_id)["log"], GROUP, id="0",
-                                                          mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await self.checkout.store.ensure_log_group(sale_id, GROUP)
         self._groups.add(sale_id)
 
     async def drain_once(self) -> int:
@@ -61,15 +53,8 @@ class OrderLogConsumer(PeriodicTask):
 
     async def drain_sale(self, sale_id: int) -> int:
         await self._ensure_group(sale_id)
-        redis = self.checkout.store.redis
-        stream = keys(sale_id)["log"]
-        # Entries another (dead) consumer read but never acked.
-        claimed: Any = await redis.xautoclaim(stream, GROUP, self.consumer, CLAIM_IDLE_MS, "0-0",
-                                              count=BATCH)
-        entries: list[tuple[Any, Any]] = list(claimed[1])
-        fresh: Any = await redis.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=BATCH)
-        for _stream, items in fresh or []:
-            entries.extend(items)
+        store = self.checkout.store
+        entries = await store.read_log_group(sale_id, GROUP, self.consumer, CLAIM_IDLE_MS, BATCH)
         if not entries:
             return 0
         session_id = await self.checkout.session_of(sale_id) or 0
@@ -81,11 +66,10 @@ class OrderLogConsumer(PeriodicTask):
             conf = Confirmation.from_fields(session_id, _text(fields))
             await self.checkout.record(conf)
             ids.append(entry_id)
-        await redis.xack(stream, GROUP, *ids)
+        await store.ack_log(sale_id, GROUP, ids)
         return len(ids)
 
 
 async def read_log(checkout: Checkout, sale_id: int) -> list[dict[str, str]]:
     """Every confirmation of a sale (the stream is bounded by the sale's stock)."""
-    raw: Any = await checkout.store.redis.xrange(keys(sale_id)["log"], "-", "+")
-    return [_text(fields) for _id, fields in raw]
+    return [_text(fields) for _id, fields in await checkout.store.log_entries(sale_id)]

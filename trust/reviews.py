@@ -18,9 +18,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from commerce.accounts import Principal, User
 from commerce.base import Base, utcnow
 from commerce.errors import Conflict, InvalidInput
-from commerce.trace_signing import iso
-from commerce.trust_orders import fulfilled_order
-from commerce.uploads import Upload, claim_uploads
+from trust.evidence import fulfilled_order
+from trust.trace_signing import iso
+from trust.uploads import Upload, claim_uploads
 
 MAX_TEXT = 1000
 MAX_PHOTOS = 6
@@ -30,7 +30,7 @@ class Review(Base):
     __tablename__ = "reviews"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    order_id: Mapped[int] = mapped_column(unique=True)  # no FK: orders live on another branch
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), nullable=True, index=True)

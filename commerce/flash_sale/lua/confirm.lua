@@ -1,6 +1,6 @@
 -- confirm.lua: a live hold becomes sold, and the sale's durable log gets the confirmation.
 -- The log entry is written by this same script, so Redis never holds a sale that the log lacks;
--- a consumer group carries the log into SQL orders (commerce/order_log.py).
+-- a consumer group carries the log into SQL orders (commerce/flash_sale/order_log.py).
 -- KEYS[1] sale:{id}:meta    hash (see reserve.lua)
 -- KEYS[2] sale:{id}:holds   hash: hold id -> cjson hold
 -- KEYS[3] sale:{id}:expiry  zset: hold id -> expiry ms

@@ -17,19 +17,18 @@ from commerce import orders, refunds
 from commerce.accounts import Membership, Principal
 from commerce.errors import Forbidden
 from commerce.events import DomainEvent, EventBus
-from commerce.flash_sale import (
+from commerce.flash_sale.sales import Sale, get_sale
+from commerce.flash_sale.store import (
     MAX_QTY,
     FlashSaleStore,
     HoldExpired,
     NoSuchHold,
     NotMember,
-    keys,
     now_ms,
     sale_of_hold,
 )
 from commerce.orders import Confirmation, Order, UnitOfWork
 from commerce.payments import BadCallback, PaymentProvider
-from commerce.sales import Sale, get_sale
 
 log = logging.getLogger(__name__)
 MAX_CACHED_SALES = 10_000
@@ -68,12 +67,12 @@ class Checkout:
     async def session_of(self, sale_id: int) -> int | None:
         found = self._sessions.get(sale_id)
         if found is None:
-            raw = await self.store.redis.hget(keys(sale_id)["meta"], "session")
-            if raw is None:
+            session = await self.store.session_of(sale_id)
+            if session is None:
                 return None
             if len(self._sessions) >= MAX_CACHED_SALES:
                 self._sessions.clear()
-            found = self._sessions[sale_id] = int(raw)
+            found = self._sessions[sale_id] = session
         return found
 
     async def publish_stock(self, sale_id: int, result: dict[str, Any]) -> None:
@@ -158,9 +157,7 @@ class Checkout:
 
         # At most one SQL look per buyer and sale every NOT_MEMBER_RECHECK_S: a non-member
         # retrying in a loop must not turn into a query per request.
-        fresh = await self.store.redis.set(f"sale:{{{sale_id}}}:nm:{user_id}", b"1",
-                                           ex=NOT_MEMBER_RECHECK_S, nx=True)
-        if not fresh:
+        if not await self.store.first_membership_look(sale_id, user_id, NOT_MEMBER_RECHECK_S):
             return False
         async with self.uow() as db:
             sale = await get_sale(db, sale_id)
@@ -182,11 +179,9 @@ class Checkout:
         """The hold's price, or the group price once its community's group-buy succeeded."""
         price = int(hold["p"])
         if hold.get("c"):
-            raw = await self.store.redis.hget(keys(sale_id)["groups"], hold["c"])
-            if raw:
-                group = json.loads(raw)
-                if group.get("status") == "succeeded":
-                    price = min(price, int(group["group_price_fen"]))
+            group = await self.store.group_summary(sale_id, hold["c"])
+            if group is not None and group.get("status") == "succeeded":
+                price = min(price, int(group["group_price_fen"]))
         return price
 
     async def pay(self, hold_id: str, buyer: Principal) -> dict[str, Any]:
@@ -224,8 +219,8 @@ class Checkout:
         return {"order_id": order.id, "status": order.status}
 
     async def _missing_hold(self, sale_id: int, hold_id: str) -> None:
-        seq = await self.store.redis.hget(keys(sale_id)["meta"], "seq")
-        if seq is not None and int(hold_id.partition("-")[2]) <= int(seq):
+        seq = await self.store.last_hold_seq(sale_id)
+        if seq is not None and int(hold_id.partition("-")[2]) <= seq:
             raise HoldExpired("订单保留已过期或已取消 / The hold expired or was released")
         raise NoSuchHold()
 
@@ -304,10 +299,9 @@ class Checkout:
         is refunded twice."""
         if order.community_id is None:
             return
-        raw = await self.store.redis.hget(keys(order.sale_id)["groups"], str(order.community_id))
-        if not raw:
+        group = await self.store.group_summary(order.sale_id, order.community_id)
+        if group is None:
             return
-        group = json.loads(raw)
         price = int(group.get("group_price_fen") or 0)
         if group.get("status") != "succeeded" or not 0 < price < order.unit_price_fen:
             return

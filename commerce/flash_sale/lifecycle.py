@@ -1,4 +1,5 @@
-"""Opening a flash sale on a host's request, at most once per Idempotency-Key.
+"""A flash sale's life: created on a host's request (at most once per Idempotency-Key), opened
+in Redis, closed by its host, its end time or its session's end.
 
 A host's retry (a lost answer, a double tap) must not put a second sale, and twice the stock, on
 offer: bench/chaos.py made two. With a key, the first sale is the answer to every repeat.
@@ -24,13 +25,14 @@ from datetime import UTC, datetime
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commerce import fulfilment, sales
+from commerce import catalog, live_sessions
 from commerce.accounts import Principal
 from commerce.base import as_utc, check_idempotency_key
-from commerce.checkout import Checkout
 from commerce.errors import Conflict, IdempotencyKeyReused
-from commerce.flash_sale import RedisLike
-from commerce.sales import Sale, SaleStatus
+from commerce.flash_sale import sales
+from commerce.flash_sale.checkout import Checkout
+from commerce.flash_sale.sales import Sale, SaleStatus
+from commerce.flash_sale.store import FlashSaleStore
 
 log = logging.getLogger(__name__)
 # A made sale is the answer for a day: far longer than any client retries.
@@ -78,7 +80,7 @@ async def create_sale(checkout: Checkout, actor: Principal, session_id: int, dra
     if idempotency_key is None:
         return await _create(checkout, actor, session_id, draft, hold_ttl_s)
     check_idempotency_key(idempotency_key)
-    claim = _Claim(checkout.store.redis, actor.user_id, session_id, idempotency_key,
+    claim = _Claim(checkout.store, actor.user_id, session_id, idempotency_key,
                    draft.fingerprint())
     earlier = await claim.take()
     if earlier is not None:
@@ -90,7 +92,7 @@ async def create_sale(checkout: Checkout, actor: Principal, session_id: int, dra
         await claim.drop()  # nothing was made: a retry with this key may try again
         raise
     await claim.made(sale.id)
-    await fulfilment.open_sale(checkout, sale, hold_ttl_s)
+    await open_sale(checkout, sale, hold_ttl_s)
     return sale
 
 
@@ -98,13 +100,13 @@ async def _create(checkout: Checkout, actor: Principal, session_id: int, draft: 
                   hold_ttl_s: int) -> Sale:
     async with checkout.uow() as db:
         sale = await _write(db, actor, session_id, draft)
-    await fulfilment.open_sale(checkout, sale, hold_ttl_s)
+    await open_sale(checkout, sale, hold_ttl_s)
     return sale
 
 
 async def _write(db: AsyncSession, actor: Principal, session_id: int,
                  draft: SaleDraft) -> Sale:
-    return await sales.create_sale(
+    return await sales.insert_sale(
         db, actor, session_id, draft.product_id, draft.stock, draft.price_fen,
         draft.per_buyer_limit, starts_at=draft.starts_at, ends_at=draft.ends_at,
         community_ids=list(draft.community_ids), community_price_fen=draft.community_price_fen,
@@ -118,7 +120,7 @@ async def _resume(checkout: Checkout, sale_id: int, hold_ttl_s: int) -> Sale:
     async with checkout.uow() as db:
         sale = await sales.get_sale(db, sale_id)
     if sale.status == SaleStatus.OPEN.value and await checkout.store.counts(sale.id) is None:
-        await fulfilment.open_sale(checkout, sale, hold_ttl_s)
+        await open_sale(checkout, sale, hold_ttl_s)
     return sale
 
 
@@ -130,9 +132,9 @@ def _in_progress() -> Conflict:
 class _Claim:
     """One key's record in Redis: taken by the first try, then the sale it made."""
 
-    def __init__(self, redis: RedisLike, user_id: int, session_id: int, key: str,
+    def __init__(self, store: FlashSaleStore, user_id: int, session_id: int, key: str,
                  fingerprint: str) -> None:
-        self.redis = redis
+        self.store = store
         self.name = f"idem:sale-create:s{session_id}:u{user_id}:{key}"
         self.fingerprint = fingerprint
 
@@ -141,9 +143,9 @@ class _Claim:
         pending = json.dumps({"fp": self.fingerprint})
         # Twice: a first try that failed may drop the record between our SET and GET.
         for _ in range(2):
-            if await self.redis.set(self.name, pending, nx=True, ex=PENDING_S):
+            if await self.store.claim_creation_record(self.name, pending, PENDING_S):
                 return None
-            raw = await self.redis.get(self.name)
+            raw = await self.store.creation_record(self.name)
             if raw is None:
                 continue
             record = json.loads(raw)
@@ -159,13 +161,62 @@ class _Claim:
         raise _in_progress()
 
     async def made(self, sale_id: int) -> None:
-        await self.redis.set(self.name, json.dumps({"fp": self.fingerprint, "sale": sale_id}),
-                             ex=KEEP_S)
+        record = json.dumps({"fp": self.fingerprint, "sale": sale_id})
+        await self.store.keep_creation_record(self.name, record, KEEP_S)
 
     async def drop(self) -> None:
         # Best effort: if Redis is what failed, the claim lapses after PENDING_S by itself, and
         # the caller should see the original error, not this one.
         try:
-            await self.redis.delete(self.name)
+            await self.store.drop_creation_record(self.name)
         except RedisError:
             log.warning("could not drop a sale-creation claim", extra={"key": self.name})
+
+
+async def open_sale(checkout: Checkout, sale: Sale, hold_ttl_s: int) -> None:
+    """Copy the sale and its communities' members into Redis, then announce it."""
+    async with checkout.uow() as db:
+        members = await sales.sale_members(db, sale)
+        product = await catalog.get_product(db, sale.product_id)
+    await checkout.store.open(sale.spec(hold_ttl_s), members)
+    async with checkout.uow() as db:
+        closed = (await sales.get_sale(db, sale.id)).status == sales.SaleStatus.CLOSED
+    if closed:
+        # Closed while it was being opened (its session ended meanwhile): close.lua found
+        # nothing to close then, so the stock just put in Redis must stop selling now.
+        await close_sale(checkout, sale.id, None)
+        return
+    await checkout.sale_event("sale_opened", sale, product.name)
+
+
+async def close_sale(checkout: Checkout, sale_id: int, actor: Principal | None) -> Sale:
+    """No new reservations; live holds may still be paid until they expire."""
+    async with checkout.uow() as db:
+        sale = await sales.mark_closed(db, sale_id, actor)
+        product = await catalog.get_product(db, sale.product_id)
+    await checkout.store.close(sale_id)
+    await checkout.sale_event("sale_closed", sale, product.name)
+    # The room's last word on this sale's counters and group-buys, read with their version.
+    await checkout.settle(sale_id, force=True)
+    return sale
+
+
+async def close_session_sales(checkout: Checkout, session_id: int) -> list[Sale]:
+    """Close every sale of the session not closed yet (holds keep their payment window; group-buys
+    are decided at their deadlines as always). Idempotent: a second call closes nothing."""
+    async with checkout.uow() as db:
+        found = await sales.sales_of_session(db, session_id)
+    return [await close_sale(checkout, sale.id, None) for sale in found
+            if sale.status != sales.SaleStatus.CLOSED]
+
+
+async def end_session_and_sales(checkout: Checkout, session_id: int,
+                               actor: Principal | None) -> live_sessions.LiveSession:
+    """End the live session, then close its sales: a hold that reaches Redis before its sale's
+    close is an ordinary hold, one after it is refused (`ended`); a sale made meanwhile is
+    refused (the session row is locked on both sides) or closed by open_sale. The caller
+    announces `session_ended` after this returns."""
+    async with checkout.uow() as db:
+        session = await live_sessions.end_session(db, session_id, actor)
+    await close_session_sales(checkout, session_id)
+    return session

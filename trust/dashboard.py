@@ -68,15 +68,15 @@ from commerce import audience
 from commerce.accounts import Community
 from commerce.base import as_utc, utcnow
 from commerce.catalog import Batch, Product
-from commerce.claims import Claim
+from commerce.flash_sale.sales import Sale
 from commerce.group_buys import GroupBuy, GroupStatus
 from commerce.live_sessions import LiveSession
-from commerce.nps import NpsResponse, nps
 from commerce.orders import Order, OrderStatus, OrderTransition
 from commerce.refunds import Refund, is_price_rebate
-from commerce.sales import Sale
-from commerce.trace import TraceLookupDaily, TraceLookupUser
-from commerce.trust_orders import FULFILLED, OrderEvidence
+from trust.claims import Claim
+from trust.evidence import FULFILLED, OrderEvidence
+from trust.nps import NpsResponse, nps
+from trust.trace import TraceLookupDaily, TraceLookupUser
 
 Scope = Literal["session", "farm", "community"]
 SCOPES: tuple[Scope, ...] = ("session", "farm", "community")

@@ -1,6 +1,5 @@
-"""The after-sales view of one order: its evidence and what the buyer may do next (claim, review,
-answer the NPS question). It sits above claims, reviews and NPS, which all build on
-commerce/trust_orders.py."""
+"""What the orders page shows under one order: its evidence, and what the buyer may still do
+(claim, review, answer the survey)."""
 
 from __future__ import annotations
 
@@ -10,12 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commerce.catalog import Batch
-from commerce.claims import Claim, get_policy
-from commerce.nps import NpsResponse
 from commerce.orders import Order
-from commerce.reviews import Review
-from commerce.trace_signing import iso
-from commerce.trust_orders import FULFILLED, evidence_for, picked_up_at
+from trust.claims import Claim, get_policy
+from trust.evidence import FULFILLED, evidence_for, picked_up_at
+from trust.nps import NpsResponse
+from trust.reviews import Review
+from trust.trace_signing import iso
 
 
 async def after_sales_view(db: AsyncSession, order: Order) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
 
 from commerce.base import MAX_ID
 from commerce.errors import Conflict, DomainError, Forbidden, NotFound
@@ -156,15 +157,16 @@ class Counts:
 
 
 class FlashSaleStore:
-    """The sale scripts bound to one Redis (or Redis Cluster) client."""
+    """The sale scripts bound to one Redis (or Redis Cluster) client; every read and write of a
+    sale's keys goes through here, so the key layout above is this class's alone."""
 
     def __init__(self, redis: RedisLike) -> None:
-        self.redis = redis
+        self._redis = redis
         self._scripts: dict[str, AsyncScript] = {}
         # Micro-batching of reservations: waiting requests and the one flusher task per sale.
         self._queues: dict[int, list[tuple[asyncio.Future[Any], list[Any], int | None]]] = {}
         self._flushers: dict[int, asyncio.Task[None]] = {}
-        folder = resources.files("commerce") / "lua"
+        folder = resources.files("commerce.flash_sale") / "lua"
         for name in ("open", "reserve", "confirm", "release", "expire", "refund", "close",
                      "snapshot", "group", "progress"):
             source = (folder / f"{name}.lua").read_text(encoding="utf-8")
@@ -180,20 +182,20 @@ class FlashSaleStore:
             mapping: Any = {
                 str(uid): "," + ",".join(str(c) for c in cids) + "," for uid, cids in members.items()
             }
-            await self.redis.hset(k["members"], mapping=mapping)
+            await self._redis.hset(k["members"], mapping=mapping)
         created = await self._run("open", [k["meta"]], [
             spec.sale_id, spec.stock, spec.price_fen,
             "" if spec.community_price_fen is None else spec.community_price_fen,
             "1" if spec.members_only else "0", spec.per_buyer_limit, spec.gift_first_n,
             spec.starts_ms, spec.ends_ms, spec.hold_ttl_s, spec.session_id,
         ])
-        await self.redis.sadd(ACTIVE_SALES, str(spec.sale_id))
+        await self._redis.sadd(ACTIVE_SALES, str(spec.sale_id))
         return bool(created)
 
     async def add_member(self, sale_id: int, user_id: int, community_ids: list[int]) -> None:
         """A member approved after the sale opened (found on a not_member retry)."""
         value = "," + ",".join(str(c) for c in community_ids) + ","
-        await self.redis.hset(keys(sale_id)["members"], str(user_id), value)
+        await self._redis.hset(keys(sale_id)["members"], str(user_id), value)
 
     async def reserve(
         self, sale_id: int, buyer: int, qty: int, community: int | None, idem_key: str,
@@ -247,11 +249,11 @@ class FlashSaleStore:
 
     async def hold(self, hold_id: str) -> dict[str, Any] | None:
         """A live hold (buyer b, qty q, community c, unit price p, expiry e), or None."""
-        raw = await self.redis.hget(keys(sale_of_hold(hold_id))["holds"], hold_id)
+        raw = await self._redis.hget(keys(sale_of_hold(hold_id))["holds"], hold_id)
         return None if raw is None else dict(json.loads(raw))
 
     async def paid(self, hold_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.hget(keys(sale_of_hold(hold_id))["paid"], hold_id)
+        raw = await self._redis.hget(keys(sale_of_hold(hold_id))["paid"], hold_id)
         return None if raw is None else dict(json.loads(raw))
 
     async def confirm(
@@ -289,7 +291,7 @@ class FlashSaleStore:
         return _decode(raw)
 
     async def counts(self, sale_id: int) -> Counts | None:
-        values = await self.redis.hmget(
+        values = await self._redis.hmget(
             keys(sale_id)["meta"],
             ["initial", "remaining", "held", "sold", "paid", "gift_n", "status", "ver"],
         )
@@ -306,12 +308,12 @@ class FlashSaleStore:
         return None if "err" in data else data
 
     async def live_holds(self, sale_id: int) -> dict[str, dict[str, Any]]:
-        raw = await self.redis.hgetall(keys(sale_id)["holds"])
+        raw = await self._redis.hgetall(keys(sale_id)["holds"])
         return {text(k): dict(json.loads(v)) for k, v in raw.items()}
 
     async def community_progress(self, sale_id: int, community_id: int) -> tuple[int, int]:
         """(people, units) of a community from live holds + paid orders."""
-        people, units = await self.redis.hmget(
+        people, units = await self._redis.hmget(
             keys(sale_id)["community"], [f"p:{community_id}", f"u:{community_id}"]
         )
         return int(people or 0), int(units or 0)
@@ -332,8 +334,87 @@ class FlashSaleStore:
         return None if "err" in data else data
 
     async def active_sales(self) -> list[int]:
-        return sorted(int(v) for v in await self.redis.smembers(ACTIVE_SALES))
+        return sorted(int(v) for v in await self._redis.smembers(ACTIVE_SALES))
 
     async def forget(self, sale_id: int) -> None:
         """Leave the active set (after close, once nothing is held)."""
-        await self.redis.srem(ACTIVE_SALES, str(sale_id))
+        await self._redis.srem(ACTIVE_SALES, str(sale_id))
+
+    async def mark_active(self, sale_id: int) -> None:
+        """Back in the active set (a restart found the sale's stock in Redis already)."""
+        await self._redis.sadd(ACTIVE_SALES, str(sale_id))
+
+    async def session_of(self, sale_id: int) -> int | None:
+        """The live session the sale was opened for; None for a sale Redis does not hold."""
+        raw = await self._redis.hget(keys(sale_id)["meta"], "session")
+        return None if raw is None else int(raw)
+
+    async def last_hold_seq(self, sale_id: int) -> int | None:
+        """The sequence number of the sale's newest hold (hold ids are `<sale>-<seq>`)."""
+        raw = await self._redis.hget(keys(sale_id)["meta"], "seq")
+        return None if raw is None else int(raw)
+
+    async def group_summary(self, sale_id: int, community_id: int | str) -> dict[str, Any] | None:
+        """The group-buy summary cached by `set_group` for one community, if any."""
+        raw = await self._redis.hget(keys(sale_id)["groups"], str(community_id))
+        return dict(json.loads(raw)) if raw else None
+
+    async def first_membership_look(self, sale_id: int, user_id: int, every_s: int) -> bool:
+        """True at most once per `every_s` for one buyer and sale: when a refused non-member may
+        be looked up in SQL again."""
+        return bool(await self._redis.set(f"sale:{{{sale_id}}}:nm:{user_id}", b"1", ex=every_s,
+                                          nx=True))
+
+    async def refunded_holds(self, sale_id: int) -> set[str]:
+        """Holds whose units refund.lua already returned to stock."""
+        return {text(k) for k in await self._redis.hkeys(keys(sale_id)["refunded"])}
+
+    # --- the order log (confirm.lua appends, a consumer group carries it into SQL) -------------
+
+    async def ensure_log_group(self, sale_id: int, group: str) -> None:
+        try:
+            await self._redis.xgroup_create(keys(sale_id)["log"], group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read_log_group(self, sale_id: int, group: str, consumer: str, claim_idle_ms: int,
+                             count: int) -> list[tuple[Any, Any]]:
+        """Entries another (dead) consumer read but never acked, then entries nobody read yet."""
+        stream = keys(sale_id)["log"]
+        claimed: Any = await self._redis.xautoclaim(stream, group, consumer, claim_idle_ms, "0-0",
+                                                    count=count)
+        entries: list[tuple[Any, Any]] = list(claimed[1])
+        fresh: Any = await self._redis.xreadgroup(group, consumer, {stream: ">"}, count=count)
+        for _stream, items in fresh or []:
+            entries.extend(items)
+        return entries
+
+    async def ack_log(self, sale_id: int, group: str, entry_ids: list[Any]) -> None:
+        await self._redis.xack(keys(sale_id)["log"], group, *entry_ids)
+
+    async def log_entries(self, sale_id: int) -> list[tuple[Any, Any]]:
+        """The whole log (bounded by the sale's stock)."""
+        raw: Any = await self._redis.xrange(keys(sale_id)["log"], "-", "+")
+        return list(raw)
+
+    async def log_groups(self, sale_id: int) -> list[dict[Any, Any]]:
+        """XINFO GROUPS of the log; raises when the sale has no log yet."""
+        raw: Any = await self._redis.xinfo_groups(keys(sale_id)["log"])
+        return list(raw)
+
+    # --- sale-creation idempotency records (commerce/flash_sale/lifecycle.py) ------------------
+
+    async def claim_creation_record(self, name: str, value: str, ttl_s: int) -> bool:
+        """SET NX: True when this call made the record (the first try of its key)."""
+        return bool(await self._redis.set(name, value, nx=True, ex=ttl_s))
+
+    async def creation_record(self, name: str) -> bytes | str | None:
+        raw: bytes | str | None = await self._redis.get(name)
+        return raw
+
+    async def keep_creation_record(self, name: str, value: str, ttl_s: int) -> None:
+        await self._redis.set(name, value, ex=ttl_s)
+
+    async def drop_creation_record(self, name: str) -> None:
+        await self._redis.delete(name)

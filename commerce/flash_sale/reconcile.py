@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from commerce import orders, sales
-from commerce.checkout import Checkout
-from commerce.flash_sale import keys, text
-from commerce.order_log import read_log
+from commerce import orders
+from commerce.flash_sale import sales
+from commerce.flash_sale.checkout import Checkout
+from commerce.flash_sale.order_log import read_log
 from commerce.orders import Confirmation, Order, OrderStatus
 
 
@@ -69,7 +69,7 @@ async def reconcile_sale(checkout: Checkout, sale_id: int, repair: bool = False)
         rows = (await db.execute(select(Order).where(Order.sale_id == sale_id))).scalars()
         by_hold = {order.hold_id: order for order in rows}
     missing = [e["hold"] for e in entries if e["hold"] not in by_hold]
-    refunded_in_redis = {text(k) for k in await checkout.store.redis.hkeys(keys(sale_id)["refunded"])}
+    refunded_in_redis = await checkout.store.refunded_holds(sale_id)
     unrefunded = [o for o in by_hold.values()
                   if o.status in (OrderStatus.REFUNDED.value, OrderStatus.CANCELLED.value)
                   and o.hold_id not in refunded_in_redis]

@@ -2,8 +2,8 @@
 
 Each event stores the hash of the previous one (the first stores a genesis hash committing to the
 batch's origin: code, farm, plot, harvest time, owner), and its own hash over canonical JSON of its
-fields. The newest hash ("head") is signed (commerce.trace_signing), so rewriting the whole chain
-after an edit is caught too: verify (commerce.trace_verify) recomputes everything from the rows.
+fields. The newest hash ("head") is signed (trust.trace_signing), so rewriting the whole chain
+after an edit is caught too: verify (trust.trace_verify) recomputes everything from the rows.
 Events are append-only: there is no update or delete function, corrections are new events.
 """
 
@@ -25,7 +25,7 @@ from commerce.base import Base, as_utc, utcnow
 from commerce.catalog import Batch, find_batch
 from commerce.errors import Conflict, DomainError, Forbidden, InvalidInput
 from commerce.locks import lock_row
-from commerce.trace_signing import GENESIS_PREFIX, TraceSigner, iso, sha256_hex
+from trust.trace_signing import GENESIS_PREFIX, TraceSigner, iso, sha256_hex
 
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 MAX_EVENTS_PER_BATCH = 1000

@@ -21,9 +21,9 @@ from commerce.base import Base, utcnow
 from commerce.catalog import Batch
 from commerce.errors import InvalidInput
 from commerce.locks import lock_row
-from commerce.trace import EventKind, append_event, ensure_batch_staff, events_for, head_for, to_utc
-from commerce.trace_signing import TraceSigner, iso, sha256_hex
-from commerce.uploads import Upload, claim_uploads
+from trust.trace import EventKind, append_event, ensure_batch_staff, events_for, head_for, to_utc
+from trust.trace_signing import TraceSigner, iso, sha256_hex
+from trust.uploads import Upload, claim_uploads
 
 MAX_MEASUREMENTS = 30
 MAX_ATTACHMENTS = 10

@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commerce.catalog import Batch
-from commerce.qc import QcReport, commit_report, measurements_for, reports_for, uploads_by_id
-from commerce.trace import EventKind, events_for, genesis_hash, head_for
-from commerce.trace_signing import TraceSigner, sha256_hex
-from commerce.uploads import Storage
+from trust.qc import QcReport, commit_report, measurements_for, reports_for, uploads_by_id
+from trust.trace import EventKind, events_for, genesis_hash, head_for
+from trust.trace_signing import TraceSigner, sha256_hex
+from trust.uploads import Storage
 
 
 @dataclass

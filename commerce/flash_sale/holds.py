@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from commerce import sales
-from commerce.checkout import Checkout
-from commerce.flash_sale import keys
-from commerce.fulfilment import close_sale
-from commerce.order_log import GROUP
+from commerce.flash_sale import sales
+from commerce.flash_sale.checkout import Checkout
+from commerce.flash_sale.lifecycle import close_sale
+from commerce.flash_sale.order_log import GROUP
 from infra.background import PeriodicTask
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ class HoldSweeper(PeriodicTask):
 
 async def _xinfo_groups(checkout: Checkout, sale_id: int) -> list[dict[str, object]]:
     try:
-        raw = await checkout.store.redis.xinfo_groups(keys(sale_id)["log"])
+        raw = await checkout.store.log_groups(sale_id)
     except Exception:
         return []  # no log yet: nothing was sold
     found = []

@@ -1,6 +1,6 @@
 """What trust needs from orders: the batch and stream moment behind an order, and pickup times.
 
-commerce/orders.py (the commerce engineer's) has no batch or pin on an order, so the evidence is
+commerce/orders.py has no batch or pin on an order, so the evidence is
 kept here in `order_evidence`: order → product → batch (as it was when the order was paid) → the
 pin that was on screen (or the newest earlier pin of that product in the session). It is written
 when an "order_paid" event arrives, and filled lazily for any order that lacks it.
@@ -21,9 +21,9 @@ from commerce.accounts import Principal
 from commerce.base import Base, as_utc, utcnow
 from commerce.catalog import Product, ProductPin
 from commerce.errors import Conflict, DomainError, NotFound
+from commerce.flash_sale.sales import Sale
 from commerce.orders import SOLD_STATES, Order, OrderStatus, OrderTransition
-from commerce.sales import Sale
-from commerce.trace_signing import iso
+from trust.trace_signing import iso
 
 # Fulfilled = the buyer has the goods: these may review, claim and answer the NPS survey.
 FULFILLED = (OrderStatus.PICKED_UP.value, OrderStatus.DELIVERED.value, OrderStatus.COMPLETED.value)
@@ -42,11 +42,12 @@ class NotFulfilled(DomainError):
 
 
 class OrderEvidence(Base):
-    """The batch and stream moment of an order. No FK to orders: that table is on another branch."""
+    """The batch and stream moment of an order."""
 
     __tablename__ = "order_evidence"
 
-    order_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), primary_key=True,
+                                          autoincrement=False)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), nullable=True, index=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("live_sessions.id"), index=True)
@@ -146,4 +147,3 @@ async def units_sold_by_product(db: AsyncSession, product_ids: list[int]) -> dic
         .group_by(Sale.product_id)
     )
     return {int(pid): int(qty) for pid, qty in rows}
-

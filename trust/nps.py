@@ -19,7 +19,8 @@ from commerce.base import Base, utcnow
 from commerce.catalog import Batch
 from commerce.errors import Conflict, InvalidInput
 from commerce.live_sessions import LiveSession
-from commerce.trust_orders import fulfilled_order
+from commerce.orders import Order
+from trust.evidence import FULFILLED, fulfilled_order
 
 MAX_COMMENT = 500
 
@@ -28,7 +29,7 @@ class NpsResponse(Base):
     __tablename__ = "nps_responses"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    order_id: Mapped[int] = mapped_column(unique=True)  # no FK: orders live on another branch
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     score: Mapped[int] = mapped_column()
     comment: Mapped[str] = mapped_column(String(MAX_COMMENT), default="")
@@ -85,9 +86,6 @@ async def answer(
 
 async def pending_surveys(db: AsyncSession, actor: Principal) -> list[int]:
     """The actor's picked-up orders not yet answered: what the orders page asks about."""
-    from commerce.orders import Order
-    from commerce.trust_orders import FULFILLED
-
     answered = select(NpsResponse.order_id).where(NpsResponse.user_id == actor.user_id)
     rows = await db.execute(
         select(Order.id).where(Order.user_id == actor.user_id, Order.status.in_(FULFILLED),

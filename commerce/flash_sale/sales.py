@@ -1,6 +1,6 @@
 """Flash sales as SQL rows: what was put on sale, when, at what price, for whom.
 
-The live counts (remaining, held, sold) are in Redis while the sale runs (commerce/flash_sale.py);
+The live counts (remaining, held, sold) are in Redis while the sale runs (commerce/flash_sale/store.py);
 this row is the durable description a restart re-opens the Redis side from.
 """
 
@@ -18,7 +18,7 @@ from commerce import catalog, live_sessions
 from commerce.accounts import Community, Membership, Principal
 from commerce.base import Base, as_utc, utcnow
 from commerce.errors import InvalidInput, InvalidState
-from commerce.flash_sale import SaleNotFound, SaleSpec
+from commerce.flash_sale.store import SaleNotFound, SaleSpec
 from commerce.locks import lock_row
 
 MAX_STOCK = 1_000_000
@@ -94,14 +94,15 @@ class Sale(Base):
         return "open"
 
 
-async def create_sale(
+async def insert_sale(
     db: AsyncSession, actor: Principal, session_id: int, product_id: int, stock: int,
     price_fen: int, per_buyer_limit: int, *, starts_at: datetime | None = None,
     ends_at: datetime | None = None, community_ids: list[int] | None = None,
     community_price_fen: int | None = None, members_only: bool = False, gift_first_n: int = 0,
     gift_text: str = "", pickup_by: datetime | None = None,
 ) -> Sale:
-    """The session's host puts a product on sale; opens at once when `starts_at` is absent."""
+    """The sale's row, checked against its session and product; `lifecycle.create_sale` writes it
+    and opens it in Redis. Reservable at once when `starts_at` is absent."""
     # Against the session ending meanwhile (live_sessions.end_session locks it too).
     await lock_row(db, live_sessions.LiveSession, session_id)
     session = await live_sessions.get_session(db, session_id)
@@ -150,7 +151,7 @@ async def sales_of_session(db: AsyncSession, session_id: int) -> list[Sale]:
     return list(rows.scalars())
 
 
-async def open_sales(db: AsyncSession) -> list[Sale]:
+async def unclosed_sales(db: AsyncSession) -> list[Sale]:
     """Sales whose Redis side must exist (re-opened at start-up; open.lua is idempotent)."""
     rows = await db.execute(select(Sale).where(Sale.status == SaleStatus.OPEN.value))
     return list(rows.scalars())
@@ -172,8 +173,9 @@ async def sale_members(db: AsyncSession, sale: Sale) -> dict[int, list[int]]:
     return {uid: sorted(cids, key=order.__getitem__) for uid, cids in members.items()}
 
 
-async def close_sale(db: AsyncSession, sale_id: int, actor: Principal | None) -> Sale:
-    """Host closes the sale (or the system once ends_at passed); idempotent."""
+async def mark_closed(db: AsyncSession, sale_id: int, actor: Principal | None) -> Sale:
+    """The row's side of `lifecycle.close_sale` (its host, or the system once ends_at passed);
+    idempotent."""
     sale = await get_sale(db, sale_id)
     if actor is not None:
         session = await live_sessions.get_session(db, sale.session_id)
@@ -194,5 +196,5 @@ async def due_to_close(db: AsyncSession) -> list[Sale]:
         .where(Sale.status == SaleStatus.OPEN.value,
                live_sessions.LiveSession.status == live_sessions.SessionStatus.ENDED.value)
     )).scalars())
-    return [sale for sale in await open_sales(db)
+    return [sale for sale in await unclosed_sales(db)
             if sale.id in ended or (sale.ends_at is not None and as_utc(sale.ends_at) <= now)]

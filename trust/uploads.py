@@ -7,7 +7,7 @@ Storage sits behind `Storage` so object storage can replace the local disk.
 
 Who may read a file follows what it is attached to, never knowledge of its name alone: public
 evidence (QC reports, batch photos, reviews) is `public`; a claim photo records its claim
-(`claim_id`), and `commerce.claims` lets whoever may view that claim read it; any other private
+(`claim_id`), and `trust.claims` lets whoever may view that claim read it; any other private
 file is its uploader's (and admins').
 """
 
@@ -181,7 +181,7 @@ async def find_upload(db: AsyncSession, name: str) -> Upload:
 def may_read(upload: Upload, who: Principal | None) -> bool:
     """Public evidence for anyone; a private file for its uploader and admins.
 
-    Staff of a claim get its photos through `commerce.claims.ensure_can_read_upload`; being
+    Staff of a claim get its photos through `trust.claims.ensure_can_read_upload`; being
     staff somewhere is not enough (a host must not see the photos of another host's buyers)."""
     return upload.public or (who is not None and (who.user_id == upload.owner_id or who.is_admin))
 

@@ -33,7 +33,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from commerce.accounts import Principal, Role, User
 from commerce.base import Base, as_utc, utcnow
 from commerce.catalog import Product, get_product
-from commerce.claims_refunds import Refunder
 from commerce.errors import (
     Conflict,
     DomainError,
@@ -46,9 +45,10 @@ from commerce.live_sessions import LiveSession
 from commerce.locks import lock_row
 from commerce.orders import Order
 from commerce.refunds import MoneyOut, Refund, on_finish, refund_key
-from commerce.trace_signing import iso
-from commerce.trust_orders import fulfilled_order
-from commerce.uploads import Upload, claim_uploads, may_read, refuse_read
+from trust.claims_refunds import Refunder
+from trust.evidence import fulfilled_order
+from trust.trace_signing import iso
+from trust.uploads import Upload, claim_uploads, may_read, refuse_read
 
 ABUSE_WINDOW = timedelta(days=30)
 ABUSE_MAX_AUTO = 3  # auto-approved claims per buyer per window; more go to a human
@@ -118,7 +118,7 @@ class Claim(Base):
     __tablename__ = "claims"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    order_id: Mapped[int] = mapped_column(unique=True)  # one claim per order; no FK: other branch
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), unique=True)  # one claim per order
     buyer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), nullable=True, index=True)
