@@ -33,7 +33,7 @@ test-fast: install-test
 	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -m "(unit or app) and not postgres and not slow" $(FAST_ARGS) $(PYTEST_ARGS)
 
 lint: install-test
-	$(VENV)/bin/ruff check server realtime media commerce cluster tests bench
+	$(VENV)/bin/ruff check infra server realtime media commerce cluster tests bench scripts
 
 typecheck: install-test
 	$(VENV)/bin/mypy

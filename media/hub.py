@@ -18,6 +18,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from commerce import live_sessions
 from commerce.events import DomainEvent, EventBus
+from infra.settings import Settings
 from media.errors import BadSdp, CodecUnsupported, NotLive, ResourceGone
 from media.ownership import MediaElsewhere, Ownership, SoleOwnership
 from media.publisher import PublisherPeer
@@ -33,7 +34,6 @@ from media.stream import Ingest, LiveStream
 from media.tap import PublisherTaps
 from media.viewer import IdleTrack, ViewerPeer
 from server.database import Database
-from server.settings import Settings
 
 log = logging.getLogger(__name__)
 

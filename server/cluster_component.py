@@ -68,7 +68,7 @@ def setup(app: web.Application, api: Api) -> None:
     settings = app[settings_key]
     me = ProcessInfo(new_process_id(), settings.node_id or node_id_for(settings.data_dir),
                      settings.internal_url)
-    app[cluster_key] = Cluster(me, Forwarder(Signer(settings.secret_key, me.process_id)))
+    app[cluster_key] = Cluster(me, Forwarder(Signer(settings.secret_key.get_secret_value(), me.process_id)))
     # Right after request_context: a request for another process goes there before any
     # handler (or rate limit) runs here.
     app.middlewares.append(forward_middleware)

@@ -35,7 +35,7 @@ DEMO_BATCH = "PIPA-2026-TQ01"
 
 def setup(app: web.Application, api: Api) -> None:
     settings = app[settings_key]
-    app[trace_signer_key] = TraceSigner(settings.secret_key)
+    app[trace_signer_key] = TraceSigner(settings.secret_key.get_secret_value())
     app[upload_storage_key] = LocalDiskStorage(settings.data_dir / "uploads")
     for table in (trust_routes.api, trust_after_sales.api, dashboard_routes.api):
         api.operations.extend(table.operations)
@@ -46,7 +46,7 @@ def setup(app: web.Application, api: Api) -> None:
 async def trust_ctx(app: web.Application) -> AsyncIterator[None]:
     # Refunds go through the commerce checkout's provider when it is wired (it is in the app).
     provider = (app[checkout_key].provider if checkout_key in app
-                else SimulatedProvider(app[settings_key].secret_key, app[redis_key]))
+                else SimulatedProvider(app[settings_key].secret_key.get_secret_value(), app[redis_key]))
     app[refunder_key] = ProviderRefunder(provider)
 
     async def on_event(event: DomainEvent) -> None:

@@ -45,10 +45,10 @@ from redis.asyncio import Redis
 
 import realtime
 from commerce.dashboard import METRICS
+from infra.settings import Settings
 from realtime.guard import GuardedNamespace
 from server.app import create_app
 from server.realtime_component import hub_key
-from server.settings import Settings
 from tests.authz_support import (
     ADMIN,
     BUYER,

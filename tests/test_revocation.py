@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from server.settings import Settings
+from infra.settings import Settings
 from tests.conftest import Api, AppFactory
 from tests.realtime_support import connect, make_room, refused_reason
 

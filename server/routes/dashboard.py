@@ -68,7 +68,7 @@ def _chart_url(request: web.Request, metric: str, by: str) -> str:
     host = str(who.user_id) if who.role is Role.HOST else ""
     days = request.query.get("days", "")
     exp = str(int(utcnow().timestamp()) + CHART_URL_TTL_S)
-    sig = _chart_sig(request.app[settings_key].secret_key, metric, by, days, host, exp)
+    sig = _chart_sig(request.app[settings_key].secret_key.get_secret_value(), metric, by, days, host, exp)
     query = urlencode({"by": by, "days": days, "h": host, "exp": exp, "sig": sig})
     return f"/api/dashboard/charts/{metric}.svg?{query}"
 
@@ -126,8 +126,8 @@ def _check_signed(request: web.Request, metric: str) -> str:
     if not (exp.isascii() and exp.isdigit()) or int(exp) < utcnow().timestamp() or (
             host and parse_id(host) is None):
         raise Unauthorized("图表链接已过期或无效 / Chart link expired or invalid", reason="chart_link")
-    expected = _chart_sig(request.app[settings_key].secret_key, metric, q.get("by", "session"),
-                          q.get("days", ""), host, exp)
+    secret = request.app[settings_key].secret_key.get_secret_value()
+    expected = _chart_sig(secret, metric, q.get("by", "session"), q.get("days", ""), host, exp)
     if not hmac.compare_digest(expected, sig):
         raise Unauthorized("图表链接已过期或无效 / Chart link expired or invalid", reason="chart_link")
     return host
