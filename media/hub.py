@@ -17,6 +17,7 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from commerce import live_sessions
+from commerce.event_payloads import SessionEnded
 from commerce.events import DomainEvent, EventBus
 from infra.settings import Settings
 from media.errors import BadSdp, CodecUnsupported, NotLive, ResourceGone
@@ -242,7 +243,7 @@ class MediaHub:
                 async with self.database.session() as db:
                     session = await live_sessions.end_session(db, session_id, None)
                 await self.events.publish(
-                    DomainEvent("session_ended", session_id, {"ended_at": session.ended_at})
+                    DomainEvent("session_ended", session_id, SessionEnded(ended_at=session.ended_at))
                 )
         finally:
             # After the event: other processes deciding who builds the replay still see us.

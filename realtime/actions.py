@@ -15,6 +15,7 @@ from typing import Any
 from commerce import accounts, catalog, live_sessions
 from commerce.accounts import Principal, Role
 from commerce.errors import InvalidInput, InvalidState, Unauthorized
+from commerce.event_payloads import ProductPinned, ProductUnpinned
 from commerce.events import DomainEvent, EventBus
 from realtime import questions
 from realtime.hub import Hub
@@ -154,9 +155,9 @@ class RoomActions:
                 pin = await catalog.pin_product(db, room, product_id, who)
                 pin_data = {**pin.public_dict(), **dict(pin.snapshot or {})}
         if pin_data is None:
-            await self.events.publish(DomainEvent("product_unpinned", room, {}))
+            await self.events.publish(DomainEvent("product_unpinned", room, ProductUnpinned()))
             return {"pinned": None}
-        await self.events.publish(DomainEvent("product_pinned", room, pin_data))
+        await self.events.publish(DomainEvent("product_pinned", room, ProductPinned(**pin_data)))
         return {"pinned": pin_data}
 
     # --- staff ---------------------------------------------------------------------------

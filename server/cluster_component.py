@@ -23,6 +23,7 @@ from cluster.registry import ProcessInfo, ProcessRegistry, new_process_id, node_
 from commerce import live_sessions
 from commerce.background import PeriodicTask
 from commerce.base import utcnow
+from commerce.event_payloads import SessionEnded
 from commerce.events import DomainEvent, Handler
 from media.keys import media_hub_key
 from server.api import Api
@@ -36,8 +37,11 @@ LEASE_MS = 6_000
 HEARTBEAT_S = LEASE_MS / 3000
 ORPHAN_CHECK_S = 1.0
 REPLAY_LOCK_MS = 30_000
-# Events the processes holding media must hear wherever they were published.
-CLUSTER_KINDS = ("session_ended",)
+# Events every process must hear wherever they were published: a session's start and end (the
+# processes holding its media act on them) and token revocations (each process's cut-offs and
+# sockets). Moderation, stock and group-buy counters already reach every process through the
+# room's Redis state and channel (realtime/), so they are not carried twice.
+CLUSTER_KINDS = ("stream_started", "session_ended", "token_revoked")
 PROCESS_HEADER = "X-Linli-Process"
 ORPHANS = "linli:media:orphans"
 
@@ -144,7 +148,7 @@ async def builds_replay_here(app: web.Application, event: DomainEvent) -> bool:
         return True
     record = await cluster.owners.record(event.session_id)
     if record is None:
-        return "origin" not in event.data
+        return event.origin is None
     if record.process_id == cluster.me.process_id:
         return True
     if record.node_id != cluster.me.node_id or await cluster.registry.alive(record.process_id):
@@ -258,5 +262,5 @@ async def _end_if_live(app: web.Application, session_id: int) -> bool:
         if result.rowcount != 1:  # type: ignore[attr-defined]
             return False
     log.warning("session %s ended: its media owner died and no publisher came back", session_id)
-    await app[events_key].publish(DomainEvent("session_ended", session_id, {"ended_at": ended_at}))
+    await app[events_key].publish(DomainEvent("session_ended", session_id, SessionEnded(ended_at=ended_at)))
     return True

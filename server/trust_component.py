@@ -14,6 +14,7 @@ from commerce.accounts import Principal, Role
 from commerce.base import utcnow
 from commerce.catalog import Product, ProductPin, find_batch
 from commerce.claims_refunds import ProviderRefunder
+from commerce.event_payloads import OrderPaid, ProductPinned, SessionEnded
 from commerce.events import DomainEvent
 from commerce.orders import Order
 from commerce.payments import SimulatedProvider
@@ -50,15 +51,16 @@ async def trust_ctx(app: web.Application) -> AsyncIterator[None]:
     app[refunder_key] = ProviderRefunder(provider)
 
     async def on_event(event: DomainEvent) -> None:
-        if event.kind == "order_paid" and isinstance(event.data.get("order_id"), int):
+        payload = event.payload
+        if isinstance(payload, OrderPaid):
             # Freeze the order's batch and stream moment now: the product's batch may change later.
             async with app[database_key].session() as db:
-                order = await db.get(Order, event.data["order_id"])
+                order = await db.get(Order, payload.order_id)
                 if order is not None:
                     await evidence_for(db, order)
-        elif event.kind == "product_pinned" and isinstance(event.data.get("id"), int):
-            await attach_pin_evidence(app, event.data["id"])
-        elif event.kind == "session_ended" and event.session_id is not None:
+        elif isinstance(payload, ProductPinned):
+            await attach_pin_evidence(app, payload.id)
+        elif isinstance(payload, SessionEnded) and event.session_id is not None:
             async with app[database_key].session() as db:
                 await audience.freeze(db, app[redis_key], event.session_id)
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 from commerce import claims, nps, reviews, trace
 from commerce.accounts import Role
 from commerce.catalog import get_product
+from commerce.event_payloads import ClaimDecided, ClaimFiled
 from commerce.events import DomainEvent
 from commerce.live_sessions import get_session
 from commerce.orders import get_order, may_view
@@ -140,8 +141,8 @@ async def create_claim(request: web.Request) -> web.Response:
         data = claim.public_dict()
     await request.app[events_key].publish(DomainEvent(
         "claim_filed", claim.session_id,
-        {"claim_id": claim.id, "status": claim.status, "product_id": claim.product_id,
-         "pin_id": claim.pin_id, "due_at": data["due_at"]},
+        ClaimFiled(claim_id=claim.id, status=claim.status, product_id=claim.product_id,
+                   pin_id=claim.pin_id, due_at=data["due_at"]),
     ))
     return json_response(data, status=201)
 
@@ -201,7 +202,7 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
                                     approve, body.note, body.payout_fen)
         data = claim.public_dict()
     await request.app[events_key].publish(DomainEvent(
-        "claim_decided", claim.session_id, {"claim_id": claim.id, "status": claim.status},
+        "claim_decided", claim.session_id, ClaimDecided(claim_id=claim.id, status=claim.status),
     ))
     return json_response(data)
 
