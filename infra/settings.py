@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = _setting(10 * _MiB, "upload limit (QC reports, claim photos)",
                                      ge=1024, le=512 * _MiB)
     hold_ttl_s: int = _setting(15 * 60, "how long a flash-sale hold waits for payment (seconds)",
-                               ge=5, le=_DAY)
+                               ge=1, le=_DAY)
     workers: int = _setting(1, "worker processes sharing the port", ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _setting(
         "INFO", "`DEBUG`, `INFO`, `WARNING` or `ERROR` (JSON lines on stderr)")
