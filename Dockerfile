@@ -7,10 +7,12 @@ WORKDIR /app
 COPY requirements/lock.txt requirements/lock.txt
 RUN pip install --no-cache-dir --require-hashes -r requirements/lock.txt
 COPY pyproject.toml README.md ./
+COPY infra infra
 COPY server server
 COPY realtime realtime
 COPY media media
 COPY commerce commerce
+COPY cluster cluster
 COPY web web
 RUN pip install --no-cache-dir --no-deps -e . && cd web && npm ci --omit=dev --no-audit --no-fund
 RUN useradd --create-home linli && mkdir -p /app/var && chown linli /app/var
