@@ -39,7 +39,8 @@ MAXLEN = 10_000  # approximate: a process away longer than this many events rest
 BLOCK_MS = 2_000
 ERROR_PAUSE_S = 1.0
 # A publish waits this long for the reader to reach its own entry, then hands it on itself
-# (the reader skips it later): Redis slow or away must not hold a request for long.
+# (the reader skips it later): Redis slow or away must not hold a request for long. Once the
+# reader has the entry, the publish waits for its subscribers however long they take.
 OWN_ENTRY_WAIT_S = 5.0
 
 Handler = Callable[[DomainEvent], Awaitable[None]]
@@ -117,6 +118,8 @@ class ClusterBus:
                 log.warning("cluster bus reader late; event handed on here",
                             extra={"event": event.kind})
                 await self._deliver(event)
+            else:
+                await done  # the reader has it: its subscribers are still at work
 
     async def _append(self, event: DomainEvent, token: str) -> bool:
         fields = {**self.encode(event, self.process_id), "token": token}

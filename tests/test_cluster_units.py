@@ -150,6 +150,40 @@ async def test_bus_without_its_reader_still_hands_events_on_here(redis_client: R
         bus.subscribe(on, ["stock_changed"])
 
 
+async def test_bus_publish_waits_for_its_subscribers_and_never_hands_on_twice(
+        redis_client: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cluster.bus
+
+    monkeypatch.setattr(cluster.bus, "OWN_ENTRY_WAIT_S", 0.2)
+    stream = f"linli:test:events:{time.monotonic_ns()}"
+    locals_ = [EventBus() for _ in range(2)]
+    buses = [ClusterBus(redis_client, f"p{i}", CARRIED, stream) for i in range(2)]
+    heard: list[tuple[int | None, float]] = []
+
+    async def slow(event: DomainEvent) -> None:
+        await asyncio.sleep(0.6)  # longer than a publish waits for the reader
+        heard.append((event.session_id, time.monotonic()))
+
+    for bus, local in zip(buses, locals_, strict=True):
+        bus.attach(local)
+        await bus.start()
+    buses[0].subscribe(slow, ["session_ended"])
+    try:
+        # Its own entry: the publish returns once the slow subscriber is done, not at the wait.
+        await locals_[0].publish(DomainEvent("session_ended", 1, SessionEnded(ended_at=None)))
+        assert [sid for sid, _ in heard] == [1]
+        # The reader busy with another process's entry: this process's next event is handed on
+        # by the publish itself, and the reader, reaching it later, does not hand it on again.
+        await locals_[1].publish(DomainEvent("session_ended", 2, SessionEnded(ended_at=None)))
+        await asyncio.sleep(0.1)  # p0's reader is now inside the slow subscriber for session 2
+        await locals_[0].publish(DomainEvent("session_ended", 3, SessionEnded(ended_at=None)))
+        await asyncio.sleep(1.5)
+        assert sorted(sid for sid, _ in heard) == [1, 2, 3]
+    finally:
+        for bus in buses:
+            await bus.stop()
+
+
 def test_forward_mark_is_bound_to_secret_request_and_time() -> None:
     signer = Signer("s" * 40, "pa")
     mark = signer.sign("POST", "/whep/1", "203.0.113.9")
