@@ -54,11 +54,11 @@ sys.path.insert(0, str(ROOT))
 from commerce.accounts import Principal, Role, User  # noqa: E402
 from commerce.flash_sale.store import keys  # noqa: E402
 from commerce.orders import SOLD_STATES  # noqa: E402
+from infra.settings import Settings  # noqa: E402
 from realtime.history import room_key  # noqa: E402
 from server.auth import TokenService  # noqa: E402
 from server.database import Database  # noqa: E402
 from server.embedded_redis import EmbeddedRedis  # noqa: E402
-from server.settings import Settings  # noqa: E402
 from tests.server_process import ServerProcess  # noqa: E402
 
 CLIENTS = str(Path(__file__).with_name("chaos_clients.py"))

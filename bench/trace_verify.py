@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 import os  # noqa: E402
 
 from commerce import accounts, catalog  # noqa: E402
+from infra.settings import Settings  # noqa: E402
 from server.database import Database  # noqa: E402
-from server.settings import Settings  # noqa: E402
 from trust import qc, trace  # noqa: E402
 from trust.trace_signing import TraceSigner  # noqa: E402
 from trust.trace_verify import verify_batch  # noqa: E402
@@ -37,7 +37,7 @@ async def main(events: int, reports: int) -> None:
     settings = Settings(data_dir=tmp, database_url=os.environ.get("DATABASE_URL"), demo=False)
     db = Database(settings.sqlalchemy_url)
     await db.migrate()
-    signer = TraceSigner(settings.secret_key)
+    signer = TraceSigner(settings.secret_key.get_secret_value())
     async with db.session() as s:
         user = await accounts.create_user(s, f"bench{time.time_ns()}", "x", accounts.Role.HOST)
         host = user.principal()

@@ -7,6 +7,10 @@ Every kind has an audience, declared once in `EVENT_KINDS`; an event of an undec
 be made. Events are private by default: only `PUBLIC` kinds may reach a live room, whose members
 include anonymous sockets, so a public payload names no buyer (no user id, no amount a buyer paid
 or got back, no buyer's community).
+
+Every kind also has a typed, versioned payload (commerce/event_payloads.py), checked when the
+event is made: subscribers read `event.payload`, and a payload that does not fit its kind fails
+where it is published.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from commerce.event_payloads import PAYLOADS, EventPayload, payload_for
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +57,13 @@ EVENT_KINDS: Mapping[str, Audience] = MappingProxyType({
     "claim_decided": Audience.STAFF,
     # a scheduled session's first publish: its subscribers are told (each privately)
     "session_live": Audience.INTERNAL,
+    # between the server's processes (carried by the cluster bus, docs/CLUSTER.md)
+    "token_revoked": Audience.INTERNAL,
 })
 PUBLIC_KINDS = frozenset(k for k, a in EVENT_KINDS.items() if a is Audience.PUBLIC)
+if set(PAYLOADS) != set(EVENT_KINDS):
+    raise RuntimeError("every event kind has a payload model, and only kinds do: "
+                       f"{sorted(set(PAYLOADS) ^ set(EVENT_KINDS))}")
 
 _SALE = ("sale_id", "product_id", "product_name", "price_fen", "community_price_fen", "initial",
          "remaining", "held", "sold", "gift_first_n", "gift_left", "starts_at", "ends_at", "status")
@@ -90,18 +101,31 @@ def ensure_known(kinds: Iterable[str]) -> None:
 
 @dataclass(frozen=True)
 class DomainEvent:
-    """`kind` is one of EVENT_KINDS, e.g. "stock_changed", "order_paid", "product_pinned"."""
+    """`kind` is one of EVENT_KINDS, e.g. "stock_changed"; `payload` is that kind's model
+    (`StockChanged(...)`; a mapping is validated into it). `origin` is the process that
+    published it when it came from another one over the cluster bus, else None."""
 
     kind: str
     session_id: int | None
-    data: dict[str, Any] = field(default_factory=dict)
+    payload: EventPayload
+    origin: str | None = field(default=None, compare=False)
 
-    def __post_init__(self) -> None:
-        ensure_known((self.kind,))
+    def __init__(self, kind: str, session_id: int | None,
+                 payload: EventPayload | Mapping[str, Any], origin: str | None = None) -> None:
+        ensure_known((kind,))
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "session_id", session_id)
+        object.__setattr__(self, "payload", payload_for(kind, payload))
+        object.__setattr__(self, "origin", origin)
 
     @property
     def audience(self) -> Audience:
         return EVENT_KINDS[self.kind]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The payload's fields as the publisher set them (without its version)."""
+        return self.payload.fields_set()
 
     def public_data(self) -> dict[str, Any] | None:
         """The payload as a room may see it, or None when this kind never reaches a room."""
@@ -135,9 +159,10 @@ class EventBus:
         return lambda: self._handlers.remove(entry)
 
     async def publish(self, event: DomainEvent) -> None:
-        # DomainEvent refuses an unknown kind when made; checked again here for an object that
-        # got past that (dataclasses.replace, object.__setattr__).
+        # DomainEvent refuses an unknown kind or a payload of another kind when made; checked
+        # again here for an object that got past that (object.__setattr__).
         ensure_known((event.kind,))
+        payload_for(event.kind, event.payload)
         wanted = [h for h, kinds in self._handlers if kinds is None or event.kind in kinds]
         if len(wanted) == 1:
             try:

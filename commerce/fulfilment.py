@@ -13,6 +13,7 @@ import logging
 from commerce import live_sessions, orders, refunds
 from commerce.accounts import Principal
 from commerce.errors import Forbidden, InvalidState
+from commerce.event_payloads import OrderRefunded, OrderStatusChanged
 from commerce.events import DomainEvent
 from commerce.flash_sale.checkout import Checkout
 from commerce.locks import lock_row
@@ -55,10 +56,10 @@ async def refund_order(checkout: Checkout, order_id: int, actor: Principal | Non
     if order.community_id is not None:
         await checkout.publish_group(order.sale_id, str(order.community_id), result["people"],
                                      result["units"])
-    await checkout.bus.publish(DomainEvent("order_refunded", order.session_id, {
-        "order_id": order.id, "sale_id": order.sale_id, "user_id": order.user_id, "qty": order.qty,
-        "community_id": order.community_id, "amount_fen": amount,
-    }))
+    await checkout.bus.publish(DomainEvent("order_refunded", order.session_id, OrderRefunded(
+        order_id=order.id, sale_id=order.sale_id, user_id=order.user_id, qty=order.qty,
+        community_id=order.community_id, amount_fen=amount,
+    )))
     return order
 
 
@@ -78,7 +79,7 @@ async def advance_order(checkout: Checkout, order_id: int, to: OrderStatus, acto
         if to is OrderStatus.PICKED_UP:
             check_pickup_code(order.pickup_code, pickup_code or "")
         await orders.transition(db, order, to, actor)
-    await checkout.bus.publish(DomainEvent("order_status", order.session_id, {
-        "order_id": order.id, "status": order.status, "user_id": order.user_id,
-    }))
+    await checkout.bus.publish(DomainEvent("order_status", order.session_id, OrderStatusChanged(
+        order_id=order.id, status=order.status, user_id=order.user_id,
+    )))
     return order

@@ -22,6 +22,7 @@ from commerce import fulfilment, orders, refunds
 from commerce.accounts import Community, Principal
 from commerce.base import Base, as_utc, utcnow
 from commerce.errors import Conflict, InvalidInput, InvalidState, NotFound
+from commerce.event_payloads import GroupOutcome
 from commerce.events import DomainEvent
 from commerce.flash_sale import order_log, sales
 from commerce.flash_sale.checkout import Checkout, group_event_data
@@ -192,7 +193,7 @@ async def decide(checkout: Checkout, group_id: int) -> str:
     # The version after applying it: holds given back and refunds above count as earlier.
     progress = await checkout.store.progress(group.sale_id)
     data["ver"] = int(progress["ver"]) if progress else 0
-    await checkout.bus.publish(DomainEvent("group_outcome", session_id, data))
+    await checkout.bus.publish(DomainEvent("group_outcome", session_id, GroupOutcome(**data)))
     # Holds the outcome gave back were not announced one by one: the stock as it is now.
     await checkout.settle(group.sale_id, force=True)
     log.info("group-buy decided", extra={"group_id": group_id, "status": group.status})

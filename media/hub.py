@@ -18,6 +18,7 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from commerce import live_sessions
+from commerce.event_payloads import SessionEnded, SessionLive
 from commerce.events import DomainEvent, EventBus
 from infra.database import Database
 from media.errors import BadSdp, CodecUnsupported, NotLive, ResourceGone
@@ -119,7 +120,7 @@ class MediaHub:
                 async with self.database.session() as db:
                     went_live = await live_sessions.mark_live(db, session_id)
                 if went_live:
-                    await self.events.publish(DomainEvent("session_live", session_id))
+                    await self.events.publish(DomainEvent("session_live", session_id, SessionLive()))
                 stream = self.streams.get(session_id)
                 if stream is not None and stream.publisher is not None and not stream.publisher.feeds_taps:
                     # An RTMP publisher is replaced: its recording input must have stopped
@@ -153,7 +154,7 @@ class MediaHub:
                 async with self.database.session() as db:
                     went_live = await live_sessions.mark_live(db, session_id)
                 if went_live:
-                    await self.events.publish(DomainEvent("session_live", session_id))
+                    await self.events.publish(DomainEvent("session_live", session_id, SessionLive()))
             except BaseException:
                 await self._release_unless_streaming(session_id)
                 raise
@@ -258,7 +259,7 @@ class MediaHub:
                 async with self.database.session() as db:
                     session = await live_sessions.end_session(db, session_id, None)
                 await self.events.publish(
-                    DomainEvent("session_ended", session_id, {"ended_at": session.ended_at})
+                    DomainEvent("session_ended", session_id, SessionEnded(ended_at=session.ended_at))
                 )
         finally:
             # After the event: other processes deciding who builds the replay still see us.

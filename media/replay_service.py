@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from commerce import catalog, live_sessions
 from commerce.base import as_utc, utcnow
 from commerce.errors import NotFound
+from commerce.event_payloads import ReplayProgress
 from commerce.events import DomainEvent, EventBus
 from infra.database import Database
 from media.recordings import Recordings
@@ -188,7 +189,7 @@ class ReplayService:
                 row.has_poster = result["has_poster"]
                 row.builds = (row.builds or 0) + 1
         await self._events.publish(DomainEvent(
-            "replay_progress", session_id, {"status": status.value, "percent": percent}))
+            "replay_progress", session_id, ReplayProgress(status=status.value, percent=percent)))
 
     # --- reads for the API --------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from sqlalchemy import select
 
 from commerce import live_sessions
 from commerce.errors import DomainError
+from commerce.event_payloads import SessionEnded, StreamStarted
 from commerce.events import DomainEvent, EventBus
 from commerce.live_sessions import LiveSession
 from infra.database import Database
@@ -322,7 +323,7 @@ class RtmpIngest:
         pipe = _FlvPipe()
         thread: threading.Thread | None = None
         pending = bytearray()
-        await self._events.publish(DomainEvent("stream_started", session_id, {"ingest": "rtmp"}))
+        await self._events.publish(DomainEvent("stream_started", session_id, StreamStarted(ingest="rtmp")))
         try:
             while True:
                 message = await asyncio.wait_for(chunks.read_message(), MEDIA_IDLE_TIMEOUT_S)
@@ -388,7 +389,7 @@ class RtmpIngest:
         async with self._database.session() as db:
             session = await live_sessions.end_session(db, session_id, None)
             ended_at = session.ended_at
-        await self._events.publish(DomainEvent("session_ended", session_id, {"ended_at": ended_at}))
+        await self._events.publish(DomainEvent("session_ended", session_id, SessionEnded(ended_at=ended_at)))
 
 
 def _app_ok(command: object) -> bool:

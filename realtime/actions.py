@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from commerce import accounts, audience, catalog, live_sessions
 from commerce.accounts import Principal, Role
 from commerce.errors import InvalidInput, InvalidState, Unauthorized
+from commerce.event_payloads import ProductPinned, ProductUnpinned
 from commerce.events import DomainEvent, EventBus
 from infra.database import Database
 from realtime import questions
@@ -176,9 +177,9 @@ class RoomActions:
                 pin = await catalog.pin_product(db, room, product_id, who)
                 pin_data = {**pin.public_dict(), **dict(pin.snapshot or {})}
         if pin_data is None:
-            await self.events.publish(DomainEvent("product_unpinned", room, {}))
+            await self.events.publish(DomainEvent("product_unpinned", room, ProductUnpinned()))
             return {"pinned": None}
-        await self.events.publish(DomainEvent("product_pinned", room, pin_data))
+        await self.events.publish(DomainEvent("product_pinned", room, ProductPinned(**pin_data)))
         return {"pinned": pin_data}
 
     # --- staff ---------------------------------------------------------------------------

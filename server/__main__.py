@@ -24,9 +24,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from infra.settings import Settings, SettingsError
 from server.app import create_app
 from server.logs import configure_logging
-from server.settings import Settings, SettingsError
+from server.password_policy import check_admin_password
 
 
 @asynccontextmanager
@@ -182,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
+        if settings.admin_password is not None:
+            check_admin_password(settings.admin_password.get_secret_value())
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from commerce import accounts
 from commerce.accounts import Role
 from commerce.errors import Conflict
 from commerce.events import EventBus
+from infra.settings import Settings
 from server import rate_limits, revocations, wiring
 from server.api import Api, build_openapi
 from server.auth import TokenService
@@ -28,11 +29,11 @@ from server.keys import (
 )
 from server.middleware import install_metrics, request_context
 from server.openapi_doc import openapi_key
+from server.password_policy import check_admin_password
 from server.passwords import AsyncPasswords, passwords_key
 from server.routes import accounts as accounts_routes
 from server.routes import pages, system
 from server.routes import sessions as sessions_routes
-from server.settings import Settings, check_admin_password
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def create_app(settings: Settings, *, fast_passwords: bool = False) -> web.Appli
         middlewares=[request_context],
     )
     app[settings_key] = settings
-    app[tokens_key] = TokenService(settings.secret_key, settings.token_ttl_s)
+    app[tokens_key] = TokenService(settings.secret_key.get_secret_value(), settings.token_ttl_s)
     app[events_key] = EventBus()
     app[passwords_key] = AsyncPasswords(fast=fast_passwords)
     install_metrics(app)
@@ -80,7 +81,7 @@ def create_app(settings: Settings, *, fast_passwords: bool = False) -> web.Appli
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     embedded: EmbeddedRedis | None = None
-    url = settings.redis_url
+    url = None if settings.redis_url is None else settings.redis_url.get_secret_value()
     if url is None:
         embedded = EmbeddedRedis(settings.data_dir / "redis")
         url = await embedded.astart()
@@ -109,7 +110,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         await database.migrate()
         if settings.admin_password:
-            await ensure_admin(app, settings.admin_password)
+            await ensure_admin(app, settings.admin_password.get_secret_value())
         yield
     finally:
         await database.close()
@@ -117,7 +118,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def ensure_admin(app: web.Application, password: str) -> None:
     """LINLI_ADMIN_PASSWORD creates the user `admin`, or resets its password."""
-    # Settings.from_env refused a weak one already; this holds for settings built in code too.
+    # The command line refused a weak one at start already; this holds for settings built in code.
     check_admin_password(password)
     hashed = await app[passwords_key].hash_async(password)
     try:

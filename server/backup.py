@@ -28,8 +28,8 @@ from typing import Any
 from redis.asyncio import Redis
 from sqlalchemy import text
 
+from infra.settings import Settings
 from server.database import Database
-from server.settings import Settings
 
 MANIFEST = "manifest.json"
 REDIS_FILE = "redis.jsonl"
@@ -50,7 +50,7 @@ def _redis(settings: Settings) -> Redis:
     if settings.redis_url is None:
         raise BackupError("REDIS_URL must name the running Redis (the embedded one lives and dies "
                           "with `serve`: stop it and copy the data dir instead)")
-    return Redis.from_url(settings.redis_url)
+    return Redis.from_url(settings.redis_url.get_secret_value())
 
 
 def _sqlite_path(settings: Settings) -> Path | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server.settings import Settings
+from infra.settings import Settings
 
 
 async def reconcile(app: web.Application, sale_id: int | None, repair: bool) -> int:

@@ -18,6 +18,7 @@ from cluster.media_owners import MediaOwners
 from cluster.registry import ProcessInfo, new_process_id, node_id_for
 from commerce import live_sessions
 from commerce.base import utcnow
+from commerce.event_payloads import SessionEnded
 from commerce.events import DomainEvent, Handler
 from infra.background import PeriodicTask
 from media.keys import media_hub_key
@@ -39,7 +40,7 @@ def setup(app: web.Application, api: Api) -> None:
     settings = app[settings_key]
     me = ProcessInfo(new_process_id(), settings.node_id or node_id_for(settings.data_dir),
                      settings.internal_url)
-    app[cluster_key] = Cluster(me, Forwarder(Signer(settings.secret_key, me.process_id)))
+    app[cluster_key] = Cluster(me, Forwarder(Signer(settings.secret_key.get_secret_value(), me.process_id)))
     # Right after request_context: a request for another process goes there before any
     # handler (or rate limit) runs here.
     app.middlewares.append(forward_middleware)
@@ -115,7 +116,7 @@ async def builds_replay_here(app: web.Application, event: DomainEvent) -> bool:
         return True
     record = await cluster.owners.record(event.session_id)
     if record is None:
-        return "origin" not in event.data
+        return event.origin is None
     if record.process_id == cluster.me.process_id:
         return True
     if record.node_id != cluster.me.node_id or await cluster.registry.alive(record.process_id):
@@ -229,5 +230,5 @@ async def _end_if_live(app: web.Application, session_id: int) -> bool:
         if result.rowcount != 1:  # type: ignore[attr-defined]
             return False
     log.warning("session %s ended: its media owner died and no publisher came back", session_id)
-    await app[events_key].publish(DomainEvent("session_ended", session_id, {"ended_at": ended_at}))
+    await app[events_key].publish(DomainEvent("session_ended", session_id, SessionEnded(ended_at=ended_at)))
     return True

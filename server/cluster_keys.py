@@ -16,8 +16,11 @@ from cluster.registry import ProcessInfo, ProcessRegistry
 
 # A process or media owner silent this long is taken for dead.
 LEASE_MS = 6_000
-# Events the processes holding media must hear wherever they were published.
-CLUSTER_KINDS = ("session_ended",)
+# Events every process must hear wherever they were published: a session's start and end (the
+# processes holding its media act on them) and token revocations (each process's cut-offs and
+# sockets). Moderation, stock and group-buy counters already reach every process through the
+# room's Redis state and channel (realtime/), so they are not carried twice.
+CLUSTER_KINDS = ("stream_started", "session_ended", "token_revoked")
 
 
 @dataclass

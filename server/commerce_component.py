@@ -50,7 +50,7 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
     redis: Redis = Redis(connection_pool=BlockingConnectionPool.from_url(
         app[redis_url_key], max_connections=REDIS_CONNECTIONS, timeout=10))
     checkout = Checkout(FlashSaleStore(redis), app[database_key].session, app[events_key],
-                        SimulatedProvider(settings.secret_key, redis))
+                        SimulatedProvider(settings.secret_key.get_secret_value(), redis))
     app[checkout_key] = checkout
     await restore_sales(checkout, settings.hold_ttl_s)
     sweeper: PeriodicTask = HoldSweeper(checkout)

@@ -16,9 +16,9 @@ from sqlalchemy import select
 
 from commerce import accounts, live_sessions
 from commerce.accounts import Principal, Role
+from infra.settings import Settings
 from server.keys import database_key, settings_key
 from server.passwords import passwords_key
-from server.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from redis.asyncio import Redis
 
 from commerce.accounts import Principal
 from commerce.events import EventBus
+from infra.settings import Settings
 from server.auth import TokenService
 from server.database import Database
-from server.settings import Settings
 
 settings_key = web.AppKey("settings", Settings)
 redis_key = web.AppKey("redis", Redis)

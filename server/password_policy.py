@@ -11,6 +11,7 @@ from __future__ import annotations
 from zxcvbn import zxcvbn
 
 from commerce.errors import DomainError
+from infra.settings import SettingsError
 
 MIN_LENGTH = 10
 # zxcvbn scores 0–4; 2 means about 10^8 guesses or more ("somewhat guessable"): with the login
@@ -57,3 +58,10 @@ def check_password(password: str, username: str = "") -> None:
     reason = weakness(password, username)
     if reason is not None:
         raise WeakPassword(REASONS[reason], reason=reason, min_length=MIN_LENGTH, field="password")
+
+
+def check_admin_password(password: str) -> None:
+    """`LINLI_ADMIN_PASSWORD` meets the password policy, or the service refuses to start."""
+    reason = weakness(password, "admin")
+    if reason is not None:
+        raise SettingsError(f"LINLI_ADMIN_PASSWORD is too weak ({reason}): {REASONS[reason]}")

@@ -34,8 +34,8 @@ from redis.asyncio import Redis
 
 from commerce.errors import RateLimited
 from infra.background import cancel_and_wait
+from infra.settings import Rate, Settings
 from server.keys import redis_key, settings_key
-from server.settings import Rate, Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,12 @@
 """Token revocation: a disabled account or a changed role ends that user's tokens everywhere.
 
 Tokens are stateless JWTs, so "log this user out" is a cut-off time per user: tokens issued
-before it are refused. The cut-offs live in one Redis hash; the process that revokes applies its
-cut-off at once, every other process reads the hash each `REFRESH_S` (one HGETALL of a handful
-of entries), so a revoked token stops working everywhere within about a second. On learning of
-a revocation each process also drops that user's open sockets (listeners, see
+before it are refused. The cut-offs live in one Redis hash (what a process starting later reads);
+the process that revokes applies its cut-off at once and publishes `token_revoked`, which the
+cluster bus carries to every other process (docs/CLUSTER.md), so a revoked token stops working
+everywhere as soon as the event is read. Each process also reads the hash every `REFRESH_S`, a
+backstop for an event missed while Redis was away, and to forget old cut-offs. On learning of a
+revocation each process also drops that user's open sockets (listeners, see
 server/realtime_component.py); their reconnect is then refused with `token_revoked`.
 
 An entry is needed only while tokens issued before it could still be unexpired: it is removed
@@ -21,14 +23,17 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from redis.asyncio import Redis
 
+from commerce.event_payloads import TokenRevoked
+from commerce.events import DomainEvent, EventBus
 from infra.background import PeriodicTask
 from server.auth import TokenService
-from server.keys import redis_key, settings_key, tokens_key
+from server.cluster_component import subscribe_everywhere
+from server.keys import events_key, redis_key, settings_key, tokens_key
 
 log = logging.getLogger(__name__)
 
 KEY = "linli:auth:revoked_before"
-REFRESH_S = 1.0
+REFRESH_S = 30.0
 
 Listener = Callable[[int], None]
 
@@ -38,16 +43,26 @@ class Revocations:
         self.tokens = tokens
         self.ttl_s = ttl_s
         self.redis: Redis | None = None
+        self.events: EventBus | None = None
+        self.unsubscribe: Callable[[], None] = lambda: None
         # Told the user id of each revocation this process learns of (once per cut-off).
         self.listeners: list[Listener] = []
 
     async def revoke(self, user_id: int) -> float:
-        """End every token `user_id` holds now; returns the cut-off."""
+        """End every token `user_id` holds now, in every process; returns the cut-off."""
         cutoff = time.time()
         assert self.redis is not None, "revocations used before start-up"
         await self.redis.hset(KEY, str(user_id), repr(cutoff))
         self._apply({user_id: cutoff})
+        if self.events is not None:
+            await self.events.publish(DomainEvent("token_revoked", None,
+                                                  TokenRevoked(user_id=user_id, cutoff=cutoff)))
         return cutoff
+
+    async def on_event(self, event: DomainEvent) -> None:
+        """A revocation made in any process (this one's own changes nothing more)."""
+        if isinstance(event.payload, TokenRevoked):
+            self._apply({event.payload.user_id: event.payload.cutoff})
 
     async def refresh(self) -> None:
         """Learn the cut-offs other processes wrote; forget those older than any live token."""
@@ -104,6 +119,7 @@ revocations_key = web.AppKey("revocations", Revocations)
 async def revocations_ctx(app: web.Application) -> AsyncIterator[None]:
     revocations = app[revocations_key]
     revocations.redis = app[redis_key]
+    revocations.events = app[events_key]
     with contextlib.suppress(Exception):
         await revocations.refresh()  # a process started after a revocation knows it at once
     poller = revocations.poller()
@@ -114,7 +130,20 @@ async def revocations_ctx(app: web.Application) -> AsyncIterator[None]:
         await poller.stop()
 
 
+async def _hear_every_process(app: web.Application) -> None:
+    # On start-up, after every cleanup context: the cluster bus exists by then.
+    revocations = app[revocations_key]
+    revocations.unsubscribe = subscribe_everywhere(app, revocations.on_event,
+                                                   kinds=("token_revoked",))
+
+
+async def _stop_hearing(app: web.Application) -> None:
+    app[revocations_key].unsubscribe()
+
+
 def install(app: web.Application) -> None:
     """After redis_ctx: components may add listeners at set-up."""
     app[revocations_key] = Revocations(app[tokens_key], app[settings_key].token_ttl_s)
     app.cleanup_ctx.append(revocations_ctx)
+    app.on_startup.append(_hear_every_process)
+    app.on_shutdown.append(_stop_hearing)

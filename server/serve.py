@@ -13,11 +13,11 @@ import sys
 
 from aiohttp import web
 
+from infra.settings import Settings
 from server import listener
 from server.app import create_app
 from server.embedded_redis import EmbeddedRedis
 from server.logs import configure_logging
-from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ def serve(settings: Settings) -> None:
         # Several workers must share one Redis: start it here, hand them its URL.
         embedded = EmbeddedRedis(settings.data_dir / "redis")
         settings = settings.with_(redis_url=embedded.start())
-    log.info("starting", extra={"host": settings.host, "port": settings.port,
-                                "workers": settings.workers})
+    # Every effective value, for whoever reads the log after a surprise; secrets show as stars.
+    log.info("starting", extra={"settings": settings.for_log()})
     try:
         if settings.workers == 1:
             _worker(settings, 0)

@@ -14,6 +14,7 @@ from commerce import audience
 from commerce.accounts import Principal, Role
 from commerce.base import utcnow
 from commerce.catalog import Batch, Product, ProductPin, find_batch
+from commerce.event_payloads import OrderPaid, ProductPinned, SessionEnded
 from commerce.events import DomainEvent
 from commerce.orders import Order
 from commerce.payments import SimulatedProvider
@@ -37,7 +38,7 @@ DEMO_BATCH = DEMO_PRODUCTS[0].batch_code
 
 def setup(app: web.Application, api: Api) -> None:
     settings = app[settings_key]
-    app[trace_signer_key] = TraceSigner(settings.secret_key)
+    app[trace_signer_key] = TraceSigner(settings.secret_key.get_secret_value())
     app[upload_storage_key] = LocalDiskStorage(settings.data_dir / "uploads")
     for table in (trust_routes.api, trust_after_sales.api, dashboard_routes.api):
         api.operations.extend(table.operations)
@@ -48,19 +49,20 @@ def setup(app: web.Application, api: Api) -> None:
 async def trust_ctx(app: web.Application) -> AsyncIterator[None]:
     # Refunds go through the commerce checkout's provider when it is wired (it is in the app).
     provider = (app[checkout_key].provider if checkout_key in app
-                else SimulatedProvider(app[settings_key].secret_key, app[redis_key]))
+                else SimulatedProvider(app[settings_key].secret_key.get_secret_value(), app[redis_key]))
     app[refunder_key] = ProviderRefunder(provider)
 
     async def on_event(event: DomainEvent) -> None:
-        if event.kind == "order_paid" and isinstance(event.data.get("order_id"), int):
+        payload = event.payload
+        if isinstance(payload, OrderPaid):
             # Freeze the order's batch and stream moment now: the product's batch may change later.
             async with app[database_key].session() as db:
-                order = await db.get(Order, event.data["order_id"])
+                order = await db.get(Order, payload.order_id)
                 if order is not None:
                     await evidence_for(db, order)
-        elif event.kind == "product_pinned" and isinstance(event.data.get("id"), int):
-            await attach_pin_evidence(app, event.data["id"])
-        elif event.kind == "session_ended" and event.session_id is not None:
+        elif isinstance(payload, ProductPinned):
+            await attach_pin_evidence(app, payload.id)
+        elif isinstance(payload, SessionEnded) and event.session_id is not None:
             async with app[database_key].session() as db:
                 await audience.freeze(db, app[redis_key], event.session_id)
 

@@ -19,10 +19,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
+from infra.settings import Settings
 from server.app import create_app
 from server.database import Database
 from server.embedded_redis import EmbeddedRedis
-from server.settings import Settings
 from tests.lanes import Classifier, e2e_reasons
 from tests.pg_cluster import PgCluster
 

@@ -19,10 +19,10 @@ import socketio
 from redis.asyncio import Redis
 
 from commerce.errors import RateLimited
+from infra.settings import Settings, SettingsError
 from media.recordings import recordings_key
 from server.rate_limits import RateLimiter, Rule
 from server.realtime_component import hub_key
-from server.settings import Settings, SettingsError
 from tests.commerce_support import bulk_buyers, hold, make_shop
 from tests.conftest import Api, AppFactory
 from tests.realtime_support import connect, make_room

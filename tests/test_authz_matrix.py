@@ -44,10 +44,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 import realtime
+from infra.settings import Settings
 from realtime.guard import GuardedNamespace
 from server.app import create_app
 from server.realtime_component import hub_key
-from server.settings import Settings
 from tests.authz_support import (
     ADMIN,
     BUYER,

@@ -19,10 +19,10 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 
 from commerce.flash_sale.store import keys
+from infra.settings import Settings
 from server.backup import dump_redis, dump_sql, write_manifest
 from server.database import Database
 from server.embedded_redis import EmbeddedRedis
-from server.settings import Settings
 from tests.commerce_support import bulk_buyers, hold, make_shop, pay
 from tests.conftest import AppFactory, _fresh_pg_database
 
@@ -41,7 +41,7 @@ async def _cli(env: dict[str, str], *argv: str) -> tuple[int, list[dict[str, Any
 
 def _env(settings: Settings, database_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:
     return {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": database_url,
-            "LINLI_DATA_DIR": str(data_dir), "LINLI_SECRET_KEY": settings.secret_key,
+            "LINLI_DATA_DIR": str(data_dir), "LINLI_SECRET_KEY": settings.secret_key.get_secret_value(),
             "LINLI_DEMO": "0", "LINLI_LOG_LEVEL": "WARNING", "LINLI_RTMP_PORT": "-1"}
 
 
@@ -74,7 +74,8 @@ async def test_backup_mid_sale_restores_and_reconciles(
     redis_url: str, request: pytest.FixtureRequest,
 ) -> None:
     settings = any_db_settings
-    source_db = settings.database_url or f"sqlite:///{(settings.data_dir / 'linli.db').resolve()}"
+    source_db = (settings.database_url.get_secret_value() if settings.database_url
+                 else f"sqlite:///{(settings.data_dir / 'linli.db').resolve()}")
     api = await make_api(settings)
     shop = await make_shop(api)
     sale_id = int((await shop.sale(stock=100, per_buyer_limit=5))["id"])

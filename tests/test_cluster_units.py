@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,7 @@ from cluster.engineio_sids import process_of, tag_session_ids
 from cluster.forward import HEADER, Forwarder, Signer
 from cluster.lease import Leases
 from cluster.media_owners import MediaOwners
+from commerce.event_payloads import SessionEnded, StockChanged, StreamStarted, TokenRevoked
 from commerce.events import DomainEvent, EventBus
 from server.cluster_keys import cluster_key
 from server.realtime_component import hub_key
@@ -61,36 +63,122 @@ async def test_cluster_lock_serialises_holders(redis_client: Redis) -> None:
     assert not overlap
 
 
-async def test_bus_delivers_each_event_once_to_every_process_in_order(redis_client: Redis) -> None:
+CARRIED = ("stream_started", "session_ended", "token_revoked")
+
+
+async def test_bus_carries_each_kind_once_to_every_process_in_one_order(
+        redis_client: Redis) -> None:
     stream = f"linli:test:events:{time.monotonic_ns()}"
     locals_ = [EventBus() for _ in range(3)]
-    buses = [ClusterBus(redis_client, f"p{i}", ["session_ended"], stream) for i in range(3)]
-    heard: list[list[tuple[int | None, int, bool]]] = [[] for _ in range(3)]
+    buses = [ClusterBus(redis_client, f"p{i}", CARRIED, stream) for i in range(3)]
+    heard: list[list[DomainEvent]] = [[] for _ in range(3)]
     for i, (bus, local) in enumerate(zip(buses, locals_, strict=True)):
         bus.attach(local)
 
         async def on(event: DomainEvent, i: int = i) -> None:
-            heard[i].append((event.session_id, event.data["n"], "origin" in event.data))
+            heard[i].append(event)
 
-        bus.subscribe(on, ["session_ended"])
+        bus.subscribe(on, CARRIED)
         await bus.start()
+
+    async def run_session(session: int) -> None:
+        """Session `session` lives in process session % 3: started, a host revoked, ended."""
+        local = locals_[session % 3]
+        await local.publish(DomainEvent("stream_started", session, StreamStarted(ingest="whip")))
+        await local.publish(DomainEvent("token_revoked", None,
+                                        TokenRevoked(user_id=session, cutoff=float(session))))
+        ended_at = datetime(2026, 11, 22, 9, 0, session, tzinfo=UTC)
+        await local.publish(DomainEvent("session_ended", session, SessionEnded(ended_at=ended_at)))
+
     try:
-        # sessions 0, 1, 2 each published by their own process, interleaved
-        for n in range(12):
-            await locals_[n % 3].publish(DomainEvent("session_ended", n % 3, {"n": n}))
-        await locals_[0].publish(DomainEvent("stock_changed", 99, {"n": -1}))  # not carried
+        # Nine sessions at once across the three processes, and an uncarried kind besides.
+        await asyncio.gather(*(run_session(s) for s in range(9)))
+        await locals_[0].publish(DomainEvent("stock_changed", 99, StockChanged(
+            sale_id=1, remaining=1, held=0, sold=0, gift_left=0, ver=1)))
+        # An entry of a payload version nobody here knows (a newer process): skipped, by name.
+        await redis_client.xadd(stream, {"origin": "p-new", "kind": "session_ended",
+                                         "session": "99", "payload": '{"v": 2, "ended_at": null}'})
+        await locals_[1].publish(DomainEvent("session_ended", 100, SessionEnded(ended_at=None)))
         for _ in range(100):
-            if all(len(h) == 12 for h in heard):
+            if all(len(h) == 9 * 3 + 1 for h in heard):
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)
+        order = [[(e.kind, e.session_id, e.payload) for e in h] for h in heard]
         for i in range(3):
-            assert len(heard[i]) == 12  # once each
-            for session in range(3):
-                ns = [n for sid, n, _ in heard[i] if sid == session]
-                assert ns == [n for n in range(12) if n % 3 == session]  # in order per session
-            # this process's own events at once (no origin), the others' from the stream
-            assert all(remote == (sid != i) for sid, _, remote in heard[i])
+            assert len(order[i]) == 9 * 3 + 1 and len(set(order[i])) == len(order[i])  # once each
+            # The same order in every process: the stream's.
+            assert order[i] == order[0]
+            for session in range(9):
+                kinds = [kind for kind, sid, _ in order[i] if sid == session]
+                assert kinds == ["stream_started", "session_ended"]
+            revoked = [p for kind, _, p in order[i] if kind == "token_revoked"]
+            assert sorted(p.user_id for p in revoked if isinstance(p, TokenRevoked)) == list(range(9))
+            for event in heard[i]:
+                # Typed on arrival; this process's own are the very objects it published.
+                assert isinstance(event.payload, (StreamStarted, SessionEnded, TokenRevoked))
+                own = event.session_id is not None and event.session_id % 3 == i
+                if event.kind != "token_revoked":
+                    assert (event.origin is None) == own
+            ended = [e.payload for e in heard[i] if isinstance(e.payload, SessionEnded)]
+            assert all(p.ended_at is None or p.ended_at.tzinfo is not None for p in ended)
+            assert buses[i].unreadable == 1
+    finally:
+        for bus in buses:
+            await bus.stop()
+
+
+async def test_bus_without_its_reader_still_hands_events_on_here(redis_client: Redis) -> None:
+    """Before start and after stop (and on Redis errors) the local subscribers are not left
+    waiting for an entry no reader will bring back."""
+    stream = f"linli:test:events:{time.monotonic_ns()}"
+    local, bus = EventBus(), ClusterBus(redis_client, "p0", CARRIED, stream)
+    bus.attach(local)
+    heard: list[DomainEvent] = []
+
+    async def on(event: DomainEvent) -> None:
+        heard.append(event)
+
+    bus.subscribe(on, ["session_ended"])
+    ended = DomainEvent("session_ended", 1, SessionEnded(ended_at=None))
+    await asyncio.wait_for(local.publish(ended), 2)
+    await bus.start()
+    await bus.stop()
+    await asyncio.wait_for(local.publish(ended), 2)
+    assert heard == [ended, ended]
+    with pytest.raises(ValueError, match="not carried"):
+        bus.subscribe(on, ["stock_changed"])
+
+
+async def test_bus_publish_waits_for_its_subscribers_and_never_hands_on_twice(
+        redis_client: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cluster.bus
+
+    monkeypatch.setattr(cluster.bus, "OWN_ENTRY_WAIT_S", 0.2)
+    stream = f"linli:test:events:{time.monotonic_ns()}"
+    locals_ = [EventBus() for _ in range(2)]
+    buses = [ClusterBus(redis_client, f"p{i}", CARRIED, stream) for i in range(2)]
+    heard: list[tuple[int | None, float]] = []
+
+    async def slow(event: DomainEvent) -> None:
+        await asyncio.sleep(0.6)  # longer than a publish waits for the reader
+        heard.append((event.session_id, time.monotonic()))
+
+    for bus, local in zip(buses, locals_, strict=True):
+        bus.attach(local)
+        await bus.start()
+    buses[0].subscribe(slow, ["session_ended"])
+    try:
+        # Its own entry: the publish returns once the slow subscriber is done, not at the wait.
+        await locals_[0].publish(DomainEvent("session_ended", 1, SessionEnded(ended_at=None)))
+        assert [sid for sid, _ in heard] == [1]
+        # The reader busy with another process's entry: this process's next event is handed on
+        # by the publish itself, and the reader, reaching it later, does not hand it on again.
+        await locals_[1].publish(DomainEvent("session_ended", 2, SessionEnded(ended_at=None)))
+        await asyncio.sleep(0.1)  # p0's reader is now inside the slow subscriber for session 2
+        await locals_[0].publish(DomainEvent("session_ended", 3, SessionEnded(ended_at=None)))
+        await asyncio.sleep(1.5)
+        assert sorted(sid for sid, _ in heard) == [1, 2, 3]
     finally:
         for bus in buses:
             await bus.stop()

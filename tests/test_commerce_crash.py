@@ -15,8 +15,8 @@ from sqlalchemy import text
 
 from commerce.accounts import Role, User
 from commerce.flash_sale.store import keys
+from infra.settings import Settings
 from server.database import Database
-from server.settings import Settings
 from tests.commerce_support import BULK_HASH
 from tests.conftest import _fresh_pg_database
 from tests.server_process import ServerProcess

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from commerce.event_payloads import PAYLOADS, OrderRefunded, PayloadError, ProductPinned
 from commerce.events import (
     EVENT_KINDS,
     PUBLIC_FIELDS,
@@ -147,10 +148,21 @@ def test_public_kinds_list_fields_that_name_no_buyer() -> None:
         assert EVENT_KINDS[kind] is Audience.USER
     for kind in ("claim_filed", "claim_decided"):
         assert EVENT_KINDS[kind] is Audience.STAFF
-    private = DomainEvent("order_refunded", 1, {"user_id": 3, "amount_fen": 100})
+    private = DomainEvent("order_refunded", 1, OrderRefunded(
+        order_id=1, sale_id=1, user_id=3, qty=1, community_id=None, amount_fen=100))
     assert private.public_data() is None
-    stock = DomainEvent("stock_changed", 1, {"sale_id": 1, "remaining": 2, "user_id": 3})
-    assert stock.public_data() == {"sale_id": 1, "remaining": 2}
+    # A field a payload does not declare cannot be published at all, so none can slip through.
+    with pytest.raises(PayloadError, match="user_id"):
+        DomainEvent("stock_changed", 1, {"sale_id": 1, "remaining": 2, "held": 0, "sold": 0,
+                                         "gift_left": 0, "ver": 1, "user_id": 3})
+    pinned = DomainEvent("product_pinned", 1, ProductPinned(
+        id=1, session_id=1, product_id=2, batch_id=None, pinned_at="2026-11-22T08:00:00+00:00",
+        unpinned_at=None, snapshot={}, name="枇杷"))
+    # The payload's version stays in the server; what a room gets is the listed fields.
+    assert "v" not in (pinned.public_data() or {}) and pinned.payload.v == 1
+    for kind, model in PAYLOADS.items():
+        if kind in PUBLIC_FIELDS:
+            assert PUBLIC_FIELDS[kind] <= set(model.model_fields), kind
 
 
 # --- an anonymous socket while buyers pay, are refunded and claim -----------------------------

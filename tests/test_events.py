@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from commerce.event_payloads import OrderPaid, SessionEnded, StockChanged
 from commerce.events import DomainEvent, EventBus
+
+STOCK = StockChanged(sale_id=1, remaining=5, held=1, sold=4, gift_left=0, ver=3)
+PAID = OrderPaid(order_id=1, sale_id=1, user_id=2, qty=1, community_id=None)
 
 
 async def test_kinds_choose_subscribers_and_failures_stay_contained() -> None:
@@ -26,12 +30,12 @@ async def test_kinds_choose_subscribers_and_failures_stay_contained() -> None:
     bus.subscribe(every)
     bus.subscribe(paid_only, kinds=("order_paid",))
     unsubscribe = bus.subscribe(broken, kinds=("order_paid", "stock_changed"))
-    await bus.publish(DomainEvent("stock_changed", 1))
-    await bus.publish(DomainEvent("order_paid", 1))
+    await bus.publish(DomainEvent("stock_changed", 1, STOCK))
+    await bus.publish(DomainEvent("order_paid", 1, PAID))
     assert seen == {"all": ["stock_changed", "order_paid"], "paid": ["order_paid"],
                     "broken": ["stock_changed", "order_paid"]}
     unsubscribe()
-    await bus.publish(DomainEvent("stock_changed", 1))
+    await bus.publish(DomainEvent("stock_changed", 1, STOCK))
     assert seen["broken"] == ["stock_changed", "order_paid"]
     assert seen["all"][-1] == "stock_changed"
 
@@ -49,7 +53,8 @@ async def test_a_slow_subscriber_does_not_hold_up_another() -> None:
 
     bus.subscribe(slow, kinds=("session_ended",))
     bus.subscribe(fast)
-    publishing = asyncio.ensure_future(bus.publish(DomainEvent("session_ended", 1)))
+    ended = DomainEvent("session_ended", 1, SessionEnded(ended_at=None))
+    publishing = asyncio.ensure_future(bus.publish(ended))
     await asyncio.wait_for(fast_done.wait(), 5)  # while the slow one still waits
     assert not publishing.done()
     release.set()

@@ -9,9 +9,9 @@ import time
 import jwt
 import pytest
 
+from infra.settings import Settings, SettingsError
 from server.embedded_redis import EmbeddedRedis
 from server.logs import JsonFormatter
-from server.settings import Settings, SettingsError
 from tests.conftest import Api, AppFactory
 
 
@@ -122,7 +122,7 @@ async def test_expired_and_forged_tokens_are_401(api: Api) -> None:
 def _secret(api: Api) -> str:
     from server.keys import settings_key
 
-    return api.app[settings_key].secret_key
+    return api.app[settings_key].secret_key.get_secret_value()
 
 
 async def test_bad_json_is_400_with_code(api: Api) -> None:

@@ -18,10 +18,10 @@ from sqlalchemy import func, select
 
 from commerce.accounts import Membership, User
 from commerce.errors import DomainError
+from infra.settings import Settings
 from realtime import questions
 from server.keys import database_key
 from server.routes.trust import UPLOADS_PER_HOUR
-from server.settings import Settings
 from tests.conftest import Api, AppFactory
 from tests.realtime_support import make_room
 from tests.trust_support import PNG

@@ -11,8 +11,8 @@ import asyncio
 
 import pytest
 
+from infra.settings import Settings
 from media.replay_keys import rtmp_key
-from server.settings import Settings
 from tests.media_flow import host_session
 from tests.media_flow import publish as rtmp_publish
 from tests.test_media_webrtc_errors import offer_sdp

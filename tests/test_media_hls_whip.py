@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
+from infra.settings import Settings
 from media.hls_playlist import parse_media_playlist
 from media.probe import decodes, probe
 from media.recordings import recordings_key
-from server.settings import Settings
 from tests.conftest import AppFactory
 from tests.media_flow import host_session, wait_replay, wait_segments
 from tests.webrtc_clients import publish

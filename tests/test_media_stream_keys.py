@@ -11,8 +11,8 @@ import asyncio
 
 import pytest
 
+from infra.settings import Settings
 from media.keys import media_hub_key
-from server.settings import Settings
 from tests.conftest import Api
 from tests.media_flow import publish as rtmp_publish
 from tests.media_flow import rtmp_url

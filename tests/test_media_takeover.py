@@ -12,10 +12,10 @@ import asyncio
 
 import pytest
 
+from infra.settings import Settings
 from media.keys import media_hub_key
 from media.recordings import recordings_key
 from server.demo import demo_info_key
-from server.settings import Settings
 from tests.conftest import Api
 from tests.media_flow import host_session, rtmp_url, wait_segments
 from tests.media_flow import publish as rtmp_publish

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from infra.settings import Settings
 from media.keys import media_hub_key, publisher_taps_key
 from media.tap import EncodedPacket, StreamInfo
-from server.settings import Settings
 from tests.conftest import Api
 from tests.webrtc_clients import publish, view, wait_for
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from infra.settings import Settings
 from media.keys import media_hub_key
-from server.settings import Settings
 from tests.test_media_webrtc import new_session, no_leaked_peers  # noqa: F401 - autouse fixture
 from tests.webrtc_clients import wait_for
 

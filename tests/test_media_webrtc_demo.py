@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from infra.settings import Settings
 from media.keys import media_hub_key
 from server.demo import demo_info_key
-from server.settings import Settings
 from tests.test_media_webrtc import no_leaked_peers  # noqa: F401 - autouse fixture
 from tests.webrtc_clients import view, wait_for
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from aiortc import RTCPeerConnection
 
+from infra.settings import Settings
 from media.sdp import MAX_SDP_BYTES
-from server.settings import Settings
 from tests.test_media_webrtc import new_session, no_leaked_peers  # noqa: F401 - autouse fixture
 from tests.webrtc_clients import SDP, prefer, publish, view, wait_for
 

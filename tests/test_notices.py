@@ -15,8 +15,8 @@ import pytest
 import socketio
 
 from commerce import notifications
+from infra.settings import Settings
 from server.keys import database_key
-from server.settings import Settings
 from tests.commerce_support import hold, make_shop, pay
 from tests.conftest import Api, AppFactory
 from tests.webrtc_clients import publish

@@ -54,13 +54,13 @@ async def test_an_older_value_seen_later_does_not_win(api: Api) -> None:
         await bus.publish(DomainEvent("stock_changed", room.session_id, older))
         await bus.publish(DomainEvent("group_progress", room.session_id, {
             "group_id": 4, "sale_id": 9, "community_id": 1, "community_name": "阳光花园",
-            "count": 5, "threshold": 10, "unit": "people", "deadline": None, "status": "open",
-            "ver": 40}))
+            "count": 5, "threshold": 10, "unit": "people", "deadline": "2026-11-22T09:00:00+00:00",
+            "status": "open", "ver": 40}))
         await asyncio.sleep(0.3)
         await bus.publish(DomainEvent("group_progress", room.session_id, {
             "group_id": 4, "sale_id": 9, "community_id": 1, "community_name": "阳光花园",
-            "count": 9, "threshold": 10, "unit": "people", "deadline": None, "status": "open",
-            "ver": 33}))
+            "count": 9, "threshold": 10, "unit": "people", "deadline": "2026-11-22T09:00:00+00:00",
+            "status": "open", "ver": 33}))
         await bus.publish(DomainEvent("stock_changed", room.session_id, older))
         await asyncio.sleep(0.5)
         last = viewer.of("state")[-1]

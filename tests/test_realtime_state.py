@@ -15,7 +15,7 @@ from tests.realtime_support import connect, make_room
 SALE = {"sale_id": 7, "product_id": 3, "product_name": "红富士苹果", "price_fen": 2990,
         "community_price_fen": 2590, "initial": 1000, "remaining": 1000, "held": 0, "sold": 0,
         "gift_first_n": 30, "gift_left": 30, "starts_at": "2026-11-22T08:00:00+00:00",
-        "ends_at": "2026-11-22T09:00:00+00:00", "status": "open"}
+        "ends_at": "2026-11-22T09:00:00+00:00", "status": "open", "ver": 0}
 
 
 async def test_counters_are_coalesced_to_ten_updates_a_second(api: Api) -> None:
@@ -33,12 +33,12 @@ async def test_counters_are_coalesced_to_ten_updates_a_second(api: Api) -> None:
         for i in range(2000):
             await bus.publish(DomainEvent("stock_changed", room.session_id, {
                 "sale_id": 7, "remaining": 1000 - i // 2, "held": i % 5, "sold": i // 2,
-                "gift_left": max(0, 30 - i // 2)}))
+                "gift_left": max(0, 30 - i // 2), "ver": 0}))
             if i % 10 == 0:
                 await bus.publish(DomainEvent("group_progress", room.session_id, {
                     "group_id": 1, "sale_id": 7, "community_id": 2, "community_name": "XX花园",
                     "count": i // 10, "threshold": 200, "unit": "people",
-                    "deadline": "2026-11-22T09:00:00+00:00", "status": "open"}))
+                    "deadline": "2026-11-22T09:00:00+00:00", "status": "open", "ver": 0}))
                 await bus.publish(DomainEvent("order_paid", room.session_id, {
                     "order_id": i, "sale_id": 7, "user_id": 1, "qty": 1, "community_id": 2}))
             ahead = started + (i + 1) / 1000 - time.monotonic()
@@ -72,7 +72,8 @@ async def test_moments_and_unknown_kinds_become_room_events(api: Api) -> None:
                                       {"status": "processing", "percent": 40}))
         await bus.publish(DomainEvent("group_outcome", room.session_id, {
             "group_id": 1, "sale_id": 7, "community_id": 2, "community_name": "XX花园", "count": 40,
-            "threshold": 40, "unit": "people", "deadline": None, "status": "succeeded"}))
+            "threshold": 40, "unit": "people", "deadline": "2026-11-22T09:00:00+00:00",
+            "status": "succeeded", "ver": 0}))
         ended_at = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
         await bus.publish(DomainEvent("session_ended", room.session_id, {"ended_at": ended_at}))
         forwarded = await viewer.wait(lambda: viewer.of("event"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+from infra.settings import Settings
 from media.probe import probe
 from media.recordings import recordings_key
-from server.settings import Settings
 from tests.conftest import AppFactory
 from tests.media_flow import host_session, publish, rtmp_url, wait_replay, wait_segments
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+from infra.settings import Settings
 from media.probe import probe
 from media.recorder import Recorder
 from media.recordings import recordings_key, tracks_for
 from media.replay_model import Replay
 from media.tap import StreamInfo
 from server.keys import database_key
-from server.settings import Settings
 from tests.conftest import AppFactory
 from tests.media_flow import host_session, wait_replay
 from tests.media_synth import interleave, opus_packets, video_packets

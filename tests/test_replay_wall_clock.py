@@ -23,12 +23,12 @@ import pytest
 
 from commerce import catalog
 from commerce.base import as_utc
+from infra.settings import Settings
 from media.ffmpeg_bin import ffmpeg_binary
 from media.recordings import recordings_key
 from media.segment_index import SegmentEntry
 from media.synthetic import FarmVideoTrack, read_strip
 from server.keys import database_key
-from server.settings import Settings
 from tests.conftest import Api, AppFactory
 from tests.media_flow import host_session, wait_replay
 from tests.webrtc_clients import Publisher, publish

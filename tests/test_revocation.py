@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from server.settings import Settings
+from commerce.event_payloads import TokenRevoked
+from commerce.events import DomainEvent
+from infra.settings import Settings
+from server.cluster_component import cluster_key
 from tests.conftest import Api, AppFactory
 from tests.realtime_support import connect, make_room, refused_reason
 
@@ -76,12 +79,22 @@ async def test_revocation_reaches_another_process(make_api: AppFactory, settings
     second = await make_api(settings)  # same Redis and database: another process of one deployment
     user_id, token = await first.user("viewer")
     assert (await _me(second, token))[0] == 200
+    heard: list[DomainEvent] = []
+
+    async def on(event: DomainEvent) -> None:
+        heard.append(event)
+
+    second.app[cluster_key].bus.subscribe(on, ["token_revoked"])
     assert await _patch(first, user_id, {"disabled": True}) == 200
-    for _ in range(50):  # the other process reads the cut-offs once a second
+    # Carried by the cluster bus, not waiting for the backstop read of the cut-offs.
+    for _ in range(50):
         if (status := (await _me(second, token))[0]) != 200:
             break
         await asyncio.sleep(0.1)
     assert status == 401
+    assert [(e.origin, e.payload) for e in heard if isinstance(e.payload, TokenRevoked)] == [
+        (first.app[cluster_key].me.process_id, heard[0].payload)]
+    assert isinstance(heard[0].payload, TokenRevoked) and heard[0].payload.user_id == user_id
 
 
 async def test_revoked_users_sockets_close_and_cannot_rejoin(api: Api) -> None:

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from commerce.events import DomainEvent
+from infra.settings import Settings
 from media.hls_playlist import parse_media_playlist
 from media.probe import decodes, probe
 from media.recordings import recordings_key
 from server.keys import events_key
-from server.settings import Settings
 from tests.conftest import Api, AppFactory
 from tests.media_flow import host_session, publish, rtmp_url, wait_replay, wait_segments
 

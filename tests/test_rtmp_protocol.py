@@ -7,9 +7,9 @@ import os
 
 import pytest
 
+from infra.settings import Settings
 from media.replay_keys import rtmp_key
 from media.rtmp_protocol import HANDSHAKE_SIZE, MAX_MESSAGE_BYTES, RtmpError, amf0_decode, amf0_encode
-from server.settings import Settings
 from tests.conftest import AppFactory
 
 

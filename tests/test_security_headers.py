@@ -18,10 +18,10 @@ import aiohttp
 import pytest
 import socketio
 
+from infra.settings import Settings
 from media.recordings import recordings_key
 from server.logs import configure_logging
 from server.routes import pages
-from server.settings import Settings
 from tests.conftest import ADMIN_PASSWORD, Api, AppFactory
 from tests.media_flow import publish as rtmp_publish
 from tests.media_flow import rtmp_url
@@ -270,7 +270,8 @@ async def test_no_password_token_stream_key_or_signature_in_logs(
     assert any("publishing" in entry["msg"] for entry in lines)
     secrets = {"password": password, "token": token, "stream key": key, "rtmp key": rtmp_key,
                "admin token": api.admin_token, "admin password": ADMIN_PASSWORD,
-               "chart signature": signature.group(1), "signing secret": settings.secret_key}
+               "chart signature": signature.group(1),
+               "signing secret": settings.secret_key.get_secret_value()}
     leaked = {name for name, value in secrets.items() if value in text}
     # Even a fragment long enough to matter must not appear (e.g. a truncated key in a message).
     leaked |= {name for name, value in secrets.items() if len(value) > 20 and value[:16] in text}
@@ -283,15 +284,17 @@ def test_secrets_come_from_the_environment_and_never_print(tmp_path: Path) -> No
     secret, admin = "s" * 40, "Admin-Password-From-Env"
     settings = Settings.from_env({"LINLI_SECRET_KEY": secret, "LINLI_ADMIN_PASSWORD": admin,
                                   "LINLI_DATA_DIR": str(tmp_path)})
-    assert settings.secret_key == secret and settings.admin_password == admin
+    assert settings.secret_key.get_secret_value() == secret
+    assert settings.admin_password is not None and settings.admin_password.get_secret_value() == admin
     assert not (tmp_path / "secret_key").exists()  # nothing written when the env provides it
     assert secret not in repr(settings) and admin not in repr(settings)
     # Without it: a random key, kept in the data dir, readable by the owner only.
     generated = Settings.from_env({"LINLI_DATA_DIR": str(tmp_path)})
-    assert len(generated.secret_key) >= 32
+    assert len(generated.secret_key.get_secret_value()) >= 32
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
     assert Settings.from_env({"LINLI_DATA_DIR": str(tmp_path)}).secret_key == generated.secret_key
     assert Settings().secret_key != Settings().secret_key  # no built-in default key
+    assert secret not in str(settings) and secret not in str(settings.for_log())
     with pytest.raises(ValueError, match="LINLI_SECRET_KEY"):
         Settings.from_env({"LINLI_SECRET_KEY": "short"})
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import segno
 
+from infra.settings import Settings
 from server.cli_commerce import verify_trace
 from server.keys import settings_key
-from server.settings import Settings
 from tests.conftest import Api
 from tests.trust_support import PDF, Farm, make_farm, sql, upload
 from trust.trace_signing import TraceSigner
@@ -90,7 +90,7 @@ async def test_public_trace_shows_journey_qc_and_products(any_db_api: Api) -> No
     assert verdict["ok"] is True and verdict["events"] == 5 and verdict["first_problem"] is None
     # The head signature checks with nothing but the published public key.
     key = await (await api.client.get("/api/trace-signing-key")).json()
-    signer = TraceSigner(api.app[settings_key].secret_key)
+    signer = TraceSigner(api.app[settings_key].secret_key.get_secret_value())
     assert key["public_key"] == signer.public_key_b64
     assert signer.verify(farm.batch_code, 5, body["head"]["hash"], body["head"]["signature"])
     assert not signer.verify(farm.batch_code, 4, body["head"]["hash"], body["head"]["signature"])
@@ -230,7 +230,8 @@ async def test_verify_trace_cli_process(settings: Settings, api: Api) -> None:
     """`python -m server verify-trace CODE` against the same database, as an operator runs it."""
     farm, _ = await _evidence(api)
     env = {**os.environ, "LINLI_DATA_DIR": str(settings.data_dir),
-           "LINLI_SECRET_KEY": settings.secret_key, "LINLI_DEMO": "0", "LINLI_LOG_LEVEL": "WARNING"}
+           "LINLI_SECRET_KEY": settings.secret_key.get_secret_value(), "LINLI_DEMO": "0",
+           "LINLI_LOG_LEVEL": "WARNING"}
     # Same SQL database; its own embedded Redis, so the CLI's app never shares pub/sub channels
     # with the test's app (verify-trace reads SQL only).
     env.pop("DATABASE_URL", None)

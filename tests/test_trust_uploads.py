@@ -11,9 +11,9 @@ from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from infra.settings import Settings
 from server.database import MIGRATIONS_DIR
 from server.keys import database_key
-from server.settings import Settings
 from tests.conftest import Api, AppFactory
 from tests.trust_support import (
     HTML,

@@ -20,8 +20,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import text
 
+from infra.settings import Settings
 from server.keys import database_key
-from server.settings import Settings
 from server.wechat_messages import WeChatConfig, WeChatError, WeChatSubscribeMessages
 from tests.conftest import AppFactory
 from tests.webrtc_clients import publish

@@ -16,6 +16,13 @@ from typing import Any
 from commerce import orders, refunds
 from commerce.accounts import Membership, Principal
 from commerce.errors import Forbidden
+from commerce.event_payloads import (
+    GroupProgress,
+    OrderPaid,
+    SaleClosed,
+    SaleOpened,
+    StockChanged,
+)
 from commerce.events import DomainEvent, EventBus
 from commerce.flash_sale.sales import Sale, get_sale
 from commerce.flash_sale.store import (
@@ -83,10 +90,10 @@ class Checkout:
         # The scripts hand back the session id, so the hot path needs no lookup.
         session = result.get("session")
         session = int(session) if session is not None else await self.session_of(sale_id)
-        await self.bus.publish(DomainEvent("stock_changed", session, {
-            "sale_id": sale_id, "remaining": result["remaining"], "held": result["held"],
-            "sold": result["sold"], "gift_left": gift_left, "ver": int(result.get("ver") or 0),
-        }))
+        await self.bus.publish(DomainEvent("stock_changed", session, StockChanged(
+            sale_id=sale_id, remaining=result["remaining"], held=result["held"],
+            sold=result["sold"], gift_left=gift_left, ver=int(result.get("ver") or 0),
+        )))
 
     async def publish_group(self, sale_id: int, community: str, people: int, units: int,
                             summary: Any = None, ver: int | None = None) -> None:
@@ -106,8 +113,8 @@ class Checkout:
             return
         data = json.loads(summary) if isinstance(summary, (str, bytes)) else summary
         await self.bus.publish(DomainEvent("group_progress", await self.session_of(sale_id),
-                                           {**group_event_data(sale_id, data, people, units),
-                                            "ver": ver}))
+                                           GroupProgress(**group_event_data(sale_id, data, people,
+                                                                            units), ver=ver)))
 
     async def settle(self, sale_id: int, *, force: bool = False) -> bool:
         """Tell the room the sale's counters and group progress as Redis holds them now, with
@@ -259,10 +266,10 @@ class Checkout:
             return await self._record(sale_id, result)
         order = await self._record(sale_id, result)
         await self.publish_stock(sale_id, result)
-        await self.bus.publish(DomainEvent("order_paid", order.session_id, {
-            "order_id": order.id, "sale_id": sale_id, "user_id": order.user_id, "qty": order.qty,
-            "community_id": order.community_id,
-        }))
+        await self.bus.publish(DomainEvent("order_paid", order.session_id, OrderPaid(
+            order_id=order.id, sale_id=sale_id, user_id=order.user_id, qty=order.qty,
+            community_id=order.community_id,
+        )))
         return order
 
     async def _return_payment(self, payment_ref: str, amount_fen: int, reason: str) -> None:
@@ -335,16 +342,17 @@ class Checkout:
         """sale_opened / sale_closed with the sale's description and live counts."""
         counts = await self.store.counts(sale.id)
         data = sale.public_dict()
-        await self.bus.publish(DomainEvent(kind, sale.session_id, {
-            "sale_id": sale.id, "product_id": sale.product_id, "product_name": product_name,
-            "price_fen": sale.price_fen, "community_price_fen": sale.community_price_fen,
-            "initial": sale.stock, "remaining": counts.remaining if counts else sale.stock,
-            "held": counts.held if counts else 0, "sold": counts.sold if counts else 0,
-            "gift_first_n": sale.gift_first_n,
-            "gift_left": counts.gift_left if counts else sale.gift_first_n,
-            "starts_at": data["starts_at"], "ends_at": data["ends_at"], "status": data["status"],
-            "ver": counts.ver if counts else 0,
-        }))
+        card = SaleOpened if kind == "sale_opened" else SaleClosed
+        await self.bus.publish(DomainEvent(kind, sale.session_id, card(
+            sale_id=sale.id, product_id=sale.product_id, product_name=product_name,
+            price_fen=sale.price_fen, community_price_fen=sale.community_price_fen,
+            initial=sale.stock, remaining=counts.remaining if counts else sale.stock,
+            held=counts.held if counts else 0, sold=counts.sold if counts else 0,
+            gift_first_n=sale.gift_first_n,
+            gift_left=counts.gift_left if counts else sale.gift_first_n,
+            starts_at=data["starts_at"], ends_at=data["ends_at"], status=data["status"],
+            ver=counts.ver if counts else 0,
+        )))
 
 
 def validate_qty(qty: int, limit: int = MAX_QTY) -> None:

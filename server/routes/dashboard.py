@@ -79,7 +79,8 @@ def _chart_url(request: web.Request, metric: str, by: str) -> str:
     days = request.query.get("days", "")
     lang = _lang(request)
     exp = str(int(utcnow().timestamp()) + CHART_URL_TTL_S)
-    sig = _chart_sig(request.app[settings_key].secret_key, metric, by, days, host, exp, lang)
+    sig = _chart_sig(request.app[settings_key].secret_key.get_secret_value(), metric, by, days, host,
+                     exp, lang)
     query = urlencode({"by": by, "days": days, "lang": lang, "h": host, "exp": exp, "sig": sig})
     return f"/api/dashboard/charts/{metric}.svg?{query}"
 
@@ -161,8 +162,9 @@ def _check_signed(request: web.Request, metric: str) -> str:
     if not (exp.isascii() and exp.isdigit()) or int(exp) < utcnow().timestamp() or (
             host and parse_id(host) is None):
         raise Unauthorized("图表链接已过期或无效 / Chart link expired or invalid", reason="chart_link")
-    expected = _chart_sig(request.app[settings_key].secret_key, metric, q.get("by", "session"),
-                          q.get("days", ""), host, exp, q.get("lang", "zh"))
+    secret = request.app[settings_key].secret_key.get_secret_value()
+    expected = _chart_sig(secret, metric, q.get("by", "session"), q.get("days", ""), host, exp,
+                          q.get("lang", "zh"))
     if not hmac.compare_digest(expected, sig):
         raise Unauthorized("图表链接已过期或无效 / Chart link expired or invalid", reason="chart_link")
     return host

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from infra.settings import Settings
 from server.api import PUBLIC, Api
 from server.keys import settings_key
-from server.settings import Settings
 
 api = Api()
 

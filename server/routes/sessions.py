@@ -7,6 +7,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from commerce import live_sessions
 from commerce.accounts import Role
+from commerce.event_payloads import SessionEnded
 from commerce.events import DomainEvent
 from commerce.flash_sale import lifecycle
 from media.keys import media_hub_key
@@ -110,6 +111,6 @@ async def end_session(request: web.Request) -> web.Response:
         async with request.app[database_key].session() as db:
             session = await live_sessions.end_session(db, session_id, principal(request))
     await request.app[events_key].publish(
-        DomainEvent("session_ended", session_id, {"ended_at": session.ended_at})
+        DomainEvent("session_ended", session_id, SessionEnded(ended_at=session.ended_at))
     )
     return json_response(session.public_dict())

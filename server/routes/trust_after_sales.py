@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from commerce.accounts import Role
 from commerce.catalog import get_product
+from commerce.event_payloads import ClaimDecided, ClaimFiled
 from commerce.events import DomainEvent
 from commerce.live_sessions import get_session
 from commerce.orders import get_order, may_view
@@ -141,9 +142,9 @@ async def create_claim(request: web.Request) -> web.Response:
         data = claim.public_dict()
     await request.app[events_key].publish(DomainEvent(
         "claim_filed", claim.session_id,
-        {"claim_id": claim.id, "status": claim.status, "product_id": claim.product_id,
-         "pin_id": claim.pin_id, "due_at": data["due_at"], "user_id": claim.buyer_id,
-         "payout_fen": claim.payout_fen},
+        ClaimFiled(claim_id=claim.id, status=claim.status, product_id=claim.product_id,
+                   pin_id=claim.pin_id, due_at=data["due_at"], user_id=claim.buyer_id,
+                   payout_fen=claim.payout_fen),
     ))
     return json_response(data, status=201)
 
@@ -204,8 +205,8 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
         data = claim.public_dict()
     await request.app[events_key].publish(DomainEvent(
         "claim_decided", claim.session_id,
-        {"claim_id": claim.id, "status": claim.status, "user_id": claim.buyer_id,
-         "payout_fen": claim.payout_fen},
+        ClaimDecided(claim_id=claim.id, status=claim.status, user_id=claim.buyer_id,
+                     payout_fen=claim.payout_fen),
     ))
     return json_response(data)
 
