@@ -6,6 +6,8 @@ from commerce import (  # noqa: F401
     catalog,
     claims,
     group_buys,
+    identities,
+    invites,
     live_sessions,
     nps,
     orders,

@@ -124,6 +124,8 @@ class Settings:
     rate_holds_per_ip: Rate = (3000, 10)
     rate_comments_per_ip: Rate = (300, 10)
     rate_socket_connects_per_ip: Rate = (1200, 60)
+    # Sign-ups through an invite link: each costs an argon2 hash and makes an account.
+    rate_signup_per_ip: Rate = (60, 600)
     # Wrong passwords allowed (per hour) before the account / the address waits 2 s, 4 s, …
     login_free_failures: int = 5
     login_free_failures_per_ip: int = 100
@@ -134,6 +136,12 @@ class Settings:
     # A media file (HLS segment, playlist, poster) must reach the reader within this long, or
     # the connection is cut: a reader that stops reading holds no server resources for long.
     media_send_timeout_s: int = 30
+    # --- WeChat sign-in (OAuth 网页授权): off unless both the app id and secret are set ---
+    wechat_app_id: str | None = None
+    wechat_app_secret: str | None = field(default=None, repr=False)
+    # Where WeChat's OAuth lives (tests point these at a local server speaking the protocol).
+    wechat_authorize_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
+    wechat_api_base: str = "https://api.weixin.qq.com"
     # --- several processes and nodes (docs/CLUSTER.md) ---
     # Each process also listens here for requests forwarded by the others (port 0: any free).
     internal_host: str = "127.0.0.1"
@@ -227,17 +235,32 @@ class Settings:
             rate_holds_per_ip=_rate(env, "LINLI_RATE_HOLDS_PER_IP", (3000, 10)),
             rate_comments_per_ip=_rate(env, "LINLI_RATE_COMMENTS_PER_IP", (300, 10)),
             rate_socket_connects_per_ip=_rate(env, "LINLI_RATE_SOCKET_CONNECTS_PER_IP", (1200, 60)),
+            rate_signup_per_ip=_rate(env, "LINLI_RATE_SIGNUP_PER_IP", (60, 600)),
             login_free_failures=_int(env, "LINLI_LOGIN_FREE_FAILURES", 5, 1, 1000),
             login_free_failures_per_ip=_int(env, "LINLI_LOGIN_FREE_FAILURES_PER_IP", 100, 1, 100_000),
             socket_max_queued_frames=_int(env, "LINLI_SOCKET_MAX_QUEUED_FRAMES", 1000, 10, 1_000_000),
             socket_max_queued_bytes=_int(env, "LINLI_SOCKET_MAX_QUEUED_BYTES", 1024 * 1024,
                                          16 * 1024, 1024 * 1024 * 1024),
             media_send_timeout_s=_int(env, "LINLI_MEDIA_SEND_TIMEOUT_S", 30, 1, 3600),
+            wechat_app_id=env.get("LINLI_WECHAT_APP_ID") or None,
+            wechat_app_secret=env.get("LINLI_WECHAT_APP_SECRET") or None,
+            wechat_authorize_url=_url(env, "LINLI_WECHAT_AUTHORIZE_URL",
+                                      "https://open.weixin.qq.com/connect/oauth2/authorize"),
+            wechat_api_base=_url(env, "LINLI_WECHAT_API_BASE", "https://api.weixin.qq.com"),
             internal_host=env.get("LINLI_INTERNAL_HOST") or "127.0.0.1",
             internal_port=_int(env, "LINLI_INTERNAL_PORT", 0, 0, 65535),
             advertise_host=env.get("LINLI_ADVERTISE_HOST") or None,
             node_id=_node_id(env),
         )
+
+
+def _url(env: Mapping[str, str], key: str, default: str) -> str:
+    raw = (env.get(key) or "").strip()
+    if not raw:
+        return default
+    if not raw.startswith(("https://", "http://")):
+        raise SettingsError(f"{key} must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
 
 
 def check_admin_password(password: str) -> None:

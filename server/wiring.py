@@ -15,9 +15,11 @@ def components() -> list[Component]:
         media_component,
         realtime_component,
         replay_component,
+        signup_component,
         trust_component,
     )
 
     # The cluster first: the hub, the recorder and the Socket.IO ids need it at their start.
     return [cluster_component.setup, commerce_component.setup, trust_component.setup,
-            realtime_component.setup, media_component.setup, replay_component.setup]
+            realtime_component.setup, media_component.setup, replay_component.setup,
+            signup_component.setup]
