@@ -1,0 +1,140 @@
+"""李阿姨 opens the group link on her phone (Chromium, 390×844, zh-CN, Asia/Shanghai) with no
+account: she sees whose community it is and who invites her, signs up with her name, and lands
+on a page telling her she is in. A neighbour with an account signs in on the same page and joins
+an approval community in one step (待审核). Screenshots of each step; axe-core finds nothing
+serious on the join page."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from tests.browser_support import USER_PASSWORD, Kit, browser_kit
+
+# Any character of the other language in a Chinese page (community and people names aside).
+LATIN_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+async def visible_sizes(page: Any) -> list[dict[str, Any]]:
+    """Every visible control and text element under <main>: its height and font size."""
+    return list(await page.evaluate("""() => [...document.querySelectorAll(
+        'main button, main input, main a, main p, main li, main label, main h1, main h2')]
+      .filter((el) => el.offsetParent !== null && el.getClientRects().length)
+      .map((el) => ({tag: el.tagName, id: el.id, text: (el.textContent || '').trim().slice(0, 30),
+                     height: el.getBoundingClientRect().height,
+                     font: parseFloat(getComputedStyle(el).fontSize)}))"""))
+
+
+async def assert_roomy(page: Any) -> None:
+    sizes = await visible_sizes(page)
+    assert sizes, "nothing visible in <main>"
+    small_text = [s for s in sizes if s["font"] < 16]
+    assert small_text == [], small_text
+    small_targets = [s for s in sizes if s["tag"] in ("BUTTON", "INPUT") and s["height"] < 44]
+    assert small_targets == [], small_targets
+
+
+async def community_with_invite(kit: Kit, host_token: str, name: str,
+                                policy: str = "open") -> tuple[int, str]:
+    made = await kit.rest.call("POST", "/api/communities", host_token,
+                               json={"name": name, "join_policy": policy})
+    invite = await kit.rest.call("POST", f"/api/communities/{made['id']}/invites", host_token,
+                                 json={"max_uses": 200})
+    assert invite["url"].endswith(f"/join/{invite['code']}")
+    return int(made["id"]), str(invite["code"])
+
+
+async def test_from_the_group_link_to_signed_up_and_in(tmp_path: Path, redis_url: str,
+                                                       redis_client: Redis) -> None:
+    async with browser_kit(tmp_path, redis_url, "join_signup") as kit:
+        host = await kit.rest.account("laozhang", "host", "老张")
+        cid, code = await community_with_invite(kit, host.token, "阳光花园")
+
+        page = await kit.page(path=f"/join/{code}")
+        await page.locator("#invite-community").wait_for()
+        assert await page.locator("#invite-community").text_content() == "阳光花园"
+        assert await page.locator("#invite-from").text_content() == "老张 邀请你加入"
+        assert await page.locator("#invite-policy").text_content() == "注册后立即加入"
+        await page.locator("#su-username").wait_for()
+        await kit.shot(page, "join_page")
+        assert await kit.axe(page, "join_page") == []
+        await assert_roomy(page)
+        main_text = await page.locator("main").inner_text()
+        assert LATIN_WORD.findall(main_text) == [], main_text  # Chinese only, one language
+
+        # A password the policy refuses is explained in her language, next to the form.
+        await page.fill("#su-display", "李阿姨")
+        await page.fill("#su-username", "li_ayi")
+        await page.fill("#su-password", "12345678")
+        await page.click("#signup-submit")
+        await page.locator("#signup-error").wait_for()
+        assert await page.locator("#signup-error").text_content() == "密码至少 10 个字符"
+        await kit.shot(page, "weak_password")
+
+        await page.fill("#su-password", "枇杷熟了-sunny-garden")
+        await page.click("#signup-submit")
+        await page.wait_for_url(f"{kit.base}/")
+        await page.locator("#flash").wait_for()
+        assert await page.locator("#flash").text_content() == "已加入阳光花园"
+        assert await page.locator("#top .who-name").text_content() == "李阿姨"
+        await kit.shot(page, "joined_home")
+
+        # She really is a member (the community price is hers), and signs in with the password.
+        token = await page.evaluate("localStorage.getItem('linli.token')")
+        me = await kit.rest.call("GET", "/api/me", token)
+        assert me["username"] == "li_ayi" and me["communities"] == [cid]
+        assert (await kit.rest.login("li_ayi", "枇杷熟了-sunny-garden"))["token"]
+        # The message was for that landing only.
+        await page.reload()
+        await page.locator("#top .who-name").wait_for()
+        assert await page.locator("#flash").count() == 0
+        assert kit.errors == [], kit.errors
+
+
+async def test_an_existing_neighbour_signs_in_and_waits_for_approval(
+        tmp_path: Path, redis_url: str, redis_client: Redis) -> None:
+    async with browser_kit(tmp_path, redis_url, "join_signin") as kit:
+        host = await kit.rest.account("laozhang", "host", "老张")
+        neighbour = await kit.rest.account("wang_shu", "viewer", "王叔叔")
+        _, code = await community_with_invite(kit, host.token, "翠湖小区", policy="approval")
+
+        page = await kit.page(path=f"/join/{code}")
+        await page.locator("#show-signin").wait_for()
+        assert await page.locator("#invite-policy").text_content() == "加入需要团长审核"
+        await page.click("#show-signin")
+        await page.locator("#si-username").wait_for()
+        await kit.shot(page, "signin_form")
+        assert await kit.axe(page, "signin_form") == []
+        await page.fill("#si-username", neighbour.username)
+        await page.fill("#si-password", USER_PASSWORD)
+        await page.click("#signin-submit")
+        await page.wait_for_url(f"{kit.base}/")
+        await page.locator("#flash").wait_for()
+        assert await page.locator("#flash").text_content() == "已申请加入翠湖小区,待审核"
+        await kit.shot(page, "pending_home")
+        me = await kit.rest.call("GET", "/api/me", neighbour.token)
+        assert me["communities"] == []  # not a member until the host approves
+
+        # Signed in already, the link joins in one tap; a dead link says why, in Chinese.
+        _, open_code = await community_with_invite(kit, host.token, "东湖苑")
+        await page.goto(f"/join/{open_code}")
+        await page.locator("#accept").wait_for()
+        assert await page.locator("#accept").text_content() == "加入东湖苑"
+        await kit.shot(page, "signed_in_accept")
+        await page.click("#accept")
+        await page.wait_for_url(f"{kit.base}/")
+        assert await page.locator("#flash").text_content() == "已加入东湖苑"
+
+        await kit.rest.call("DELETE", f"/api/invites/{open_code}", host.token)
+        await page.goto(f"/join/{open_code}")
+        await page.locator("#invite-dead").wait_for()
+        assert await page.locator("#invite-dead").text_content() == "邀请链接已被撤销,请向团长要一个新的"
+        assert await page.locator("#accept").is_hidden()
+        await page.goto("/join/no-such-link")
+        await page.locator("#invite-dead").wait_for()
+        assert await page.locator("#invite-dead").text_content() == "邀请链接不存在,请检查链接是否完整"
+        await kit.shot(page, "dead_link")
+        assert kit.errors == [], kit.errors
