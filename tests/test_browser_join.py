@@ -13,6 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from tests.browser_support import USER_PASSWORD, Kit, browser_kit
+from tests.wechat_protocol import APP_ID, APP_SECRET, Person, wechat_server
 
 # Any character of the other language in a Chinese page (community and people names aside).
 LATIN_WORD = re.compile(r"[A-Za-z]{3,}")
@@ -138,3 +139,39 @@ async def test_an_existing_neighbour_signs_in_and_waits_for_approval(
         assert await page.locator("#invite-dead").text_content() == "邀请链接不存在,请检查链接是否完整"
         await kit.shot(page, "dead_link")
         assert kit.errors == [], kit.errors
+
+
+async def test_wechat_sign_in_from_the_join_page(tmp_path: Path, redis_url: str,
+                                                 redis_client: Redis) -> None:
+    """The button goes to WeChat's authorize page (a local server speaking its protocol, which
+    consents at once), WeChat sends the browser back to our callback page, and she is in."""
+    async with wechat_server() as wechat:
+        env = {"LINLI_WECHAT_APP_ID": APP_ID, "LINLI_WECHAT_APP_SECRET": APP_SECRET,
+               "LINLI_WECHAT_AUTHORIZE_URL": wechat.authorize_url,
+               "LINLI_WECHAT_API_BASE": wechat.base}
+        async with browser_kit(tmp_path, redis_url, "join_wechat", extra_env=env) as kit:
+            host = await kit.rest.account("laozhang", "host", "老张")
+            cid, code = await community_with_invite(kit, host.token, "阳光花园")
+            wechat.next_person = Person("o_zhao_nainai", "赵奶奶")
+            page = await kit.page(path=f"/join/{code}")
+            await page.locator("#wechat-login").wait_for()
+            assert await page.locator("#wechat-login").text_content() == "微信登录"
+            await kit.shot(page, "wechat_button")
+            assert await kit.axe(page, "wechat_button") == []
+            await page.click("#wechat-login")
+            await page.wait_for_url(f"{kit.base}/")
+            await page.locator("#flash").wait_for()
+            assert await page.locator("#flash").text_content() == "已加入阳光花园"
+            assert await page.locator("#top .who-name").text_content() == "赵奶奶"
+            await kit.shot(page, "wechat_joined")
+            token = await page.evaluate("localStorage.getItem('linli.token')")
+            assert (await kit.rest.call("GET", "/api/me", token))["communities"] == [cid]
+
+            # WeChat's redirect replayed in a browser that did not start the trip is refused.
+            stranger = await kit.page()
+            await stranger.goto("/auth/wechat/callback?code=abc&state=not-mine")
+            await stranger.locator("#wechat-error").wait_for()
+            assert await stranger.locator("#wechat-error").text_content() == \
+                "登录请求已失效,请重新点微信登录"
+            await kit.shot(stranger, "wechat_foreign_state")
+            assert kit.errors == [], kit.errors

@@ -280,3 +280,26 @@ async def test_invites_made_at_once_stop_at_the_cap(any_db_api: Api, n: int,
         api.client.post(f"/api/communities/{cid}/invites", json={}, headers=api.auth(host))
         for _ in range(n)))
     assert Counter(a.status for a in answers) == {201: 7, 409: n - 7}
+
+
+async def test_a_newcomer_lands_in_the_communitys_live_room(any_db_api: Api) -> None:
+    from commerce import live_sessions
+
+    api = any_db_api
+    _, host = await api.user("host")
+    _, stranger = await api.user("host")
+    cid = await community(api, host)
+    code = (await make_invite(api, host, cid))["code"]
+    mine = (await (await api.client.post("/api/sessions", json={"title": "枇杷专场"},
+                                         headers=api.auth(host))).json())["id"]
+    theirs = (await (await api.client.post("/api/sessions", json={"title": "别家直播"},
+                                           headers=api.auth(stranger))).json())["id"]
+    async with api.app[database_key].session() as db:
+        await live_sessions.mark_live(db, theirs)  # live, but not this community's
+    assert (await signup(api, code))[1]["live_session_id"] is None
+    async with api.app[database_key].session() as db:
+        await live_sessions.mark_live(db, mine)
+    status, body = await signup(api, code)
+    assert status == 201 and body["live_session_id"] == mine, body
+    shown = await (await api.client.get(f"/api/invites/{code}")).json()
+    assert shown["live_session_id"] == mine
