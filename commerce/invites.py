@@ -236,11 +236,17 @@ async def join_with_invite(db: AsyncSession, invite: Invite, user_id: int) -> tu
     written first and the use taken after it, so the same person accepting twice at once waits
     on the unique (community, user) pair and the second finds the first's row.
     """
-    ensure_usable(invite)
     community = await db.get(Community, invite.community_id)
     if community is None:
         raise InviteNotFound()
     is_open = community.join_policy == JoinPolicy.OPEN.value
+    # Someone already in who taps the link in the group again, days later, is simply in, even
+    # if the link has died since: nothing would be taken or changed for them.
+    already = (await db.execute(select(Membership).where(
+        Membership.community_id == community.id, Membership.user_id == user_id))).scalar_one_or_none()
+    if already is not None and (already.status == "approved" or not is_open):
+        return already, False
+    ensure_usable(invite)
     status, approved_by = ("approved", invite.created_by) if is_open else ("pending", None)
     insert = membership_insert(db, community.id, user_id, status, approved_by)
     created = (await db.execute(

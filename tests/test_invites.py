@@ -125,7 +125,8 @@ async def test_dead_links_are_refused_with_stable_codes(any_db_api: Api) -> None
     resp = await api.client.delete(f"/api/invites/{revoked}", headers=api.auth(host))
     assert resp.status == 200 and (await resp.json())["state"] == "revoked"
     once = (await make_invite(api, host, cid, max_uses=1))["code"]
-    assert (await signup(api, once))[0] == 201
+    status, first = await signup(api, once)
+    assert status == 201
 
     for code, status, reason in ((expired, 410, "expired"), (revoked, 410, "revoked"),
                                  (once, 409, "used_up")):
@@ -141,6 +142,9 @@ async def test_dead_links_are_refused_with_stable_codes(any_db_api: Api) -> None
         assert (resp.status, error(await resp.json())) == (404, "invite_not_found"), unknown
         got, body = await signup(api, unknown)
         assert got in (400, 404), body
+    # The one who used the link, tapping it again later, is simply in.
+    resp = await api.client.post(f"/api/invites/{once}/accept", headers=api.auth(first["token"]))
+    assert resp.status == 200 and (await resp.json())["membership"]["status"] == "approved"
     async with api.app[database_key].session() as db:
         late = await db.scalar(select(func.count()).select_from(User)
                                .where(User.username.like("late_%")))
@@ -303,3 +307,20 @@ async def test_a_newcomer_lands_in_the_communitys_live_room(any_db_api: Api) -> 
     assert status == 201 and body["live_session_id"] == mine, body
     shown = await (await api.client.get(f"/api/invites/{code}")).json()
     assert shown["live_session_id"] == mine
+
+
+async def test_the_demo_prints_one_working_invite_link(api: Api) -> None:
+    import warnings
+
+    from server.demo import seed_demo
+
+    lines = []
+    for _ in range(2):  # a restart of `make run` reuses the link
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            info = await seed_demo(api.app)
+        lines += [line for line in info.lines if "/join/" in line]
+    assert len(lines) == 2 and lines[0] == lines[1], lines
+    code = lines[0].rsplit("/join/", 1)[1]
+    shown = await (await api.client.get(f"/api/invites/{code}")).json()
+    assert shown["valid"] is True and shown["community"]["name"] == "阳光花园"
