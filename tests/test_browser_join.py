@@ -12,11 +12,29 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from tests.browser_support import USER_PASSWORD, Kit, browser_kit
+from tests.browser_support import REPO, USER_PASSWORD, Kit, browser_kit
 from tests.wechat_protocol import APP_ID, APP_SECRET, Person, wechat_server
 
 # Any character of the other language in a Chinese page (community and people names aside).
 LATIN_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+def test_every_text_of_the_join_pages_has_both_languages() -> None:
+    """A key missing from i18n.js would show the key itself to the neighbour."""
+    table = (REPO / "web/static/js/i18n.js").read_text("utf-8")
+    pairs = dict(re.findall(r'^  (\w+): \[("[^"]*"), "[^"]*"\],$', table, flags=re.M))
+    used: set[str] = set()
+    for page in ("join.html", "wechat_callback.html"):
+        used |= set(re.findall(r'data-i18n="(\w+)"', (REPO / "web/pages" / page).read_text("utf-8")))
+    for script in ("join.js", "joined.js", "wechat_callback.js"):
+        text = (REPO / "web/static/js" / script).read_text("utf-8")
+        used |= set(re.findall(r'\bt\("(\w+)"', text))
+        used |= {f"invite_{reason}" for reason in ("expired", "revoked", "used_up", "not_found")}
+        used |= set(re.findall(r'"(\w+)"', text.split("const KNOWN = [", 1)[1].split("]", 1)[0])) \
+            if "const KNOWN" in text else set()
+    used |= {f"weak_password_{r}" for r in ("blank", "too_short", "same_as_username",
+                                            "too_guessable")}
+    assert sorted(used - pairs.keys()) == []
 
 
 async def visible_sizes(page: Any) -> list[dict[str, Any]]:
@@ -138,6 +156,14 @@ async def test_an_existing_neighbour_signs_in_and_waits_for_approval(
         await page.locator("#invite-dead").wait_for()
         assert await page.locator("#invite-dead").text_content() == "邀请链接不存在,请检查链接是否完整"
         await kit.shot(page, "dead_link")
+        # English on request, and then English only.
+        await page.click("#lang-switch")
+        await page.locator("#invite-dead").wait_for()
+        assert await page.locator("h1").text_content() == "Join a community"
+        assert await page.locator("#invite-dead").text_content() == \
+            "No such invite link: check that the link is complete"
+        assert not re.search(r"[\u4e00-\u9fff]", await page.locator("main").inner_text())
+        await kit.shot(page, "dead_link_english")
         assert kit.errors == [], kit.errors
 
 
