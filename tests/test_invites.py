@@ -324,3 +324,27 @@ async def test_the_demo_prints_one_working_invite_link(api: Api) -> None:
     code = lines[0].rsplit("/join/", 1)[1]
     shown = await (await api.client.get(f"/api/invites/{code}")).json()
     assert shown["valid"] is True and shown["community"]["name"] == "阳光花园"
+
+
+async def test_migration_0405_goes_down_and_up_with_communities_in_use(any_db_api: Api) -> None:
+    """Communities already referred to by members and pickup points survive both ways (SQLite
+    would refuse to copy-and-drop them); those from before the column are open."""
+    from sqlalchemy import text
+
+    from tests.test_pickup_tenancy import _alembic
+
+    api = any_db_api
+    _, host = await api.user("host")
+    cid = await community(api, host, policy="approval")
+    code = (await make_invite(api, host, cid))["code"]
+    assert (await signup(api, code))[0] == 201
+    await api.client.post(f"/api/communities/{cid}/pickup-points", json={"name": "北门"},
+                          headers=api.auth(host))
+    async with api.app[database_key].engine.begin() as conn:
+        await conn.run_sync(_alembic, "downgrade", "0403")
+        await conn.run_sync(_alembic, "upgrade", "heads")
+        policy = (await conn.execute(text("SELECT join_policy FROM communities WHERE id = :c"),
+                                     {"c": cid})).scalar_one()
+        left = (await conn.execute(text("SELECT count(*) FROM invites"))).scalar_one()
+    assert (policy, left) == ("open", 0)
+    assert await members(api, cid) == {"pending": 1}

@@ -15,9 +15,10 @@ depends_on = ('0100',)
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('communities', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('join_policy', sa.String(length=16),
-                                      server_default=sa.text("'open'"), nullable=False))
+    # Plain ADD COLUMN (with its default, SQLite fills existing rows), not batch mode: batch
+    # would copy and drop `communities`, which memberships and pickup points refer to.
+    op.add_column('communities', sa.Column('join_policy', sa.String(length=16),
+                                           server_default=sa.text("'open'"), nullable=False))
 
     op.create_table('invites',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -59,5 +60,5 @@ def downgrade() -> None:
     with op.batch_alter_table('invites', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_invites_community_id'))
     op.drop_table('invites')
-    with op.batch_alter_table('communities', schema=None) as batch_op:
-        batch_op.drop_column('join_policy')
+    # A plain DROP COLUMN (SQLite 3.35+), for the same reason.
+    op.drop_column('communities', 'join_policy')
