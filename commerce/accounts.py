@@ -223,7 +223,7 @@ async def request_membership(db: AsyncSession, community_id: int, user_id: int) 
 
 
 def membership_insert(db: AsyncSession, community_id: int, user_id: int, status: str,
-                       approved_by: int | None) -> Any:
+                      approved_by: int | None) -> Any:
     insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
     return insert(Membership).values(community_id=community_id, user_id=user_id, status=status,
                                      approved_by=approved_by, created_at=utcnow())

@@ -269,6 +269,8 @@ async def test_invite_limits_and_the_qr_poster(api: Api) -> None:
     await api.client.delete(f"/api/invites/{made['code']}", headers=api.auth(host))
     shown = await (await api.client.get(f"/api/invites/{made['code']}")).json()
     assert shown["reason"] == "revoked"
+    resp = await api.client.get(made["qr_svg"])
+    assert (resp.status, error(await resp.json())) == (410, "invite_revoked")
 
 
 @pytest.mark.parametrize("n", [20])

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from commerce import accounts, invites
 from commerce.accounts import JoinPolicy, Membership, Role, User
 from commerce.errors import Conflict
-from server import qr_images
+from server import qr_images, wechat_oauth
 from server.api import (
     PUBLIC,
     USER,
@@ -122,8 +122,6 @@ async def revoke_invite(request: web.Request) -> web.Response:
            "who invites, and whether it still works (anyone with the link)", tag="invites",
            auth=PUBLIC, responses={404: "invite_not_found"})
 async def preview_invite(request: web.Request) -> web.Response:
-    from server import wechat_oauth
-
     async with request.app[database_key].session() as db:
         shown = (await invites.preview(db, request.match_info["code"])).public_dict()
     shown["wechat"] = wechat_oauth.enabled(request.app)
@@ -132,10 +130,13 @@ async def preview_invite(request: web.Request) -> web.Response:
 
 @api.route("GET", "/api/invites/{code}/qr.svg", summary="QR poster of the invite link (SVG)",
            tag="invites", auth=PUBLIC, response_content_type="image/svg+xml",
-           responses={404: "invite_not_found"})
+           responses={404: "invite_not_found", 409: "invite_used_up",
+                      410: "invite_expired, invite_revoked"})
 async def invite_qr(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
         found = await invites.preview(db, request.match_info["code"])
+    # No fresh poster of a dead link.
+    invites.ensure_usable(found.invite)
     url = invite_url(request, found.invite.code)
     body = qr_images.qr_svg(url, title=f"加入 {found.community.name} / Join")
     # The code is the key to the community: no shared cache keeps it after a revocation.
