@@ -75,7 +75,8 @@ class Community(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def public_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "join_policy": self.join_policy}
+        return {"id": self.id, "name": self.name, "join_policy": self.join_policy,
+                "created_by": self.created_by}
 
 
 class Membership(Base):

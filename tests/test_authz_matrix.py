@@ -146,6 +146,7 @@ REST: tuple[Op, ...] = (
     Op("GET", "/orders", "/orders", PUBLIC),
     Op("GET", "/trace/{batch_code}", "/trace/{w.batch_code_a}", PUBLIC),
     Op("GET", "/dashboard", "/dashboard", PUBLIC),
+    Op("GET", "/invites", "/invites", PUBLIC),
     Op("GET", "/join/{code}", "/join/{w.invite_a}", PUBLIC),
     Op("GET", "/auth/wechat/callback", "/auth/wechat/callback", PUBLIC),
     # --- catalog: hosts list, anyone reads ---------------------------------------------------

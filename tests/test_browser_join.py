@@ -7,6 +7,7 @@ serious on the join page."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,16 @@ def test_every_text_of_the_join_pages_has_both_languages() -> None:
     table = (REPO / "web/static/js/i18n.js").read_text("utf-8")
     pairs = dict(re.findall(r'^  (\w+): \[("[^"]*"), "[^"]*"\],$', table, flags=re.M))
     used: set[str] = set()
-    for page in ("join.html", "wechat_callback.html"):
+    for page in ("join.html", "wechat_callback.html", "invites.html"):
         used |= set(re.findall(r'data-i18n="(\w+)"', (REPO / "web/pages" / page).read_text("utf-8")))
-    for script in ("join.js", "joined.js", "wechat_callback.js"):
+    for script in ("join.js", "joined.js", "wechat_callback.js", "invites.js", "shell.js"):
         text = (REPO / "web/static/js" / script).read_text("utf-8")
         used |= set(re.findall(r'\bt\("(\w+)"', text))
+        used |= set(re.findall(r'"data-i18n": "(\w+)"', text))
         used |= {f"invite_{reason}" for reason in ("expired", "revoked", "used_up", "not_found")}
         used |= set(re.findall(r'"(\w+)"', text.split("const KNOWN = [", 1)[1].split("]", 1)[0])) \
             if "const KNOWN" in text else set()
+    used |= {f"invite_state_{s}" for s in ("valid", "revoked", "expired", "used_up")}
     used |= {f"weak_password_{r}" for r in ("blank", "too_short", "same_as_username",
                                             "too_guessable")}
     assert sorted(used - pairs.keys()) == []
@@ -70,13 +73,38 @@ async def test_from_the_group_link_to_signed_up_and_in(tmp_path: Path, redis_url
                                                        redis_client: Redis) -> None:
     async with browser_kit(tmp_path, redis_url, "join_signup") as kit:
         host = await kit.rest.account("laozhang", "host", "老张")
-        cid, code = await community_with_invite(kit, host.token, "阳光花园")
+        cid = (await kit.rest.call("POST", "/api/communities", host.token,
+                                   json={"name": "阳光花园"}))["id"]
+        await kit.rest.call("POST", "/api/communities", host.token, json={"name": "翠湖小区"})
+        # 老张 makes the link and its QR poster for the group chat.
+        console = await kit.page(host, "/invites", label="host")
+        await console.locator("#inv-community option").first.wait_for(state="attached")
+        await console.select_option("#inv-community", label="阳光花园")
+        await console.fill("#inv-uses", "30")
+        await console.click("#inv-create")
+        await console.locator(".invite-item .invite-url").wait_for()
+        url = await console.locator(".invite-item .invite-url").input_value()
+        assert re.fullmatch(rf"{re.escape(kit.base)}/join/[\w-]{{16}}", url), url
+        assert await console.locator(".invite-item .invite-state").text_content() == \
+            "有效 · 已加入 0/30 人 · 有效期至 " + (await console.evaluate(
+                "(iso) => new Date(iso).toLocaleString(undefined, {hour12: false})",
+                (await kit.rest.call("GET", f"/api/communities/{cid}/invites",
+                                     host.token))["items"][0]["expires_at"]))
+        await console.locator("img.qr").wait_for()
+        assert await console.evaluate("document.querySelector('img.qr').naturalWidth") > 100
+        await kit.shot(console, "host_invite_link")
+        assert await kit.axe(console, "host_invites") == []
+        code = url.rsplit("/", 1)[1]
 
         page = await kit.page(path=f"/join/{code}")
         await page.locator("#invite-community").wait_for()
         assert await page.locator("#invite-community").text_content() == "阳光花园"
         assert await page.locator("#invite-from").text_content() == "老张 邀请你加入"
-        assert await page.locator("#invite-policy").text_content() == "注册后立即加入"
+        # Seven days from now, in her zone (Asia/Shanghai, UTC+8) as the API's offset says.
+        expires = (await kit.rest.call("GET", f"/api/invites/{code}"))["expires_at"]
+        shanghai = datetime.fromisoformat(expires).astimezone(timezone(timedelta(hours=8)))
+        assert await page.locator("#invite-policy").text_content() == \
+            f"注册后立即加入 · 有效期至 {shanghai:%Y/%m/%d %H:%M:%S}".replace("/0", "/")
         await page.locator("#su-username").wait_for()
         await kit.shot(page, "join_page")
         assert await kit.axe(page, "join_page") == []
@@ -110,6 +138,19 @@ async def test_from_the_group_link_to_signed_up_and_in(tmp_path: Path, redis_url
         await page.reload()
         await page.locator("#top .who-name").wait_for()
         assert await page.locator("#flash").count() == 0
+        # The host sees her join through the link, and can stop it.
+        await console.reload()
+        await console.locator(".invite-item .invite-state").wait_for()
+        assert (await console.locator(".invite-item .invite-state").text_content()
+                or "").startswith("有效 · 已加入 1/30 人")
+        await console.click(".invite-item button.danger")
+        await console.locator(".invite-item.state-revoked").wait_for()
+        assert await console.locator(".invite-item .invite-state").text_content() == \
+            "已撤销 · 已加入 1/30 人 · 有效期至 " + (await console.evaluate(
+                "(iso) => new Date(iso).toLocaleString(undefined, {hour12: false})",
+                (await kit.rest.call("GET", f"/api/communities/{cid}/invites",
+                                     host.token))["items"][0]["expires_at"]))
+        await kit.shot(console, "host_invite_revoked")
         assert kit.errors == [], kit.errors
 
 

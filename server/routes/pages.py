@@ -59,6 +59,7 @@ _page_route("/replays/{id}", "replay", "Replay player with product chapters")
 _page_route("/orders", "orders", "My orders")
 _page_route("/trace/{batch_code}", "trace", "Batch trace (QR target)")
 _page_route("/dashboard", "dashboard", "Trust dashboard")
+_page_route("/invites", "invites", "Invite neighbours: links and QR posters (hosts)")
 _page_route("/join/{code}", "join", "Join a community from an invite link: sign up or sign in")
 _page_route("/auth/wechat/callback", "wechat_callback", "Where WeChat sign-in comes back to")
 
