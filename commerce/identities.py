@@ -19,8 +19,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from commerce.accounts import Role, User
 from commerce.base import Base, utcnow
 
-# A password hash nothing verifies against (argon2 refuses it as malformed): an account made
-# through WeChat signs in through WeChat until someone sets it a password.
+# A password hash nothing verifies against (sign-in treats a hash starting with "!" as none):
+# an account made through WeChat signs in through WeChat until someone sets it a password.
 UNUSABLE_HASH = "!provider-only"
 
 

@@ -86,6 +86,12 @@ async def test_wechat_sign_in_makes_one_account_and_joins_the_invite(
     assert exchange == {"appid": APP_ID, "secret": APP_SECRET, "code": code,
                         "grant_type": "authorization_code"}
 
+    # The account has no password: no password opens it, not even the server's dummy one.
+    for guess in ("linli-no-such-user", "!provider-only", ""):
+        resp = await api.client.post("/api/auth/token", json={
+            "username": body["user"]["username"], "password": guess or "x"})
+        assert resp.status == 401, guess
+
     # Next time the same person signs in to the same account (no invite this time).
     again = await start(api)
     code, state = await consent(again)

@@ -70,11 +70,13 @@ async def issue_token(request: web.Request) -> web.Response:
     try:
         async with request.app[database_key].session() as db:
             user = await accounts.find_user(db, body.username)
-        # Verify even for unknown users so timing does not reveal which usernames exist.
+        # Verify even for unknown users, and for accounts with no password (made through
+        # WeChat), so timing does not reveal which usernames exist or how they sign in.
         passwords = request.app[passwords_key]
-        hashed = user.password_hash if user is not None else passwords.dummy_hash
+        has_password = user is not None and not user.password_hash.startswith("!")
+        hashed = user.password_hash if user is not None and has_password else passwords.dummy_hash
         ok = await passwords.verify_async(hashed, body.password)
-        outcome = "ok" if user is not None and ok and not user.disabled else "fail"
+        outcome = "ok" if user is not None and has_password and ok and not user.disabled else "fail"
     finally:
         await guard.done(body.username, ip, outcome)
     if outcome != "ok" or user is None:
