@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, select
+from sqlalchemy import ForeignKey, String, UniqueConstraint, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,13 +57,26 @@ class User(Base):
         return Principal(self.id, self.username, Role(self.role))
 
 
+class JoinPolicy(enum.StrEnum):
+    """How a neighbour who follows an invite link becomes a member."""
+
+    OPEN = "open"  # approved at once
+    APPROVAL = "approval"  # pending until the community's manager approves
+
+
 class Community(Base):
     __tablename__ = "communities"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80), unique=True)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    join_policy: Mapped[str] = mapped_column(String(16), default=JoinPolicy.OPEN.value,
+                                             server_default=text("'open'"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def public_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "join_policy": self.join_policy,
+                "created_by": self.created_by}
 
 
 class Membership(Base):
@@ -139,14 +152,33 @@ async def find_user(db: AsyncSession, username: str) -> User | None:
     return (await db.execute(select(User).where(User.username == username))).scalar_one_or_none()
 
 
-async def create_community(db: AsyncSession, name: str, created_by: int | None) -> Community:
-    community = Community(name=name, created_by=created_by)
+async def create_community(db: AsyncSession, name: str, created_by: int | None,
+                           join_policy: JoinPolicy = JoinPolicy.OPEN) -> Community:
+    community = Community(name=name, created_by=created_by, join_policy=join_policy.value)
     db.add(community)
     try:
         await db.flush()
     except IntegrityError:
         await db.rollback()
         raise Conflict("小区名称已存在 / Community name already exists", field="name") from None
+    return community
+
+
+async def managed_community(db: AsyncSession, community_id: int, actor: Principal) -> Community:
+    """The community, when `actor` manages it (404 when there is none, 403 when not theirs)."""
+    community = await db.get(Community, community_id)
+    if community is None:
+        raise NotFound("小区不存在 / No such community")
+    ensure_community_manager(community, actor)
+    return community
+
+
+async def set_join_policy(db: AsyncSession, community_id: int, actor: Principal,
+                          policy: JoinPolicy) -> Community:
+    """Open (invitees join at once) or approval (they wait for the manager): the manager's call."""
+    community = await managed_community(db, community_id, actor)
+    community.join_policy = policy.value
+    await db.flush()
     return community
 
 
@@ -174,11 +206,11 @@ async def add_member(
     await get_user(db, user_id)
     status = "approved" if approved_by is not None else "pending"
     # One statement, so approvals racing each other (or a join) end in one row, not a 500.
-    row = _membership_insert(db, community_id, user_id, status, approved_by)
+    row = membership_insert(db, community_id, user_id, status, approved_by)
     await db.execute(row.on_conflict_do_update(
         index_elements=["community_id", "user_id"],
         set_={"status": status, "approved_by": approved_by}))
-    return await _membership(db, community_id, user_id)
+    return await membership_of(db, community_id, user_id)
 
 
 async def request_membership(db: AsyncSession, community_id: int, user_id: int) -> Membership:
@@ -186,19 +218,19 @@ async def request_membership(db: AsyncSession, community_id: int, user_id: int) 
     at once, twenty times) leaves the one membership as it is."""
     if await db.get(Community, community_id) is None:
         raise NotFound("小区不存在 / No such community")
-    row = _membership_insert(db, community_id, user_id, "pending", None)
+    row = membership_insert(db, community_id, user_id, "pending", None)
     await db.execute(row.on_conflict_do_nothing(index_elements=["community_id", "user_id"]))
-    return await _membership(db, community_id, user_id)
+    return await membership_of(db, community_id, user_id)
 
 
-def _membership_insert(db: AsyncSession, community_id: int, user_id: int, status: str,
-                       approved_by: int | None) -> Any:
+def membership_insert(db: AsyncSession, community_id: int, user_id: int, status: str,
+                      approved_by: int | None) -> Any:
     insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
     return insert(Membership).values(community_id=community_id, user_id=user_id, status=status,
                                      approved_by=approved_by, created_at=utcnow())
 
 
-async def _membership(db: AsyncSession, community_id: int, user_id: int) -> Membership:
+async def membership_of(db: AsyncSession, community_id: int, user_id: int) -> Membership:
     found = (await db.execute(
         select(Membership).where(Membership.community_id == community_id,
                                  Membership.user_id == user_id)

@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     rate_comments_per_ip: Rate = _setting((300, 10), f"comments per address ({_RATE_HELP})")
     rate_socket_connects_per_ip: Rate = _setting(
         (1200, 60), f"Socket.IO connections per address ({_RATE_HELP})")
+    # Each sign-up costs an argon2 hash and makes an account.
+    rate_signup_per_ip: Rate = _setting((60, 600), f"sign-ups per address ({_RATE_HELP})")
     login_free_failures: int = _setting(
         5, "wrong passwords per account per hour before each try waits 2 s, 4 s, …", ge=1, le=1000)
     login_free_failures_per_ip: int = _setting(
@@ -138,6 +140,18 @@ class Settings(BaseSettings):
     media_send_timeout_s: int = _setting(
         30, "a media file (HLS segment, playlist, poster) must reach the reader within this "
         "(seconds)", ge=1, le=3600)
+    # --- WeChat (docs/JOINING.md, docs/NOTIFICATIONS.md): off unless the app id and secret are set
+    wechat_app_id: str | None = _setting(
+        None, "WeChat official account app id: sign-in with WeChat (OAuth 网页授权) and "
+        "subscription messages")
+    wechat_app_secret: SecretStr | None = _setting(None, "that account's app secret")
+    wechat_template_id: str | None = _setting(
+        None, "subscription-message template for 开播提醒 (going-live reminders); none: in-app only")
+    wechat_authorize_url: str = _setting(
+        "https://open.weixin.qq.com/connect/oauth2/authorize", "WeChat's OAuth consent page",
+        pattern=r"^https?://")
+    wechat_api_base: str = _setting("https://api.weixin.qq.com", "WeChat's API (OAuth tokens, "
+                                    "user info, subscription messages)", pattern=r"^https?://")
     # --- several processes and nodes (docs/CLUSTER.md) ---
     internal_host: str = _setting(
         "127.0.0.1", "each process also listens here (a free port) for requests the other "
@@ -179,7 +193,8 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("rate_login_per_ip", "rate_holds_per_user", "rate_holds_per_ip",
-                     "rate_comments_per_ip", "rate_socket_connects_per_ip", mode="before")
+                     "rate_comments_per_ip", "rate_socket_connects_per_ip", "rate_signup_per_ip",
+                     mode="before")
     @classmethod
     def _rate(cls, value: object, info: ValidationInfo) -> object:
         """`100/10s` (or `100/10`), or `0`/`off` for no limit (keeping the default window)."""
@@ -196,7 +211,7 @@ class Settings(BaseSettings):
         return (int(count), int(window))
 
     @field_validator("rate_login_per_ip", "rate_holds_per_user", "rate_holds_per_ip",
-                     "rate_comments_per_ip", "rate_socket_connects_per_ip")
+                     "rate_comments_per_ip", "rate_socket_connects_per_ip", "rate_signup_per_ip")
     @classmethod
     def _rate_bounds(cls, value: Rate) -> Rate:
         count, window = value

@@ -24,7 +24,7 @@ from commerce.notifications import NoticeKind, Notification
 from commerce.orders import Order, OrderStatus
 from realtime.me_namespace import deliver
 from server.api import Api
-from server.keys import database_key, events_key
+from server.keys import database_key, events_key, settings_key
 from server.realtime_component import hub_key
 from server.routes import notices as notices_routes
 from server.wechat_messages import (
@@ -114,7 +114,7 @@ class Notices:
 
 
 async def notices_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = WeChatConfig.from_env()
+    config = WeChatConfig.from_settings(app[settings_key])
     wechat = WeChatSubscribeMessages(config) if config is not None else None
     if wechat is not None and wechat_key not in app:
         app[wechat_key] = wechat

@@ -74,6 +74,7 @@ class RateLimiter:
         self.holds_ip = Rule.of("holds", settings.rate_holds_per_ip, "ip")
         self.comments_ip = Rule.of("comments", settings.rate_comments_per_ip, "ip")
         self.connects_ip = Rule.of("connects", settings.rate_socket_connects_per_ip, "ip")
+        self.signup_ip = Rule.of("signup", settings.rate_signup_per_ip, "ip")
         self.redis: Redis | None = None
         self.refused = 0
         self._known: dict[str, int] = {}  # key → total of all processes, as last learned

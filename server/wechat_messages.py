@@ -1,7 +1,7 @@
 """WeChat subscription messages (订阅消息): "the session you booked is live", on the phone.
 
-Off unless LINLI_WECHAT_APP_ID, LINLI_WECHAT_APP_SECRET (or LINLI_WECHAT_SECRET) and
-LINLI_WECHAT_TEMPLATE_ID are set. WeChat's own protocol, spoken with aiohttp:
+Off unless LINLI_WECHAT_APP_ID, LINLI_WECHAT_APP_SECRET and LINLI_WECHAT_TEMPLATE_ID are set
+(infra/settings.py). WeChat's own protocol, spoken with aiohttp:
 
 - `GET {base}/cgi-bin/token?grant_type=client_credential&appid=…&secret=…` →
   `{"access_token", "expires_in"}`; the token is cached until shortly before it expires, and
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.exc import DBAPIError
 
 from commerce.base import as_utc
+from infra.settings import Settings
 from server.database import Database
 
 log = logging.getLogger(__name__)
@@ -67,17 +67,13 @@ class WeChatConfig:
     time_zone: str = "Asia/Shanghai"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> WeChatConfig | None:
-        env = os.environ if env is None else env
-        app_id = env.get("LINLI_WECHAT_APP_ID", "").strip()
-        secret = (env.get("LINLI_WECHAT_APP_SECRET") or env.get("LINLI_WECHAT_SECRET") or "").strip()
-        template = env.get("LINLI_WECHAT_TEMPLATE_ID", "").strip()
-        if not (app_id and secret and template):
+    def from_settings(cls, settings: Settings) -> WeChatConfig | None:
+        """Configured when the app id, its secret and the template are all set."""
+        secret = settings.wechat_app_secret
+        if not (settings.wechat_app_id and secret and settings.wechat_template_id):
             return None
-        return cls(app_id, secret, template,
-                   base_url=env.get("LINLI_WECHAT_BASE_URL", "").strip() or DEFAULT_BASE_URL,
-                   page=env.get("LINLI_WECHAT_PAGE", "").strip() or cls.page,
-                   time_zone=env.get("LINLI_WECHAT_TIME_ZONE", "").strip() or cls.time_zone)
+        return cls(settings.wechat_app_id, secret.get_secret_value(), settings.wechat_template_id,
+                   base_url=settings.wechat_api_base)
 
 
 class OpenIdSource(Protocol):

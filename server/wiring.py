@@ -13,6 +13,7 @@ from server import (
     notices_component,
     realtime_component,
     replay_component,
+    signup_component,
     trust_component,
 )
 from server.api import Api
@@ -25,4 +26,4 @@ def components() -> list[Component]:
     # The cluster first: the hub, the recorder and the Socket.IO ids need it at their start.
     return [cluster_component.setup, commerce_component.setup, trust_component.setup,
             realtime_component.setup, media_component.setup, replay_component.setup,
-            notices_component.setup]
+            notices_component.setup, signup_component.setup]

@@ -67,6 +67,8 @@ class World:
     community_a: int = 0
     community_b: int = 0
     pickup_a: int = 0  # community A's default pickup point, added by host A
+    invite_a: str = ""  # a live invite link to community A, made by host A
+    invite_revoked: str = ""  # one host A revoked: accepting it is refused after the auth check
     batch_a: int = 0
     batch_code_a: str = ""
     product_a: int = 0
@@ -213,6 +215,11 @@ async def seed_world(api: Api) -> World:
                          json={"user_id": w.ids["other_member"]}, headers=h_b))
     w.pickup_a = (await _ok(await post(f"/api/communities/{w.community_a}/pickup-points",
                                        json={"name": "3号楼门卫室"}, headers=h_a), 201))["id"]
+    w.invite_a = (await _ok(await post(f"/api/communities/{w.community_a}/invites", json={},
+                                       headers=h_a)))["code"]
+    w.invite_revoked = (await _ok(await post(f"/api/communities/{w.community_a}/invites",
+                                             json={}, headers=h_a)))["code"]
+    await _ok(await api.client.delete(f"/api/invites/{w.invite_revoked}", headers=h_a))
 
     async def session(headers: dict[str, str], title: str) -> dict[str, Any]:
         return await _ok(await post("/api/sessions", json={"title": title}, headers=headers))

@@ -110,6 +110,23 @@ REST: tuple[Op, ...] = (
        json={"default": True}),
     Op("GET", "/api/communities/{id}/pickup-points", "/api/communities/{w.community_a}/pickup-points",
        PUBLIC),
+    # --- getting in: a community's invite links are its host's (or an admin's), like its
+    # members; whoever holds a link may see where it leads and sign up with it -----------------
+    Op("PATCH", "/api/communities/{id}", "/api/communities/{w.community_a}", OWNER,
+       json={"join_policy": "open"}),
+    Op("POST", "/api/communities/{id}/invites", "/api/communities/{w.community_a}/invites", OWNER,
+       json={"max_uses": 1}),
+    Op("GET", "/api/communities/{id}/invites", "/api/communities/{w.community_a}/invites", OWNER),
+    # Revoking the already revoked link: harmless for the allowed, so every cell can be probed.
+    Op("DELETE", "/api/invites/{code}", "/api/invites/{w.invite_revoked}", OWNER),
+    Op("GET", "/api/invites/{code}", "/api/invites/{w.invite_a}", PUBLIC),
+    Op("GET", "/api/invites/{code}/qr.svg", "/api/invites/{w.invite_a}/qr.svg", PUBLIC),
+    Op("POST", "/api/signup", "/api/signup", PUBLIC, json={}),
+    # A revoked link: the signed-in get past auth to 410 (no one joins community A here).
+    Op("POST", "/api/invites/{code}/accept", "/api/invites/{w.invite_revoked}/accept", USERS),
+    Op("GET", "/api/auth/providers", "/api/auth/providers", PUBLIC),
+    Op("POST", "/api/auth/wechat/start", "/api/auth/wechat/start", PUBLIC, json={}),
+    Op("POST", "/api/auth/wechat/callback", "/api/auth/wechat/callback", PUBLIC, json={}),
     # --- sessions ----------------------------------------------------------------------------
     Op("POST", "/api/sessions", "/api/sessions", HOSTS, json={}),
     Op("GET", "/api/sessions", "/api/sessions", PUBLIC),
@@ -143,6 +160,9 @@ REST: tuple[Op, ...] = (
        variant="another host's product", json=lambda w: {"product_ids": [w.product_b]}),
     Op("GET", "/api/me/tags", "/api/me/tags", USERS),
     Op("PUT", "/api/me/tags", "/api/me/tags", USERS, json={"tags": ["baking"]}),
+    Op("GET", "/invites", "/invites", PUBLIC),
+    Op("GET", "/join/{code}", "/join/{w.invite_a}", PUBLIC),
+    Op("GET", "/auth/wechat/callback", "/auth/wechat/callback", PUBLIC),
     # --- catalog: hosts list, anyone reads ---------------------------------------------------
     Op("POST", "/api/products", "/api/products", HOSTS, json={}),
     Op("GET", "/api/products", "/api/products", HOSTS),

@@ -36,7 +36,9 @@ def page_paths() -> list[str]:
     """Every page route, with its parameters filled in, plus the API docs page."""
     paths = [op.path for op in pages.api.operations if op.method == "GET"]
     assert len(paths) >= 10, paths
-    filled = [re.sub(r"{batch_code}", "B20240601", re.sub(r"{id}", "1", p)) for p in paths]
+    filled = [re.sub(r"{code}", "AbCdEfGh12345678", re.sub(r"{batch_code}", "B20240601",
+                                                               re.sub(r"{id}", "1", p)))
+              for p in paths]
     return [*filled, "/api/docs"]
 
 

@@ -18,8 +18,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from sqlalchemy import text
+from pydantic import SecretStr
 
+from commerce.identities import WechatIdentity
 from infra.settings import Settings
 from server.keys import database_key
 from server.wechat_messages import WeChatConfig, WeChatError, WeChatSubscribeMessages
@@ -130,11 +131,11 @@ async def test_protocol_token_cache_refresh_and_refusals(wechat: tuple[FakeWeCha
 
 
 async def test_off_unless_configured() -> None:
-    assert WeChatConfig.from_env({}) is None
-    assert WeChatConfig.from_env({"LINLI_WECHAT_APP_ID": "a", "LINLI_WECHAT_APP_SECRET": "b"}) is None
-    config = WeChatConfig.from_env({"LINLI_WECHAT_APP_ID": "a", "LINLI_WECHAT_SECRET": "b",
-                                    "LINLI_WECHAT_TEMPLATE_ID": "t",
-                                    "LINLI_WECHAT_BASE_URL": "http://127.0.0.1:9"})
+    assert WeChatConfig.from_settings(Settings()) is None
+    assert WeChatConfig.from_settings(Settings(wechat_app_id="a", wechat_app_secret="b")) is None
+    config = WeChatConfig.from_settings(Settings(
+        wechat_app_id="a", wechat_app_secret="b", wechat_template_id="t",
+        wechat_api_base="http://127.0.0.1:9"))
     assert config is not None and config.base_url == "http://127.0.0.1:9"
 
 
@@ -142,10 +143,9 @@ async def test_going_live_sends_wechat_to_subscribers_with_an_openid(
         wechat: tuple[FakeWeChat, str], make_api: AppFactory, settings: Settings,
         monkeypatch: pytest.MonkeyPatch) -> None:
     fake, base = wechat
-    for name, value in {"LINLI_WECHAT_APP_ID": APP_ID, "LINLI_WECHAT_APP_SECRET": SECRET,
-                        "LINLI_WECHAT_TEMPLATE_ID": TEMPLATE, "LINLI_WECHAT_BASE_URL": base}.items():
-        monkeypatch.setenv(name, value)
-    api = await make_api(settings)
+    api = await make_api(settings.model_copy(update={
+        "wechat_app_id": APP_ID, "wechat_app_secret": SecretStr(SECRET),
+        "wechat_template_id": TEMPLATE, "wechat_api_base": base}))
     _, host = await api.user("host")
     resp = await api.client.post("/api/sessions", headers=api.auth(host), json={
         "title": TITLE, "scheduled_at": "2030-01-01T20:00:00+08:00"})
@@ -156,12 +156,10 @@ async def test_going_live_sends_wechat_to_subscribers_with_an_openid(
         resp = await api.client.post(f"/api/sessions/{made['id']}/subscribe",
                                      headers=api.auth(token))
         assert resp.status == 200
-    # The seam: WeChat sign-in keeps (user_id, openid) in wechat_identities.
+    # WeChat sign-in keeps each person's openid (commerce/identities.py); the fan signed in so.
     async with api.app[database_key].session() as db:
-        await db.execute(text("CREATE TABLE wechat_identities (user_id INTEGER PRIMARY KEY, "
-                              "openid VARCHAR(64) NOT NULL)"))
-        await db.execute(text("INSERT INTO wechat_identities VALUES (:u, :o)"),
-                         {"u": fan_id, "o": "o-fan"})
+        db.add(WechatIdentity(user_id=fan_id, app_id=APP_ID, openid="o-fan"))
+        await db.commit()
     fake.subscribed.add("o-fan")
     pub = await publish(api.client, made["id"], made["stream_key"])
     try:

@@ -46,6 +46,7 @@ class UserUpdate(BaseModel):
 
 class CommunityCreate(BaseModel):
     name: str = Field(min_length=1, max_length=80)
+    join_policy: accounts.JoinPolicy = accounts.JoinPolicy.OPEN
 
 
 class MemberAdd(BaseModel):
@@ -69,11 +70,13 @@ async def issue_token(request: web.Request) -> web.Response:
     try:
         async with request.app[database_key].session() as db:
             user = await accounts.find_user(db, body.username)
-        # Verify even for unknown users so timing does not reveal which usernames exist.
+        # Verify even for unknown users, and for accounts with no password (made through
+        # WeChat), so timing does not reveal which usernames exist or how they sign in.
         passwords = request.app[passwords_key]
-        hashed = user.password_hash if user is not None else passwords.dummy_hash
+        has_password = user is not None and not user.password_hash.startswith("!")
+        hashed = user.password_hash if user is not None and has_password else passwords.dummy_hash
         ok = await passwords.verify_async(hashed, body.password)
-        outcome = "ok" if user is not None and ok and not user.disabled else "fail"
+        outcome = "ok" if user is not None and has_password and ok and not user.disabled else "fail"
     finally:
         await guard.done(body.username, ip, outcome)
     if outcome != "ok" or user is None:
@@ -145,15 +148,16 @@ async def update_user(request: web.Request) -> web.Response:
 async def create_community(request: web.Request) -> web.Response:
     body = await read_json(request, CommunityCreate)
     async with request.app[database_key].session() as db:
-        community = await accounts.create_community(db, body.name, principal(request).user_id)
-    return json_response({"id": community.id, "name": community.name}, status=201)
+        community = await accounts.create_community(db, body.name, principal(request).user_id,
+                                                    body.join_policy)
+    return json_response(community.public_dict(), status=201)
 
 
 @api.route("GET", "/api/communities", summary="List communities", tag="accounts", auth=PUBLIC)
 async def list_communities(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
         rows = (await db.execute(select(accounts.Community).order_by(accounts.Community.id))).scalars()
-        return json_response([{"id": c.id, "name": c.name} for c in rows])
+        return json_response([c.public_dict() for c in rows])
 
 
 @api.route("POST", "/api/communities/{id}/members", summary="Add an approved member",

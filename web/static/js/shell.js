@@ -12,6 +12,8 @@ export function mountShell() {
       h("a", { href: "/", "data-i18n": "nav_home" }),
       h("a", { href: "/replays", "data-i18n": "nav_replays" }),
       user ? h("a", { href: "/orders", "data-i18n": "nav_orders" }) : null,
+      user && (user.role === "host" || user.role === "admin")
+        ? h("a", { href: "/invites", "data-i18n": "nav_invites" }) : null,
     );
     const who = user
       ? h("span", { class: "who" },
@@ -28,5 +30,29 @@ export function mountShell() {
       h("span", { class: "spacer" }), who, switcher);
   }
   applyI18n();
+  showFlash();
   return user;
+}
+
+const FLASH = "linli.flash";
+
+/** A message for the next page this tab opens (e.g. "已加入阳光花园" after joining). */
+export function setFlash(text, kind = "ok") {
+  sessionStorage.setItem(FLASH, JSON.stringify({ text, kind }));
+}
+
+function showFlash() {
+  const raw = sessionStorage.getItem(FLASH);
+  const main = document.getElementById("app");
+  if (!raw || !main) return;
+  sessionStorage.removeItem(FLASH);
+  let flash = null;
+  try {
+    flash = JSON.parse(raw);
+  } catch {
+    return;
+  }
+  if (!flash || typeof flash.text !== "string") return;
+  main.prepend(h("p", { id: "flash", class: `flash flash-${flash.kind === "error" ? "error" : flash.kind === "info" ? "info" : "ok"}`,
+                        role: "status", text: flash.text }));
 }
