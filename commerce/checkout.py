@@ -13,9 +13,9 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from commerce import orders, refunds
+from commerce import orders, pricing, refunds
 from commerce.accounts import Membership, Principal
-from commerce.errors import Forbidden
+from commerce.errors import Forbidden, InvalidInput
 from commerce.events import DomainEvent, EventBus
 from commerce.flash_sale import (
     MAX_QTY,
@@ -29,6 +29,7 @@ from commerce.flash_sale import (
 )
 from commerce.orders import Confirmation, Order, UnitOfWork
 from commerce.payments import BadCallback, PaymentProvider
+from commerce.pricing import BuyerPrice
 from commerce.sales import Sale, get_sale
 
 log = logging.getLogger(__name__)
@@ -178,19 +179,30 @@ class Checkout:
 
     # --- pay -----------------------------------------------------------------------------------
 
-    async def _unit_price(self, sale_id: int, hold: dict[str, Any]) -> int:
-        """The hold's price, or the group price once its community's group-buy succeeded."""
-        price = int(hold["p"])
-        if hold.get("c"):
-            raw = await self.store.redis.hget(keys(sale_id)["groups"], hold["c"])
-            if raw:
-                group = json.loads(raw)
-                if group.get("status") == "succeeded":
-                    price = min(price, int(group["group_price_fen"]))
-        return price
+    async def price_for(self, sale_id: int, community: int | None) -> BuyerPrice | None:
+        """What a buyer buying through `community` pays now (pricing.buyer_price over the sale
+        and group-buy as Redis holds them); None for a sale Redis does not hold."""
+        k = keys(sale_id)
+        list_raw, cprice_raw = await self.store.redis.hmget(k["meta"], ["price", "cprice"])
+        if list_raw is None:
+            return None
+        group = None
+        if community is not None:
+            group = pricing.group_summary(await self.store.redis.hget(k["groups"], str(community)))
+        cprice = int(cprice_raw) if cprice_raw not in (None, b"", "") else None
+        return pricing.buyer_price(int(list_raw), cprice, community, group)
 
-    async def pay(self, hold_id: str, buyer: Principal) -> dict[str, Any]:
-        """Pay a live hold through the provider; with the simulated one the order exists at once."""
+    async def _unit_price(self, sale_id: int, hold: dict[str, Any]) -> int:
+        """The hold's unit price by the one pricing rule (the hold's quote when Redis lost the
+        sale's description, which a live hold outliving it cannot do)."""
+        community = int(hold["c"]) if hold.get("c") else None
+        price = await self.price_for(sale_id, community)
+        return int(hold["p"]) if price is None else price.unit_fen
+
+    async def pay(self, hold_id: str, buyer: Principal,
+                  pickup_point_id: int | None = None) -> dict[str, Any]:
+        """Pay a live hold through the provider; with the simulated one the order exists at once.
+        `pickup_point_id` picks one of the hold's community's points (default: its default)."""
         sale_id = sale_of_hold(hold_id)
         done = await self.store.paid(hold_id)
         if done is not None:
@@ -208,6 +220,8 @@ class Checkout:
         if int(hold["e"]) <= now_ms():
             await self.expire(sale_id)
             raise HoldExpired()
+        if pickup_point_id is not None:
+            await self._choose_pickup(sale_id, hold_id, hold, pickup_point_id)
         unit = await self._unit_price(sale_id, hold)
         start = await self.provider.start(hold_id, unit * int(hold["q"]))
         if start.callback is None:
@@ -215,6 +229,20 @@ class Checkout:
                     "redirect_url": start.redirect_url}
         order = await self.accept_callback(asdict(start.callback))
         return {"order_id": order.id, "status": order.status}
+
+    async def _choose_pickup(self, sale_id: int, hold_id: str, hold: dict[str, Any],
+                             point_id: int) -> None:
+        """Remember the buyer's pickup point for the order this hold becomes; it must be one of
+        the points of the community the hold was made through."""
+        from commerce.pickup import PickupPoint
+
+        community = int(hold["c"]) if hold.get("c") else None
+        async with self.uow() as db:
+            point = await db.get(PickupPoint, point_id)
+        if point is None or community is None or point.community_id != community:
+            raise InvalidInput("自提点不属于你的小区 / The pickup point is not your community's",
+                               field="pickup_point_id", reason="not_your_pickup_point")
+        await self.store.redis.hset(keys(sale_id)["pickup"], hold_id, str(point_id))
 
     async def _already_paid(self, sale_id: int, done: dict[str, Any],
                             buyer: Principal) -> dict[str, Any]:
@@ -290,7 +318,9 @@ class Checkout:
         """Write the order of a confirmation (idempotent; every writer comes through here: the
         pay route, the callback, the log consumer, reconcile), then settle what a group-buy
         outcome owes it."""
-        order, _created = await orders.write_confirmation(self.uow, conf)
+        chosen = await self.store.redis.hget(keys(conf.sale_id)["pickup"], conf.hold_id)
+        order, _created = await orders.write_confirmation(
+            self.uow, conf, int(chosen) if chosen is not None else None)
         await self._owed_group_price(order)
         return order
 

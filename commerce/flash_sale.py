@@ -89,7 +89,7 @@ def keys(sale_id: int) -> dict[str, str]:
     """Every key of one sale, under its hash tag."""
     tag = f"sale:{{{sale_id}}}:"
     names = ("meta", "holds", "expiry", "bought", "idem", "members", "community", "groups",
-             "paid", "log", "refunded")
+             "paid", "log", "refunded", "pickup")
     return {name: tag + name for name in names}
 
 
