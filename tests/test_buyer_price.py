@@ -66,7 +66,8 @@ async def test_card_price_is_the_charged_price(api: Api) -> None:
     anonymous = await _sale_as(api, sale["id"], None)
     assert "your_price_fen" not in anonymous and anonymous["price_fen"] == 6800
     mine = await _sale_as(api, sale["id"], li_token)
-    assert (mine["your_price_fen"], mine["list_price_fen"], mine["your_price_basis"]) == (5800, 6800, "community")
+    assert (mine["your_price_fen"], mine["list_price_fen"], mine["your_price_basis"]) \
+        == (5800, 6800, "community")
     assert (mine["your_community_id"], mine["your_community_name"]) == (sunny, "阳光花园")
     assert (mine["your_limit_left"], mine["gift_left"]) == (3, 30)
     outsider = await _sale_as(api, sale["id"], stranger)
@@ -91,7 +92,8 @@ async def test_card_price_is_the_charged_price(api: Api) -> None:
     assert status == 200 and (await _order(api, paid["order_id"], wang_token))["pickup_point_id"] == gate
 
     # Once the community's group-buy succeeds, the card, the hold and the charge say its price.
-    resp = await api.client.post(f"/api/sales/{sale['id']}/group-buys", headers=api.auth(shop.host_token), json={
+    resp = await api.client.post(f"/api/sales/{sale['id']}/group-buys",
+                                 headers=api.auth(shop.host_token), json={
         "community_id": sunny, "threshold": 2, "unit": "people", "group_price_fen": 5000,
         "deadline": (datetime.now(UTC) + timedelta(seconds=1)).isoformat()})
     assert resp.status == 201, await resp.text()

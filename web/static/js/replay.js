@@ -68,7 +68,7 @@ function renderChapters(byPin = new Map()) {
       lines.qc ? h("p", { class: "qc chapter-qc", text: `${t("qc_report")}: ${lines.qc}` }) : null,
       h("div", { class: "toolbar" },
         h("button", { type: "button", class: "primary jump", text: t("jump_chapter"), on: { click: () => jump(index) } }),
-        chapter.clip_url ? h("a", { href: chapter.clip_url, class: "clip", text: "▶ clip (HLS)" }) : null),
+        chapter.clip_url ? h("a", { href: chapter.clip_url, class: "clip", text: t("clip_hls") }) : null),
       questions.length ? h("div", { class: "chapter-qa" }, h("p", { class: "muted", text: t("qa_about") }),
         h("ul", { class: "questions" }, ...questions.slice(0, 50).map((q) => questionRow(q)))) : null);
   });
