@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,18 @@ async def test_member_buys_two_at_the_price_the_card_shows(tmp_path: Path, redis
         assert await mine.locator("button.join-group").text_content() == "参团"
         await kit.shot(page, "room_card_community_price")
 
+        # The card's trust archive: QC, trace, the moment it was explained, reviews.
+        await card.locator("#open-trust").click()
+        trust = page.locator("#trust-sheet")
+        await trust.locator("h3", has_text="买家评价").wait_for(timeout=20_000)
+        for words in ("质检报告", "在直播中讲解的时刻", "开始讲解", "还没有评价"):
+            await trust.get_by_text(words).first.wait_for()
+        assert await trust.locator("a[href='/trace/SS-2026-01']").count() == 1
+        await kit.shot(page, "trust_sheet")
+        assert await kit.axe(page, "trust_sheet") == []
+        await trust.locator("button[data-close]").click()
+        await trust.wait_for(state="hidden")
+
         # 参团 opens the buy sheet on the same sale.
         await mine.locator("button.join-group").click()
         sheet = page.locator("#buy-sheet")
@@ -151,6 +164,17 @@ async def test_her_question_is_pending_then_she_hears_it_was_rejected(
         await row.wait_for(timeout=20_000)
         assert await row.locator(".pending-badge").text_content() == "待审核"
         await kit.shot(page, "question_pending")
+
+        # Sharing: the room's link and its QR poster (drawn by the server) with the title.
+        await page.click("#share")
+        share = page.locator("#share-sheet")
+        await share.locator("#poster-title", has_text="老张的桑葚园").wait_for()
+        assert (await share.locator("#share-url").input_value()).endswith(f"/live/{world['sid']}")
+        await page.wait_for_function(
+            "() => { const i = document.querySelector('#poster-qr img');"
+            " return i && i.complete && i.naturalWidth > 0; }")
+        await kit.shot(page, "share_poster")
+        await share.locator("button[data-close]").click()
         # Only she sees it: another neighbour's room lists nothing.
         other = await kit.page(None, f"/live/{world['sid']}")
         await other.wait_for_function("() => window.linliLive && window.linliLive.conn.socket.connected")
@@ -192,6 +216,27 @@ async def test_scheduled_and_ended_rooms_never_poll_media(tmp_path: Path, redis_
             assert 404 not in favicons
             await kit.shot(page, f"not_live_{sid}")
             assert await kit.axe(page, f"room_not_live_{sid}") == []
+
+
+CONTENT = ("老张的桑葚园", "白玉枇杷 2斤装", "土鸡蛋 30枚", "老张桑葚园", "东坡", GIFT, SUNNY, "李阿姨",
+           GATE, "阳光花园南门", LOCKER, "3号楼一层", "中文")
+
+
+async def test_english_room_shows_one_language(tmp_path: Path, redis_url: str,
+                                               redis_client: Redis) -> None:
+    async with browser_kit(tmp_path, redis_url, "room_english") as kit:
+        world = await _shop(kit)
+        page = await kit.page(world["liayi"])
+        await page.add_init_script("localStorage.setItem('linli.lang', 'en')")
+        await page.goto(f"/live/{world['sid']}")
+        await page.locator("#pin-price", has_text="¥58.00").wait_for(timeout=20_000)
+        await page.locator("#open-buy").click()
+        await page.locator("#sale-total", has_text="¥58.00").wait_for()
+        await kit.shot(page, "room_english_sheet")
+        text = await page.evaluate("document.body.innerText")
+        for content in sorted(CONTENT, key=len, reverse=True):  # what people wrote stays theirs
+            text = text.replace(content, "")
+        assert not re.search(r"[\u4e00-\u9fff]", text), text
 
 
 async def _box(page: Any) -> dict[str, float]:

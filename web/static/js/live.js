@@ -149,7 +149,7 @@ let banned = false;
 let caughtUp = 0;
 let likesShown = null;
 const conn = new RoomConnection(ev.NS_LIVE, sessionId, {
-  onStatus: (state, message) => {
+  onStatus: (state, _message, data) => {
     if (banned) return;
     if (state === "reconnecting") {
       seqAtDrop = conn.lastSeq;
@@ -159,7 +159,8 @@ const conn = new RoomConnection(ev.NS_LIVE, sessionId, {
       // Replayed events arrive right after the connect; count them, then say how many.
       setTimeout(() => say(t("reconnected", { n: caughtUp })), 1500);
     } else if (state === "refused") {
-      say(`${t("refused")}: ${message || ""}`, 0);
+      // The server's words are bilingual: say it by its code, in the page's language.
+      say(`${t("refused")}: ${errorText(data || {})}`, 0);
     }
   },
 });
@@ -402,10 +403,11 @@ $("#share").addEventListener("click", async () => {
   $("#share-url").value = url;
   $("#poster-title").textContent = (session && session.title) || "";
   $("#poster-farm").textContent = session ? [session.farm, session.origin].filter(Boolean).join(" · ") : "";
+  // Images are made when the sheet opens: the room itself loads none it does not show.
   const cover = session && (session.cover_url || session.cover);
-  $("#poster-cover").hidden = !cover;
-  if (cover) $("#poster-cover").src = cover;
-  $("#poster-qr").src = `/api/sessions/${sessionId}/qr.svg`;
+  $("#poster-cover").replaceChildren(...(cover ? [h("img", { class: "poster-cover", src: cover, alt: "" })] : []));
+  $("#poster-qr").replaceChildren(h("img", { class: "poster-qr", src: `/api/sessions/${sessionId}/qr.svg`,
+    alt: t("share_qr_alt"), width: "180", height: "180" }));
   $("#native-share").hidden = !navigator.share;
   sheet.showModal();
 });

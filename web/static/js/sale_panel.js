@@ -129,8 +129,12 @@ export class SalePanel {
         // The realtime counters are newer than the REST answer; the buyer's own fields only REST has.
         this.sale = { ...data, ...this.sale, ...pick(data, BUYER_FIELDS) };
         await this.loadPoints();
-        this.render();
-        this.onChange();
+        // Again from the room's state, so the tabs show her price too.
+        if (Array.isArray(this.lastSales) && this.lastSales.length) this.update(this.lastSales, this.pinnedProduct);
+        else {
+          this.render();
+          this.onChange();
+        }
       }
     } catch { /* the realtime state is enough to show the sale */ }
   }
