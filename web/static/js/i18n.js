@@ -254,7 +254,7 @@ const TEXT = {
   err_hold_expired: ["支付超时,名额已释放", "Payment window expired; the unit was released"],
   err_invalid_input: ["输入有误", "Invalid input"],
   err_muted: ["你已被禁言", "You are muted"],
-  err_slow_mode: ["发言太快,请稍后", "Slow mode: wait a moment"],
+  err_slow_mode: ["慢速模式:发言太快,请稍后再发", "Slow mode: wait a moment before the next one"],
   err_login_required: ["请先登录", "Please sign in"],
   err_banned: ["你已被移出直播间", "You were removed from this room"],
   err_network: ["网络不稳定,请重试", "Network trouble; try again"],
