@@ -111,3 +111,25 @@ async def test_card_price_is_the_charged_price(api: Api) -> None:
     assert held["unit_price_fen"] == 5000
     status, paid = await _pay(api, held["hold_id"], li_token)
     assert status == 200 and (await _order(api, paid["order_id"], li_token))["amount_fen"] == 5000
+
+
+async def test_twenty_pays_of_one_hold_with_a_point_make_one_order(any_db_api: Api) -> None:
+    """The same pay (with her chosen point) fired 20 times at once: one order, charged once at
+    her price, at that point; the hold's units are sold once."""
+    api = any_db_api
+    shop = await make_shop(api)
+    ((li, li_token),) = await bulk_buyers(api, 1)
+    sunny = await community_with(api, "阳光花园", [li])
+    await _point(api, sunny, "南门驿站")
+    locker = await _point(api, sunny, "3号楼快递柜")
+    sale = await shop.sale(price_fen=6800, community_price_fen=5800, community_ids=[sunny],
+                           per_buyer_limit=3, stock=10)
+    _s, held = await hold(api, sale["id"], li_token, 3)
+    answers = await asyncio.gather(*(_pay(api, held["hold_id"], li_token, pickup_point_id=locker)
+                                      for _ in range(20)))
+    assert {status for status, _ in answers} == {200}, answers
+    assert len({body["order_id"] for _, body in answers}) == 1
+    orders = await (await api.client.get("/api/orders", headers=api.auth(li_token))).json()
+    assert [(o["amount_fen"], o["pickup_point_id"]) for o in orders] == [(5800 * 3, locker)]
+    counts = await _sale_as(api, sale["id"], li_token)
+    assert (counts["sold"], counts["remaining"], counts["held"]) == (3, 7, 0)
