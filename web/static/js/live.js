@@ -399,8 +399,9 @@ for (const input of [$("#comment-input"), $("#ask-input")]) {
 // --- share and trust sheets ------------------------------------------------------------------
 $("#share").addEventListener("click", async () => {
   const sheet = $("#share-sheet");
-  const url = `${location.origin}/live/${sessionId}`;
-  $("#share-url").value = url;
+  // The server's public address (what the QR code holds), else the one this page came from.
+  const card = await api(`/api/sessions/${sessionId}/share`, { auth: false }).catch(() => null);
+  $("#share-url").value = (card && card.url) || `${location.origin}/live/${sessionId}`;
   $("#poster-title").textContent = (session && session.title) || "";
   $("#poster-farm").textContent = session ? [session.farm, session.origin].filter(Boolean).join(" · ") : "";
   // Images are made when the sheet opens: the room itself loads none it does not show.
