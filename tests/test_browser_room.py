@@ -292,3 +292,31 @@ async def test_portrait_and_landscape_streams_fill_a_reserved_box(tmp_path: Path
                     publisher.kill()
                 await publisher.wait()
         assert kit.errors == []
+
+
+async def test_a_neighbour_outside_the_community_is_shown_the_way_in(
+        tmp_path: Path, redis_url: str, redis_client: Redis) -> None:
+    async with browser_kit(tmp_path, redis_url, "room_not_member") as kit:
+        world = await _shop(kit)
+        host: Account = world["host"]
+        stranger = await kit.rest.account("xiaoliu", "viewer", "小刘")
+        session = await kit.rest.call("POST", "/api/sessions", host.token, json={"title": "小区专享"})
+        product = await kit.rest.call("POST", "/api/products", host.token,
+                                      json={"name": "小区专享土蜂蜜", "price_fen": 9900})
+        await kit.rest.call("POST", f"/api/sessions/{session['id']}/sales", host.token, json={
+            "product_id": product["id"], "stock": 10, "price_fen": 9900, "per_buyer_limit": 1,
+            "community_ids": [world["sunny"]["id"]], "members_only": True})
+        await kit.rest.call("POST", f"/api/sessions/{session['id']}/pin", host.token,
+                            json={"product_id": product["id"]})
+        page = await kit.page(stranger, f"/live/{session['id']}")
+        await page.locator("#open-buy", has_text="立即抢购").click(timeout=20_000)
+        await page.locator("#buy").click()
+        error = page.locator("#sale-error")
+        await error.get_by_text("仅限本小区邻居购买").wait_for(timeout=20_000)
+        join = error.locator("#join-community")
+        assert await join.text_content() == f"申请加入{SUNNY}"
+        await kit.shot(page, "not_member_offer")
+        await join.click()
+        await error.get_by_text("已申请,团长通过后即可购买").wait_for(timeout=20_000)
+        assert await page.locator("#hold").is_hidden()
+        await kit.shot(page, "join_requested")
