@@ -145,8 +145,11 @@ async def find_by_hold(db: AsyncSession, hold_id: str) -> Order | None:
     return (await db.execute(select(Order).where(Order.hold_id == hold_id))).scalar_one_or_none()
 
 
-async def write_confirmation(uow: UnitOfWork, conf: Confirmation) -> tuple[Order, bool]:
+async def write_confirmation(uow: UnitOfWork, conf: Confirmation,
+                             pickup_point_id: int | None = None) -> tuple[Order, bool]:
     """The idempotent writer: the order for this hold, created if missing. Returns (order, created).
+    The order goes to `pickup_point_id` when the buyer chose one of her community's points, else
+    to the community's default point.
 
     The pay route and the log consumer (maybe in another worker) may race; the unique hold_id
     makes the loser's insert fail, and it then reads the winner's row.
@@ -157,7 +160,7 @@ async def write_confirmation(uow: UnitOfWork, conf: Confirmation) -> tuple[Order
             return existing, False
     try:
         async with uow() as db:
-            point = await pickup.pickup_point_for(db, conf.community_id)
+            point = await pickup.chosen_or_default(db, conf.community_id, pickup_point_id)
             paid_at = datetime.fromtimestamp(conf.at_ms / 1000, UTC)
             order = Order(
                 hold_id=conf.hold_id, sale_id=conf.sale_id, session_id=conf.session_id,

@@ -120,6 +120,18 @@ async def pickup_point_for(db: AsyncSession, community_id: int | None) -> Pickup
     ).scalar_one_or_none()
 
 
+async def chosen_or_default(db: AsyncSession, community_id: int | None,
+                            chosen_id: int | None) -> PickupPoint | None:
+    """The point a buyer chose when it is her community's (checked again here: the choice was
+    checked at payment, and a point cannot move, but an order must never go elsewhere), else the
+    community's default."""
+    if chosen_id is not None and community_id is not None:
+        point = await db.get(PickupPoint, chosen_id)
+        if point is not None and point.community_id == community_id:
+            return point
+    return await pickup_point_for(db, community_id)
+
+
 async def pickup_points(db: AsyncSession, community_id: int) -> list[PickupPoint]:
     rows = await db.execute(select(PickupPoint).where(PickupPoint.community_id == community_id)
                             .order_by(PickupPoint.is_default.desc(), PickupPoint.id))

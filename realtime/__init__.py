@@ -21,6 +21,7 @@
            groups: [{group_id, community_name, count, threshold, ...}], question_votes: {id: n}}
            (≤ 10 per second, latest value wins; ignore a `v` lower than one already shown)
     muted {until, reason, ...} / unmuted {user_id} / banned {until, reason} (then disconnected)
+    question_rejected {id, text}: to the asker's own sockets only, when staff reject her question
     reload {reason, epoch}: history was lost; reconnect without last_seq
     refused {event, code, message, ...}: a refused client event (also given as the ack)
   Client → server (ack = {"ok": true, ...} or {"ok": false, "error": {code, message, ...}}):

@@ -292,6 +292,11 @@ class RoomActions:
                 await self.hub.history.append(room, {
                     "ev": "question", "id": item["id"], "status": item["status"],
                     "merged_into_id": item["merged_into_id"]})
+                if item["status"] == "rejected":
+                    # The asker alone hears why her question never showed: only her sockets in
+                    # this room (never the room, never history).
+                    await self.hub.tell_user(room, int(item["user"]["id"]), "question_rejected",
+                                             {"id": item["id"], "text": item["text"]})
         if action in ("pin", "unpin"):
             self.hub.state.set_field(room, "pinned_question", public[0]["id"] if public else None)
         await self._mod_log(room, who, f"question_{action}",

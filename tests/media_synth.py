@@ -98,12 +98,12 @@ def interleave(video: list[av.Packet], audio: list[av.Packet]) -> list[tuple[str
     return tagged
 
 
-def rtmp_publish_argv(url: str, seconds: float, fps: int = 25) -> list[str]:
+def rtmp_publish_argv(url: str, seconds: float, fps: int = 25, size: str = "320x240") -> list[str]:
     """An ffmpeg RTMP client like a phone app: H.264 (keyframe every 2 s) + AAC, paced in real time.
     The distro's ffmpeg, or imageio-ffmpeg's when none is installed (as the server would use)."""
     return [
         ffmpeg_binary(), "-nostdin", "-v", "error", "-re",
-        "-f", "lavfi", "-i", f"testsrc=size=320x240:rate={fps}",
+        "-f", "lavfi", "-i", f"testsrc=size={size}:rate={fps}",
         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
         "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
         "-g", str(2 * fps), "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",

@@ -15,7 +15,7 @@ from tests.conftest import Api
 
 LIVE_EVENTS = ("hello", "comments", "state", "reload", "questions", "question", "comment_deleted",
                "pinned", "unpinned", "refused", "muted", "unmuted", "banned", "event",
-               "sale_opened", "sale_closed", "group_outcome", "session_ended")
+               "sale_opened", "sale_closed", "group_outcome", "session_ended", "question_rejected")
 MOD_EVENTS = ("mod_state", "questions", "question", "mod_log", "refused")
 
 

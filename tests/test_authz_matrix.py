@@ -314,6 +314,9 @@ REST: tuple[Op, ...] = (
     Op("GET", "/hls/{session_id}/{name}", "/hls/{w.session_a}/index.m3u8", PUBLIC),
     Op("GET", "/replays/{session_id}/{name}", "/replays/{w.session_a}/index.m3u8", PUBLIC),
     Op("GET", "/api/sessions/{id}/replay", "/api/sessions/{w.session_a}/replay", PUBLIC),
+    Op("GET", "/api/sessions/{id}/share", "/api/sessions/{w.session_a}/share", PUBLIC),
+    Op("GET", "/api/sessions/{id}/qr.svg", "/api/sessions/{w.session_a}/qr.svg", PUBLIC),
+    Op("GET", "/favicon.ico", "/favicon.ico", PUBLIC),
     Op("POST", "/api/sessions/{id}/replay", "/api/sessions/{w.session_ended}/replay", OWNER),
     Op("GET", "/api/replays", "/api/replays", PUBLIC),
 )

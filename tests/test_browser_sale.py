@@ -59,6 +59,8 @@ async def test_flash_sale_three_buy_fourth_sees_sold_out(tmp_path: Path, redis_u
         await kit.shot(host, "host_opened_sale")
 
         for page in viewers:
+            # The floating card offers the sale; its button opens the buy sheet.
+            await page.locator("#open-buy", has_text="立即抢购").click(timeout=20_000)
             await page.locator("#sale").wait_for(timeout=20_000)
             await page.locator("#sale-remaining", has_text="3").wait_for(timeout=20_000)
             await page.locator("#group-list .group", has_text=f"{COMMUNITY} 0/4").wait_for(timeout=20_000)
@@ -159,7 +161,7 @@ async def test_several_open_sales_show_as_tabs_with_their_own_groups(
         tabs = page.locator("#sale-tabs button")
         await tabs.nth(1).wait_for(timeout=20_000)
         # The newest sale is shown; the loquats' group-buy belongs to the other one.
-        await page.locator("#sale-product", has_text="初榨橄榄油").wait_for()
+        await page.locator("#sale-product", has_text="初榨橄榄油").wait_for(state="attached")
         assert await page.locator("#groups").is_hidden()
         await tabs.filter(has_text="白沙枇杷").click()
         await page.locator("#sale-product", has_text="白沙枇杷").wait_for()

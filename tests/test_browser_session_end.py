@@ -30,10 +30,11 @@ async def test_the_live_page_shows_an_ended_session(tmp_path: Path, redis_url: s
             await page.wait_for_function(
                 "() => window.linliLive && window.linliLive.conn.socket.connected")
             await page.locator("#pin-card", has_text="讲解中").wait_for(timeout=20_000)
-            await page.locator("#buy", has_text="立即抢购").wait_for(timeout=20_000)
-            assert await page.locator("#buy").is_enabled()
+            await page.locator("#open-buy", has_text="立即抢购").wait_for(timeout=20_000)
+            assert await page.locator("#open-buy").is_enabled()
             assert await page.locator("#ended").is_hidden()
         # 李阿姨 holds a portion just before the end.
+        await viewer.click("#open-buy")
         await viewer.click("#buy")
         await viewer.locator("#hold").wait_for(timeout=20_000)
 
@@ -45,7 +46,7 @@ async def test_the_live_page_shows_an_ended_session(tmp_path: Path, redis_url: s
             link = page.locator("#replay-link")
             assert await link.get_attribute("href") == f"/replays/{sid}"
             await page.locator("#pin-card").wait_for(state="hidden", timeout=20_000)
-            await page.locator("#buy", has_text="已结束").wait_for(timeout=20_000)
+            await page.locator("#buy", has_text="已结束").wait_for(state="attached", timeout=20_000)
             assert await page.locator("#buy").is_disabled()
         await kit.shot(anonymous, "live_after_end")
         # Her hold keeps its payment window.
@@ -58,7 +59,7 @@ async def test_the_live_page_shows_an_ended_session(tmp_path: Path, redis_url: s
         await anonymous.locator("#ended").wait_for(timeout=20_000)
         await anonymous.locator(f"#preview a[href='/replays/{sid}']").wait_for(timeout=20_000)
         assert await anonymous.locator("#pin-card").is_hidden()
-        await anonymous.locator("#buy", has_text="已结束").wait_for(timeout=20_000)
+        await anonymous.locator("#buy", has_text="已结束").wait_for(state="attached", timeout=20_000)
         assert await anonymous.locator("#buy").is_disabled()
         await kit.shot(anonymous, "live_reloaded_after_end")
         assert kit.errors == [], kit.errors

@@ -303,3 +303,31 @@ async def test_an_assistant_cannot_delete_the_hosts_comment(api: Api) -> None:
         f"/api/sessions/{room.session_id}/comments/{by_text['今天的枇杷很甜']}",
         headers=api.auth(assistant))
     assert resp.status == 403 and (await resp.json())["error"]["code"] == "cannot_sanction"
+
+
+async def test_a_rejected_asker_alone_is_told(api: Api) -> None:
+    """Rejecting a question tells its asker (her sockets only, with her text); another viewer
+    and an anonymous watcher hear only that it left the list, never whose it was or what."""
+    room = await make_room(api)
+    _, assistant = await api.user("assistant")
+    _, other = await api.user("viewer")
+    live = {"session_id": room.session_id}
+    mod = await _staff(api, room.url, room.session_id, assistant)
+    asker = await connect(room.url, "/live", {**live, "token": room.viewer})
+    neighbour = await connect(room.url, "/live", {**live, "token": other})
+    anonymous = await connect(room.url, "/live", live)
+    try:
+        for rec in (asker, neighbour, anonymous):
+            await rec.wait(lambda rec=rec: rec.of("state"))
+        ack = await asker.call("question", {"text": "能便宜点吗"})
+        assert ack["ok"] and ack["status"] == "pending"
+        assert (await mod.call("reject", {"question_id": ack["question_id"]}))["ok"]
+        told = await asker.wait(lambda: asker.of("question_rejected"))
+        assert told == [{"id": ack["question_id"], "text": "能便宜点吗"}]
+        for rec in (neighbour, anonymous):
+            await rec.wait(lambda rec=rec: [q for q in rec.of("question") if q.get("status") == "rejected"])
+        await asyncio.sleep(0.3)
+        assert neighbour.of("question_rejected") == [] and anonymous.of("question_rejected") == []
+    finally:
+        for rec in (mod, asker, neighbour, anonymous):
+            await rec.close()

@@ -13,9 +13,9 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from commerce import orders, refunds
+from commerce import orders, pricing, refunds
 from commerce.accounts import Membership, Principal
-from commerce.errors import Forbidden
+from commerce.errors import Forbidden, InvalidInput
 from commerce.event_payloads import (
     GroupProgress,
     OrderPaid,
@@ -36,6 +36,7 @@ from commerce.flash_sale.store import (
 )
 from commerce.orders import Confirmation, Order, UnitOfWork
 from commerce.payments import BadCallback, PaymentProvider
+from commerce.pricing import BuyerPrice
 
 log = logging.getLogger(__name__)
 MAX_CACHED_SALES = 10_000
@@ -182,17 +183,29 @@ class Checkout:
 
     # --- pay -----------------------------------------------------------------------------------
 
-    async def _unit_price(self, sale_id: int, hold: dict[str, Any]) -> int:
-        """The hold's price, or the group price once its community's group-buy succeeded."""
-        price = int(hold["p"])
-        if hold.get("c"):
-            group = await self.store.group_summary(sale_id, hold["c"])
-            if group is not None and group.get("status") == "succeeded":
-                price = min(price, int(group["group_price_fen"]))
-        return price
+    async def price_for(self, sale_id: int, community: int | None) -> BuyerPrice | None:
+        """What a buyer buying through `community` pays now (pricing.buyer_price over the sale
+        and group-buy as Redis holds them); None for a sale Redis does not hold."""
+        prices = await self.store.prices(sale_id)
+        if prices is None:
+            return None
+        group = None
+        if community is not None:
+            group = pricing.group_summary(await self.store.group_summary(sale_id, community))
+        list_fen, community_fen = prices
+        return pricing.buyer_price(list_fen, community_fen, community, group)
 
-    async def pay(self, hold_id: str, buyer: Principal) -> dict[str, Any]:
-        """Pay a live hold through the provider; with the simulated one the order exists at once."""
+    async def _unit_price(self, sale_id: int, hold: dict[str, Any]) -> int:
+        """The hold's unit price by the one pricing rule (the hold's quote when Redis lost the
+        sale's description, which a live hold outliving it cannot do)."""
+        community = int(hold["c"]) if hold.get("c") else None
+        price = await self.price_for(sale_id, community)
+        return int(hold["p"]) if price is None else price.unit_fen
+
+    async def pay(self, hold_id: str, buyer: Principal,
+                  pickup_point_id: int | None = None) -> dict[str, Any]:
+        """Pay a live hold through the provider; with the simulated one the order exists at once.
+        `pickup_point_id` picks one of the hold's community's points (default: its default)."""
         sale_id = sale_of_hold(hold_id)
         done = await self.store.paid(hold_id)
         if done is not None:
@@ -210,6 +223,8 @@ class Checkout:
         if int(hold["e"]) <= now_ms():
             await self.expire(sale_id)
             raise HoldExpired()
+        if pickup_point_id is not None:
+            await self._choose_pickup(sale_id, hold_id, hold, pickup_point_id)
         unit = await self._unit_price(sale_id, hold)
         start = await self.provider.start(hold_id, unit * int(hold["q"]))
         if start.callback is None:
@@ -217,6 +232,20 @@ class Checkout:
                     "redirect_url": start.redirect_url}
         order = await self.accept_callback(asdict(start.callback))
         return {"order_id": order.id, "status": order.status}
+
+    async def _choose_pickup(self, sale_id: int, hold_id: str, hold: dict[str, Any],
+                             point_id: int) -> None:
+        """Remember the buyer's pickup point for the order this hold becomes; it must be one of
+        the points of the community the hold was made through."""
+        from commerce.pickup import PickupPoint
+
+        community = int(hold["c"]) if hold.get("c") else None
+        async with self.uow() as db:
+            point = await db.get(PickupPoint, point_id)
+        if point is None or community is None or point.community_id != community:
+            raise InvalidInput("自提点不属于你的小区 / The pickup point is not your community's",
+                               field="pickup_point_id", reason="not_your_pickup_point")
+        await self.store.choose_pickup(sale_id, hold_id, point_id)
 
     async def _already_paid(self, sale_id: int, done: dict[str, Any],
                             buyer: Principal) -> dict[str, Any]:
@@ -292,7 +321,8 @@ class Checkout:
         """Write the order of a confirmation (idempotent; every writer comes through here: the
         pay route, the callback, the log consumer, reconcile), then settle what a group-buy
         outcome owes it."""
-        order, _created = await orders.write_confirmation(self.uow, conf)
+        chosen = await self.store.chosen_pickup(conf.sale_id, conf.hold_id)
+        order, _created = await orders.write_confirmation(self.uow, conf, chosen)
         await self._owed_group_price(order)
         return order
 

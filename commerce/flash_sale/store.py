@@ -90,7 +90,7 @@ def keys(sale_id: int) -> dict[str, str]:
     """Every key of one sale, under its hash tag."""
     tag = f"sale:{{{sale_id}}}:"
     names = ("meta", "holds", "expiry", "bought", "idem", "members", "community", "groups",
-             "paid", "log", "refunded")
+             "paid", "log", "refunded", "pickup")
     return {name: tag + name for name in names}
 
 
@@ -353,6 +353,26 @@ class FlashSaleStore:
         """The sequence number of the sale's newest hold (hold ids are `<sale>-<seq>`)."""
         raw = await self._redis.hget(keys(sale_id)["meta"], "seq")
         return None if raw is None else int(raw)
+
+    async def choose_pickup(self, sale_id: int, hold_id: str, point_id: int) -> None:
+        """The pickup point the buyer chose for a hold (her community's; checked by the caller)."""
+        await self._redis.hset(keys(sale_id)["pickup"], hold_id, str(point_id))
+
+    async def chosen_pickup(self, sale_id: int, hold_id: str) -> int | None:
+        raw = await self._redis.hget(keys(sale_id)["pickup"], hold_id)
+        return None if raw is None else int(raw)
+
+    async def bought_by(self, sale_id: int, user_id: int) -> int:
+        """Units this buyer holds or has paid for in the sale (what the per-buyer limit counts)."""
+        return int(await self._redis.hget(keys(sale_id)["bought"], str(user_id)) or 0)
+
+    async def prices(self, sale_id: int) -> tuple[int, int | None] | None:
+        """(list price, community price or None) as the sale's meta holds them; None for a sale
+        not held here."""
+        list_raw, community_raw = await self._redis.hmget(keys(sale_id)["meta"], ["price", "cprice"])
+        if list_raw is None:
+            return None
+        return int(list_raw), (int(community_raw) if community_raw not in (None, b"", "") else None)
 
     async def group_summary(self, sale_id: int, community_id: int | str) -> dict[str, Any] | None:
         """The group-buy summary cached by `set_group` for one community, if any."""

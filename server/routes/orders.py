@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from commerce import fulfilment, live_sessions, orders, pickup
+from commerce import fulfilment, live_sessions, orders, pickup, pricing
 from commerce.accounts import Role
 from commerce.base import MAX_ID, check_idempotency_key
 from commerce.errors import InvalidInput
@@ -33,6 +33,11 @@ STAFF = (Role.HOST, Role.ASSISTANT, Role.ADMIN)
 class HoldCreate(BaseModel):
     qty: int = Field(ge=1, le=MAX_QTY, strict=True)
     community_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
+
+
+class PayBody(BaseModel):
+    # One of the points of the community the hold was made through; absent: its default point.
+    pickup_point_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
 
 
 class PickedUp(BaseModel):
@@ -93,14 +98,27 @@ async def create_hold(request: web.Request) -> web.Response:
         "remaining": result["remaining"], "rank": result["rank"],
         # The held qty: a retry with the same key answers the first hold, whatever it asks.
         "qty": int(result.get("qty", body.qty)),
-        "unit_price_fen": result["price"], "community_id": int(result["community"] or 0) or None,
+        "unit_price_fen": _hold_price(result), "community_id": int(result["community"] or 0) or None,
     }, status=201)
 
 
+def _hold_price(result: dict[str, Any]) -> int:
+    """The unit price of a new hold by the one pricing rule (what paying it will charge now)."""
+    if result.get("list") is None:  # an answer stored before the script said the list price
+        return int(result["price"])
+    community = int(result["community"]) if result.get("community") else None
+    cprice = result.get("cprice")
+    return pricing.buyer_price(int(result["list"]), int(cprice) if cprice not in (None, "") else None,
+                               community, pricing.group_summary(result.get("group"))).unit_fen
+
+
 @api.route("POST", "/api/holds/{id}/pay", summary="Pay a hold (simulated provider pays at once)",
-           tag="orders", auth=USER, responses={409: "hold_expired"})
+           tag="orders", auth=USER, body=PayBody,
+           responses={409: "hold_expired", 400: "invalid_input (reason not_your_pickup_point)"})
 async def pay_hold(request: web.Request) -> web.Response:
-    result = await request.app[checkout_key].pay(_hold_id(request), principal(request))
+    hold_id = _hold_id(request)
+    body = await read_json(request, PayBody)
+    result = await request.app[checkout_key].pay(hold_id, principal(request), body.pickup_point_id)
     return json_response(result)
 
 

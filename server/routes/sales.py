@@ -7,16 +7,26 @@ from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import select
 
-from commerce import catalog, group_buys
-from commerce.accounts import Role
+from commerce import catalog, group_buys, pricing
+from commerce.accounts import Community, Membership, Role
 from commerce.base import MAX_ID
 from commerce.errors import InvalidInput
 from commerce.flash_sale import lifecycle, sales
 from commerce.flash_sale.lifecycle import SaleDraft
 from commerce.flash_sale.sales import MAX_COMMUNITIES, MAX_PRICE_FEN, MAX_STOCK, Sale
 from commerce.flash_sale.store import MAX_QTY
-from server.api import PUBLIC, Api, Id, json_response, path_int, principal, read_json
+from server.api import (
+    PUBLIC,
+    Api,
+    Id,
+    json_response,
+    optional_principal,
+    path_int,
+    principal,
+    read_json,
+)
 from server.commerce_keys import checkout_key
 from server.keys import database_key, settings_key
 
@@ -68,7 +78,35 @@ async def sale_view(request: web.Request, sale: Sale) -> dict[str, Any]:
         sold=counts.sold if counts else 0,
         gift_left=counts.gift_left if counts else sale.gift_first_n,
     )
+    who = optional_principal(request)
+    if who is not None:
+        data.update(await buyer_view(request, sale, who.user_id))
     return data
+
+
+async def buyer_view(request: web.Request, sale: Sale, user_id: int) -> dict[str, Any]:
+    """What this sale means for the signed-in buyer: the unit price she would pay now (the same
+    rule payment charges by), the community she buys through, and what her limit leaves her."""
+    checkout = request.app[checkout_key]
+    community: Community | None = None
+    if sale.community_ids:
+        async with request.app[database_key].session() as db:
+            rows = await db.execute(select(Community).join(
+                Membership, Membership.community_id == Community.id).where(
+                Membership.user_id == user_id, Membership.status == "approved",
+                Community.id.in_(sale.community_ids)))
+            mine = {c.id: c for c in rows.scalars()}
+        # The sale's own order of communities decides, as reserve.lua does.
+        community = next((mine[cid] for cid in sale.community_ids if cid in mine), None)
+    community_id = community.id if community else None
+    price = await checkout.price_for(sale.id, community_id)
+    if price is None:
+        price = pricing.buyer_price(sale.price_fen, sale.community_price_fen, community_id)
+    bought = await checkout.store.bought_by(sale.id, user_id)
+    return {**price.as_dict(), "your_community_id": community_id,
+            "your_community_name": community.name if community else None,
+            "your_member": community is not None or not sale.community_ids,
+            "your_bought": bought, "your_limit_left": max(0, sale.per_buyer_limit - bought)}
 
 
 @api.route("POST", "/api/sessions/{id}/sales", summary="Open a flash sale in a session (its host)",
@@ -109,7 +147,9 @@ async def session_sales(request: web.Request) -> web.Response:
     return json_response([await sale_view(request, sale) for sale in found])
 
 
-@api.route("GET", "/api/sales/{id}", summary="A sale: price, countdown, initial/remaining/held/sold",
+@api.route("GET", "/api/sales/{id}", summary="A sale: price, countdown, initial/remaining/held/sold; "
+           "signed in, also your_price_fen (what you pay now), list_price_fen, your_community_id, "
+           "your_limit_left",
            tag="sales", auth=PUBLIC)
 async def get_sale(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
@@ -147,8 +187,6 @@ async def get_group_buy(request: web.Request) -> web.Response:
 @api.route("GET", "/api/sales/{id}/group-buys", summary="Group-buys of a sale", tag="sales",
            auth=PUBLIC)
 async def sale_group_buys(request: web.Request) -> web.Response:
-    from sqlalchemy import select
-
     checkout = request.app[checkout_key]
     async with request.app[database_key].session() as db:
         ids = list((await db.execute(select(group_buys.GroupBuy.id).where(

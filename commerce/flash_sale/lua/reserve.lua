@@ -16,7 +16,8 @@
 -- ARGV[2+4i] buyer id  ARGV[3+4i] qty (>0)  ARGV[4+4i] community id or ""
 -- ARGV[5+4i] idempotency key
 -- returns one answer per reservation, each a cjson string: {ok=1, hold, qty, expires, remaining,
---   held, sold, rank, price, community, gift_left, people, units, group, session, ver} or
+--   held, sold, rank, price, community, gift_left, list, cprice, people, units, group, session,
+--   ver} or
 --   {err="unknown"|
 --   "not_open"|"ended"|"not_member"|"over_limit"|"sold_out"}. Holds, "sold_out" and
 --   "over_limit" are stored under the idempotency key and returned again on a retry; "unknown",
@@ -89,6 +90,7 @@ local function reserve_one(buyer, qty, want, key)
   local gift_left = math.max(0, tonumber(m[12]) - tonumber(m[13]))
   return answer({ok = 1, hold = hold, qty = qty, expires = expires, remaining = remaining,
     held = held, sold = tonumber(m[11]), rank = seq, price = price, community = community, gift_left = gift_left,
+    list = tonumber(m[7]), cprice = m[8],
     people = people, units = units, group = group, session = tonumber(m[14]), ver = ver})
 end
 

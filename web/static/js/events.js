@@ -30,6 +30,7 @@ export const KIND_STREAM_STARTED = "stream_started"; // ON_EVENT kind: a publish
 export const ON_MUTED = "muted";
 export const ON_UNMUTED = "unmuted";
 export const ON_BANNED = "banned";
+export const ON_QUESTION_REJECTED = "question_rejected"; // {id, text}: to the asker's sockets only
 
 // /moderation: client → server
 export const MOD_APPROVE = "approve"; // {question_id}

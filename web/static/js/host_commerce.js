@@ -98,7 +98,7 @@ export class HostCommerce {
 
   updateRow(row, sale) {
     row.querySelector(".sale-counts").textContent = this.countsText(sale);
-    row.querySelector(".sale-status").textContent = sale.status;
+    row.querySelector(".sale-status").textContent = t(`sale_status_${sale.status}`);
     if (sale.status !== "open" && sale.status !== "scheduled") {
       for (const el of row.querySelectorAll(".close-sale, .group-form")) el.remove();
     }
@@ -113,7 +113,7 @@ export class HostCommerce {
     const row = h("li", { class: "card", dataset: { saleId: String(sale.id) } },
       h("b", { text: name }), h("span", { class: "price", text: yuan(sale.price_fen) }),
       h("span", { class: "muted sale-counts", text: this.countsText(sale) }),
-      h("span", { class: "badge sale-status", text: sale.status }));
+      h("span", { class: "badge sale-status", text: t(`sale_status_${sale.status}`) }));
     if (sale.status === "open" || sale.status === "scheduled") {
       row.append(h("button", { type: "button", class: "chip danger close-sale", text: t("close_sale"), on: { click: async () => {
         try {

@@ -375,6 +375,64 @@ const TEXT = {
   copied: ["已复制", "Copied"],
   copy_by_hand: ["请长按链接复制", "Press and hold the link to copy it"],
   revoke: ["撤销", "Revoke"],
+  // --- live room: stage, buy sheet, trust archive, share (kept together for merging) ---
+  video_label: ["直播画面", "Live video"],
+  share: ["分享", "Share"],
+  share_scan: ["微信扫一扫,进入直播间", "Scan with WeChat to open the live room"],
+  share_qr_alt: ["直播间二维码", "QR code of the live room"],
+  share_link: ["直播间链接", "Live room link"],
+  share_more: ["更多分享方式", "More ways to share"],
+  link_copied: ["链接已复制,可粘贴到微信群", "Link copied; paste it into your group chat"],
+  close: ["关闭", "Close"],
+  trust_archive: ["溯源与评价", "Trace & reviews"],
+  quantity: ["数量", "Quantity"],
+  qty_less: ["减少数量", "Fewer"],
+  qty_more: ["增加数量", "More"],
+  qty_limit: ["每人限购{limit}份,还可买{left}份", "Limit {limit} per buyer; {left} left for you"],
+  total: ["合计", "Total"],
+  paid_amount: ["实付", "Paid"],
+  price_community: ["小区价", "Community price"],
+  price_group: ["拼团价", "Group price"],
+  list_price: ["原价", "List price"],
+  gift_line: ["{text} · 剩{n}份", "{text} · {n} left"],
+  gift_default: ["前{n}名送赠品", "Gift for the first {n}"],
+  gift_none_left: ["{text} · 已送完", "{text} · all given"],
+  order_has_gift: ["含赠品", "Includes the gift"],
+  stock_line: ["剩{n}份", "{n} left"],
+  ends_in_line: ["{t} 后结束", "ends in {t}"],
+  group_line: ["{name} {count}/{threshold} · {tail}", "{name} {count}/{threshold} · {tail}"],
+  group_join: ["参团", "Join the group"],
+  my_community: ["我的小区", "My community"],
+  join_community: ["申请加入{name}", "Ask to join {name}"],
+  join_requested: ["已申请,团长通过后即可购买", "Asked; you can buy once the organiser approves"],
+  not_member_join: ["仅限本小区邻居购买。", "Members of the community only."],
+  buy_confirm: ["确认支付 {amount}", "Pay {amount}"],
+  pending_review: ["待审核", "Awaiting review"],
+  question_rejected: ["你的问题「{text}」未通过审核", "Your question \u201c{text}\u201d was not approved"],
+  qc_reports: ["质检报告", "QC reports"],
+  trace_link: ["查看完整溯源记录", "See the full trace"],
+  explained_moments: ["在直播中讲解的时刻", "When it was explained live"],
+  explained_at: ["{time} 开始讲解", "Explained from {time}"],
+  jump_replay: ["跳到回放中的讲解", "Jump to it in the replay"],
+  replay_pending: ["回放生成后可跳转观看", "Watch it once the replay is ready"],
+  reviews: ["买家评价", "Reviews"],
+  rating_avg: ["{avg} 分 · {n} 条评价", "{avg} stars · {n} reviews"],
+  no_reviews: ["还没有评价", "No reviews yet"],
+  no_qc: ["暂无质检报告", "No QC reports yet"],
+  verified_buyer: ["已购买", "Verified purchase"],
+  stars_n: ["{n}星", "{n}★"],
+  review_photo: ["评价照片", "Review photo"],
+  clip_hls: ["▶ 片段", "▶ Clip"],
+  sale_status_open: ["进行中", "Open"],
+  sale_status_scheduled: ["未开始", "Scheduled"],
+  sale_status_closed: ["已关闭", "Closed"],
+  sale_status_ended: ["已结束", "Ended"],
+  err_hold_expired: ["支付超时,名额已释放", "Payment window expired; the unit was released"],
+  err_invalid_input: ["输入有误", "Invalid input"],
+  err_muted: ["你已被禁言", "You are muted"],
+  err_slow_mode: ["慢速模式:发言太快,请稍后再发", "Slow mode: wait a moment before the next one"],
+  err_login_required: ["请先登录", "Please sign in"],
+  err_banned: ["你已被移出直播间", "You were removed from this room"],
 };
 
 export function lang() {
@@ -399,6 +457,8 @@ export function t(key, vars = {}) {
 export function applyI18n(root = document) {
   document.documentElement.lang = lang() === "en" ? "en" : "zh-CN";
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll("[data-i18n-aria]")) el.setAttribute("aria-label", t(el.dataset.i18nAria));
+  for (const el of root.querySelectorAll("[data-i18n-alt]")) el.setAttribute("alt", t(el.dataset.i18nAlt));
   for (const el of root.querySelectorAll("[data-i18n-placeholder]")) {
     el.placeholder = t(el.dataset.i18nPlaceholder);
     // Inputs known only by their placeholder still need a name for screen readers.

@@ -1,4 +1,6 @@
 // Live room: anonymous visitors watch and read; signed-in neighbours comment, ask, upvote, buy.
+// The video is only asked for while the session is live: a preview (not live yet) or an ended
+// session never polls WHEP or HLS; the room starts playing when the host's stream starts.
 import { api, goLogin, token } from "./api.js";
 import { CommentList } from "./comments.js";
 import { $, h, localTime, pathId, toast } from "./dom.js";
@@ -7,26 +9,45 @@ import { t } from "./i18n.js";
 import { LivePlayer } from "./player.js";
 import { RoomConnection, replyError } from "./realtime.js";
 import { questionRow, renderGroups, renderPin, withEvidence } from "./room_view.js";
-import { SalePanel } from "./sale_panel.js";
+import { refusalText, SalePanel } from "./sale_panel.js";
 import { mountShell } from "./shell.js";
+import { openTrust } from "./trust_sheet.js";
 
 const sessionId = pathId();
 const user = mountShell();
 const video = $("#video");
+const videoBox = $("#video-box");
 const status = $("#video-status");
 const notice = $("#notice");
+const pinCard = $("#pin-card");
 const comments = new CommentList($("#comment-list"));
-const sale = new SalePanel($("#sale"));
+const sale = new SalePanel($("#sale"), { card: pinCard, sheet: $("#buy-sheet") });
 const questions = new Map();
+// My own questions waiting for review: only I see them, marked 待审核 (kept across reloads).
+const PENDING_STORE = `linli.pending.${sessionId}`;
+const pending = new Map(loadPending());
+let session = null;
 let lastState = null;
 let ended = false;
 let pinKey = "";
+let currentPin = null;
 
 function say(text, ms = 4000) {
   notice.textContent = text;
   notice.hidden = !text;
   clearTimeout(say.timer);
   if (text && ms) say.timer = setTimeout(() => { notice.hidden = true; }, ms);
+}
+
+function errorText(error) {
+  return refusalText(error || {});
+}
+
+// --- dialogs ---------------------------------------------------------------------------------
+for (const dialog of document.querySelectorAll("dialog.sheet")) {
+  for (const button of dialog.querySelectorAll("[data-close]")) button.addEventListener("click", () => dialog.close());
+  // A tap on the dimmed backdrop (outside the sheet) closes it, as on a phone's share sheet.
+  dialog.addEventListener("click", (e) => { if (e.target === dialog) dialog.close(); });
 }
 
 // --- video -----------------------------------------------------------------------------------
@@ -36,33 +57,62 @@ const player = new LivePlayer(video, sessionId, {
     status.textContent = t(modeText[mode]);
     status.dataset.mode = mode;
     if (mode === "webrtc" || mode === "hls") $("#preview").hidden = true;
+    // Autoplay starts muted: offer sound only once there is something to hear.
+    $("#unmute").hidden = !((mode === "webrtc" || mode === "hls") && video.muted);
   },
 });
-player.start();
+let playing = false;
+
+/** Start playback once, and only for a live session. */
+function play() {
+  if (playing || ended) return;
+  playing = true;
+  player.start();
+}
+
+function fitVideo() {
+  // The box keeps its size whatever arrives; only how the picture sits in it changes.
+  if (!video.videoWidth || !video.videoHeight) return;
+  videoBox.dataset.orientation = video.videoHeight > video.videoWidth ? "portrait" : "landscape";
+}
+video.addEventListener("loadedmetadata", fitVideo);
+video.addEventListener("resize", fitVideo);
+
 $("#unmute").addEventListener("click", (e) => {
   video.muted = false;
   video.play().catch(() => {});
   e.currentTarget.hidden = true;
 });
 
-api(`/api/sessions/${sessionId}`, { auth: false }).then((session) => {
-  $("#title").textContent = session.title || "";
-  document.title = `${session.title || ""} · 邻里 Linli`;
-  // Before the stream starts the room shows what is coming (a link shared the day before).
-  if (session.status !== "live") {
-    $("#preview-status").textContent = t(`status_${session.status}`);
-    $("#preview-when").textContent = localTime(session.scheduled_at);
-    $("#preview-farm").textContent = [session.farm, session.origin].filter(Boolean).join(" · ");
-    $("#preview-text").textContent = session.preview_text || "";
-    $("#preview").hidden = false;
+function showSession(data) {
+  session = data;
+  $("#title").textContent = data.title || "";
+  document.title = `${data.title || ""} · ${t("brand")}`;
+  if (data.status === "live") {
+    play();
+    return;
   }
-  if (session.status === "ended") {
-    // Nothing will stream again: stop retrying and point to the replay.
+  // Before the stream starts the room shows what is coming (a link shared the day before).
+  $("#preview-status").textContent = t(`status_${data.status}`);
+  $("#preview-when").textContent = localTime(data.scheduled_at);
+  $("#preview-farm").textContent = [data.farm, data.origin].filter(Boolean).join(" · ");
+  $("#preview-text").textContent = data.preview_text || "";
+  $("#preview").hidden = false;
+  status.textContent = t(data.status === "ended" ? "status_ended" : "status_scheduled");
+  status.dataset.mode = "idle";
+  if (data.status === "ended") {
+    // Nothing will stream again: no retrying, and the replay one tap away.
     showEnded();
-    $("#video-status").textContent = t("status_ended");
+    status.textContent = t("status_ended");
     $("#preview-text").append(" ", h("a", { href: `/replays/${sessionId}`, text: t("nav_replays") }));
   }
-}).catch(() => { $("#title").textContent = t("not_found"); });
+}
+
+function loadSession() {
+  return api(`/api/sessions/${sessionId}`, { auth: false }).then(showSession)
+    .catch(() => { $("#title").textContent = t("not_found"); });
+}
+loadSession();
 
 /** The session is over: no 讲解中, nothing to buy (a hold already made may still be paid), the
  * replay one tap away. Reached from the page load, the room state or the session_ended event. */
@@ -75,17 +125,31 @@ function showEnded() {
     $("#title").dataset.status = "ended";
   }
   pinKey = "";
-  renderPin($("#pin-card"), null);
+  currentPin = null;
+  renderPin(pinCard, null);
   sale.sessionEnded = true;
   sale.render();
+}
+
+// --- hearts ----------------------------------------------------------------------------------
+const hearts = $("#hearts");
+function floatHearts(n) {
+  for (let i = 0; i < Math.min(n, 6); i += 1) {
+    if (hearts.childElementCount > 24) break;
+    const heart = h("span", { class: "heart", text: "♥" });
+    heart.style.setProperty("--dx", `${Math.round(Math.random() * 40 - 30)}px`);
+    heart.addEventListener("animationend", () => heart.remove());
+    hearts.append(heart);
+  }
 }
 
 // --- realtime --------------------------------------------------------------------------------
 let seqAtDrop = null;
 let banned = false;
 let caughtUp = 0;
+let likesShown = null;
 const conn = new RoomConnection(ev.NS_LIVE, sessionId, {
-  onStatus: (state, message) => {
+  onStatus: (state, _message, data) => {
     if (banned) return;
     if (state === "reconnecting") {
       seqAtDrop = conn.lastSeq;
@@ -95,7 +159,8 @@ const conn = new RoomConnection(ev.NS_LIVE, sessionId, {
       // Replayed events arrive right after the connect; count them, then say how many.
       setTimeout(() => say(t("reconnected", { n: caughtUp })), 1500);
     } else if (state === "refused") {
-      say(`${t("refused")}: ${message || ""}`, 0);
+      // The server's words are bilingual: say it by its code, in the page's language.
+      say(`${t("refused")}: ${errorText(data || {})}`, 0);
     }
   },
 });
@@ -113,6 +178,8 @@ conn.on(ev.ON_HELLO, (hello) => {
     comments.clear();
     questions.clear();
   }
+  // The stream may have started between loading the page and this connection.
+  if (session && session.status === "scheduled" && !playing) loadSession();
 });
 conn.on(ev.ON_COMMENTS, (batch) => {
   const list = Array.isArray(batch) ? batch : [];
@@ -136,13 +203,19 @@ conn.on(ev.ON_QUESTION, (question) => {
   countMissed(question);
   if (question && question.id !== undefined) upsertQuestion(question);
 });
+conn.on(ev.ON_QUESTION_REJECTED, (data) => {
+  if (!data) return;
+  forgetPending(data.id);
+  say(t("question_rejected", { text: data.text || "" }), 8000);
+  renderQuestions();
+});
 conn.on(ev.ON_PINNED, (data) => {
   countMissed(data);
   showPin(data.pin);
 });
 conn.on(ev.ON_UNPINNED, (data) => {
   countMissed(data);
-  renderPin($("#pin-card"), null);
+  showPin(null);
 });
 for (const name of [ev.ON_SALE_OPENED, ev.ON_SALE_CLOSED, ev.ON_GROUP_OUTCOME]) {
   conn.on(name, (data) => countMissed(data));
@@ -158,8 +231,13 @@ conn.on(ev.ON_BANNED, (info) => {
 });
 conn.on(ev.ON_EVENT, (data) => {
   countMissed(data);
-  // The host just started streaming: play now rather than at the next back-off retry.
-  if (data && data.kind === ev.KIND_STREAM_STARTED) player.kick();
+  // The host just started streaming: play now (a preview page was not asking for video).
+  if (data && data.kind === ev.KIND_STREAM_STARTED) {
+    if (session) session.status = "live";
+    $("#preview").hidden = true;
+    if (playing) player.kick();
+    else play();
+  }
 });
 conn.on(ev.ON_SESSION_ENDED, (data) => {
   countMissed(data);
@@ -172,16 +250,26 @@ async function showPin(pinned) {
   const key = pinned ? String(pinned.id ?? pinned.product_id) : "";
   if (key === pinKey) return;
   pinKey = key;
-  renderPin($("#pin-card"), pinned);
+  currentPin = pinned;
+  renderPin(pinCard, pinned);
+  $("#open-trust").hidden = !pinned;
+  sale.update(sale.lastSales, pinned ? pinned.product_id : null);
   const full = await withEvidence(pinned);
-  if (pinKey === key && full !== pinned) renderPin($("#pin-card"), full);
+  if (pinKey === key && full !== pinned) {
+    currentPin = full;
+    renderPin(pinCard, full);
+    sale.renderCard();
+  }
 }
 
 /** Group-buys of the sale on screen (each sale has its own per-community groups). */
 function renderSaleGroups() {
   const saleId = sale.currentSaleId();
   const groups = ((lastState && lastState.groups) || []).filter((g) => saleId === null || g.sale_id === saleId);
-  renderGroups($("#groups"), $("#group-list"), groups);
+  sale.groups = groups;
+  const mine = sale.sale ? sale.sale.your_community_id ?? null : null;
+  renderGroups($("#groups"), $("#group-list"), groups, { mine, onJoin: () => sale.open() });
+  sale.renderCard();
 }
 sale.onChange = renderSaleGroups;
 
@@ -189,7 +277,10 @@ function applyState(state) {
   if (!state || typeof state !== "object") return;
   lastState = state;
   $("#viewers").textContent = String(state.viewers ?? 0);
-  $("#likes").textContent = String(state.likes ?? 0);
+  const likes = Number(state.likes ?? 0);
+  if (likesShown !== null && likes > likesShown) floatHearts(likes - likesShown);
+  likesShown = likes;
+  $("#likes").textContent = String(likes);
   if (state.status === "ended") showEnded();
   showPin(state.pinned);
   sale.lastSales = state.sales;
@@ -206,10 +297,29 @@ function applyState(state) {
 }
 
 // --- questions -------------------------------------------------------------------------------
+function loadPending() {
+  try {
+    const raw = JSON.parse(sessionStorage.getItem(PENDING_STORE) || "[]");
+    return Array.isArray(raw) ? raw.slice(-20).map((q) => [String(q.id), q]) : [];
+  } catch {
+    return [];
+  }
+}
+
+function savePending() {
+  sessionStorage.setItem(PENDING_STORE, JSON.stringify([...pending.values()].slice(-20)));
+}
+
+function forgetPending(id) {
+  if (pending.delete(String(id))) savePending();
+}
+
 function upsertQuestion(question, render = true) {
   const key = String(question.id);
   if (question.status && question.status !== "approved") questions.delete(key);
   else questions.set(key, { ...(questions.get(key) || {}), ...question });
+  // Approved (now public), rejected or merged: no longer waiting.
+  if (question.status && question.status !== "pending") forgetPending(key);
   if (render) renderQuestions();
 }
 
@@ -217,6 +327,9 @@ function renderQuestions() {
   const list = [...questions.values()].sort((a, b) =>
     Number(Boolean(b.pinned)) - Number(Boolean(a.pinned)) || Number(b.votes ?? 0) - Number(a.votes ?? 0) || Number(a.id) - Number(b.id));
   const fragment = document.createDocumentFragment();
+  for (const q of pending.values()) {
+    if (!questions.has(String(q.id))) fragment.append(questionRow(q, { pending: true }));
+  }
   for (const q of list.slice(0, 100)) {
     const vote = document.createElement("button");
     vote.type = "button";
@@ -227,11 +340,12 @@ function renderQuestions() {
   }
   $("#question-list").replaceChildren(fragment);
 }
+renderQuestions();
 
 async function upvote(id) {
   if (!token()) return goLogin();
   const error = replyError(await conn.request(ev.SEND_UPVOTE, { question_id: id }));
-  if (error) toast(error.message || error.code, "error");
+  if (error) toast(errorText(error), "error");
 }
 
 // --- sending ---------------------------------------------------------------------------------
@@ -240,34 +354,81 @@ if (!user) {
   $("#login-hint-link").href = `/login?next=${encodeURIComponent(location.pathname)}`;
 }
 
-async function send(event, input, okText) {
+async function send(event, input) {
   if (!token()) return goLogin();
   const text = input.value.trim();
-  if (!text) return;
-  const error = replyError(await conn.request(event, { text }));
+  if (!text) return null;
+  const reply = await conn.request(event, { text });
+  const error = replyError(reply);
   if (error) {
-    toast(`${t("refused")}: ${error.message || error.code}`, "error");
-    return;
+    toast(`${t("refused")}: ${errorText(error)}`, "error");
+    return null;
   }
   input.value = "";
-  if (okText) toast(okText);
+  return { reply, text };
 }
 
 $("#comment-form").addEventListener("submit", (e) => {
   e.preventDefault();
   send(ev.SEND_COMMENT, $("#comment-input"));
 });
-$("#ask-form").addEventListener("submit", (e) => {
+$("#ask-form").addEventListener("submit", async (e) => {
   e.preventDefault();
-  send(ev.SEND_QUESTION, $("#ask-input"), t("question_sent"));
+  const sent = await send(ev.SEND_QUESTION, $("#ask-input"));
+  if (!sent) return;
+  const { reply, text } = sent;
+  if (reply && reply.question_id !== undefined && reply.status === "pending") {
+    pending.set(String(reply.question_id), { id: reply.question_id, text, status: "pending",
+      user: user ? { id: user.id, name: user.display_name || user.username } : {} });
+    savePending();
+    renderQuestions();
+  }
+  toast(t("question_sent"));
 });
 $("#like").addEventListener("click", () => {
   if (!token()) return goLogin();
+  floatHearts(1);
+  likesShown = (likesShown ?? 0) + 1;
+  $("#likes").textContent = String(likesShown);
   conn.socket.emit(ev.SEND_LIKE, { count: 1 });
 });
 for (const input of [$("#comment-input"), $("#ask-input")]) {
   input.addEventListener("focus", () => { if (!token()) goLogin(); });
 }
 
+// --- share and trust sheets ------------------------------------------------------------------
+$("#share").addEventListener("click", async () => {
+  const sheet = $("#share-sheet");
+  // The server's public address (what the QR code holds), else the one this page came from.
+  const card = await api(`/api/sessions/${sessionId}/share`, { auth: false }).catch(() => null);
+  $("#share-url").value = (card && card.url) || `${location.origin}/live/${sessionId}`;
+  $("#poster-title").textContent = (session && session.title) || "";
+  $("#poster-farm").textContent = session ? [session.farm, session.origin].filter(Boolean).join(" · ") : "";
+  // Images are made when the sheet opens: the room itself loads none it does not show.
+  const cover = session && (session.cover_url || session.cover);
+  $("#poster-cover").replaceChildren(...(cover ? [h("img", { class: "poster-cover", src: cover, alt: "" })] : []));
+  $("#poster-qr").replaceChildren(h("img", { class: "poster-qr", src: `/api/sessions/${sessionId}/qr.svg`,
+    alt: t("share_qr_alt"), width: "180", height: "180" }));
+  $("#native-share").hidden = !navigator.share;
+  sheet.showModal();
+});
+$("#copy-link").addEventListener("click", async () => {
+  const input = $("#share-url");
+  try {
+    await navigator.clipboard.writeText(input.value);
+  } catch {
+    // No clipboard permission (an in-app browser): select it for a long-press copy instead.
+    input.select();
+    document.execCommand?.("copy");
+  }
+  toast(t("link_copied"));
+});
+$("#native-share").addEventListener("click", () => {
+  navigator.share?.({ title: (session && session.title) || t("brand"), url: $("#share-url").value }).catch(() => {});
+});
+$("#open-trust").addEventListener("click", () => {
+  if (currentPin) openTrust($("#trust-sheet"), $("#trust-body"), currentPin, { sessionId, sessionStatus: session && session.status });
+});
+
 // Tests and debugging read this; it holds no secrets.
-window.linliLive = { conn, comments, sale, player };
+window.linliLive = { conn, comments, sale, player, get playing() { return playing; } };

@@ -99,30 +99,41 @@ export function groupLabel(group) {
   const left = Math.max(0, threshold - count);
   const done = group.status === "succeeded" || group.status === "success" || (threshold > 0 && left === 0);
   const tail = done ? t("group_done") : t("group_more", { n: left });
-  return { text: `${name} ${count}/${threshold} — ${tail}`, count, threshold, done };
+  return { text: t("group_line", { name, count, threshold, tail }), count, threshold, done };
 }
 
-export function renderGroups(section, list, groups) {
+/** One row per community; `mine` (a community id) is marked and gets `onJoin` as a 参团 button. */
+export function renderGroups(section, list, groups, { mine = null, onJoin = null } = {}) {
   section.hidden = !groups || groups.length === 0;
   if (section.hidden) return;
   const fragment = document.createDocumentFragment();
-  for (const group of groups) {
+  const ordered = [...groups].sort((a, b) => Number(b.community_id === mine) - Number(a.community_id === mine));
+  for (const group of ordered) {
     const label = groupLabel(group);
-    fragment.append(h("li", { class: label.done ? "group done" : "group", dataset: { groupId: String(group.group_id ?? "") } },
-      h("span", { class: "group-label", text: label.text }),
-      h("progress", { max: String(Math.max(1, label.threshold)), value: String(Math.min(label.count, Math.max(1, label.threshold))) })));
+    const isMine = mine !== null && group.community_id === mine;
+    const classes = ["group", label.done ? "done" : "", isMine ? "mine" : ""].filter(Boolean).join(" ");
+    const join = isMine && onJoin && group.status !== "failed"
+      ? h("button", { type: "button", class: "primary join-group", text: t("group_join"), on: { click: onJoin } }) : null;
+    fragment.append(h("li", { class: classes, dataset: { groupId: String(group.group_id ?? "") } },
+      h("div", { class: "group-row" },
+        h("span", { class: "group-label" }, label.text,
+          isMine ? h("span", { class: "mine-badge", text: t("my_community") }) : null),
+        join),
+      h("progress", { max: String(Math.max(1, label.threshold)), value: String(Math.min(label.count, Math.max(1, label.threshold))),
+        "aria-label": label.text })));
   }
   list.replaceChildren(fragment);
 }
 
 /** A question row: text, asker, votes, and the answer when there is one. */
-export function questionRow(question, { extra = null } = {}) {
+export function questionRow(question, { extra = null, pending = false } = {}) {
   const user = question.user || {};
   const asker = typeof user === "string" ? user : user.display_name || user.name || user.username || "";
   const row = h("li", { class: "question", dataset: { id: String(question.id), status: question.status || "" } },
     h("p", { class: "question-text" },
       h("span", { class: "question-id", text: `#${question.id} ` }),
-      h("span", { class: "q", text: question.text || "" })),
+      h("span", { class: "q", text: question.text || "" }),
+      pending ? h("span", { class: "pending-badge", text: t("pending_review") }) : null),
     h("p", { class: "muted question-meta" },
       h("span", { class: "asker", text: asker }),
       question.product_name ? h("span", { class: "q-product", text: ` · ${question.product_name}` }) : null,
@@ -132,6 +143,7 @@ export function questionRow(question, { extra = null } = {}) {
       h("span", { class: "answer-text", text: question.answer })));
   }
   if (question.pinned) row.classList.add("pinned");
+  if (pending) row.classList.add("pending");
   if (extra) row.append(extra);
   return row;
 }

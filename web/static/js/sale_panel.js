@@ -1,13 +1,18 @@
-// The flash-sale card of the live room: countdown, stock, buy → hold (payment countdown) → pay →
-// order confirmation with pickup point and code. Stock comes from realtime `state`; the buy path
-// is REST with an Idempotency-Key so a double tap or a retry never makes a second hold.
-import { api, ApiError, idempotencyKey, requireLogin } from "./api.js";
+// The flash sale of the live room: the floating 讲解中 card's price, stock and countdown, and the
+// buy sheet (the price THIS buyer pays, gift left, quantity within her limit, her pickup point,
+// total) → hold with payment countdown → pay → order with amount, pickup point and code.
+// Counters come from realtime `state`; the buyer's own price and limit from GET /api/sales/{id}
+// (signed in), the same rule payment charges by. Holds use an Idempotency-Key so a double tap or
+// a retry never makes a second hold.
+import { api, ApiError, idempotencyKey, requireLogin, token } from "./api.js";
 import { $, clock, h, yuan } from "./dom.js";
-import { t } from "./i18n.js";
+import { hasKey, t } from "./i18n.js";
 import { pickupPointText } from "./pickup.js";
+import { groupLabel } from "./room_view.js";
 
 const REFUSALS = { sold_out: "sold_out", over_limit: "over_limit", not_open: "sale_not_open",
-  ended: "sale_ended", not_member: "not_member" };
+  ended: "sale_ended", not_member: "not_member", hold_expired: "pay_expired" };
+const PICKUP_STORE = "linli.pickup.";
 
 function seconds(iso) {
   if (!iso) return null;
@@ -15,43 +20,79 @@ function seconds(iso) {
   return Number.isNaN(at) ? null : (at - Date.now()) / 1000;
 }
 
+/** Words for an API refusal in the page's language (never the server's bilingual message). */
+export function refusalText(err) {
+  const code = err && err.code;
+  if (code && REFUSALS[code]) return t(REFUSALS[code]);
+  if (code && hasKey(`err_${code}`)) return t(`err_${code}`);
+  return t("error");
+}
+
 export class SalePanel {
-  constructor(root) {
+  /** root: the sheet's #sale; card: the floating 讲解中 card; sheet: the <dialog>. */
+  constructor(root, { card, sheet }) {
     this.root = root;
+    this.card = card;
+    this.sheet = sheet;
     this.sale = null;
     this.details = new Map();
     this.hold = null;
     this.pendingKey = null;
     this.soldOut = false;
     this.chosen = null;
+    this.pinnedProduct = null;
     this.lastSales = null;
+    this.groups = [];
+    this.qty = 1;
+    this.points = [];
+    this.communityNames = null;
     // Set by the live page once its session ended: nothing more can be bought here.
     this.sessionEnded = false;
     this.onChange = () => {};
     $("#buy", root).addEventListener("click", () => this.buy());
     $("#pay", root).addEventListener("click", () => this.pay());
+    $("#qty-minus", root).addEventListener("click", () => this.setQty(this.qty - 1));
+    $("#qty-plus", root).addEventListener("click", () => this.setQty(this.qty + 1));
+    $("#pickup-select", root).addEventListener("change", (e) => this.choosePoint(e.target.value));
+    $("#open-buy", card).addEventListener("click", () => this.open());
     this.timer = setInterval(() => this.tick(), 250);
+  }
+
+  open() {
+    if (!this.sale) return;
+    if (!this.sheet.open) this.sheet.showModal();
+    this.render();
   }
 
   /**
    * Show one sale from the state snapshot: the one the viewer picked, else the one for the
-   * pinned product, else the newest open one; other open sales appear as tabs.
+   * product being explained (讲解中), else the newest open one; other open sales become tabs.
    */
   update(sales, pinnedProductId = null) {
+    if (pinnedProductId !== this.pinnedProduct) {
+      // A new product is being explained: the room follows it, whatever tab was picked before.
+      this.pinnedProduct = pinnedProductId;
+      this.chosen = null;
+    }
     if (!Array.isArray(sales) || sales.length === 0) {
-      if (!this.hold) this.root.hidden = true;
+      if (!this.hold) this.sale = null;
+      this.renderCard();
       return;
     }
     const idOf = (s) => s.sale_id ?? s.id;
     const open = sales.filter((s) => (s.status || "open") === "open");
     const current = this.sale ? sales.find((s) => idOf(s) === idOf(this.sale)) : null;
-    const sale = open.find((s) => idOf(s) === this.chosen)
-      || (pinnedProductId !== null ? open.find((s) => s.product_id === pinnedProductId) : null)
+    const pinned = pinnedProductId !== null && pinnedProductId !== undefined
+      ? open.find((s) => String(s.product_id) === String(pinnedProductId)) : null;
+    // While a hold is being paid the sheet stays on its sale.
+    const held = this.hold && current ? current : null;
+    const sale = held || open.find((s) => idOf(s) === this.chosen) || pinned
       || (current && open.includes(current) ? current : null)
       || open[open.length - 1] || current || sales[sales.length - 1];
     const id = idOf(sale);
     // A refusal said sold out; stock coming back (a refund, an expired hold) reopens the button.
     if ((this.sale && idOf(this.sale) !== id) || Number(sale.remaining) > 0) this.soldOut = false;
+    if (this.sale && idOf(this.sale) !== id) this.qty = 1;
     this.sale = { ...(this.details.get(id) || {}), ...sale };
     if (!this.details.has(id)) this.fetchDetails(id);
     this.renderTabs(open, id);
@@ -60,14 +101,17 @@ export class SalePanel {
   }
 
   renderTabs(open, currentId) {
-    const tabs = $("#sale-tabs", this.root);
-    tabs.hidden = open.length < 2;
-    if (tabs.hidden) return;
+    const tabs = document.getElementById("sale-tabs");
+    const box = document.getElementById("sale-tabs-card");
+    if (!tabs || !box) return;
+    box.hidden = open.length < 2;
+    if (box.hidden) return;
     tabs.replaceChildren(...open.map((s) => {
       const id = s.sale_id ?? s.id;
       return h("button", { type: "button", class: id === currentId ? "chip active" : "chip",
-        text: `${s.product_name || `#${id}`} ${s.price_fen !== undefined ? yuan(s.price_fen) : ""}`,
-        on: { click: () => { this.chosen = id; this.update(this.lastSales || open); } } });
+        "aria-pressed": id === currentId ? "true" : "false",
+        text: `${s.product_name || `#${id}`} ${tabPrice(this.details.get(id), s)}`,
+        on: { click: () => { this.chosen = id; this.update(this.lastSales || open, this.pinnedProduct); this.open(); } } });
     }));
   }
 
@@ -75,30 +119,160 @@ export class SalePanel {
     return this.sale ? this.sale.sale_id ?? this.sale.id : null;
   }
 
-  async fetchDetails(id) {
-    this.details.set(id, {});
+  async fetchDetails(id, force = false) {
+    if (this.details.has(id) && !force) return;
+    if (!force) this.details.set(id, {});
     try {
-      const data = await api(`/api/sales/${id}`, { auth: false });
+      const data = await api(`/api/sales/${id}`, { auth: Boolean(token()) });
       this.details.set(id, data);
-      if (this.sale && (this.sale.sale_id ?? this.sale.id) === id) {
-        this.sale = { ...data, ...this.sale };
-        this.render();
+      if (this.currentSaleId() === id) {
+        // The realtime counters are newer than the REST answer; the buyer's own fields only REST has.
+        this.sale = { ...data, ...this.sale, ...pick(data, BUYER_FIELDS) };
+        await this.loadPoints();
+        // Again from the room's state, so the tabs show her price too.
+        if (Array.isArray(this.lastSales) && this.lastSales.length) this.update(this.lastSales, this.pinnedProduct);
+        else {
+          this.render();
+          this.onChange();
+        }
       }
-    } catch { /* the realtime state is enough to sell */ }
+    } catch { /* the realtime state is enough to show the sale */ }
+  }
+
+  /** Her community's pickup points, the remembered one chosen. */
+  async loadPoints() {
+    const cid = this.sale && this.sale.your_community_id;
+    if (!cid || (this.points.length && this.points[0].community_id === cid)) return;
+    try {
+      this.points = await api(`/api/communities/${cid}/pickup-points`, { auth: false });
+    } catch {
+      this.points = [];
+    }
+    const select = $("#pickup-select", this.root);
+    const remembered = localStorage.getItem(PICKUP_STORE + cid);
+    select.replaceChildren(...this.points.map((p) => h("option", { value: String(p.id),
+      text: [p.name, p.address].filter(Boolean).join(" · ") })));
+    const fallback = this.points.find((p) => p.default) || this.points[0];
+    const chosen = this.points.find((p) => String(p.id) === remembered) || fallback;
+    if (chosen) select.value = String(chosen.id);
+    $("#pickup-field", this.root).hidden = this.points.length === 0;
+  }
+
+  choosePoint(value) {
+    const cid = this.sale && this.sale.your_community_id;
+    if (cid && value) localStorage.setItem(PICKUP_STORE + cid, String(value));
+  }
+
+  pointId() {
+    const select = $("#pickup-select", this.root);
+    return this.points.length && select.value ? Number(select.value) : null;
+  }
+
+  pointName() {
+    const id = this.pointId();
+    const point = this.points.find((p) => p.id === id);
+    return point ? [point.name, point.address].filter(Boolean).join(" · ") : "—";
+  }
+
+  /** The unit price for this viewer: hers when signed in, else the list price. */
+  unitPrice() {
+    const sale = this.sale || {};
+    return Number(sale.your_price_fen ?? sale.price_fen ?? 0);
+  }
+
+  maxQty() {
+    const sale = this.sale || {};
+    const limit = Number(sale.your_limit_left ?? sale.per_buyer_limit ?? 1);
+    const stock = Number(sale.remaining ?? limit);
+    return Math.max(1, Math.min(limit, stock || 1));
+  }
+
+  setQty(value) {
+    this.qty = Math.max(1, Math.min(this.maxQty(), Math.trunc(value) || 1));
+    this.render();
+  }
+
+  giftText() {
+    const sale = this.sale || {};
+    const n = Number(sale.gift_first_n || 0);
+    if (n <= 0) return "";
+    const text = sale.gift_text || t("gift_default", { n });
+    const left = Number(sale.gift_left ?? n);
+    return left > 0 ? t("gift_line", { text, n: left }) : t("gift_none_left", { text });
+  }
+
+  /** Her community's group-buy of this sale, else none. */
+  myGroup() {
+    const cid = this.sale && this.sale.your_community_id;
+    return cid ? this.groups.find((g) => g.community_id === cid) || null : null;
+  }
+
+  priceBits(priceEl, listEl, basisEl) {
+    const sale = this.sale || {};
+    const unit = this.unitPrice();
+    priceEl.textContent = yuan(unit);
+    const list = Number(sale.list_price_fen ?? sale.price_fen ?? unit);
+    listEl.hidden = !(list > unit);
+    listEl.textContent = list > unit ? yuan(list) : "";
+    if (list > unit) listEl.setAttribute("aria-label", `${t("list_price")} ${yuan(list)}`);
+    const basis = sale.your_price_basis;
+    basisEl.hidden = !(basis === "community" || basis === "group");
+    basisEl.textContent = basis === "group" ? t("price_group") : basis === "community" ? t("price_community") : "";
+  }
+
+  /** The floating card: price, stock, countdown, gift and her community's group, a buy button. */
+  renderCard() {
+    const card = this.card;
+    const sale = this.sale;
+    const buyButton = $("#open-buy", card);
+    if (!sale || this.sessionEnded) {
+      buyButton.hidden = true;
+      for (const id of ["#pin-stock", "#pin-countdown"]) $(id, card).textContent = "";
+      for (const id of ["#pin-gift", "#pin-group", "#pin-list", "#pin-basis"]) $(id, card).hidden = true;
+      return;
+    }
+    card.hidden = false;
+    const name = $("#pin-name", card);
+    if (!name.textContent) name.textContent = sale.product_name || (sale.product && sale.product.name) || "";
+    this.priceBits($("#pin-price", card), $("#pin-list", card), $("#pin-basis", card));
+    $("#pin-stock", card).textContent = t("stock_line", { n: Number(sale.remaining ?? 0) });
+    const gift = this.giftText();
+    $("#pin-gift", card).hidden = !gift;
+    $("#pin-gift", card).textContent = gift;
+    const group = this.myGroup();
+    const groupEl = $("#pin-group", card);
+    groupEl.hidden = !group;
+    if (group) {
+      const label = groupLabel(group);
+      groupEl.textContent = `${t("my_community")} · ${label.text}`;
+      groupEl.classList.add("mine");
+    }
+    buyButton.hidden = false;
   }
 
   render() {
+    this.renderCard();
     const sale = this.sale;
     if (!sale) return;
-    this.root.hidden = false;
     const name = sale.product_name || (sale.product && sale.product.name) || "";
     $("#sale-product", this.root).textContent = name;
-    $("#sale-price", this.root).textContent = sale.price_fen !== undefined ? yuan(sale.price_fen) : "";
-    const remaining = Number(sale.remaining ?? 0);
-    $("#sale-remaining", this.root).textContent = `${remaining} ${t("units")}`;
-    const giftBox = $("#sale-gift-box", this.root);
-    giftBox.hidden = !(Number(sale.gift_first_n || 0) > 0 || Number(sale.gift_left || 0) > 0);
-    $("#sale-gift", this.root).textContent = String(sale.gift_left ?? 0);
+    this.priceBits($("#sale-price", this.root), $("#sale-list", this.root), $("#sale-basis", this.root));
+    $("#sale-remaining", this.root).textContent = `${Number(sale.remaining ?? 0)} ${t("units")}`;
+    const gift = this.giftText();
+    $("#sale-gift", this.root).hidden = !gift;
+    $("#sale-gift", this.root).textContent = gift;
+    const group = this.myGroup();
+    const groupEl = $("#sale-group", this.root);
+    groupEl.hidden = !group;
+    if (group) groupEl.textContent = `${t("my_community")} · ${groupLabel(group).text}`;
+    if (this.qty > this.maxQty()) this.qty = this.maxQty();
+    $("#qty", this.root).textContent = String(this.qty);
+    $("#qty-minus", this.root).disabled = this.qty <= 1;
+    $("#qty-plus", this.root).disabled = this.qty >= this.maxQty();
+    const limit = Number(sale.per_buyer_limit || 0);
+    $("#qty-limit", this.root).textContent = limit
+      ? t("qty_limit", { limit, left: Number(sale.your_limit_left ?? limit) }) : "";
+    $("#sale-total", this.root).textContent = yuan(this.unitPrice() * this.qty);
     this.tick();
   }
 
@@ -132,10 +306,13 @@ export class SalePanel {
         label.textContent = t("sale_ends_in");
         value.textContent = toEnd === null ? "--:--" : clock(toEnd);
       }
-      const buy = $("#buy", this.root);
+      $("#pin-countdown", this.card).textContent = toEnd !== null && state === "open" ? t("ends_in_line", { t: clock(toEnd) }) : "";
       const words = { open: "buy", sold_out: "sold_out", ended: "sale_ended", not_open: "sale_not_open" };
+      const buy = $("#buy", this.root);
       buy.textContent = t(words[state] || "buy");
       buy.disabled = state !== "open" || Boolean(this.hold) || this.busy === true;
+      $("#open-buy", this.card).textContent = t(words[state] || "buy");
+      $("#sale-form", this.root).hidden = Boolean(this.hold);
     }
     if (this.hold) {
       const left = seconds(this.hold.expires_at);
@@ -148,15 +325,42 @@ export class SalePanel {
     }
   }
 
-  showError(text) {
+  showError(text, extra = null) {
     const el = $("#sale-error", this.root);
-    el.textContent = text;
+    el.replaceChildren(...(text ? [h("span", { text }), extra] : []).filter(Boolean));
     el.hidden = !text;
+  }
+
+  async joinOffer() {
+    const sale = this.sale || {};
+    const cid = (sale.community_ids || [])[0];
+    if (!cid) return null;
+    if (!this.communityNames) {
+      try {
+        this.communityNames = new Map((await api("/api/communities", { auth: false })).map((c) => [c.id, c.name]));
+      } catch {
+        this.communityNames = new Map();
+      }
+    }
+    const name = this.communityNames.get(cid) || "";
+    const button = h("button", { type: "button", class: "primary", id: "join-community",
+      text: t("join_community", { name }) });
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const answer = await api(`/api/communities/${cid}/join`, { method: "POST" });
+        this.showError(answer.status === "approved" ? "" : t("join_requested"));
+        if (answer.status === "approved") this.fetchDetails(this.currentSaleId(), true);
+      } catch (err) {
+        this.showError(refusalText(err));
+      }
+    });
+    return h("p", { class: "join-offer" }, button);
   }
 
   async buy() {
     if (!requireLogin() || !this.sale || this.busy) return;
-    const id = this.sale.sale_id ?? this.sale.id;
+    const id = this.currentSaleId();
     // Kept until an answer arrives, so a retry after a network error reuses the same key.
     this.pendingKey ??= idempotencyKey();
     this.busy = true;
@@ -164,18 +368,23 @@ export class SalePanel {
     this.tick();
     try {
       const hold = await api(`/api/sales/${id}/holds`, {
-        method: "POST", body: { qty: 1 }, headers: { "Idempotency-Key": this.pendingKey },
+        method: "POST", body: { qty: this.qty }, headers: { "Idempotency-Key": this.pendingKey },
       });
       this.pendingKey = null;
       this.hold = hold;
       if (hold.remaining !== undefined) this.sale.remaining = hold.remaining;
+      const qty = Number(hold.qty ?? this.qty);
+      const total = Number(hold.unit_price_fen ?? this.unitPrice()) * qty;
+      $("#hold-qty", this.root).textContent = `${qty} ${t("units")}`;
+      $("#hold-pickup", this.root).textContent = this.pointName();
+      $("#hold-total", this.root).textContent = yuan(total);
+      $("#pay", this.root).textContent = t("buy_confirm", { amount: yuan(total) });
       $("#hold", this.root).hidden = false;
       $("#confirmation", this.root).hidden = true;
     } catch (err) {
       if (err instanceof ApiError && err.status !== 0) this.pendingKey = null;
-      const key = err instanceof ApiError ? REFUSALS[err.code] : null;
       if (err instanceof ApiError && err.code === "sold_out") this.soldOut = true;
-      this.showError(key ? t(key) : `${t("error")}: ${err.message}`);
+      this.showError(refusalText(err), err instanceof ApiError && err.code === "not_member" ? await this.joinOffer() : null);
     } finally {
       this.busy = false;
       this.render();
@@ -186,13 +395,17 @@ export class SalePanel {
     if (!this.hold) return;
     const pay = $("#pay", this.root);
     pay.disabled = true;
+    const point = this.pointId();
     try {
-      const paid = await api(`/api/holds/${encodeURIComponent(this.hold.hold_id)}/pay`, { method: "POST" });
+      const paid = await api(`/api/holds/${encodeURIComponent(this.hold.hold_id)}/pay`, {
+        method: "POST", body: point ? { pickup_point_id: point } : {} });
       this.hold = null;
       $("#hold", this.root).hidden = true;
       await this.confirm(paid);
+      this.qty = 1;
+      this.fetchDetails(this.currentSaleId(), true);
     } catch (err) {
-      this.showError(err.code === "hold_expired" || err.code === "expired" ? t("pay_expired") : `${t("error")}: ${err.message}`);
+      this.showError(refusalText(err));
       if (err.code === "hold_expired" || err.code === "expired") {
         this.hold = null;
         $("#hold", this.root).hidden = true;
@@ -205,14 +418,33 @@ export class SalePanel {
 
   async confirm(paid) {
     let order = paid;
-    if (!order.pickup_code && order.order_id !== undefined) {
+    if (order.order_id !== undefined) {
       try {
         order = { ...paid, ...(await api(`/api/orders/${paid.order_id}`)) };
       } catch { /* the payment answer is enough to confirm */ }
     }
     $("#order-id", this.root).textContent = String(order.order_id ?? order.id ?? "");
+    $("#order-amount", this.root).textContent = order.amount_fen !== undefined ? yuan(order.amount_fen) : "—";
     $("#pickup-point", this.root).textContent = (await pickupPointText(order)) || "—";
     $("#pickup-code", this.root).textContent = String(order.pickup_code || "—");
+    $("#order-gift", this.root).hidden = !order.gift;
+    $("#order-gift", this.root).textContent = order.gift ? t("order_has_gift") : "";
     $("#confirmation", this.root).hidden = false;
   }
+}
+
+/** A tab's price: the buyer's own once known, else the list price. */
+function tabPrice(details, sale) {
+  const fen = (details && details.your_price_fen) ?? sale.price_fen;
+  return fen !== undefined && fen !== null ? yuan(fen) : "";
+}
+
+const BUYER_FIELDS = ["your_price_fen", "your_price_basis", "list_price_fen", "your_community_id",
+  "your_community_name", "your_member", "your_bought", "your_limit_left", "community_ids", "gift_text",
+  "per_buyer_limit"];
+
+function pick(data, names) {
+  const out = {};
+  for (const name of names) if (name in data) out[name] = data[name];
+  return out;
 }
