@@ -30,6 +30,7 @@ from server.middleware import install_metrics, request_context
 from server.openapi_doc import openapi_key
 from server.passwords import AsyncPasswords, passwords_key
 from server.routes import accounts as accounts_routes
+from server.routes import members as members_routes
 from server.routes import pages, system
 from server.routes import sessions as sessions_routes
 from server.settings import Settings, check_admin_password
@@ -44,7 +45,7 @@ Component = Callable[[web.Application, Api], None]
 
 
 def route_tables() -> list[Api]:
-    return [system.api, accounts_routes.api, sessions_routes.api, pages.api]
+    return [system.api, accounts_routes.api, members_routes.api, sessions_routes.api, pages.api]
 
 
 def components() -> list[Component]:
