@@ -78,4 +78,5 @@ def install_static(app: web.Application) -> None:
 VENDOR_DIRS = {
     "/vendor/socket.io": "socket.io-client/dist",
     "/vendor/hls": "hls.js/dist",
+    "/vendor/jsqr": "jsqr/dist",
 }

@@ -12,6 +12,8 @@ export function mountShell() {
       h("a", { href: "/", "data-i18n": "nav_home" }),
       h("a", { href: "/replays", "data-i18n": "nav_replays" }),
       user ? h("a", { href: "/orders", "data-i18n": "nav_orders" }) : null,
+      user && ["host", "assistant", "admin"].includes(user.role)
+        ? h("a", { href: "/pickup", "data-i18n": "nav_pickup" }) : null,
     );
     const who = user
       ? h("span", { class: "who" },
