@@ -11,8 +11,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from commerce.events import DomainEvent
 from commerce.orders import OrderTransition
-from server.keys import database_key
+from server.keys import database_key, events_key
 from tests.commerce_support import Shop, bulk_buyers, hold, make_shop, pay
 from tests.conftest import Api
 
@@ -147,6 +148,13 @@ async def test_twenty_mark_ready_and_twenty_pickups_move_once(any_db_api: Api) -
     ((_, buyer),) = await bulk_buyers(api, 1)
     sale_id = (await shop.sale(stock=10, per_buyer_limit=10))["id"]
     first, second = await _buy(api, shop, sale_id, buyer), await _buy(api, shop, sale_id, buyer)
+    # What tells the buyer (the notifications hook this event): once per order moved.
+    announced: list[tuple[int, str]] = []
+
+    async def heard(event: DomainEvent) -> None:
+        announced.append((event.data["order_id"], event.data["status"]))
+
+    api.app[events_key].subscribe(heard, kinds=("order_status",))
 
     answers = await asyncio.gather(*[_post(api, "/api/orders/ready", shop.host_token,
                                            {"order_ids": [first]}) for _ in range(N)])
@@ -169,6 +177,8 @@ async def test_twenty_mark_ready_and_twenty_pickups_move_once(any_db_api: Api) -
     assert sorted(tuple(r) for r in rows) == sorted([(first, "paid", 1), (first, "ready_for_pickup", 1),
                                    (first, "picked_up", 1), (second, "paid", 1),
                                    (second, "ready_for_pickup", 1)])
+    assert sorted(announced) == sorted([(first, "ready_for_pickup"), (first, "picked_up"),
+                                        (second, "ready_for_pickup")])
 
 
 async def test_batch_ready_reports_each_order_and_keeps_tenancy(any_db_api: Api) -> None:
