@@ -15,7 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commerce.accounts import Community, Membership, Principal, User, ensure_community_manager
 from commerce.base import as_utc
+from commerce.checkout import Checkout
 from commerce.errors import InvalidState, NotFound
+from commerce.flash_sale import keys as sale_keys
+from commerce.sales import Sale, SaleStatus
 
 PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
 MAX_PAGE = 100
@@ -85,8 +88,7 @@ async def decide(db: AsyncSession, community_id: int, user_id: int, actor: Princ
 
 
 async def remove(db: AsyncSession, community_id: int, user_id: int, actor: Principal) -> None:
-    """Take an approved member out: community prices and members-only sales stop for them at
-    the sales opened from now on (an open sale re-reads members only to add them)."""
+    """Take an approved member out (then `resync_open_sales`, after the commit)."""
     await managed(db, community_id, actor)
     gone = await db.execute(
         delete(Membership).where(Membership.community_id == community_id,
@@ -94,3 +96,25 @@ async def remove(db: AsyncSession, community_id: int, user_id: int, actor: Princ
         .execution_options(synchronize_session=False))
     if gone.rowcount != 1:  # type: ignore[attr-defined]
         await _refuse(db, community_id, user_id, "removed")
+
+
+async def resync_open_sales(checkout: Checkout, community_id: int, user_id: int) -> int:
+    """Make every open sale of this community see the user's memberships as SQL has them now.
+
+    An open sale holds its members in Redis (loaded at opening, added on a not-member retry);
+    without this a removed member would keep the community price until the sale closed. The
+    value written is recomputed from SQL, so this and a concurrent add converge on the truth.
+    Returns how many sales were touched."""
+    async with checkout.uow() as db:
+        sales = [sale for sale in (await db.execute(
+            select(Sale).where(Sale.status == SaleStatus.OPEN.value))).scalars()
+            if community_id in (sale.community_ids or [])]
+        mine = set((await db.execute(select(Membership.community_id).where(
+            Membership.user_id == user_id, Membership.status == APPROVED))).scalars())
+    for sale in sales:
+        ordered = [cid for cid in sale.community_ids if cid in mine]
+        if ordered:
+            await checkout.store.add_member(sale.id, user_id, ordered)
+        else:
+            await checkout.store.redis.hdel(sale_keys(sale.id)["members"], str(user_id))
+    return len(sales)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from commerce.accounts import Membership
 from server.keys import database_key
-from tests.commerce_support import bulk_buyers
+from tests.commerce_support import bulk_buyers, hold, make_shop
 from tests.conftest import Api
 
 N = 20
@@ -128,3 +128,26 @@ async def test_twenty_approvals_decide_once(any_db_api: Api) -> None:
     winners = [body["status"] for status, body in mixed if status == 200]
     assert len(winners) == 1 and sum(status == 409 for status, _ in mixed) == N - 1
     assert await _statuses(api, cid) == {uid: "approved", uid2: winners[0]}
+
+
+async def test_a_removed_member_loses_an_open_sale_at_once(any_db_api: Api) -> None:
+    api = any_db_api
+    shop = await make_shop(api)
+    cid = await _community(api, shop.host_token, "枫林小区")
+    (kept, kept_token), (gone, gone_token) = await bulk_buyers(api, 2)
+    for uid in (kept, gone):
+        status, body = await _call(api, "POST", f"/api/communities/{cid}/members",
+                                   shop.host_token, {"user_id": uid})
+        assert status == 201, body
+    sale = await shop.sale(stock=10, per_buyer_limit=5, community_ids=[cid],
+                           community_price_fen=800, members_only=True)
+    status, body = await hold(api, sale["id"], gone_token, community_id=cid)
+    assert status == 201 and body["unit_price_fen"] == 800, body
+
+    status, body = await _call(api, "DELETE", f"/api/communities/{cid}/members/{gone}",
+                               shop.host_token)
+    assert status == 200, body
+    status, body = await hold(api, sale["id"], gone_token, community_id=cid)
+    assert (status, body["error"]["code"]) == (409, "not_member"), body
+    status, body = await hold(api, sale["id"], kept_token, community_id=cid)
+    assert status == 201 and body["unit_price_fen"] == 800, body

@@ -9,6 +9,7 @@ from commerce import members
 from commerce.accounts import Role
 from commerce.errors import InvalidInput
 from server.api import Api, json_response, parse_id, path_int, principal
+from server.commerce_keys import checkout_key
 from server.keys import database_key
 
 api = Api()
@@ -81,4 +82,7 @@ async def remove_member(request: web.Request) -> web.Response:
     community_id, user_id = path_int(request, "id"), path_int(request, "user_id")
     async with request.app[database_key].session() as db:
         await members.remove(db, community_id, user_id, principal(request))
+    checkout = request.app.get(checkout_key)
+    if checkout is not None:
+        await members.resync_open_sales(checkout, community_id, user_id)
     return json_response({"community_id": community_id, "user_id": user_id, "removed": True})
