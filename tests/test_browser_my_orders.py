@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from redis.asyncio import Redis
+
 from tests.browser_support import Account, Kit, browser_kit
 
 POINT = "3号楼门卫室"
@@ -64,7 +66,8 @@ async def _no_overflow(page: Any) -> None:
     assert width <= 390, f"the page is {width}px wide on a 390px phone"
 
 
-async def test_my_orders_on_a_phone(tmp_path: Path, redis_url: str) -> None:
+async def test_my_orders_on_a_phone(tmp_path: Path, redis_url: str,
+                                    redis_client: Redis) -> None:
     async with browser_kit(tmp_path, redis_url, "my_orders_phone") as kit:
         world = await _seed(kit)
         buyer: Account = world["buyer"]

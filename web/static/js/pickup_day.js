@@ -11,7 +11,7 @@ const PAGE = 100;
 const MAX_PAGES = 20; // 2,000 orders: a pickup point's day, several times over
 const STAFF = ["host", "assistant", "admin"];
 
-const state = { orders: [], selected: new Set(), stopScan: null };
+const state = { orders: [], selected: new Set(), stopScan: null, generation: 0 };
 
 function statusText(status) {
   const key = `order_status_${status}`;
@@ -92,13 +92,21 @@ function scopeText() {
 }
 
 async function refresh() {
+  // Filters change faster than answers come: only the latest request may draw the list.
+  state.generation += 1;
+  const mine = state.generation;
+  document.body.dataset.loading = "1";
   try {
-    state.orders = await loadAll();
+    const found = await loadAll();
+    if (mine !== state.generation) return;
+    state.orders = found;
     const payable = new Set(state.orders.filter((o) => o.status === "paid").map((o) => o.id));
     for (const id of [...state.selected]) if (!payable.has(id)) state.selected.delete(id);
     render();
   } catch (err) {
-    $("#summary").textContent = `${t("error")}: ${err.message}`;
+    if (mine === state.generation) $("#summary").textContent = `${t("error")}: ${err.message}`;
+  } finally {
+    if (mine === state.generation) delete document.body.dataset.loading;
   }
 }
 
@@ -124,11 +132,30 @@ function say(text, ok) {
   out.className = ok ? "ok" : "error";
 }
 
+/** Orders of the current scope waiting with this code: the loaded list first, else (when the
+ * list is filtered to another status) the scope's orders ready for pickup. */
+async function ordersWithCode(code) {
+  const waiting = (o) => o.pickup_code === code && ["paid", "ready_for_pickup"].includes(o.status);
+  const loaded = state.orders.filter(waiting);
+  if (loaded.length || !$("#f-status").value) return loaded;
+  const query = filters();
+  query.set("status", "ready_for_pickup");
+  query.set("limit", String(PAGE));
+  const found = [];
+  for (let page = 0; page < MAX_PAGES; page += 1) {
+    const data = await api(`/api/orders?${query}`);
+    found.push(...data.items.filter(waiting));
+    if (!data.next) break;
+    query.set("cursor", data.next);
+  }
+  return found;
+}
+
 /** Confirm with the code: the order named by a scanned QR, else the loaded order with that code. */
 async function confirm(code, orderId = null) {
   const typed = String(code || "").trim();
   if (!/^\d{4,12}$/.test(typed)) { say(t("pickup_code_invalid"), false); return; }
-  const candidates = orderId ? [{ id: orderId }] : state.orders.filter((o) => o.pickup_code === typed && o.status !== "picked_up");
+  const candidates = orderId ? [{ id: orderId }] : await ordersWithCode(typed);
   if (!candidates.length) { say(t("pickup_code_unknown"), false); return; }
   const done = [];
   for (const order of candidates) {
@@ -143,7 +170,8 @@ async function confirm(code, orderId = null) {
     }
   }
   if (done.length) {
-    const names = state.orders.filter((o) => done.includes(o.id)).map((o) => `#${o.id} ${o.buyer_name} ${o.product_name} ×${o.qty}`);
+    const known = new Map([...state.orders, ...candidates].filter((o) => o.buyer_name !== undefined).map((o) => [o.id, o]));
+    const names = done.map((id) => known.get(id)).filter(Boolean).map((o) => `#${o.id} ${o.buyer_name} ${o.product_name} ×${o.qty}`);
     say(`${t("pickup_done")} ${names.join(";") || done.map((id) => `#${id}`).join(" ")}`, true);
     $("#code").value = "";
   }
