@@ -128,6 +128,9 @@ async def test_filters_pages_and_tenancy(any_db_api: Api) -> None:
     assert await _all_ids(api, shop_b.host_token, f"session_id={shop_a.session_id}") == sorted(
         a_lake, reverse=True)
     assert await _all_ids(api, shop_b.host_token, f"community_id={garden}") == b_garden
+    # One order: host A reads host B's order going to his community, not the reverse.
+    await _get(api, f"/api/orders/{b_garden[0]}", shop_a.host_token)
+    await _get(api, f"/api/orders/{a_garden[0]}", shop_b.host_token, status=403)
     # An assistant works the whole shop (as for single orders).
     _, assistant = await api.user("assistant")
     assert await _all_ids(api, assistant, "") == desc
