@@ -177,6 +177,17 @@ async def test_pickup_day_on_a_laptop(tmp_path: Path, redis_url: str,
         assert await kit.axe(page, "pickup_laptop") == []
         await _no_overflow(page, 1280)
 
+        # In English the page's own words are English only (names of places and goods aside;
+        # the top bar's 中文 switch is the way back).
+        await page.click("#lang-switch")
+        await page.wait_for_selector("body[data-ready='1']")
+        await page.wait_for_function("() => !document.body.dataset.loading")
+        assert await page.text_content("h1") == "Pickup day"
+        chrome = await page.evaluate("""() => [...document.querySelectorAll(
+            'label > span, main button, th, #summary, .state, .when')].map((e) => e.textContent).join(' ')""")
+        assert not re.search(r"[\u4e00-\u9fff]", chrome), chrome
+        await kit.shot(page, "pickup_laptop_english")
+
         # A viewer opening the page is told it is not for her, with nothing to press.
         viewer = await kit.page(world["buyers"][0], "/pickup")
         await viewer.wait_for_function(
