@@ -9,10 +9,11 @@ SQL commit, the refund worker finishes the money and `reconcile --repair` re-app
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from commerce import live_sessions, orders, refunds
+from commerce import live_sessions, order_lists, orders, refunds
 from commerce.accounts import Principal
-from commerce.errors import Forbidden, InvalidState
+from commerce.errors import DomainError, Forbidden, InvalidState
 from commerce.event_payloads import OrderRefunded, OrderStatusChanged
 from commerce.events import DomainEvent
 from commerce.flash_sale.checkout import Checkout
@@ -65,14 +66,12 @@ async def refund_order(checkout: Checkout, order_id: int, actor: Principal | Non
 
 async def advance_order(checkout: Checkout, order_id: int, to: OrderStatus, actor: Principal,
                         pickup_code: str | None = None) -> Order:
-    """ready_for_pickup / picked_up / delivered by staff; completed by staff or the buyer."""
+    """ready_for_pickup / picked_up / delivered by staff (order_lists.ensure_may_work);
+    completed by staff or the buyer."""
     async with checkout.uow() as db:
         order = await orders.get_order(db, order_id)
-        if to is OrderStatus.COMPLETED and actor.user_id == order.user_id:
-            pass
-        else:
-            session = await live_sessions.get_session(db, order.session_id)
-            live_sessions.ensure_staff_of(session, actor)
+        if not (to is OrderStatus.COMPLETED and actor.user_id == order.user_id):
+            await order_lists.ensure_may_work(db, order, actor)
         if to in (OrderStatus.REFUNDED, OrderStatus.CANCELLED):
             raise Forbidden("请使用退款接口 / Use the refund action")
         orders.ensure_transition(order, to)
@@ -83,3 +82,32 @@ async def advance_order(checkout: Checkout, order_id: int, to: OrderStatus, acto
         order_id=order.id, status=order.status, user_id=order.user_id,
     )))
     return order
+
+
+MAX_BATCH = 200
+
+
+async def mark_ready(checkout: Checkout, order_ids: list[int], actor: Principal) -> dict[str, Any]:
+    """Mark many orders ready for pickup, each on its own (one refusal stops no other).
+
+    Each order moves by the conditional UPDATE of `orders.transition`, so an order already
+    ready (marked by a colleague, or by this same request sent twice) is reported under
+    `already`, never moved or announced twice; each order moved publishes its `order_status`
+    event, which tells the buyer."""
+    ready: list[int] = []
+    already: list[int] = []
+    refused: list[dict[str, Any]] = []
+    for order_id in dict.fromkeys(order_ids):
+        try:
+            await advance_order(checkout, order_id, OrderStatus.READY, actor)
+        except InvalidState as err:
+            if err.details.get("status") == OrderStatus.READY.value:
+                already.append(order_id)
+            else:
+                refused.append({"id": order_id, "code": err.code,
+                                "status": err.details.get("status")})
+        except DomainError as err:
+            refused.append({"id": order_id, "code": err.code})
+        else:
+            ready.append(order_id)
+    return {"ready": ready, "already": already, "refused": refused}

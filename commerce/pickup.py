@@ -36,18 +36,26 @@ class PickupPoint(Base):
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"), index=True)
     name: Mapped[str] = mapped_column(String(120))
     address: Mapped[str] = mapped_column(String(200), default="")
+    # Free text as the point's manager writes it ("每天 9:00–20:00"), shown to buyers.
+    hours: Mapped[str] = mapped_column(String(80), default="", server_default="")
     is_default: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def public_dict(self) -> dict[str, Any]:
         return {"id": self.id, "community_id": self.community_id, "name": self.name,
-                "address": self.address, "default": self.is_default}
+                "address": self.address, "hours": self.hours, "default": self.is_default}
 
 
 def new_pickup_code() -> str:
     """Six digits, read aloud at the pickup point; unguessable enough with per-order scope."""
     return f"{secrets.randbelow(10 ** PICKUP_CODE_DIGITS):0{PICKUP_CODE_DIGITS}d}"
+
+
+def pickup_qr_text(order_id: int, code: str) -> str:
+    """What the buyer's QR holds: the order as well as its code, so a scan at the pickup point
+    finds the order without a search (upper case and digits: QR's compact alphanumeric mode)."""
+    return f"LINLI-PICKUP:{order_id}:{code}"
 
 
 def check_pickup_code(expected: str | None, given: str) -> None:
@@ -64,19 +72,19 @@ async def _managed_community(db: AsyncSession, community_id: int, actor: Princip
 
 
 async def add_pickup_point(db: AsyncSession, community_id: int, actor: Principal, name: str,
-                           address: str = "") -> PickupPoint:
+                           address: str = "", hours: str = "") -> PickupPoint:
     """Add a point (the community's manager only); the community's first becomes its default."""
     await _managed_community(db, community_id, actor)
     has_default = (await db.execute(select(exists().where(
         PickupPoint.community_id == community_id, PickupPoint.is_default.is_(True))))).scalar()
-    point = PickupPoint(community_id=community_id, name=name, address=address,
+    point = PickupPoint(community_id=community_id, name=name, address=address, hours=hours,
                         is_default=not has_default, created_by=actor.user_id)
     try:
         async with db.begin_nested():
             db.add(point)
     except IntegrityError:
         # Another first point won the race for the default (the unique index said so).
-        point = PickupPoint(community_id=community_id, name=name, address=address,
+        point = PickupPoint(community_id=community_id, name=name, address=address, hours=hours,
                             is_default=False, created_by=actor.user_id)
         db.add(point)
         await db.flush()
@@ -85,7 +93,7 @@ async def add_pickup_point(db: AsyncSession, community_id: int, actor: Principal
 
 async def update_pickup_point(db: AsyncSession, point_id: int, actor: Principal, *,
                               name: str | None = None, address: str | None = None,
-                              make_default: bool = False) -> PickupPoint:
+                              hours: str | None = None, make_default: bool = False) -> PickupPoint:
     """Rename, readdress or make the default (the community's manager only)."""
     point = await db.get(PickupPoint, point_id)
     if point is None:
@@ -95,6 +103,8 @@ async def update_pickup_point(db: AsyncSession, point_id: int, actor: Principal,
         point.name = name
     if address is not None:
         point.address = address
+    if hours is not None:
+        point.hours = hours
     if make_default and not point.is_default:
         await db.execute(update(PickupPoint).where(
             PickupPoint.community_id == point.community_id, PickupPoint.is_default.is_(True),

@@ -134,7 +134,7 @@ async def test_member_buys_two_at_the_price_the_card_shows(tmp_path: Path, redis
         await kit.shot(page, "paid_with_gift")
 
         # What she was charged is the card's price × 2, at the point she chose.
-        (order,) = await kit.rest.call("GET", "/api/orders", liayi.token)
+        (order,) = (await kit.rest.call("GET", "/api/orders", liayi.token))["items"]
         assert (order["unit_price_fen"], order["qty"], order["amount_fen"]) == (5800, 2, 11600)
         assert order["pickup_point_id"] == world["locker"]["id"] and order["gift"] is True
 

@@ -269,10 +269,10 @@ async def test_the_order_shows_its_claim_after_a_reload(any_db_api: Api) -> None
     farm = await make_farm(api)
     await _policy(farm)
     _, buyer, order_id = await bought_and_picked_up(farm)
-    listed = await (await api.client.get("/api/orders", headers=api.auth(buyer))).json()
+    listed = (await (await api.client.get("/api/orders", headers=api.auth(buyer))).json())["items"]
     assert [o["claim"] for o in listed] == [None]
     claim = await _pending_claim(api, farm, buyer, order_id)
-    listed = await (await api.client.get("/api/orders", headers=api.auth(buyer))).json()
+    listed = (await (await api.client.get("/api/orders", headers=api.auth(buyer))).json())["items"]
     (row,) = listed
     assert row["claim"]["id"] == claim["id"] and row["claim"]["status"] == "pending"
     assert row["claim"]["photos"] == claim["photos"]

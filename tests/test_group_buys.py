@@ -33,7 +33,7 @@ async def _outcome(api: Api, group_id: int) -> dict[str, Any]:
 
 
 async def _orders(api: Api, token: str) -> list[dict[str, Any]]:
-    return list(await (await api.client.get("/api/orders", headers=api.auth(token))).json())
+    return list((await (await api.client.get("/api/orders", headers=api.auth(token))).json())["items"])
 
 
 async def test_success_charges_the_group_price(any_db_api: Api) -> None:

@@ -822,7 +822,7 @@ async def test_the_largest_accepted_amounts_fit(any_db_api: Api) -> None:
     big = MAX_PRICE_FEN * MAX_QTY
     kept = await buy(farm, buyer, MAX_QTY)
     refunded = await buy(farm, other, MAX_QTY)
-    mine = await (await api.client.get("/api/orders", headers=api.auth(buyer))).json()
+    mine = (await (await api.client.get("/api/orders", headers=api.auth(buyer))).json())["items"]
     assert [o["amount_fen"] for o in mine] == [big]
     _aid, assistant = await api.user("assistant")
     resp = await api.client.post(f"/api/orders/{refunded}/refund", json={},

@@ -69,11 +69,11 @@ async def test_order_lifecycle_pickup_and_refund_returns_stock(any_db_api: Api) 
     held = [(await hold(api, sale["id"], token, 1))[1] for _ in range(2)]
     orders = [(await pay(api, h["hold_id"], token))[1]["order_id"] for h in held]
 
-    mine = await (await api.client.get("/api/orders", headers=api.auth(token))).json()
+    mine = (await (await api.client.get("/api/orders", headers=api.auth(token))).json())["items"]
     assert {o["id"] for o in mine} == set(orders)
     first = next(o for o in mine if o["id"] == orders[0])
     assert first["pickup_point_id"] == point_id and len(first["pickup_code"]) == 6
-    assert await (await api.client.get("/api/orders", headers=api.auth(other))).json() == []
+    assert (await (await api.client.get("/api/orders", headers=api.auth(other))).json())["items"] == []
     resp = await api.client.get(f"/api/orders/{orders[0]}", headers=api.auth(other))
     assert resp.status == 403
 
@@ -180,7 +180,7 @@ async def test_paying_one_hold_twice_at_once_makes_one_order(api: Api) -> None:
     assert first[0] == second[0] == 200 and first[1]["order_id"] == second[1]["order_id"]
     view = await (await api.client.get(f"/api/sales/{sale['id']}")).json()
     assert (view["sold"], view["held"], view["remaining"]) == (1, 0, 1)
-    assert len(await (await api.client.get("/api/orders", headers=api.auth(token))).json()) == 1
+    assert len((await (await api.client.get("/api/orders", headers=api.auth(token))).json())["items"]) == 1
 
 
 async def test_products_and_batches(api: Api) -> None:

@@ -197,6 +197,10 @@ class FlashSaleStore:
         value = "," + ",".join(str(c) for c in community_ids) + ","
         await self._redis.hset(keys(sale_id)["members"], str(user_id), value)
 
+    async def remove_member(self, sale_id: int, user_id: int) -> None:
+        """A member removed from every community of the sale: no community price from now on."""
+        await self._redis.hdel(keys(sale_id)["members"], str(user_id))
+
     async def reserve(
         self, sale_id: int, buyer: int, qty: int, community: int | None, idem_key: str,
         now: int | None = None,

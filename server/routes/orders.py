@@ -6,6 +6,8 @@ validation, one Lua script call, in-process events. Nothing here touches SQL per
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -13,18 +15,21 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from commerce import fulfilment, live_sessions, orders, pickup, pricing
+from commerce import fulfilment, live_sessions, order_lists, orders, pickup, pricing
 from commerce.accounts import Role
 from commerce.base import MAX_ID, check_idempotency_key
-from commerce.errors import InvalidInput
+from commerce.errors import Forbidden, InvalidInput
 from commerce.flash_sale import reconcile
 from commerce.flash_sale.store import MAX_QTY, sale_of_hold
 from commerce.orders import OrderStatus
+from commerce.pickup import pickup_qr_text
 from server.api import PUBLIC, USER, Api, json_response, parse_id, path_int, principal, read_json
 from server.commerce_keys import checkout_key
 from server.keys import database_key
+from server.qr_images import qr_response, qr_svg
 from server.rate_limits import rate_limiter_key
 from trust import claims
+from trust.dashboard import spreadsheet_safe
 
 api = Api()
 STAFF = (Role.HOST, Role.ASSISTANT, Role.ADMIN)
@@ -51,11 +56,13 @@ class RefundBody(BaseModel):
 class PickupPointCreate(BaseModel):
     name: str = Field(min_length=1, max_length=120)
     address: str = Field(default="", max_length=200)
+    hours: str = Field(default="", max_length=80)
 
 
 class PickupPointUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=120)
     address: str | None = Field(default=None, max_length=200)
+    hours: str | None = Field(default=None, max_length=80)
     # true makes this the community's default point (where new orders go); false is no change.
     default: bool = False
 
@@ -142,13 +149,117 @@ async def payment_callback(request: web.Request) -> web.Response:
     return json_response({"order_id": order.id, "status": order.status})
 
 
-@api.route("GET", "/api/orders", summary="My orders", tag="orders", auth=USER)
-async def my_orders(request: web.Request) -> web.Response:
+ORDER_QUERY = {
+    "session_id": "orders of this live session", "community_id": "orders of this community",
+    "pickup_point_id": "orders going to this pickup point",
+    "status": "paid | ready_for_pickup | picked_up | ...", "mine": "1: only the caller's own",
+    "cursor": "the `next` of the previous page", "limit": f"1–{order_lists.MAX_PAGE}",
+}
+
+
+def _query_id(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name, "")
+    if raw == "":
+        return None
+    value = parse_id(raw)
+    if value is None:
+        raise InvalidInput(f"{name} 必须是数字 / {name} must be a number", field=name)
+    return value
+
+
+def _order_filter(request: web.Request) -> order_lists.OrderFilter:
+    return order_lists.OrderFilter(
+        session_id=_query_id(request, "session_id"), community_id=_query_id(request, "community_id"),
+        pickup_point_id=_query_id(request, "pickup_point_id"),
+        status=request.query.get("status") or None, mine=request.query.get("mine") in ("1", "true"))
+
+
+def _page_limit(request: web.Request) -> int:
+    limit = _query_id(request, "limit")
+    if limit is None:
+        return order_lists.DEFAULT_PAGE
+    if not 1 <= limit <= order_lists.MAX_PAGE:
+        raise InvalidInput(f"limit 须为 1–{order_lists.MAX_PAGE} / limit must be "
+                           f"1–{order_lists.MAX_PAGE}", field="limit")
+    return limit
+
+
+@api.route("GET", "/api/orders", summary="Orders within the caller's tenancy, newest first: "
+           "staff filter by session, community, pickup point and status (admins and assistants "
+           "all, a host his sessions' and communities'); anyone else (or mine=1) her own",
+           tag="orders", auth=USER, query=ORDER_QUERY)
+async def list_orders(request: web.Request) -> web.Response:
+    who = principal(request)
+    flt = _order_filter(request)
     async with request.app[database_key].session() as db:
-        found = await orders.orders_of_user(db, principal(request).user_id)
+        found, after = await order_lists.list_orders(db, who, flt, _query_id(request, "cursor"),
+                                                     _page_limit(request))
+        items = await order_lists.describe(db, found, with_code=True)
         filed = await claims.claims_by_order(db, [o.id for o in found])
-    return json_response([{**o.public_dict(with_code=True), "claim": _claim_summary(filed.get(o.id))}
-                          for o in found])
+    for item in items:
+        item["claim"] = _claim_summary(filed.get(item["id"]))
+    return json_response({"items": items, "next": str(after) if after is not None else None})
+
+
+MAX_CSV_ROWS = 5000
+CSV_COLUMNS = ("id", "buyer_name", "product_name", "qty", "amount_fen", "status", "pickup_point",
+               "gift", "created_at", "ready_at", "picked_up_at")
+
+
+@api.route("GET", "/api/orders.csv", summary="The staff order list as CSV (same filters; at most "
+           f"{MAX_CSV_ROWS} rows)", tag="orders", auth=STAFF, query=ORDER_QUERY,
+           response_content_type="text/csv")
+async def orders_csv(request: web.Request) -> web.Response:
+    who = principal(request)
+    flt = _order_filter(request)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    after: int | None = None
+    rows = 0
+    async with request.app[database_key].session() as db:
+        while rows < MAX_CSV_ROWS:
+            found, after = await order_lists.list_orders(db, who, flt, after, order_lists.MAX_PAGE)
+            for item in await order_lists.describe(db, found, with_code=False):
+                point = item["pickup_point"]
+                item["pickup_point"] = point["name"] if point else ""
+                writer.writerow([spreadsheet_safe("" if item[c] is None else str(item[c]))
+                                 for c in CSV_COLUMNS])
+            rows += len(found)
+            if after is None:
+                break
+    # A BOM so spreadsheet programs read the Chinese names as UTF-8.
+    return web.Response(body=("\ufeff" + out.getvalue()).encode(), headers={
+        "Content-Type": "text/csv; charset=utf-8", "Cache-Control": "private, no-store",
+        "Content-Disposition": 'attachment; filename="orders.csv"'})
+
+
+class ReadyBatch(BaseModel):
+    order_ids: list[int] = Field(min_length=1, max_length=fulfilment.MAX_BATCH)
+
+
+@api.route("POST", "/api/orders/ready", summary="Mark many orders ready for pickup (staff; each "
+           "order on its own: ready, already ready, or refused with its code)", tag="orders",
+           auth=STAFF, body=ReadyBatch)
+async def orders_ready(request: web.Request) -> web.Response:
+    body = await read_json(request, ReadyBatch)
+    if any(not 1 <= oid <= MAX_ID for oid in body.order_ids):
+        raise InvalidInput("订单号无效 / Invalid order id", field="order_ids")
+    result = await fulfilment.mark_ready(request.app[checkout_key], body.order_ids,
+                                         principal(request))
+    return json_response(result)
+
+
+@api.route("GET", "/api/orders/{id}/pickup-qr.svg", summary="The pickup code as a QR image "
+           "(the order's buyer only; never cached)", tag="orders", auth=USER,
+           response_content_type="image/svg+xml")
+async def pickup_qr(request: web.Request) -> web.Response:
+    async with request.app[database_key].session() as db:
+        order = await orders.get_order(db, path_int(request, "id"))
+    if order.user_id != principal(request).user_id or not order.pickup_code:
+        raise Forbidden("这不是你的订单 / Not your order")
+    text = pickup_qr_text(order.id, order.pickup_code)
+    return qr_response(qr_svg(text, "取货码 / Pickup code"), "svg", cache="private, no-store")
 
 
 def _claim_summary(claim: claims.Claim | None) -> dict[str, Any] | None:
@@ -166,7 +277,9 @@ async def get_order(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
         order = await orders.get_order(db, path_int(request, "id"))
         session = await live_sessions.get_session(db, order.session_id)
-        orders.ensure_can_view(order, who, session.host_id)
+        if not orders.may_view(order, who, session.host_id):
+            # The manager of the order's community (a 团长 working its pickup point) too.
+            await order_lists.ensure_may_work(db, order, who)
         steps = await orders.history(db, order.id)
         filed = await claims.claims_by_order(db, [order.id])
     data = order.public_dict(with_code=who.user_id == order.user_id)
@@ -223,7 +336,7 @@ async def add_pickup_point(request: web.Request) -> web.Response:
     body = await read_json(request, PickupPointCreate)
     async with request.app[database_key].session() as db:
         point = await pickup.add_pickup_point(db, path_int(request, "id"), principal(request),
-                                              body.name, body.address)
+                                              body.name, body.address, body.hours)
     return json_response(point.public_dict(), status=201)
 
 
@@ -236,7 +349,7 @@ async def update_pickup_point(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
         point = await pickup.update_pickup_point(
             db, path_int(request, "id"), principal(request), name=body.name, address=body.address,
-            make_default=body.default)
+            hours=body.hours, make_default=body.default)
     return json_response(point.public_dict())
 
 

@@ -57,6 +57,8 @@ _page_route("/moderate/{id}", "moderate", "Moderation console")
 _page_route("/replays", "replays", "Replay list")
 _page_route("/replays/{id}", "replay", "Replay player with product chapters")
 _page_route("/orders", "orders", "My orders")
+_page_route("/pickup", "pickup", "Pickup day (staff): orders per session, community, point")
+_page_route("/nps/{id}", "nps", "The one-question survey for a picked-up order")
 _page_route("/trace/{batch_code}", "trace", "Batch trace (QR target)")
 _page_route("/dashboard", "dashboard", "Trust dashboard")
 _page_route("/preview/{id}", "preview", "A scheduled session's preview with 预约")
@@ -81,4 +83,5 @@ def install_static(app: web.Application) -> None:
 VENDOR_DIRS = {
     "/vendor/socket.io": "socket.io-client/dist",
     "/vendor/hls": "hls.js/dist",
+    "/vendor/jsqr": "jsqr/dist",
 }

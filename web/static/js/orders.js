@@ -1,9 +1,9 @@
-// My orders: status, pickup point and code, refund before pickup, after-sales entry.
+// My orders: each order's progress (paid → ready → picked up), the pickup code as text and QR,
+// the pickup point with its hours, gift and refund, the survey after pickup, after-sales.
 import { api, requireLogin, token } from "./api.js";
 import { has } from "./capabilities.js";
 import { $, h, localTime, yuan } from "./dom.js";
 import { hasKey, t } from "./i18n.js";
-import { pickupPointText } from "./pickup.js";
 import { mountShell } from "./shell.js";
 
 mountShell();
@@ -13,23 +13,67 @@ function statusText(status) {
   return hasKey(key) ? t(key) : String(status || "");
 }
 
+const STEPS = [["paid", "paid_at", "step_paid"], ["ready_for_pickup", "ready_at", "step_ready"],
+  ["picked_up", "picked_up_at", "step_picked_up"]];
+const WAITING = ["paid", "ready_for_pickup"];
+
+/** paid → ready → picked up, each with its local time once reached; a refund ends the line. */
+function timeline(order) {
+  const steps = STEPS.map(([status, field, key]) => ({ status, at: order[field], label: t(key) }));
+  if (order.refunded_at || order.status === "refunded") {
+    steps.splice(steps.findIndex((s) => !s.at), Infinity,
+      { status: "refunded", at: order.refunded_at, label: t("step_refunded") });
+  }
+  return h("ol", { class: "timeline", "aria-label": t("order_timeline") },
+    ...steps.map((step) => h("li", { class: step.at ? "done" : "todo", dataset: { step: step.status } },
+      h("span", { class: "step-label", text: step.label }),
+      step.at ? h("time", { datetime: step.at, text: localTime(step.at) }) : null)));
+}
+
+function pointBlock(order) {
+  const point = order.pickup_point;
+  if (!point) return null;
+  return h("div", { class: "point" },
+    h("p", {}, h("span", { class: "muted", text: `${t("pickup_point")}: ` }), h("b", { class: "pickup-point", text: point.name })),
+    point.address ? h("p", { class: "point-address", text: point.address }) : null,
+    point.hours ? h("p", { class: "point-hours" }, h("span", { class: "muted", text: `${t("pickup_hours")}: ` }), point.hours) : null);
+}
+
+/** The code as text and as a QR (fetched with the token: the image is the buyer's only). */
+function codeBlock(order) {
+  if (!order.pickup_code || !WAITING.includes(order.status)) return null;
+  const img = h("img", { class: "pickup-qr", alt: `${t("pickup_qr_alt")} ${order.pickup_code}`, width: "160", height: "160", hidden: true });
+  fetch(`/api/orders/${order.id}/pickup-qr.svg`, { headers: { Authorization: `Bearer ${token()}` } })
+    .then((r) => (r.ok ? r.blob() : null))
+    .then((blob) => { if (blob) { img.src = URL.createObjectURL(blob); img.hidden = false; } })
+    .catch(() => {});
+  return h("div", { class: "pickup-block" },
+    h("p", {}, h("span", { class: "muted", text: `${t("pickup_code")}: ` }), h("span", { class: "code", text: order.pickup_code })),
+    img);
+}
+
 function row(order, actions) {
-  const amount = order.amount_fen ?? order.total_fen ?? order.price_fen;
-  const name = order.product_name || (order.product && order.product.name) || order.product_label || "";
-  const li = h("li", { class: "card order", dataset: { id: String(order.id ?? order.order_id), status: order.status || "" } },
+  const name = order.product_name || `#${order.id}`;
+  const li = h("li", { class: "card order", dataset: { id: String(order.id), status: order.status || "" } },
     h("div", { class: "pin-head" },
-      h("b", { class: "order-product", text: name || `#${order.id ?? order.order_id}` }),
+      h("b", { class: "order-product", text: name }),
+      order.gift ? h("span", { class: "badge gift", text: t("gift_included") }) : null,
       h("span", { class: "badge order-status", text: statusText(order.status) }),
-      amount !== undefined ? h("span", { class: "price", text: yuan(amount) }) : null),
-    h("p", { class: "muted", text: `${t("order_no")} ${order.id ?? order.order_id} · ×${order.qty ?? 1} · ${localTime(order.paid_at || order.created_at)}` }),
-    h("p", { class: "pickup", hidden: true }, h("span", { class: "muted", text: `${t("pickup_point")}: ` }), h("span", { class: "pickup-point" })),
-    order.pickup_code ? h("p", {}, h("span", { class: "muted", text: `${t("pickup_code")}: ` }), h("span", { class: "code", text: order.pickup_code })) : null);
+      h("span", { class: "price", text: yuan(order.amount_fen) })),
+    h("p", { class: "muted", text: `${t("order_no")} ${order.id} · ×${order.qty ?? 1}` }),
+    timeline(order),
+    order.refunded_fen > 0 ? h("p", { class: "refund-state", text: t("refund_amount", { amount: yuan(order.refunded_fen) }) }) : null,
+    codeBlock(order),
+    pointBlock(order));
   const bar = h("div", { class: "toolbar" });
-  const id = order.id ?? order.order_id;
-  if (["paid", "ready_for_pickup"].includes(order.status)) {
+  const id = order.id;
+  if (WAITING.includes(order.status)) {
     // Refunds before pickup are done by the host's staff (POST /api/orders/{id}/refund is
     // staff-only); the buyer asks them, after pickup the after-sales claim below applies.
     bar.append(h("p", { class: "muted refund-hint", text: t("refund_hint") }));
+  }
+  if (actions.surveys.has(id)) {
+    bar.append(h("a", { class: "nps-link button-link", href: `/nps/${id}`, text: t("nps_link") }));
   }
   if (order.claim) {
     // The claim as stored, so a reload shows what was filed and what became of it.
@@ -39,14 +83,6 @@ function row(order, actions) {
       on: { click: (e) => { e.currentTarget.replaceWith(claimForm(id)); } } }));
   }
   if (bar.childElementCount) li.append(bar);
-  if (!name && order.sale_id) {
-    productNameOf(order).then((text) => { if (text) li.querySelector(".order-product").textContent = text; });
-  }
-  pickupPointText(order).then((text) => {
-    if (!text) return;
-    li.querySelector(".pickup-point").textContent = text;
-    li.querySelector(".pickup").hidden = false;
-  });
   return li;
 }
 
@@ -144,23 +180,17 @@ function claimForm(orderId) {
   return form;
 }
 
-const saleNames = new Map();
-function productNameOf(order) {
-  if (!saleNames.has(order.sale_id)) {
-    saleNames.set(order.sale_id, api(`/api/sales/${order.sale_id}`, { auth: false })
-      .then((sale) => (sale.product && sale.product.name) || sale.product_name || "").catch(() => ""));
-  }
-  return saleNames.get(order.sale_id);
-}
-
 async function load() {
   if (!requireLogin()) return;
-  const actions = { claim: await has("post", "/api/claims") };
+  const [claim, pending] = await Promise.all([has("post", "/api/claims"),
+    api("/api/nps/pending").catch(() => ({ order_ids: [] }))]);
+  const actions = { claim, surveys: new Set(pending.order_ids || []) };
   try {
-    const data = await api("/api/orders");
-    const orders = Array.isArray(data) ? data : data.orders || data.items || [];
-    $("#orders").replaceChildren(...orders.slice(0, 200).map((o) => row(o, actions)));
+    const data = await api("/api/orders?mine=1&limit=100");
+    const orders = data.items || [];
+    $("#orders").replaceChildren(...orders.map((o) => row(o, actions)));
     $("#empty").hidden = orders.length > 0;
+    document.body.dataset.ready = "1";
   } catch (err) {
     $("#empty").textContent = err.status === 404 ? t("not_available") : `${t("error")}: ${err.message}`;
     $("#empty").hidden = false;

@@ -14,6 +14,8 @@ export function mountShell() {
       user ? h("a", { href: "/orders", "data-i18n": "nav_orders" }) : null,
       user && (user.role === "host" || user.role === "admin")
         ? h("a", { href: "/invites", "data-i18n": "nav_invites" }) : null,
+      user && ["host", "assistant", "admin"].includes(user.role)
+        ? h("a", { href: "/pickup", "data-i18n": "nav_pickup" }) : null,
     );
     const who = user
       ? h("span", { class: "who" },
