@@ -21,7 +21,8 @@ import json
 import secrets
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -75,6 +76,20 @@ class PaymentStart:
     payment_ref: str
     callback: PaymentCallback | None = None
     redirect_url: str | None = None
+
+
+@dataclass(frozen=True)
+class BillLine:
+    """One line of a provider's daily bill (WeChat Pay 交易账单, Alipay 账单), as every provider's
+    bill is read for reconciliation against our money ledger: `key` is our side's reference (the
+    hold id a payment was started for, a refund's or transfer's idempotency key), `provider_ref`
+    the provider's own; `at` an aware datetime."""
+
+    kind: Literal["payment", "refund", "transfer"]
+    key: str
+    provider_ref: str
+    amount_fen: int
+    at: datetime
 
 
 class PaymentProvider(Protocol):
