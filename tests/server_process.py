@@ -22,6 +22,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class PortTaken(RuntimeError):
+    """The port picked for a server was taken by another process before the server bound it."""
+
+
 class ServerProcess:
     """Starts the server with REDIS_URL/DATABASE_URL given; `kill()` is a SIGKILL."""
 
@@ -50,6 +54,20 @@ class ServerProcess:
         return self.tokens.issue(Principal(user_id, f"u{user_id}", role))
 
     def start(self, timeout_s: float = 60.0) -> None:
+        # The free port was only free when it was picked: another test's server may have taken
+        # it since. A first start then moves to another port; a restart keeps its port.
+        for attempt in range(3):
+            try:
+                self._start(timeout_s)
+                self._started = True
+                return
+            except PortTaken:
+                if getattr(self, "_started", False) or attempt == 2:
+                    raise
+                self.port = free_port()
+                self.env["PORT"] = str(self.port)
+
+    def _start(self, timeout_s: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen([sys.executable, "-m", "server", "serve"], env=self.env,
@@ -58,7 +76,10 @@ class ServerProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}: {self.log_tail()}")
+                tail = self.log_tail()
+                if "Address already in use" in tail and f"{self.port}" in tail:
+                    raise PortTaken(tail)
+                raise RuntimeError(f"server exited {self.proc.returncode}: {tail}")
             try:
                 with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:  # noqa: S310
                     if resp.status == 200:

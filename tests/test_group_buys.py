@@ -85,7 +85,8 @@ async def test_failure_refunds_everyone_and_returns_stock(any_db_api: Api) -> No
     for token in (ta, tb):
         _s, held = await hold(api, sale["id"], token, 2)
         assert (await pay(api, held["hold_id"], token))[0] == 200
-    _s, live = await hold(api, sale["id"], tc, 1)
+    status, live = await hold(api, sale["id"], tc, 1)
+    assert status == 201, live
     _s, other = await hold(api, sale["id"], outsider, 1)  # not in the community: unaffected
     assert (await (await api.client.get(f"/api/group-buys/{group['group_id']}")).json())["count"] == 5
     # One unit is given back before the deadline: 4 < 5.
