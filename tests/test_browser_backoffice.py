@@ -7,7 +7,8 @@ pages is told plainly that they are not for her and sees no controls."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,7 +35,9 @@ async def _small_targets(page: Any) -> list[str]:
     """Visible controls in the page's main area smaller than 44px, or text under 16px."""
     found: list[str] = await page.evaluate("""() => {
         const bad = [];
-        for (const el of document.querySelectorAll('main button, main a, main select, main input:not([type=checkbox]):not([type=file]), main textarea')) {
+        const targets = 'main button, main a, main select, main textarea, '
+            + 'main input:not([type=checkbox]):not([type=file])';
+        for (const el of document.querySelectorAll(targets)) {
             const box = el.getBoundingClientRect();
             if (box.width === 0 || getComputedStyle(el).visibility === 'hidden') continue;
             if (box.height < 44) bad.push(`${el.tagName}#${el.id}.${el.className} h=${box.height}`);
@@ -230,8 +233,8 @@ async def test_catalog_batch_qc_trace_policy_and_label_on_a_phone(
         await label.locator("button.print-label-btn").click()
         assert await page.evaluate("window.__printed") == 1
         await page.emulate_media(media="print")
-        seen = await page.evaluate("""() => ['#product-form', '#qc-form', '#batches h3', '.qr-label.printing img']
-            .map((s) => getComputedStyle(document.querySelector(s)).visibility)""")
+        seen = await page.evaluate("""() => ['#product-form', '#qc-form', '#batches h3',
+            '.qr-label.printing img'].map((s) => getComputedStyle(document.querySelector(s)).visibility)""")
         assert seen == ["hidden", "hidden", "hidden", "visible"], seen
         pdf = await page.pdf(width="100mm", height="60mm", print_background=True)
         (kit.shots / "batch_label.pdf").write_bytes(pdf)
@@ -261,6 +264,17 @@ async def test_catalog_batch_qc_trace_policy_and_label_on_a_phone(
         await _no_overflow(laptop, LAPTOP["width"])
         assert await kit.axe(laptop, "catalog_laptop") == []
         await kit.shot(laptop, "catalog_laptop")
+
+        # In English the page's own words are English only (names the host typed stay his).
+        await laptop.click("#lang-switch")
+        await laptop.locator("#products li.product h4", has_text="After-sales promise").wait_for(
+            timeout=20_000)
+        assert "10× the price" in (await laptop.locator(f"#pol-mult-{pid} option:checked").inner_text())
+        text = await laptop.locator("main").inner_text()
+        for typed in ("白沙枇杷", "塘栖 老张果园", "东坡3号地", "斤"):
+            text = text.replace(typed, "")
+        assert re.findall(r"[\u4e00-\u9fff]+", text) == []
+        await kit.shot(laptop, "catalog_laptop_en")
         assert kit.errors == []
 
 
