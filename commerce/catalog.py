@@ -102,14 +102,33 @@ async def create_product(
     if owner.role not in (Role.HOST, Role.ADMIN):
         raise Forbidden("只有主播可以上架商品 / Only hosts can list products")
     if batch_id is not None:
-        batch = await get_batch(db, batch_id)
-        if not owner.is_admin and batch.owner_id != owner.user_id:
-            raise Forbidden("这不是你的批次 / Not your batch")
+        await _ensure_batch_of(db, owner, batch_id)
     product = Product(
         owner_id=owner.user_id, name=name, price_fen=price_fen, unit=unit,
         description=description, photos=photos or [], batch_id=batch_id,
     )
     db.add(product)
+    await db.flush()
+    return product
+
+
+async def _ensure_batch_of(db: AsyncSession, owner: Principal, batch_id: int) -> None:
+    batch = await get_batch(db, batch_id)
+    if not owner.is_admin and batch.owner_id != owner.user_id:
+        raise Forbidden("这不是你的批次 / Not your batch")
+
+
+async def update_product(db: AsyncSession, actor: Principal, product_id: int,
+                         values: dict[str, Any]) -> Product:
+    """The product's host (or an admin) changes what is given in `values` (name, unit,
+    price_fen, description, photos, batch_id); a batch must be the host's own."""
+    product = await get_product(db, product_id)
+    ensure_product_owner(product, actor)
+    if values.get("batch_id") is not None:
+        await _ensure_batch_of(db, actor, values["batch_id"])
+    for name in ("name", "unit", "price_fen", "description", "photos", "batch_id"):
+        if name in values:
+            setattr(product, name, values[name])
     await db.flush()
     return product
 

@@ -198,8 +198,11 @@ async def end_session(db: AsyncSession, session_id: int, actor: Principal | None
     return session
 
 
-async def list_sessions(db: AsyncSession, status: str | None = None, limit: int = 50) -> list[LiveSession]:
+async def list_sessions(db: AsyncSession, status: str | None = None, limit: int = 50,
+                        host_id: int | None = None) -> list[LiveSession]:
     query = select(LiveSession).order_by(LiveSession.id.desc()).limit(limit)
     if status is not None:
         query = query.where(LiveSession.status == status)
+    if host_id is not None:
+        query = query.where(LiveSession.host_id == host_id)
     return list((await db.execute(query)).scalars())

@@ -29,7 +29,7 @@ async def editable_session(db: AsyncSession, session_id: int, actor: Principal) 
 
 async def set_preview(
     db: AsyncSession, session_id: int, actor: Principal, *, cover: tuple[int, str] | None = None,
-    preview_text: str | None = None, scheduled_at: datetime | None = None,
+    title: str | None = None, preview_text: str | None = None, scheduled_at: datetime | None = None,
     product_ids: list[int] | None = None,
 ) -> LiveSession:
     """The host's (or an admin's) preview of their own session; None leaves a field as it is.
@@ -37,6 +37,8 @@ async def set_preview(
     session = await editable_session(db, session_id, actor)
     if cover is not None:
         session.cover_upload_id, session.cover_url = cover
+    if title is not None:
+        session.title = title
     if preview_text is not None:
         session.preview_text = preview_text
     if scheduled_at is not None:

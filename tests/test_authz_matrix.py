@@ -162,6 +162,8 @@ REST: tuple[Op, ...] = (
     Op("GET", "/dashboard", "/dashboard", PUBLIC),
     Op("GET", "/preview/{id}", "/preview/{w.session_a}", PUBLIC),
     Op("GET", "/me", "/me", PUBLIC),
+    Op("GET", "/studio", "/studio", PUBLIC),
+    Op("GET", "/catalog", "/catalog", PUBLIC),
     # --- notifications, 预约, previews, interest tags: one's own only ------------------------
     Op("GET", "/api/notifications", "/api/notifications", USERS),
     Op("POST", "/api/notifications/read", "/api/notifications/read", USERS, json={"all": True}),
@@ -181,6 +183,9 @@ REST: tuple[Op, ...] = (
     Op("POST", "/api/products", "/api/products", HOSTS, json={}),
     Op("GET", "/api/products", "/api/products", HOSTS),
     Op("GET", "/api/products/{id}", "/api/products/{w.product_a}", PUBLIC),
+    Op("PATCH", "/api/products/{id}", "/api/products/{w.product_a}", OWNER, json={"unit": "箱"}),
+    Op("PATCH", "/api/products/{id}", "/api/products/{w.product_b}", ADMIN | {"other_host"},
+       variant="another host's product", json={"unit": "瓶"}),
     Op("POST", "/api/batches", "/api/batches", HOSTS, json={}),
     Op("GET", "/api/batches", "/api/batches", HOSTS),
     Op("GET", "/api/batches/{id}", "/api/batches/{w.batch_a}", PUBLIC),

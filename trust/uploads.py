@@ -30,7 +30,7 @@ from commerce.errors import DomainError, Forbidden, NotFound, Unauthorized
 # Evidence a buyer or a farm may attach. SVG is deliberately absent (it can carry script).
 ALLOWED_TYPES = ("image/jpeg", "image/png", "image/webp", "application/pdf")
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "application/pdf": "pdf"}
-PURPOSES = ("qc", "review", "claim", "batch", "cover")
+PURPOSES = ("qc", "review", "claim", "batch", "cover", "product")
 NAME_LENGTH = 64
 
 

@@ -37,6 +37,7 @@ class ReadBody(BaseModel):
 
 
 class PreviewBody(BaseModel):
+    title: str | None = Field(default=None, min_length=1, max_length=120)
     cover_upload_id: Id | None = None
     preview_text: str | None = Field(default=None, max_length=2000)
     scheduled_at: AwareDatetime | None = None
@@ -126,7 +127,7 @@ async def get_preview(request: web.Request) -> web.Response:
 
 
 @api.route("PUT", "/api/sessions/{id}/preview",
-           summary="Set a session's preview: cover (an upload of purpose cover), text, time, "
+           summary="Set a session's preview: title, cover (an upload of purpose cover), text, time, "
                    "products to be shown (its host)",
            tag="notices", auth=(Role.HOST, Role.ADMIN), body=PreviewBody,
            responses={403: "Not your session or product", 404: "No such session, upload, product",
@@ -141,7 +142,7 @@ async def put_preview(request: web.Request) -> web.Response:
             await session_preview.editable_session(db, session_id, who)
             cover = await _claim_cover(db, who, body.cover_upload_id)
         await session_preview.set_preview(
-            db, session_id, who, cover=cover, preview_text=body.preview_text,
+            db, session_id, who, cover=cover, title=body.title, preview_text=body.preview_text,
             scheduled_at=body.scheduled_at, product_ids=body.product_ids)
     async with request.app[database_key].session() as db:
         data = await session_preview.preview(db, session_id, who)

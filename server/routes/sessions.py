@@ -7,11 +7,21 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from commerce import live_sessions
 from commerce.accounts import Role
+from commerce.errors import InvalidInput
 from commerce.event_payloads import SessionEnded
 from commerce.events import DomainEvent
 from commerce.flash_sale import lifecycle
 from media.keys import media_hub_key
-from server.api import PUBLIC, Api, json_response, optional_principal, path_int, principal, read_json
+from server.api import (
+    PUBLIC,
+    Api,
+    json_response,
+    optional_principal,
+    parse_id,
+    path_int,
+    principal,
+    read_json,
+)
 from server.commerce_keys import checkout_key
 from server.keys import database_key, events_key
 
@@ -53,13 +63,19 @@ async def create_session(request: web.Request) -> web.Response:
 
 
 @api.route("GET", "/api/sessions", summary="List live sessions", tag="sessions", auth=PUBLIC,
-           query={"status": "scheduled | live | ended"})
+           query={"status": "scheduled | live | ended",
+                  "host_id": "only this host's sessions (a host's back office lists his own)"})
 async def list_sessions(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in {s.value for s in live_sessions.SessionStatus}:
         status = None
+    host_id = None
+    if "host_id" in request.query:
+        host_id = parse_id(request.query["host_id"])
+        if host_id is None:
+            raise InvalidInput("host_id 无效 / Invalid host_id", field="host_id")
     async with request.app[database_key].session() as db:
-        sessions = await live_sessions.list_sessions(db, status)
+        sessions = await live_sessions.list_sessions(db, status, host_id=host_id)
     return json_response([s.public_dict() for s in sessions])
 
 

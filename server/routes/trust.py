@@ -75,7 +75,7 @@ class TraceEventBody(BaseModel):
 @api.route("POST", "/api/uploads", summary="Upload a photo or PDF (JPEG/PNG/WebP/PDF, checked by "
            "content); multipart field `file`, or the raw bytes as the body", tag="trust",
            request_content_type="multipart/form-data",
-           query={"purpose": "qc | review | claim | batch | cover"},
+           query={"purpose": "qc | review | claim | batch | cover | product"},
            responses={201: "Stored", 413: "upload_too_large", 415: "unsupported_upload_type"})
 async def create_upload(request: web.Request) -> web.Response:
     settings = request.app[settings_key]

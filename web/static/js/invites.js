@@ -102,6 +102,9 @@ async function load() {
     return;
   }
   $("#inv-community").replaceChildren(...communities.map((c) => h("option", { value: String(c.id), text: c.name })));
+  // The sessions page links here with ?community=<id> to make that community's poster.
+  const wanted = new URLSearchParams(location.search).get("community");
+  if (wanted && communities.some((c) => String(c.id) === wanted)) $("#inv-community").value = wanted;
   $("#inv-community").addEventListener("change", showPolicy);
   showPolicy();
   $("#invite-maker").hidden = false;

@@ -16,6 +16,10 @@ export function mountShell() {
         ? h("a", { href: "/invites", "data-i18n": "nav_invites" }) : null,
       user && ["host", "assistant", "admin"].includes(user.role)
         ? h("a", { href: "/pickup", "data-i18n": "nav_pickup" }) : null,
+      user && (user.role === "host" || user.role === "admin")
+        ? h("a", { href: "/studio", "data-i18n": "nav_studio" }) : null,
+      user && (user.role === "host" || user.role === "admin")
+        ? h("a", { href: "/catalog", "data-i18n": "nav_catalog" }) : null,
     );
     const who = user
       ? h("span", { class: "who" },
