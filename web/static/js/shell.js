@@ -16,6 +16,8 @@ export function mountShell() {
         ? h("a", { href: "/invites", "data-i18n": "nav_invites" }) : null,
       user && ["host", "assistant", "admin"].includes(user.role)
         ? h("a", { href: "/pickup", "data-i18n": "nav_pickup" }) : null,
+      user && ["host", "assistant", "admin"].includes(user.role)
+        ? h("a", { href: "/claims", "data-i18n": "nav_claims" }) : null,
     );
     const who = user
       ? h("span", { class: "who" },
