@@ -50,8 +50,10 @@ async def _seed(kit: Kit) -> dict[str, Any]:
     claimed, reviewed = await picked_up(), await picked_up()
     review = await rest.call("POST", "/api/reviews", buyer.token, json={
         "order_id": reviewed, "stars": 3, "text": "有一个有点软"})
+    await rest.call("POST", "/api/nps", buyer.token, json={"order_id": reviewed, "score": 9})
     return {"host": host, "buyer": buyer, "assistant": assistant, "claimed": claimed,
-            "review": review["id"], "product": product["id"], "batch_code": code}
+            "review": review["id"], "product": product["id"], "batch_code": code,
+            "session": session["id"]}
 
 
 async def _no_overflow(page: Any) -> None:
@@ -112,6 +114,7 @@ async def test_claim_photo_queue_approve_and_paid(tmp_path: Path, redis_url: str
         await done.locator(".compensation-line", has_text="已支付").wait_for()
         assert "¥30.00" in (await done.locator(".refund-line").text_content() or "")
         assert "¥270.00" in (await done.locator(".compensation-line").text_content() or "")
+        done_id = await done.get_attribute("data-id")
         await kit.shot(staff, "claim_approved")
 
         # 李阿姨's order shows the decision, the refund and the compensation paid.
@@ -127,6 +130,15 @@ async def test_claim_photo_queue_approve_and_paid(tmp_path: Path, redis_url: str
         provider = SimulatedProvider("unused", redis_client)
         assert await provider.transferred_total(f"user:{buyer.id}") == 27000
 
+        # 老张 sees the claim on his session on a laptop, with what was paid, but does not judge.
+        own = await kit.page(world["host"], "/claims", viewport={"width": 1280, "height": 800})
+        await own.locator("#filters label", has_text="已处理").click()
+        mine = own.locator(f"#claims .claim[data-id='{done_id}']")
+        await mine.locator(".compensation-line", has_text="已支付").wait_for()
+        assert await own.locator(".decision").count() == 0
+        await kit.shot(own, "claims_host_laptop")
+        assert await kit.axe(own, "claims_host_laptop") == []
+
         # The decided filter keeps it; the pending one is empty now.
         await staff.locator("#filters label", has_text="已处理").click()
         await staff.locator("#claims .claim[data-status='approved']").wait_for()
@@ -139,9 +151,15 @@ async def test_host_replies_to_a_review_in_public(tmp_path: Path, redis_url: str
                                                   redis_client: Redis) -> None:
     async with browser_kit(tmp_path, redis_url, "review_reply") as kit:
         world = await _seed(kit)
-        host = await kit.page(world["host"], f"/reviews?product={world['product']}",
-                              viewport={"width": 1280, "height": 800})
+        host = await kit.page(world["host"], "/", viewport={"width": 1280, "height": 800})
+        await host.click("a[href='/reviews']")
         await host.wait_for_selector("body[data-ready='1']")
+        # The whole shop's NPS (one promoter), then his product's reviews from his own list.
+        await host.locator("#nps-score", has_text="NPS 100").wait_for()
+        assert await host.locator("#nps-trend li").count() == 1
+        await host.click(f"#mine-links a[href='/reviews?product={world['product']}']")
+        await host.wait_for_selector("body[data-ready='1']")
+        await host.locator("#reviews .review").first.wait_for()
         review = host.locator(f"#reviews .review[data-id='{world['review']}']")
         assert await review.locator(".review-text").text_content() == "有一个有点软"
         await review.locator(".reply-text").fill("抱歉!下次给您挑硬一点的")
@@ -160,6 +178,9 @@ async def test_host_replies_to_a_review_in_public(tmp_path: Path, redis_url: str
         await kit.shot(public, "review_public")
         await _no_overflow(public)
         assert await kit.axe(public, "review_public") == []
+        # The session's list (the live room's trust sheet reads the same archive) has it too.
+        await public.goto(f"/reviews?session={world['session']}")
+        await public.locator(".review-reply", has_text="挑硬一点").wait_for()
         archive = await kit.rest.call("GET", f"/api/products/{world['product']}/reviews")
         assert archive["items"][0]["reply"]["text"] == "抱歉!下次给您挑硬一点的"
         assert kit.errors == [], kit.errors

@@ -123,10 +123,14 @@ function card(claim) {
   return li;
 }
 
+let asked = 0; // a slower answer for an earlier filter must not replace a newer one
+
 async function load() {
   const status = document.querySelector("#filters input:checked").value;
+  const mine = ++asked;
   try {
     const rows = await api(`/api/claims?status=${status}`);
+    if (mine !== asked) return;
     $("#claims").replaceChildren(...rows.map(card));
     $("#empty").hidden = rows.length > 0;
     $("#summary").textContent = t("claims_count", { n: rows.length });

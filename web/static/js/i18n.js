@@ -557,6 +557,8 @@ const TEXT = {
   reviews_reply: ["回复", "Reply"],
   reviews_reply_edit: ["修改回复", "Edit reply"],
   reviews_reply_saved: ["回复已发布", "Reply published"],
+  reviews_mine: ["我的商品、批次和场次", "My products, batches and sessions"],
+  nav_reviews: ["评价", "Reviews"],
 };
 
 export function lang() {

@@ -38,6 +38,7 @@ function replyForm(review, shown) {
       shown.textContent = `${t("reviews_host_reply")}: ${saved.text}`;
       shown.hidden = false;
       status.textContent = t("reviews_reply_saved");
+      button.textContent = t("reviews_reply_edit");
     } catch (err) {
       status.textContent = serverText(err.code, err.message);
     } finally {
@@ -72,12 +73,30 @@ function summary(data) {
   $("#summary").hidden = false;
 }
 
+/** A host's (or admin's) own products, batches and sessions, one link each to their reviews. */
+async function mine() {
+  if (!user || !MAY_REPLY.includes(user.role)) return;
+  const quietly = (p) => p.catch(() => []);
+  const [products, batches, sessions] = await Promise.all([quietly(api("/api/products")),
+    quietly(api("/api/batches")), quietly(api("/api/sessions"))]);
+  const link = (kind, id, text) => h("li", {}, h("a", { href: `/reviews?${kind}=${encodeURIComponent(id)}`,
+    text: `${t(`reviews_by_${kind}`)} · ${text}` }));
+  const links = [
+    ...products.map((p) => link("product", p.id, p.name)),
+    ...batches.map((b) => link("batch", b.code, `${b.code} ${b.farm || ""}`.trim())),
+    ...sessions.filter((x) => x.host_id === user.id || user.role === "admin").slice(0, 50)
+      .map((x) => link("session", x.id, x.title)),
+  ];
+  $("#mine-links").replaceChildren(...links);
+  $("#mine").hidden = links.length === 0;
+}
+
 async function nps(where) {
-  if (!user || !STAFF.includes(user.role) || where.kind === "product") return;
-  const query = where.kind === "session" ? `session_id=${encodeURIComponent(where.id)}` : "";
+  if (!user || !STAFF.includes(user.role) || (where && where.kind === "product")) return;
+  const query = where && where.kind === "session" ? `session_id=${encodeURIComponent(where.id)}` : "";
   try {
     let report = null;
-    if (where.kind === "batch") {
+    if (where && where.kind === "batch") {
       const batch = await api(`/api/batches/${encodeURIComponent(where.id)}/reviews?limit=1`, { auth: false });
       report = await api(`/api/nps/report?batch_id=${batch.batch.id}`);
     } else {
@@ -121,5 +140,7 @@ if (where) {
   load(where);
   nps(where);
 } else {
-  document.body.dataset.ready = "1";
+  // No scope chosen: the whole shop's NPS (a host: his own sessions') and where to look.
+  nps(null).finally(() => { document.body.dataset.ready = "1"; });
 }
+mine();

@@ -18,6 +18,8 @@ export function mountShell() {
         ? h("a", { href: "/pickup", "data-i18n": "nav_pickup" }) : null,
       user && ["host", "assistant", "admin"].includes(user.role)
         ? h("a", { href: "/claims", "data-i18n": "nav_claims" }) : null,
+      user && ["host", "assistant", "admin"].includes(user.role)
+        ? h("a", { href: "/reviews", "data-i18n": "nav_reviews" }) : null,
     );
     const who = user
       ? h("span", { class: "who" },
