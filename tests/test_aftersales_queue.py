@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from server.keys import database_key
 from tests.conftest import Api
 from tests.test_money_concurrency import N, _farm_with_orders, _photo, _provider
-from tests.trust_support import Farm, bought_and_picked_up, make_farm
+from tests.trust_support import Farm, ago, bought_and_picked_up, make_farm, sql
 from trust.reviews import ReviewReply
 
 QUEUED = {"full_refund_without_return": True, "multiplier": 10, "max_days_after_pickup": 2,
@@ -172,3 +172,44 @@ async def test_nps_report_per_session_within_the_hosts_own(any_db_api: Api) -> N
     assert resp.status == 403
     mine = await (await api.client.get("/api/nps/report", headers=api.auth(other.host))).json()
     assert mine["count"] == 0 and mine["score"] is None
+
+
+async def test_overdue_filter_and_a_hosts_queue_holds_his_own(any_db_api: Api) -> None:
+    api = any_db_api
+    farm, _uid, _buyer, late = await _queued_claim(api)
+    other, _uid2, _buyer2, fresh = await _queued_claim(api)
+    await sql(api, "UPDATE claims SET due_at = :due WHERE id = :id", due=ago(hours=1),
+              id=late["id"])
+    _, assistant = await api.user("assistant")
+    overdue = await (await api.client.get("/api/claims?status=overdue",
+                                          headers=api.auth(assistant))).json()
+    assert [c["id"] for c in overdue] == [late["id"]] and overdue[0]["overdue"]
+    pending = await (await api.client.get("/api/claims", headers=api.auth(assistant))).json()
+    assert [c["id"] for c in pending] == [late["id"], fresh["id"]]  # oldest due first
+    for host, claim in ((farm.host, late), (other.host, fresh)):
+        mine = await (await api.client.get("/api/claims?status=all",
+                                           headers=api.auth(host))).json()
+        assert [c["id"] for c in mine] == [claim["id"]]
+
+
+async def test_migration_0411_goes_down_and_up(any_db_api: Api) -> None:
+    """The replies table goes with 0411 and comes back empty; reviews stay."""
+    from sqlalchemy import text
+
+    from tests.test_pickup_tenancy import _alembic
+
+    api = any_db_api
+    farm = await make_farm(api)
+    review_id = await _reviewed(api, farm, 4, "不错")
+    resp = await api.client.put(f"/api/reviews/{review_id}/reply", json={"text": "谢谢"},
+                                headers=api.auth(farm.host))
+    assert resp.status == 200
+    async with api.app[database_key].engine.begin() as conn:
+        await conn.run_sync(_alembic, "downgrade", "0407")
+        await conn.run_sync(_alembic, "upgrade", "heads")
+        left = (await conn.execute(text("SELECT count(*) FROM review_replies"))).scalar_one()
+        reviews = (await conn.execute(text("SELECT count(*) FROM reviews"))).scalar_one()
+    assert (left, reviews) == (0, 1)
+    resp = await api.client.put(f"/api/reviews/{review_id}/reply", json={"text": "再谢"},
+                                headers=api.auth(farm.host))
+    assert resp.status == 200
