@@ -67,7 +67,7 @@ class Notices:
             await self.order_notice(user_id, NoticeKind.ORDER_REFUNDED, int(data["order_id"]),
                                     {"amount_fen": data.get("amount_fen")})
         elif event.kind in ("claim_filed", "claim_decided") and data.get("status") in (
-                "approved", "rejected"):
+                "approved", "rejected", "reshipped"):
             params = {"claim_id": data["claim_id"], "status": data["status"],
                       "payout_fen": data.get("payout_fen", 0)}
             async with self.app[database_key].session() as db:

@@ -82,6 +82,7 @@ class World:
     order_paid: int = 0
     order_refunded: int = 0
     order_picked: int = 0
+    review: int = 0
     claim: int = 0
     upload_url: str = ""
     question: int = 0
@@ -281,6 +282,9 @@ async def seed_world(api: Api) -> World:
     w.claim = (await _ok(await post("/api/claims", json={
         "order_id": w.order_picked, "reason": "spoiled", "photos": [photo["id"]]},
         headers=buyer)))["id"]
+    # The picked-up order's review, which host A (the product's host) may answer in public.
+    w.review = (await _ok(await post("/api/reviews", json={
+        "order_id": w.order_picked, "stars": 4, "text": "seed"}, headers=buyer), 201))["id"]
     claim = await _ok(await get(f"/api/claims/{w.claim}", headers=buyer))
     if claim["status"] == "pending":
         await _ok(await post(f"/api/claims/{w.claim}/reject", json={"note": "seed"},

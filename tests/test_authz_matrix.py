@@ -269,6 +269,17 @@ REST: tuple[Op, ...] = (
        json={"photos": [1]}),
     Op("POST", "/api/claims/{id}/approve", "/api/claims/{w.claim}/approve", DECIDERS, json={}),
     Op("POST", "/api/claims/{id}/reject", "/api/claims/{w.claim}/reject", DECIDERS, json={}),
+    Op("POST", "/api/claims/{id}/reship", "/api/claims/{w.claim}/reship", DECIDERS,
+       json={"note": "补发一箱"}),
+    # Reviews: public lists (with the host's replies); only the product's host answers.
+    Op("GET", "/api/sessions/{id}/reviews", "/api/sessions/{w.session_a}/reviews", PUBLIC),
+    Op("PUT", "/api/reviews/{id}/reply", "/api/reviews/{w.review}/reply", OWNER,
+       json={"text": "谢谢支持"}),
+    # NPS report: platform staff; a host only for his own sessions.
+    Op("GET", "/api/nps/report", "/api/nps/report?session_id={w.session_a}", STAFF_OF),
+    Op("GET", "/api/nps/report", "/api/nps/report", PLATFORM_STAFF),
+    Op("GET", "/claims", "/claims", PUBLIC),
+    Op("GET", "/reviews", "/reviews", PUBLIC),
     Op("GET", "/api/sessions/{id}/claim-flags", "/api/sessions/{w.session_a}/claim-flags", PUBLIC),
     Op("GET", "/api/orders/{id}/after-sales", "/api/orders/{w.order_paid}/after-sales",
        BUYER_OR_STAFF),

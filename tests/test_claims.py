@@ -236,7 +236,7 @@ async def test_the_buyer_adds_photos_to_their_open_claim(any_db_api: Api) -> Non
     assert resp.status == 403
     # Once decided, the claim is closed to additions.
     _, assistant = await api.user("assistant")
-    resp = await api.client.post(f"/api/claims/{claim['id']}/reject", json={},
+    resp = await api.client.post(f"/api/claims/{claim['id']}/reject", json={"note": "看不出问题"},
                                  headers=api.auth(assistant))
     assert resp.status == 200
     late = await (await upload(api, buyer, JPEG, "claim")).json()

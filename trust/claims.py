@@ -43,7 +43,7 @@ from commerce.errors import (
 )
 from commerce.live_sessions import LiveSession
 from commerce.locks import lock_row
-from commerce.orders import Order
+from commerce.orders import Order, OrderTransition
 from commerce.refunds import MoneyOut, Refund, on_finish, refund_key
 from trust.claims_refunds import Refunder
 from trust.evidence import fulfilled_order
@@ -87,6 +87,22 @@ class ClaimStatus(enum.StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
+    RESHIPPED = "reshipped"  # the goods are sent again instead of money back
+
+
+DECIDED = (ClaimStatus.APPROVED.value, ClaimStatus.REJECTED.value, ClaimStatus.RESHIPPED.value)
+
+
+class Outcome(enum.StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    RESHIP = "reship"
+
+
+class ReasonRequired(DomainError):
+    code = "reason_required"
+    status = 400
+    default_message = "请填写拒绝或补发的原因 / Give the reason for rejecting or reshipping"
 
 
 class ClaimPolicy(Base):
@@ -360,24 +376,33 @@ def ensure_can_decide(actor: Principal) -> None:
 
 
 async def decide(
-    db: AsyncSession, refunder: Refunder, actor: Principal, claim_id: int, approve: bool,
-    note: str = "", payout_fen: int | None = None,
+    db: AsyncSession, refunder: Refunder, actor: Principal, claim_id: int,
+    outcome: Outcome | bool, note: str = "", payout_fen: int | None = None,
 ) -> Claim:
-    """An assistant approves (refund executed) or rejects a queued claim; decided once."""
+    """An assistant approves (refund executed), rejects or reships a queued claim; decided once.
+
+    A rejection or a reship says why (the buyer reads it on the order); a reship pays nothing
+    and is written into the order's history, so the pickup staff see the goods go out again."""
     ensure_can_decide(actor)
+    if isinstance(outcome, bool):
+        outcome = Outcome.APPROVE if outcome else Outcome.REJECT
+    note = note.strip()
+    if outcome is not Outcome.APPROVE and not note:
+        raise ReasonRequired(field="note")
     claim = await get_claim(db, claim_id)
     order = await db.get(Order, claim.order_id)
     if order is None:
         raise NotFound("订单不存在 / No such order")
     payout = claim.payout_fen if payout_fen is None else payout_fen
-    if approve:
+    if outcome is Outcome.APPROVE:
         policy = await get_policy(db, claim.product_id)
         ceiling = order.unit_price_fen * claim.bad_qty * max(policy.multiplier if policy else 1, 1)
         if not 0 < payout <= ceiling:
             raise InvalidInput(f"赔付须为 1–{ceiling} 分 / payout_fen must be 1–{ceiling}",
                                field="payout_fen")
     # The decision is claimed first: of N approvals and rejections at once, one moves the claim.
-    status = ClaimStatus.APPROVED if approve else ClaimStatus.REJECTED
+    status = {Outcome.APPROVE: ClaimStatus.APPROVED, Outcome.REJECT: ClaimStatus.REJECTED,
+              Outcome.RESHIP: ClaimStatus.RESHIPPED}[outcome]
     claimed = await db.execute(
         update(Claim).where(Claim.id == claim_id, Claim.status == ClaimStatus.PENDING.value)
         .values(status=status.value, decided_by=actor.user_id, decision_note=note[:500],
@@ -387,8 +412,13 @@ async def decide(
         current = (await db.execute(select(Claim.status).where(Claim.id == claim_id))).scalar_one()
         raise InvalidState("该售后已处理 / Claim already decided", status=current)
     claim = await get_claim(db, claim_id, fresh=True)
-    if approve:
+    if outcome is Outcome.APPROVE:
         await _approve(db, refunder, claim, order, payout, actor, note)
+    elif outcome is Outcome.RESHIP:
+        db.add(OrderTransition(order_id=order.id, from_status=order.status, to_status=order.status,
+                               actor_id=actor.user_id,
+                               note=f"售后 #{claim.id} 补发 / reshipped: {note}"[:200]))
+        await db.flush()
     return claim
 
 
@@ -432,7 +462,7 @@ async def ensure_can_read_upload(db: AsyncSession, upload: Upload, who: Principa
     raise refuse_read(who)
 
 
-async def queue(db: AsyncSession, status: ClaimStatus | None, limit: int = 100,
+async def queue(db: AsyncSession, statuses: tuple[str, ...] | None, limit: int = 100,
                 host_id: int | None = None) -> list[Claim]:
     """The assistant queue: oldest due first, so the promised response time is kept.
 
@@ -441,8 +471,8 @@ async def queue(db: AsyncSession, status: ClaimStatus | None, limit: int = 100,
     if host_id is not None:
         query = query.join(LiveSession, LiveSession.id == Claim.session_id).where(
             LiveSession.host_id == host_id)
-    if status is not None:
-        query = query.where(Claim.status == status.value)
+    if statuses is not None:
+        query = query.where(Claim.status.in_(statuses))
     rows = await db.execute(query.order_by(Claim.due_at, Claim.id).limit(limit))
     return list(rows.scalars())
 

@@ -7,7 +7,9 @@ community so scores per session, farm and community are plain GROUP BYs.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.exc import IntegrityError
@@ -15,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.accounts import Principal
-from commerce.base import Base, utcnow
+from commerce.base import Base, as_utc, utcnow
 from commerce.catalog import Batch
 from commerce.errors import Conflict, InvalidInput
 from commerce.live_sessions import LiveSession
@@ -92,3 +94,51 @@ async def pending_surveys(db: AsyncSession, actor: Principal) -> list[int]:
                                Order.id.not_in(answered)).order_by(Order.id.desc()).limit(50)
     )
     return [int(r[0]) for r in rows]
+
+
+REPORT_ROWS = 20_000  # answers a report reads at most (newest first)
+TREND_WEEKS = 12
+
+
+async def report(
+    db: AsyncSession, *, host_id: int | None, session_id: int | None = None,
+    batch_id: int | None = None, limit: int = 20, before_id: int | None = None,
+) -> dict[str, Any]:
+    """The shop's NPS: score, the 0–10 distribution, the score per ISO week (last
+    TREND_WEEKS weeks that have answers) and one page of answers, newest first.
+
+    With `host_id`, only answers about that host's sessions (what a host may see)."""
+    where: list[Any] = []
+    if host_id is not None:
+        where.append(NpsResponse.session_id.in_(
+            select(LiveSession.id).where(LiveSession.host_id == host_id)))
+    if session_id is not None:
+        where.append(NpsResponse.session_id == session_id)
+    if batch_id is not None:
+        where.append(NpsResponse.batch_id == batch_id)
+    rows = list(await db.execute(
+        select(NpsResponse.score, NpsResponse.created_at).where(*where)
+        .order_by(NpsResponse.id.desc()).limit(REPORT_ROWS)))
+    scores = [int(score) for score, _at in rows]
+    weeks: dict[str, list[int]] = defaultdict(list)
+    for score, at in rows:
+        year, week, _day = as_utc(at).isocalendar()
+        weeks[f"{year}-W{week:02d}"].append(int(score))
+    trend = [{"week": week, "score": nps(weeks[week]), "count": len(weeks[week])}
+             for week in sorted(weeks)[-TREND_WEEKS:]]
+    page_query = select(NpsResponse).where(*where)
+    if before_id is not None:
+        page_query = page_query.where(NpsResponse.id < before_id)
+    page = list((await db.execute(page_query.order_by(NpsResponse.id.desc()).limit(limit))).scalars())
+    items = [{"id": r.id, "order_id": r.order_id, "score": r.score, "comment": r.comment,
+              "session_id": r.session_id, "batch_id": r.batch_id,
+              "created_at": as_utc(r.created_at).isoformat()} for r in page]
+    after = items[-1]["id"] if len(items) == limit else None
+    return {
+        "score": nps(scores), "count": len(scores),
+        "promoters": sum(1 for s in scores if s >= 9),
+        "passives": sum(1 for s in scores if 7 <= s <= 8),
+        "detractors": sum(1 for s in scores if s <= 6),
+        "distribution": {str(s): scores.count(s) for s in range(11)},
+        "trend": trend, "items": items, "next": str(after) if after is not None else None,
+    }

@@ -1,7 +1,8 @@
 """The trust archive (信任档案): verified reviews, only from buyers who picked the goods up.
 
 One review per order, written by the order's buyer once it is picked up (or delivered/completed).
-Reviews are immutable: there is no update function at all, so a seller cannot edit or hide one;
+Reviews are immutable: there is no update function at all, so a seller cannot edit or hide one
+(the host answers in public instead, one reply per review beside it);
 staff moderation of abusive text is out of scope here. Archives are per batch and per product.
 """
 
@@ -24,6 +25,7 @@ from trust.uploads import Upload, claim_uploads
 
 MAX_TEXT = 1000
 MAX_PHOTOS = 6
+MAX_REPLY = 500
 
 
 class Review(Base):
@@ -39,6 +41,28 @@ class Review(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     photos: Mapped[list[int]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewReply(Base):
+    __tablename__ = "review_replies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    review_id: Mapped[int] = mapped_column(ForeignKey("reviews.id"), unique=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def public_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "created_at": iso(self.created_at),
+                "updated_at": iso(self.updated_at), "edited": self.updated_at != self.created_at}
+
+
+async def replies_for(db: AsyncSession, review_ids: list[int]) -> dict[int, ReviewReply]:
+    if not review_ids:
+        return {}
+    rows = await db.execute(select(ReviewReply).where(ReviewReply.review_id.in_(review_ids)))
+    return {r.review_id: r for r in rows.scalars()}
 
 
 async def create_review(
@@ -71,10 +95,17 @@ async def create_review(
 
 async def archive(
     db: AsyncSession, *, batch_id: int | None = None, product_id: int | None = None,
-    limit: int = 50, before_id: int | None = None,
+    session_id: int | None = None, limit: int = 50, before_id: int | None = None,
 ) -> dict[str, Any]:
-    """Stats over every review of the batch/product, plus one page of reviews (newest first)."""
-    where = [Review.batch_id == batch_id] if batch_id is not None else [Review.product_id == product_id]
+    """Stats over every review of the batch/product/session, plus one page of reviews (newest
+    first), each with the host's public reply. The page is both `items`/`next` and, for older
+    readers, `reviews`/`next_before_id`."""
+    if batch_id is not None:
+        where = [Review.batch_id == batch_id]
+    elif session_id is not None:
+        where = [Review.session_id == session_id]
+    else:
+        where = [Review.product_id == product_id]
     dist = {str(s): 0 for s in range(1, 6)}
     for stars, count in await db.execute(
         select(Review.stars, func.count(Review.id)).where(*where).group_by(Review.stars)
@@ -92,6 +123,7 @@ async def archive(
         names = {u.id: u.name for u in (await db.execute(
             select(Upload).where(Upload.id.in_(photo_ids))
         )).scalars()}
+    replies = await replies_for(db, [review.id for review, _name in rows])
     reviews = [
         {
             "id": review.id, "stars": review.stars, "text": review.text,
@@ -100,11 +132,14 @@ async def archive(
             "session_id": review.session_id,
             "photos": [f"/api/uploads/{names[p]}" for p in (review.photos or []) if p in names],
             "created_at": iso(review.created_at),
+            "reply": replies[review.id].public_dict() if review.id in replies else None,
         }
         for review, name in rows
     ]
+    after = reviews[-1]["id"] if len(reviews) == limit else None
     return {"count": total, "average": average, "distribution": dist, "reviews": reviews,
-            "next_before_id": reviews[-1]["id"] if len(reviews) == limit else None}
+            "next_before_id": after, "items": reviews,
+            "next": str(after) if after is not None else None}
 
 
 def _mask(name: str) -> str:

@@ -28,7 +28,7 @@ from server.commerce_keys import checkout_key
 from server.keys import database_key
 from server.qr_images import qr_response, qr_svg
 from server.rate_limits import rate_limiter_key
-from trust import claims
+from trust import claims, claims_queue
 from trust.dashboard import spreadsheet_safe
 
 api = Api()
@@ -196,8 +196,9 @@ async def list_orders(request: web.Request) -> web.Response:
                                                      _page_limit(request))
         items = await order_lists.describe(db, found, with_code=True)
         filed = await claims.claims_by_order(db, [o.id for o in found])
+        money = await claims_queue.money_status(db, list(filed.values()))
     for item in items:
-        item["claim"] = _claim_summary(filed.get(item["id"]))
+        item["claim"] = _claim_summary(filed.get(item["id"]), money)
     return json_response({"items": items, "next": str(after) if after is not None else None})
 
 
@@ -262,13 +263,16 @@ async def pickup_qr(request: web.Request) -> web.Response:
     return qr_response(qr_svg(text, "取货码 / Pickup code"), "svg", cache="private, no-store")
 
 
-def _claim_summary(claim: claims.Claim | None) -> dict[str, Any] | None:
-    """What the orders page shows of an order's after-sales claim (after a reload too)."""
+def _claim_summary(claim: claims.Claim | None,
+                   money: dict[int, dict[str, str | None]]) -> dict[str, Any] | None:
+    """What the orders page shows of an order's after-sales claim (after a reload too): the
+    decision and its reason, and whether the refund and the compensation have been paid."""
     if claim is None:
         return None
     data = claim.public_dict()
-    return {key: data[key] for key in ("id", "status", "photos", "refund_fen", "compensation_fen",
-                                       "rules", "due_at", "responded_at", "overdue")}
+    return {**{key: data[key] for key in (
+        "id", "status", "photos", "refund_fen", "compensation_fen", "compensation_paid", "rules",
+        "decision_note", "due_at", "responded_at", "overdue")}, **money.get(claim.id, {})}
 
 
 @api.route("GET", "/api/orders/{id}", summary="One order with its history", tag="orders", auth=USER)
@@ -282,9 +286,10 @@ async def get_order(request: web.Request) -> web.Response:
             await order_lists.ensure_may_work(db, order, who)
         steps = await orders.history(db, order.id)
         filed = await claims.claims_by_order(db, [order.id])
+        money = await claims_queue.money_status(db, list(filed.values()))
     data = order.public_dict(with_code=who.user_id == order.user_id)
     data["history"] = [s.public_dict() for s in steps]
-    data["claim"] = _claim_summary(filed.get(order.id))
+    data["claim"] = _claim_summary(filed.get(order.id), money)
     return json_response(data)
 
 

@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from commerce.accounts import Role
 from commerce.catalog import get_product
+from commerce.errors import Forbidden
 from commerce.event_payloads import ClaimDecided, ClaimFiled
 from commerce.events import DomainEvent
 from commerce.live_sessions import get_session
@@ -14,7 +15,7 @@ from commerce.orders import get_order, may_view
 from server.api import PUBLIC, Api, Id, json_response, parse_id, path_int, principal, read_json
 from server.keys import database_key, events_key
 from server.trust_keys import refunder_key
-from trust import claims, nps, reviews, trace
+from trust import claims, claims_queue, nps, review_replies, reviews, trace
 from trust.after_sales import after_sales_view
 from trust.evidence import NotYourOrder
 
@@ -61,8 +62,13 @@ class NpsBody(BaseModel):
     comment: str = Field(default="", max_length=nps.MAX_COMMENT)
 
 
+class ReplyBody(BaseModel):
+    text: str = Field(min_length=1, max_length=reviews.MAX_REPLY)
+
+
 def _page(request: web.Request) -> tuple[int, int | None]:
-    raw_limit, raw_before = request.query.get("limit", "50"), request.query.get("before_id")
+    raw_limit = request.query.get("limit", "50")
+    raw_before = request.query.get("before_id") or request.query.get("cursor")
     limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= 100 \
         else 50
     before = parse_id(raw_before) if raw_before else None
@@ -85,7 +91,7 @@ async def create_review(request: web.Request) -> web.Response:
 
 @api.route("GET", "/api/batches/{code}/reviews", summary="Trust archive of a batch: verified "
            "reviews and star distribution", tag="trust", auth=PUBLIC,
-           query={"limit": "1–100", "before_id": "page cursor"})
+           query={"limit": "1–100", "cursor": "page cursor (`next`)"})
 async def batch_reviews(request: web.Request) -> web.Response:
     limit, before = _page(request)
     async with request.app[database_key].session() as db:
@@ -95,7 +101,7 @@ async def batch_reviews(request: web.Request) -> web.Response:
 
 
 @api.route("GET", "/api/products/{id}/reviews", summary="Trust archive of a product", tag="trust",
-           auth=PUBLIC, query={"limit": "1–100", "before_id": "page cursor"})
+           auth=PUBLIC, query={"limit": "1–100", "cursor": "page cursor (`next`)"})
 async def product_reviews(request: web.Request) -> web.Response:
     product_id = path_int(request, "id")
     limit, before = _page(request)
@@ -103,6 +109,30 @@ async def product_reviews(request: web.Request) -> web.Response:
         product = await get_product(db, product_id)
         data = await reviews.archive(db, product_id=product.id, limit=limit, before_id=before)
     return json_response({"product": product.public_dict(), **data})
+
+
+@api.route("GET", "/api/sessions/{id}/reviews", summary="Verified reviews of the orders of one "
+           "session, with the host's replies", tag="trust", auth=PUBLIC,
+           query={"limit": "1–100", "cursor": "page cursor (`next`)"})
+async def session_reviews(request: web.Request) -> web.Response:
+    session_id = path_int(request, "id")
+    limit, before = _page(request)
+    async with request.app[database_key].session() as db:
+        session = await get_session(db, session_id)
+        data = await reviews.archive(db, session_id=session.id, limit=limit, before_id=before)
+    return json_response({"session": {"id": session.id, "title": session.title}, **data})
+
+
+@api.route("PUT", "/api/reviews/{id}/reply", summary="Write or edit the public reply to a review "
+           "(the product's host; one reply per review)", tag="trust", auth=(Role.HOST, Role.ADMIN),
+           body=ReplyBody, responses={403: "forbidden (not the product's host)"})
+async def put_reply(request: web.Request) -> web.Response:
+    review_id = path_int(request, "id")
+    body = await read_json(request, ReplyBody)
+    async with request.app[database_key].session() as db:
+        row = await review_replies.reply(db, principal(request), review_id, body.text)
+        data = {"review_id": review_id, **row.public_dict()}
+    return json_response(data)
 
 
 # --- claims ----------------------------------------------------------------------------------
@@ -161,22 +191,31 @@ async def add_claim_photos(request: web.Request) -> web.Response:
     return json_response(data)
 
 
-@api.route("GET", "/api/claims", summary="The assistant queue (oldest due first)", tag="claims",
-           auth=(Role.ASSISTANT, Role.ADMIN, Role.HOST),
-           query={"status": "pending (default) | approved | rejected | overdue | all"})
+@api.route("GET", "/api/claims", summary="The assistant queue (oldest due first), each claim with "
+           "its product, buyer, batch, photos and the ledger state of its refund and compensation",
+           tag="claims", auth=(Role.ASSISTANT, Role.ADMIN, Role.HOST),
+           query={"status": "pending (default) | approved | rejected | reshipped | decided | "
+                            "overdue | all"})
 async def claim_queue(request: web.Request) -> web.Response:
     raw = request.query.get("status", "pending")
-    known = {s.value: s for s in claims.ClaimStatus}
-    status = None if raw in ("all", "overdue") else known.get(raw, claims.ClaimStatus.PENDING)
+    known = {s.value: (s.value,) for s in claims.ClaimStatus}
+    statuses: tuple[str, ...] | None
+    if raw in ("all", "overdue"):
+        statuses = None
+    elif raw == "decided":
+        statuses = claims.DECIDED
+    else:
+        statuses = known.get(raw, (claims.ClaimStatus.PENDING.value,))
     who = principal(request)
     # A host's queue holds the claims on their own sessions; assistants and admins see all.
     host_id = who.user_id if who.role is Role.HOST else None
     async with request.app[database_key].session() as db:
-        rows = await claims.queue(db, status, limit=500 if raw == "overdue" else 100,
+        rows = await claims.queue(db, statuses, limit=500 if raw == "overdue" else 100,
                                   host_id=host_id)
-    if raw == "overdue":
-        rows = [c for c in rows if c.overdue()]
-    return json_response([c.public_dict() for c in rows])
+        if raw == "overdue":
+            rows = [c for c in rows if c.overdue()]
+        data = await claims_queue.queue_view(db, rows)
+    return json_response(data)
 
 
 @api.route("GET", "/api/claims/mine", summary="Your claims", tag="claims")
@@ -192,17 +231,20 @@ async def get_claim(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
         claim = await claims.get_claim(db, claim_id)
         session = await get_session(db, claim.session_id)
-    claims.ensure_can_view(claim, principal(request), session.host_id)
-    return json_response(claim.public_dict())
+        claims.ensure_can_view(claim, principal(request), session.host_id)
+        data = await claims_queue.with_money(db, claim)
+    return json_response(data)
 
 
-async def _decide(request: web.Request, approve: bool) -> web.Response:
+async def _decide(request: web.Request, outcome: claims.Outcome) -> web.Response:
     claim_id = path_int(request, "id")
     body = await read_json(request, DecisionBody)
     async with request.app[database_key].session() as db:
         claim = await claims.decide(db, request.app[refunder_key], principal(request), claim_id,
-                                    approve, body.note, body.payout_fen)
-        data = claim.public_dict()
+                                    outcome, body.note, body.payout_fen)
+    async with request.app[database_key].session() as db:
+        # Read after the commit, so the ledger state is what the provider answered.
+        data = await claims_queue.with_money(db, await claims.get_claim(db, claim_id))
     await request.app[events_key].publish(DomainEvent(
         "claim_decided", claim.session_id,
         ClaimDecided(claim_id=claim.id, status=claim.status, user_id=claim.buyer_id,
@@ -214,13 +256,21 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
 @api.route("POST", "/api/claims/{id}/approve", summary="Approve a queued claim: refund through the "
            "payment provider", tag="claims", auth=DECIDERS, body=DecisionBody)
 async def approve_claim(request: web.Request) -> web.Response:
-    return await _decide(request, True)
+    return await _decide(request, claims.Outcome.APPROVE)
 
 
-@api.route("POST", "/api/claims/{id}/reject", summary="Reject a queued claim", tag="claims",
-           auth=DECIDERS, body=DecisionBody)
+@api.route("POST", "/api/claims/{id}/reject", summary="Reject a queued claim (a reason is "
+           "required)", tag="claims", auth=DECIDERS, body=DecisionBody,
+           responses={400: "reason_required", 409: "invalid_state"})
 async def reject_claim(request: web.Request) -> web.Response:
-    return await _decide(request, False)
+    return await _decide(request, claims.Outcome.REJECT)
+
+
+@api.route("POST", "/api/claims/{id}/reship", summary="Decide a queued claim by sending the goods "
+           "again: no refund; noted in the order's history (a reason is required)", tag="claims",
+           auth=DECIDERS, body=DecisionBody, responses={400: "reason_required", 409: "invalid_state"})
+async def reship_claim(request: web.Request) -> web.Response:
+    return await _decide(request, claims.Outcome.RESHIP)
 
 
 @api.route("GET", "/api/sessions/{id}/claim-flags", summary="Claims per product/pin of a session "
@@ -265,3 +315,25 @@ async def pending_nps(request: web.Request) -> web.Response:
         ids = await nps.pending_surveys(db, principal(request))
     return json_response({"order_ids": ids, "question": "你有多大可能把我们推荐给邻居?(0–10) / "
                           "How likely are you to recommend us to a neighbour? (0–10)"})
+
+
+@api.route("GET", "/api/nps/report", summary="The shop's NPS: score, 0–10 distribution, weekly "
+           "trend and a page of answers (assistants and admins all; a host his own sessions')",
+           tag="trust", auth=(Role.HOST, Role.ASSISTANT, Role.ADMIN),
+           query={"session_id": "one session", "batch_id": "one batch", "limit": "1–100",
+                  "cursor": "page cursor (`next`)"})
+async def nps_report(request: web.Request) -> web.Response:
+    who = principal(request)
+    limit, before = _page(request)
+    raw_session, raw_batch = request.query.get("session_id"), request.query.get("batch_id")
+    session_id = parse_id(raw_session) if raw_session else None
+    batch_id = parse_id(raw_batch) if raw_batch else None
+    host_id = who.user_id if who.role is Role.HOST else None
+    async with request.app[database_key].session() as db:
+        if session_id is not None and host_id is not None:
+            session = await get_session(db, session_id)
+            if session.host_id != host_id:
+                raise Forbidden("这不是你的直播 / Not your session")
+        data = await nps.report(db, host_id=host_id, session_id=session_id, batch_id=batch_id,
+                                limit=min(limit, 100), before_id=before)
+    return json_response(data)

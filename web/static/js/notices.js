@@ -20,6 +20,7 @@ export function noticeText(notice) {
     case "order_refunded":
       return t("notice_order_refunded", { id: p.order_id, amount: yuan(p.amount_fen) });
     case "claim_decided":
+      if (p.status === "reshipped") return t("notice_claim_reshipped", { id: p.claim_id });
       return p.status === "approved"
         ? t("notice_claim_approved", { id: p.claim_id, amount: yuan(p.payout_fen) })
         : t("notice_claim_rejected", { id: p.claim_id });

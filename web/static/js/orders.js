@@ -122,9 +122,24 @@ function claimBlock(claim) {
   const status = h("p", { class: "claim-line", dataset: { claimStatus: claim.status }, text: claimText(claim) });
   const count = photoCount(claim);
   status.append(count);
-  const block = h("div", { class: "stack claim-block" }, status);
+  const block = h("div", { class: "stack claim-block" }, status, ...claimOutcome(claim));
   if (claim.status === "pending") block.append(addPhotoForm(claim, count));
   return block;
+}
+
+/** What became of a decided claim: the reason given, the refund and the compensation paid. */
+function claimOutcome(claim) {
+  const paid = (state) => t(state === "paid" ? "claim_money_paid" : "claim_money_pending");
+  return [
+    claim.decision_note && claim.status !== "pending"
+      ? h("p", { class: "claim-decision", text: `${t("claim_decision")}: ${claim.decision_note}` }) : null,
+    claim.status === "approved" && claim.refund_fen > 0
+      ? h("p", { class: "claim-refund", dataset: { state: claim.refund_status || "" },
+        text: `${t("claim_refund_line", { amount: yuan(claim.refund_fen) })} · ${paid(claim.refund_status)}` }) : null,
+    claim.status === "approved" && claim.compensation_fen > 0
+      ? h("p", { class: "claim-compensation", dataset: { state: claim.compensation_status || "" },
+        text: `${t("claim_compensation_line", { amount: yuan(claim.compensation_fen) })} · ${paid(claim.compensation_status)}` }) : null,
+  ].filter(Boolean);
 }
 
 function addPhotoForm(claim, count) {

@@ -137,7 +137,11 @@ async function load() {
   if (!attached) {
     attached = true;
     await attachHls(video, replay.hls || `/replays/${sessionId}/index.m3u8`, { live: false });
-    const wanted = Number(new URLSearchParams(location.search).get("chapter"));
+    const query = new URLSearchParams(location.search);
+    // ?pin= (an after-sales claim's stream moment) names the chapter of that pin.
+    const pin = Number(query.get("pin"));
+    const byPin = pin ? chapters.findIndex((c) => c.pin_id === pin) : -1;
+    const wanted = byPin >= 0 ? byPin : Number(query.get("chapter"));
     if (Number.isInteger(wanted) && chapters[wanted]) {
       video.addEventListener("loadedmetadata", () => jump(wanted), { once: true });
     }

@@ -20,6 +20,10 @@ export function mountShell() {
         ? h("a", { href: "/studio", "data-i18n": "nav_studio" }) : null,
       user && (user.role === "host" || user.role === "admin")
         ? h("a", { href: "/catalog", "data-i18n": "nav_catalog" }) : null,
+      user && ["host", "assistant", "admin"].includes(user.role)
+        ? h("a", { href: "/claims", "data-i18n": "nav_claims" }) : null,
+      user && ["host", "assistant", "admin"].includes(user.role)
+        ? h("a", { href: "/reviews", "data-i18n": "nav_reviews" }) : null,
     );
     const who = user
       ? h("span", { class: "who" },

@@ -68,7 +68,8 @@ function reviewsSection(archive) {
         r.verified_purchase ? h("span", { class: "muted", text: ` · ${t("verified_buyer")}` }) : null),
       r.text ? h("p", { text: r.text }) : null,
       (r.photos || []).length ? h("div", { class: "review-photos" }, r.photos.slice(0, 6).map((src) =>
-        h("img", { src, alt: t("review_photo"), loading: "lazy", width: "72", height: "72" }))) : null))));
+        h("img", { src, alt: t("review_photo"), loading: "lazy", width: "72", height: "72" }))) : null,
+      r.reply ? h("p", { class: "review-reply", text: `${t("reviews_host_reply")}: ${r.reply.text}` }) : null))));
   }
   return h("section", { "aria-labelledby": "trust-reviews" }, children);
 }
