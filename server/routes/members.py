@@ -1,19 +1,18 @@
 """A community's join requests (list, approve, reject) and members (search, remove), for the
-community's manager: its host, or an admin."""
+community's managers: its host, an admin, or its 团长."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from commerce import members
-from commerce.accounts import Role
 from commerce.errors import InvalidInput
-from server.api import Api, json_response, parse_id, path_int, principal
+from server.api import USER, Api, json_response, parse_id, path_int, principal
 from server.commerce_keys import checkout_key
 from server.keys import database_key
 
 api = Api()
-MANAGERS = (Role.HOST, Role.ADMIN)
+MANAGERS = USER  # any account: its host, an admin or its 团长 (checked per community)
 PAGE_QUERY = {"cursor": "the `next` of the previous page", "limit": f"1–{members.MAX_PAGE}"}
 
 

@@ -64,6 +64,8 @@ _page_route("/dashboard", "dashboard", "Trust dashboard")
 _page_route("/preview/{id}", "preview", "A scheduled session's preview with 预约")
 _page_route("/me", "me", "My profile: interest tags and notifications")
 _page_route("/invites", "invites", "Invite neighbours: links and QR posters (hosts)")
+_page_route("/communities", "communities", "The communities a host or 团长 serves: pickup points, "
+            "join requests, members, 团长, notices")
 _page_route("/join/{code}", "join", "Join a community from an invite link: sign up or sign in")
 _page_route("/auth/wechat/callback", "wechat_callback", "Where WeChat sign-in comes back to")
 
