@@ -73,12 +73,15 @@ def clean_text(text: str) -> str:
 
 
 async def send(db: AsyncSession, community_id: int, actor: Principal, text: str,
-               tag: str | None, key: str) -> Sent:
+               tag: str | None, key: str | None) -> Sent:
     """Notify the community's approved members (with `tag`, when given), once per `key`."""
     community = await worked_community(db, community_id, actor)
     cleaned = clean_text(text)
     if tag is not None and tag not in TAGS:
         raise InvalidInput("未知的兴趣标签 / Unknown interest tag", field="tag", allowed=list(TAGS))
+    if key is None:
+        raise InvalidInput("请带上 Idempotency-Key / Send an Idempotency-Key header",
+                           field="Idempotency-Key")
     check_idempotency_key(key)
     await lock_row(db, Community, community_id)
     before = (await db.execute(select(CommunityNotice).where(
