@@ -253,6 +253,11 @@ async def worked_community(db: AsyncSession, community_id: int, actor: Principal
     return community
 
 
+async def led_communities(db: AsyncSession, user_id: int) -> list[int]:
+    """Ids of the communities this user is 团长 of (the pages show him their tools)."""
+    return list((await db.execute(led_by(user_id).order_by(CommunityLeader.community_id))).scalars())
+
+
 async def leads_any(db: AsyncSession, user_id: int) -> bool:
     found = await db.execute(select(CommunityLeader.id).where(CommunityLeader.user_id == user_id)
                              .limit(1))

@@ -57,6 +57,10 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
     community_id, user_id = path_int(request, "id"), path_int(request, "user_id")
     async with request.app[database_key].session() as db:
         status = await members.decide(db, community_id, user_id, principal(request), approve)
+    checkout = request.app.get(checkout_key)
+    if approve and checkout is not None:
+        # The community price of a sale already open holds from this moment, not from a retry.
+        await members.resync_open_sales(checkout, community_id, user_id)
     return json_response({"community_id": community_id, "user_id": user_id, "status": status})
 
 
