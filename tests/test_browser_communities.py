@@ -164,7 +164,8 @@ async def test_host_runs_his_community_and_its_leader_runs_pickup(
         far = await kit.rest.call("POST", f"/api/orders/{world['lake_order']}/ready", leader.token,
                                   expect=403)
         assert far["error"]["code"] == "forbidden"
-        leader_nav = await pickup.locator("#top nav a").evaluate_all("links => links.map((a) => a.getAttribute('href'))")
+        leader_nav = await pickup.locator("#top nav a").evaluate_all(
+            "links => links.map((a) => a.getAttribute('href'))")
         assert "/communities" in leader_nav and "/pickup" in leader_nav
 
         # 老李's own communities page: what a 团长 may do, without the owner's settings.
