@@ -1,7 +1,9 @@
-"""WeChat subscription messages (订阅消息): "the session you booked is live", on the phone.
+"""WeChat subscription messages (订阅消息): "the session you booked is live", and a community's
+notice to its members, on the phone.
 
-Off unless LINLI_WECHAT_APP_ID, LINLI_WECHAT_APP_SECRET and LINLI_WECHAT_TEMPLATE_ID are set
-(infra/settings.py). WeChat's own protocol, spoken with aiohttp:
+Off unless LINLI_WECHAT_APP_ID, LINLI_WECHAT_APP_SECRET and a template are set
+(LINLI_WECHAT_TEMPLATE_ID for going live, LINLI_WECHAT_NOTICE_TEMPLATE_ID for notices; each
+kind is sent only when its template is; infra/settings.py). WeChat's own protocol, spoken with aiohttp:
 
 - `GET {base}/cgi-bin/token?grant_type=client_credential&appid=…&secret=…` →
   `{"access_token", "expires_in"}`; the token is cached until shortly before it expires, and
