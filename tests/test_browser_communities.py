@@ -176,6 +176,15 @@ async def test_host_runs_his_community_and_its_leader_runs_pickup(
         assert await mine.locator("#cm-point-add").is_hidden()
         await kit.shot(mine, "leader_communities")
         assert await kit.axe(mine, "communities_leader") == []
+        # In English the page's own words are all English (names are the neighbours' own).
+        await mine.click("#lang-switch")
+        await mine.wait_for_selector("body[data-ready='1']")
+        headings = await mine.locator("#cm-body h2:visible").all_text_contents()
+        assert headings == ["Join requests", "Members", "Send a notice", "Pickup points"], headings
+        assert await mine.locator("#cm-role").text_content() == "Community leader"
+        options = await mine.locator("#cm-notice-tag option").all_text_contents()
+        assert options[:2] == ["All members", "Members tagged “Baking”"], options
+        await kit.shot(mine, "leader_communities_en")
 
         # 小美's bell: the notice (escaped, as written) and her order ready.
         bell_page = await kit.page(xiaomei, "/")
