@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, select, text
+from sqlalchemy import ColumnElement, ForeignKey, Select, String, UniqueConstraint, delete, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from commerce.base import Base, utcnow
+from commerce.base import Base, as_utc, utcnow
 from commerce.errors import Conflict, Forbidden, NotFound
 
 
@@ -90,6 +90,21 @@ class Membership(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     approved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CommunityLeader(Base):
+    """A 团长: a user a community's host (or an admin) appointed to run that one community's
+    pickup day, members and join requests. Unique per (community, user): appointing twice, or
+    twenty times at once, is one row."""
+
+    __tablename__ = "community_leaders"
+    __table_args__ = (UniqueConstraint("community_id", "user_id", name="uq_community_leaders_pair"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    appointed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -191,6 +206,106 @@ def ensure_community_manager(community: Community, actor: Principal) -> None:
     if actor.is_admin or (actor.role is Role.HOST and community.created_by == actor.user_id):
         return
     raise Forbidden("这不是你的小区 / Not your community")
+
+
+def led_by(user_id: int) -> Select[int]:
+    """Ids of the communities this user is 团长 of, as a subquery."""
+    return select(CommunityLeader.community_id).where(CommunityLeader.user_id == user_id)
+
+
+def owned_by(user_id: int) -> Select[int]:
+    return select(Community.id).where(Community.created_by == user_id)
+
+
+def managed_scope(actor: Principal) -> ColumnElement[bool] | None:
+    """The communities `actor` manages (owns or leads), as a condition on Community.id; None
+    for an admin (all of them). The one rule of community tenancy, in SQL."""
+    if actor.is_admin:
+        return None
+    if actor.role is Role.HOST:
+        return or_(Community.id.in_(owned_by(actor.user_id)),
+                   Community.id.in_(led_by(actor.user_id)))
+    return Community.id.in_(led_by(actor.user_id))
+
+
+async def leads(db: AsyncSession, community_id: int, user_id: int) -> bool:
+    found = await db.execute(select(CommunityLeader.id).where(
+        CommunityLeader.community_id == community_id, CommunityLeader.user_id == user_id))
+    return found.first() is not None
+
+
+async def may_manage_community(db: AsyncSession, community: Community, actor: Principal) -> bool:
+    """Its owner (the host who created it, or an admin) or its 团长: who may work its orders,
+    pickup day, members and join requests, and send its members a notice. Its pickup points,
+    join policy, invites and 团长 stay the owner's (`ensure_community_manager`)."""
+    if actor.is_admin or (actor.role is Role.HOST and community.created_by == actor.user_id):
+        return True
+    return await leads(db, community.id, actor.user_id)
+
+
+async def worked_community(db: AsyncSession, community_id: int, actor: Principal) -> Community:
+    """The community, when `actor` may manage it (404 when there is none, 403 when not)."""
+    community = await db.get(Community, community_id)
+    if community is None:
+        raise NotFound("小区不存在 / No such community")
+    if not await may_manage_community(db, community, actor):
+        raise Forbidden("这不是你的小区 / Not your community")
+    return community
+
+
+async def led_communities(db: AsyncSession, user_id: int) -> list[int]:
+    """Ids of the communities this user is 团长 of (the pages show him their tools)."""
+    return list((await db.execute(led_by(user_id).order_by(CommunityLeader.community_id))).scalars())
+
+
+async def leads_any(db: AsyncSession, user_id: int) -> bool:
+    found = await db.execute(select(CommunityLeader.id).where(CommunityLeader.user_id == user_id)
+                             .limit(1))
+    return found.first() is not None
+
+
+async def served_communities(db: AsyncSession, actor: Principal) -> list[tuple[Community, bool]]:
+    """The communities `actor` manages, each with whether he owns it (False: he is its 团长)."""
+    query = select(Community).order_by(Community.id)
+    scope = managed_scope(actor)
+    if scope is not None:
+        query = query.where(scope)
+    rows = list((await db.execute(query)).scalars())
+    return [(c, actor.is_admin or c.created_by == actor.user_id) for c in rows]
+
+
+async def appoint_leader(db: AsyncSession, community_id: int, user_id: int,
+                         actor: Principal) -> None:
+    """Make `user_id` 团长 of the community (its owner only); one statement, so appointments
+    racing each other leave one row."""
+    await managed_community(db, community_id, actor)
+    user = await get_user(db, user_id)
+    if user.disabled:
+        raise Conflict("该用户已停用 / That user is disabled", reason="user_disabled")
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    await db.execute(insert(CommunityLeader).values(
+        community_id=community_id, user_id=user_id, appointed_by=actor.user_id,
+        created_at=utcnow()).on_conflict_do_nothing(index_elements=["community_id", "user_id"]))
+
+
+async def dismiss_leader(db: AsyncSession, community_id: int, user_id: int,
+                         actor: Principal) -> bool:
+    """Take the 团长 role away (its owner only); False when he was none."""
+    await managed_community(db, community_id, actor)
+    gone = await db.execute(delete(CommunityLeader).where(
+        CommunityLeader.community_id == community_id, CommunityLeader.user_id == user_id)
+        .execution_options(synchronize_session=False))
+    return bool(gone.rowcount)  # type: ignore[attr-defined]
+
+
+async def leaders_of(db: AsyncSession, community_id: int) -> list[dict[str, Any]]:
+    rows = await db.execute(
+        select(CommunityLeader, User.username, User.display_name)
+        .join(User, User.id == CommunityLeader.user_id)
+        .where(CommunityLeader.community_id == community_id).order_by(CommunityLeader.id))
+    return [{"user_id": leader.user_id, "username": username, "display_name": name,
+             "appointed_at": as_utc(leader.created_at).isoformat()}
+            for leader, username, name in rows]
 
 
 async def add_member(

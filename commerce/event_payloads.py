@@ -190,6 +190,18 @@ class SessionLive(EventPayload):
     KIND = "session_live"
 
 
+class CommunityNoticeSent(EventPayload):
+    """A community's managers sent its members (those with `tag`, when set) a notice; each
+    recipient's notification is stored already, this tells the server to deliver them."""
+
+    KIND = "community_notice"
+    notice_id: int
+    community_id: int
+    sender_id: int
+    tag: str | None
+    recipients: int
+
+
 # --- between the server's processes ---------------------------------------------------------
 
 class TokenRevoked(EventPayload):
@@ -204,7 +216,8 @@ PAYLOADS: Mapping[str, type[EventPayload]] = {
     model.KIND: model for model in (
         SaleOpened, SaleClosed, StockChanged, GroupProgress, GroupOutcome, ProductPinned,
         ProductUnpinned, StreamStarted, SessionEnded, ReplayProgress, OrderPaid, OrderRefunded,
-        OrderStatusChanged, ClaimFiled, ClaimDecided, SessionLive, TokenRevoked,
+        OrderStatusChanged, ClaimFiled, ClaimDecided, SessionLive, CommunityNoticeSent,
+        TokenRevoked,
     )
 }
 

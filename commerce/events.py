@@ -57,6 +57,8 @@ EVENT_KINDS: Mapping[str, Audience] = MappingProxyType({
     "claim_decided": Audience.STAFF,
     # a scheduled session's first publish: its subscribers are told (each privately)
     "session_live": Audience.INTERNAL,
+    # a community's notice to its members: each is told privately, never a room
+    "community_notice": Audience.INTERNAL,
     # between the server's processes (carried by the cluster bus, docs/CLUSTER.md)
     "token_revoked": Audience.INTERNAL,
 })

@@ -1,4 +1,5 @@
-"""A community's join requests and members, worked by its manager (its host, or an admin).
+"""A community's join requests and members, worked by its managers (its host, an admin, or its
+团长: `accounts.may_manage_community`).
 
 Deciding a request is one conditional UPDATE (`WHERE status = 'pending'`): of two managers (or
 one double tap) approving at once, one changes the row and the other is told it was decided
@@ -13,11 +14,12 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commerce.accounts import Community, Membership, Principal, User, ensure_community_manager
+from commerce.accounts import Community, Membership, Principal, User, worked_community
 from commerce.base import as_utc
 from commerce.errors import InvalidState, NotFound
 from commerce.flash_sale.checkout import Checkout
 from commerce.flash_sale.sales import Sale, SaleStatus
+from commerce.interest_tags import TAGS, UserTag, set_tags
 
 PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
 MAX_PAGE = 100
@@ -25,11 +27,7 @@ MAX_QUERY = 64
 
 
 async def managed(db: AsyncSession, community_id: int, actor: Principal) -> Community:
-    community = await db.get(Community, community_id)
-    if community is None:
-        raise NotFound("小区不存在 / No such community")
-    ensure_community_manager(community, actor)
-    return community
+    return await worked_community(db, community_id, actor)
 
 
 def _like(text: str) -> str:
@@ -53,7 +51,25 @@ async def listing(db: AsyncSession, community_id: int, status: str, query: str =
         stmt = stmt.where(Membership.id > after)
     rows = (await db.execute(stmt.order_by(Membership.id).limit(limit + 1))).all()
     items = [_item(m, username, name) for m, username, name in rows[:limit]]
+    tags: dict[int, set[str]] = {}
+    for user_id, tag in await db.execute(select(UserTag.user_id, UserTag.tag).where(
+            UserTag.user_id.in_([item["user_id"] for item in items]))):
+        tags.setdefault(user_id, set()).add(tag)
+    for item in items:
+        item["tags"] = [tag for tag in TAGS if tag in tags.get(item["user_id"], ())]
     return items, rows[limit - 1][0].id if len(rows) > limit else None
+
+
+async def tag_member(db: AsyncSession, community_id: int, user_id: int, actor: Principal,
+                     tags: list[str]) -> list[str]:
+    """Set an approved member's interest tags (her own profile's, as she would on /me)."""
+    await managed(db, community_id, actor)
+    found = (await db.execute(select(Membership.id).where(
+        Membership.community_id == community_id, Membership.user_id == user_id,
+        Membership.status == APPROVED))).first()
+    if found is None:
+        raise NotFound("不是这个小区的成员 / Not a member of this community")
+    return await set_tags(db, user_id, tags)
 
 
 def _item(m: Membership, username: str, display_name: str) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class NoticeKind(enum.StrEnum):
     ORDER_REFUNDED = "order_refunded"
     CLAIM_DECIDED = "claim_decided"
     SESSION_LIVE = "session_live"
+    COMMUNITY_NOTICE = "community_notice"
 
 
 class Notification(Base):

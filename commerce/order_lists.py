@@ -3,7 +3,9 @@
 Staff see orders within their tenancy: an admin or an assistant every order (assistants work the
 whole shop's fulfilment and claims queue, as for single orders), a host the orders of the
 sessions he runs and of the communities he manages (a 团长 at his pickup point sees his
-neighbours' orders whichever session sold them). Anyone else sees her own orders only.
+neighbours' orders whichever session sold them). A 团长 (any role) sees the orders of the
+communities he leads when he asks for one of them by `community_id`, and works them. Anyone
+else sees her own orders only.
 
 Pages are keyset-paginated on the order id, newest first: the cursor is the last id of a page,
 so a page is an index range scan however deep, and orders paid meanwhile do not shift it.
@@ -18,7 +20,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commerce.accounts import Community, Principal, Role, User, ensure_community_manager
+from commerce.accounts import (
+    Community,
+    Principal,
+    Role,
+    User,
+    led_by,
+    managed_scope,
+    may_manage_community,
+)
 from commerce.base import as_utc
 from commerce.catalog import Product
 from commerce.errors import Forbidden, InvalidInput
@@ -54,15 +64,22 @@ def sees_all_orders(actor: Principal) -> bool:
     return actor.role in (Role.ADMIN, Role.ASSISTANT)
 
 
-def tenancy(actor: Principal, mine: bool) -> ColumnElement[bool] | None:
+def tenancy(actor: Principal, flt: OrderFilter) -> ColumnElement[bool] | None:
     """The rows this caller may list (None: every row)."""
-    if mine or not actor.is_staff:
-        return Order.user_id == actor.user_id
+    own = Order.user_id == actor.user_id
+    if flt.mine:
+        return own
+    if not actor.is_staff:
+        # A buyer's list stays hers; her 团长 work shows when she picks one of her communities.
+        if flt.community_id is None:
+            return own
+        return or_(own, Order.community_id.in_(led_by(actor.user_id)))
     if sees_all_orders(actor):
         return None
     own_sessions = select(LiveSession.id).where(LiveSession.host_id == actor.user_id)
-    own_communities = select(Community.id).where(Community.created_by == actor.user_id)
-    return or_(Order.session_id.in_(own_sessions), Order.community_id.in_(own_communities))
+    scope = managed_scope(actor)
+    managed = select(Community.id).where(scope) if scope is not None else select(Community.id)
+    return or_(Order.session_id.in_(own_sessions), Order.community_id.in_(managed))
 
 
 async def list_orders(db: AsyncSession, actor: Principal, flt: OrderFilter, after: int | None = None,
@@ -70,7 +87,7 @@ async def list_orders(db: AsyncSession, actor: Principal, flt: OrderFilter, afte
     """One page (newest first) and the cursor of the next page, None at the end."""
     limit = max(1, min(limit, MAX_PAGE))
     query = select(Order)
-    scope = tenancy(actor, flt.mine)
+    scope = tenancy(actor, flt)
     if scope is not None:
         query = query.where(scope)
     if flt.session_id is not None:
@@ -89,18 +106,17 @@ async def list_orders(db: AsyncSession, actor: Principal, flt: OrderFilter, afte
 
 
 async def ensure_may_work(db: AsyncSession, order: Order, actor: Principal) -> None:
-    """Mark ready, confirm a pickup, deliver, refund: an admin or assistant, the host of the
-    order's session, or the manager of the order's community (its 团长 at the pickup point)."""
+    """Mark ready, confirm a pickup, deliver: an admin or assistant, the host of the order's
+    session, or a manager of the order's community (its host, or its 团长 at the pickup point)."""
     if sees_all_orders(actor):
         return
     if actor.role is Role.HOST:
         session = await db.get(LiveSession, order.session_id)
         if session is not None and session.host_id == actor.user_id:
             return
-        community = await db.get(Community, order.community_id) if order.community_id else None
-        if community is not None:
-            ensure_community_manager(community, actor)
-            return
+    community = await db.get(Community, order.community_id) if order.community_id else None
+    if community is not None and await may_manage_community(db, community, actor):
+        return
     raise Forbidden("这不是你的订单 / Not your order")
 
 

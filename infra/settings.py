@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     wechat_app_secret: SecretStr | None = _setting(None, "that account's app secret")
     wechat_template_id: str | None = _setting(
         None, "subscription-message template for 开播提醒 (going-live reminders); none: in-app only")
+    wechat_notice_template_id: str | None = _setting(
+        None, "subscription-message template for a community's notice to its members (thing1 "
+        "the community, thing2 the notice, time3 when); none: in-app only")
     wechat_authorize_url: str = _setting(
         "https://open.weixin.qq.com/connect/oauth2/authorize", "WeChat's OAuth consent page",
         pattern=r"^https?://")

@@ -32,6 +32,7 @@ from server.openapi_doc import openapi_key
 from server.password_policy import check_admin_password
 from server.passwords import AsyncPasswords, passwords_key
 from server.routes import accounts as accounts_routes
+from server.routes import communities as communities_routes
 from server.routes import members as members_routes
 from server.routes import pages, share, system
 from server.routes import sessions as sessions_routes
@@ -43,8 +44,8 @@ REDIS_CONNECTIONS = 128
 
 
 def route_tables() -> list[Api]:
-    return [system.api, accounts_routes.api, members_routes.api, sessions_routes.api, pages.api,
-            share.api]
+    return [system.api, accounts_routes.api, members_routes.api, communities_routes.api,
+            sessions_routes.api, pages.api, share.api]
 
 
 def create_app(settings: Settings, *, fast_passwords: bool = False) -> web.Application:

@@ -4,6 +4,7 @@ from commerce import (  # noqa: F401
     accounts,
     audience,
     catalog,
+    community_notices,
     group_buys,
     identities,
     interest_tags,

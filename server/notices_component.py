@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
 
 from commerce import live_sessions, notifications
+from commerce.accounts import Community, Membership
 from commerce.catalog import Product
+from commerce.community_notices import CommunityNotice
 from commerce.events import DomainEvent
 from commerce.flash_sale.sales import Sale
 from commerce.notifications import NoticeKind, Notification
@@ -38,7 +40,8 @@ log = logging.getLogger(__name__)
 
 wechat_key = web.AppKey("wechat_messages", WeChatSubscribeMessages)
 openids_key = web.AppKey("wechat_openids", OpenIdSource)
-KINDS = ("order_status", "order_refunded", "claim_filed", "claim_decided", "session_live")
+KINDS = ("order_status", "order_refunded", "claim_filed", "claim_decided", "session_live",
+         "community_notice")
 
 
 def setup(app: web.Application, api: Api) -> None:
@@ -55,9 +58,10 @@ class Notices:
         data = event.data
         user_id = data.get("user_id")
         if event.kind == "session_live" and event.session_id is not None:
-            task = asyncio.ensure_future(self.session_live(event.session_id))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.background(self.session_live(event.session_id))
+            return
+        if event.kind == "community_notice":
+            self.background(self.community_notice(int(data["notice_id"])))
             return
         if not isinstance(user_id, int):
             return
@@ -75,6 +79,34 @@ class Notices:
                     db, user_id, NoticeKind.CLAIM_DECIDED, params, "/orders",
                     f"claim:{data['claim_id']}")
             await self.send(notice)
+
+    def background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def community_notice(self, notice_id: int) -> None:
+        """Deliver a community notice's stored notifications live, and through WeChat."""
+        try:
+            async with self.app[database_key].session() as db:
+                notice = await db.get(CommunityNotice, notice_id)
+                if notice is None:
+                    return
+                community = await db.get(Community, notice.community_id)
+                made = list((await db.execute(
+                    select(Notification).join(Membership, Membership.user_id == Notification.user_id)
+                    .where(Membership.community_id == notice.community_id,
+                           Notification.dedupe == f"community_notice:{notice_id}"))).scalars())
+            for notification in made:
+                await self.send(notification)
+            wechat = self.app.get(wechat_key)
+            if wechat is not None and made and community is not None:
+                openids = await self.app[openids_key].openids([n.user_id for n in made])
+                sent = await wechat.tell_notice(openids, community.name, notice.text,
+                                                notice.created_at)
+                log.info("wechat community notices", extra={"notice_id": notice_id, "sent": sent})
+        except Exception:
+            log.exception("community notice not delivered", extra={"notice_id": notice_id})
 
     async def order_notice(self, user_id: int, kind: NoticeKind, order_id: int,
                            extra: dict[str, Any]) -> None:
@@ -105,7 +137,7 @@ class Notices:
             for notice in made:
                 await self.send(notice)
             wechat = self.app.get(wechat_key)
-            if wechat is not None and made:
+            if wechat is not None and wechat.config.template_id and made:
                 openids = await self.app[openids_key].openids([n.user_id for n in made])
                 sent = await wechat.tell_live(openids, session_id, session.title, session.started_at)
                 log.info("wechat live messages", extra={"session_id": session_id, "sent": sent})

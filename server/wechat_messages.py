@@ -1,7 +1,9 @@
-"""WeChat subscription messages (订阅消息): "the session you booked is live", on the phone.
+"""WeChat subscription messages (订阅消息): "the session you booked is live", and a community's
+notice to its members, on the phone.
 
-Off unless LINLI_WECHAT_APP_ID, LINLI_WECHAT_APP_SECRET and LINLI_WECHAT_TEMPLATE_ID are set
-(infra/settings.py). WeChat's own protocol, spoken with aiohttp:
+Off unless LINLI_WECHAT_APP_ID, LINLI_WECHAT_APP_SECRET and a template are set
+(LINLI_WECHAT_TEMPLATE_ID for going live, LINLI_WECHAT_NOTICE_TEMPLATE_ID for notices; each
+kind is sent only when its template is; infra/settings.py). WeChat's own protocol, spoken with aiohttp:
 
 - `GET {base}/cgi-bin/token?grant_type=client_credential&appid=…&secret=…` →
   `{"access_token", "expires_in"}`; the token is cached until shortly before it expires, and
@@ -65,15 +67,21 @@ class WeChatConfig:
     # The page of the mini program the message opens (`page`), with the session id appended.
     page: str = "pages/live/index?session_id="
     time_zone: str = "Asia/Shanghai"
+    # A community's notice to its members (its own template); "" sends notices in-app only.
+    notice_template_id: str = ""
+    notice_page: str = "pages/me/index"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WeChatConfig | None:
-        """Configured when the app id, its secret and the template are all set."""
+        """Configured when the app id, its secret and a template are set; a template left out
+        ("") is a kind of message not sent through WeChat."""
         secret = settings.wechat_app_secret
-        if not (settings.wechat_app_id and secret and settings.wechat_template_id):
+        templates = (settings.wechat_template_id, settings.wechat_notice_template_id)
+        if not (settings.wechat_app_id and secret and any(templates)):
             return None
-        return cls(settings.wechat_app_id, secret.get_secret_value(), settings.wechat_template_id,
-                   base_url=settings.wechat_api_base)
+        return cls(settings.wechat_app_id, secret.get_secret_value(),
+                   settings.wechat_template_id or "", base_url=settings.wechat_api_base,
+                   notice_template_id=settings.wechat_notice_template_id or "")
 
 
 class OpenIdSource(Protocol):
@@ -145,11 +153,12 @@ class WeChatSubscribeMessages:
             self._token_until = time.monotonic() + max(60, expires - TOKEN_MARGIN_S)
             return self._token
 
-    async def send(self, openid: str, data: dict[str, str], page: str = "") -> bool:
+    async def send(self, openid: str, data: dict[str, str], page: str = "",
+                   template_id: str | None = None) -> bool:
         """One message; True when WeChat accepted it, False when the user has no subscription
         left (43101). Token errors refresh the token and retry once; other errors raise."""
         payload: dict[str, Any] = {
-            "touser": openid, "template_id": self.config.template_id,
+            "touser": openid, "template_id": template_id or self.config.template_id,
             "data": {key: {"value": value} for key, value in data.items()},
         }
         if page:
@@ -181,16 +190,38 @@ class WeChatSubscribeMessages:
     async def tell_live(self, openids: Mapping[int, str], session_id: int, title: str,
                         starts: datetime | None) -> int:
         """"Live now" to each openid, a few at a time; returns how many WeChat accepted."""
-        data = self.live_data(title, starts)
+        if not self.config.template_id:
+            return 0
+        return await self._fan_out(openids, self.live_data(title, starts),
+                                   f"{self.config.page}{session_id}", self.config.template_id)
+
+    def notice_data(self, community: str, text: str, sent: datetime) -> dict[str, str]:
+        """The notice template's fields: thing1 the community, thing2 the notice (cut to
+        WeChat's 20 characters; the whole text is in the app), time3 when (local)."""
+        local = as_utc(sent).astimezone(ZoneInfo(self.config.time_zone))
+        return {"thing1": community[:THING_CHARS], "thing2": text[:THING_CHARS],
+                "time3": local.strftime("%Y-%m-%d %H:%M")}
+
+    async def tell_notice(self, openids: Mapping[int, str], community: str, text: str,
+                          sent: datetime) -> int:
+        """A community's notice to each openid; 0 when no notice template is configured."""
+        if not self.config.notice_template_id:
+            return 0
+        return await self._fan_out(openids, self.notice_data(community, text, sent),
+                                   self.config.notice_page, self.config.notice_template_id)
+
+    async def _fan_out(self, openids: Mapping[int, str], data: dict[str, str], page: str,
+                       template_id: str) -> int:
+        """One message to each openid, a few at a time; how many WeChat accepted."""
         gate = asyncio.Semaphore(SENDS_AT_ONCE)
 
         async def one(openid: str) -> bool:
             async with gate:
                 try:
-                    return await self.send(openid, data, f"{self.config.page}{session_id}")
+                    return await self.send(openid, data, page, template_id)
                 except (WeChatError, aiohttp.ClientError, TimeoutError, ValueError):
                     log.warning("wechat message not sent", exc_info=True,
-                                extra={"session_id": session_id})
+                                extra={"page": page})
                     return False
 
         results = await asyncio.gather(*(one(openid) for openid in openids.values()))

@@ -24,9 +24,10 @@ from server.keys import database_key
 from tests.conftest import Api
 
 # Who can be asking. `buyer` owns the hold, order, claim and upload under test; `viewer` is any
-# other neighbour; `member` belongs to host A's community, `other_member` only to host B's.
-ROLES = ("anon", "viewer", "buyer", "member", "other_member", "other_host", "host", "assistant",
-         "admin")
+# other neighbour; `member` belongs to host A's community, `other_member` only to host B's;
+# `leader` is a neighbour host A appointed 团长 of his community.
+ROLES = ("anon", "viewer", "buyer", "member", "other_member", "leader", "other_host", "host",
+         "assistant", "admin")
 USERS = frozenset(ROLES) - {"anon"}
 HOSTS = frozenset({"host", "other_host", "admin"})
 OWNER = frozenset({"host", "admin"})  # the session's (product's, batch's) own host, or an admin
@@ -34,6 +35,7 @@ STAFF_OF = frozenset({"host", "assistant", "admin"})  # moderation and fulfilmen
 BUYER_OR_STAFF = STAFF_OF | {"buyer"}
 PLATFORM_STAFF = frozenset({"host", "other_host", "assistant", "admin"})
 ADMIN = frozenset({"admin"})
+WORKS_A = OWNER | {"leader"}  # community A's managers: its host, an admin, its 团长
 DECIDERS = frozenset({"assistant", "admin"})
 BUYER = frozenset({"buyer"})
 PUBLIC = frozenset(ROLES)
@@ -214,6 +216,8 @@ async def seed_world(api: Api) -> World:
                          json={"user_id": w.ids["member"]}, headers=h_a))
     await _ok(await post(f"/api/communities/{w.community_b}/members",
                          json={"user_id": w.ids["other_member"]}, headers=h_b))
+    await _ok(await api.client.put(f"/api/communities/{w.community_a}/leaders/{w.ids['leader']}",
+                                   headers=h_a))
     w.pickup_a = (await _ok(await post(f"/api/communities/{w.community_a}/pickup-points",
                                        json={"name": "3号楼门卫室"}, headers=h_a), 201))["id"]
     w.invite_a = (await _ok(await post(f"/api/communities/{w.community_a}/invites", json={},

@@ -21,7 +21,9 @@ everyone else 403. Policy, per group:
   decide claims (the host is a party to the claim).
 - Community members are approved by the community's own host (or an admin): a membership
   unlocks community prices and group-buys, so another host must not be able to grant it. The
-  same holds for its pickup points (where its orders are collected).
+  same holds for its pickup points (where its orders are collected) and its 团长: a neighbour
+  its host appoints, who then works that community's orders, join requests, members and
+  notices, and nothing of another community.
 - Sanctions (mute, ban) reach only people of lower rank than the one acting: viewers, and
   assistants for the session's host or an admin; never the session's host, never an admin.
 """
@@ -63,6 +65,7 @@ from tests.authz_support import (
     STAFF_OF,
     STAFF_ROLES,
     USERS,
+    WORKS_A,
     Event,
     Op,
     World,
@@ -79,7 +82,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SOON = (datetime.now(UTC) + timedelta(days=1)).isoformat()
 NOT_MEMBER = "409:not_member"
-NON_STAFF = ("viewer", "buyer", "member", "other_member")
+NON_STAFF = ("viewer", "buyer", "member", "other_member", "leader")
 NOT_A_KEY = tuple((role, "401") for role in (*NON_STAFF, "assistant", "admin"))
 CANNOT_SANCTION = tuple((role, "403:cannot_sanction") for role in STAFF_ROLES)
 
@@ -127,18 +130,33 @@ REST: tuple[Op, ...] = (
     Op("GET", "/api/auth/providers", "/api/auth/providers", PUBLIC),
     Op("POST", "/api/auth/wechat/start", "/api/auth/wechat/start", PUBLIC, json={}),
     Op("POST", "/api/auth/wechat/callback", "/api/auth/wechat/callback", PUBLIC, json={}),
-    # Join requests and members are worked by the community's manager only (host A, admins);
+    # Join requests and members are worked by the community's managers only (host A, admins,
+    # A's 团长);
     # an unknown user: the allowed get 404 after the check, nothing is decided.
     Op("GET", "/api/communities/{id}/join-requests", "/api/communities/{w.community_a}/join-requests",
-       OWNER),
+       WORKS_A),
     Op("POST", "/api/communities/{id}/join-requests/{user_id}/approve",
-       f"/api/communities/{{w.community_a}}/join-requests/{NO_SUCH}/approve", OWNER),
+       f"/api/communities/{{w.community_a}}/join-requests/{NO_SUCH}/approve", WORKS_A),
     Op("POST", "/api/communities/{id}/join-requests/{user_id}/reject",
-       f"/api/communities/{{w.community_a}}/join-requests/{NO_SUCH}/reject", OWNER),
+       f"/api/communities/{{w.community_a}}/join-requests/{NO_SUCH}/reject", WORKS_A),
     Op("GET", "/api/communities/{id}/members", "/api/communities/{w.community_a}/members?q=a",
-       OWNER),
+       WORKS_A),
     Op("DELETE", "/api/communities/{id}/members/{user_id}",
-       f"/api/communities/{{w.community_a}}/members/{NO_SUCH}", OWNER),
+       f"/api/communities/{{w.community_a}}/members/{NO_SUCH}", WORKS_A),
+    # 团长: appointed and dismissed by the community's owner; its managers list them, tag its
+    # members and send them a notice (a blank one: refused after the check, nothing is sent).
+    Op("GET", "/api/me/communities", "/api/me/communities", USERS),
+    Op("GET", "/api/communities/{id}/leaders", "/api/communities/{w.community_a}/leaders", WORKS_A),
+    Op("PUT", "/api/communities/{id}/leaders/{user_id}",
+       f"/api/communities/{{w.community_a}}/leaders/{NO_SUCH}", OWNER),
+    Op("DELETE", "/api/communities/{id}/leaders/{user_id}",
+       f"/api/communities/{{w.community_a}}/leaders/{NO_SUCH}", OWNER),
+    Op("PUT", "/api/communities/{id}/members/{user_id}/tags",
+       f"/api/communities/{{w.community_a}}/members/{NO_SUCH}/tags", WORKS_A, json={"tags": []}),
+    Op("POST", "/api/communities/{id}/notices", "/api/communities/{w.community_a}/notices", WORKS_A,
+       json={"text": "   "}, idempotency=True),
+    Op("GET", "/api/communities/{id}/notices", "/api/communities/{w.community_a}/notices", WORKS_A),
+    Op("GET", "/communities", "/communities", PUBLIC),
     # --- sessions ----------------------------------------------------------------------------
     Op("POST", "/api/sessions", "/api/sessions", HOSTS, json={}),
     Op("GET", "/api/sessions", "/api/sessions", PUBLIC),
@@ -217,8 +235,8 @@ REST: tuple[Op, ...] = (
     Op("GET", "/api/orders", "/api/orders", USERS),
     Op("GET", "/api/orders", "/api/orders?session_id={w.session_a}&status=paid", USERS,
        variant="filtered"),
-    Op("GET", "/api/orders.csv", "/api/orders.csv", PLATFORM_STAFF),
-    Op("POST", "/api/orders/ready", "/api/orders/ready", PLATFORM_STAFF,
+    Op("GET", "/api/orders.csv", "/api/orders.csv", PLATFORM_STAFF | {"leader"}),
+    Op("POST", "/api/orders/ready", "/api/orders/ready", PLATFORM_STAFF | {"leader"},
        json=lambda w: {"order_ids": [w.order_refunded]}),
     Op("GET", "/api/orders/{id}/pickup-qr.svg", "/api/orders/{w.order_paid}/pickup-qr.svg", BUYER),
     Op("GET", "/api/orders/{id}", "/api/orders/{w.order_paid}", BUYER_OR_STAFF),

@@ -11,6 +11,7 @@ from commerce.event_payloads import (
     PAYLOADS,
     ClaimDecided,
     ClaimFiled,
+    CommunityNoticeSent,
     EventPayload,
     GroupOutcome,
     GroupProgress,
@@ -59,6 +60,8 @@ EXAMPLES: dict[str, EventPayload] = {
                               due_at="2026-11-23T09:00:00+00:00", user_id=3, payout_fen=6800),
     "claim_decided": ClaimDecided(claim_id=1, status="approved", user_id=3, payout_fen=6800),
     "session_live": SessionLive(),
+    "community_notice": CommunityNoticeSent(notice_id=4, community_id=2, sender_id=1, tag="baking",
+                                            recipients=12),
     "token_revoked": TokenRevoked(user_id=3, cutoff=1_790_000_000.25),
 }
 

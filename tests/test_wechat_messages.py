@@ -137,6 +137,10 @@ async def test_off_unless_configured() -> None:
         wechat_app_id="a", wechat_app_secret="b", wechat_template_id="t",
         wechat_api_base="http://127.0.0.1:9"))
     assert config is not None and config.base_url == "http://127.0.0.1:9"
+    notices_only = WeChatConfig.from_settings(Settings(
+        wechat_app_id="a", wechat_app_secret="b", wechat_notice_template_id="n"))
+    assert notices_only is not None
+    assert (notices_only.template_id, notices_only.notice_template_id) == ("", "n")
 
 
 async def test_going_live_sends_wechat_to_subscribers_with_an_openid(
@@ -174,3 +178,49 @@ async def test_going_live_sends_wechat_to_subscribers_with_an_openid(
         assert no_openid_id > 0
     finally:
         await pub.pc.close()
+
+
+async def test_a_community_notice_goes_to_members_through_wechat(
+        wechat: tuple[FakeWeChat, str], make_api: AppFactory, settings: Settings) -> None:
+    fake, base = wechat
+    # Only the notice template: going-live reminders stay in-app, notices go out.
+    api = await make_api(settings.model_copy(update={
+        "wechat_app_id": APP_ID, "wechat_app_secret": SecretStr(SECRET),
+        "wechat_template_id": None, "wechat_notice_template_id": TEMPLATE,
+        "wechat_api_base": base}))
+    _, host = await api.user("host")
+    resp = await api.client.post("/api/communities", headers=api.auth(host),
+                                 json={"name": "阳光花园"})
+    cid = (await resp.json())["id"]
+    baker_id, _ = await api.user("viewer")
+    plain_id, _ = await api.user("viewer")
+    for uid in (baker_id, plain_id):
+        resp = await api.client.post(f"/api/communities/{cid}/members", headers=api.auth(host),
+                                     json={"user_id": uid})
+        assert resp.status == 201
+    async with api.app[database_key].session() as db:
+        db.add(WechatIdentity(user_id=baker_id, app_id=APP_ID, openid="o-baker"))
+        db.add(WechatIdentity(user_id=plain_id, app_id=APP_ID, openid="o-plain"))
+        await db.commit()
+    fake.subscribed.update({"o-baker", "o-plain"})
+    resp = await api.client.put(f"/api/communities/{cid}/members/{baker_id}/tags",
+                                headers=api.auth(host), json={"tags": ["baking"]})
+    assert resp.status == 200
+    text = "明早九点烘焙原料到货,请到三号楼门卫室自取,记得带上购物袋"
+    resp = await api.client.post(f"/api/communities/{cid}/notices", json={
+        "text": text, "tag": "baking"}, headers={**api.auth(host), "Idempotency-Key": "n-1"})
+    assert resp.status == 201, await resp.text()
+    await asyncio.wait_for(fake.arrived.wait(), 10)
+    await asyncio.sleep(0.3)  # a second message, were one wrongly sent, would land by now
+    (message,) = fake.sent
+    assert message["touser"] == "o-baker" and message["template_id"] == TEMPLATE
+    assert message["data"]["thing1"]["value"] == "阳光花园"
+    assert message["data"]["thing2"]["value"] == text[:20] != text
+    assert len(message["data"]["time3"]["value"]) == len("2030-01-01 20:00")
+    assert message["page"] == "pages/me/index"
+    # The same key again: nothing more is sent.
+    resp = await api.client.post(f"/api/communities/{cid}/notices", json={
+        "text": text, "tag": "baking"}, headers={**api.auth(host), "Idempotency-Key": "n-1"})
+    assert resp.status == 200 and (await resp.json())["replayed"] is True
+    await asyncio.sleep(0.3)
+    assert len(fake.sent) == 1

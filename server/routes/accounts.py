@@ -83,9 +83,11 @@ async def issue_token(request: web.Request) -> web.Response:
         raise Unauthorized("用户名或密码错误 / Wrong username or password", reason="bad_credentials")
     principal_ = user.principal()
     token = request.app[tokens_key].issue(principal_)
+    async with request.app[database_key].session() as db:
+        leads = await accounts.led_communities(db, user.id)
     return json_response(
         {"token": token, "user": {"id": user.id, "username": user.username, "role": user.role,
-                                  "display_name": user.display_name},
+                                  "display_name": user.display_name, "leads": leads},
          "expires_in": request.app[tokens_key].ttl_s}
     )
 
@@ -96,8 +98,10 @@ async def me(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
         user = await accounts.get_user(db, who.user_id)
         communities = await accounts.member_communities(db, who.user_id)
+        leads = await accounts.led_communities(db, who.user_id)
     return json_response({"id": user.id, "username": user.username, "role": user.role,
-                          "display_name": user.display_name, "communities": communities})
+                          "display_name": user.display_name, "communities": communities,
+                          "leads": leads})
 
 
 @api.route("POST", "/api/users", summary="Create a user (admin)", tag="accounts",

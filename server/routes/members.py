@@ -1,19 +1,18 @@
 """A community's join requests (list, approve, reject) and members (search, remove), for the
-community's manager: its host, or an admin."""
+community's managers: its host, an admin, or its 团长."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from commerce import members
-from commerce.accounts import Role
 from commerce.errors import InvalidInput
-from server.api import Api, json_response, parse_id, path_int, principal
+from server.api import USER, Api, json_response, parse_id, path_int, principal
 from server.commerce_keys import checkout_key
 from server.keys import database_key
 
 api = Api()
-MANAGERS = (Role.HOST, Role.ADMIN)
+MANAGERS = USER  # any account: its host, an admin or its 团长 (checked per community)
 PAGE_QUERY = {"cursor": "the `next` of the previous page", "limit": f"1–{members.MAX_PAGE}"}
 
 
@@ -58,6 +57,10 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
     community_id, user_id = path_int(request, "id"), path_int(request, "user_id")
     async with request.app[database_key].session() as db:
         status = await members.decide(db, community_id, user_id, principal(request), approve)
+    checkout = request.app.get(checkout_key)
+    if approve and checkout is not None:
+        # The community price of a sale already open holds from this moment, not from a retry.
+        await members.resync_open_sales(checkout, community_id, user_id)
     return json_response({"community_id": community_id, "user_id": user_id, "status": status})
 
 

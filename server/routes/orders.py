@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from commerce import fulfilment, live_sessions, order_lists, orders, pickup, pricing
+from commerce import accounts, fulfilment, live_sessions, order_lists, orders, pickup, pricing
 from commerce.accounts import Role
 from commerce.base import MAX_ID, check_idempotency_key
 from commerce.errors import Forbidden, InvalidInput
@@ -207,10 +207,22 @@ CSV_COLUMNS = ("id", "buyer_name", "product_name", "qty", "amount_fen", "status"
                "gift", "created_at", "ready_at", "picked_up_at")
 
 
+async def _ensure_fulfils(request: web.Request) -> None:
+    """Staff, or a 团长 (of some community: each order is checked on its own after this)."""
+    who = principal(request)
+    if who.is_staff:
+        return
+    async with request.app[database_key].session() as db:
+        if await accounts.leads_any(db, who.user_id):
+            return
+    raise Forbidden("只有工作人员或团长可以操作 / Staff or a community leader only")
+
+
 @api.route("GET", "/api/orders.csv", summary="The staff order list as CSV (same filters; at most "
-           f"{MAX_CSV_ROWS} rows)", tag="orders", auth=STAFF, query=ORDER_QUERY,
-           response_content_type="text/csv")
+           f"{MAX_CSV_ROWS} rows; staff, or a 团长 with community_id)", tag="orders", auth=USER,
+           query=ORDER_QUERY, response_content_type="text/csv")
 async def orders_csv(request: web.Request) -> web.Response:
+    await _ensure_fulfils(request)
     who = principal(request)
     flt = _order_filter(request)
     out = io.StringIO()
@@ -240,9 +252,10 @@ class ReadyBatch(BaseModel):
 
 
 @api.route("POST", "/api/orders/ready", summary="Mark many orders ready for pickup (staff; each "
-           "order on its own: ready, already ready, or refused with its code)", tag="orders",
-           auth=STAFF, body=ReadyBatch)
+           "order on its own: ready, already ready, or refused with its code; staff or a 团长)",
+           tag="orders", auth=USER, body=ReadyBatch)
 async def orders_ready(request: web.Request) -> web.Response:
+    await _ensure_fulfils(request)
     body = await read_json(request, ReadyBatch)
     if any(not 1 <= oid <= MAX_ID for oid in body.order_ids):
         raise InvalidInput("订单号无效 / Invalid order id", field="order_ids")
@@ -299,14 +312,14 @@ async def _advance(request: web.Request, to: OrderStatus, code: str | None = Non
     return json_response(order.public_dict())
 
 
-@api.route("POST", "/api/orders/{id}/ready", summary="Ready for pickup (staff)", tag="orders",
-           auth=STAFF)
+@api.route("POST", "/api/orders/{id}/ready", summary="Ready for pickup (staff, or the 团长 of "
+           "the order's community)", tag="orders", auth=USER)
 async def order_ready(request: web.Request) -> web.Response:
     return await _advance(request, OrderStatus.READY)
 
 
-@api.route("POST", "/api/orders/{id}/picked-up", summary="Picked up, with the pickup code (staff)",
-           tag="orders", auth=STAFF, body=PickedUp)
+@api.route("POST", "/api/orders/{id}/picked-up", summary="Picked up, with the pickup code (staff, "
+           "or the 团长 of the order's community)", tag="orders", auth=USER, body=PickedUp)
 async def order_picked_up(request: web.Request) -> web.Response:
     body = await read_json(request, PickedUp)
     return await _advance(request, OrderStatus.PICKED_UP, body.pickup_code)

@@ -68,6 +68,8 @@ _page_route("/me", "me", "My profile: interest tags and notifications")
 _page_route("/studio", "studio", "Back office: the host's sessions (schedule, preview, share)")
 _page_route("/catalog", "catalog", "Back office: products, batches, QC reports, trace, QR labels")
 _page_route("/invites", "invites", "Invite neighbours: links and QR posters (hosts)")
+_page_route("/communities", "communities", "The communities a host or 团长 serves: pickup points, "
+            "join requests, members, 团长, notices")
 _page_route("/join/{code}", "join", "Join a community from an invite link: sign up or sign in")
 _page_route("/auth/wechat/callback", "wechat_callback", "Where WeChat sign-in comes back to")
 

@@ -26,6 +26,8 @@ export function noticeText(notice) {
         : t("notice_claim_rejected", { id: p.claim_id });
     case "session_live":
       return t("notice_session_live", { title: p.title || "" });
+    case "community_notice":
+      return t("notice_community", { community: p.community_name || "", text: p.text || "" });
     default:
       return t("notice_other");
   }

@@ -230,17 +230,25 @@ async function loadPoints() {
   select.append(...points.map((p) => option(p.id, p.name)));
 }
 
-async function setup(user) {
-  const [sessions, communities] = await Promise.all([
-    api("/api/sessions", { auth: false }).catch(() => []),
-    api("/api/communities", { auth: false }).catch(() => []),
-  ]);
-  const own = user.role === "host" ? sessions.filter((s) => s.host_id === user.id) : sessions;
-  $("#f-session").append(...own.map((s) => option(s.id, `${s.title} · ${t(`status_${s.status}`)}`)));
-  $("#f-community").append(...communities.map((c) => option(c.id, c.name)));
+async function setup(user, led) {
+  if (led) {
+    // A 团长 works his own communities' orders only: one of them is always chosen.
+    $("#f-session").closest("label").hidden = true;
+    $("#f-community").replaceChildren(...led.map((c) => option(c.id, c.name)));
+    $("#summary").dataset.scope = "leader";
+    $("#print-scope").before(h("p", { class: "muted no-print", id: "leader-scope", text: t("pickup_leader_scope") }));
+  } else {
+    const [sessions, communities] = await Promise.all([
+      api("/api/sessions", { auth: false }).catch(() => []),
+      api("/api/communities", { auth: false }).catch(() => []),
+    ]);
+    const own = user.role === "host" ? sessions.filter((s) => s.host_id === user.id) : sessions;
+    $("#f-session").append(...own.map((s) => option(s.id, `${s.title} · ${t(`status_${s.status}`)}`)));
+    $("#f-community").append(...communities.map((c) => option(c.id, c.name)));
+  }
   const params = new URLSearchParams(location.search);
   for (const [name, id] of [["session_id", "#f-session"], ["community_id", "#f-community"], ["status", "#f-status"]]) {
-    if (params.get(name)) $(id).value = params.get(name);
+    if (params.get(name) && [...$(id).options].some((o) => o.value === params.get(name))) $(id).value = params.get(name);
   }
   await loadPoints();
   if (params.get("pickup_point_id")) $("#f-point").value = params.get("pickup_point_id");
@@ -249,12 +257,14 @@ async function setup(user) {
 async function main() {
   const user = mountShell();
   if (!requireLogin()) return;
-  if (!user || !STAFF.includes(user.role)) {
+  const staff = user && STAFF.includes(user.role);
+  const led = user && !staff ? await api("/api/me/communities").catch(() => []) : null;
+  if (!user || (!staff && !led.length)) {
     for (const el of document.querySelectorAll("#filters, #confirm, .bulk, .table-wrap")) el.hidden = true;
     $("#summary").textContent = t("pickup_staff_only");
     return;
   }
-  await setup(user);
+  await setup(user, staff ? null : led);
   $("#filters").addEventListener("change", async (e) => {
     if (e.target.id === "f-community") await loadPoints();
     const query = filters();

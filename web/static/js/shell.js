@@ -7,6 +7,8 @@ import { applyI18n, lang, setLang, t } from "./i18n.js";
 export function mountShell() {
   const top = document.getElementById("top");
   const user = token() ? currentUser() : null;
+  // A 团长 (of any role) gets the community and pickup pages too; the server checks each act.
+  const leads = Boolean(user && Array.isArray(user.leads) && user.leads.length);
   if (top) {
     const nav = h("nav", { class: "nav" },
       h("a", { href: "/", "data-i18n": "nav_home" }),
@@ -14,7 +16,9 @@ export function mountShell() {
       user ? h("a", { href: "/orders", "data-i18n": "nav_orders" }) : null,
       user && (user.role === "host" || user.role === "admin")
         ? h("a", { href: "/invites", "data-i18n": "nav_invites" }) : null,
-      user && ["host", "assistant", "admin"].includes(user.role)
+      user && (user.role === "host" || user.role === "admin" || leads)
+        ? h("a", { href: "/communities", "data-i18n": "nav_communities" }) : null,
+      user && (["host", "assistant", "admin"].includes(user.role) || leads)
         ? h("a", { href: "/pickup", "data-i18n": "nav_pickup" }) : null,
       user && (user.role === "host" || user.role === "admin")
         ? h("a", { href: "/studio", "data-i18n": "nav_studio" }) : null,
