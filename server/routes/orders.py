@@ -186,8 +186,11 @@ async def wechatpay_notify(request: web.Request) -> web.Response:
     except BadCallback as exc:
         _refused(exc)
         raise
-    await checkout.accept_payment(callback)
-    await provider.forget(callback.hold_id)
+    try:
+        await checkout.accept_payment(callback)
+    finally:
+        # Decided either way (an order, or the money returned): nothing left to ask WeChat.
+        await provider.forget(callback.hold_id)
     return web.Response(status=204)
 
 
