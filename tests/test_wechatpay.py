@@ -147,6 +147,7 @@ async def test_a_late_notification_is_found_by_the_active_query(wapi: Api,
     api = wapi
     _uid, _token, hold_id, answer = await started(api, agent=DESKTOP)
     assert answer["channel"] == "native" and answer["qr_text"].startswith("weixin://wxpay/")
+    assert answer["qr_svg"].startswith("data:image/svg+xml;base64,")
     await wx.pay(trade_no(hold_id), notify=False)
     checkout = api.app[checkout_key]
     assert await sweep_started(checkout, provider(api), older_than_s=0) == 1

@@ -6,6 +6,7 @@ validation, one Lua script call, in-process events. Nothing here touches SQL per
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import logging
@@ -135,6 +136,10 @@ async def pay_hold(request: web.Request) -> web.Response:
     client = PayClient(user_id=who.user_id, user_agent=request.headers.get("User-Agent", "")[:400],
                        ip=ip, return_url=request.app[settings_key].base_url + "/orders")
     result = await request.app[checkout_key].pay(hold_id, who, body.pickup_point_id, client)
+    if result.get("qr_text"):
+        # Private to this buyer and short-lived: inline, never a cacheable URL.
+        svg = qr_svg(str(result["qr_text"]), "微信支付 / WeChat Pay", scale=5)
+        result["qr_svg"] = "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
     return json_response(result)
 
 

@@ -496,6 +496,11 @@ const TEXT = {
   err_slow_mode: ["慢速模式:发言太快,请稍后再发", "Slow mode: wait a moment before the next one"],
   err_login_required: ["请先登录", "Please sign in"],
   err_banned: ["你已被移出直播间", "You were removed from this room"],
+  // --- WeChat Pay ---
+  pay_scan_wechat: ["请用微信扫码支付,支付后自动完成", "Scan with WeChat to pay; this page moves on by itself"],
+  pay_in_wechat: ["请在微信中完成支付", "Finish paying in WeChat"],
+  pay_qr_alt: ["微信支付二维码", "WeChat Pay QR code"],
+  err_payment_provider_failed: ["支付服务暂时不可用,请稍后再试", "Payment is unavailable; try again shortly"],
 };
 
 export function lang() {
