@@ -152,7 +152,7 @@ class Settings(BaseSettings):
         pattern=r"^https?://")
     wechat_api_base: str = _setting("https://api.weixin.qq.com", "WeChat's API (OAuth tokens, "
                                     "user info, subscription messages)", pattern=r"^https?://")
-    # --- WeChat Pay API v3 (docs/PAYMENTS.md): off unless mchid, key and merchant key are set
+    # --- WeChat Pay API v3 (docs/WECHATPAY.md): off unless mchid, key and merchant key are set
     wechatpay_mchid: str | None = _setting(None, "WeChat Pay merchant id (商户号); with the "
                                            "three below it turns WeChat Pay on")
     wechatpay_appid: str | None = _setting(
