@@ -22,7 +22,7 @@ from commerce.accounts import Role
 from commerce.base import MAX_ID, check_idempotency_key
 from commerce.errors import Forbidden, InvalidInput
 from commerce.flash_sale import reconcile
-from commerce.flash_sale.store import MAX_QTY, sale_of_hold
+from commerce.flash_sale.store import MAX_QTY, HoldExpired, sale_of_hold
 from commerce.orders import OrderStatus
 from commerce.payments import BadCallback, PayClient
 from commerce.pickup import pickup_qr_text
@@ -182,7 +182,7 @@ def _refused(exc: BadCallback) -> None:
 
 @api.route("POST", "/api/payments/wechatpay/notify", summary="WeChat Pay payment notification "
            "(signed by WeChat Pay, resource AES-256-GCM encrypted)", tag="orders", auth=PUBLIC,
-           responses={400: "bad_payment_callback", 409: "hold_expired (the money is returned)"})
+           responses={400: "bad_payment_callback (reason: bad_signature, stale, wrong_amount, …)"})
 async def wechatpay_notify(request: web.Request) -> web.Response:
     provider, headers, body = await _wechatpay_notification(request)
     checkout = request.app[checkout_key]
@@ -193,6 +193,11 @@ async def wechatpay_notify(request: web.Request) -> web.Response:
         raise
     try:
         await checkout.accept_payment(callback)
+    except HoldExpired:
+        # The money went back (accept_payment refunds it): handled, so WeChat Pay is told so
+        # and stops repeating the notification.
+        pay_log.info("wechatpay payment for a lapsed hold returned",
+                     extra={"hold_id": callback.hold_id})
     finally:
         # Decided either way (an order, or the money returned): nothing left to ask WeChat.
         await provider.forget(callback.hold_id)
