@@ -203,8 +203,9 @@ class WechatPayProvider:
         openid = await self._openid(client.user_id) if client and client.user_id else None
         channel = channel_for(client, openid is not None)
         out_trade_no = trade_no(hold_id)
-        # What the notification must say was paid; kept before WeChat hears of the order.
-        await self._redis.set(AMOUNT_PREFIX + hold_id, amount_fen, ex=KEY_TTL_S)
+        # What the notification must say was paid: kept before WeChat hears of the order (a
+        # fast payment finds it), without replacing an amount WeChat may already hold for it.
+        await self._redis.set(AMOUNT_PREFIX + hold_id, amount_fen, ex=KEY_TTL_S, nx=True)
         kwargs: dict[str, Any] = {
             "description": self.description, "out_trade_no": out_trade_no,
             "amount": {"total": amount_fen, "currency": "CNY"},
@@ -221,6 +222,8 @@ class WechatPayProvider:
             log.warning("wechatpay prepay refused: %s", code)
             raise ProviderFailed(reason="prepay_refused")
         answer = json.loads(body)
+        # WeChat took this amount for this order number (it refuses another one for it).
+        await self._redis.set(AMOUNT_PREFIX + hold_id, amount_fen, ex=KEY_TTL_S)
         await self._redis.zadd(STARTED_KEY, {hold_id: time.time()})
         if channel == "h5":
             url = str(answer["h5_url"])

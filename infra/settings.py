@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.config import JsonDict
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -288,6 +295,22 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    @model_validator(mode="after")
+    def _wechatpay_whole(self) -> Settings:
+        # Half a WeChat Pay configuration must not quietly fall back to the simulated provider,
+        # which marks every hold paid without money moving.
+        parts = {"LINLI_WECHATPAY_MCHID": self.wechatpay_mchid,
+                 "LINLI_WECHATPAY_APIV3_KEY": self.wechatpay_apiv3_key,
+                 "LINLI_WECHATPAY_MERCHANT_SERIAL": self.wechatpay_merchant_serial,
+                 "LINLI_WECHATPAY_PRIVATE_KEY_FILE": self.wechatpay_private_key_file}
+        missing = [name for name, value in parts.items() if not value]
+        if len(missing) < len(parts):
+            if not (self.wechatpay_appid or self.wechat_app_id):
+                missing.append("LINLI_WECHATPAY_APPID")
+            if missing:
+                raise ValueError("WeChat Pay is half configured; also set " + ", ".join(missing))
+        return self
 
     @property
     def wechatpay_enabled(self) -> bool:

@@ -269,3 +269,15 @@ async def test_wechatpay_is_off_unless_configured(api: Api) -> None:
     resp = await api.client.post("/api/payments/wechatpay/notify", data=b"{}")
     assert resp.status == 404
     assert api.app[checkout_key].provider.name != "wechatpay"
+
+
+def test_half_a_wechatpay_configuration_refuses_to_start(tmp_path: Path) -> None:
+    """Never the simulated provider (which pays everything at once) by a forgotten variable."""
+    from infra.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="LINLI_WECHATPAY_PRIVATE_KEY_FILE"):
+        Settings.from_env({"LINLI_DATA_DIR": str(tmp_path), "LINLI_WECHATPAY_MCHID": MCHID,
+                           "LINLI_WECHATPAY_APPID": APPID,
+                           "LINLI_WECHATPAY_APIV3_KEY": "k" * 32,
+                           "LINLI_WECHATPAY_MERCHANT_SERIAL": MERCHANT_SERIAL})
+    assert not Settings.from_env({"LINLI_DATA_DIR": str(tmp_path)}).wechatpay_enabled
