@@ -66,6 +66,8 @@ QUERY_AFTER_S = 20
 SWEEP_BATCH = 50
 OUT_REFUND_NO = re.compile(r"^[0-9A-Za-z_\-|*@]{1,64}$")
 MAX_NOTIFY_BYTES = 64 * 1024
+# (connect, read) seconds: a WeChat Pay that does not answer must not hold a worker thread.
+TIMEOUT_S = (5, 20)
 
 
 class ProviderFailed(DomainError):
@@ -102,7 +104,8 @@ class _Client(WeChatPay):  # type: ignore[misc]
         self._mchid, self._appid, self._notify_url = mchid, appid, notify_url
         self._partner_mode = False
         self._core = _Core(api_base, mchid=mchid, cert_serial_no=serial,
-                           private_key=private_key, apiv3_key=apiv3_key, cert_dir=cert_dir)
+                           private_key=private_key, apiv3_key=apiv3_key, cert_dir=cert_dir,
+                           timeout=TIMEOUT_S)
 
 
 def trade_no(hold_id: str) -> str:
