@@ -70,12 +70,29 @@ class PaymentCallback:
 
 
 @dataclass(frozen=True)
+class PayClient:
+    """Who pays from where: a provider with several flows picks one from it (WeChat Pay: JSAPI
+    inside WeChat's browser, H5 in another phone browser, a QR code on a desktop)."""
+
+    user_id: int = 0
+    user_agent: str = ""
+    ip: str = ""
+    # Where the buyer comes back to after paying in the provider's page.
+    return_url: str = ""
+
+
+@dataclass(frozen=True)
 class PaymentStart:
-    """`callback` when the provider completed at once; else where to send the buyer."""
+    """`callback` when the provider completed at once; else how the buyer goes on paying:
+    a page to open (`redirect_url`), a QR code to scan (`qr_text`), or the parameters of the
+    in-browser payment sheet (`jsapi`, WeChat's `WeixinJSBridge.invoke("getBrandWCPayRequest")`)."""
 
     payment_ref: str
     callback: PaymentCallback | None = None
     redirect_url: str | None = None
+    qr_text: str | None = None
+    jsapi: dict[str, str] | None = None
+    channel: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,7 +112,8 @@ class BillLine:
 class PaymentProvider(Protocol):
     name: str
 
-    async def start(self, hold_id: str, amount_fen: int) -> PaymentStart: ...
+    async def start(self, hold_id: str, amount_fen: int,
+                    client: PayClient | None = None) -> PaymentStart: ...
 
     async def verify_callback(self, data: dict[str, Any]) -> PaymentCallback: ...
 
@@ -127,7 +145,8 @@ class SimulatedProvider:
         signature = hmac.new(self._key, callback.signing_payload(), hashlib.sha256).hexdigest()
         return PaymentCallback(**{**asdict(callback), "signature": signature})
 
-    async def start(self, hold_id: str, amount_fen: int) -> PaymentStart:
+    async def start(self, hold_id: str, amount_fen: int,
+                    client: PayClient | None = None) -> PaymentStart:
         ref = "sim_" + secrets.token_hex(10)
         # What the buyer was charged, so a test can add up the money that moved for a hold.
         charges = CHARGES_PREFIX + hold_id

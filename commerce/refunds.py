@@ -273,3 +273,35 @@ async def settle_pending(uow: UnitOfWork, provider: PaymentProvider,
 async def refunds_of_order(db: AsyncSession, order_id: int) -> list[Refund]:
     rows = await db.execute(select(Refund).where(Refund.order_id == order_id).order_by(Refund.id))
     return list(rows.scalars())
+
+
+PROVIDER_OUTCOMES = {"SUCCESS": "退款成功 refund succeeded", "CLOSED": "退款关闭 refund closed",
+                     "ABNORMAL": "退款异常 refund abnormal"}
+
+
+async def note_provider_outcome(uow: UnitOfWork, key: str, outcome: str, ref: str) -> bool:
+    """A provider's later word on a refund (WeChat Pay's refund notification): a pending row
+    it reports done is finished, and the outcome goes into the order's history once (a
+    repeated notification finds the note there). False for a key we never recorded."""
+    text = PROVIDER_OUTCOMES.get(outcome)
+    async with uow() as db:
+        row = await find(db, key)
+        if row is None or text is None:
+            return False
+        if outcome == "SUCCESS" and row.status == RefundStatus.PENDING.value and ref:
+            await finish(db, row, ref)
+        if row.order_id is None:
+            return True
+        # Locked: two deliveries of one notification must not both find no note and add one.
+        if not await lock_row(db, Order, row.order_id):
+            return True
+        order = await db.get(Order, row.order_id)
+        if order is None:
+            return True
+        note = f"{text} {ref} {row.amount_fen}fen"[:200]
+        seen = await db.execute(select(OrderTransition.id).where(
+            OrderTransition.order_id == order.id, OrderTransition.note == note))
+        if seen.first() is None:
+            db.add(OrderTransition(order_id=order.id, from_status=order.status,
+                                   to_status=order.status, actor_id=None, note=note))
+    return True

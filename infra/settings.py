@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.config import JsonDict
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -155,6 +162,27 @@ class Settings(BaseSettings):
         pattern=r"^https?://")
     wechat_api_base: str = _setting("https://api.weixin.qq.com", "WeChat's API (OAuth tokens, "
                                     "user info, subscription messages)", pattern=r"^https?://")
+    # --- WeChat Pay API v3 (docs/WECHATPAY.md): off unless mchid, key and merchant key are set
+    wechatpay_mchid: str | None = _setting(None, "WeChat Pay merchant id (商户号); with the "
+                                           "three below it turns WeChat Pay on")
+    wechatpay_appid: str | None = _setting(
+        None, "the app id payments are made under (the official account's); default: "
+        "`LINLI_WECHAT_APP_ID`")
+    wechatpay_apiv3_key: SecretStr | None = _setting(
+        None, "APIv3 key (32 characters): decrypts notifications, certificates and bills",
+        min_length=32, max_length=32)
+    wechatpay_merchant_serial: str | None = _setting(
+        None, "serial number of the merchant API certificate", pattern=r"^[0-9A-Fa-f]{1,64}$")
+    wechatpay_private_key_file: Path | None = _setting(
+        None, "file holding the merchant API private key (PEM); read at start, never logged")
+    wechatpay_platform_cert_dir: Path | None = _setting(
+        None, "folder of WeChat Pay platform certificates (PEM); empty or unset: downloaded "
+        "from the API at start", shown="downloaded")
+    wechatpay_api_base: str = _setting("https://api.mch.weixin.qq.com", "WeChat Pay's API",
+                                       pattern=r"^https?://")
+    wechatpay_notify_base: str | None = _setting(
+        None, "public https origin WeChat Pay calls back (notifications); default: "
+        "`LINLI_PUBLIC_URL`", pattern=r"^https?://")
     # --- several processes and nodes (docs/CLUSTER.md) ---
     internal_host: str = _setting(
         "127.0.0.1", "each process also listens here (a free port) for requests the other "
@@ -270,6 +298,29 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    @model_validator(mode="after")
+    def _wechatpay_whole(self) -> Settings:
+        # Half a WeChat Pay configuration must not quietly fall back to the simulated provider,
+        # which marks every hold paid without money moving.
+        parts = {"LINLI_WECHATPAY_MCHID": self.wechatpay_mchid,
+                 "LINLI_WECHATPAY_APIV3_KEY": self.wechatpay_apiv3_key,
+                 "LINLI_WECHATPAY_MERCHANT_SERIAL": self.wechatpay_merchant_serial,
+                 "LINLI_WECHATPAY_PRIVATE_KEY_FILE": self.wechatpay_private_key_file}
+        missing = [name for name, value in parts.items() if not value]
+        if len(missing) < len(parts):
+            if not (self.wechatpay_appid or self.wechat_app_id):
+                missing.append("LINLI_WECHATPAY_APPID")
+            if missing:
+                raise ValueError("WeChat Pay is half configured; also set " + ", ".join(missing))
+        return self
+
+    @property
+    def wechatpay_enabled(self) -> bool:
+        """WeChat Pay is used only when everything it signs and decrypts with is configured."""
+        return bool(self.wechatpay_mchid and self.wechatpay_apiv3_key
+                    and self.wechatpay_merchant_serial and self.wechatpay_private_key_file
+                    and (self.wechatpay_appid or self.wechat_app_id))
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some values changed, validated like the rest."""

@@ -21,7 +21,8 @@ from commerce.flash_sale.holds import HoldSweeper
 from commerce.flash_sale.order_log import OrderLogConsumer
 from commerce.flash_sale.store import FlashSaleStore
 from commerce.live_sessions import get_session
-from commerce.payments import SimulatedProvider
+from commerce.payments import PaymentProvider, SimulatedProvider
+from commerce.wechatpay import WechatPayProvider, sweep_started
 from infra.background import PeriodicTask
 from server.api import Api
 from server.cluster_keys import cluster_key
@@ -49,8 +50,14 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
     # bounded set of connections instead of failing with "Too many connections".
     redis: Redis = Redis(connection_pool=BlockingConnectionPool.from_url(
         app[redis_url_key], max_connections=REDIS_CONNECTIONS, timeout=10))
+    provider: PaymentProvider = SimulatedProvider(settings.secret_key.get_secret_value(), redis)
+    wechatpay: WechatPayProvider | None = None
+    if settings.wechatpay_enabled:
+        wechatpay = WechatPayProvider.from_settings(settings, redis, app[database_key].session)
+        await wechatpay.open()
+        provider = wechatpay
     checkout = Checkout(FlashSaleStore(redis), app[database_key].session, app[events_key],
-                        SimulatedProvider(settings.secret_key.get_secret_value(), redis))
+                        provider)
     app[checkout_key] = checkout
     await restore_sales(checkout, settings.hold_ttl_s)
     sweeper: PeriodicTask = HoldSweeper(checkout)
@@ -71,6 +78,12 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
         PeriodicTask("refund-retry", lambda: refunds.settle_pending(checkout.uow, checkout.provider),
                      idle_s=5.0),
     ]
+    if wechatpay is not None:
+        # Late or lost notifications, and closing WeChat's order of a lapsed hold; each step
+        # is idempotent (confirm, refund key, close), so every process may run it.
+        provider_ = wechatpay
+        workers.append(PeriodicTask("wechatpay-sweep",
+                                    lambda: sweep_started(checkout, provider_), idle_s=5.0))
     for worker in workers:
         worker.start()
 

@@ -222,13 +222,15 @@ class Kit:
         return self.server.base
 
     async def page(self, account: Account | None = None, path: str | None = None,
-                   label: str = "", viewport: dict[str, int] | None = None) -> Any:
+                   label: str = "", viewport: dict[str, int] | None = None,
+                   user_agent: str | None = None) -> Any:
         """A fresh browser context (its own localStorage), signed in as `account` if given: a
         phone (390×844, touch) in zh-CN and Asia/Shanghai unless another viewport is given."""
         phone = viewport is None
         context = await self.browser.new_context(
             viewport=viewport or PHONE, locale="zh-CN", timezone_id="Asia/Shanghai",
-            has_touch=phone, base_url=self.base)
+            has_touch=phone, base_url=self.base,
+            **({"user_agent": user_agent} if user_agent else {}))
         self.contexts.append(context)
         if account is not None:
             await context.add_init_script(login_script(account))

@@ -230,6 +230,12 @@ REST: tuple[Op, ...] = (
     Op("POST", "/api/holds/{id}/pay", "/api/holds/{w.hold_pay}/pay", BUYER),
     Op("DELETE", "/api/holds/{id}", "/api/holds/{w.hold_release}", BUYER | ADMIN),
     Op("POST", "/api/payments/callback", "/api/payments/callback", PUBLIC, json={}),
+    # WeChat Pay's notifications: anyone may deliver one, only WeChat Pay's signature makes it
+    # count (tests/test_wechatpay.py); without WeChat Pay configured they are 404.
+    Op("POST", "/api/payments/wechatpay/notify", "/api/payments/wechatpay/notify", PUBLIC,
+       json={}),
+    Op("POST", "/api/payments/wechatpay/refund-notify", "/api/payments/wechatpay/refund-notify",
+       PUBLIC, json={}),
     # Everyone signed in lists orders, each within her tenancy (see test_what_each_role_sees);
     # the CSV and the batch mark-ready are staff's, scoped per order inside.
     Op("GET", "/api/orders", "/api/orders", USERS),

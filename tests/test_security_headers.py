@@ -313,3 +313,43 @@ def test_no_secret_literals_in_the_code() -> None:
                     found.append(f"{path.relative_to(ROOT)}: {line.strip()}")
     assert found == [], found
 
+
+
+async def test_wechatpay_secrets_never_reach_the_logs_or_the_openapi(
+        make_api: AppFactory, settings: Settings, json_logs: io.StringIO, tmp_path: Path) -> None:
+    """With WeChat Pay on, a payment, a forged notification and a refund at DEBUG: neither the
+    APIv3 key nor the merchant private key appears in a log line, the settings' log form or the
+    OpenAPI document; the refusal is one line with its reason."""
+    from commerce import refunds
+    from commerce.wechatpay import trade_no
+    from server.keys import database_key
+    from tests.test_wechatpay import orders_of, provider, started, with_wechatpay
+    from tests.wechatpay_server import wechatpay_server
+
+    async with wechatpay_server() as wx:
+        wsettings = with_wechatpay(settings, wx, tmp_path)
+        api = await make_api(wsettings)
+        wx.route_to = str(api.client.make_url("")).rstrip("/")
+        _uid, _token, hold_id, _answer = await started(api)
+        wx.mark_paid(trade_no(hold_id))
+        url, headers, body = wx.notification(trade_no(hold_id),
+                                             key=wx.merchant.__class__().private_key)
+        assert await wx.deliver(url, headers, body) == 400
+        trade = await wx.pay(trade_no(hold_id))
+        (order,) = await orders_of(api, hold_id)
+        await refunds.pay_out(api.app[database_key].session, provider(api),
+                              f"refund:order:{order.id}:refunded", trade.transaction_id, 1234,
+                              "退货", order.id)
+        assert await wx.deliver_refund_notices() == [204]
+        openapi = await (await api.client.get("/api/openapi.json")).text()
+    await asyncio.sleep(0.2)
+    text = json_logs.getvalue()
+    assert "wechatpay notification refused" in text
+    assert text.count("wechatpay notification refused") == 1
+    apiv3 = wx.merchant.apiv3_key
+    pem_body = "".join(wx.merchant.private_pem().splitlines()[1:-1])
+    for where, seen in (("logs", text), ("openapi", openapi),
+                        ("settings", json.dumps(wsettings.for_log(), default=str))):
+        assert apiv3 not in seen, where
+        assert not any(pem_body[i:i + 24] in seen for i in range(0, len(pem_body) - 24, 24)), where
+    assert "wechatpay_apiv3_key" not in openapi and "wechatpay_private_key" not in openapi

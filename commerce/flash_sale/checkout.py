@@ -35,7 +35,7 @@ from commerce.flash_sale.store import (
     sale_of_hold,
 )
 from commerce.orders import Confirmation, Order, UnitOfWork
-from commerce.payments import BadCallback, PaymentProvider
+from commerce.payments import BadCallback, PayClient, PaymentCallback, PaymentProvider
 from commerce.pricing import BuyerPrice
 
 log = logging.getLogger(__name__)
@@ -202,8 +202,8 @@ class Checkout:
         price = await self.price_for(sale_id, community)
         return int(hold["p"]) if price is None else price.unit_fen
 
-    async def pay(self, hold_id: str, buyer: Principal,
-                  pickup_point_id: int | None = None) -> dict[str, Any]:
+    async def pay(self, hold_id: str, buyer: Principal, pickup_point_id: int | None = None,
+                  client: PayClient | None = None) -> dict[str, Any]:
         """Pay a live hold through the provider; with the simulated one the order exists at once.
         `pickup_point_id` picks one of the hold's community's points (default: its default)."""
         sale_id = sale_of_hold(hold_id)
@@ -226,10 +226,13 @@ class Checkout:
         if pickup_point_id is not None:
             await self._choose_pickup(sale_id, hold_id, hold, pickup_point_id)
         unit = await self._unit_price(sale_id, hold)
-        start = await self.provider.start(hold_id, unit * int(hold["q"]))
+        start = await self.provider.start(hold_id, unit * int(hold["q"]), client)
         if start.callback is None:
-            return {"status": "pending", "payment_ref": start.payment_ref,
-                    "redirect_url": start.redirect_url}
+            pending: dict[str, Any] = {"status": "pending", "payment_ref": start.payment_ref,
+                                       "redirect_url": start.redirect_url}
+            if start.channel:
+                pending.update(channel=start.channel, qr_text=start.qr_text, jsapi=start.jsapi)
+            return pending
         order = await self.accept_callback(asdict(start.callback))
         return {"order_id": order.id, "status": order.status}
 
@@ -271,6 +274,11 @@ class Checkout:
                 if done is not None:
                     return await self._record(sale_of_hold(done["hold"]), done)
             raise
+        return await self.accept_payment(callback)
+
+    async def accept_payment(self, callback: PaymentCallback) -> Order:
+        """A payment the provider vouched for (a verified callback, or its answer to our query):
+        confirm the hold in Redis, then write the order."""
         sale_id = sale_of_hold(callback.hold_id)
         hold = await self.store.hold(callback.hold_id)
         qty = int(hold["q"]) if hold else 1

@@ -6,8 +6,10 @@ validation, one Lua script call, in-process events. Nothing here touches SQL per
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
+import logging
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -15,23 +17,26 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from commerce import accounts, fulfilment, live_sessions, order_lists, orders, pickup, pricing
+from commerce import accounts, fulfilment, live_sessions, order_lists, orders, pickup, pricing, refunds
 from commerce.accounts import Role
 from commerce.base import MAX_ID, check_idempotency_key
 from commerce.errors import Forbidden, InvalidInput
 from commerce.flash_sale import reconcile
-from commerce.flash_sale.store import MAX_QTY, sale_of_hold
+from commerce.flash_sale.store import MAX_QTY, HoldExpired, sale_of_hold
 from commerce.orders import OrderStatus
+from commerce.payments import BadCallback, PayClient
 from commerce.pickup import pickup_qr_text
+from commerce.wechatpay import MAX_NOTIFY_BYTES, WechatPayProvider
 from server.api import PUBLIC, USER, Api, json_response, parse_id, path_int, principal, read_json
 from server.commerce_keys import checkout_key
-from server.keys import database_key
+from server.keys import database_key, settings_key
 from server.qr_images import qr_response, qr_svg
 from server.rate_limits import rate_limiter_key
 from trust import claims, claims_queue
 from trust.dashboard import spreadsheet_safe
 
 api = Api()
+pay_log = logging.getLogger("linli.payments")
 STAFF = (Role.HOST, Role.ASSISTANT, Role.ADMIN)
 
 
@@ -125,7 +130,16 @@ def _hold_price(result: dict[str, Any]) -> int:
 async def pay_hold(request: web.Request) -> web.Response:
     hold_id = _hold_id(request)
     body = await read_json(request, PayBody)
-    result = await request.app[checkout_key].pay(hold_id, principal(request), body.pickup_point_id)
+    who = principal(request)
+    ip = request.app[rate_limiter_key].client_ip(request.remote,
+                                                 request.headers.get("X-Forwarded-For"))
+    client = PayClient(user_id=who.user_id, user_agent=request.headers.get("User-Agent", "")[:400],
+                       ip=ip, return_url=request.app[settings_key].base_url + "/orders")
+    result = await request.app[checkout_key].pay(hold_id, who, body.pickup_point_id, client)
+    if result.get("qr_text"):
+        # Private to this buyer and short-lived: inline, never a cacheable URL.
+        svg = qr_svg(str(result["qr_text"]), "微信支付 / WeChat Pay", scale=5)
+        result["qr_svg"] = "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
     return json_response(result)
 
 
@@ -147,6 +161,63 @@ async def payment_callback(request: web.Request) -> web.Response:
         raise InvalidInput("回调不是对象 / Callback must be an object")
     order = await request.app[checkout_key].accept_callback(data)
     return json_response({"order_id": order.id, "status": order.status})
+
+
+async def _wechatpay_notification(request: web.Request) -> tuple[WechatPayProvider, dict[str, str],
+                                                                  str]:
+    provider = request.app[checkout_key].provider
+    if not isinstance(provider, WechatPayProvider):
+        raise web.HTTPNotFound()
+    if (request.content_length or 0) > MAX_NOTIFY_BYTES:
+        raise InvalidInput("通知过大 / Notification too large", reason="too_large")
+    body = (await request.content.read(MAX_NOTIFY_BYTES + 1)).decode("utf-8", errors="replace")
+    headers = {k: v for k, v in request.headers.items() if k.lower().startswith("wechatpay-")}
+    return provider, headers, body
+
+
+def _refused(exc: BadCallback) -> None:
+    # One line per refused notification: its reason, never its body or headers.
+    pay_log.warning("wechatpay notification refused", extra={"reason": exc.details.get("reason")})
+
+
+@api.route("POST", "/api/payments/wechatpay/notify", summary="WeChat Pay payment notification "
+           "(signed by WeChat Pay, resource AES-256-GCM encrypted)", tag="orders", auth=PUBLIC,
+           responses={400: "bad_payment_callback (reason: bad_signature, stale, wrong_amount, …)"})
+async def wechatpay_notify(request: web.Request) -> web.Response:
+    provider, headers, body = await _wechatpay_notification(request)
+    checkout = request.app[checkout_key]
+    try:
+        callback = await provider.verify_callback({"headers": headers, "body": body})
+    except BadCallback as exc:
+        _refused(exc)
+        raise
+    try:
+        await checkout.accept_payment(callback)
+    except HoldExpired:
+        # The money went back (accept_payment refunds it): handled, so WeChat Pay is told so
+        # and stops repeating the notification.
+        pay_log.info("wechatpay payment for a lapsed hold returned",
+                     extra={"hold_id": callback.hold_id})
+    finally:
+        # Decided either way (an order, or the money returned): nothing left to ask WeChat.
+        await provider.forget(callback.hold_id)
+    return web.Response(status=204)
+
+
+@api.route("POST", "/api/payments/wechatpay/refund-notify", summary="WeChat Pay refund "
+           "notification: the refund's outcome goes into its order's history", tag="orders",
+           auth=PUBLIC, responses={400: "bad_payment_callback"})
+async def wechatpay_refund_notify(request: web.Request) -> web.Response:
+    provider, headers, body = await _wechatpay_notification(request)
+    try:
+        resource = await provider.refund_notification(headers, body)
+    except BadCallback as exc:
+        _refused(exc)
+        raise
+    await refunds.note_provider_outcome(request.app[database_key].session, str(resource["key"]),
+                                        str(resource.get("refund_status", "")),
+                                        str(resource.get("refund_id", "")))
+    return web.Response(status=204)
 
 
 ORDER_QUERY = {

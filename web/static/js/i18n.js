@@ -711,6 +711,11 @@ const TEXT = {
   cm_policy_approval: ["需要审核", "After approval"],
   notice_community: ["{community}:{text}", "{community}: {text}"],
   pickup_leader_scope: ["你是团长:只显示你负责的小区的订单", "As community leader you see your communities' orders only"],
+  // --- WeChat Pay ---
+  pay_scan_wechat: ["请用微信扫码支付,支付后自动完成", "Scan with WeChat to pay; this page moves on by itself"],
+  pay_in_wechat: ["请在微信中完成支付", "Finish paying in WeChat"],
+  pay_qr_alt: ["微信支付二维码", "WeChat Pay QR code"],
+  err_payment_provider_failed: ["支付服务暂时不可用,请稍后再试", "Payment is unavailable; try again shortly"],
 };
 
 export function lang() {

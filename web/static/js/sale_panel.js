@@ -397,8 +397,18 @@ export class SalePanel {
     pay.disabled = true;
     const point = this.pointId();
     try {
-      const paid = await api(`/api/holds/${encodeURIComponent(this.hold.hold_id)}/pay`, {
+      const holdId = this.hold.hold_id;
+      let paid = await api(`/api/holds/${encodeURIComponent(holdId)}/pay`, {
         method: "POST", body: point ? { pickup_point_id: point } : {} });
+      if (paid.status === "pending") {
+        // A real provider: the buyer pays in WeChat Pay's page, sheet or by scanning its QR code.
+        if (paid.redirect_url) {
+          location.assign(paid.redirect_url);
+          return;
+        }
+        paid = await this.waitForPayment(holdId, paid);
+        if (!paid) return;
+      }
       this.hold = null;
       $("#hold", this.root).hidden = true;
       await this.confirm(paid);
@@ -413,6 +423,31 @@ export class SalePanel {
     } finally {
       pay.disabled = false;
       this.render();
+    }
+  }
+
+  /** Shows the QR code (desktop) or opens WeChat's payment sheet (inside WeChat), then waits
+   * for the order the provider's notification makes; null when the hold lapsed meanwhile. */
+  async waitForPayment(holdId, pending) {
+    const box = $("#hold", this.root);
+    box.querySelector(".pay-wait")?.remove();
+    const wait = h("div", { class: "pay-wait", role: "status" },
+      h("p", { text: t(pending.qr_svg ? "pay_scan_wechat" : "pay_in_wechat") }));
+    if (pending.qr_svg) wait.append(h("img", { src: pending.qr_svg, alt: t("pay_qr_alt"), width: 200, height: 200 }));
+    box.append(wait);
+    if (pending.jsapi && window.WeixinJSBridge) {
+      window.WeixinJSBridge.invoke("getBrandWCPayRequest", pending.jsapi, () => {});
+    }
+    try {
+      while (this.hold && this.hold.hold_id === holdId) {
+        const mine = await api("/api/orders?mine=1&limit=20");
+        const order = (mine.items || []).find((o) => o.hold_id === holdId);
+        if (order) return { ...order, order_id: order.id };
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+      }
+      return null;
+    } finally {
+      wait.remove();
     }
   }
 
