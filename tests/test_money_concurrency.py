@@ -410,7 +410,8 @@ async def test_claim_decisions_race_each_other(any_db_api: Api) -> None:
     assert won["refund_fen"] == 3000 and won["refund_ref"].startswith("simrf_")
     mixed = await asyncio.gather(*(
         api.client.post(f"/api/claims/{claim_ids[1]}/{'approve' if i % 2 else 'reject'}",
-                        json={}, headers=api.auth(assistant)) for i in range(N)))
+                        json={"note": "照片看不清"}, headers=api.auth(assistant))
+        for i in range(N)))
     assert sorted(r.status for r in mixed) == [200] + [409] * (N - 1)
     provider = _provider(api)
     assert await provider.refunded_total((await _order(api, first)).payment_ref) == 3000
