@@ -13,7 +13,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from commerce import orders, pricing, refunds
+from commerce import money_ledger, orders, pricing, refunds
 from commerce.accounts import Membership, Principal
 from commerce.errors import Forbidden, InvalidInput
 from commerce.event_payloads import (
@@ -267,10 +267,13 @@ class Checkout:
         except BadCallback as exc:
             # A replayed callback for a paid hold is answered with the order, never a second one.
             if exc.details.get("reason") == "replayed":
-                done = await self.store.paid(str(data.get("hold_id", "")))
+                done = await self.store.paid(str(exc.details.get("hold_id")
+                                                 or data.get("hold_id", "")))
                 if done is not None:
                     return await self._record(sale_of_hold(done["hold"]), done)
             raise
+        # Money that came in is in the ledger whatever becomes of the hold.
+        await money_ledger.record_payment(self.uow, self.provider.name, callback)
         sale_id = sale_of_hold(callback.hold_id)
         hold = await self.store.hold(callback.hold_id)
         qty = int(hold["q"]) if hold else 1
@@ -294,6 +297,10 @@ class Checkout:
                                        "duplicate payment")
             return await self._record(sale_id, result)
         order = await self._record(sale_id, result)
+        paid_by = getattr(self.provider, "paid_by", None)
+        if paid_by is not None:
+            # Where this buyer's compensation can be paid (the provider's account that paid).
+            await paid_by(order.user_id, callback.hold_id)
         await self.publish_stock(sale_id, result)
         await self.bus.publish(DomainEvent("order_paid", order.session_id, OrderPaid(
             order_id=order.id, sale_id=sale_id, user_id=order.user_id, qty=order.qty,
