@@ -203,6 +203,9 @@ class AlipayProvider:
         if fields.get("app_id") != self._config.app_id:
             raise BadCallback(reason="wrong_app")
         hold_id, trade_no = fields.get("out_trade_no", ""), fields.get("trade_no", "")
+        if fields.get("trade_status") == "TRADE_CLOSED":
+            # Closed unpaid, or refunded in full: nothing to confirm.
+            raise BadCallback(reason="closed", hold_id=hold_id)
         if not hold_id or not trade_no or fields.get("trade_status") not in PAID_STATES:
             raise BadCallback(reason="not_paid")
         try:
