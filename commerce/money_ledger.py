@@ -113,8 +113,9 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 
 
 def _line_of(row: Refund) -> BillLine:
-    return BillLine(kind="transfer" if row.kind == "transfer" else "refund", key=row.key, provider_ref=row.provider_ref,
-                    amount_fen=row.amount_fen, at=as_utc(row.done_at or row.created_at))
+    return BillLine(kind="transfer" if row.kind == "transfer" else "refund", key=row.key,
+                    provider_ref=row.provider_ref, amount_fen=row.amount_fen,
+                    at=as_utc(row.done_at or row.created_at))
 
 
 async def ledger_day(db: AsyncSession, provider: str, day: date) -> list[BillLine]:

@@ -46,7 +46,7 @@ APP_ID = "2021000000000001"
 ZONE = ZoneInfo("Asia/Shanghai")
 
 
-def _keypair() -> tuple[rsa.RSAPrivateKey, str, str]:
+def keypair() -> tuple[rsa.RSAPrivateKey, str, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
@@ -82,8 +82,8 @@ class Trade:
 
 class AlipayGateway:
     def __init__(self) -> None:
-        self.alipay_key, self.alipay_private_pem, self.alipay_public_pem = _keypair()
-        app_key, self.app_private_pem, self.app_public_pem = _keypair()
+        self.alipay_key, self.alipay_private_pem, self.alipay_public_pem = keypair()
+        app_key, self.app_private_pem, self.app_public_pem = keypair()
         self._app_public = app_key.public_key()
         self.trades: dict[str, Trade] = {}
         self.refunds: dict[str, dict[str, str]] = {}

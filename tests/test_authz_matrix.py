@@ -207,6 +207,11 @@ REST: tuple[Op, ...] = (
     Op("POST", "/api/holds/{id}/pay", "/api/holds/{w.hold_pay}/pay", BUYER),
     Op("DELETE", "/api/holds/{id}", "/api/holds/{w.hold_release}", BUYER | ADMIN),
     Op("POST", "/api/payments/callback", "/api/payments/callback", PUBLIC, json={}),
+    # Alipay's form notification: anyone may post one; the signature decides (here: Alipay is
+    # not configured, so 404 after the auth check).
+    Op("POST", "/api/payments/alipay/notify", "/api/payments/alipay/notify", PUBLIC,
+       data=b"out_trade_no=1-1", content_type="application/x-www-form-urlencoded"),
+    Op("GET", "/api/payments/reconciliations", "/api/payments/reconciliations", ADMIN),
     # Everyone signed in lists orders, each within her tenancy (see test_what_each_role_sees);
     # the CSV and the batch mark-ready are staff's, scoped per order inside.
     Op("GET", "/api/orders", "/api/orders", USERS),
