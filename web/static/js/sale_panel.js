@@ -399,6 +399,11 @@ export class SalePanel {
     try {
       const paid = await api(`/api/holds/${encodeURIComponent(this.hold.hold_id)}/pay`, {
         method: "POST", body: point ? { pickup_point_id: point } : {} });
+      if (paid.status === "pending" && paid.redirect_url) {
+        // A real provider's cashier (Alipay phone web): it brings the buyer back to her orders.
+        window.location.assign(paid.redirect_url);
+        return;
+      }
       this.hold = null;
       $("#hold", this.root).hidden = true;
       await this.confirm(paid);
