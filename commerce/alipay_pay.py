@@ -136,14 +136,24 @@ class AlipayProvider:
 
     async def start(self, hold_id: str, amount_fen: int) -> PaymentStart:
         """The phone-web cashier's URL, or the callback of a payment already made."""
+        return await self.start_until(hold_id, amount_fen, None)
+
+    async def start_until(self, hold_id: str, amount_fen: int,
+                          expires_ms: int | None) -> PaymentStart:
+        """`start` for a hold that lapses at `expires_ms`: Alipay closes the trade then
+        (`time_expire`), so no payment lands on an expired hold."""
         paid = await self.query(hold_id)
         if paid is not None:
             return PaymentStart(payment_ref=paid.payment_ref, callback=paid)
         await self._redis.set(AMOUNT_PREFIX + hold_id, amount_fen, ex=KEEP_S)
+        lapse: dict[str, str] = {"timeout_express": self._timeout()}
+        if expires_ms is not None:
+            lapse = {"time_expire": datetime.fromtimestamp(expires_ms / 1000, BILL_ZONE)
+                     .strftime("%Y-%m-%d %H:%M:%S")}
         signed = self._client.api_alipay_trade_wap_pay(
             subject=SUBJECT, out_trade_no=hold_id, total_amount=yuan(amount_fen),
             return_url=self._config.return_url, notify_url=self._config.notify_url,
-            timeout_express=self._timeout(), quit_url=self._config.return_url)
+            quit_url=self._config.return_url, **lapse)
         return PaymentStart(payment_ref=hold_id,
                             redirect_url=f"{self._config.gateway_url}?{signed}")
 

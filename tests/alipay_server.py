@@ -17,6 +17,7 @@ know it, with RSA2 keys it generates at start:
   gateway recorded; tests edit `bill_rows` to plant mismatches.
 
 `hold_notifications` keeps notifications back (a late one); `notify(trade)` sends one again.
+A trade lapses at its `time_expire` (closed, the cashier refuses) unless `ignore_time_expire`.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class Trade:
     buyer_id: str = field(default_factory=lambda: "2088" + str(secrets.randbelow(10**12)).zfill(12))
     refunded: Decimal = Decimal("0")
     paid_at: str = ""
+    time_expire: str = ""
 
 
 class AlipayGateway:
@@ -95,6 +97,8 @@ class AlipayGateway:
         self.refused_requests = 0
         # Where notifications go when the app's public URL is not where tests run it.
         self.deliver_to = ""
+        # A payment that lands after `time_expire` all the same (clock skew, a race at Alipay).
+        self.ignore_time_expire = False
         self.base = ""
 
     @property
@@ -145,7 +149,13 @@ class AlipayGateway:
             trade = Trade(biz["out_trade_no"], biz["total_amount"], params.get("notify_url", ""),
                           params.get("return_url", ""),
                           **({"trade_no": trade.trade_no} if trade else {}))
+            trade.time_expire = biz.get("time_expire", "")
             self.trades[trade.out_trade_no] = trade
+        if trade.status == "WAIT_BUYER_PAY" and self._lapsed(trade):
+            trade.status = "TRADE_CLOSED"
+        if trade.status == "TRADE_CLOSED" and not trade.paid_at:
+            return web.Response(text="<!doctype html><p id=closed>交易已关闭</p>",
+                                content_type="text/html")
         page = f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width"><title>支付宝 收银台</title></head><body>
 <main><h1>支付宝</h1><p>{escape(biz.get("subject", ""))}</p>
@@ -161,9 +171,14 @@ class AlipayGateway:
         await self.pay(trade)
         raise web.HTTPFound(trade.return_url or "/")
 
+    def _lapsed(self, trade: Trade) -> bool:
+        return bool(trade.time_expire) and not self.ignore_time_expire \
+            and _now() >= trade.time_expire
+
     async def pay(self, trade: Trade) -> None:
         """The buyer pays: the trade succeeds, lands in the bill, and Alipay notifies."""
-        if trade.status != "WAIT_BUYER_PAY":
+        if trade.status != "WAIT_BUYER_PAY" or self._lapsed(trade):
+            trade.status = "TRADE_CLOSED" if trade.status == "WAIT_BUYER_PAY" else trade.status
             return
         trade.status, trade.paid_at = "TRADE_SUCCESS", _now()
         self._bill(trade.paid_at[:10], {"支付宝交易号": trade.trade_no,

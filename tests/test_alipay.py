@@ -6,6 +6,7 @@ refunds, compensation transfer, the ledger and the daily reconciliation against 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import date, datetime
@@ -29,7 +30,10 @@ from tests.alipay_server import APP_ID, AlipayGateway, alipay_gateway
 from tests.commerce_support import Shop, hold, make_shop
 from tests.conftest import Api, AppFactory
 
-TODAY = lambda: datetime.now(ZoneInfo("Asia/Shanghai")).date()  # noqa: E731
+
+def today() -> date:
+    """The bill day now (Asia/Shanghai)."""
+    return datetime.now(ZoneInfo("Asia/Shanghai")).date()
 
 
 @pytest.fixture
@@ -77,7 +81,7 @@ async def cashier(url: str) -> str:
             page = await resp.text()
         assert "确认付款" in page
         trade = parse_qs(urlsplit(url).query)
-        out_trade_no = __import__("json").loads(trade["biz_content"][0])["out_trade_no"]
+        out_trade_no = json.loads(trade["biz_content"][0])["out_trade_no"]
         base = url.split("/gateway.do")[0]
         async with http.post(f"{base}/cashier/pay", data={"out_trade_no": out_trade_no},
                              allow_redirects=False) as resp:
@@ -172,6 +176,7 @@ async def test_payment_after_expiry_is_refunded(
     api = await alipay_api(make_api, settings.with_(hold_ttl_s=1), gateway, tmp_path)
     hold_id, token, _ = await held(await make_shop(api), price_fen=800)
     gateway.hold_notifications = True
+    gateway.ignore_time_expire = True  # the payment lands late all the same
     url = (await start_pay(api, hold_id, token))["redirect_url"]
     await asyncio.sleep(1.6)
     await api.app[checkout_key].expire(int(hold_id.split("-")[0]))
@@ -189,6 +194,45 @@ async def test_payment_after_expiry_is_refunded(
     assert await gateway.notify(trade, first) == (200, "success")
     assert await gateway.notify(trade) == (200, "success")
     assert str(trade.refunded) == "8.00"
+
+
+async def test_trade_lapses_with_its_hold_and_closes_when_released(
+        make_api: AppFactory, settings: Settings, gateway: AlipayGateway, tmp_path: Path) -> None:
+    api = await alipay_api(make_api, settings.with_(hold_ttl_s=1), gateway, tmp_path)
+    shop = await make_shop(api)
+    hold_id, token, _ = await held(shop)
+    url = (await start_pay(api, hold_id, token))["redirect_url"]
+    assert "time_expire" in parse_qs(urlsplit(url).query)["biz_content"][0]
+    await asyncio.sleep(2.1)  # time_expire has whole seconds
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        assert "交易已关闭" in await resp.text()
+    assert gateway.trades[hold_id].status == "TRADE_CLOSED"
+    assert gateway.notify_answers == [] and await orders_of_hold(api, hold_id) == []
+    # A hold given back closes its trade at once.
+    api2 = await alipay_api(make_api, settings, gateway, tmp_path)
+    shop2 = await make_shop(api2)
+    other, token2, _ = await held(shop2)
+    opened = (await start_pay(api2, other, token2))["redirect_url"]
+    async with aiohttp.ClientSession() as http, http.get(opened) as resp:
+        assert "确认付款" in await resp.text()  # the trade exists at Alipay, unpaid
+    resp = await api2.client.delete(f"/api/holds/{other}", headers=api2.auth(token2))
+    assert resp.status == 200, await resp.text()
+    assert gateway.trades[other].status == "TRADE_CLOSED"
+
+
+async def test_twenty_identical_notifications_make_one_order(
+        make_api: AppFactory, any_db_settings: Settings, gateway: AlipayGateway,
+        tmp_path: Path) -> None:
+    api = await alipay_api(make_api, any_db_settings, gateway, tmp_path)
+    hold_id, token, _ = await held(await make_shop(api))
+    gateway.hold_notifications = True
+    await cashier((await start_pay(api, hold_id, token))["redirect_url"])
+    trade = gateway.trades[hold_id]
+    form = gateway.notification(trade)
+    answers = await asyncio.gather(*(gateway.notify(trade, form) for _ in range(20)))
+    assert set(answers) == {(200, "success")}
+    assert len(await orders_of_hold(api, hold_id)) == 1
+    assert len(await payments_of_hold(api, hold_id)) == 1
 
 
 async def paid_order(api: Api, gateway: AlipayGateway, price_fen: int = 1000) -> Order:
@@ -233,7 +277,7 @@ async def test_refund_partial_refund_and_compensation_transfer(
     assert sorted((e["kind"], e["amount_fen"]) for e in ledger) == [
         ("payment", 1000), ("refund", 300), ("refund", 700), ("transfer", 5000)]
     # The day's bill agrees with the ledger to the fen.
-    run = await money_ledger.reconcile_day(checkout.uow, checkout.provider, TODAY())
+    run = await money_ledger.reconcile_day(checkout.uow, checkout.provider, today())
     assert run.issue_count == 0, run.issues_json
     assert run.ledger_lines == run.bill_lines == 4
 
@@ -244,7 +288,7 @@ async def test_reconciliation_finds_each_planted_mismatch(
     api = await alipay_api(make_api, any_db_settings, gateway, tmp_path)
     checkout = api.app[checkout_key]
     orders = [await paid_order(api, gateway, price_fen=500 + i) for i in range(3)]
-    day = TODAY()
+    day = today()
     clean = await money_ledger.reconcile_day(checkout.uow, checkout.provider, day)
     assert clean.issue_count == 0 and clean.ledger_lines == 3
     rows = gateway.bill_rows[day.isoformat()]
@@ -275,7 +319,6 @@ async def test_simulated_provider_bill_reconciles(api: Api) -> None:
     shop = await make_shop(api)
     hold_id, token, _ = await held(shop)
     assert (await start_pay(api, hold_id, token))["status"] == "paid"
-    run = await money_ledger.reconcile_day(checkout.uow, checkout.provider, TODAY())
+    run = await money_ledger.reconcile_day(checkout.uow, checkout.provider, today())
     assert run.issue_count == 0 and run.ledger_lines >= 1
     assert run.provider == "simulated"
-    assert isinstance(date.today(), date)

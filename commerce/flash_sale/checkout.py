@@ -226,7 +226,11 @@ class Checkout:
         if pickup_point_id is not None:
             await self._choose_pickup(sale_id, hold_id, hold, pickup_point_id)
         unit = await self._unit_price(sale_id, hold)
-        start = await self.provider.start(hold_id, unit * int(hold["q"]))
+        amount = unit * int(hold["q"])
+        # A provider that can be told when the hold lapses closes its order then itself.
+        until = getattr(self.provider, "start_until", None)
+        start = (await until(hold_id, amount, int(hold["e"])) if until is not None
+                 else await self.provider.start(hold_id, amount))
         if start.callback is None:
             return {"status": "pending", "payment_ref": start.payment_ref,
                     "redirect_url": start.redirect_url}
@@ -359,6 +363,10 @@ class Checkout:
         """The buyer gives a hold back (an admin may release anyone's)."""
         sale_id = sale_of_hold(hold_id)
         result = await self.store.release(hold_id, None if actor.is_admin else actor.user_id)
+        close = getattr(self.provider, "close", None)
+        if close is not None:
+            # The provider's order for it too, so it cannot be paid after all.
+            await close(hold_id)
         await self.publish_stock(sale_id, result)
         # release.lua does not hand back the summary: read it with progress, and a version.
         await self.publish_group(sale_id, result["community"], 0, 0)
