@@ -24,6 +24,7 @@ from commerce.alipay_pay import AlipayProvider
 from commerce.money_ledger import Payment
 from commerce.orders import Order
 from infra.settings import Settings
+from server.cli_payments import reconcile_payments
 from server.commerce_keys import checkout_key
 from server.keys import database_key
 from tests.alipay_server import APP_ID, AlipayGateway, alipay_gateway
@@ -122,6 +123,23 @@ async def test_phone_web_pay_end_to_end_and_duplicate_notify_changes_nothing(
     assert len(await orders_of_hold(api, hold_id)) == 1
     assert [p.amount_fen for p in await payments_of_hold(api, hold_id)] == [2468]
     assert gateway.refused_requests == 0
+
+
+async def test_qr_flow_pays_when_scanned(
+        make_api: AppFactory, settings: Settings, gateway: AlipayGateway, tmp_path: Path) -> None:
+    api = await alipay_api(make_api, settings, gateway, tmp_path)
+    hold_id, token, _ = await held(await make_shop(api), price_fen=2500)
+    resp = await api.client.post(f"/api/holds/{hold_id}/pay", json={"qr": True},
+                                 headers=api.auth(token))
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    trade = gateway.trades[hold_id]
+    assert body["status"] == "pending" and body["qr_code"].endswith(trade.trade_no)
+    assert trade.total_amount == "25.00"
+    await gateway.pay(trade)  # the buyer scans and pays in the Alipay app
+    assert gateway.notify_answers == [(200, "success")]
+    (order,) = await orders_of_hold(api, hold_id)
+    assert order.payment_ref == trade.trade_no and order.amount_fen == 2500
 
 
 async def test_late_notification_found_by_query(
@@ -291,6 +309,7 @@ async def test_reconciliation_finds_each_planted_mismatch(
     day = today()
     clean = await money_ledger.reconcile_day(checkout.uow, checkout.provider, day)
     assert clean.issue_count == 0 and clean.ledger_lines == 3
+    assert await reconcile_payments(api.app, day, None) == 0
     rows = gateway.bill_rows[day.isoformat()]
     missing = rows.pop(0)  # a payment Alipay's bill lacks
     rows[0]["订单金额（元）"] = "9.99"  # a payment billed at another amount
@@ -302,14 +321,17 @@ async def test_reconciliation_finds_each_planted_mismatch(
                             ("amount_mismatch", orders[1].hold_id), ("extra", "999-1")])
     mismatch = next(i for i in run.public_dict()["issues"] if i["code"] == "amount_mismatch")
     assert mismatch["ledger_fen"] == 501 and mismatch["bill_fen"] == 999
-    # The dashboard shows both runs, newest first, to admins only.
+    # The command's answer: non-zero on any difference, 2 for a provider not configured.
+    assert await reconcile_payments(api.app, day, "alipay") == 1
+    assert await reconcile_payments(api.app, day, "wechatpay") == 2
+    # The dashboard shows the runs, newest first, to admins only.
     _, host = await api.user("host")
     resp = await api.client.get("/api/payments/reconciliations", headers=api.auth(host))
     assert resp.status == 403
     resp = await api.client.get("/api/payments/reconciliations",
                                 headers=api.auth(api.admin_token))
     items = (await resp.json())["items"]
-    assert [i["issue_count"] for i in items[:2]] == [3, 0]
+    assert [i["issue_count"] for i in items[:4]] == [3, 3, 0, 0]
     assert items[0]["day"] == day.isoformat() and items[0]["provider"] == "alipay"
 
 

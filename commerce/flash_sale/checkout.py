@@ -203,9 +203,10 @@ class Checkout:
         return int(hold["p"]) if price is None else price.unit_fen
 
     async def pay(self, hold_id: str, buyer: Principal,
-                  pickup_point_id: int | None = None) -> dict[str, Any]:
+                  pickup_point_id: int | None = None, qr: bool = False) -> dict[str, Any]:
         """Pay a live hold through the provider; with the simulated one the order exists at once.
-        `pickup_point_id` picks one of the hold's community's points (default: its default)."""
+        `pickup_point_id` picks one of the hold's community's points (default: its default);
+        `qr` asks for a code to scan (a desktop) where the provider offers one."""
         sale_id = sale_of_hold(hold_id)
         done = await self.store.paid(hold_id)
         if done is not None:
@@ -227,6 +228,10 @@ class Checkout:
             await self._choose_pickup(sale_id, hold_id, hold, pickup_point_id)
         unit = await self._unit_price(sale_id, hold)
         amount = unit * int(hold["q"])
+        start_qr = getattr(self.provider, "start_qr", None) if qr else None
+        if start_qr is not None:
+            return {"status": "pending", "payment_ref": hold_id,
+                    "qr_code": await start_qr(hold_id, amount)}
         # A provider that can be told when the hold lapses closes its order then itself.
         until = getattr(self.provider, "start_until", None)
         start = (await until(hold_id, amount, int(hold["e"])) if until is not None

@@ -43,6 +43,8 @@ class HoldCreate(BaseModel):
 class PayBody(BaseModel):
     # One of the points of the community the hold was made through; absent: its default point.
     pickup_point_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
+    # true: answer a code to scan (desktop) where the provider offers one (Alipay's QR).
+    qr: bool = False
 
 
 class PickedUp(BaseModel):
@@ -125,7 +127,8 @@ def _hold_price(result: dict[str, Any]) -> int:
 async def pay_hold(request: web.Request) -> web.Response:
     hold_id = _hold_id(request)
     body = await read_json(request, PayBody)
-    result = await request.app[checkout_key].pay(hold_id, principal(request), body.pickup_point_id)
+    result = await request.app[checkout_key].pay(hold_id, principal(request), body.pickup_point_id,
+                                                 body.qr)
     return json_response(result)
 
 
