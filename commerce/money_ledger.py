@@ -206,3 +206,16 @@ async def order_ledger(db: AsyncSession, order: Order) -> list[dict[str, Any]]:
     entries = [p.public_dict() for p in payments]
     entries.extend({**r.public_dict(), "provider_ref": r.provider_ref} for r in outs)
     return entries
+
+
+async def reference_ledger(db: AsyncSession, provider_ref: str) -> list[dict[str, Any]]:
+    """Everything that moved under one provider reference: the payment and what went back on
+    it, or the one refund or transfer the reference names."""
+    payments = list((await db.execute(select(Payment).where(
+        Payment.provider_ref == provider_ref).order_by(Payment.id))).scalars())
+    outs = list((await db.execute(select(Refund).where(
+        (Refund.payment_ref == provider_ref) | (Refund.provider_ref == provider_ref))
+        .order_by(Refund.id))).scalars())
+    entries = [p.public_dict() for p in payments]
+    entries.extend({**r.public_dict(), "provider_ref": r.provider_ref} for r in outs)
+    return entries

@@ -294,6 +294,14 @@ async def test_refund_partial_refund_and_compensation_transfer(
         ledger = await money_ledger.order_ledger(db, await db.get(Order, order.id))
     assert sorted((e["kind"], e["amount_fen"]) for e in ledger) == [
         ("payment", 1000), ("refund", 300), ("refund", 700), ("transfer", 5000)]
+    # The same, for an admin, by order and by Alipay's trade number.
+    for query in (f"order_id={order.id}", f"provider_ref={trade.trade_no}"):
+        resp = await api.client.get(f"/api/payments/ledger?{query}",
+                                    headers=api.auth(api.admin_token))
+        assert resp.status == 200, await resp.text()
+        shown = (await resp.json())["items"]
+        assert sorted((e["kind"], e["amount_fen"]) for e in shown) == [
+            ("payment", 1000), ("refund", 300), ("refund", 700), ("transfer", 5000)]
     # The day's bill agrees with the ledger to the fen.
     run = await money_ledger.reconcile_day(checkout.uow, checkout.provider, today())
     assert run.issue_count == 0, run.issues_json

@@ -16,8 +16,9 @@ from commerce import money_ledger
 from commerce.accounts import Role
 from commerce.errors import InvalidInput, NotFound
 from commerce.flash_sale.store import HoldExpired
+from commerce.orders import Order
 from commerce.payments import BadCallback
-from server.api import PUBLIC, Api, json_response
+from server.api import PUBLIC, Api, json_response, parse_id
 from server.commerce_keys import checkout_key
 from server.keys import database_key
 
@@ -66,3 +67,22 @@ async def list_reconciliations(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
         runs = await money_ledger.recent_reconciliations(db)
     return json_response({"items": [run.public_dict() for run in runs]})
+
+
+@api.route("GET", "/api/payments/ledger", summary="The money ledger of one order (order_id) or "
+           "one provider reference (provider_ref): payments in, refunds and transfers out (admin)",
+           tag="dashboard", auth=(Role.ADMIN,),
+           query={"order_id": "an order's id", "provider_ref": "a provider's payment, refund or "
+                  "transfer reference"})
+async def money_ledger_entries(request: web.Request) -> web.Response:
+    raw_order, ref = request.query.get("order_id", ""), request.query.get("provider_ref", "")
+    if bool(raw_order) == bool(ref) or len(ref) > 80:
+        raise InvalidInput("需要 order_id 或 provider_ref 之一 / Give order_id or provider_ref")
+    async with request.app[database_key].session() as db:
+        if ref:
+            return json_response({"items": await money_ledger.reference_ledger(db, ref)})
+        order_id = parse_id(raw_order)
+        order = await db.get(Order, order_id) if order_id is not None else None
+        if order is None:
+            raise NotFound("订单不存在 / No such order")
+        return json_response({"items": await money_ledger.order_ledger(db, order)})
