@@ -95,14 +95,10 @@ async def record_payment(uow: UnitOfWork, provider: str, callback: PaymentCallba
     """Write the payment once (a duplicated callback finds it there)."""
     try:
         async with uow() as db:
-            found = await db.execute(select(Payment.id).where(
-                Payment.provider == provider, Payment.provider_ref == callback.payment_ref))
-            if found.first() is not None:
-                return
             db.add(Payment(provider=provider, provider_ref=callback.payment_ref[:80],
                            hold_id=callback.hold_id[:40], amount_fen=callback.amount_fen))
     except IntegrityError:
-        return  # the same payment written concurrently
+        return  # written before (a duplicated callback) or concurrently
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:

@@ -38,6 +38,8 @@ TRANSFER_PREFIX = "pay:transfer:"
 TRANSFERRED_PREFIX = "pay:transferred:"
 CHARGES_PREFIX = "pay:charges:"
 BILL_PREFIX = "pay:bill:"
+# The simulated bills are for development and demos: a week is enough to reconcile against.
+BILL_KEEP_S = 7 * 24 * 3600
 # Bills are per day in the providers' time zone.
 BILL_ZONE = ZoneInfo("Asia/Shanghai")
 # How long the simulated provider remembers a refund key (real providers: days to months).
@@ -227,10 +229,11 @@ class SimulatedProvider:
         """What the simulated provider's bill of today will say about this money."""
         at = datetime.now(UTC)
         name = BILL_PREFIX + bill_day(at).isoformat()
-        await self._redis.rpush(name, json.dumps({"kind": kind, "key": key, "ref": ref,
-                                                  "amount_fen": amount_fen,
-                                                  "at": at.isoformat()}))
-        await self._redis.expire(name, REFUND_KEY_TTL_S)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(name, json.dumps({"kind": kind, "key": key, "ref": ref,
+                                         "amount_fen": amount_fen, "at": at.isoformat()}))
+            pipe.expire(name, BILL_KEEP_S)
+            await pipe.execute()
 
     async def bill(self, day: date) -> list[BillLine]:
         """The day's bill from what this provider recorded when money moved."""
