@@ -39,7 +39,7 @@ from typing import Any
 
 import aiohttp
 from alipay import AliPay
-from alipay.exceptions import AliPayException
+from alipay.exceptions import AliPayException, AliPayValidationError
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
@@ -123,6 +123,11 @@ class AlipayProvider:
             answer = await asyncio.to_thread(self._client.server_api, method, dict(biz))
         except AliPayException as exc:
             raise AlipayUnavailable(f"{method}: {exc.code}") from None
+        except AliPayValidationError:
+            # An answer not signed by Alipay's key: never trusted.
+            raise AlipayUnavailable(f"{method}: bad answer signature") from None
+        except (OSError, ValueError) as exc:  # unreachable, timed out, not JSON
+            raise AlipayUnavailable(f"{method}: {type(exc).__name__}") from None
         return dict(answer)
 
     @staticmethod

@@ -27,7 +27,7 @@ from infra.settings import Settings
 from server.cli_payments import reconcile_payments
 from server.commerce_keys import checkout_key
 from server.keys import database_key
-from tests.alipay_server import APP_ID, AlipayGateway, alipay_gateway
+from tests.alipay_server import APP_ID, AlipayGateway, alipay_gateway, keypair
 from tests.commerce_support import Shop, hold, make_shop
 from tests.conftest import Api, AppFactory
 
@@ -140,6 +140,18 @@ async def test_qr_flow_pays_when_scanned(
     assert gateway.notify_answers == [(200, "success")]
     (order,) = await orders_of_hold(api, hold_id)
     assert order.payment_ref == trade.trade_no and order.amount_fen == 2500
+
+
+async def test_answers_not_signed_by_alipay_are_not_trusted(
+        make_api: AppFactory, settings: Settings, gateway: AlipayGateway, tmp_path: Path) -> None:
+    """Someone between us and Alipay answering "paid" with another key moves nothing."""
+    api = await alipay_api(make_api, settings, gateway, tmp_path)
+    hold_id, token, _ = await held(await make_shop(api))
+    gateway.hold_notifications = True
+    await cashier((await start_pay(api, hold_id, token))["redirect_url"])
+    gateway.alipay_key = keypair()[0]  # answers now signed by a key we do not know
+    again = await start_pay(api, hold_id, token)
+    assert again["status"] == "pending" and await orders_of_hold(api, hold_id) == []
 
 
 async def test_late_notification_found_by_query(
