@@ -5,12 +5,16 @@ brings her back to her orders, where the order is paid."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 
 from tests.alipay_server import APP_ID, alipay_gateway
-from tests.browser_support import browser_kit
+from tests.browser_support import REPO, browser_kit
 
 COMMUNITY = "阳光花园"
 
@@ -65,3 +69,34 @@ async def test_pay_a_hold_through_alipay_phone_web(tmp_path: Path, redis_url: st
             mine = await rest.call("GET", "/api/orders?mine=1", buyer.token)
             assert [o["status"] for o in mine["items"]] == ["paid"]
             assert mine["items"][0]["amount_fen"] == 3990
+
+            # The day's reconciliation from the command line: clean, then with a planted
+            # mismatch in Alipay's bill; the admin sees both on the dashboard.
+            day = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+            code, out = await _reconcile(kit.server.env, day)
+            assert code == 0, out
+            gateway.bill_rows[day][0]["订单金额（元）"] = "39.00"
+            code, out = await _reconcile(kit.server.env, day)
+            assert code == 1 and '"code": "amount_mismatch"' in out, out
+            admin = await rest.account("guanli", "admin", "管理员")
+            board = await kit.page(admin, "/dashboard")
+            rows = board.locator("#recon-table tbody tr")
+            await rows.first.wait_for(timeout=20_000)
+            assert await rows.count() == 2
+            await rows.first.locator("li", has_text="金额不符").wait_for()
+            assert "¥39.90 / ¥39.00" in (await rows.first.inner_text())
+            await rows.nth(1).locator("text=一致").wait_for()
+            await board.locator("#reconciliations").scroll_into_view_if_needed()
+            await kit.shot(board, "dashboard_reconciliations")
+            assert await kit.axe(board, "dashboard_reconciliations") == []
+
+
+async def _reconcile(env: dict[str, str], day: str) -> tuple[int, str]:
+    """`python -m server reconcile-payments DAY --provider alipay` against the running server's
+    database and Redis (its output: one JSON line per difference)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "reconcile-payments", day, "--provider", "alipay",
+        cwd=str(REPO), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return int(proc.returncode or 0), out.decode() + err.decode()[-2000:]
