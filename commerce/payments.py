@@ -21,8 +21,9 @@ import json
 import secrets
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import Any, Literal, Protocol
+from datetime import UTC, date, datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -36,6 +37,11 @@ REFUNDED_PREFIX = "pay:refunded:"
 TRANSFER_PREFIX = "pay:transfer:"
 TRANSFERRED_PREFIX = "pay:transferred:"
 CHARGES_PREFIX = "pay:charges:"
+BILL_PREFIX = "pay:bill:"
+# The simulated bills are for development and demos: a week is enough to reconcile against.
+BILL_KEEP_S = 7 * 24 * 3600
+# Bills are per day in the providers' time zone.
+BILL_ZONE = ZoneInfo("Asia/Shanghai")
 # How long the simulated provider remembers a refund key (real providers: days to months).
 REFUND_KEY_TTL_S = 90 * 24 * 3600
 
@@ -132,6 +138,25 @@ class PaymentProvider(Protocol):
         ...
 
 
+@runtime_checkable
+class BillingProvider(Protocol):
+    """The optional capability reconciliation needs: the provider's own lines of one bill day
+    (Asia/Shanghai), as its bill download states them."""
+
+    name: str
+
+    async def bill(self, day: date) -> list[BillLine]: ...
+
+
+def bill_of(provider: object) -> BillingProvider | None:
+    """The provider as one that offers a daily bill, or None."""
+    return provider if isinstance(provider, BillingProvider) else None
+
+
+def bill_day(at: datetime) -> date:
+    return at.astimezone(BILL_ZONE).date()
+
+
 class SimulatedProvider:
     """Pays every hold at once; signs its callbacks with a key derived from the app secret."""
 
@@ -152,6 +177,7 @@ class SimulatedProvider:
         charges = CHARGES_PREFIX + hold_id
         await self._redis.hset(charges, ref, amount_fen)
         await self._redis.expire(charges, REFUND_KEY_TTL_S)
+        await self._bill_line("payment", hold_id, ref, amount_fen)
         callback = self.sign(PaymentCallback(hold_id, ref, amount_fen, int(time.time()),
                                              secrets.token_hex(12)))
         return PaymentStart(payment_ref=ref, callback=callback)
@@ -190,6 +216,7 @@ class SimulatedProvider:
         if won:
             await self._redis.incrby(REFUNDED_PREFIX + payment_ref, amount_fen)
             await self._redis.expire(REFUNDED_PREFIX + payment_ref, REFUND_KEY_TTL_S)
+            await self._bill_line("refund", idempotency_key, str(fresh["ref"]), amount_fen)
             return str(fresh["ref"])
         raw = await self._redis.get(REFUND_PREFIX + digest)
         first = json.loads(raw) if raw else fresh
@@ -209,12 +236,34 @@ class SimulatedProvider:
         if won:
             await self._redis.incrby(TRANSFERRED_PREFIX + payee, amount_fen)
             await self._redis.expire(TRANSFERRED_PREFIX + payee, REFUND_KEY_TTL_S)
+            await self._bill_line("transfer", idempotency_key, str(fresh["ref"]), amount_fen)
             return str(fresh["ref"])
         raw = await self._redis.get(TRANSFER_PREFIX + digest)
         first = json.loads(raw) if raw else fresh
         if first["payee"] != payee or int(first["amount_fen"]) != amount_fen:
             raise RefundKeyReused(key=idempotency_key)
         return str(first["ref"])
+
+    async def _bill_line(self, kind: str, key: str, ref: str, amount_fen: int) -> None:
+        """What the simulated provider's bill of today will say about this money."""
+        at = datetime.now(UTC)
+        name = BILL_PREFIX + bill_day(at).isoformat()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(name, json.dumps({"kind": kind, "key": key, "ref": ref,
+                                         "amount_fen": amount_fen, "at": at.isoformat()}))
+            pipe.expire(name, BILL_KEEP_S)
+            await pipe.execute()
+
+    async def bill(self, day: date) -> list[BillLine]:
+        """The day's bill from what this provider recorded when money moved."""
+        raw = await self._redis.lrange(BILL_PREFIX + day.isoformat(), 0, -1)
+        lines = []
+        for item in raw:
+            data = json.loads(item)
+            lines.append(BillLine(kind=data["kind"], key=data["key"], provider_ref=data["ref"],
+                                  amount_fen=int(data["amount_fen"]),
+                                  at=datetime.fromisoformat(data["at"])))
+        return lines
 
     async def transferred_total(self, payee: str) -> int:
         """Fen paid to a buyer's own account (compensation), as their wallet would show."""

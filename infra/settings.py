@@ -183,6 +183,20 @@ class Settings(BaseSettings):
     wechatpay_notify_base: str | None = _setting(
         None, "public https origin WeChat Pay calls back (notifications); default: "
         "`LINLI_PUBLIC_URL`", pattern=r"^https?://")
+    # --- Alipay (docs/PAYMENTS.md): off unless the app id and both key files are set ---
+    alipay_app_id: str | None = _setting(
+        None, "Alipay open-platform app id: buyers pay with Alipay (phone web and QR)",
+        pattern=r"^[0-9A-Za-z]{1,32}$")
+    alipay_private_key_file: Path | None = _setting(
+        None, "file holding the app's RSA2 private key (PEM); its content is never logged")
+    alipay_public_key_file: Path | None = _setting(
+        None, "file holding Alipay's RSA2 public key (PEM), which verifies its answers and "
+        "notifications")
+    alipay_gateway_url: str = _setting("https://openapi.alipay.com/gateway.do",
+                                       "Alipay's open API gateway", pattern=r"^https?://")
+    alipay_notify_url: str | None = _setting(
+        None, "where Alipay posts payment notifications",
+        shown="`LINLI_PUBLIC_URL` + `/api/payments/alipay/notify`", pattern=r"^https?://")
     # --- several processes and nodes (docs/CLUSTER.md) ---
     internal_host: str = _setting(
         "127.0.0.1", "each process also listens here (a free port) for requests the other "

@@ -6,6 +6,7 @@ token        print a bearer token for a user (for scripts)
 demo         seed the demo data and print the logins
 migrate      apply database migrations
 reconcile    check every sale: initial = remaining + held + sold, sold = paid orders in SQL
+reconcile-payments DATE  the money ledger against the payment provider's bill of that day
 verify-trace re-check a batch's trace hash chain
 backup       copy SQL, then Redis, of a running service into a folder (docs/BACKUP.md)
 restore      put a backup into an empty database and Redis, then reconcile --repair
@@ -125,6 +126,15 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return _run(lambda app: reconcile(app, args.sale, args.repair), settings.with_(demo=False))
 
 
+def cmd_reconcile_payments(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import date
+
+    from server.cli_payments import reconcile_payments
+
+    day = date.fromisoformat(args.date)
+    return _run(lambda app: reconcile_payments(app, day, args.provider), settings.with_(demo=False))
+
+
 def cmd_verify_trace(args: argparse.Namespace, settings: Settings) -> int:
     from server.cli_commerce import verify_trace
 
@@ -169,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     reconcile.add_argument("--sale", type=int, default=None)
     reconcile.add_argument("--repair", action="store_true", help="write missing orders from the log")
     reconcile.set_defaults(fn=cmd_reconcile)
+    payments = sub.add_parser("reconcile-payments",
+                              help="the money ledger against the provider's bill of one day")
+    payments.add_argument("date", help="the bill day, YYYY-MM-DD (Asia/Shanghai)")
+    payments.add_argument("--provider", default=None, help="only this provider (e.g. alipay)")
+    payments.set_defaults(fn=cmd_reconcile_payments)
     verify = sub.add_parser("verify-trace", help="verify a batch's trace chain")
     verify.add_argument("batch_code", nargs="?", default=None, help="all batches when omitted")
     verify.set_defaults(fn=cmd_verify_trace)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from cluster.leader import ClusterLeader
 from commerce import catalog, group_buys, orders, refunds
 from commerce.accounts import Principal, Role
+from commerce.alipay_pay import AlipayProvider, load_config
 from commerce.base import utcnow
 from commerce.events import DomainEvent
 from commerce.flash_sale import lifecycle, sales
@@ -24,6 +25,7 @@ from commerce.live_sessions import get_session
 from commerce.payments import PaymentProvider, SimulatedProvider
 from commerce.wechatpay import WechatPayProvider, sweep_started
 from infra.background import PeriodicTask
+from infra.settings import Settings
 from server.api import Api
 from server.cluster_keys import cluster_key
 from server.commerce_keys import checkout_key
@@ -31,6 +33,7 @@ from server.demo import DEMO_PRODUCTS, DemoInfo, demo_seeders_key
 from server.keys import database_key, events_key, redis_url_key, settings_key
 from server.routes import catalog as catalog_routes
 from server.routes import orders as orders_routes
+from server.routes import payments as payments_routes
 from server.routes import sales as sales_routes
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,7 @@ REDIS_CONNECTIONS = 64
 
 
 def setup(app: web.Application, api: Api) -> None:
-    for table in (catalog_routes.api, sales_routes.api, orders_routes.api):
+    for table in (catalog_routes.api, sales_routes.api, orders_routes.api, payments_routes.api):
         api.operations.extend(table.operations)
     app.cleanup_ctx.append(commerce_ctx)
     app[demo_seeders_key].append(seed_demo_sales)
@@ -50,7 +53,9 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
     # bounded set of connections instead of failing with "Too many connections".
     redis: Redis = Redis(connection_pool=BlockingConnectionPool.from_url(
         app[redis_url_key], max_connections=REDIS_CONNECTIONS, timeout=10))
-    provider: PaymentProvider = SimulatedProvider(settings.secret_key.get_secret_value(), redis)
+    # One provider at a time (refunds go back through the one that took the money): WeChat Pay
+    # when configured, else Alipay when configured, else the simulated one of `make run`.
+    provider: PaymentProvider = payment_provider(settings, redis)
     wechatpay: WechatPayProvider | None = None
     if settings.wechatpay_enabled:
         wechatpay = WechatPayProvider.from_settings(settings, redis, app[database_key].session)
@@ -103,6 +108,17 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
         if leader is not None:
             await leader.resign()
         await redis.aclose()
+
+
+def payment_provider(settings: Settings, redis: Redis) -> PaymentProvider:
+    """Alipay when it is configured, else the simulated provider (`make run`)."""
+    secret = settings.secret_key.get_secret_value()
+    alipay = load_config(settings, secret)
+    if alipay is not None:
+        log.info("payments through alipay", extra={"app_id": alipay.app_id,
+                                                   "gateway": alipay.gateway_url})
+        return AlipayProvider(alipay, redis)
+    return SimulatedProvider(secret, redis)
 
 
 async def _decide(checkout: Checkout) -> int:

@@ -10,6 +10,7 @@ from commerce import (  # noqa: F401
     interest_tags,
     invites,
     live_sessions,
+    money_ledger,
     notifications,
     orders,
     pickup,

@@ -236,6 +236,12 @@ REST: tuple[Op, ...] = (
        json={}),
     Op("POST", "/api/payments/wechatpay/refund-notify", "/api/payments/wechatpay/refund-notify",
        PUBLIC, json={}),
+    # Alipay's form notification: anyone may post one; the signature decides (here: Alipay is
+    # not configured, so 404 after the auth check).
+    Op("POST", "/api/payments/alipay/notify", "/api/payments/alipay/notify", PUBLIC,
+       data=b"out_trade_no=1-1", content_type="application/x-www-form-urlencoded"),
+    Op("GET", "/api/payments/reconciliations", "/api/payments/reconciliations", ADMIN),
+    Op("GET", "/api/payments/ledger", "/api/payments/ledger?order_id={w.order_paid}", ADMIN),
     # Everyone signed in lists orders, each within her tenancy (see test_what_each_role_sees);
     # the CSV and the batch mark-ready are staff's, scoped per order inside.
     Op("GET", "/api/orders", "/api/orders", USERS),

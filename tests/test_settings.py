@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from infra.settings import Settings, SettingsError, env_name, settings_table
+from tests.alipay_server import keypair
 from tests.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,13 +91,26 @@ def test_secrets_never_show_in_repr_logs_or_errors() -> None:
 def test_start_up_log_has_the_settings_but_no_secret(tmp_path: Path, redis_url: str) -> None:
     # A Redis URL with a password: the test Redis lets the default user in with any.
     host_part = redis_url.removeprefix("redis://")
+    # Alipay configured: its app private key is a secret file, named in settings, never shown.
+    _, app_private, _ = keypair()
+    _, _, alipay_public = keypair()
+    (tmp_path / "app_private.pem").write_text(app_private)
+    (tmp_path / "alipay_public.pem").write_text(alipay_public)
     server = ServerProcess(tmp_path / "app", f"redis://default:{DB_PASSWORD}@{host_part}",
                            f"sqlite:///{tmp_path / 'linli.db'}", admin_password=ADMIN,
-                           extra_env={"LINLI_LOG_LEVEL": "INFO", "LINLI_RTMP_PORT": "-1"})
+                           extra_env={"LINLI_LOG_LEVEL": "INFO", "LINLI_RTMP_PORT": "-1",
+                                      "LINLI_ALIPAY_APP_ID": "2021000000000001",
+                                      "LINLI_ALIPAY_PRIVATE_KEY_FILE":
+                                          str(tmp_path / "app_private.pem"),
+                                      "LINLI_ALIPAY_PUBLIC_KEY_FILE":
+                                          str(tmp_path / "alipay_public.pem"),
+                                      "LINLI_ALIPAY_GATEWAY_URL": "http://127.0.0.1:9/gateway.do"})
     server.start()
     server.stop()
     log = (tmp_path / "app" / "server.log").read_text(errors="replace")
     assert '"msg": "starting"' in log and '"token_ttl_s": 604800' in log, log[-2000:]
-    for secret in (server.secret, ADMIN, DB_PASSWORD):
+    assert '"msg": "payments through alipay"' in log, log[-2000:]
+    key_body = "".join(app_private.splitlines()[1:-1])
+    for secret in (server.secret, ADMIN, DB_PASSWORD, key_body[:40], key_body[-40:]):
         assert secret not in log
         assert secret[:16] not in log

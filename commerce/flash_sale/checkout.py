@@ -13,7 +13,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from commerce import orders, pricing, refunds
+from commerce import money_ledger, orders, pricing, refunds
 from commerce.accounts import Membership, Principal
 from commerce.errors import Forbidden, InvalidInput
 from commerce.event_payloads import (
@@ -203,9 +203,10 @@ class Checkout:
         return int(hold["p"]) if price is None else price.unit_fen
 
     async def pay(self, hold_id: str, buyer: Principal, pickup_point_id: int | None = None,
-                  client: PayClient | None = None) -> dict[str, Any]:
+                  client: PayClient | None = None, qr: bool = False) -> dict[str, Any]:
         """Pay a live hold through the provider; with the simulated one the order exists at once.
-        `pickup_point_id` picks one of the hold's community's points (default: its default)."""
+        `pickup_point_id` picks one of the hold's community's points (default: its default);
+        `qr` asks for a code to scan (a desktop) where the provider offers one."""
         sale_id = sale_of_hold(hold_id)
         done = await self.store.paid(hold_id)
         if done is not None:
@@ -226,7 +227,15 @@ class Checkout:
         if pickup_point_id is not None:
             await self._choose_pickup(sale_id, hold_id, hold, pickup_point_id)
         unit = await self._unit_price(sale_id, hold)
-        start = await self.provider.start(hold_id, unit * int(hold["q"]), client)
+        amount = unit * int(hold["q"])
+        start_qr = getattr(self.provider, "start_qr", None) if qr else None
+        if start_qr is not None:
+            return {"status": "pending", "payment_ref": hold_id,
+                    "qr_code": await start_qr(hold_id, amount)}
+        # A provider that can be told when the hold lapses closes its order then itself.
+        until = getattr(self.provider, "start_until", None)
+        start = (await until(hold_id, amount, int(hold["e"])) if until is not None
+                 else await self.provider.start(hold_id, amount, client))
         if start.callback is None:
             pending: dict[str, Any] = {"status": "pending", "payment_ref": start.payment_ref,
                                        "redirect_url": start.redirect_url}
@@ -270,7 +279,8 @@ class Checkout:
         except BadCallback as exc:
             # A replayed callback for a paid hold is answered with the order, never a second one.
             if exc.details.get("reason") == "replayed":
-                done = await self.store.paid(str(data.get("hold_id", "")))
+                done = await self.store.paid(str(exc.details.get("hold_id")
+                                                 or data.get("hold_id", "")))
                 if done is not None:
                     return await self._record(sale_of_hold(done["hold"]), done)
             raise
@@ -279,6 +289,8 @@ class Checkout:
     async def accept_payment(self, callback: PaymentCallback) -> Order:
         """A payment the provider vouched for (a verified callback, or its answer to our query):
         confirm the hold in Redis, then write the order."""
+        # Money that came in is in the ledger whatever becomes of the hold.
+        await money_ledger.record_payment(self.uow, self.provider.name, callback)
         sale_id = sale_of_hold(callback.hold_id)
         hold = await self.store.hold(callback.hold_id)
         qty = int(hold["q"]) if hold else 1
@@ -302,6 +314,10 @@ class Checkout:
                                        "duplicate payment")
             return await self._record(sale_id, result)
         order = await self._record(sale_id, result)
+        paid_by = getattr(self.provider, "paid_by", None)
+        if paid_by is not None:
+            # Where this buyer's compensation can be paid (the provider's account that paid).
+            await paid_by(order.user_id, callback.hold_id)
         await self.publish_stock(sale_id, result)
         await self.bus.publish(DomainEvent("order_paid", order.session_id, OrderPaid(
             order_id=order.id, sale_id=sale_id, user_id=order.user_id, qty=order.qty,
@@ -360,6 +376,10 @@ class Checkout:
         """The buyer gives a hold back (an admin may release anyone's)."""
         sale_id = sale_of_hold(hold_id)
         result = await self.store.release(hold_id, None if actor.is_admin else actor.user_id)
+        close = getattr(self.provider, "close", None)
+        if close is not None:
+            # The provider's order for it too, so it cannot be paid after all.
+            await close(hold_id)
         await self.publish_stock(sale_id, result)
         # release.lua does not hand back the summary: read it with progress, and a version.
         await self.publish_group(sale_id, result["community"], 0, 0)

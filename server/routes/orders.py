@@ -48,6 +48,8 @@ class HoldCreate(BaseModel):
 class PayBody(BaseModel):
     # One of the points of the community the hold was made through; absent: its default point.
     pickup_point_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
+    # true: answer a code to scan (desktop) where the provider offers one (Alipay's QR).
+    qr: bool = False
 
 
 class PickedUp(BaseModel):
@@ -135,7 +137,8 @@ async def pay_hold(request: web.Request) -> web.Response:
                                                  request.headers.get("X-Forwarded-For"))
     client = PayClient(user_id=who.user_id, user_agent=request.headers.get("User-Agent", "")[:400],
                        ip=ip, return_url=request.app[settings_key].base_url + "/orders")
-    result = await request.app[checkout_key].pay(hold_id, who, body.pickup_point_id, client)
+    result = await request.app[checkout_key].pay(hold_id, who, body.pickup_point_id, client,
+                                                 body.qr)
     if result.get("qr_text"):
         # Private to this buyer and short-lived: inline, never a cacheable URL.
         svg = qr_svg(str(result["qr_text"]), "微信支付 / WeChat Pay", scale=5)

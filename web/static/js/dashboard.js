@@ -108,6 +108,30 @@ async function load() {
   render(data);
 }
 
+// Admins also see the daily reconciliations of the money ledger against each provider's bill.
+function issueText(issue) {
+  const amounts = [issue.ledger_fen, issue.bill_fen].map((f) => (f === null || f === undefined ? "–" : `¥${(f / 100).toFixed(2)}`));
+  return `${t(`recon_${issue.code}`)} · ${issue.kind} ${issue.key} (${amounts.join(" / ")})`;
+}
+
+async function loadReconciliations() {
+  let data;
+  try {
+    data = await api("/api/payments/reconciliations");
+  } catch {
+    return;
+  }
+  $("#recon-table tbody").replaceChildren(...data.items.map((run) => h("tr", { "data-issues": String(run.issue_count) },
+    h("th", { scope: "row", text: run.day }),
+    h("td", { text: run.provider }),
+    h("td", { text: `${run.ledger_lines} / ${run.bill_lines}` }),
+    h("td", {}, run.issue_count === 0
+      ? h("span", { class: "ok", text: t("recon_clean") })
+      : h("ul", { class: "issues" }, ...run.issues.slice(0, 50).map((issue) => h("li", { text: issueText(issue) })))))));
+  if (!data.items.length) $("#recon-table tbody").replaceChildren(h("tr", {}, h("td", { colspan: "4", text: t("recon_none") })));
+  $("#reconciliations").hidden = false;
+}
+
 $("#scope-form").addEventListener("submit", (e) => { e.preventDefault(); load(); });
 $("#app").addEventListener("click", async (e) => {
   const button = e.target.closest("button.csv");
@@ -125,5 +149,6 @@ if (requireLogin()) {
   } else {
     $("#board").hidden = false;
     load();
+    if ((currentUser() || {}).role === "admin") loadReconciliations();
   }
 }

@@ -716,6 +716,18 @@ const TEXT = {
   pay_in_wechat: ["请在微信中完成支付", "Finish paying in WeChat"],
   pay_qr_alt: ["微信支付二维码", "WeChat Pay QR code"],
   err_payment_provider_failed: ["支付服务暂时不可用,请稍后再试", "Payment is unavailable; try again shortly"],
+  // Payments: the dashboard's reconciliation section.
+  recon_title: ["支付对账", "Payment reconciliation"],
+  recon_note: ["每天把我们的收付款记录与支付平台的账单逐笔核对。", "Each day our payments, refunds and transfers are checked line by line against the provider's bill."],
+  recon_day: ["账单日", "Bill day"],
+  recon_provider: ["支付平台", "Provider"],
+  recon_lines: ["笔数(我们/账单)", "Lines (ours / bill)"],
+  recon_result: ["结果", "Result"],
+  recon_clean: ["一致", "Matches"],
+  recon_none: ["还没有对账记录", "No reconciliation yet"],
+  recon_missing: ["账单缺少", "Missing from the bill"],
+  recon_extra: ["账单多出", "Extra in the bill"],
+  recon_amount_mismatch: ["金额不符", "Amount differs"],
 };
 
 export function lang() {
