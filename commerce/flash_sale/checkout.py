@@ -378,8 +378,13 @@ class Checkout:
         result = await self.store.release(hold_id, None if actor.is_admin else actor.user_id)
         close = getattr(self.provider, "close", None)
         if close is not None:
-            # The provider's order for it too, so it cannot be paid after all.
-            await close(hold_id)
+            # The provider's order for it too, so it cannot be paid after all. Best effort: the
+            # hold is given back either way, and a payment that lands on it anyway is returned.
+            try:
+                await close(hold_id)
+            except Exception:
+                log.warning("provider order not closed", extra={"hold_id": hold_id},
+                            exc_info=True)
         await self.publish_stock(sale_id, result)
         # release.lua does not hand back the summary: read it with progress, and a version.
         await self.publish_group(sale_id, result["community"], 0, 0)
