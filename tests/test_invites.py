@@ -16,6 +16,7 @@ from commerce.accounts import Membership, User
 from commerce.invites import Invite
 from infra.settings import Settings
 from server.keys import database_key
+from tests.commerce_support import hold, make_shop
 from tests.conftest import Api, AppFactory
 
 NAT = "203.0.113.40"  # a documentation address (RFC 5737), not exempt from per-address limits
@@ -350,3 +351,22 @@ async def test_migration_0405_goes_down_and_up_with_communities_in_use(any_db_ap
         left = (await conn.execute(text("SELECT count(*) FROM invites"))).scalar_one()
     assert (policy, left) == ("open", 0)
     assert await members(api, cid) == {"pending": 1}
+
+
+async def test_a_newcomer_pays_her_communitys_price_in_a_sale_already_open(
+        any_db_api: Api) -> None:
+    """The card quotes the community price the moment she is in; the hold must charge it too
+    (open sales keep their members in Redis, loaded when they opened, before she joined)."""
+    api = any_db_api
+    shop = await make_shop(api)
+    cid = await community(api, shop.host_token)
+    sale = await shop.sale(price_fen=6800, community_ids=[cid], community_price_fen=5800)
+    code = (await make_invite(api, shop.host_token, cid))["code"]
+    status, made = await signup(api, code)
+    assert status == 201, made
+    card = await (await api.client.get(f"/api/sales/{sale['id']}",
+                                       headers=api.auth(made["token"]))).json()
+    assert card["your_price_fen"] == 5800
+    status, held = await hold(api, sale["id"], made["token"], 2)
+    assert status == 201, held
+    assert held["unit_price_fen"] == 5800

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from commerce import accounts, invites
+from commerce import accounts, invites, members
 from commerce.accounts import JoinPolicy, Membership, Role, User
 from commerce.errors import Conflict
 from server import qr_images, wechat_oauth
@@ -22,6 +22,7 @@ from server.api import (
     principal,
     read_json,
 )
+from server.commerce_keys import checkout_key
 from server.keys import database_key, settings_key, tokens_key
 from server.password_policy import check_password
 from server.passwords import passwords_key
@@ -173,6 +174,7 @@ async def signup(request: web.Request) -> web.Response:
                  **joined_dict(membership, community,
                                await invites.community_live_session(db, community))}
         principal_ = user.principal()
+    await open_sales_see(request, membership, invite.community_id, user.id)
     token = request.app[tokens_key].issue(principal_)
     return json_response({"token": token, **shown}, status=201)
 
@@ -188,4 +190,14 @@ async def accept_invite(request: web.Request) -> web.Response:
         assert community is not None
         shown = joined_dict(membership, community,
                             await invites.community_live_session(db, community))
+    await open_sales_see(request, membership, invite.community_id, principal(request).user_id)
     return json_response(shown)
+
+
+async def open_sales_see(request: web.Request, membership: Membership,
+                         community_id: int, user_id: int) -> None:
+    """A neighbour who just joined (approved at once) pays her community's price in the sales
+    already open, from this moment: they hold their members in Redis, loaded when they opened."""
+    checkout = request.app.get(checkout_key)
+    if checkout is not None and membership.status == "approved":
+        await members.resync_open_sales(checkout, community_id, user_id)

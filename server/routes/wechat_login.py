@@ -13,6 +13,7 @@ from server import wechat_oauth
 from server.api import PUBLIC, Api, json_response, read_json
 from server.keys import database_key, settings_key, tokens_key
 from server.rate_limits import rate_limiter_key
+from server.routes import invites as invite_routes
 from server.routes.invites import joined_dict, user_dict
 
 api = Api()
@@ -86,6 +87,7 @@ async def wechat_callback(request: web.Request) -> web.Response:
                 assert community is not None
                 shown |= joined_dict(membership, community,
                                      await invites.community_live_session(db, community))
+            await invite_routes.open_sales_see(request, membership, invite.community_id, user.id)
         except DomainError as exc:
             shown["join_error"] = {"code": exc.code, "message": exc.message}
     token = request.app[tokens_key].issue(principal_)

@@ -102,7 +102,7 @@ async function load() {
   const events = trace.journey || [];
   const reports = trace.qc_reports || [];
   const products = trace.products || [];
-  section.replaceChildren(
+  section.replaceChildren(...[
     h("h2", { text: [batch.farm, batch.plot].filter(Boolean).join(" · ") || code }),
     fields([[t("batch"), batch.code], [t("farm"), batch.farm], [t("plot"), batch.plot],
       [t("harvested"), localTime(batch.harvested_at)], [t("lookups"), trace.lookups]]),
@@ -111,7 +111,8 @@ async function load() {
     reports.length ? h("div", { class: "qc-reports" }, ...reports.slice(0, 50).map(reportCard))
       : h("p", { class: "muted", text: t("qc_none") }),
     h("h2", { text: t("trace_journey") }),
-    h("ol", { class: "trace-events" }, ...events.slice(0, 200).map(journeyItem)));
+    h("ol", { class: "trace-events" }, ...events.slice(0, 200).map(journeyItem)),
+  ].filter(Boolean));  // replaceChildren would write a null as the text "null"
   section.hidden = false;
   if (await has("get", "/api/trace/{batch_code}/verify")) {
     try {
