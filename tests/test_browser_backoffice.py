@@ -107,7 +107,9 @@ async def test_schedule_a_session_with_cover_and_products(tmp_path: Path, redis_
 
         # Edit: a new title; time, cover and products stay as they were.
         await card.locator("button.edit").click()
-        assert await page.input_value("#s-when") == at.strftime("%Y-%m-%dT%H:%M")
+        # The form is filled from the session's preview once it has been fetched.
+        await page.wait_for_function("(v) => document.querySelector('#s-when').value === v",
+                                     arg=at.strftime("%Y-%m-%dT%H:%M"), timeout=20_000)
         assert await page.is_checked(f"#s-products input[value='{loquat['id']}']")
         await page.fill("#s-title", "塘栖白沙枇杷 八点开摘")
         await page.click("#s-save")
