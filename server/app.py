@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -14,7 +15,7 @@ from commerce.errors import Conflict
 from commerce.events import EventBus
 from infra.settings import Settings
 from server import rate_limits, revocations, wiring
-from server.api import Api, build_openapi
+from server.api import Api, Operation, build_openapi
 from server.auth import TokenService
 from server.database import Database
 from server.demo import demo_ctx, demo_seeders_key
@@ -77,8 +78,20 @@ def create_app(settings: Settings, *, fast_passwords: bool = False) -> web.Appli
     pages.install_static(app)
 
     operations = [op for table in [*route_tables(), extra] for op in table.operations]
-    app[openapi_key] = build_openapi(operations, "邻里 Linli API", "1.0")
+    app[openapi_key] = _openapi(operations)
     return app
+
+
+# The route tables live as long as the process, so one process's apps share one document (it is
+# only ever read); building it is ~50 ms, paid by every app a test suite makes.
+_OPENAPI: dict[tuple[int, ...], dict[str, Any]] = {}
+
+
+def _openapi(operations: list[Operation]) -> dict[str, Any]:
+    key = tuple(id(op) for op in operations)
+    if key not in _OPENAPI:
+        _OPENAPI[key] = build_openapi(operations, "邻里 Linli API", "1.0")
+    return _OPENAPI[key]
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
