@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
@@ -14,7 +13,13 @@ from commerce import refunds
 from commerce.payments import RefundKeyReused
 from server.commerce_keys import checkout_key
 from tests.conftest import Api
-from tests.test_money_concurrency import N, _farm_with_orders, _photo, _provider, _refund_rows
+from tests.test_money_concurrency import (
+    N,
+    _farm_with_orders,
+    _provider,
+    _refund_rows,
+    claim_while_provider_down,
+)
 
 
 async def test_compensation_cut_off_by_the_provider_is_transferred_once_later(
@@ -23,21 +28,11 @@ async def test_compensation_cut_off_by_the_provider_is_transferred_once_later(
     uid, buyer = await api.user("viewer")
     _farm, (order_id,) = await _farm_with_orders(api, buyer, 1)
     provider = _provider(api)
-    real_transfer = provider.transfer
-
-    async def down(*_args: Any) -> str:
-        raise ConnectionError("provider unreachable")
-
-    monkeypatch.setattr(provider, "transfer", down)
-    resp = await api.client.post("/api/claims", json={
-        "order_id": order_id, "reason": "spoiled", "photos": [await _photo(api, buyer)]},
-        headers=api.auth(buyer))
-    claim = await resp.json()
-    assert resp.status == 201 and claim["status"] == "approved", claim
+    status, claim = await claim_while_provider_down(api, buyer, order_id, "transfer", monkeypatch)
+    assert status == 201 and claim["status"] == "approved", claim
     # Decided and refunded; the compensation is owed, recorded, and not yet paid.
     assert claim["compensation_fen"] == 27000 and not claim["compensation_paid"]
     assert await provider.transferred_total(f"user:{uid}") == 0
-    monkeypatch.setattr(provider, "transfer", real_transfer)
 
     uow = api.app[checkout_key].uow
     await asyncio.gather(*(refunds.settle_pending(uow, provider, timedelta(0)) for _ in range(N)))

@@ -449,23 +449,31 @@ async def test_one_claim_per_order_and_one_photo_per_claim_at_once(any_db_api: A
     assert len(claims) == 2 and sum(shared in (c.photos or []) for c in claims) == 1
 
 
+async def claim_while_provider_down(api: Api, buyer: str, order_id: int, call: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict[str, Any]]:
+    """File a claim (auto-approved) while the provider's `call` (refund or transfer) cannot be
+    reached; the provider answers again afterwards."""
+    provider = _provider(api)
+
+    async def down(*_args: Any) -> str:
+        raise ConnectionError("provider unreachable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(provider, call, down)
+        resp = await api.client.post("/api/claims", json={
+            "order_id": order_id, "reason": "spoiled", "photos": [await _photo(api, buyer)]},
+            headers=api.auth(buyer))
+        return resp.status, dict(await resp.json())
+
+
 async def test_a_claim_refund_cut_off_before_the_provider_is_finished_once(
         any_db_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     api = any_db_api
     _uid, buyer = await api.user("viewer")
     _farm, (order_id,) = await _farm_with_orders(api, buyer, 1)
     provider = _provider(api)
-    real_refund = provider.refund
-
-    async def down(*_args: Any) -> str:
-        raise ConnectionError("provider unreachable")
-
-    monkeypatch.setattr(provider, "refund", down)
-    resp = await api.client.post("/api/claims", json={
-        "order_id": order_id, "reason": "spoiled", "photos": [await _photo(api, buyer)]},
-        headers=api.auth(buyer))
-    assert resp.status == 201 and (await resp.json())["refund_ref"] == ""
-    monkeypatch.setattr(provider, "refund", real_refund)
+    status, filed = await claim_while_provider_down(api, buyer, order_id, "refund", monkeypatch)
+    assert status == 201 and filed["refund_ref"] == ""
     # The decision and the refund were committed together before the provider was called.
     async with api.app[database_key].session() as db:
         claim = (await db.execute(select(Claim).where(Claim.order_id == order_id))).scalar_one()
