@@ -58,6 +58,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.unit)
             if "browser" in reasons and not item.get_closest_marker("browser"):
                 item.add_marker(pytest.mark.browser)
+        if "migration" in item.name and not item.get_closest_marker("migrations"):
+            item.add_marker(pytest.mark.migrations)
         callspec = getattr(item, "callspec", None)
         on_postgres = callspec is not None and callspec.params.get("db_backend") == "postgres"
         if (on_postgres or fixtures & POSTGRES_FIXTURES) and not item.get_closest_marker("postgres"):

@@ -250,6 +250,7 @@ async def test_trade_lapses_with_its_hold_and_closes_when_released(
     assert gateway.trades[other].status == "TRADE_CLOSED"
 
 
+@pytest.mark.races
 async def test_twenty_identical_notifications_make_one_order(
         make_api: AppFactory, any_db_settings: Settings, gateway: AlipayGateway,
         tmp_path: Path) -> None:

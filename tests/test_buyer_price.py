@@ -8,6 +8,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from commerce.pricing import buyer_price
 from tests.commerce_support import bulk_buyers, community_with, hold, make_shop
 from tests.conftest import Api
@@ -113,6 +115,7 @@ async def test_card_price_is_the_charged_price(api: Api) -> None:
     assert status == 200 and (await _order(api, paid["order_id"], li_token))["amount_fen"] == 5000
 
 
+@pytest.mark.races
 async def test_twenty_pays_of_one_hold_with_a_point_make_one_order(any_db_api: Api) -> None:
     """The same pay (with her chosen point) fired 20 times at once: one order, charged once at
     her price, at that point; the hold's units are sold once."""

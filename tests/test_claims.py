@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from commerce.base import as_utc
@@ -245,6 +246,7 @@ async def test_the_buyer_adds_photos_to_their_open_claim(any_db_api: Api) -> Non
     assert resp.status == 409 and (await resp.json())["error"]["code"] == "claim_closed"
 
 
+@pytest.mark.races
 async def test_photos_added_at_once_all_land_within_the_limit(any_db_api: Api) -> None:
     """N uploads added at once: none lost from the claim's list, never more than six."""
     api = any_db_api

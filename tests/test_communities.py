@@ -11,6 +11,7 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from commerce.accounts import CommunityLeader
@@ -137,6 +138,7 @@ async def test_leader_works_his_community_only(any_db_api: Api) -> None:
     assert status == 200 and page["items"] == []
 
 
+@pytest.mark.races
 async def test_twenty_appointments_make_one_leader(any_db_api: Api) -> None:
     api = any_db_api
     _, host = await api.user("host")

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from commerce import accounts, audience, catalog, live_sessions, refunds
@@ -584,6 +585,7 @@ async def test_a_viewer_is_refused_and_a_host_sees_no_other_shop(api: Api) -> No
     assert bad.status == 400
 
 
+@pytest.mark.races
 async def test_audience_counts_hold_under_concurrent_joins_talk_and_freezes(any_db_api: Api) -> None:
     """30 reconnects of one viewer count once, 30 new viewers 30 times, 30 like bursts exactly;
     20 session ends at once freeze one row with the same figures."""

@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from commerce.events import DomainEvent
@@ -16,6 +17,7 @@ from tests.commerce_support import bulk_buyers, hold, make_shop, pay
 from tests.conftest import Api
 
 
+@pytest.mark.races
 async def test_2000_attempts_500_buyers_100_units_exactly_100_sold(any_db_api: Api) -> None:
     api = any_db_api
     shop = await make_shop(api)

@@ -191,6 +191,7 @@ async def test_an_existing_neighbour_joins_in_one_step(any_db_api: Api) -> None:
     assert me["id"] == viewer_id and me["communities"] == [cid]
 
 
+@pytest.mark.races
 async def test_twenty_five_signups_at_once_on_a_five_use_link_make_five(
         any_db_api: Api) -> None:
     api = any_db_api
@@ -210,6 +211,7 @@ async def test_twenty_five_signups_at_once_on_a_five_use_link_make_five(
     assert made == 5  # the refused ones left no account behind
 
 
+@pytest.mark.races
 async def test_twenty_five_accepts_at_once_on_a_five_use_link_make_five(any_db_api: Api) -> None:
     api = any_db_api
     _, host = await api.user("host")
@@ -275,6 +277,7 @@ async def test_invite_limits_and_the_qr_poster(api: Api) -> None:
 
 
 @pytest.mark.parametrize("n", [20])
+@pytest.mark.races
 async def test_invites_made_at_once_stop_at_the_cap(any_db_api: Api, n: int,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from commerce import invites

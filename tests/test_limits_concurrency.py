@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from commerce.accounts import Membership, User
@@ -25,6 +26,10 @@ from server.routes.trust import UPLOADS_PER_HOUR
 from tests.conftest import Api, AppFactory
 from tests.realtime_support import make_room
 from tests.trust_support import PNG
+
+# Each test fires one request twenty (or more) times at once: `make test` runs them, the fast
+# lane does not.
+pytestmark = pytest.mark.races
 
 NAT = "203.0.113.7"  # documentation addresses (RFC 5737)
 OTHER = "198.51.100.20"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from commerce.accounts import Membership
@@ -110,6 +111,7 @@ async def test_manager_works_requests_and_members(any_db_api: Api) -> None:
     assert me["communities"] == []
 
 
+@pytest.mark.races
 async def test_twenty_approvals_decide_once(any_db_api: Api) -> None:
     api = any_db_api
     _, host = await api.user("host")

@@ -31,6 +31,9 @@ from trust.claims import Claim
 from trust.nps import NpsResponse
 from trust.reviews import Review
 
+# Each test fires one request twenty times at once: `make test` runs them, the fast lane does not.
+pytestmark = pytest.mark.races
+
 N = 20
 POLICY = {"full_refund_without_return": True, "multiplier": 10, "max_days_after_pickup": 2,
           "auto_approve_max_fen": 10_000_000, "require_photo": True, "response_hours": 2}

@@ -174,6 +174,7 @@ async def test_claim_decision_notifies_the_buyer(any_db_api: Api) -> None:
     assert decided[0]["params"]["status"] in ("approved", "rejected")
 
 
+@pytest.mark.races
 async def test_subscribe_twenty_at_once_is_one_row(any_db_api: Api) -> None:
     api = any_db_api
     shop = await make_shop(api)
@@ -237,6 +238,7 @@ async def test_going_live_tells_each_subscriber_once(any_db_api: Api) -> None:
         await stranger_inbox.close()
 
 
+@pytest.mark.races
 async def test_going_live_races_notify_once(any_db_api: Api) -> None:
     """Twenty "it is live" decisions at once (publishers in several processes): one wins."""
     api = any_db_api

@@ -9,6 +9,7 @@ import csv
 import io
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from commerce.events import DomainEvent
@@ -145,6 +146,7 @@ async def test_filters_pages_and_tenancy(any_db_api: Api) -> None:
         assert body["error"]["code"] == "invalid_input", bad
 
 
+@pytest.mark.races
 async def test_twenty_mark_ready_and_twenty_pickups_move_once(any_db_api: Api) -> None:
     api = any_db_api
     shop = await make_shop(api)

@@ -6,6 +6,8 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+import pytest
+
 from commerce.payments import PaymentCallback
 from server.commerce_keys import checkout_key
 from tests.commerce_support import bulk_buyers, community_with, hold, make_shop, pay
@@ -168,6 +170,7 @@ async def test_payment_callback_is_signed_and_replay_safe(api: Api) -> None:
     assert uid > 0
 
 
+@pytest.mark.races
 async def test_paying_one_hold_twice_at_once_makes_one_order(api: Api) -> None:
     import asyncio
 

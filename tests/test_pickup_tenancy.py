@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, select, text
@@ -98,6 +99,7 @@ async def test_a_lower_id_row_does_not_take_the_orders(any_db_api: Api) -> None:
     assert await _order_point(api, sale["id"], buyer) == own["id"]
 
 
+@pytest.mark.races
 async def test_concurrent_first_points_make_exactly_one_default(any_db_api: Api) -> None:
     api = any_db_api
     shop = await make_shop(api)

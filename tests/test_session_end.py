@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from commerce import live_sessions
 from commerce.events import DomainEvent
 from server.commerce_keys import checkout_key
@@ -76,6 +78,7 @@ async def test_ending_a_session_closes_its_sales_and_tells_the_room(any_db_api: 
         await anonymous.close()
 
 
+@pytest.mark.races
 async def test_holds_racing_the_end_are_refused_or_ordinary(any_db_api: Api) -> None:
     api = any_db_api
     shop = await make_shop(api)
@@ -107,6 +110,7 @@ async def test_holds_racing_the_end_are_refused_or_ordinary(any_db_api: Api) -> 
     assert (counts.sold, counts.held, counts.remaining) == (len(made), 0, N * 2 - len(made))
 
 
+@pytest.mark.races
 async def test_sales_made_racing_the_end_never_stay_open(any_db_api: Api) -> None:
     api = any_db_api
     shop = await make_shop(api)

@@ -161,6 +161,7 @@ async def test_wechat_is_off_unless_configured(api: Api) -> None:
                                                                        "wechat_not_configured")
 
 
+@pytest.mark.races
 async def test_twenty_first_sign_ins_of_one_person_at_once_make_one_account(
         make_api: AppFactory, any_db_settings: Settings, wechat: WechatProtocolServer) -> None:
     api = await make_api(with_wechat(any_db_settings, wechat))
