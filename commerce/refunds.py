@@ -243,8 +243,14 @@ async def park(db: AsyncSession, refund: Refund, reason: str) -> bool:
             and await lock_row(db, Order, refund.order_id):
         order = await db.get(Order, refund.order_id, populate_existing=True)
         fresh = await db.get(Refund, refund.id, populate_existing=True)
-        if order is not None and fresh is not None and fresh.status == RefundStatus.PENDING \
-                and fresh.kind == MoneyOut.TRANSFER.value and order.payment_ref \
+        if fresh is None or fresh.status != RefundStatus.PENDING:
+            return False
+        if fresh.kind == MoneyOut.REFUND.value:
+            # Made a refund by a concurrent caller: pay it (the key keeps it once).
+            refund.kind, refund.payment_ref, refund.provider = (fresh.kind, fresh.payment_ref,
+                                                                fresh.provider)
+            return True
+        if order is not None and order.payment_ref \
                 and order.amount_fen - order.refunded_fen >= fresh.amount_fen:
             order.refunded_fen += fresh.amount_fen
             fresh.kind, fresh.payment_ref = MoneyOut.REFUND.value, order.payment_ref
@@ -257,9 +263,12 @@ async def park(db: AsyncSession, refund: Refund, reason: str) -> bool:
             refund.kind, refund.payment_ref, refund.provider = (fresh.kind, fresh.payment_ref,
                                                                 fresh.provider)
             return True
-    await db.execute(
-        update(Refund).where(Refund.id == refund.id, Refund.status == RefundStatus.PENDING.value)
+    parked = await db.execute(
+        update(Refund).where(Refund.id == refund.id, Refund.status == RefundStatus.PENDING.value,
+                             Refund.kind == MoneyOut.TRANSFER.value)
         .values(status=RefundStatus.AWAITING_PAYEE.value, waiting_reason=reason[:40]))
+    if parked.rowcount != 1:  # type: ignore[attr-defined]
+        return False
     refund.status, refund.waiting_reason = RefundStatus.AWAITING_PAYEE.value, reason[:40]
     log.info("compensation awaits the buyer's account",
              extra={"refund_key": refund.key, "reason": reason})

@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import select
 
 from commerce import money_ledger, refunds
-from commerce.payment_records import Payment
 from commerce.orders import Order
+from commerce.payment_records import Payment
 from infra.settings import Settings
 from payments.alipay import AlipayProvider
 from server.cli_payments import reconcile_payments
