@@ -33,6 +33,8 @@ from tests.test_wechatpay import PHONE, WECHAT, with_wechatpay
 from tests.trust_support import Farm, make_farm, pick_up
 from tests.wechatpay_server import APPID, WechatPayServer, wechatpay_server
 
+# Two provider servers, a farm, claims and N-at-once requests per test: out of the fast lane.
+pytestmark = pytest.mark.slow
 PRICE = 3000
 
 
