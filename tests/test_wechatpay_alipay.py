@@ -29,8 +29,10 @@ from tests.alipay_server import AlipayGateway, alipay_gateway
 from tests.conftest import Api, AppFactory
 from tests.test_alipay import cashier, today, with_alipay
 from tests.test_money_concurrency import POLICY, N, _photo
+from tests.test_wechat_login import consent, finish, with_wechat
 from tests.test_wechatpay import PHONE, WECHAT, with_wechatpay
 from tests.trust_support import Farm, make_farm, pick_up
+from tests.wechat_protocol import Person, WechatProtocolServer, wechat_server
 from tests.wechatpay_server import APPID, WechatPayServer, wechatpay_server
 
 # Two provider servers, a farm, claims and N-at-once requests per test: out of the fast lane.
@@ -51,10 +53,17 @@ async def gateway() -> AsyncIterator[AlipayGateway]:
 
 
 @pytest.fixture
+async def wechat() -> AsyncIterator[WechatProtocolServer]:
+    async with wechat_server() as server:
+        yield server
+
+
+@pytest.fixture
 async def both(make_api: AppFactory, any_db_settings: Settings, wx: WechatPayServer,
-               gateway: AlipayGateway, tmp_path: Path) -> Api:
-    api = await make_api(with_alipay(with_wechatpay(any_db_settings, wx, tmp_path), gateway,
-                                     tmp_path))
+               gateway: AlipayGateway, wechat: WechatProtocolServer, tmp_path: Path) -> Api:
+    """Both providers, and WeChat sign-in under the same app id (a buyer may link WeChat)."""
+    api = await make_api(with_wechat(with_alipay(with_wechatpay(any_db_settings, wx, tmp_path),
+                                                 gateway, tmp_path), wechat))
     wx.route_to = str(api.client.make_url("")).rstrip("/")
     gateway.deliver_to = str(api.client.make_url("/"))
     assert api.app[checkout_key].payments.names == ("wechatpay", "alipay")
@@ -209,7 +218,7 @@ async def test_compensation_goes_through_the_provider_that_took_the_money_and_is
 
 
 async def test_compensation_with_no_account_waits_until_the_buyer_links_wechat(
-        both: Api, wx: WechatPayServer) -> None:
+        both: Api, wx: WechatPayServer, wechat: WechatProtocolServer) -> None:
     api = both
     where = await farm(api)
     wx.hide_payer = True  # WeChat does not say who paid: no account to transfer to
@@ -233,9 +242,26 @@ async def test_compensation_with_no_account_waits_until_the_buyer_links_wechat(
     assert resp.status == 409 and (await resp.json())["error"]["code"] == "no_payee_account"
     _o, other = await api.user("viewer")
     assert (await api.client.post(path, headers=api.auth(other))).status == 403
-    # She signs in with WeChat (her openid under the pay app id), then asks N times at once.
+    # From her order page she links WeChat (绑定微信: WeChat's consent, back to us), then asks N
+    # times at once.
+    wechat.next_person = Person("o_anna", "安娜")
+    resp = await api.client.post("/api/auth/wechat/start", json={"link": True},
+                                 headers=api.auth(anna))
+    assert resp.status == 200, await resp.text()
+    started = await resp.json()
+    code, state = await consent(started)
+    status, linked = await finish(api, code, state, started["browser_key"])
+    assert status == 200 and linked["linked"] and linked["user"]["id"] == uid, linked
     async with api.app[database_key].session() as db:
-        db.add(WechatIdentity(user_id=uid, app_id=APPID, openid="o_anna"))
+        bound = (await db.execute(select(WechatIdentity).where(
+            WechatIdentity.user_id == uid))).scalar_one()
+    assert (bound.app_id, bound.openid) == (APPID, "o_anna")
+    # The same WeChat cannot be linked to another account.
+    started = await (await api.client.post("/api/auth/wechat/start", json={"link": True},
+                                           headers=api.auth(other))).json()
+    code, state = await consent(started)
+    status, refused = await finish(api, code, state, started["browser_key"])
+    assert status == 409 and refused["error"]["code"] == "conflict", refused
 
     async def receive() -> tuple[int, dict[str, Any]]:
         resp = await api.client.post(path, headers=api.auth(anna))

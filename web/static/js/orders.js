@@ -145,6 +145,32 @@ function claimOutcome(claim) {
   ].filter(Boolean);
 }
 
+const WECHAT = "linli.wechat";
+
+/** 绑定微信 when WeChat sign-in is set up here: WeChat's consent, then back to this page. */
+async function linkWechatButton(block, note) {
+  try {
+    if (!(await api("/api/auth/providers", { auth: false })).wechat) return;
+  } catch {
+    return;
+  }
+  const link = h("button", { type: "button", class: "link-wechat", text: t("link_wechat") });
+  link.addEventListener("click", async () => {
+    link.disabled = true;
+    try {
+      const started = await api("/api/auth/wechat/start", { method: "POST", body: { link: true } });
+      // The key stays in this tab: the callback proves the trip began in this browser.
+      sessionStorage.setItem(WECHAT, JSON.stringify({ state: started.state, browser_key: started.browser_key, next: "/orders" }));
+      location.assign(started.authorize_url);
+    } catch (err) {
+      note.textContent = `${t("error")}: ${err.message}`;
+      link.disabled = false;
+    }
+  });
+  block.prepend(link);
+  block.prepend(note);
+}
+
 /** A compensation that waits for an account (待领取): why, and a button to receive it once she
  * signed in with WeChat (the transfer is tried again with the same key: paid once). */
 function receiveBlock(claim) {
@@ -153,6 +179,7 @@ function receiveBlock(claim) {
     text: t(hasKey(reasonKey) ? reasonKey : "claim_wait_no_payee_account") });
   const button = h("button", { type: "button", class: "claim-receive", text: t("claim_receive") });
   const block = h("div", { class: "stack claim-receive-block" }, note, button);
+  if (claim.compensation_waiting_reason === "no_wechat_account") linkWechatButton(block, note);
   button.addEventListener("click", async () => {
     button.disabled = true;
     try {
