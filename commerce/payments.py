@@ -411,3 +411,8 @@ class SimulatedProvider:
         """Payment reference -> fen charged, for every payment started for a hold."""
         raw = await self._redis.hgetall(CHARGES_PREFIX + hold_id)
         return {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
+
+
+def _conforms(provider: SimulatedProvider) -> tuple[PaymentProvider, BillingProvider]:
+    """For mypy: the interface and the optional capability the simulated provider fulfils."""
+    return provider, provider
