@@ -13,6 +13,7 @@ COPY realtime realtime
 COPY media media
 COPY trust trust
 COPY cluster cluster
+COPY payments payments
 COPY server server
 COPY web web
 RUN pip install --no-cache-dir --no-deps -e . && cd web && npm ci --omit=dev --no-audit --no-fund

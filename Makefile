@@ -40,7 +40,7 @@ test-fast: install-test
 
 # ruff, then the import contracts in pyproject.toml (the layers of docs/ARCHITECTURE.md).
 lint: install-test
-	$(VENV)/bin/ruff check infra server realtime media commerce cluster trust tests bench scripts
+	$(VENV)/bin/ruff check infra server realtime media commerce cluster trust payments tests bench scripts
 	$(VENV)/bin/lint-imports
 
 typecheck: install-test

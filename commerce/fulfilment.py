@@ -51,7 +51,7 @@ async def refund_order(checkout: Checkout, order_id: int, actor: Principal | Non
         refund = (await refunds.record(db, key, order.payment_ref, amount, reason or to.value,
                                        order.id) if amount > 0 else None)
     if refund is not None:
-        await refunds.execute_or_defer(checkout.uow, checkout.provider, refund)
+        await refunds.execute_or_defer(checkout.uow, checkout.payments, refund)
     result = await checkout.store.refund(order.hold_id, order.user_id, order.qty, order.community_id)
     await checkout.publish_stock(order.sale_id, result)
     if order.community_id is not None:

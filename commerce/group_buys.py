@@ -207,7 +207,7 @@ async def _apply(checkout: Checkout, group: GroupBuy, session_id: int) -> None:
         # An order written after this listing is settled by its writer (Checkout.record).
         for order in paid:
             await refunds.refund_difference(
-                checkout.uow, checkout.provider, order.id, group.group_price_fen,
+                checkout.uow, checkout.payments, order.id, group.group_price_fen,
                 f"group-buy {group.id} succeeded", refunds.rebate_key(order.id, group.id))
         return
     if group.on_failure != "refund":

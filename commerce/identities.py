@@ -18,6 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.accounts import Role, User
 from commerce.base import Base, utcnow
+from commerce.errors import Conflict
 
 # A password hash nothing verifies against (sign-in treats a hash starting with "!" as none):
 # an account made through WeChat signs in through WeChat until someone sets it a password.
@@ -69,3 +70,23 @@ async def wechat_user(db: AsyncSession, app_id: str, openid: str, unionid: str |
             raise
         return found, False
     return user, True
+
+
+async def link_wechat(db: AsyncSession, user_id: int, app_id: str, openid: str,
+                      unionid: str | None) -> None:
+    """Bind this WeChat person to an existing account (绑定微信: a neighbour who signed up with
+    a password, so the shop can pay her through WeChat). Already hers: nothing to do. Bound
+    to someone else, or she has another WeChat bound: Conflict."""
+    found = await find_wechat_user(db, app_id, openid, unionid)
+    if found is not None:
+        if found.id != user_id:
+            raise Conflict("该微信已绑定其他账号 / This WeChat is bound to another account",
+                           reason="wechat_bound_elsewhere")
+        return
+    try:
+        async with db.begin_nested():
+            db.add(WechatIdentity(user_id=user_id, app_id=app_id, openid=openid,
+                                  unionid=unionid or None))
+    except IntegrityError:
+        # Her account has another WeChat bound, or this one was bound meanwhile.
+        raise Conflict("该微信或账号已绑定 / Already bound", reason="wechat_bound_elsewhere") from None

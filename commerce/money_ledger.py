@@ -21,38 +21,20 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, String, Text, UniqueConstraint, select
+from sqlalchemy import String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.base import Base, as_utc, utcnow
 from commerce.orders import Order, UnitOfWork
-from commerce.payments import BillLine, PaymentCallback, bill_of
+from commerce.payment_records import Payment
+from commerce.payments import BillLine, PaymentCallback, PaymentProvider, TransferLookup, bill_of
 from commerce.refunds import Refund, RefundStatus
 
 BILL_ZONE = ZoneInfo("Asia/Shanghai")
 MAX_ISSUES_STORED = 500
 MAX_RECONCILIATIONS_SHOWN = 50
-
-
-class Payment(Base):
-    """Money that came in: one row per provider payment, whatever became of its hold."""
-
-    __tablename__ = "payments"
-    __table_args__ = (UniqueConstraint("provider", "provider_ref", name="uq_payments_provider_ref"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    provider: Mapped[str] = mapped_column(String(20))
-    provider_ref: Mapped[str] = mapped_column(String(80))
-    hold_id: Mapped[str] = mapped_column(String(40), index=True)
-    amount_fen: Mapped[int] = mapped_column(BigInteger)
-    paid_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-
-    def public_dict(self) -> dict[str, Any]:
-        return {"kind": "payment", "provider": self.provider, "provider_ref": self.provider_ref,
-                "key": self.hold_id, "amount_fen": self.amount_fen,
-                "at": as_utc(self.paid_at).isoformat()}
 
 
 class PaymentReconciliation(Base):
@@ -123,9 +105,9 @@ async def ledger_day(db: AsyncSession, provider: str, day: date) -> list[BillLin
     lines = [BillLine(kind="payment", key=p.hold_id, provider_ref=p.provider_ref,
                       amount_fen=p.amount_fen, at=as_utc(p.paid_at)) for p in payments]
     outs = list((await db.execute(
-        select(Refund).join(Payment, Payment.provider_ref == Refund.payment_ref)
-        .where(Payment.provider == provider, Refund.status == RefundStatus.DONE.value,
-               Refund.done_at >= start, Refund.done_at < end)
+        select(Refund).where(Refund.provider == provider,
+                             Refund.status == RefundStatus.DONE.value,
+                             Refund.done_at >= start, Refund.done_at < end)
         .order_by(Refund.id))).scalars())
     lines.extend(_line_of(row) for row in outs)
     return lines
@@ -164,15 +146,23 @@ def compare(ledger: list[BillLine], bill: list[BillLine]) -> list[Issue]:
     return issues
 
 
-async def reconcile_day(uow: UnitOfWork, provider: Any, day: date) -> PaymentReconciliation:
+async def reconcile_day(uow: UnitOfWork, provider: PaymentProvider,
+                        day: date) -> PaymentReconciliation:
     """Fetch the provider's bill for `day`, compare it with the ledger, store and answer the run.
-    Raises ValueError for a provider that offers no bill."""
+    A provider whose bill leaves transfers out is asked about each of our transfers of the day
+    (its transfer records). Raises ValueError for a provider that offers no bill."""
     billing = bill_of(provider)
     if billing is None:
         raise ValueError(f"provider {provider.name} offers no bill")
     bill = await billing.bill(day)
     async with uow() as db:
         ledger = await ledger_day(db, provider.name, day)
+    if isinstance(provider, TransferLookup):
+        for line in ledger:
+            if line.kind == "transfer":
+                found = await provider.transfer_line(line.key)
+                if found is not None:
+                    bill.append(found)
     issues = compare(ledger, bill)
     run = PaymentReconciliation(
         provider=provider.name, day=day, ledger_lines=len(ledger), bill_lines=len(bill),

@@ -20,6 +20,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -28,7 +29,7 @@ from zoneinfo import ZoneInfo
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from commerce.errors import DomainError
+from commerce.errors import DomainError, InvalidInput
 
 CALLBACK_MAX_AGE_S = 300
 NONCE_PREFIX = "pay:nonce:"
@@ -57,6 +58,20 @@ class RefundKeyReused(DomainError):
     status = 409
     default_message = ("该退款编号已用于另一笔退款 / This refund idempotency key was already used "
                        "for a different refund")
+
+
+class UnknownProvider(InvalidInput):
+    default_message = "不支持该支付方式 / This payment method is not offered"
+
+
+class NoPayeeAccount(DomainError):
+    """A transfer to a buyer whose account with the provider we do not know (she never signed
+    in with WeChat nor paid from an account we saw): it waits until she links one."""
+
+    code = "no_payee_account"
+    status = 409
+    default_message = ("没有可收款的账户，请绑定微信或支付宝后领取 / No account to pay this to: "
+                       "link WeChat or Alipay to receive it")
 
 
 @dataclass(frozen=True)
@@ -138,19 +153,136 @@ class PaymentProvider(Protocol):
         ...
 
 
+# Optional capabilities. A provider has one when it has the method; the checkout asks with
+# isinstance on these (runtime_checkable) protocols, and mypy checks every call through them.
+# Each provider module states at its end, for mypy, which of them it fulfils.
+
+
 @runtime_checkable
 class BillingProvider(Protocol):
-    """The optional capability reconciliation needs: the provider's own lines of one bill day
-    (Asia/Shanghai), as its bill download states them."""
+    """Reconciliation: the provider's own lines of one bill day (Asia/Shanghai), as its bill
+    download states them."""
 
     name: str
 
     async def bill(self, day: date) -> list[BillLine]: ...
 
 
+@runtime_checkable
+class TransferLookup(Protocol):
+    """A provider whose daily bill leaves transfers out (WeChat Pay's trade bill) answers, per
+    transfer key, what its own transfer records say: a `BillLine` when the money reached the
+    buyer, None when it has no such transfer or it failed."""
+
+    name: str
+
+    async def transfer_line(self, key: str) -> BillLine | None: ...
+
+
+@runtime_checkable
+class LapsingStart(Protocol):
+    """Starts a payment that the provider itself closes when the hold lapses (`expires_ms`)."""
+
+    async def start_until(self, hold_id: str, amount_fen: int, expires_ms: int | None,
+                          client: PayClient | None = None) -> PaymentStart: ...
+
+
+@runtime_checkable
+class QrStart(Protocol):
+    """Answers a code to scan for a buyer at a desktop (Alipay's precreate)."""
+
+    async def start_qr(self, hold_id: str, amount_fen: int) -> str: ...
+
+
+@runtime_checkable
+class ClosingProvider(Protocol):
+    """Closes its order for a hold given back, so it can no longer be paid; False when paid."""
+
+    async def close(self, hold_id: str) -> bool: ...
+
+
+@runtime_checkable
+class PayerMemory(Protocol):
+    """Remembers which of its accounts paid a buyer's hold, so her compensation can be
+    transferred there even when she never signed in with that provider."""
+
+    async def paid_by(self, user_id: int, hold_id: str) -> None: ...
+
+
 def bill_of(provider: object) -> BillingProvider | None:
     """The provider as one that offers a daily bill, or None."""
     return provider if isinstance(provider, BillingProvider) else None
+
+
+# What the pay sheet calls each provider.
+LABELS = {"wechatpay": "微信支付 / WeChat Pay", "alipay": "支付宝 / Alipay",
+          "simulated": "模拟支付 / Simulated"}
+
+
+class PaymentProviders:
+    """Every configured provider by name. The buyer chooses one to pay with; money going back
+    (refunds, compensation) goes through the one that took the order's money, whatever the
+    buyer would choose today. The first is the default for money whose provider is unknown
+    (rows written before providers were recorded)."""
+
+    def __init__(self, providers: Sequence[PaymentProvider]) -> None:
+        if not providers:
+            raise ValueError("at least one payment provider")
+        self._by_name: dict[str, PaymentProvider] = {}
+        for provider in providers:
+            if provider.name in self._by_name:
+                raise ValueError(f"provider {provider.name} twice")
+            self._by_name[provider.name] = provider
+        self.default: PaymentProvider = providers[0]
+
+    def __iter__(self) -> Iterator[PaymentProvider]:
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._by_name)
+
+    def find(self, name: str) -> PaymentProvider | None:
+        return self._by_name.get(name)
+
+    def get(self, name: str) -> PaymentProvider:
+        """The provider called `name`; UnknownProvider (400) when it is not configured."""
+        found = self._by_name.get(name)
+        if found is None:
+            raise UnknownProvider(field="provider", reason="unknown_provider")
+        return found
+
+    def for_money(self, name: str) -> PaymentProvider:
+        """The provider that took money recorded under `name` ("" when it was not recorded)."""
+        return self._by_name[name] if name else self.default
+
+    def preferred(self, client: PayClient | None) -> PaymentProvider:
+        """Inside WeChat's browser WeChat Pay (WeChat blocks Alipay's pages there); elsewhere
+        Alipay when offered (the phone's Alipay app opens from any browser); else the first."""
+        inside_wechat = "micromessenger" in (client.user_agent if client else "").lower()
+        for name in (("wechatpay", "alipay") if inside_wechat else ("alipay", "wechatpay")):
+            if name in self._by_name:
+                return self._by_name[name]
+        return self.default
+
+    def choose(self, wanted: str | None, client: PayClient | None) -> PaymentProvider:
+        """The provider the buyer asked for, or the preferred one for where she is."""
+        return self.get(wanted) if wanted else self.preferred(client)
+
+    def offered(self, client: PayClient | None) -> list[dict[str, Any]]:
+        """What the pay sheet lists: every provider, the preferred one first and marked."""
+        first = self.preferred(client)
+        ordered = [first, *(p for p in self if p is not first)]
+        return [{"name": p.name, "label": LABELS.get(p.name, p.name), "preferred": p is first}
+                for p in ordered]
+
+
+def providers_of(target: PaymentProviders | PaymentProvider) -> PaymentProviders:
+    """A lone provider (a test, a tool) as a registry of one."""
+    return target if isinstance(target, PaymentProviders) else PaymentProviders([target])
 
 
 def bill_day(at: datetime) -> date:
@@ -279,3 +411,8 @@ class SimulatedProvider:
         """Payment reference -> fen charged, for every payment started for a hold."""
         raw = await self._redis.hgetall(CHARGES_PREFIX + hold_id)
         return {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
+
+
+def _conforms(provider: SimulatedProvider) -> tuple[PaymentProvider, BillingProvider]:
+    """For mypy: the interface and the optional capability the simulated provider fulfils."""
+    return provider, provider

@@ -14,6 +14,14 @@ A process that dies between 1 and 3, or a provider that fails at 2, leaves a `pe
 request still answers with its committed decision): `settle_pending` (the refund worker, every
 few seconds in every process) calls the provider again with the same key, which answers the
 same refund, and finishes the row; so nothing is lost and nothing is paid twice.
+
+Each row names the provider that took the money it gives back (the provider of its payment, from
+the payments ledger), and is paid through that provider whichever one buyers choose today.
+
+A transfer to a buyer with no account at that provider (`NoPayeeAccount`) is not retried: when
+the order still has that much left to refund, it is paid back onto the order's payment instead
+(no account needed); otherwise the row waits, `awaiting_payee` (待领取) with its reason, until
+the buyer links an account and asks for it (`receive`).
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from commerce.base import Base, as_utc, utcnow
 from commerce.locks import lock_row
 from commerce.orders import SOLD_STATES, Order, OrderStatus, OrderTransition, UnitOfWork
-from commerce.payments import PaymentProvider
+from commerce.payment_records import provider_of_payment
+from commerce.payments import NoPayeeAccount, PaymentProvider, PaymentProviders, providers_of
 
 log = logging.getLogger(__name__)
 # A pending row younger than this is probably still being settled by the request that wrote it.
@@ -54,6 +63,11 @@ def on_finish(matches: Callable[[Refund], bool], hook: FinishHook) -> None:
 class RefundStatus(enum.StrEnum):
     PENDING = "pending"
     DONE = "done"
+    # A transfer no provider account can receive yet (待领取): the buyer must link one.
+    AWAITING_PAYEE = "awaiting_payee"
+
+
+Providers = PaymentProviders | PaymentProvider
 
 
 class MoneyOut(enum.StrEnum):
@@ -76,15 +90,20 @@ class Refund(Base):
     payment_ref: Mapped[str] = mapped_column(String(80))
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(String(200), default="")
-    status: Mapped[str] = mapped_column(String(12), default=RefundStatus.PENDING.value, index=True)
+    status: Mapped[str] = mapped_column(String(16), default=RefundStatus.PENDING.value, index=True)
     provider_ref: Mapped[str] = mapped_column(String(80), default="")
+    # The provider that took the money this gives back ("" for rows older than that record).
+    provider: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    # Why an awaiting_payee transfer waits (the provider's error code).
+    waiting_reason: Mapped[str] = mapped_column(String(40), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     done_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     def public_dict(self) -> dict[str, Any]:
         return {"key": self.key, "kind": self.kind, "order_id": self.order_id,
-                "amount_fen": self.amount_fen,
+                "amount_fen": self.amount_fen, "provider": self.provider,
                 "status": self.status, "provider_ref": self.provider_ref,
+                "waiting_reason": self.waiting_reason or None,
                 "created_at": as_utc(self.created_at).isoformat()}
 
 
@@ -109,13 +128,24 @@ async def record_transfer(db: AsyncSession, key: str, payee: str, amount_fen: in
     if found is not None:
         return found
     row = Refund(key=key, kind=MoneyOut.TRANSFER.value, payee=payee, order_id=order_id,
-                 payment_ref=payment_ref, amount_fen=amount_fen, reason=reason[:200])
+                 payment_ref=payment_ref, amount_fen=amount_fen, reason=reason[:200],
+                 provider=await provider_of_payment(db, payment_ref))
     db.add(row)
     await db.flush()
     return row
 
 
-async def _provider_call(provider: PaymentProvider, row: Refund) -> str:
+def provider_for(providers: Providers, row: Refund) -> PaymentProvider:
+    """The provider that took the money `row` gives back; LookupError when it is no longer
+    configured (the row stays pending and is logged until it is)."""
+    registry = providers_of(providers)
+    if row.provider and registry.find(row.provider) is None:
+        raise LookupError(f"payment provider {row.provider!r} is not configured")
+    return registry.for_money(row.provider)
+
+
+async def _provider_call(providers: Providers, row: Refund) -> str:
+    provider = provider_for(providers, row)
     if row.kind == MoneyOut.TRANSFER.value:
         return await provider.transfer(row.payee, row.amount_fen, row.reason, row.key)
     return await provider.refund(row.payment_ref, row.amount_fen, row.reason, row.key)
@@ -137,7 +167,7 @@ async def record(db: AsyncSession, key: str, payment_ref: str, amount_fen: int, 
     if found is not None:
         return found
     row = Refund(key=key, order_id=order_id, payment_ref=payment_ref, amount_fen=amount_fen,
-                 reason=reason[:200])
+                 reason=reason[:200], provider=await provider_of_payment(db, payment_ref))
     db.add(row)
     await db.flush()
     return row
@@ -147,45 +177,139 @@ async def find(db: AsyncSession, key: str) -> Refund | None:
     return (await db.execute(select(Refund).where(Refund.key == key))).scalar_one_or_none()
 
 
-async def execute(uow: UnitOfWork, provider: PaymentProvider, refund: Refund) -> str:
-    """Steps 2 and 3 for a committed pending row; safe to repeat."""
+async def execute(uow: UnitOfWork, providers: Providers, refund: Refund) -> str:
+    """Steps 2 and 3 for a committed pending row; safe to repeat. "" when the transfer waits
+    for the buyer's account (the row is then awaiting_payee, or paid as a refund)."""
     if refund.status == RefundStatus.DONE:
         return refund.provider_ref
-    ref = await _provider_call(provider, refund)
+    try:
+        ref = await _provider_call(providers, refund)
+    except NoPayeeAccount as exc:
+        return await _no_payee(uow, providers, refund, exc)
     async with uow() as db:
-        await finish(db, refund, ref)
+        await finish(db, refund, ref, provider_for(providers, refund).name)
     return ref
 
 
-async def call_provider(provider: PaymentProvider, refund: Refund) -> str:
+async def call_provider(providers: Providers, refund: Refund) -> str:
     """Step 2 for the request that recorded the refund: the decision is already committed, so
     a provider that fails now does not undo it; the row stays pending for the refund worker
-    and "" is returned."""
+    and "" is returned. `NoPayeeAccount` is raised: it is not retried (`park`)."""
     try:
-        return await _provider_call(provider, refund)
+        return await _provider_call(providers, refund)
+    except NoPayeeAccount:
+        raise
     except Exception:
         log.warning("provider refund failed; the refund worker will retry it",
                     extra={"refund_key": refund.key}, exc_info=True)
         return ""
 
 
-async def execute_or_defer(uow: UnitOfWork, provider: PaymentProvider, refund: Refund) -> str:
+async def execute_or_defer(uow: UnitOfWork, providers: Providers, refund: Refund) -> str:
     """`execute`, leaving the row to the refund worker when the provider fails."""
     if refund.status == RefundStatus.DONE:
         return refund.provider_ref
-    ref = await call_provider(provider, refund)
+    try:
+        ref = await call_provider(providers, refund)
+    except NoPayeeAccount as exc:
+        return await _no_payee(uow, providers, refund, exc)
     if ref:
         async with uow() as db:
-            await finish(db, refund, ref)
+            await finish(db, refund, ref, provider_for(providers, refund).name)
     return ref
 
 
-async def finish(db: AsyncSession, refund: Refund, ref: str) -> bool:
+def _reason(exc: NoPayeeAccount) -> str:
+    return str(exc.details.get("reason") or exc.code)[:40]
+
+
+async def _no_payee(uow: UnitOfWork, providers: Providers, refund: Refund,
+                    exc: NoPayeeAccount) -> str:
+    """A transfer the provider cannot deliver for want of the buyer's account: onto the
+    order's payment when it has room, else it waits (待领取)."""
+    async with uow() as db:
+        converted = await park(db, refund, _reason(exc))
+    if not converted:
+        return ""
+    return await execute_or_defer(uow, providers, refund)
+
+
+async def park(db: AsyncSession, refund: Refund, reason: str) -> bool:
+    """In the caller's transaction, for a pending transfer no account can receive: when its
+    order still has `amount_fen` left to refund (under the order's lock), it becomes a refund
+    onto the order's payment and stays pending (True: pay it now); otherwise it becomes
+    awaiting_payee with `reason` (False). A row no longer pending is left as it is."""
+    if refund.kind == MoneyOut.TRANSFER.value and refund.order_id is not None \
+            and await lock_row(db, Order, refund.order_id):
+        order = await db.get(Order, refund.order_id, populate_existing=True)
+        fresh = await db.get(Refund, refund.id, populate_existing=True)
+        if fresh is None or fresh.status != RefundStatus.PENDING:
+            return False
+        if fresh.kind == MoneyOut.REFUND.value:
+            # Made a refund by a concurrent caller: pay it (the key keeps it once).
+            refund.kind, refund.payment_ref, refund.provider = (fresh.kind, fresh.payment_ref,
+                                                                fresh.provider)
+            return True
+        if order is not None and order.payment_ref \
+                and order.amount_fen - order.refunded_fen >= fresh.amount_fen:
+            order.refunded_fen += fresh.amount_fen
+            fresh.kind, fresh.payment_ref = MoneyOut.REFUND.value, order.payment_ref
+            fresh.provider = await provider_of_payment(db, order.payment_ref) or fresh.provider
+            db.add(OrderTransition(
+                order_id=order.id, from_status=order.status, to_status=order.status,
+                actor_id=None, note=f"赔付改为退回原支付 compensation refunded onto the payment "
+                                    f"{fresh.amount_fen}fen [{fresh.key}]"[:200]))
+            await db.flush()
+            refund.kind, refund.payment_ref, refund.provider = (fresh.kind, fresh.payment_ref,
+                                                                fresh.provider)
+            return True
+    parked = await db.execute(
+        update(Refund).where(Refund.id == refund.id, Refund.status == RefundStatus.PENDING.value,
+                             Refund.kind == MoneyOut.TRANSFER.value)
+        .values(status=RefundStatus.AWAITING_PAYEE.value, waiting_reason=reason[:40]))
+    if parked.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    refund.status, refund.waiting_reason = RefundStatus.AWAITING_PAYEE.value, reason[:40]
+    log.info("compensation awaits the buyer's account",
+             extra={"refund_key": refund.key, "reason": reason})
+    return False
+
+
+async def receive(uow: UnitOfWork, providers: Providers, key: str, user_id: int) -> Refund:
+    """The buyer asks for a transfer that waits for her account (after linking WeChat or
+    Alipay): it is tried again once, by whoever moves it back to pending first (a conditional
+    UPDATE), with its unchanged key. Still no account: it waits again and NoPayeeAccount is
+    raised. Answers the row as it stands after."""
+    async with uow() as db:
+        moved = await db.execute(
+            update(Refund).where(Refund.key == key, Refund.payee == payee_of(user_id),
+                                 Refund.status == RefundStatus.AWAITING_PAYEE.value)
+            .values(status=RefundStatus.PENDING.value, waiting_reason=""))
+        won = moved.rowcount == 1  # type: ignore[attr-defined]
+        row = await find(db, key)
+    if row is None or row.payee != payee_of(user_id):
+        raise LookupError(key)
+    if won:
+        await execute_or_defer(uow, providers, row)
+        async with uow() as db:
+            row = await find(db, key)
+        assert row is not None
+        if row.status == RefundStatus.AWAITING_PAYEE:
+            raise NoPayeeAccount(reason=row.waiting_reason or "no_payee_account")
+    return row
+
+
+async def finish(db: AsyncSession, refund: Refund, ref: str, provider: str = "") -> bool:
     """Mark the row done (first finisher wins) and put the provider's reference in its order's
-    history; False when someone else finished it."""
+    history; False when someone else finished it. `provider` fills in a row that named none."""
+    values: dict[str, Any] = {"status": RefundStatus.DONE.value, "provider_ref": ref[:80],
+                              "done_at": utcnow()}
+    if provider and not refund.provider:
+        values["provider"] = provider
+        refund.provider = provider
     done = await db.execute(
         update(Refund).where(Refund.id == refund.id, Refund.status == RefundStatus.PENDING.value)
-        .values(status=RefundStatus.DONE.value, provider_ref=ref[:80], done_at=utcnow())
+        .values(**values)
     )
     refund.status, refund.provider_ref = RefundStatus.DONE.value, ref[:80]
     if done.rowcount != 1:  # type: ignore[attr-defined]
@@ -204,7 +328,7 @@ async def finish(db: AsyncSession, refund: Refund, ref: str) -> bool:
     return True
 
 
-async def pay_out(uow: UnitOfWork, provider: PaymentProvider, key: str, payment_ref: str,
+async def pay_out(uow: UnitOfWork, providers: Providers, key: str, payment_ref: str,
                   amount_fen: int, reason: str, order_id: int | None = None) -> str:
     """All three steps for money that needs no state claimed first (a payment that came in for
     a hold that was gone or already paid): record, call, finish."""
@@ -218,10 +342,10 @@ async def pay_out(uow: UnitOfWork, provider: PaymentProvider, key: str, payment_
         if again is None:
             raise
         row = again
-    return await execute(uow, provider, row)
+    return await execute(uow, providers, row)
 
 
-async def refund_difference(uow: UnitOfWork, provider: PaymentProvider, order_id: int,
+async def refund_difference(uow: UnitOfWork, providers: Providers, order_id: int,
                             unit_price_fen: int, note: str, key: str) -> int:
     """Charge a lower unit price after the fact (a group-buy succeeded): refund the difference,
     at most what is left of the order. Returns the fen refunded by this call.
@@ -246,11 +370,11 @@ async def refund_difference(uow: UnitOfWork, provider: PaymentProvider, order_id
             existing = await record(db, key, order.payment_ref, diff, note, order.id)
         elif existing.status != RefundStatus.PENDING:
             return 0
-    await execute_or_defer(uow, provider, existing)
+    await execute_or_defer(uow, providers, existing)
     return existing.amount_fen
 
 
-async def settle_pending(uow: UnitOfWork, provider: PaymentProvider,
+async def settle_pending(uow: UnitOfWork, providers: Providers,
                          older_than: timedelta = SETTLE_AFTER) -> int:
     """The refund worker: finish every pending row left by a process that died after step 1."""
     cutoff = utcnow() - older_than
@@ -263,7 +387,7 @@ async def settle_pending(uow: UnitOfWork, provider: PaymentProvider,
         if as_utc(row.created_at) > cutoff:
             continue
         try:
-            await execute(uow, provider, row)
+            await execute(uow, providers, row)
             settled += 1
         except Exception:
             log.exception("refund retry failed", extra={"refund_key": row.key})

@@ -13,7 +13,6 @@ from sqlalchemy import select
 from cluster.leader import ClusterLeader
 from commerce import catalog, group_buys, orders, refunds
 from commerce.accounts import Principal, Role
-from commerce.alipay_pay import AlipayProvider, load_config
 from commerce.base import utcnow
 from commerce.events import DomainEvent
 from commerce.flash_sale import lifecycle, sales
@@ -22,10 +21,12 @@ from commerce.flash_sale.holds import HoldSweeper
 from commerce.flash_sale.order_log import OrderLogConsumer
 from commerce.flash_sale.store import FlashSaleStore
 from commerce.live_sessions import get_session
-from commerce.payments import PaymentProvider, SimulatedProvider
-from commerce.wechatpay import WechatPayProvider, sweep_started
+from commerce.orders import UnitOfWork
+from commerce.payments import PaymentProvider, PaymentProviders, SimulatedProvider
 from infra.background import PeriodicTask
 from infra.settings import Settings
+from payments.alipay import AlipayProvider, load_config
+from payments.wechatpay import WechatPayProvider, sweep_started
 from server.api import Api
 from server.cluster_keys import cluster_key
 from server.commerce_keys import checkout_key
@@ -53,16 +54,12 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
     # bounded set of connections instead of failing with "Too many connections".
     redis: Redis = Redis(connection_pool=BlockingConnectionPool.from_url(
         app[redis_url_key], max_connections=REDIS_CONNECTIONS, timeout=10))
-    # One provider at a time (refunds go back through the one that took the money): WeChat Pay
-    # when configured, else Alipay when configured, else the simulated one of `make run`.
-    provider: PaymentProvider = payment_provider(settings, redis)
-    wechatpay: WechatPayProvider | None = None
-    if settings.wechatpay_enabled:
-        wechatpay = WechatPayProvider.from_settings(settings, redis, app[database_key].session)
-        await wechatpay.open()
-        provider = wechatpay
+    # Every configured provider (the buyer chooses; refunds go back through the one that took
+    # the money); the simulated one of `make run` when none is.
+    payments = await payment_providers(settings, redis, app[database_key].session)
+    wechatpay = payments.find("wechatpay")
     checkout = Checkout(FlashSaleStore(redis), app[database_key].session, app[events_key],
-                        provider)
+                        payments)
     app[checkout_key] = checkout
     await restore_sales(checkout, settings.hold_ttl_s)
     sweeper: PeriodicTask = HoldSweeper(checkout)
@@ -80,10 +77,10 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
         sweeper, OrderLogConsumer(checkout), deadlines,
         # Refunds whose process died between recording and paying them (commerce/refunds.py);
         # each is finished by a conditional update, so every process may run this.
-        PeriodicTask("refund-retry", lambda: refunds.settle_pending(checkout.uow, checkout.provider),
+        PeriodicTask("refund-retry", lambda: refunds.settle_pending(checkout.uow, checkout.payments),
                      idle_s=5.0),
     ]
-    if wechatpay is not None:
+    if isinstance(wechatpay, WechatPayProvider):
         # Late or lost notifications, and closing WeChat's order of a lapsed hold; each step
         # is idempotent (confirm, refund key, close), so every process may run it.
         provider_ = wechatpay
@@ -110,15 +107,23 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
         await redis.aclose()
 
 
-def payment_provider(settings: Settings, redis: Redis) -> PaymentProvider:
-    """Alipay when it is configured, else the simulated provider (`make run`)."""
+async def payment_providers(settings: Settings, redis: Redis,
+                            uow: UnitOfWork) -> PaymentProviders:
+    """WeChat Pay and Alipay, each when configured (both at once is the usual shop: neighbours
+    pay in WeChat, some with Alipay); the simulated provider when neither is (`make run`)."""
     secret = settings.secret_key.get_secret_value()
+    found: list[PaymentProvider] = []
+    if settings.wechatpay_enabled:
+        wechatpay = WechatPayProvider.from_settings(settings, redis, uow)
+        await wechatpay.open()
+        log.info("payments through wechatpay", extra={"mchid": wechatpay.mchid})
+        found.append(wechatpay)
     alipay = load_config(settings, secret)
     if alipay is not None:
         log.info("payments through alipay", extra={"app_id": alipay.app_id,
                                                    "gateway": alipay.gateway_url})
-        return AlipayProvider(alipay, redis)
-    return SimulatedProvider(secret, redis)
+        found.append(AlipayProvider(alipay, redis))
+    return PaymentProviders(found or [SimulatedProvider(secret, redis)])
 
 
 async def _decide(checkout: Checkout) -> int:

@@ -47,10 +47,11 @@ def setup(app: web.Application, api: Api) -> None:
 
 
 async def trust_ctx(app: web.Application) -> AsyncIterator[None]:
-    # Refunds go through the commerce checkout's provider when it is wired (it is in the app).
-    provider = (app[checkout_key].provider if checkout_key in app
-                else SimulatedProvider(app[settings_key].secret_key.get_secret_value(), app[redis_key]))
-    app[refunder_key] = ProviderRefunder(provider)
+    # Refunds go through the commerce checkout's providers when they are wired (they are in the
+    # app), each to the provider that took the order's money.
+    providers = (app[checkout_key].payments if checkout_key in app
+                 else SimulatedProvider(app[settings_key].secret_key.get_secret_value(), app[redis_key]))
+    app[refunder_key] = ProviderRefunder(providers)
 
     async def on_event(event: DomainEvent) -> None:
         payload = event.payload

@@ -20,10 +20,10 @@ import pytest
 from sqlalchemy import select
 
 from commerce import money_ledger, refunds
-from commerce.alipay_pay import AlipayProvider
-from commerce.money_ledger import Payment
 from commerce.orders import Order
+from commerce.payment_records import Payment
 from infra.settings import Settings
+from payments.alipay import AlipayProvider
 from server.cli_payments import reconcile_payments
 from server.commerce_keys import checkout_key
 from server.keys import database_key

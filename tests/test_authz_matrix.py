@@ -240,6 +240,7 @@ REST: tuple[Op, ...] = (
     # not configured, so 404 after the auth check).
     Op("POST", "/api/payments/alipay/notify", "/api/payments/alipay/notify", PUBLIC,
        data=b"out_trade_no=1-1", content_type="application/x-www-form-urlencoded"),
+    Op("GET", "/api/payments/methods", "/api/payments/methods", USERS),
     Op("GET", "/api/payments/reconciliations", "/api/payments/reconciliations", ADMIN),
     Op("GET", "/api/payments/ledger", "/api/payments/ledger?order_id={w.order_paid}", ADMIN),
     # Everyone signed in lists orders, each within her tenancy (see test_what_each_role_sees);
@@ -297,6 +298,8 @@ REST: tuple[Op, ...] = (
     # Only the claim's own buyer adds photos (the seeded claim is decided: 409 past auth).
     Op("POST", "/api/claims/{id}/photos", "/api/claims/{w.claim}/photos", BUYER,
        json={"photos": [1]}),
+    # The buyer's own compensation, waiting for an account: none waits here (404 past auth).
+    Op("POST", "/api/claims/{id}/compensation", "/api/claims/{w.claim}/compensation", BUYER),
     Op("POST", "/api/claims/{id}/approve", "/api/claims/{w.claim}/approve", DECIDERS, json={}),
     Op("POST", "/api/claims/{id}/reject", "/api/claims/{w.claim}/reject", DECIDERS, json={}),
     Op("POST", "/api/claims/{id}/reship", "/api/claims/{w.claim}/reship", DECIDERS,

@@ -321,7 +321,7 @@ async def test_wechatpay_secrets_never_reach_the_logs_or_the_openapi(
     APIv3 key nor the merchant private key appears in a log line, the settings' log form or the
     OpenAPI document; the refusal is one line with its reason."""
     from commerce import refunds
-    from commerce.wechatpay import trade_no
+    from payments.wechatpay import trade_no
     from server.keys import database_key
     from tests.test_wechatpay import orders_of, provider, started, with_wechatpay
     from tests.wechatpay_server import wechatpay_server

@@ -18,7 +18,8 @@ from commerce import refunds
 from commerce.identities import WechatIdentity
 from commerce.orders import Order, OrderTransition
 from commerce.payments import RefundKeyReused
-from commerce.wechatpay import (
+from infra.settings import Settings
+from payments.wechatpay import (
     CHINA,
     NoWechatAccount,
     ProviderFailed,
@@ -26,7 +27,6 @@ from commerce.wechatpay import (
     sweep_started,
     trade_no,
 )
-from infra.settings import Settings
 from server.commerce_keys import checkout_key
 from server.keys import database_key
 from tests.commerce_support import bulk_buyers, hold, make_shop

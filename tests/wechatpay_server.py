@@ -8,8 +8,10 @@ every notification is signed with the platform key (`Wechatpay-Timestamp/Nonce/S
 Serial/Signature-Type` over `ts\\nnonce\\nbody\\n`), and notifications carry the transaction or
 refund as an encrypted resource. Covered: JSAPI/H5/Native prepay, query by out_trade_no and by
 transaction id, close, refunds (out_refund_no idempotent, no more than was paid), transfer
-batches (out_batch_no idempotent), the trade bill (`/v3/bill/tradebill` then a gzip CSV
-download in WeChat's layout, values prefixed with a backquote).
+batches (out_batch_no idempotent) and their details read back by out_batch_no / out_detail_no
+(the merchant-transfer records; a test may plant a failed or altered one), the trade bill
+(`/v3/bill/tradebill` then a gzip CSV download in WeChat's layout, values prefixed with a
+backquote).
 
 The buyer's side: `GET /h5pay?prepay_id=…&redirect_url=…` is the cashier page the H5 flow opens;
 its button pays, sends the notification, then returns the browser to `redirect_url`. Tests
@@ -106,6 +108,9 @@ class WechatPayServer:
     bill_rows: list[list[str]] = field(default_factory=list)
     delivered: list[tuple[str, int]] = field(default_factory=list)
     pending_refund_notices: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # Leave the payer out of paid transactions: stands for a payment whose account the shop
+    # cannot pay back to (the buyer's compensation then waits for her to link WeChat).
+    hide_payer: bool = False
 
     def __post_init__(self) -> None:
         self.platform_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -214,7 +219,9 @@ class WechatPayServer:
             "amount": {"total": trade.total, "currency": "CNY"}}
         if trade.state == "SUCCESS":
             found.update(transaction_id=trade.transaction_id, success_time=trade.success_time,
-                         bank_type="OTHERS", payer={"openid": trade.openid or "o_h5_buyer"})
+                         bank_type="OTHERS")
+            if not self.hide_payer:
+                found["payer"] = {"openid": trade.openid or "o_h5_buyer"}
             found["amount"].update(payer_total=trade.total, payer_currency="CNY")
         return found
 
@@ -284,8 +291,29 @@ class WechatPayServer:
         answer = {"out_batch_no": no, "batch_id": "131" + secrets.token_hex(12),
                   "create_time": _now(), "batch_status": "ACCEPTED"}
         self.batches[no] = {"total_amount": data["total_amount"],
-                            "openid": details[0].get("openid"), "answer": answer}
+                            "openid": details[0].get("openid"), "answer": answer,
+                            "out_detail_no": str(details[0].get("out_detail_no", "")),
+                            "detail_id": "132" + secrets.token_hex(12),
+                            # What the detail query reports: the money reached the buyer's
+                            # 零钱 at once here (a test may plant FAIL or another amount).
+                            "detail_status": "SUCCESS",
+                            "detail_amount": int(details[0]["transfer_amount"]),
+                            "initiate_time": _now()}
         return self._answer(answer)
+
+    async def transfer_detail(self, request: web.Request) -> web.Response:
+        """GET …/out-batch-no/{no}/details/out-detail-no/{detail}: one transfer as WeChat
+        Pay's records have it."""
+        batch = self.batches.get(request.match_info["no"])
+        if batch is None or batch["out_detail_no"] != request.match_info["detail"]:
+            return self._error(404, "NOT_FOUND", "记录不存在")
+        return self._answer({
+            "mchid": MCHID, "out_batch_no": request.match_info["no"],
+            "batch_id": batch["answer"]["batch_id"], "appid": APPID,
+            "out_detail_no": batch["out_detail_no"], "detail_id": batch["detail_id"],
+            "detail_status": batch["detail_status"], "transfer_amount": batch["detail_amount"],
+            "transfer_remark": "邻里赔付", "openid": batch["openid"],
+            "initiate_time": batch["initiate_time"], "update_time": batch["initiate_time"]})
 
     async def trade_bill(self, request: web.Request) -> web.Response:
         day = request.query.get("bill_date", "")
@@ -433,6 +461,8 @@ class WechatPayServer:
         app.router.add_post("/v3/pay/transactions/out-trade-no/{no}/close", self.close)
         app.router.add_post("/v3/refund/domestic/refunds", self.refund)
         app.router.add_post("/v3/transfer/batches", self.transfer)
+        app.router.add_get("/v3/transfer/batches/out-batch-no/{no}/details/out-detail-no/{detail}",
+                           self.transfer_detail)
         app.router.add_get("/v3/bill/tradebill", self.trade_bill)
         app.router.add_get("/v3/billdownload/file", self.download)
         app.router.add_get("/h5pay", self.h5_page)

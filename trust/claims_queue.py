@@ -17,9 +17,12 @@ from trust.uploads import Upload
 
 
 def _state(row: Refund | None) -> str | None:
-    """`paid` once the provider confirmed, `pending` while it is owed, None when nothing is."""
+    """`paid` once the provider confirmed, `pending` while it is owed, `awaiting_payee` (待领取)
+    while it waits for the buyer to link an account, None when nothing is owed."""
     if row is None:
         return None
+    if row.status == RefundStatus.AWAITING_PAYEE.value:
+        return "awaiting_payee"
     return "paid" if row.status == RefundStatus.DONE.value else "pending"
 
 
@@ -31,7 +34,12 @@ async def money_status(db: AsyncSession, claims: list[Claim]) -> dict[int, dict[
     if wanted:
         rows = {r.key: r for r in (await db.execute(
             select(Refund).where(Refund.key.in_(wanted)))).scalars()}
-    return {cid: {"refund_status": _state(rows.get(rk)), "compensation_status": _state(rows.get(ck))}
+    return {cid: {"refund_status": _state(rows.get(rk)), "compensation_status": _state(rows.get(ck)),
+                  # Why a compensation waits (no_wechat_account, no_alipay_account), and which
+                  # provider pays it (the one that took the order's money).
+                  "compensation_waiting_reason": (rows[ck].waiting_reason or None) if ck in rows
+                  else None,
+                  "compensation_provider": (rows[ck].provider or None) if ck in rows else None}
             for cid, (rk, ck) in keys.items()}
 
 

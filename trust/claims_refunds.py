@@ -8,8 +8,10 @@ history and records the pending refund under the claim's key, all in the caller'
 with the key and marks the refund done. What a claim pays beyond the order's price (坏一赔十)
 cannot be a refund; `reserve_compensation` records it as a transfer to the buyer in the same
 transaction, paid the same way. A crash between the two is finished by the refund
-worker with the same key. After pickup an order cannot enter the `refunded` state
-(orders.TRANSITIONS), which is why the status is left alone.
+worker with the same key. Each goes through the provider that took the order's money
+(commerce/refunds.py); a transfer no account of the buyer's can receive is paid back onto the
+order's payment when it has room, or waits for her (待领取). After pickup an order cannot enter
+the `refunded` state (orders.TRANSITIONS), which is why the status is left alone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from commerce.accounts import Principal
 from commerce.errors import InvalidState
 from commerce.locks import lock_row
 from commerce.orders import Order, OrderTransition, get_order
-from commerce.payments import PaymentProvider
+from commerce.payments import NoPayeeAccount, PaymentProvider, PaymentProviders, providers_of
 from commerce.refunds import Refund
 
 
@@ -48,8 +50,8 @@ class Refunder(Protocol):
 
 
 class ProviderRefunder:
-    def __init__(self, provider: PaymentProvider) -> None:
-        self.provider = provider
+    def __init__(self, providers: PaymentProviders | PaymentProvider) -> None:
+        self.providers = providers_of(providers)
 
     async def reserve(
         self, db: AsyncSession, order: Order, amount_fen: int, reason: str,
@@ -85,8 +87,15 @@ class ProviderRefunder:
         await db.commit()
         if refund.status == refunds.RefundStatus.DONE:
             return refund.provider_ref
-        ref = await refunds.call_provider(self.provider, refund)
+        try:
+            ref = await refunds.call_provider(self.providers, refund)
+        except NoPayeeAccount as exc:
+            if not await refunds.park(db, refund, str(exc.details.get("reason") or exc.code)):
+                await db.flush()
+                return ""
+            await db.commit()
+            ref = await refunds.call_provider(self.providers, refund)
         if ref:
-            await refunds.finish(db, refund, ref)
+            await refunds.finish(db, refund, ref, refunds.provider_for(self.providers, refund).name)
             await db.flush()
         return ref

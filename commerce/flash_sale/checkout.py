@@ -35,7 +35,18 @@ from commerce.flash_sale.store import (
     sale_of_hold,
 )
 from commerce.orders import Confirmation, Order, UnitOfWork
-from commerce.payments import BadCallback, PayClient, PaymentCallback, PaymentProvider
+from commerce.payments import (
+    BadCallback,
+    ClosingProvider,
+    LapsingStart,
+    PayClient,
+    PayerMemory,
+    PaymentCallback,
+    PaymentProvider,
+    PaymentProviders,
+    QrStart,
+    providers_of,
+)
 from commerce.pricing import BuyerPrice
 
 log = logging.getLogger(__name__)
@@ -62,11 +73,13 @@ class Checkout:
     """Reservations, payments and releases for every sale, bound to one store, DB and bus."""
 
     def __init__(self, store: FlashSaleStore, uow: UnitOfWork, bus: EventBus,
-                 provider: PaymentProvider) -> None:
+                 payments: PaymentProviders | PaymentProvider) -> None:
         self.store = store
         self.uow = uow
         self.bus = bus
-        self.provider = provider
+        # Every configured provider: the buyer pays with the one she chooses, and money goes
+        # back through the one that took it.
+        self.payments = providers_of(payments)
         # sale id -> session id, so stock events need no SQL; bounded, refilled from Redis.
         self._sessions: dict[int, int] = {}
         # sale id -> the version this process last told the room about through `settle`.
@@ -202,11 +215,19 @@ class Checkout:
         price = await self.price_for(sale_id, community)
         return int(hold["p"]) if price is None else price.unit_fen
 
+    @property
+    def provider(self) -> PaymentProvider:
+        """The default (first) provider: the one of `make run`, or of a shop with one."""
+        return self.payments.default
+
     async def pay(self, hold_id: str, buyer: Principal, pickup_point_id: int | None = None,
-                  client: PayClient | None = None, qr: bool = False) -> dict[str, Any]:
-        """Pay a live hold through the provider; with the simulated one the order exists at once.
+                  client: PayClient | None = None, qr: bool = False,
+                  method: str | None = None) -> dict[str, Any]:
+        """Pay a live hold through the provider the buyer chose (`method`; none: the one
+        preferred where she is); with the simulated one the order exists at once.
         `pickup_point_id` picks one of the hold's community's points (default: its default);
         `qr` asks for a code to scan (a desktop) where the provider offers one."""
+        provider = self.payments.choose(method, client)
         sale_id = sale_of_hold(hold_id)
         done = await self.store.paid(hold_id)
         if done is not None:
@@ -228,21 +249,21 @@ class Checkout:
             await self._choose_pickup(sale_id, hold_id, hold, pickup_point_id)
         unit = await self._unit_price(sale_id, hold)
         amount = unit * int(hold["q"])
-        start_qr = getattr(self.provider, "start_qr", None) if qr else None
-        if start_qr is not None:
-            return {"status": "pending", "payment_ref": hold_id,
-                    "qr_code": await start_qr(hold_id, amount)}
+        if qr and isinstance(provider, QrStart):
+            return {"status": "pending", "payment_ref": hold_id, "provider": provider.name,
+                    "qr_code": await provider.start_qr(hold_id, amount)}
         # A provider that can be told when the hold lapses closes its order then itself.
-        until = getattr(self.provider, "start_until", None)
-        start = (await until(hold_id, amount, int(hold["e"])) if until is not None
-                 else await self.provider.start(hold_id, amount, client))
+        start = (await provider.start_until(hold_id, amount, int(hold["e"]), client)
+                 if isinstance(provider, LapsingStart)
+                 else await provider.start(hold_id, amount, client))
         if start.callback is None:
             pending: dict[str, Any] = {"status": "pending", "payment_ref": start.payment_ref,
+                                       "provider": provider.name,
                                        "redirect_url": start.redirect_url}
             if start.channel:
                 pending.update(channel=start.channel, qr_text=start.qr_text, jsapi=start.jsapi)
             return pending
-        order = await self.accept_callback(asdict(start.callback))
+        order = await self.accept_callback(asdict(start.callback), provider.name)
         return {"order_id": order.id, "status": order.status}
 
     async def _choose_pickup(self, sale_id: int, hold_id: str, hold: dict[str, Any],
@@ -272,10 +293,11 @@ class Checkout:
             raise HoldExpired("订单保留已过期或已取消 / The hold expired or was released")
         raise NoSuchHold()
 
-    async def accept_callback(self, data: dict[str, Any]) -> Order:
+    async def accept_callback(self, data: dict[str, Any], provider_name: str) -> Order:
         """A provider's signed callback: confirm the hold in Redis, then write the order."""
+        provider = self.payments.get(provider_name)
         try:
-            callback = await self.provider.verify_callback(data)
+            callback = await provider.verify_callback(data)
         except BadCallback as exc:
             # A replayed callback for a paid hold is answered with the order, never a second one.
             if exc.details.get("reason") == "replayed":
@@ -284,13 +306,14 @@ class Checkout:
                 if done is not None:
                     return await self._record(sale_of_hold(done["hold"]), done)
             raise
-        return await self.accept_payment(callback)
+        return await self.accept_payment(callback, provider)
 
-    async def accept_payment(self, callback: PaymentCallback) -> Order:
-        """A payment the provider vouched for (a verified callback, or its answer to our query):
+    async def accept_payment(self, callback: PaymentCallback, provider: PaymentProvider) -> Order:
+        """A payment `provider` vouched for (a verified callback, or its answer to our query):
         confirm the hold in Redis, then write the order."""
-        # Money that came in is in the ledger whatever becomes of the hold.
-        await money_ledger.record_payment(self.uow, self.provider.name, callback)
+        # Money that came in is in the ledger, under the provider that took it, whatever
+        # becomes of the hold; what goes back on it is routed to that provider from there.
+        await money_ledger.record_payment(self.uow, provider.name, callback)
         sale_id = sale_of_hold(callback.hold_id)
         hold = await self.store.hold(callback.hold_id)
         qty = int(hold["q"]) if hold else 1
@@ -314,10 +337,9 @@ class Checkout:
                                        "duplicate payment")
             return await self._record(sale_id, result)
         order = await self._record(sale_id, result)
-        paid_by = getattr(self.provider, "paid_by", None)
-        if paid_by is not None:
+        if isinstance(provider, PayerMemory):
             # Where this buyer's compensation can be paid (the provider's account that paid).
-            await paid_by(order.user_id, callback.hold_id)
+            await provider.paid_by(order.user_id, callback.hold_id)
         await self.publish_stock(sale_id, result)
         await self.bus.publish(DomainEvent("order_paid", order.session_id, OrderPaid(
             order_id=order.id, sale_id=sale_id, user_id=order.user_id, qty=order.qty,
@@ -328,7 +350,7 @@ class Checkout:
     async def _return_payment(self, payment_ref: str, amount_fen: int, reason: str) -> None:
         """Money that came in without making an order goes back, once per payment: the key is
         the payment itself, so a duplicated or retried callback returns nothing twice."""
-        await refunds.pay_out(self.uow, self.provider, refunds.refund_key("payment", payment_ref),
+        await refunds.pay_out(self.uow, self.payments, refunds.refund_key("payment", payment_ref),
                               payment_ref, amount_fen, reason)
 
     async def _record(self, sale_id: int, result: dict[str, Any]) -> Order:
@@ -367,7 +389,7 @@ class Checkout:
         if group.get("status") != "succeeded" or not 0 < price < order.unit_price_fen:
             return
         await refunds.refund_difference(
-            self.uow, self.provider, order.id, price, f"group-buy {group['id']} succeeded",
+            self.uow, self.payments, order.id, price, f"group-buy {group['id']} succeeded",
             refunds.rebate_key(order.id, group["id"]))
 
     # --- release / expire ----------------------------------------------------------------------
@@ -376,14 +398,17 @@ class Checkout:
         """The buyer gives a hold back (an admin may release anyone's)."""
         sale_id = sale_of_hold(hold_id)
         result = await self.store.release(hold_id, None if actor.is_admin else actor.user_id)
-        close = getattr(self.provider, "close", None)
-        if close is not None:
-            # The provider's order for it too, so it cannot be paid after all. Best effort: the
-            # hold is given back either way, and a payment that lands on it anyway is returned.
+        for provider in self.payments:
+            if not isinstance(provider, ClosingProvider):
+                continue
+            # Each provider's order for it too (the buyer may have started with both), so it
+            # cannot be paid after all. Best effort: the hold is given back either way, and a
+            # payment that lands on it anyway is returned.
             try:
-                await close(hold_id)
+                await provider.close(hold_id)
             except Exception:
-                log.warning("provider order not closed", extra={"hold_id": hold_id},
+                log.warning("provider order not closed",
+                            extra={"hold_id": hold_id, "provider": getattr(provider, "name", "")},
                             exc_info=True)
         await self.publish_stock(sale_id, result)
         # release.lua does not hand back the summary: read it with progress, and a version.

@@ -24,9 +24,9 @@ from commerce.errors import Forbidden, InvalidInput
 from commerce.flash_sale import reconcile
 from commerce.flash_sale.store import MAX_QTY, HoldExpired, sale_of_hold
 from commerce.orders import OrderStatus
-from commerce.payments import BadCallback, PayClient
+from commerce.payments import LABELS, BadCallback, PayClient
 from commerce.pickup import pickup_qr_text
-from commerce.wechatpay import MAX_NOTIFY_BYTES, WechatPayProvider
+from payments.wechatpay import MAX_NOTIFY_BYTES, WechatPayProvider
 from server.api import PUBLIC, USER, Api, json_response, parse_id, path_int, principal, read_json
 from server.commerce_keys import checkout_key
 from server.keys import database_key, settings_key
@@ -50,6 +50,9 @@ class PayBody(BaseModel):
     pickup_point_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
     # true: answer a code to scan (desktop) where the provider offers one (Alipay's QR).
     qr: bool = False
+    # The buyer's choice among GET /api/payments/methods; absent: the one preferred where she is.
+    provider: str | None = Field(default=None, min_length=1, max_length=20,
+                                 pattern=r"^[a-z]+$")
 
 
 class PickedUp(BaseModel):
@@ -126,9 +129,11 @@ def _hold_price(result: dict[str, Any]) -> int:
                                community, pricing.group_summary(result.get("group"))).unit_fen
 
 
-@api.route("POST", "/api/holds/{id}/pay", summary="Pay a hold (simulated provider pays at once)",
+@api.route("POST", "/api/holds/{id}/pay", summary="Pay a hold with the provider chosen (simulated "
+           "provider pays at once; WeChat Pay and Alipay answer how to go on paying)",
            tag="orders", auth=USER, body=PayBody,
-           responses={409: "hold_expired", 400: "invalid_input (reason not_your_pickup_point)"})
+           responses={409: "hold_expired", 400: "invalid_input (reason not_your_pickup_point, "
+                      "unknown_provider)"})
 async def pay_hold(request: web.Request) -> web.Response:
     hold_id = _hold_id(request)
     body = await read_json(request, PayBody)
@@ -138,10 +143,10 @@ async def pay_hold(request: web.Request) -> web.Response:
     client = PayClient(user_id=who.user_id, user_agent=request.headers.get("User-Agent", "")[:400],
                        ip=ip, return_url=request.app[settings_key].base_url + "/orders")
     result = await request.app[checkout_key].pay(hold_id, who, body.pickup_point_id, client,
-                                                 body.qr)
+                                                 body.qr, body.provider)
     if result.get("qr_text"):
         # Private to this buyer and short-lived: inline, never a cacheable URL.
-        svg = qr_svg(str(result["qr_text"]), "微信支付 / WeChat Pay", scale=5)
+        svg = qr_svg(str(result["qr_text"]), LABELS.get(str(result.get("provider")), ""), scale=5)
         result["qr_svg"] = "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
     return json_response(result)
 
@@ -153,22 +158,32 @@ async def release_hold(request: web.Request) -> web.Response:
     return json_response({"released": True, "remaining": result["remaining"]})
 
 
-@api.route("POST", "/api/payments/callback", summary="Payment provider callback (signed)",
-           tag="orders", auth=PUBLIC)
+@api.route("GET", "/api/payments/methods", summary="How the buyer may pay: every configured "
+           "provider, the one preferred where she is (WeChat Pay inside WeChat) first",
+           tag="orders", auth=USER)
+async def payment_methods(request: web.Request) -> web.Response:
+    client = PayClient(user_agent=request.headers.get("User-Agent", "")[:400])
+    return json_response({"items": request.app[checkout_key].payments.offered(client)})
+
+
+@api.route("POST", "/api/payments/callback", summary="The simulated provider's callback (signed)",
+           tag="orders", auth=PUBLIC, responses={404: "not_found (no simulated provider)"})
 async def payment_callback(request: web.Request) -> web.Response:
+    if request.app[checkout_key].payments.find("simulated") is None:
+        raise web.HTTPNotFound()
     try:
         data = await request.json()
     except (ValueError, RecursionError):  # RecursionError: absurdly nested brackets
         raise InvalidInput("回调不是 JSON / Callback is not JSON") from None
     if not isinstance(data, dict):
         raise InvalidInput("回调不是对象 / Callback must be an object")
-    order = await request.app[checkout_key].accept_callback(data)
+    order = await request.app[checkout_key].accept_callback(data, "simulated")
     return json_response({"order_id": order.id, "status": order.status})
 
 
 async def _wechatpay_notification(request: web.Request) -> tuple[WechatPayProvider, dict[str, str],
                                                                   str]:
-    provider = request.app[checkout_key].provider
+    provider = request.app[checkout_key].payments.find("wechatpay")
     if not isinstance(provider, WechatPayProvider):
         raise web.HTTPNotFound()
     if (request.content_length or 0) > MAX_NOTIFY_BYTES:
@@ -195,7 +210,7 @@ async def wechatpay_notify(request: web.Request) -> web.Response:
         _refused(exc)
         raise
     try:
-        await checkout.accept_payment(callback)
+        await checkout.accept_payment(callback, provider)
     except HoldExpired:
         # The money went back (accept_payment refunds it): handled, so WeChat Pay is told so
         # and stops repeating the notification.

@@ -35,7 +35,7 @@ MAX_NOTIFY_FIELDS = 60
            responses={404: "not_found (Alipay is not configured)"})
 async def alipay_notify(request: web.Request) -> web.Response:
     checkout = request.app[checkout_key]
-    if checkout.provider.name != "alipay":
+    if checkout.payments.find("alipay") is None:
         raise NotFound("未启用支付宝 / Alipay is not configured", reason="not_configured")
     if (request.content_length or 0) > MAX_NOTIFY_BYTES:
         raise InvalidInput("通知太大 / Notification too large")
@@ -44,7 +44,7 @@ async def alipay_notify(request: web.Request) -> web.Response:
         raise InvalidInput("通知字段太多 / Too many fields")
     data = {str(k): str(v) for k, v in form.items()}
     try:
-        await checkout.accept_callback(data)
+        await checkout.accept_callback(data, "alipay")
     except BadCallback as exc:
         if exc.details.get("reason") in ("replayed", "closed"):
             # A genuine notification handled before (its money already returned), or a trade

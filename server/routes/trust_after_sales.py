@@ -5,14 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from commerce import refunds
 from commerce.accounts import Role
 from commerce.catalog import get_product
-from commerce.errors import Forbidden
+from commerce.errors import Forbidden, NotFound
 from commerce.event_payloads import ClaimDecided, ClaimFiled
 from commerce.events import DomainEvent
 from commerce.live_sessions import get_session
 from commerce.orders import get_order, may_view
 from server.api import PUBLIC, Api, Id, json_response, parse_id, path_int, principal, read_json
+from server.commerce_keys import checkout_key
 from server.keys import database_key, events_key
 from server.trust_keys import refunder_key
 from trust import claims, claims_queue, nps, review_replies, reviews, trace
@@ -250,6 +252,28 @@ async def _decide(request: web.Request, outcome: claims.Outcome) -> web.Response
         ClaimDecided(claim_id=claim.id, status=claim.status, user_id=claim.buyer_id,
                      payout_fen=claim.payout_fen),
     ))
+    return json_response(data)
+
+
+@api.route("POST", "/api/claims/{id}/compensation", summary="Receive your approved claim's "
+           "compensation that waits for an account (待领取), once you linked WeChat or Alipay: "
+           "the transfer is tried again with its key", tag="claims",
+           responses={403: "not your claim", 404: "no compensation waits",
+                      409: "no_payee_account (still no account to pay it to)"})
+async def receive_compensation(request: web.Request) -> web.Response:
+    claim_id = path_int(request, "id")
+    who = principal(request)
+    async with request.app[database_key].session() as db:
+        claim = await claims.get_claim(db, claim_id)
+    if claim.buyer_id != who.user_id:
+        raise Forbidden("这不是你的售后 / Not your claim", reason="not_yours")
+    try:
+        await refunds.receive(request.app[database_key].session, request.app[checkout_key].payments,
+                              refunds.compensation_key(claim_id), who.user_id)
+    except LookupError:
+        raise NotFound("没有待领取的赔付 / No compensation waits for you") from None
+    async with request.app[database_key].session() as db:
+        data = await claims_queue.with_money(db, await claims.get_claim(db, claim_id))
     return json_response(data)
 
 

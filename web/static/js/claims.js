@@ -52,7 +52,14 @@ function money(claim) {
     h("span", { class: "refund-line", dataset: { state: claim.refund_status || "" },
       text: `${t("claims_refund")} ${yuan(claim.refund_fen)} · ${state(claim.refund_status)}` }),
     claim.compensation_fen > 0 ? h("span", { class: "compensation-line", dataset: { state: claim.compensation_status || "" },
-      text: ` · ${t("claims_compensation")} ${yuan(claim.compensation_fen)} · ${state(claim.compensation_status)}` }) : null);
+      text: ` · ${t("claims_compensation")} ${yuan(claim.compensation_fen)} · ${state(claim.compensation_status)}${waiting(claim)}` }) : null);
+}
+
+/** Why a compensation waits (待领取): the buyer must link an account; she is shown how. */
+function waiting(claim) {
+  if (claim.compensation_status !== "awaiting_payee") return "";
+  const key = `claims_wait_${claim.compensation_waiting_reason}`;
+  return hasKey(key) ? ` · ${t(key)}` : "";
 }
 
 function links(claim) {

@@ -728,6 +728,21 @@ const TEXT = {
   recon_missing: ["账单缺少", "Missing from the bill"],
   recon_extra: ["账单多出", "Extra in the bill"],
   recon_amount_mismatch: ["金额不符", "Amount differs"],
+  // Payments: choosing the provider, and compensation that waits for an account (待领取).
+  pay_method: ["支付方式", "Pay with"],
+  pay_method_wechatpay: ["微信支付", "WeChat Pay"],
+  pay_method_alipay: ["支付宝", "Alipay"],
+  pay_method_simulated: ["模拟支付", "Simulated"],
+  claim_money_awaiting: ["待领取", "waiting for you"],
+  claim_wait_no_wechat_account: ["赔付待领取:还不知道你的微信收款账户。请先点“绑定微信”,再点“领取赔付”。", "Your compensation is waiting: we do not know your WeChat account yet. Press “Link WeChat”, then “Receive”."],
+  claim_wait_no_alipay_account: ["赔付待领取:支付宝没有告诉我们付款账户。请联系客服,或绑定后点“领取赔付”。", "Your compensation is waiting: Alipay did not tell us the paying account. Contact the shop, or link it and press “Receive”."],
+  claim_wait_no_payee_account: ["赔付待领取:请绑定微信或支付宝后点“领取赔付”。", "Your compensation is waiting: link WeChat or Alipay, then press “Receive”."],
+  claim_receive: ["领取赔付", "Receive"],
+  link_wechat: ["绑定微信", "Link WeChat"],
+  claim_receive_still_none: ["还没有可收款的账户:请先绑定微信。", "Still no account to pay you: link WeChat first."],
+  claims_money_awaiting_payee: ["待领取", "Awaiting the buyer's account"],
+  claims_wait_no_wechat_account: ["买家未绑定微信", "the buyer has no WeChat account linked"],
+  claims_wait_no_alipay_account: ["支付宝未告知付款账户", "Alipay did not name the paying account"],
 };
 
 export function lang() {

@@ -127,9 +127,11 @@ function claimBlock(claim) {
   return block;
 }
 
+const MONEY_STATES = { paid: "claim_money_paid", awaiting_payee: "claim_money_awaiting" };
+
 /** What became of a decided claim: the reason given, the refund and the compensation paid. */
 function claimOutcome(claim) {
-  const paid = (state) => t(state === "paid" ? "claim_money_paid" : "claim_money_pending");
+  const paid = (state) => t(MONEY_STATES[state] || "claim_money_pending");
   return [
     claim.decision_note && claim.status !== "pending"
       ? h("p", { class: "claim-decision", text: `${t("claim_decision")}: ${claim.decision_note}` }) : null,
@@ -139,7 +141,56 @@ function claimOutcome(claim) {
     claim.status === "approved" && claim.compensation_fen > 0
       ? h("p", { class: "claim-compensation", dataset: { state: claim.compensation_status || "" },
         text: `${t("claim_compensation_line", { amount: yuan(claim.compensation_fen) })} · ${paid(claim.compensation_status)}` }) : null,
+    claim.status === "approved" && claim.compensation_status === "awaiting_payee" ? receiveBlock(claim) : null,
   ].filter(Boolean);
+}
+
+const WECHAT = "linli.wechat";
+
+/** 绑定微信 when WeChat sign-in is set up here: WeChat's consent, then back to this page. */
+async function linkWechatButton(block, note) {
+  try {
+    if (!(await api("/api/auth/providers", { auth: false })).wechat) return;
+  } catch {
+    return;
+  }
+  const link = h("button", { type: "button", class: "link-wechat", text: t("link_wechat") });
+  link.addEventListener("click", async () => {
+    link.disabled = true;
+    try {
+      const started = await api("/api/auth/wechat/start", { method: "POST", body: { link: true } });
+      // The key stays in this tab: the callback proves the trip began in this browser.
+      sessionStorage.setItem(WECHAT, JSON.stringify({ state: started.state, browser_key: started.browser_key, next: "/orders" }));
+      location.assign(started.authorize_url);
+    } catch (err) {
+      note.textContent = `${t("error")}: ${err.message}`;
+      link.disabled = false;
+    }
+  });
+  block.prepend(link);
+  block.prepend(note);
+}
+
+/** A compensation that waits for an account (待领取): why, and a button to receive it once she
+ * signed in with WeChat (the transfer is tried again with the same key: paid once). */
+function receiveBlock(claim) {
+  const reasonKey = `claim_wait_${claim.compensation_waiting_reason || "no_payee_account"}`;
+  const note = h("p", { class: "muted claim-receive-note", role: "status",
+    text: t(hasKey(reasonKey) ? reasonKey : "claim_wait_no_payee_account") });
+  const button = h("button", { type: "button", class: "claim-receive", text: t("claim_receive") });
+  const block = h("div", { class: "stack claim-receive-block" }, note, button);
+  if (claim.compensation_waiting_reason === "no_wechat_account") linkWechatButton(block, note);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const fresh = await api(`/api/claims/${claim.id}/compensation`, { method: "POST" });
+      block.closest(".claim-block")?.replaceWith(claimBlock(fresh));
+    } catch (err) {
+      note.textContent = err.code === "no_payee_account" ? t("claim_receive_still_none") : `${t("error")}: ${err.message}`;
+      button.disabled = false;
+    }
+  });
+  return block;
 }
 
 function addPhotoForm(claim, count) {

@@ -46,6 +46,8 @@ export class SalePanel {
     this.qty = 1;
     this.points = [];
     this.communityNames = null;
+    // The shop's payment providers (GET /api/payments/methods), fetched with the first hold.
+    this.methods = null;
     // Set by the live page once its session ended: nothing more can be bought here.
     this.sessionEnded = false;
     this.onChange = () => {};
@@ -379,6 +381,7 @@ export class SalePanel {
       $("#hold-pickup", this.root).textContent = this.pointName();
       $("#hold-total", this.root).textContent = yuan(total);
       $("#pay", this.root).textContent = t("buy_confirm", { amount: yuan(total) });
+      await this.showMethods();
       $("#hold", this.root).hidden = false;
       $("#confirmation", this.root).hidden = true;
     } catch (err) {
@@ -391,6 +394,33 @@ export class SalePanel {
     }
   }
 
+  /** With more than one provider configured the buyer chooses (WeChat Pay first inside WeChat,
+   * Alipay first elsewhere, as the server orders them); with one there is nothing to choose. */
+  async showMethods() {
+    const box = $("#pay-methods", this.root);
+    if (this.methods === null) {
+      try {
+        this.methods = (await api("/api/payments/methods")).items || [];
+      } catch {
+        this.methods = [];  // the server picks for her
+      }
+    }
+    box.querySelectorAll("label").forEach((el) => el.remove());
+    box.hidden = this.methods.length < 2;
+    if (box.hidden) return;
+    for (const method of this.methods) {
+      const key = `pay_method_${method.name}`;
+      box.append(h("label", { class: "pay-method" },
+        h("input", { type: "radio", name: "pay-method", value: method.name, checked: Boolean(method.preferred) }),
+        h("span", { text: hasKey(key) ? t(key) : method.name })));
+    }
+  }
+
+  chosenMethod() {
+    const picked = this.root.querySelector('#pay-methods input[name="pay-method"]:checked');
+    return picked ? picked.value : null;
+  }
+
   async pay() {
     if (!this.hold) return;
     const pay = $("#pay", this.root);
@@ -398,8 +428,10 @@ export class SalePanel {
     const point = this.pointId();
     try {
       const holdId = this.hold.hold_id;
-      let paid = await api(`/api/holds/${encodeURIComponent(holdId)}/pay`, {
-        method: "POST", body: point ? { pickup_point_id: point } : {} });
+      const body = point ? { pickup_point_id: point } : {};
+      const method = this.chosenMethod();
+      if (method) body.provider = method;
+      let paid = await api(`/api/holds/${encodeURIComponent(holdId)}/pay`, { method: "POST", body });
       if (paid.status === "pending") {
         // A real provider: the buyer pays in WeChat Pay's page, sheet or by scanning its QR code.
         if (paid.redirect_url) {

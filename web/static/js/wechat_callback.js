@@ -1,5 +1,6 @@
 // WeChat sends the browser back here with ?code=&state=; this tab proves it began the trip (the
-// key it kept) and the server trades the code for a sign-in, joining the invite's community.
+// key it kept) and the server trades the code for a sign-in, joining the invite's community, or
+// binds the WeChat person to the signed-in account when the trip was started to link it.
 import { api, saveLogin } from "./api.js";
 import { $ } from "./dom.js";
 import { errorText, landAfterJoin } from "./joined.js";
@@ -36,7 +37,9 @@ async function finish() {
       method: "POST", auth: false, body: { code, state, browser_key: started.browser_key },
     });
     saveLogin(result);
-    landAfterJoin(result);
+    // Linking WeChat to her account (绑定微信) goes back to where she asked for it.
+    if (result.linked) location.assign(started.next && started.next.startsWith("/") ? started.next : "/orders");
+    else landAfterJoin(result);
   } catch (err) {
     failed(err);
   }

@@ -46,10 +46,17 @@ from redis.asyncio.cluster import RedisCluster
 from commerce.payments import (
     BILL_ZONE,
     BadCallback,
+    BillingProvider,
     BillLine,
+    ClosingProvider,
+    LapsingStart,
+    NoPayeeAccount,
     PayClient,
+    PayerMemory,
     PaymentCallback,
+    PaymentProvider,
     PaymentStart,
+    QrStart,
     SimulatedProvider,
 )
 
@@ -144,10 +151,10 @@ class AlipayProvider:
                     client: PayClient | None = None) -> PaymentStart:
         """The phone-web cashier's URL, or the callback of a payment already made (the
         buyer's browser does not change the flow here)."""
-        return await self.start_until(hold_id, amount_fen, None)
+        return await self.start_until(hold_id, amount_fen, None, client)
 
-    async def start_until(self, hold_id: str, amount_fen: int,
-                          expires_ms: int | None) -> PaymentStart:
+    async def start_until(self, hold_id: str, amount_fen: int, expires_ms: int | None,
+                          client: PayClient | None = None) -> PaymentStart:
         """`start` for a hold that lapses at `expires_ms`: Alipay closes the trade then
         (`time_expire`), so no payment lands on an expired hold."""
         paid = await self.query(hold_id)
@@ -261,7 +268,7 @@ class AlipayProvider:
                        idempotency_key: str) -> str:
         account = await self._redis.get(PAYEE_PREFIX + payee)
         if account is None:
-            raise AlipayUnavailable(f"no Alipay account known for {payee}")
+            raise NoPayeeAccount(payee=payee, reason="no_alipay_account")
         identity = account.decode() if isinstance(account, bytes) else str(account)
         answer = await self._call("alipay.fund.trans.uni.transfer", {
             "out_biz_no": _key(idempotency_key), "trans_amount": yuan(amount_fen),
@@ -301,6 +308,12 @@ class AlipayProvider:
                 if info.filename.endswith(".csv") and "汇总" not in info.filename:
                     texts.append(archive.read(info).decode("gbk"))
         return texts
+
+
+def _conforms(provider: AlipayProvider) -> tuple[PaymentProvider, BillingProvider, LapsingStart,
+                                                 QrStart, ClosingProvider, PayerMemory]:
+    """For mypy: the interface and the optional capabilities this provider fulfils."""
+    return provider, provider, provider, provider, provider, provider
 
 
 def _rows(texts: list[str]) -> list[dict[str, str]]:

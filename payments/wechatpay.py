@@ -11,6 +11,9 @@ Our names become WeChat's: a hold `12-345` is paid as out_trade_no `linli-12-345
 `refund:order:12:claim` is out_refund_no `refund|order|12|claim` (WeChat allows no `:`), or a
 digest when too long; a transfer key is hashed into a letters-and-digits out_batch_no. What
 cannot be read back from WeChat's name is remembered in Redis for the bill.
+
+Transfers are not in the trade bill: reconciliation reads each one back from WeChat's transfer
+records (`transfer_line`, the batch detail query by our out_batch_no / out_detail_no).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -38,20 +41,24 @@ from wechatpayv3 import WeChatPay, WeChatPayType
 from wechatpayv3.core import Core
 
 from commerce.errors import DomainError, InvalidInput
+from commerce.flash_sale.checkout import Checkout
 from commerce.identities import WechatIdentity
 from commerce.orders import UnitOfWork
 from commerce.payments import (
     CALLBACK_MAX_AGE_S,
     BadCallback,
+    BillingProvider,
     BillLine,
+    ClosingProvider,
+    NoPayeeAccount,
     PayClient,
+    PayerMemory,
     PaymentCallback,
+    PaymentProvider,
     PaymentStart,
     RefundKeyReused,
+    TransferLookup,
 )
-
-if TYPE_CHECKING:
-    from commerce.flash_sale.checkout import Checkout
 
 log = logging.getLogger(__name__)
 CHINA = timezone(timedelta(hours=8))
@@ -59,6 +66,8 @@ TRADE_PREFIX = "linli-"
 STARTED_KEY = "wxpay:started"
 AMOUNT_PREFIX = "wxpay:amount:"
 KEYMAP_PREFIX = "wxpay:key:"
+PAYER_PREFIX = "wxpay:payer:"
+PAYEE_PREFIX = "wxpay:payee:"
 KEY_TTL_S = 120 * 24 * 3600
 # A started payment is asked about once it is this old and still unconfirmed (the notification
 # is late or lost); WeChat's own retries span hours, so asking is what keeps a buyer waiting less.
@@ -76,9 +85,8 @@ class ProviderFailed(DomainError):
     default_message = "支付服务暂时不可用 / The payment provider did not answer"
 
 
-class NoWechatAccount(DomainError):
+class NoWechatAccount(NoPayeeAccount):
     code = "no_wechat_account"
-    status = 409
     default_message = ("该用户没有绑定微信，无法转账 / This buyer has no WeChat account to "
                        "transfer to")
 
@@ -302,9 +310,20 @@ class WechatPayProvider:
         if expected is None or not isinstance(total, int) or total != int(expected):
             raise BadCallback("支付金额不符 / The amount paid is not the amount asked",
                               reason="wrong_amount")
+        payer = (resource.get("payer") or {}).get("openid")
+        if isinstance(payer, str) and payer:
+            # The account that paid, under our app id: where compensation can go (`paid_by`).
+            await self._redis.set(PAYER_PREFIX + hold_id, payer[:128], ex=KEY_TTL_S)
         return PaymentCallback(hold_id=hold_id, payment_ref=str(resource["transaction_id"]),
                                amount_fen=total, ts=int(time.time()),
                                nonce=str(resource["transaction_id"]))
+
+    async def paid_by(self, user_id: int, hold_id: str) -> None:
+        """Remember the openid that paid a user's hold: her compensation is sent there when
+        she never signed in with WeChat (an H5 or QR payment)."""
+        payer = await self._redis.get(PAYER_PREFIX + hold_id)
+        if payer is not None:
+            await self._redis.set(f"{PAYEE_PREFIX}{user_id}", payer, ex=KEY_TTL_S)
 
     # --- active query, close ---------------------------------------------------------------------
 
@@ -384,7 +403,10 @@ class WechatPayProvider:
             raise InvalidInput("收款人无效 / Unknown payee", reason="bad_payee")
         openid = await self._openid(int(user))
         if openid is None:
-            raise NoWechatAccount(payee=payee)
+            paid = await self._redis.get(f"{PAYEE_PREFIX}{user}")
+            openid = (paid.decode() if isinstance(paid, bytes) else paid) if paid else None
+        if openid is None:
+            raise NoWechatAccount(payee=payee, reason="no_wechat_account")
         out_batch_no = batch_no(idempotency_key)
         await self._redis.set(KEYMAP_PREFIX + out_batch_no, idempotency_key, ex=KEY_TTL_S)
         remark = (reason or "赔付")[:32]
@@ -399,6 +421,24 @@ class WechatPayProvider:
         if answer.get("code") == "INVALID_REQUEST" and "out_batch_no" in str(answer):
             raise RefundKeyReused(key=idempotency_key)
         raise ProviderFailed(reason=f"transfer_{code}_{answer.get('code', '')}")
+
+    async def transfer_line(self, key: str) -> BillLine | None:
+        """What WeChat's transfer records say of the transfer made under our key (the detail of
+        its one-line batch): a line when it reached the buyer (SUCCESS), None when WeChat has
+        no such transfer or it failed or is still on its way."""
+        out_batch_no = batch_no(key)
+        code, body = await self._call(self.client.transfer_query_out_detail_no,
+                                      out_detail_no=out_batch_no, out_batch_no=out_batch_no)
+        if code == 404:
+            return None
+        if code != 200:
+            raise ProviderFailed(reason=f"transfer_query_{code}")
+        detail = json.loads(body)
+        if detail.get("detail_status") != "SUCCESS" or detail.get("mchid") != self.mchid:
+            return None
+        at = datetime.fromisoformat(str(detail.get("update_time") or detail["initiate_time"]))
+        return BillLine("transfer", key, str(detail.get("batch_id") or detail.get("detail_id")),
+                        int(detail["transfer_amount"]), at)
 
     # --- bill ------------------------------------------------------------------------------------
 
@@ -442,6 +482,12 @@ class WechatPayProvider:
         return lines
 
 
+def _conforms(provider: WechatPayProvider) -> tuple[PaymentProvider, BillingProvider,
+                                                     TransferLookup, ClosingProvider, PayerMemory]:
+    """For mypy: the interface and the optional capabilities this provider fulfils."""
+    return provider, provider, provider, provider, provider
+
+
 async def sweep_started(checkout: Checkout, provider: WechatPayProvider,
                         older_than_s: float = QUERY_AFTER_S) -> int:
     """For each WeChat payment started a while ago and not confirmed: ask WeChat. Paid → the
@@ -460,7 +506,7 @@ async def sweep_started(checkout: Checkout, provider: WechatPayProvider,
             continue
         if found.get("trade_state") == "SUCCESS":
             try:
-                await checkout.accept_payment(await provider.payment(found))
+                await checkout.accept_payment(await provider.payment(found), provider)
             except (HoldExpired, NoSuchHold, BadCallback) as exc:
                 log.info("late wechat payment not made an order: %s", type(exc).__name__)
             await provider.forget(hold_id)
