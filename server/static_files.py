@@ -27,7 +27,6 @@ from aiohttp import hdrs, web
 from commerce.errors import NotFound
 
 CACHE_BYTES = 16 * 1024 * 1024  # all cached bodies of one app, identity and gzip together
-MAX_COMPRESSED_FILE = 4 * 1024 * 1024  # larger text files are sent as they are, from disk
 GZIP_LEVEL = 9  # paid once per file version, not per request
 CACHE_CONTROL = "no-cache"  # unversioned URLs: reuse only after revalidating (304)
 
@@ -131,6 +130,10 @@ class StaticFiles:
 
     def __init__(self, cache_bytes: int = CACHE_BYTES) -> None:
         self.cache_bytes = cache_bytes
+        # Larger text files (source maps) go out as they are, from disk: a file compressed but
+        # not kept would be compressed again on every request, CPU anyone could make us spend.
+        # Both bodies of a smaller one take at most twice its size, a quarter of the cache.
+        self.max_compressed_file = cache_bytes // 8
         self.cached_bytes = 0
         self._cache: OrderedDict[Path, tuple[Version, Bodies]] = OrderedDict()
         self._loading: dict[Version, asyncio.Future[Bodies]] = {}
@@ -154,7 +157,7 @@ class StaticFiles:
         if old is not None:
             self.cached_bytes -= old[1].size
         if bodies.size > self.cache_bytes // 4:
-            return  # one file may not push out everything else
+            return  # one file may not push out everything else (unreachable by max_compressed_file)
         while self._cache and self.cached_bytes + bodies.size > self.cache_bytes:
             _, (_, evicted) = self._cache.popitem(last=False)
             self.cached_bytes -= evicted.size
@@ -167,7 +170,7 @@ class StaticFiles:
         version = current_version(path)
         suffix = path.suffix.lower()
         sent = {**(headers or {}), hdrs.CACHE_CONTROL: CACHE_CONTROL}
-        if suffix not in TEXT_TYPES or version.size > MAX_COMPRESSED_FILE:
+        if suffix not in TEXT_TYPES or version.size > self.max_compressed_file:
             # aiohttp answers conditional and range requests for these itself.
             return web.FileResponse(path, headers=sent)
         bodies = await self.bodies(version)
