@@ -198,6 +198,9 @@ async def test_every_neighbour_page_fits_a_phone(tmp_path: Path, redis_url: str,
         collected = page.locator(f"#orders .order[data-id='{world['collected']}']")
         await collected.locator("button.claim-open").click()
         await collected.locator("form.claim-form").wait_for()
+        # Its reasons in the page's one language (they were written in both at once).
+        assert await collected.locator("select.claim-reason option").all_text_contents() == [
+            "坏果/变质", "破损", "少件", "发错货", "与描述不符", "其他"]
         problems += await _measure(kit, page, "order_claim")
         await page.goto(f"/nps/{world['collected']}")
         await page.wait_for_selector("body[data-ready='1']")
