@@ -33,7 +33,7 @@
 
 /moderation — auth {"token", "session_id"}; the session's host, assistants, admins only.
   On connect: `mod_state {slow_mode_s, banned_words, mutes, bans}`, `questions [all]`; then
-  `question {...full...}` on every change and `mod_log {action, by, ts, ...}` on every action.
+  `question {...full...}` on every change and `mod_log {action, by, ts, at, ...}` on every action.
   Client → server: delete_comment {seq, id?}; mute/ban {user_id, duration_s?, reason?}
   (no duration = permanent); unmute/unban {user_id}; slow_mode {seconds 0..3600};
   banned_words {words: [...]} (replaces the list; matches are masked with *);

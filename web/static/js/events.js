@@ -50,4 +50,4 @@ export const MOD_BANNED_WORDS = "banned_words"; // {words: [...]}
 export const MOD_ON_STATE = "mod_state"; // {slow_mode_s, banned_words, mutes, bans}
 export const MOD_ON_QUESTIONS = "questions"; // every question, newest first
 export const MOD_ON_QUESTION = "question"; // one new or changed question
-export const MOD_ON_LOG = "mod_log"; // {action, by, ts, ...}
+export const MOD_ON_LOG = "mod_log"; // {action, by, ts, at, ...}
