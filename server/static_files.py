@@ -148,7 +148,10 @@ class StaticFiles:
             loading = asyncio.ensure_future(asyncio.to_thread(_compress, version))
             self._loading[version] = loading
             loading.add_done_callback(lambda _: self._loading.pop(version, None))
-        bodies = await asyncio.shield(loading)
+        try:
+            bodies = await asyncio.shield(loading)
+        except OSError:
+            raise NotFound() from None  # removed between its stat and its read
         self._keep(version, bodies)
         return bodies
 
