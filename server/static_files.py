@@ -116,8 +116,8 @@ def _not_modified_since(request: web.Request, version: Version) -> bool:
 
 
 def current_version(path: Path) -> Version:
-    """The file's version now. A stat of a local file takes microseconds; a thread hop per
-    request would cost more than it saves, so it runs on the loop (as the reads do not)."""
+    """The file's version now. A stat of a local file takes microseconds and a thread hop per
+    request would cost more, so it runs on the loop; reading and compressing go to a thread."""
     try:
         stat = path.stat()
     except OSError:
