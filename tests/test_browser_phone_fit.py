@@ -231,6 +231,20 @@ async def test_every_neighbour_page_fits_a_phone(tmp_path: Path, redis_url: str,
         stranger = await kit.page(path=f"/join/{world['invite']}", label="stranger")
         await stranger.locator("#invite-community", has_text="阳光花园").wait_for(timeout=20_000)
         problems += await _measure(kit, stranger, "join_signed_out")
+        await stranger.goto(f"/live/{world['sid']}")
+        await stranger.locator("#login-hint-link").wait_for(timeout=20_000)
+        problems += await _measure(kit, stranger, "live_room_signed_out")
+
+        # English runs longer: the same pages must still fit.
+        await page.evaluate("localStorage.setItem('linli.lang', 'en')")
+        for name, path, ready in (
+                ("en_live_room", f"/live/{world['sid']}", "#pin-price"),
+                ("en_orders", "/orders", "body[data-ready='1']"),
+                ("en_trace", "/trace/PP-2026-07-A", ".qc-report"),
+                ("en_preview", f"/preview/{world['later']}", "time")):
+            await page.goto(path)
+            await page.locator(ready).first.wait_for(timeout=20_000)
+            problems += await _measure(kit, page, name)
 
         assert problems == [], "\n".join(problems)
         assert kit.errors == [], kit.errors
