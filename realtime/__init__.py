@@ -8,7 +8,8 @@
   [`reload {reason: "epoch_changed"|"too_old"|"ahead_of_server", epoch}` if they were not]
   `comments [...recent ≤50]` + `questions [approved...]`; then `state {...}`.
   Live frames (each room event carries a per-room `seq`; keep the highest for reconnects):
-    comments [{id, seq, user: {id, name, role}, text, ts}]   (batched, ≤ one frame / 100 ms)
+    comments [{id, seq, user: {id, name, role}, text, ts, at}]   (batched, ≤ one frame / 100 ms;
+             ts: epoch ms, at: the same instant in ISO 8601 with offset)
     comment_deleted {seq, id, comment_seq}
     question {seq, id, text, user, status: "approved", votes, answer, pinned, product_id, ...}
              or {seq, id, status: "rejected"|"merged", merged_into_id} (remove it from the list)
@@ -16,7 +17,7 @@
     unpinned {seq, pin: null}
     sale_opened / sale_closed {seq, sale: {...}}, group_outcome {seq, group: {...}},
     session_ended {seq, ended_at}, event {seq, kind, data} (other kinds, e.g. replay_progress)
-    state {session_id, v, ts, viewers, likes, orders_paid, pinned, pinned_question, slow_mode_s,
+    state {session_id, v, ts, at, viewers, likes, orders_paid, pinned, pinned_question, slow_mode_s,
            status, ended_at, sales: [{sale_id, ..., remaining, held, sold, gift_left}],
            groups: [{group_id, community_name, count, threshold, ...}], question_votes: {id: n}}
            (≤ 10 per second, latest value wins; ignore a `v` lower than one already shown)
@@ -32,7 +33,7 @@
 
 /moderation — auth {"token", "session_id"}; the session's host, assistants, admins only.
   On connect: `mod_state {slow_mode_s, banned_words, mutes, bans}`, `questions [all]`; then
-  `question {...full...}` on every change and `mod_log {action, by, ts, ...}` on every action.
+  `question {...full...}` on every change and `mod_log {action, by, ts, at, ...}` on every action.
   Client → server: delete_comment {seq, id?}; mute/ban {user_id, duration_s?, reason?}
   (no duration = permanent); unmute/unban {user_id}; slow_mode {seconds 0..3600};
   banned_words {words: [...]} (replaces the list; matches are masked with *);

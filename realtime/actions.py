@@ -36,7 +36,7 @@ from realtime.moderation import (
     mask,
     on_the_wire,
 )
-from realtime.state import now_ms
+from realtime.state import now_ms, stamped
 
 MOD = "/moderation"
 log = logging.getLogger(__name__)
@@ -97,8 +97,8 @@ class RoomActions:
         await self.hub.sio.emit(event, data, room=mod_room(room), namespace=MOD)
 
     async def _mod_log(self, room: int, who: Principal, action: str, **details: Any) -> None:
-        await self._mod_emit(room, "mod_log", {"action": action, "by": who.user_id, "ts": now_ms(),
-                                               **details})
+        await self._mod_emit(room, "mod_log", stamped({"action": action, "by": who.user_id,
+                                                       **details}, now_ms()))
 
     async def _count(self, room: int, who: Principal, kind: audience.Interaction,
                      amount: int = 1) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from commerce.accounts import Principal
 from infra.background import cancel_and_wait
 from realtime.history import Event, RoomHistory
+from realtime.state import stamped, wire_comment
 from realtime.transport import DirectSockets, Frame
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,10 @@ def frames_for(events: list[Event], namespace: str = LIVE) -> list[tuple[Frame, 
     frames: list[tuple[Frame, int]] = []
     comments: list[dict[str, Any]] = []
     for event in events:
-        body = {k: v for k, v in event.items() if k != "ev"}
         if event["ev"] == "comment":
-            comments.append(body)
+            comments.append(wire_comment(event))
             continue
+        body = {k: v for k, v in event.items() if k != "ev"}
         if comments:
             frames.append((Frame(namespace, "comments", comments), 0))
             comments = []
@@ -183,7 +184,7 @@ class LocalRoom:
         if self.state is None:
             return
         self._state_sent_at = time.monotonic()
-        payload = dict(self.state, ts=int(time.time() * 1000))
+        payload = stamped(self.state, int(time.time() * 1000))
         self.fanout(Frame(LIVE, "state", payload), int(self.state["v"]))
 
     # --- delivery ------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from realtime.guard import GuardedNamespace, Handler
 from realtime.history import RECENT_COMMENTS
 from realtime.hub import Hub
 from realtime.moderation import MAX_COMMENT_CHARS, MAX_QUESTION_CHARS, wire_time
-from realtime.state import now_ms, read_snapshot
+from realtime.state import now_ms, read_snapshot, stamped, wire_comment
 from realtime.transport import Frame
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ class LiveNamespace(GuardedNamespace):
                                                            "epoch": local.epoch}))
                 recent = await history.recent_comments(member.room, upto)
                 backfill.append(Frame(LIVE, "comments",
-                                      [{k: v for k, v in c.items() if k != "ev"} for c in recent]))
+                                      [wire_comment(c) for c in recent]))
                 async with self.db.session() as db:
                     approved = await questions.for_session(db, member.room, public=True)
                     listed = [q.public_dict() for q in approved]
@@ -187,7 +187,7 @@ class LiveNamespace(GuardedNamespace):
             state = await read_snapshot(self.hub.redis, member.room)
             if local.state is not None and local.state["v"] > state["v"]:
                 state = local.state
-            backfill.append(Frame(LIVE, "state", dict(state, ts=now_ms())))
+            backfill.append(Frame(LIVE, "state", stamped(state, now_ms())))
         except Exception:
             log.exception("join failed", extra={"room": member.room})
             rooms.remove(member.sid)

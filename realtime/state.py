@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -44,6 +45,27 @@ _STOCK_KEYS = ("remaining", "held", "sold", "gift_left")
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds as the API writes times: ISO 8601 with its offset. Socket frames carry
+    both, `ts` (ms, what clients before `at` read) and `at` (this)."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def stamped(body: dict[str, Any], ms: int) -> dict[str, Any]:
+    """`body` with `ts` (epoch ms) and `at` (the same instant, ISO 8601 with offset)."""
+    return dict(body, ts=ms, at=iso_ms(ms))
+
+
+def wire_comment(event: Event) -> dict[str, Any]:
+    """A stored comment as the `comments` frame lists it: without the history's kind tag, and
+    with `at` beside `ts` (derived, so comments stored before `at` existed get one too)."""
+    body = {k: v for k, v in event.items() if k != "ev"}
+    ts = body.get("ts")
+    if isinstance(ts, int) and not isinstance(ts, bool) and "at" not in body:
+        body["at"] = iso_ms(ts)
+    return body
 
 
 def snapshot(room: int, fields: dict[Any, Any]) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from typing import Any
 
 from server.realtime_component import hub_key
 from tests.conftest import Api
@@ -168,3 +170,42 @@ async def test_oversized_packet_closes_only_that_connection(api: Api) -> None:
     finally:
         await other.close()
         await big.close()
+
+
+def _offset_time(frame: dict[str, Any]) -> datetime:
+    """`at` is ISO 8601 with an offset and names the same instant as `ts` (epoch ms)."""
+    at = datetime.fromisoformat(frame["at"])
+    assert at.tzinfo is not None and at.utcoffset() is not None, frame["at"]
+    assert int(at.timestamp() * 1000) == frame["ts"], frame
+    return at
+
+
+async def test_comment_and_state_times_carry_their_offset(api: Api) -> None:
+    """Socket frames keep `ts` (epoch ms, older clients read it) and add `at` in the API's time
+    format: live comments, a late joiner's recent comments and both kinds of `state` frame."""
+    room = await make_room(api)
+    auth = {"session_id": room.session_id}
+    viewer = await connect(room.url, "/live", {**auth, "token": room.viewer})
+    try:
+        joined = (await viewer.wait(lambda: viewer.of("state")))[0]  # the join snapshot
+        _offset_time(joined)
+        ack = await viewer.call("comment", {"text": "几点开始发货?"})
+        assert ack["ok"], ack
+        live = (await viewer.wait(lambda: viewer.comments()))[0]
+        sent = _offset_time(live)
+        assert abs((datetime.now(UTC) - sent).total_seconds()) < 30
+        await viewer.call("like", {"count": 1})
+        fanned = await viewer.wait(lambda: viewer.of("state")[1:])  # a coalesced room update
+        _offset_time(fanned[0])
+        late = await connect(room.url, "/live", auth)
+        try:
+            (recent,) = await late.wait(lambda: late.comments())
+            assert recent["at"] == live["at"] and recent["ts"] == live["ts"]
+        finally:
+            await late.close()
+        # Comments stored before `at` existed get one from their `ts`.
+        await room_comment(api, room.session_id, 1)
+        old = await viewer.wait(lambda: [c for c in viewer.comments() if c["id"] == "x1"])
+        assert old[0]["at"] == "1970-01-01T00:00:00.000+00:00"
+    finally:
+        await viewer.close()

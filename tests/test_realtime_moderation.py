@@ -4,6 +4,7 @@ held questions, merge, answer, pin, upvote, product pin (socket and REST)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from commerce.accounts import Principal, Role
 from realtime.moderation import CannotSanction, ensure_may_sanction
@@ -48,6 +49,7 @@ async def test_moderation_flow_end_to_end(api: Api) -> None:
         assert again["error"]["code"] == "invalid_input"
         log = await mod.wait(lambda: [e for e in mod.of("mod_log") if e["action"] == "delete_comment"])
         assert log[0]["comment"]["text"] == "这是** ****!"
+        assert datetime.fromisoformat(log[0]["at"]).utcoffset() is not None  # beside ts (ms)
 
         # a muted user is refused with a reason (and told)
         ack = await mod.call("mute", {"user_id": troll_id, "duration_s": 60, "reason": "刷屏"})

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from commerce.errors import NotFound
 from server.api import PUBLIC, Api
+from server.static_files import StaticFiles, add_folder, static_files_key
 
 api = Api()
 
@@ -29,20 +30,14 @@ SECURITY_HEADERS = {
 }
 
 
-def _page(name: str) -> web.Response:
-    path = PAGES_DIR / f"{name}.html"
-    if not path.is_file():
-        raise NotFound()
-    return web.Response(
-        text=path.read_text(encoding="utf-8"), content_type="text/html", headers=SECURITY_HEADERS
-    )
-
-
 def _page_route(path: str, name: str, summary: str) -> None:
-    async def handler(request: web.Request) -> web.Response:
+    async def handler(request: web.Request) -> web.StreamResponse:
         if "id" in request.match_info and not request.match_info["id"].isdigit():
             raise NotFound()
-        return _page(name)
+        page = PAGES_DIR / f"{name}.html"
+        if not page.is_file():
+            raise NotFound()
+        return await request.app[static_files_key].respond(request, page, SECURITY_HEADERS)
 
     handler.__name__ = f"page_{name}"
     api.route("GET", path, summary=summary, tag="pages", auth=PUBLIC,
@@ -75,15 +70,16 @@ _page_route("/auth/wechat/callback", "wechat_callback", "Where WeChat sign-in co
 
 
 def install_static(app: web.Application) -> None:
+    app[static_files_key] = StaticFiles()
     static = WEB_DIR / "static"
     static.mkdir(parents=True, exist_ok=True)
-    app.router.add_static("/static", static, name="static", append_version=False)
+    add_folder(app, "/static", static, name="static")
     # Front-end libraries from the npm registry (web/package.json), served from their dist
     # folders only: nothing hand-copied, nothing else of node_modules exposed.
     for prefix, folder in VENDOR_DIRS.items():
         path = WEB_DIR / "node_modules" / folder
         if path.is_dir():
-            app.router.add_static(prefix, path, name=prefix.strip("/").replace("/", "_"))
+            add_folder(app, prefix, path, name=prefix.strip("/").replace("/", "_"))
 
 
 VENDOR_DIRS = {

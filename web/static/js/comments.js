@@ -59,8 +59,10 @@ export class CommentList {
     const user = comment.user || {};
     const name = typeof user === "string" ? user : user.display_name || user.name || user.username || "";
     const row = h("li", { class: "comment", dataset: { id: String(comment.id) } });
-    if (this.times && comment.ts) {
-      const at = new Date(comment.ts);
+    // `at` is ISO 8601 with its offset (as every API time); `ts` (epoch ms) is its older twin.
+    const when = comment.at || comment.ts;
+    if (this.times && when) {
+      const at = new Date(when);
       row.append(h("time", { class: "comment-time", datetime: at.toISOString(),
         text: at.toLocaleTimeString(undefined, { hour12: false }) }));
     }

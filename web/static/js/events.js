@@ -14,7 +14,7 @@ export const SEND_UNPIN_PRODUCT = "unpin_product";
 // server → client on /live (connect order: hello, then missed events or reload + recent, state)
 export const ON_HELLO = "hello"; // {session_id, epoch, seq, resumed, user, can_send, limits}
 export const ON_RELOAD = "reload"; // {reason, epoch}: history too old, recent content follows
-export const ON_COMMENTS = "comments"; // [{id, seq, user:{id,name,role}, text, ts}]
+export const ON_COMMENTS = "comments"; // [{id, seq, user:{id,name,role}, text, ts, at}]
 export const ON_COMMENT_DELETED = "comment_deleted"; // {id, comment_seq, seq}
 export const ON_QUESTIONS = "questions"; // [question] approved ones (on join)
 export const ON_QUESTION = "question"; // question (approved) or {id, status: rejected|merged}
@@ -50,4 +50,4 @@ export const MOD_BANNED_WORDS = "banned_words"; // {words: [...]}
 export const MOD_ON_STATE = "mod_state"; // {slow_mode_s, banned_words, mutes, bans}
 export const MOD_ON_QUESTIONS = "questions"; // every question, newest first
 export const MOD_ON_QUESTION = "question"; // one new or changed question
-export const MOD_ON_LOG = "mod_log"; // {action, by, ts, ...}
+export const MOD_ON_LOG = "mod_log"; // {action, by, ts, at, ...}

@@ -112,6 +112,10 @@ function render() {
 async function toggle() {
   state.open = !state.open;
   const box = panel();
+  // Under the top bar, however many lines it wraps to on this screen: the bell stays in reach
+  // to close the list again.
+  const bar = document.getElementById("top");
+  if (bar) box.style.setProperty("--below-top", `${Math.ceil(bar.getBoundingClientRect().bottom) + 4}px`);
   box.hidden = !state.open;
   document.getElementById("notice-bell")?.setAttribute("aria-expanded", String(state.open));
   render();

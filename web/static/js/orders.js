@@ -86,8 +86,8 @@ function row(order, actions) {
   return li;
 }
 
-const REASONS = [["spoiled", "坏果/变质 / Spoiled"], ["damaged", "破损 / Damaged"], ["missing", "少件 / Missing"],
-  ["wrong_item", "发错货 / Wrong item"], ["quality", "与描述不符 / Not as described"], ["other", "其他 / Other"]];
+// In the page's one language, from the translation table (claim_reason_<code>).
+const REASONS = ["spoiled", "damaged", "missing", "wrong_item", "quality", "other"];
 
 async function upload(file) {
   const response = await fetch("/api/uploads?purpose=claim", {
@@ -219,7 +219,7 @@ function addPhotoForm(claim, count) {
 
 /** After-sales claim: reason, what happened, a photo (uploaded first, then referenced by id). */
 function claimForm(orderId) {
-  const reason = h("select", { class: "claim-reason" }, ...REASONS.map(([v, label]) => h("option", { value: v, text: label })));
+  const reason = h("select", { class: "claim-reason" }, ...REASONS.map((v) => h("option", { value: v, text: t(`claim_reason_${v}`) })));
   const description = h("textarea", { class: "claim-text", maxlength: "1000" });
   const photo = h("input", { type: "file", accept: "image/jpeg,image/png,image/webp", class: "claim-photo" });
   const status = h("p", { class: "muted claim-status" });
