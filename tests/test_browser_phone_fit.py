@@ -202,6 +202,9 @@ async def test_every_neighbour_page_fits_a_phone(tmp_path: Path, redis_url: str,
         assert await collected.locator("select.claim-reason option").all_text_contents() == [
             "坏果/变质", "破损", "少件", "发错货", "与描述不符", "其他"]
         problems += await _measure(kit, page, "order_claim")
+        # Each field of the claim form has a visible name (axe: select-name, label).
+        assert await kit.axe(page, "order_claim") == []
+        assert await collected.get_by_label("问题类型").count() == 1
         await page.goto(f"/nps/{world['collected']}")
         await page.wait_for_selector("body[data-ready='1']")
         problems += await _measure(kit, page, "nps")

@@ -214,7 +214,12 @@ function addPhotoForm(claim, count) {
     } finally {
       button.disabled = false;
     }
-  } } }, photo, h("button", { type: "submit", text: t("claim_add_photo") }), note);
+  } } }, labelled("claim_more_photo_label", photo), h("button", { type: "submit", text: t("claim_add_photo") }), note);
+}
+
+/** A field with its visible name: the label wraps it, so a tap on the words focuses it too. */
+function labelled(key, input) {
+  return h("label", { class: "stack field" }, h("span", { text: t(key) }), input);
 }
 
 /** After-sales claim: reason, what happened, a photo (uploaded first, then referenced by id). */
@@ -233,7 +238,7 @@ function claimForm(orderId) {
         order_id: orderId, reason: reason.value, description: description.value.trim(), photos } });
       status.textContent = claimText(claim);
       // Filed: the inputs go, the claim (and its add-photo control) stays, as after a reload.
-      for (const input of [reason, description, photo, button]) input.hidden = true;
+      for (const input of [reason, description, photo, button]) (input.closest("label") || input).hidden = true;
       const count = photoCount(claim);
       status.append(count);
       if (claim.status === "pending") form.after(addPhotoForm(claim, count));
@@ -242,7 +247,8 @@ function claimForm(orderId) {
       status.textContent = claimError(err);
       button.disabled = false;
     }
-  } } }, reason, description, photo, h("button", { type: "submit", text: t("claim_submit") }), status);
+  } } }, labelled("claim_reason_label", reason), labelled("claim_text_label", description),
+    labelled("claim_photo_label", photo), h("button", { type: "submit", text: t("claim_submit") }), status);
   return form;
 }
 
