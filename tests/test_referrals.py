@@ -164,7 +164,8 @@ async def test_signup_with_ref_keeps_the_arrival(api: Api) -> None:
     shop = await make_shop(api)
     _rid, referrer = await api.user("viewer")
     code = await code_of(api, referrer)
-    community = await ok(await api.client.post("/api/communities", json={"name": f"小区{uuid.uuid4().hex[:6]}"},
+    name = f"小区{uuid.uuid4().hex[:6]}"
+    community = await ok(await api.client.post("/api/communities", json={"name": name},
                                                headers=api.auth(shop.host_token)))
     invite = await ok(await api.client.post(f"/api/communities/{community['id']}/invites", json={},
                                             headers=api.auth(shop.host_token)))
@@ -182,7 +183,8 @@ async def test_leader_earns_on_community_orders_when_no_referrer(api: Api) -> No
     leader_id, _leader = await api.user("viewer")
     buyer_id, buyer = await api.user("viewer")
     host = api.auth(shop.host_token)
-    community = (await ok(await api.client.post("/api/communities", json={"name": f"花园{uuid.uuid4().hex[:6]}"},
+    name = f"花园{uuid.uuid4().hex[:6]}"
+    community = (await ok(await api.client.post("/api/communities", json={"name": name},
                                                 headers=host)))["id"]
     await ok(await api.client.post(f"/api/communities/{community}/members", json={"user_id": buyer_id},
                                    headers=host))
@@ -320,3 +322,44 @@ async def test_twenty_payout_requests_pay_once(any_db_api: Api) -> None:
     assert len(transfers) == 1 and transfers[0].amount_fen == 600 and payouts == 1
     provider = api.app[checkout_key].provider
     assert await provider.transferred_total(f"user:{referrer_id}") == 600  # type: ignore[attr-defined]
+
+
+async def test_share_card_carries_the_signed_in_sharers_code(api: Api) -> None:
+    shop = await make_shop(api)
+    _uid, sharer = await api.user("viewer")
+    code = await code_of(api, sharer)
+    anonymous = await ok(await api.client.get(f"/api/sessions/{shop.session_id}/share"))
+    assert anonymous["ref"] is None and "?ref=" not in anonymous["url"]
+    mine = await ok(await api.client.get(f"/api/sessions/{shop.session_id}/share?page=preview",
+                                         headers=api.auth(sharer)))
+    assert mine["url"].endswith(f"/preview/{shop.session_id}?ref={code}")
+    qr = await api.client.get(mine["qr_svg"])
+    assert qr.status == 200 and qr.headers["X-Share-Url"] == mine["url"]
+    forged = await api.client.get(f"/api/sessions/{shop.session_id}/qr.svg?ref=<script>")
+    assert "?ref=" not in forged.headers["X-Share-Url"]
+
+
+async def test_dashboard_shows_referral_share_and_commission(api: Api) -> None:
+    shop = await make_shop(api)
+    sale = (await shop.sale(price_fen=1000))["id"]
+    await set_rate(api, shop, "referral", 1000)
+    _rid, referrer = await api.user("viewer")
+    code = await code_of(api, referrer)
+    (_a, referred), (_b, walk_in) = await api.user("viewer"), await api.user("viewer")
+    await arrive(api, referred, code)
+    order = await buy(api, sale, referred)
+    await buy(api, sale, walk_in)
+    await pick_up(api, shop, order, referred)
+    board = await ok(await api.client.get("/api/dashboard", headers=api.auth(shop.host_token)))
+    totals = board["referral_totals"]
+    assert (totals["new_buyers"], totals["referred_buyers"], totals["referral_share"]) == (2, 1, 0.5)
+    assert (totals["commission_due_fen"], totals["commission_pending_fen"]) == (100, 0)
+    assert {"referral_share", "commission"} <= set(board["charts"]) and "commission" in board["csv"]
+    text = await (await api.client.get(board["csv"]["commission"], headers=api.auth(shop.host_token))).text()
+    assert "due,1,100" in text.replace("\r", "")
+    chart = await api.client.get(board["charts"]["referral_share"])
+    assert chart.status == 200 and "50.0%" in await chart.text()
+    # Another host's figures are his own sessions': none of these.
+    _other, other = await api.user("host")
+    theirs = await ok(await api.client.get("/api/dashboard", headers=api.auth(other)))
+    assert theirs["referral_totals"]["new_buyers"] == 0
