@@ -59,8 +59,8 @@ async function pay(beneficiary) {
   const body = { beneficiary_id: Number(beneficiary), period: $("#pay-period").value.trim(),
     method: $("#pay-method").value, note: $("#pay-note").value.trim() };
   const payout = await api("/api/commissions/payouts", { method: "POST", body });
-  say("#report-status", t(payout.created ? "comm_paid" : "comm_paid_before", { amount: yuan(payout.amount_fen), period: payout.period }));
   await loadReport();
+  say("#report-status", t(payout.created ? "comm_paid" : "comm_paid_before", { amount: yuan(payout.amount_fen), period: payout.period }));
 }
 
 async function downloadCsv() {
