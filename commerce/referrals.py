@@ -7,9 +7,9 @@
   the ref it kept in localStorage. A neighbour who already has an order is no new buyer: her
   arrival is refused (`not_new`). Following one's own link is refused (`self`).
 - The *attribution* (`referral_attributions`, unique per buyer and per order) gives the buyer's
-  first order to the referrer: only when it is her first order in the shop (no order row with a
-  smaller id; every order row was paid), and only one per buyer however many orders are written
-  at once (the unique constraint decides).
+  first order to the referrer: only when it is her first purchase in the shop (no paid order
+  with a smaller id; a zero-price order, such as a trial sample, is no purchase), and only one
+  per buyer however many orders are written at once (the unique constraint decides).
 
 When an attributed order is picked up, `referred_pickup_hooks` run once, in the transaction
 that records it (the conditional UPDATE of `picked_up_at`): trust points for the referral are
@@ -110,7 +110,8 @@ async def referrer_of_code(db: AsyncSession, code: str) -> int | None:
 
 
 async def has_orders(db: AsyncSession, user_id: int) -> bool:
-    found = await db.execute(select(Order.id).where(Order.user_id == user_id).limit(1))
+    found = await db.execute(select(Order.id).where(Order.user_id == user_id, Order.amount_fen > 0)
+                             .limit(1))
     return found.first() is not None
 
 
@@ -133,12 +134,14 @@ async def record_arrival(db: AsyncSession, buyer_id: int, code: str, via: str) -
 async def attribute(db: AsyncSession, order: Order) -> ReferralAttribution | None:
     """Credit `order` to the buyer's referrer when it is her first order; the attribution of
     this order, or None. Safe to run any number of times, concurrently."""
+    if order.amount_fen <= 0:
+        return None  # a free sample is no purchase
     arrival = (await db.execute(select(ReferralArrival).where(
         ReferralArrival.buyer_id == order.user_id))).scalar_one_or_none()
     if arrival is None or arrival.referrer_id == order.user_id:
         return None
-    earlier = await db.execute(select(Order.id).where(Order.user_id == order.user_id,
-                                                      Order.id < order.id).limit(1))
+    earlier = await db.execute(select(Order.id).where(
+        Order.user_id == order.user_id, Order.id < order.id, Order.amount_fen > 0).limit(1))
     if earlier.first() is None:
         await db.execute(_insert(db)(ReferralAttribution).values(
             buyer_id=order.user_id, order_id=order.id, referrer_id=arrival.referrer_id,

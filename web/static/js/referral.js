@@ -1,12 +1,12 @@
-// A share code (?ref=) a neighbour arrived with is kept in localStorage until the server holds
-// it for her: handed over at sign-up, at accepting an invite, or (signed in already) on the
-// next page she opens. The server keeps the first one and refuses it once she has bought.
+// A share code (?ref=) a neighbour arrived with is kept in localStorage until her first order:
+// handed over at sign-up, at accepting an invite, or (signed in already) on each page she opens.
+// The server keeps the first one it is given and refuses any once she has bought (not_new).
 import { api, token } from "./api.js";
 
 const STORE = "linli.ref";
 const CODE = /^[A-Za-z0-9_-]{8,16}$/;
 // Answers after which keeping the code any longer changes nothing.
-const SETTLED = new Set(["already", "self", "not_new", "unknown_code"]);
+const SETTLED = new Set(["self", "not_new", "unknown_code"]);
 
 /** The kept share code, or null. */
 export function keptRef() {
