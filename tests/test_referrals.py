@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from commerce import commissions, referrals
 from commerce.commission_payouts import CommissionPayout
@@ -22,6 +22,9 @@ from server.commerce_keys import checkout_key
 from server.keys import database_key
 from tests.commerce_support import Shop, hold, make_shop, pay
 from tests.conftest import Api
+from tests.trust_support import JPEG, make_farm, upload
+from tests.trust_support import buy as trust_buy
+from tests.trust_support import pick_up as trust_pick_up
 
 
 async def ok(resp: Any, *statuses: int) -> dict[str, Any]:
@@ -129,17 +132,42 @@ async def test_refund_reverses_and_partial_refund_takes_its_share(any_db_api: Ap
 
     claimed = await buy(api, sale, buyer_b, qty=2)
     await pick_up(api, shop, claimed, buyer_b)
-    # A claim gives back a quarter of the price after pickup (what trust/claims_refunds does to
-    # the order); the commission keeps three quarters.
+    # Refunded twice over (a replayed event): reversed once, amount unchanged.
     async with api.app[database_key].session() as db:
-        await db.execute(update(Order).where(Order.id == claimed).values(refunded_fen=500))
-    async with api.app[database_key].session() as db:
-        order = await db.get(Order, claimed)
+        order = await db.get(Order, refunded)
         assert order is not None
         await commissions.sync(db, order)
-        await commissions.sync(db, order)
+    [row] = await rows_of(api, refunded)
+    assert (row.status, row.reversed_fen, row.amount_fen) == ("reversed", 300, 300)
     [row] = await rows_of(api, claimed)
-    assert (row.status, row.amount_fen, row.reversed_fen, row.net_fen) == ("due", 600, 150, 450)
+    assert (row.status, row.reversed_fen) == ("due", 0)
+
+
+async def test_claim_refund_after_pickup_takes_its_share(api: Api) -> None:
+    farm = await make_farm(api, price_fen=3000)
+    resp = await api.client.put(f"/api/products/{farm.product_id}/claim-policy", json={
+        "full_refund_without_return": True, "multiplier": 1, "max_days_after_pickup": 2,
+        "auto_approve_max_fen": 100_000, "require_photo": True, "response_hours": 2},
+        headers=api.auth(farm.host))
+    assert resp.status == 200, await resp.text()
+    await ok(await api.client.put("/api/commission-rates", json={
+        "scope": "session", "target_id": farm.session_id, "kind": "referral", "rate_bp": 1000},
+        headers=api.auth(farm.host)))
+    _rid, referrer = await api.user("viewer")
+    _bid, buyer = await api.user("viewer")
+    await arrive(api, buyer, await code_of(api, referrer))
+    order_id = await trust_buy(farm, buyer, qty=4)
+    await trust_pick_up(farm, buyer, order_id)
+    [row] = await rows_of(api, order_id)
+    assert (row.status, row.amount_fen) == ("due", 1200)
+    photo = (await (await upload(api, buyer, JPEG, "claim")).json())["id"]
+    claim = await ok(await api.client.post("/api/claims", json={
+        "order_id": order_id, "reason": "spoiled", "description": "一个坏果", "photos": [photo],
+        "bad_qty": 1}, headers=api.auth(buyer)), 201)
+    assert claim["status"] == "approved" and claim["refund_fen"] == 3000
+    # A quarter of the price came back: the commission keeps three quarters.
+    [row] = await rows_of(api, order_id)
+    assert (row.status, row.reversed_fen, row.net_fen) == ("due", 300, 900)
 
 
 async def test_self_referral_and_old_buyers_are_refused(api: Api) -> None:
