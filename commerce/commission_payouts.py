@@ -115,11 +115,12 @@ async def pay(uow: UnitOfWork, provider: PaymentProvider, actor: Principal, bene
         raise InvalidInput("线下结算须写明方式 / A manual payout needs a note", field="note")
     scope = payer_scope(actor)
     transfer: refunds.Refund | None = None
+    async with uow() as db:
+        if await db.get(User, beneficiary_id) is None:
+            raise NotFound("用户不存在 / No such user")
+        await catch_up(db)
     try:
         async with uow() as db:
-            if await db.get(User, beneficiary_id) is None:
-                raise NotFound("用户不存在 / No such user")
-            await catch_up(db)
             payout = CommissionPayout(
                 beneficiary_id=beneficiary_id, period=period, payer_host_id=scope,
                 method=method.value, note=note[:200], created_by=actor.user_id,
