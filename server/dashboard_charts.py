@@ -40,7 +40,7 @@ TITLES: dict[str, tuple[str, str]] = {
     "nps_trend": ("NPS 月度趋势", "NPS by month"),
     "group_buys_by_community": ("各小区拼团成功率", "Group-buy success by community"),
     "referral_share": ("新买家中邻居推荐的比例", "New buyers who came through a neighbour"),
-    "commission": ("推荐佣金(按状态)", "Commission by status"),
+    "commission": ("推荐佣金", "Referral commission"),
 }
 SCOPE_NAMES: dict[str, tuple[str, str]] = {
     "session": ("按场次", "by session"), "farm": ("按农场", "by farm"),

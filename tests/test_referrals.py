@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -391,3 +392,22 @@ async def test_dashboard_shows_referral_share_and_commission(api: Api) -> None:
     _other, other = await api.user("host")
     theirs = await ok(await api.client.get("/api/dashboard", headers=api.auth(other)))
     assert theirs["referral_totals"]["new_buyers"] == 0
+
+
+async def test_a_free_sample_first_does_not_spend_the_attribution(api: Api) -> None:
+    shop = await make_shop(api)
+    sale = (await shop.sale(price_fen=1000))["id"]
+    await set_rate(api, shop, "referral", 1000)
+    _rid, referrer = await api.user("viewer")
+    buyer_id, buyer = await api.user("viewer")
+    assert await arrive(api, buyer, await code_of(api, referrer)) == "recorded"
+    # A zero-price order written first, as a trial sample is: no purchase.
+    async with api.app[database_key].session() as db:
+        db.add(Order(hold_id=f"sample-{uuid.uuid4().hex[:12]}", sale_id=sale,
+                     session_id=shop.session_id, user_id=buyer_id, qty=1, unit_price_fen=0,
+                     amount_fen=0, paid_rank=0, payment_ref="sample", status="paid",
+                     paid_at=datetime.now(UTC)))
+    assert await arrive(api, buyer, await code_of(api, referrer)) == "already"
+    order = await buy(api, sale, buyer)
+    [row] = await rows_of(api, order)
+    assert (row.status, row.amount_fen) == ("pending", 100)
