@@ -1,7 +1,7 @@
 """A neighbour's share link, on phones (390×844, zh-CN, Asia/Shanghai), from the host's rate to
 the payout: the host sets a 10% referral rate on his session in the back office; 王阿姨 shares
 the live room (her link carries her code); 李阿姨 opens it with no account, signs up through
-her community's invite and pays: 王阿姨's commission is pending; the shop confirms the pickup:
+her community's invite and pays: 王阿姨's commission is pending; the host confirms the pickup on the pickup page:
 due; 赵叔 comes through the same link, pays, and is refunded: that commission is reversed; the
 host pays out what is due through the payment provider. A screenshot of every step is kept."""
 
@@ -115,12 +115,23 @@ async def test_share_link_to_commission_due_reversed_and_paid(tmp_path: Path, re
         assert await buyer.locator(".badge").text_content() == "已下单"
         await kit.shot(wang, "commission_pending")
 
-        # 5. The shop confirms the pickup with her code: the commission is due.
+        # 5. Pickup day: the shop marks it ready, 李阿姨 reads her code out, the host types it on
+        # the pickup page: the commission is due.
         detail = await rest.call("GET", f"/api/orders/{li_order['id']}",
                                  await li.evaluate("localStorage.getItem('linli.token')"))
         await rest.call("POST", f"/api/orders/{li_order['id']}/ready", host.token)
-        await rest.call("POST", f"/api/orders/{li_order['id']}/picked-up", host.token,
-                        json={"pickup_code": detail["pickup_code"]})
+        counter = await kit.page(host, "/pickup", label="laozhang-pickup")
+        await counter.wait_for_selector("body[data-ready='1']", timeout=20_000)
+        await counter.select_option("#f-session", str(sid))
+        await counter.locator("#orders tbody tr[data-status=ready_for_pickup]").first.wait_for(
+            timeout=20_000)
+        await counter.fill("#code", detail["pickup_code"])
+        await counter.click("#confirm-form button[type=submit]")
+        await counter.wait_for_function(
+            f"() => document.querySelector('#confirm-result').textContent.includes('#{li_order['id']}')",
+            timeout=20_000)
+        assert "已确认取货" in (await counter.text_content("#confirm-result") or "")
+        await kit.shot(counter, "staff_confirms_pickup")
         totals = await totals_shown(wang)
         assert totals["due"] == "¥6.80" and totals["pending"] == "¥0.00", totals
         await kit.shot(wang, "commission_due")
