@@ -1,9 +1,10 @@
 """A neighbour's share link, on phones (390×844, zh-CN, Asia/Shanghai), from the host's rate to
 the payout: the host sets a 10% referral rate on his session in the back office; 王阿姨 shares
 the live room (her link carries her code); 李阿姨 opens it with no account, signs up through
-her community's invite and pays: 王阿姨's commission is pending; the host confirms the pickup on the pickup page:
-due; 赵叔 comes through the same link, pays, and is refunded: that commission is reversed; the
-host pays out what is due through the payment provider. A screenshot of every step is kept."""
+her community's invite and pays: 王阿姨's commission is pending; the host confirms the pickup
+on the pickup page: due; 赵叔 comes through the same link, pays, and is refunded: that
+commission is reversed; the host pays out what is due through the payment provider. A
+screenshot of every step is kept."""
 
 from __future__ import annotations
 
