@@ -94,6 +94,10 @@ async def test_share_link_to_commission_due_reversed_and_paid(tmp_path: Path, re
         link = await wang.locator("#share-url").input_value()
         code = link.split("?ref=")[1]
         await kit.shot(wang, "share_sheet_with_ref")
+        await wang.goto(f"/preview/{sid}")
+        await wang.locator("#share-box:not([hidden])").wait_for(timeout=20_000)
+        assert (await wang.locator("#share-url").input_value()).endswith(f"/preview/{sid}?ref={code}")
+        await kit.shot(wang, "preview_share_with_ref")
         await wang.goto("/referrals")
         assert (await wang.locator("#ref-link").input_value()).endswith(f"?ref={code}")
         assert await wang.locator("#ref-buyers-empty").is_visible()

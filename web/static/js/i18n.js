@@ -774,6 +774,9 @@ const TEXT = {
   comm_paid: ["已结算 {amount}({period})", "Paid {amount} ({period})"],
   comm_paid_before: ["该期已结算过:{amount}({period})", "This period was paid before: {amount} ({period})"],
   err_nothing_due: ["没有可结算的佣金", "Nothing is due"],
+  preview_share: ["分享给邻居", "Share with neighbours"],
+  preview_share_link: ["预告链接", "Preview link"],
+  preview_share_hint: ["这是你的专属链接:邻居通过它首次下单,会记在你名下。", "This link is yours: a neighbour's first order through it is credited to you."],
   dashboard_note_referral_share: ["每月新买家中通过邻居推荐链接首单的比例(柱上标注:推荐/新买家)。", "Share of each month's new buyers whose first order came through a neighbour's link (referred / new buyers)."],
   dashboard_note_commission: ["佣金按状态:待确认(已付款未取货)、可结算(已取货)、已结算、已冲回(退款)。", "Commission by status: pending (paid, not picked up), due (picked up), paid, reversed (refunded)."],
 };
