@@ -190,7 +190,7 @@ async def test_self_referral_and_old_buyers_are_refused(api: Api) -> None:
         assert await db.scalar(select(func.count(ReferralAttribution.id))) == 0
 
 
-async def test_signup_with_ref_keeps_the_arrival(api: Api) -> None:
+async def test_signup_and_invite_accept_with_ref_keep_the_arrival(api: Api) -> None:
     shop = await make_shop(api)
     _rid, referrer = await api.user("viewer")
     code = await code_of(api, referrer)
@@ -202,10 +202,15 @@ async def test_signup_with_ref_keeps_the_arrival(api: Api) -> None:
     made = await ok(await api.client.post("/api/signup", json={
         "username": f"new_{uuid.uuid4().hex[:8]}", "password": "a-long-Passw0rd-for-tests",
         "invite_code": invite["code"], "ref": code}), 201)
+    # A neighbour with an account already follows the link and accepts the invite.
+    member_id, member = await api.user("viewer")
+    resp = await api.client.post(f"/api/invites/{invite['code']}/accept?ref={code}",
+                                 headers=api.auth(member))
+    assert resp.status == 200, await resp.text()
     async with api.app[database_key].session() as db:
-        arrival = await db.scalar(select(referrals.ReferralArrival).where(
-            referrals.ReferralArrival.buyer_id == made["user"]["id"]))
-    assert arrival is not None and arrival.via == "signup"
+        arrivals = {row.buyer_id: row.via for row in (await db.execute(
+            select(referrals.ReferralArrival))).scalars()}
+    assert arrivals == {made["user"]["id"]: "signup", member_id: "invite"}
 
 
 async def test_leader_earns_on_community_orders_when_no_referrer(api: Api) -> None:
