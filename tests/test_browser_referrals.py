@@ -99,6 +99,8 @@ async def test_share_link_to_commission_due_reversed_and_paid(tmp_path: Path, re
         assert (await wang.locator("#share-url").input_value()).endswith(f"/preview/{sid}?ref={code}")
         await kit.shot(wang, "preview_share_with_ref")
         await wang.goto("/referrals")
+        await wang.wait_for_function("() => document.querySelector('#ref-link').value !== ''",
+                                     timeout=20_000)
         assert (await wang.locator("#ref-link").input_value()).endswith(f"?ref={code}")
         assert await wang.locator("#ref-buyers-empty").is_visible()
         await kit.shot(wang, "my_referrals_empty")
