@@ -39,13 +39,18 @@ TITLES: dict[str, tuple[str, str]] = {
     "cohorts": ("按首购月份的复购率", "Repeat purchase by first-order month"),
     "nps_trend": ("NPS 月度趋势", "NPS by month"),
     "group_buys_by_community": ("各小区拼团成功率", "Group-buy success by community"),
+    "referral_share": ("新买家中邻居推荐的比例", "New buyers who came through a neighbour"),
+    "commission": ("推荐佣金", "Referral commission"),
 }
 SCOPE_NAMES: dict[str, tuple[str, str]] = {
     "session": ("按场次", "by session"), "farm": ("按农场", "by farm"),
     "community": ("按小区", "by community"), "month": ("按月", "by month"),
+    "status": ("按状态", "by status"),
 }
 NO_DATA = ("暂无数据", "No data")
-PLACEHOLDERS = {"(未知农场)": "(unknown farm)", "(无小区)": "(no community)", "全部": "All"}
+STATUS_NAMES = {"pending": "待确认", "due": "可结算", "paid": "已结算", "reversed": "已冲回"}
+PLACEHOLDERS = {"(未知农场)": "(unknown farm)", "(无小区)": "(no community)", "全部": "All",
+                "待确认": "Pending", "可结算": "Due", "已结算": "Paid", "已冲回": "Reversed"}
 
 
 def title(name: str, lang: Lang) -> str:
@@ -90,7 +95,7 @@ def yuan(value: float) -> str:
 
 
 def formatter(name: str) -> Callable[[float], str]:
-    if name in ("gmv_fen", "average_order_value_fen"):
+    if name in ("gmv_fen", "average_order_value_fen", "commission"):
         return yuan
     if name in ("nps", "nps_trend"):
         return lambda v: f"{v:.0f}"
@@ -103,7 +108,7 @@ def bar_chart(name: str, items: list[tuple[str, float | None]], scope: str,
     line, money scaled to the largest value."""
     items = items[:MAX_BARS]
     is_nps = name in ("nps", "nps_trend")
-    is_money = name in ("gmv_fen", "average_order_value_fen")
+    is_money = name in ("gmv_fen", "average_order_value_fen", "commission")
     scope_name = SCOPE_NAMES.get(scope, (scope, scope))[lang == "en"]
     heading = f"{title(name, lang)} · {scope_name}"
     span = WIDTH - 2 * PAD - 78  # room for the value after the bar
@@ -173,4 +178,10 @@ def figure_items(name: str, data: dict[str, Any]) -> tuple[list[tuple[str, float
     if name == "group_buys_by_community":
         return ([(f"{r['label']} · {r['succeeded']}/{r['decided']}", r["success_rate"])
                  for r in data["group_buys_by_community"]], "community")
+    if name == "referral_share":
+        return ([(f"{r['month']} · {r['referred_buyers']}/{r['new_buyers']}", r["referral_share"])
+                 for r in data["referral_share"]], "month")
+    if name == "commission":
+        return [(STATUS_NAMES.get(r["status"], r["status"]), r["amount_fen"])
+                for r in data["commission"]], "status"
     raise KeyError(name)

@@ -4,6 +4,8 @@ from commerce import (  # noqa: F401
     accounts,
     audience,
     catalog,
+    commission_payouts,
+    commissions,
     community_notices,
     group_buys,
     identities,
@@ -14,6 +16,7 @@ from commerce import (  # noqa: F401
     notifications,
     orders,
     pickup,
+    referrals,
     refunds,
 )
 from commerce.flash_sale import sales  # noqa: F401

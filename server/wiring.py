@@ -12,6 +12,7 @@ from server import (
     media_component,
     notices_component,
     realtime_component,
+    referrals_component,
     replay_component,
     signup_component,
     trust_component,
@@ -26,4 +27,5 @@ def components() -> list[Component]:
     # The cluster first: the hub, the recorder and the Socket.IO ids need it at their start.
     return [cluster_component.setup, commerce_component.setup, trust_component.setup,
             realtime_component.setup, media_component.setup, replay_component.setup,
-            notices_component.setup, signup_component.setup]
+            notices_component.setup, signup_component.setup,
+            referrals_component.setup]

@@ -329,6 +329,27 @@ REST: tuple[Op, ...] = (
     Op("GET", "/api/dashboard/charts/{metric}.svg", f"/api/dashboard/charts/{METRICS[0]}.svg",
        PLATFORM_STAFF, special=tuple((role, "401") for role in NON_STAFF)),
     Op("GET", "/api/dashboard/charts/{metric}.svg", "{w.chart_url}", PUBLIC, variant="signed link"),
+    # --- referrals and commission: one's own link and earnings; rates on one's own products
+    # and sessions; the payout report and payouts are the hosts' (each his own sessions'
+    # commissions) and the admins' (all) ------------------------------------------------------
+    Op("GET", "/referrals", "/referrals", PUBLIC),
+    Op("GET", "/commissions", "/commissions", PUBLIC),
+    Op("GET", "/api/referrals/me", "/api/referrals/me", USERS),
+    Op("POST", "/api/referrals/arrivals", "/api/referrals/arrivals", USERS,
+       json={"code": "AAAAAAAAAAAA"}),
+    Op("GET", "/api/commission-rates", "/api/commission-rates", HOSTS),
+    Op("PUT", "/api/commission-rates", "/api/commission-rates", OWNER,
+       json=lambda w: {"scope": "session", "target_id": w.session_a, "kind": "referral",
+                       "rate_bp": 0}),
+    Op("PUT", "/api/commission-rates", "/api/commission-rates", OWNER, variant="a product",
+       json=lambda w: {"scope": "product", "target_id": w.product_a, "kind": "community",
+                       "rate_bp": 0}),
+    Op("GET", "/api/commissions/report", "/api/commissions/report", HOSTS),
+    Op("GET", "/api/commissions/report.csv", "/api/commissions/report.csv", HOSTS),
+    Op("GET", "/api/commissions/payouts", "/api/commissions/payouts", HOSTS),
+    # Nothing is due to the viewer: the payer's 409 nothing_due proves the role passed.
+    Op("POST", "/api/commissions/payouts", "/api/commissions/payouts", HOSTS,
+       json=lambda w: {"beneficiary_id": w.ids["viewer"], "period": "2026-12"}),
     # --- live room over REST: pins are the host's, moderation the session's staff's ----------
     Op("POST", "/api/sessions/{id}/pin", "/api/sessions/{w.session_a}/pin", OWNER,
        json={"product_id": NO_SUCH}),

@@ -60,7 +60,7 @@ async def test_neighbour_pages_show_one_language(tmp_path: Path, redis_url: str,
         pages = {
             "home": "/", "live": f"/live/{live['id']}", "orders": "/orders",
             "preview": f"/preview/{later['id']}", "me": "/me", "trace": "/trace/PP-2026-07-A",
-            "replays": "/replays", "join": f"/join/{invite['code']}",
+            "replays": "/replays", "join": f"/join/{invite['code']}", "referrals": "/referrals",
         }
         found: dict[str, list[str]] = {}
         for lang in ("zh", "en"):

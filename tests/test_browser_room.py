@@ -169,7 +169,8 @@ async def test_her_question_is_pending_then_she_hears_it_was_rejected(
         await page.click("#share")
         share = page.locator("#share-sheet")
         await share.locator("#poster-title", has_text="老张的桑葚园").wait_for()
-        assert (await share.locator("#share-url").input_value()).endswith(f"/live/{world['sid']}")
+        # Signed in, her link carries her share code (docs/REFERRALS.md).
+        assert f"/live/{world['sid']}?ref=" in await share.locator("#share-url").input_value()
         await page.wait_for_function(
             "() => { const i = document.querySelector('#poster-qr img');"
             " return i && i.complete && i.naturalWidth > 0; }")

@@ -46,7 +46,9 @@ Figures over time and places:
 - nps_trend: NPS of the answers given in each month (answers about the orders in view);
 - group_buys_by_community: per community, group-buys succeeded / failed / still open, and the
   success rate of the decided ones;
-- headline: every per-group metric over all orders in view at once (the "total" group).
+- headline: every per-group metric over all orders in view at once (the "total" group);
+- referral_share (new buyers per month and the share who came through a neighbour's link) and
+  commission (money by status): defined in commerce/referral_metrics.py.
 
 A host sees the figures of their own sessions only (`host_id`); platform staff see all.
 """
@@ -64,7 +66,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commerce import audience
+from commerce import audience, referral_metrics
 from commerce.accounts import Community
 from commerce.base import as_utc, utcnow
 from commerce.catalog import Batch, Product
@@ -109,7 +111,8 @@ BEHIND: dict[str, tuple[str, str]] = {
     "nps": ("nps_answers", "nps_answers"),
     "trace_lookup_rate": ("trace_lookup_buyers", "batch_buyers"),
 }
-FIGURES = ("headline", "groups", "cohorts", "nps_trend", "group_buys_by_community")
+FIGURES = ("headline", "groups", "cohorts", "nps_trend", "group_buys_by_community",
+           "referral_share", "commission")
 
 
 @dataclass
@@ -448,9 +451,13 @@ async def report(
     now: datetime | None = None, host_id: int | None = None,
 ) -> dict[str, Any]:
     facts = await load(db, redis, since, now, host_id)
+    referrals = await referral_metrics.figures(db, since, host_id)
     return {"headline": groups(facts, "total")[0], "rows": groups(facts, scope),
             "cohorts": cohorts(facts), "nps_trend": nps_trend(facts),
-            "group_buys_by_community": group_buys_by_community(facts)}
+            "group_buys_by_community": group_buys_by_community(facts),
+            # commerce/referral_metrics.py defines these
+            "referral_share": referrals["referral_share"], "commission": referrals["commission"],
+            "referral_totals": referrals["totals"]}
 
 
 # A spreadsheet runs a cell starting with one of these as a formula, or (TAB, CR, LF) trims it
@@ -526,4 +533,12 @@ def figure_csv_rows(name: str, data: dict[str, Any]) -> list[list[str]]:
                       *([r["key"], r["label"], _cell(r["succeeded"]), _cell(r["failed"]),
                          _cell(r["open"]), _cell(r["decided"]), _cell(r["success_rate"])]
                         for r in data["group_buys_by_community"])])
+    if name == "referral_share":
+        return _safe([["month", "new_buyers", "referred_buyers", "referral_share"],
+                      *([r["month"], _cell(r["new_buyers"]), _cell(r["referred_buyers"]),
+                         _cell(r["referral_share"])] for r in data["referral_share"])])
+    if name == "commission":
+        return _safe([["status", "rows", "amount_fen"],
+                      *([r["status"], _cell(r["rows"]), _cell(r["amount_fen"])]
+                        for r in data["commission"])])
     raise KeyError(name)

@@ -57,7 +57,8 @@ def _lang(request: web.Request) -> Lang:
     return "en" if request.query.get("lang") == "en" else "zh"
 
 
-CHARTS = (*dashboard.METRICS, "cohorts", "nps_trend", "group_buys_by_community")
+CHARTS = (*dashboard.METRICS, "cohorts", "nps_trend", "group_buys_by_community", "referral_share",
+          "commission")
 CSV_FIGURES = (*dashboard.FIGURES, *dashboard.METRICS)
 
 

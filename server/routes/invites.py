@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from commerce import accounts, invites, members
+from commerce import accounts, invites, members, referrals
 from commerce.accounts import JoinPolicy, Membership, Role, User
 from commerce.errors import Conflict
 from server import qr_images, wechat_oauth
@@ -52,6 +52,8 @@ class Signup(BaseModel):
     password: str = Field(max_length=256)
     invite_code: str = Field(min_length=1, max_length=64)
     display_name: str = Field(default="", max_length=64)
+    # The share code of the neighbour whose link brought her (commerce/referrals.py).
+    ref: str | None = Field(default=None, pattern=referrals.CODE_PATTERN)
 
 
 def invite_url(request: web.Request, code: str) -> str:
@@ -168,6 +170,8 @@ async def signup(request: web.Request) -> web.Response:
             raise UsernameTaken(field="username") from None
         # The account, the membership and the use stand or fall together.
         membership, _took = await invites.join_with_invite(db, invite, user.id)
+        if body.ref:
+            await referrals.record_arrival(db, user.id, body.ref, "signup")
         community = await db.get(accounts.Community, invite.community_id)
         assert community is not None
         shown = {"user": user_dict(user), "created": True,
@@ -181,11 +185,15 @@ async def signup(request: web.Request) -> web.Response:
 
 @api.route("POST", "/api/invites/{code}/accept", summary="Join the invite's community as the "
            "signed-in user", tag="invites", auth=USER,
+           query={"ref": "the share code of the neighbour whose link brought her"},
            responses={409: "invite_used_up", 410: "invite_expired, invite_revoked"})
 async def accept_invite(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
         invite = await invites.find_invite(db, request.match_info["code"])
         membership, _took = await invites.join_with_invite(db, invite, principal(request).user_id)
+        ref = request.query.get("ref", "")
+        if ref and referrals.valid_code(ref):
+            await referrals.record_arrival(db, principal(request).user_id, ref, "invite")
         community = await db.get(accounts.Community, invite.community_id)
         assert community is not None
         shown = joined_dict(membership, community,

@@ -66,6 +66,8 @@ _page_route("/invites", "invites", "Invite neighbours: links and QR posters (hos
 _page_route("/communities", "communities", "The communities a host or 团长 serves: pickup points, "
             "join requests, members, 团长, notices")
 _page_route("/join/{code}", "join", "Join a community from an invite link: sign up or sign in")
+_page_route("/referrals", "referrals", "My share link, the neighbours it brought, my commission")
+_page_route("/commissions", "commissions", "Back office: commission rates, payout report, payouts")
 _page_route("/auth/wechat/callback", "wechat_callback", "Where WeChat sign-in comes back to")
 
 

@@ -11,7 +11,8 @@ const STAFF = new Set(["admin", "host", "assistant"]);
 // Figures drawn below the table, in this order, each with its chart and CSV.
 const FIGURES = ["gmv_fen", "average_order_value_fen", "conversion_rate", "live_interaction_rate",
   "return_rate", "on_time_fulfilment_rate", "repeat_purchase_rate", "cohorts", "nps", "nps_trend",
-  "trace_lookup_rate", "group_buy_success_rate", "group_buys_by_community", "claim_rate"];
+  "trace_lookup_rate", "group_buy_success_rate", "group_buys_by_community", "claim_rate",
+  "referral_share", "commission"];
 let current = null;
 
 function say(text) {

@@ -4,6 +4,7 @@ import { ApiError, api, currentUser, logout, saveLogin, token } from "./api.js";
 import { $, localTime } from "./dom.js";
 import { t } from "./i18n.js";
 import { errorText, landAfterJoin } from "./joined.js";
+import { keptRef } from "./referral.js";
 import { mountShell } from "./shell.js";
 
 mountShell();
@@ -42,7 +43,9 @@ function showForms(invite) {
 }
 
 async function accept() {
-  landAfterJoin(await api(`/api/invites/${encodeURIComponent(code)}/accept`, { method: "POST" }));
+  const ref = keptRef();
+  const query = ref ? `?ref=${encodeURIComponent(ref)}` : "";
+  landAfterJoin(await api(`/api/invites/${encodeURIComponent(code)}/accept${query}`, { method: "POST" }));
 }
 
 async function load() {
@@ -80,6 +83,7 @@ $("#signup-form").addEventListener("submit", (e) => {
         body: {
           username: $("#su-username").value.trim(), password: $("#su-password").value,
           display_name: $("#su-display").value.trim(), invite_code: code,
+          ...(keptRef() ? { ref: keptRef() } : {}),
         },
       });
       saveLogin(result);

@@ -400,14 +400,16 @@ for (const input of [$("#comment-input"), $("#ask-input")]) {
 $("#share").addEventListener("click", async () => {
   const sheet = $("#share-sheet");
   // The server's public address (what the QR code holds), else the one this page came from.
-  const card = await api(`/api/sessions/${sessionId}/share`, { auth: false }).catch(() => null);
+  // Signed in, the link and poster carry her share code (?ref=): a neighbour who buys through
+  // it is credited to her.
+  const card = await api(`/api/sessions/${sessionId}/share`).catch(() => null);
   $("#share-url").value = (card && card.url) || `${location.origin}/live/${sessionId}`;
   $("#poster-title").textContent = (session && session.title) || "";
   $("#poster-farm").textContent = session ? [session.farm, session.origin].filter(Boolean).join(" · ") : "";
   // Images are made when the sheet opens: the room itself loads none it does not show.
   const cover = session && (session.cover_url || session.cover);
   $("#poster-cover").replaceChildren(...(cover ? [h("img", { class: "poster-cover", src: cover, alt: "" })] : []));
-  $("#poster-qr").replaceChildren(h("img", { class: "poster-qr", src: `/api/sessions/${sessionId}/qr.svg`,
+  $("#poster-qr").replaceChildren(h("img", { class: "poster-qr", src: (card && card.qr_svg) || `/api/sessions/${sessionId}/qr.svg`,
     alt: t("share_qr_alt"), width: "180", height: "180" }));
   $("#native-share").hidden = !navigator.share;
   sheet.showModal();

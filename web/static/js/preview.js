@@ -59,9 +59,31 @@ function show(data) {
   $("#no-products").hidden = (data.products || []).length > 0;
 }
 
+// Signed in, the preview's own link carries her share code (?ref=), as the live room's poster does.
+async function showShare() {
+  if (!token()) return;
+  const card = await api(`/api/sessions/${sessionId}/share?page=preview`).catch(() => null);
+  if (!card || !card.ref) return;
+  $("#share-url").value = card.url;
+  $("#share-qr").replaceChildren(h("img", { class: "poster-qr", src: card.qr_svg, alt: t("share_qr_alt"),
+    width: "160", height: "160" }));
+  $("#share-box").hidden = false;
+}
+
+$("#share-copy").addEventListener("click", async () => {
+  $("#share-url").select();
+  try {
+    await navigator.clipboard.writeText($("#share-url").value);
+  } catch {
+    document.execCommand?.("copy");
+  }
+  $("#share-copied").textContent = t("ref_copied");
+});
+
 async function load() {
   try {
     show(await api(`/api/sessions/${sessionId}/preview`));
+    showShare();
   } catch (err) {
     const box = $("#error");
     box.textContent = err.code === "not_found" ? t("not_found") : t("error");

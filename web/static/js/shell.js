@@ -2,6 +2,7 @@
 import { currentUser, logout, token } from "./api.js";
 import { h } from "./dom.js";
 import { applyI18n, lang, setLang, t } from "./i18n.js";
+import { captureRef } from "./referral.js";
 
 /** Build the top bar into <header id="top">, translate the page, return the signed-in user. */
 export function mountShell() {
@@ -28,6 +29,9 @@ export function mountShell() {
         ? h("a", { href: "/claims", "data-i18n": "nav_claims" }) : null,
       user && ["host", "assistant", "admin"].includes(user.role)
         ? h("a", { href: "/reviews", "data-i18n": "nav_reviews" }) : null,
+      user ? h("a", { href: "/referrals", "data-i18n": "nav_referrals" }) : null,
+      user && (user.role === "host" || user.role === "admin")
+        ? h("a", { href: "/commissions", "data-i18n": "nav_commissions" }) : null,
     );
     const who = user
       ? h("span", { class: "who" },
@@ -45,6 +49,7 @@ export function mountShell() {
   }
   applyI18n();
   showFlash();
+  captureRef();
   return user;
 }
 
