@@ -10,6 +10,7 @@ import { t } from "./i18n.js";
 import { RoomConnection, replyError } from "./realtime.js";
 import { questionRow, renderGroups, renderPin, withEvidence } from "./room_view.js";
 import { mountShell } from "./shell.js";
+import { mountTabs } from "./tabs.js";
 
 const sessionId = pathId();
 mountShell();
@@ -38,7 +39,16 @@ async function main() {
     const error = replyError(await conn.request(ev.SEND_PIN_PRODUCT, { product_id: productId }));
     if (error) toast(`${t("refused")}: ${error.message || error.code}`, "error");
   };
-  const commerce = new HostCommerce(sessionId, { pin });
+  const showTab = mountTabs($("#console-tabs"));
+  // 开售 on a product row: the sale form, that product chosen, the stock field ready to type in.
+  const sell = (productId) => {
+    showTab("tab-sales");
+    $("#sale-product").value = String(productId);
+    $("#sale-price").value = "";
+    commerce.suggestPrice();
+    $("#sale-stock").focus({ preventScroll: true });
+  };
+  const commerce = new HostCommerce(sessionId, { pin, sell });
   commerce.load();
   $("#unpin").addEventListener("click", async () => {
     const error = replyError(await conn.request(ev.SEND_UNPIN_PRODUCT, {}));

@@ -728,6 +728,20 @@ const TEXT = {
   recon_missing: ["账单缺少", "Missing from the bill"],
   recon_extra: ["账单多出", "Extra in the bill"],
   recon_amount_mismatch: ["金额不符", "Amount differs"],
+  // --- host console on a phone (tabs, action bar) and the staff menu ---
+  console_sections: ["控制台分区", "Console sections"],
+  console_actions: ["直播操作", "Live actions"],
+  console_tab_sales: ["秒杀", "Sales"],
+  console_tab_groups: ["拼团", "Group-buys"],
+  console_tab_questions: ["问答", "Q&A"],
+  console_tab_stream: ["推流", "Stream"],
+  console_more_options: ["更多选项", "More options"],
+  console_groups_hint: ["在「秒杀」里为进行中的秒杀开小区拼团;进度显示在这里。",
+    "Open a community group-buy on a running sale under Sales; its progress shows here."],
+  console_sell: ["开售", "Sell"],
+  err_sale_overlaps: ["该商品已有进行中或待开始的秒杀,请先关闭它", "This product already has an open or scheduled sale: close it first"],
+  nav_menu: ["菜单", "Menu"],
+  nav_label: ["网站导航", "Site navigation"],
 };
 
 export function lang() {
