@@ -9,7 +9,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from tests.browser_support import PHONE, Kit, browser_kit
+from tests.browser_support import PHONE, browser_kit
 
 # Before the console was folded into tabs it was ~2,300 px tall on this phone; now its first
 # view (three products) must fit one screen and a little.
