@@ -101,6 +101,22 @@ async def test_host_runs_a_sale_from_the_first_screen(tmp_path: Path, redis_url:
         # Close it; the end of the stream is under the thumb too (two taps).
         await row.locator(".close-sale").click()
         await row.locator(".sale-status", has_text="已关闭").wait_for(timeout=20_000)
+
+        # 推流: the key for another app, shown on request and changed with two taps.
+        await page.click("#tab-stream")
+        await page.click("#stream-key-box summary")
+        assert await page.locator("#whip-url").input_value() == f"{kit.base}/whip/{sid}"
+        old_key = (await rest.call("GET", f"/api/sessions/{sid}", host.token))["stream_key"]
+        assert await page.locator("#stream-key").get_attribute("type") == "password"
+        await page.click("#show-key")
+        assert await page.locator("#stream-key").get_attribute("type") == "text"
+        assert await page.locator("#stream-key").input_value() == old_key
+        await page.click("#rotate-key")
+        await page.click("#rotate-key")
+        await page.locator("#key-state", has_text="已更换").wait_for(timeout=20_000)
+        new_key = (await rest.call("GET", f"/api/sessions/{sid}", host.token))["stream_key"]
+        assert new_key != old_key and await page.locator("#stream-key").input_value() == new_key
+        assert await kit.axe(page, "console_stream_tab") == []
         await _in_view(page, "#end-session")
         await _not_scrolled(page)
         await page.click("#end-session")

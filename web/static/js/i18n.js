@@ -740,6 +740,13 @@ const TEXT = {
     "Open a community group-buy on a running sale under Sales; its progress shows here."],
   console_sell: ["开售", "Sell"],
   err_sale_overlaps: ["该商品已有进行中或待开始的秒杀,请先关闭它", "This product already has an open or scheduled sale: close it first"],
+  console_other_app: ["用其他推流软件(OBS 等)", "Stream from another app (OBS…)"],
+  console_whip_url: ["WHIP 推流地址", "WHIP URL"],
+  console_stream_key: ["推流密钥(Bearer)", "Stream key (Bearer)"],
+  console_show_key: ["显示密钥", "Show key"],
+  console_rotate_key: ["更换密钥", "New key"],
+  console_rotate_confirm: ["再点一次更换:旧密钥立即失效", "Tap again: the old key stops at once"],
+  console_key_rotated: ["已更换,旧密钥已失效", "Changed; the old key no longer works"],
   nav_menu: ["菜单", "Menu"],
   nav_label: ["网站导航", "Site navigation"],
 };
