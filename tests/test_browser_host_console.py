@@ -181,6 +181,14 @@ async def test_staff_menu_on_a_phone(tmp_path: Path, redis_url: str, redis_clien
         await toggle.click()
         await page.locator("#nav-links a[href='/catalog']").click()
         await page.wait_for_url("**/catalog")
+        # In English too the bar stays one row, the menu labelled in English.
+        await page.click("#lang-switch")
+        await page.locator("#nav-toggle", has_text="Menu").wait_for()
+        bar = await page.locator("#top").bounding_box()
+        button = await page.locator("#nav-toggle").bounding_box()
+        assert bar is not None and button is not None
+        assert bar["height"] <= button["height"] + 24, (bar, button)
+        await kit.shot(page, "menu_english")
 
         # Each role sees only the pages it may use.
         helper = await kit.page(assistant, "/pickup")
