@@ -245,16 +245,21 @@ async def seed_world(api: Api) -> World:
     w.product_b = (await _ok(await post("/api/products", json={"name": "橄榄油", "price_fen": 9000},
                                         headers=h_b)))["id"]
 
-    async def sale(**extra: Any) -> int:
-        body = {"product_id": w.product_a, "stock": 1000, "price_fen": 1000, "per_buyer_limit": 20,
-                **extra}
+    async def product_a(name: str) -> int:
+        return int((await _ok(await post("/api/products", json={"name": name, "price_fen": 1000},
+                                         headers=h_a)))["id"])
+
+    # One product has one sale at a time in a session: each sale here sells its own.
+    async def sale(product_id: int | None = None, **extra: Any) -> int:
+        body = {"product_id": product_id or w.product_a, "stock": 1000, "price_fen": 1000,
+                "per_buyer_limit": 20, **extra}
         return int((await _ok(await post(f"/api/sessions/{w.session_a}/sales", json=body,
                                          headers=h_a)))["id"])
 
     w.sale_a = await sale()
-    w.sale_members = await sale(community_ids=[w.community_a], community_price_fen=800,
-                                members_only=True)
-    w.sale_close = await sale()
+    w.sale_members = await sale(await product_a("枇杷 社区专享"), community_ids=[w.community_a],
+                                community_price_fen=800, members_only=True)
+    w.sale_close = await sale(await product_a("枇杷 待关闭"))
     deadline = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
     w.group_buy = (await _ok(await post(f"/api/sales/{w.sale_a}/group-buys", json={
         "community_id": w.community_a, "threshold": 5, "deadline": deadline,

@@ -31,6 +31,13 @@ class Shop:
         assert resp.status == expect, await resp.text()
         return dict(await resp.json())
 
+    async def new_product(self, name: str, price_fen: int = 6800) -> int:
+        """Another product of the host: one product has one sale at a time in a session."""
+        resp = await self.api.client.post("/api/products", json={"name": name, "price_fen": price_fen},
+                                          headers=self.api.auth(self.host_token))
+        assert resp.status == 201, await resp.text()
+        return int((await resp.json())["id"])
+
 
 async def make_shop(api: Api) -> Shop:
     host_id, host_token = await api.user("host")

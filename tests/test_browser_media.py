@@ -118,12 +118,14 @@ async def test_replay_plays_and_chapter_jump_lands_on_product(tmp_path: Path, re
         await approved.locator(".answer-submit").click()
         await viewer.locator("#question-list .answer-text", has_text="不建议").wait_for(timeout=20_000)
         # The host's console lists it as approved and answered, with the live counters.
+        await host.click("#tab-questions")
         hosted = host.locator("#question-list .question", has_text="枇杷核能泡水吗?")
         await hosted.locator(".answer-text").wait_for(timeout=20_000)
         assert "已回答" in (await hosted.text_content() or "")
         assert int(await host.locator("#c-viewers").text_content() or 0) >= 1
         await viewer.fill("#comment-input", "画面很清楚")
         await viewer.click("#comment-form button[type=submit]")
+        await host.click("#tab-comments")
         await host.locator("#comment-list .comment", has_text="画面很清楚").wait_for(timeout=20_000)
         await host.wait_for_timeout(4000)
 

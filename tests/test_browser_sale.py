@@ -41,19 +41,23 @@ async def test_flash_sale_three_buy_fourth_sees_sold_out(tmp_path: Path, redis_u
             await page.wait_for_function("() => window.linliLive && window.linliLive.conn.socket.connected")
 
         # The host adds the product and opens a 3-unit sale for the community from the console.
+        await host.click("#add-product summary")
         await host.fill("#product-name", "白玉枇杷 2斤装")
         await host.fill("#product-price", "39.90")
         await host.click("#product-form button[type=submit]")
         await host.locator("#products li", has_text="白玉枇杷").wait_for()
+        await host.click("#tab-sales")
         await host.select_option("#sale-product", label="白玉枇杷 2斤装 ¥39.90")
         await host.fill("#sale-stock", "3")
         await host.fill("#sale-price", "29.90")
         await host.fill("#sale-limit", "1")
+        await host.click("#sale-more summary")
         await host.select_option("#sale-communities", label=COMMUNITY)
         await host.click("#open-sale")
         sale_row = host.locator("#sales li").first
         await sale_row.wait_for()
         # ...and a group-buy for 阳光花园: 4 neighbours.
+        await sale_row.locator(".group-more summary").click()
         await sale_row.locator(".group-threshold").fill("4")
         await sale_row.locator(".group-form button[type=submit]").click()
         await kit.shot(host, "host_opened_sale")

@@ -143,9 +143,10 @@ async def test_a_retried_sale_creation_with_its_key_opens_one_sale(any_db_api: A
     body = {"product_id": shop.product_id, "stock": 40, "price_fen": 1000, "per_buyer_limit": 2}
     url = f"/api/sessions/{shop.session_id}/sales"
 
-    async def create(key: str) -> tuple[int, dict[str, Any]]:
+    async def create(key: str, product_id: int | None = None) -> tuple[int, dict[str, Any]]:
         headers = {**api.auth(shop.host_token), "Idempotency-Key": key}
-        resp = await api.client.post(url, json=body, headers=headers)
+        resp = await api.client.post(url, json={**body, "product_id": product_id or body["product_id"]},
+                                     headers=headers)
         return resp.status, dict(await resp.json())
 
     together = await asyncio.gather(*(create("open-loquats") for _ in range(4)))
@@ -154,7 +155,8 @@ async def test_a_retried_sale_creation_with_its_key_opens_one_sale(any_db_api: A
     assert all(s == 201 or b["error"]["code"] == "conflict" for s, b in together), together
     status, again = await create("open-loquats")
     assert status == 201 and again["id"] in made and again["initial"] == 40
-    status, other = await create("open-olive-oil")
+    # A new key is a new sale: of another product (one product sells once at a time here).
+    status, other = await create("open-olive-oil", await shop.new_product("初榨橄榄油"))
     assert status == 201 and other["id"] not in made
     resp = await api.client.get(url)
     assert sorted(s["id"] for s in await resp.json()) == sorted([*made, other["id"]])

@@ -163,7 +163,8 @@ async def test_not_open_then_ended(api: Api) -> None:
     ((_u, token),) = await bulk_buyers(api, 1)
     status, body = await hold(api, sale["id"], token, 1, "k")
     assert (status, body["error"]["code"]) == (409, "not_open")
-    open_sale = await shop.sale()
+    # Another product: the loquats' scheduled sale runs on, and one product sells once at a time.
+    open_sale = await shop.sale(product_id=await shop.new_product("初榨橄榄油"))
     resp = await api.client.post(f"/api/sales/{open_sale['id']}/close",
                                  headers=api.auth(shop.host_token))
     assert resp.status == 200 and (await resp.json())["status"] == "closed"

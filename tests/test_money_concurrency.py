@@ -343,12 +343,20 @@ async def test_a_refund_racing_the_pickup_either_refunds_or_hands_over(any_db_ap
 
 # --- claims ----------------------------------------------------------------------------------
 
+async def _close_farm_sale(farm: Farm) -> None:
+    """The farm's own sale makes way for the test's (one sale of a product at a time)."""
+    resp = await farm.api.client.post(f"/api/sales/{farm.sale_id}/close",
+                                      headers=farm.api.auth(farm.host))
+    assert resp.status == 200, await resp.text()
+
+
 async def _farm_with_orders(api: Api, buyer: str, count: int,
                             price_fen: int = 3000) -> tuple[Farm, list[int]]:
     farm = await make_farm(api, price_fen=price_fen)
     resp = await api.client.put(f"/api/products/{farm.product_id}/claim-policy", json=POLICY,
                                 headers=api.auth(farm.host))
     assert resp.status == 200, await resp.text()
+    await _close_farm_sale(farm)
     resp = await api.client.post(f"/api/sessions/{farm.session_id}/sales", json={
         "product_id": farm.product_id, "stock": 500, "price_fen": price_fen,
         "per_buyer_limit": 100}, headers=api.auth(farm.host))
@@ -824,6 +832,7 @@ async def test_the_largest_accepted_amounts_fit(any_db_api: Api) -> None:
                                 json={**POLICY, "auto_approve_max_fen": 10_000_000},
                                 headers=api.auth(farm.host))
     assert resp.status == 200
+    await _close_farm_sale(farm)
     resp = await api.client.post(f"/api/sessions/{farm.session_id}/sales", json={
         "product_id": farm.product_id, "stock": 2 * MAX_QTY, "price_fen": MAX_PRICE_FEN,
         "per_buyer_limit": MAX_QTY}, headers=api.auth(farm.host))

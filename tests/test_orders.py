@@ -131,7 +131,8 @@ async def test_community_price_only_for_members(api: Api) -> None:
     status, body = await hold(api, sale["id"], ot, 1)
     assert status == 201 and body["unit_price_fen"] == 1000
 
-    only = await shop.sale(stock=10, price_fen=900, community_ids=[cid], members_only=True)
+    only = await shop.sale(product_id=await shop.new_product("土鸡蛋"), stock=10, price_fen=900,
+                           community_ids=[cid], members_only=True)
     status, body = await hold(api, only["id"], ot, 1, "k")
     assert (status, body["error"]["code"]) == (409, "not_member")
     # Approved after the sale opened: the refusal path re-checks SQL once and lets them in.

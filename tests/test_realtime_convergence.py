@@ -204,8 +204,10 @@ async def test_counters_converge_after_bursts_in_one_process(any_db_api: Api) ->
     base = str(api.client.make_url("")).rstrip("/")
     try:
         for round_ in range(ROUNDS):
-            sale = await shop.sale(stock=STOCK, per_buyer_limit=STOCK, community_ids=[cid],
-                                   community_price_fen=900)
+            # Each round sells its own product: the earlier rounds' sales are still open.
+            product_id = await shop.new_product(f"枇杷 第{round_ + 1}批")
+            sale = await shop.sale(product_id=product_id, stock=STOCK, per_buyer_limit=STOCK,
+                                   community_ids=[cid], community_price_fen=900)
             resp = await api.client.post(f"/api/sales/{sale['id']}/group-buys", json={
                 "community_id": cid, "threshold": 30, "unit": "units", "group_price_fen": 800,
                 "deadline": (datetime.now(UTC) + timedelta(hours=1)).isoformat()},

@@ -56,11 +56,12 @@ async def test_a_repeated_key_on_the_same_session_answers_the_first_sale(api: Ap
     assert again["id"] == first["id"] and again["initial"] == 40 and again["remaining"] == 40
     assert await _sql_sales(api, shop.session_id) == [first["id"]]
     # Equal drafts written differently are the same request: same instant, same communities.
+    oil = await shop.new_product("初榨橄榄油")
     status, ok = await _create(api, shop.session_id, shop.host_token, "open-later",
-                               _body(shop, starts_at="2031-05-01T08:00:00Z"))
+                               _body(shop, product_id=oil, starts_at="2031-05-01T08:00:00Z"))
     assert status == 201, ok
     status, same = await _create(api, shop.session_id, shop.host_token, "open-later",
-                                 _body(shop, starts_at="2031-05-01T16:00:00+08:00"))
+                                 _body(shop, product_id=oil, starts_at="2031-05-01T16:00:00+08:00"))
     assert status == 201 and same["id"] == ok["id"], same
 
 
@@ -94,8 +95,10 @@ async def test_the_same_key_on_another_session_opens_a_new_sale(any_db_api: Api)
     # Each session's key answers its own sale from now on.
     status, back = await _create(api, other_session, shop.host_token, "open", _body(shop))
     assert status == 201 and back["id"] == there["id"], back
-    # A key is also the sender's: an admin opening a sale here with the host's key gets a new one.
-    status, admins = await _create(api, shop.session_id, api.admin_token, "open", _body(shop))
+    # A key is also the sender's: an admin opening a sale here with the host's key gets a new one
+    # (of another product: the loquats already sell here).
+    status, admins = await _create(api, shop.session_id, api.admin_token, "open",
+                                   _body(shop, product_id=await shop.new_product("初榨橄榄油")))
     assert status == 201 and admins["id"] not in (here["id"], there["id"]), admins
 
 
@@ -161,10 +164,13 @@ async def test_a_failed_try_leaves_the_key_free_for_a_retry(
             raise RuntimeError("injected: the database went away")
         return await real_create(*args, **kwargs)
 
+    oil = await shop.new_product("初榨橄榄油")
     monkeypatch.setattr(sales, "insert_sale", flaky)
-    status, broken = await _create(api, shop.session_id, shop.host_token, "again", _body(shop))
+    status, broken = await _create(api, shop.session_id, shop.host_token, "again",
+                                   _body(shop, product_id=oil))
     assert status == 500 and broken["error"]["code"] == "internal", broken
-    status, second = await _create(api, shop.session_id, shop.host_token, "again", _body(shop))
+    status, second = await _create(api, shop.session_id, shop.host_token, "again",
+                                   _body(shop, product_id=oil))
     assert status == 201, second
     assert await _sql_sales(api, shop.session_id) == sorted([made["id"], second["id"]])
 
@@ -197,9 +203,14 @@ async def test_a_sale_made_but_not_opened_is_opened_by_the_retry(
 
 async def test_without_a_key_each_request_opens_a_sale(api: Api) -> None:
     shop = await make_shop(api)
-    for _ in range(2):
-        status, body = await _create(api, shop.session_id, shop.host_token, None, _body(shop))
+    for product_id in (shop.product_id, await shop.new_product("初榨橄榄油")):
+        status, body = await _create(api, shop.session_id, shop.host_token, None,
+                                     _body(shop, product_id=product_id))
         assert status == 201, body
+    assert len(await _sql_sales(api, shop.session_id)) == 2
+    # A key-less repeat is a new request, but cannot put the loquats on sale twice.
+    status, body = await _create(api, shop.session_id, shop.host_token, None, _body(shop))
+    assert status == 409 and body["error"]["code"] == "sale_overlaps", body
     assert len(await _sql_sales(api, shop.session_id)) == 2
 
 

@@ -28,7 +28,8 @@ async def test_ending_a_session_closes_its_sales_and_tells_the_room(any_db_api: 
     api = any_db_api
     shop = await make_shop(api)
     sale = await shop.sale(stock=10)
-    later = await shop.sale(stock=5, starts_at="2099-01-01T00:00:00+00:00")
+    later = await shop.sale(product_id=await shop.new_product("初榨橄榄油"), stock=5,
+                            starts_at="2099-01-01T00:00:00+00:00")
     resp = await api.client.post(f"/api/sessions/{shop.session_id}/pin",
                                  json={"product_id": shop.product_id},
                                  headers=api.auth(shop.host_token))

@@ -85,34 +85,55 @@ async def create_sale(checkout: Checkout, actor: Principal, session_id: int, dra
     earlier = await claim.take()
     if earlier is not None:
         return await _resume(checkout, earlier, hold_ttl_s)
+    superseded: list[int] = []
     try:
         async with checkout.uow() as db:
-            sale = await _write(db, actor, session_id, draft)
+            sale = await _write(db, checkout.store, actor, session_id, draft, superseded)
     except BaseException:
         await claim.drop()  # nothing was made: a retry with this key may try again
         raise
     await claim.made(sale.id)
+    await _close_superseded(checkout, superseded)
     await open_sale(checkout, sale, hold_ttl_s)
     return sale
 
 
 async def _create(checkout: Checkout, actor: Principal, session_id: int, draft: SaleDraft,
                   hold_ttl_s: int) -> Sale:
+    superseded: list[int] = []
     async with checkout.uow() as db:
-        sale = await _write(db, actor, session_id, draft)
+        sale = await _write(db, checkout.store, actor, session_id, draft, superseded)
+    await _close_superseded(checkout, superseded)
     await open_sale(checkout, sale, hold_ttl_s)
     return sale
 
 
-async def _write(db: AsyncSession, actor: Principal, session_id: int,
-                 draft: SaleDraft) -> Sale:
+async def _write(db: AsyncSession, store: FlashSaleStore, actor: Principal, session_id: int,
+                 draft: SaleDraft, superseded: list[int]) -> Sale:
+    """The row; `superseded` collects the sold-out sales of the product it closed."""
+
+    async def sold_out(sale_id: int) -> bool:
+        # A sale not (yet) in Redis was just made by a concurrent request: it is selling.
+        counts = await store.counts(sale_id)
+        if counts is None or counts.remaining > 0:
+            return False
+        superseded.append(sale_id)
+        return True
+
     return await sales.insert_sale(
         db, actor, session_id, draft.product_id, draft.stock, draft.price_fen,
         draft.per_buyer_limit, starts_at=draft.starts_at, ends_at=draft.ends_at,
         community_ids=list(draft.community_ids), community_price_fen=draft.community_price_fen,
         members_only=draft.members_only, gift_first_n=draft.gift_first_n,
-        gift_text=draft.gift_text, pickup_by=draft.pickup_by,
+        gift_text=draft.gift_text, pickup_by=draft.pickup_by, sold_out=sold_out,
     )
+
+
+async def _close_superseded(checkout: Checkout, sale_ids: list[int]) -> None:
+    """The Redis side and the room's word for the sold-out sales a new sale replaced (their
+    rows were closed with its insert; live holds keep their payment window, as on any close)."""
+    for sale_id in sale_ids:
+        await close_sale(checkout, sale_id, None)
 
 
 async def _resume(checkout: Checkout, sale_id: int, hold_ttl_s: int) -> Sale:

@@ -7,6 +7,7 @@ this row is the durable description a restart re-opens the Redis side from.
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -17,13 +18,24 @@ from sqlalchemy.orm import Mapped, mapped_column
 from commerce import catalog, live_sessions
 from commerce.accounts import Community, Membership, Principal
 from commerce.base import Base, as_utc, utcnow
-from commerce.errors import InvalidInput, InvalidState
+from commerce.errors import DomainError, InvalidInput, InvalidState
 from commerce.flash_sale.store import SaleNotFound, SaleSpec
 from commerce.locks import lock_row
 
 MAX_STOCK = 1_000_000
 MAX_PRICE_FEN = 100_000_000  # 1,000,000 yuan
 MAX_COMMUNITIES = 50
+
+
+class SaleOverlaps(DomainError):
+    """Another sale of the product in the session is (or will be) reservable in the same window:
+    two prices for one product side by side confuse the room's tabs and split its stock."""
+
+    code = "sale_overlaps"
+    status = 409
+    default_message = ("该商品在本场已有时段重叠的秒杀,请先关闭它 / "
+                       "This product already has a sale in this session whose window overlaps: "
+                       "close it first")
 
 
 class SaleStatus(enum.StrEnum):
@@ -100,9 +112,16 @@ async def insert_sale(
     ends_at: datetime | None = None, community_ids: list[int] | None = None,
     community_price_fen: int | None = None, members_only: bool = False, gift_first_n: int = 0,
     gift_text: str = "", pickup_by: datetime | None = None,
+    sold_out: Callable[[int], Awaitable[bool]] | None = None,
 ) -> Sale:
     """The sale's row, checked against its session and product; `lifecycle.create_sale` writes it
-    and opens it in Redis. Reservable at once when `starts_at` is absent."""
+    and opens it in Redis. Reservable at once when `starts_at` is absent.
+
+    Raises SaleOverlaps while another sale of the product in the session is open or scheduled
+    in an overlapping window. `sold_out(sale_id)` tells a sale with nothing left to sell: such a
+    sale no longer blocks, and is closed here so a unit coming back from an expired hold cannot
+    make it reservable beside the new one (the caller closes its Redis side after commit).
+    Without `sold_out` every overlapping sale blocks."""
     # Against the session ending meanwhile (live_sessions.end_session locks it too).
     await lock_row(db, live_sessions.LiveSession, session_id)
     session = await live_sessions.get_session(db, session_id)
@@ -127,16 +146,42 @@ async def insert_sale(
     if (community_price_fen is not None or members_only) and not communities:
         raise InvalidInput("社区价需要指定小区 / A community price needs community_ids",
                            field="community_ids")
+    ends = as_utc(ends_at) if ends_at else None
+    # Read after the session's lock: a concurrent creation has committed its row or waits.
+    for other in await overlapping_sales(db, session_id, product_id, starts, ends):
+        if sold_out is None or not await sold_out(other.id):
+            raise SaleOverlaps(sale_id=other.id)
+        await mark_closed(db, other.id, None)
     sale = Sale(
         session_id=session_id, product_id=product_id, stock=stock, price_fen=price_fen,
         community_price_fen=community_price_fen, community_ids=communities,
         members_only=members_only, per_buyer_limit=per_buyer_limit, gift_first_n=gift_first_n,
-        gift_text=gift_text, starts_at=starts, ends_at=as_utc(ends_at) if ends_at else None,
+        gift_text=gift_text, starts_at=starts, ends_at=ends,
         pickup_by=as_utc(pickup_by) if pickup_by else None, created_by=actor.user_id,
     )
     db.add(sale)
     await db.flush()
     return sale
+
+
+async def overlapping_sales(db: AsyncSession, session_id: int, product_id: int,
+                           starts: datetime, ends: datetime | None) -> list[Sale]:
+    """Sales of the product in the session, not closed nor past their end, whose window
+    [starts_at, ends_at) meets [starts, ends) (an absent end runs on). Compared in Python:
+    SQLite keeps naive datetimes."""
+    rows = await db.execute(select(Sale).where(
+        Sale.session_id == session_id, Sale.product_id == product_id,
+        Sale.status == SaleStatus.OPEN.value).order_by(Sale.id))
+    now = utcnow()
+    found = []
+    for sale in rows.scalars():
+        other_starts = as_utc(sale.starts_at)
+        other_ends = as_utc(sale.ends_at) if sale.ends_at else None
+        if other_ends is not None and other_ends <= now:
+            continue  # ended: its closing is only waiting for the sweeper
+        if (ends is None or other_starts < ends) and (other_ends is None or starts < other_ends):
+            found.append(sale)
+    return found
 
 
 async def get_sale(db: AsyncSession, sale_id: int) -> Sale:

@@ -115,7 +115,10 @@ async def buyer_view(request: web.Request, sale: Sale, user_id: int) -> dict[str
                            "repeat answers the same sale",
                       409: "conflict (reason in_progress): the same Idempotency-Key is still being "
                            "handled | idempotency_key_reused: the key already made a sale from "
-                           "another body | invalid_state: the session has ended"})
+                           "another body | invalid_state: the session has ended | "
+                           "sale_overlaps: another sale of the product in this session is open "
+                           "or scheduled in an overlapping window (error.sale_id names it; a "
+                           "sold-out one does not block and is closed)"})
 async def create_sale(request: web.Request) -> web.Response:
     session_id = path_int(request, "id")
     body = await read_json(request, SaleCreate)

@@ -10,6 +10,7 @@ import { t } from "./i18n.js";
 import { RoomConnection, replyError } from "./realtime.js";
 import { questionRow, renderGroups, renderPin, withEvidence } from "./room_view.js";
 import { mountShell } from "./shell.js";
+import { mountTabs } from "./tabs.js";
 
 const sessionId = pathId();
 mountShell();
@@ -29,6 +30,7 @@ async function main() {
     $("#media-error").hidden = false;
   }
   const camera = new HostCamera(sessionId, session.stream_key);
+  streamKeyBox(camera, session.stream_key);
   camera.watchPublisher(() => api(`/api/sessions/${sessionId}`));
   // Ask for the camera at once so the device names show up in the picker.
   camera.open().then(() => camera.listDevices()).catch(() => {});
@@ -38,7 +40,16 @@ async function main() {
     const error = replyError(await conn.request(ev.SEND_PIN_PRODUCT, { product_id: productId }));
     if (error) toast(`${t("refused")}: ${error.message || error.code}`, "error");
   };
-  const commerce = new HostCommerce(sessionId, { pin });
+  const showTab = mountTabs($("#console-tabs"));
+  // 开售 on a product row: the sale form, that product chosen, the stock field ready to type in.
+  const sell = (productId) => {
+    showTab("tab-sales");
+    $("#sale-product").value = String(productId);
+    $("#sale-price").value = "";
+    commerce.suggestPrice();
+    $("#sale-stock").focus({ preventScroll: true });
+  };
+  const commerce = new HostCommerce(sessionId, { pin, sell });
   commerce.load();
   $("#unpin").addEventListener("click", async () => {
     const error = replyError(await conn.request(ev.SEND_UNPIN_PRODUCT, {}));
@@ -116,6 +127,35 @@ async function main() {
     }
   });
   window.linliHost = { camera, conn, commerce };
+}
+
+/** The 推流 tab's key for another app (OBS speaks WHIP); a new key stops the old one at once. */
+function streamKeyBox(camera, key) {
+  $("#whip-url").value = `${location.origin}/whip/${sessionId}`;
+  $("#stream-key").value = key || "";
+  $("#show-key").addEventListener("click", (e) => {
+    const shown = $("#stream-key").type === "text";
+    $("#stream-key").type = shown ? "password" : "text";
+    e.currentTarget.setAttribute("aria-pressed", shown ? "false" : "true");
+  });
+  let armed = 0;
+  $("#rotate-key").addEventListener("click", async () => {
+    if (!armed) {
+      $("#key-state").textContent = t("console_rotate_confirm");
+      armed = setTimeout(() => { armed = 0; $("#key-state").textContent = ""; }, 5000);
+      return;
+    }
+    clearTimeout(armed);
+    armed = 0;
+    try {
+      const made = await api(`/api/sessions/${sessionId}/stream-key`, { method: "POST", body: { disconnect: false } });
+      $("#stream-key").value = made.stream_key;
+      camera.key = made.stream_key;
+      $("#key-state").textContent = t("console_key_rotated");
+    } catch (err) {
+      $("#key-state").textContent = `${t("error")}: ${err.message}`;
+    }
+  });
 }
 
 main();

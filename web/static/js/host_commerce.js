@@ -5,9 +5,10 @@ import { $, h, toFen, toast, yuan } from "./dom.js";
 import { t } from "./i18n.js";
 
 export class HostCommerce {
-  constructor(sessionId, { pin }) {
+  constructor(sessionId, { pin, sell }) {
     this.id = sessionId;
     this.pin = pin;
+    this.sell = sell;
     this.products = [];
     this.communities = [];
     $("#product-form").addEventListener("submit", (e) => { e.preventDefault(); this.addProduct(); });
@@ -35,7 +36,9 @@ export class HostCommerce {
   renderProducts() {
     $("#products").replaceChildren(...this.products.map((p) => h("li", { dataset: { productId: String(p.id) } },
       h("b", { text: p.name }), h("span", { class: "price", text: yuan(p.price_fen) }),
-      h("button", { type: "button", class: "chip pin-product", text: t("pin"), on: { click: () => this.pin(p.id) } }))));
+      h("span", { class: "product-actions" },
+        h("button", { type: "button", class: "chip pin-product", text: t("pin"), on: { click: () => this.pin(p.id) } }),
+        h("button", { type: "button", class: "chip sell-product", text: t("console_sell"), on: { click: () => this.sell(p.id) } })))));
     const select = $("#sale-product");
     const chosen = select.value;
     select.replaceChildren(...this.products.map((p) => h("option", { value: String(p.id), text: `${p.name} ${yuan(p.price_fen)}` })));
@@ -100,7 +103,7 @@ export class HostCommerce {
     row.querySelector(".sale-counts").textContent = this.countsText(sale);
     row.querySelector(".sale-status").textContent = t(`sale_status_${sale.status}`);
     if (sale.status !== "open" && sale.status !== "scheduled") {
-      for (const el of row.querySelectorAll(".close-sale, .group-form")) el.remove();
+      for (const el of row.querySelectorAll(".close-sale, .group-more")) el.remove();
     }
   }
 
@@ -131,7 +134,8 @@ export class HostCommerce {
     const select = h("select", { class: "group-community" }, ...communities.map((c) => h("option", { value: String(c.id), text: c.name })));
     const threshold = h("input", { class: "group-threshold", type: "number", min: "1", value: "10" });
     const price = h("input", { class: "group-price", inputmode: "decimal", value: ((sale.price_fen * 0.9) / 100).toFixed(2) });
-    return h("form", { class: "inline group-form", on: { submit: async (e) => {
+    // Folded: a phone shows each sale as one line until the host wants a group-buy on it.
+    const form = h("form", { class: "inline group-form", on: { submit: async (e) => {
       e.preventDefault();
       const fen = toFen(price.value);
       if (fen === null) return this.error(t("group_price_yuan"));
@@ -147,5 +151,6 @@ export class HostCommerce {
     h("label", {}, h("span", { text: t("threshold") }), threshold),
     h("label", {}, h("span", { text: t("group_price_yuan") }), price),
     h("button", { type: "submit", text: t("open_group") }));
+    return h("details", { class: "console-more group-more" }, h("summary", { text: t("open_group") }), form);
   }
 }

@@ -798,6 +798,27 @@ const TEXT = {
   preview_share_hint: ["这是你的专属链接:邻居通过它首次下单,会记在你名下。", "This link is yours: a neighbour's first order through it is credited to you."],
   dashboard_note_referral_share: ["每月新买家中通过邻居推荐链接首单的比例(柱上标注:推荐/新买家)。", "Share of each month's new buyers whose first order came through a neighbour's link (referred / new buyers)."],
   dashboard_note_commission: ["佣金按状态:待确认(已付款未取货)、可结算(已取货)、已结算、已冲回(退款)。", "Commission by status: pending (paid, not picked up), due (picked up), paid, reversed (refunded)."],
+  // --- host console on a phone (tabs, action bar) and the staff menu ---
+  console_sections: ["控制台分区", "Console sections"],
+  console_actions: ["直播操作", "Live actions"],
+  console_tab_sales: ["秒杀", "Sales"],
+  console_tab_groups: ["拼团", "Group-buys"],
+  console_tab_questions: ["问答", "Q&A"],
+  console_tab_stream: ["推流", "Stream"],
+  console_more_options: ["更多选项", "More options"],
+  console_groups_hint: ["在「秒杀」里为进行中的秒杀开小区拼团;进度显示在这里。",
+    "Open a community group-buy on a running sale under Sales; its progress shows here."],
+  console_sell: ["开售", "Sell"],
+  err_sale_overlaps: ["该商品已有进行中或待开始的秒杀,请先关闭它", "This product already has an open or scheduled sale: close it first"],
+  console_other_app: ["用其他推流软件(OBS 等)", "Stream from another app (OBS…)"],
+  console_whip_url: ["WHIP 推流地址", "WHIP URL"],
+  console_stream_key: ["推流密钥(Bearer)", "Stream key (Bearer)"],
+  console_show_key: ["显示密钥", "Show key"],
+  console_rotate_key: ["更换密钥", "New key"],
+  console_rotate_confirm: ["再点一次更换:旧密钥立即失效", "Tap again: the old key stops at once"],
+  console_key_rotated: ["已更换,旧密钥已失效", "Changed; the old key no longer works"],
+  nav_menu: ["菜单", "Menu"],
+  nav_label: ["网站导航", "Site navigation"],
 };
 
 export function lang() {

@@ -11,28 +11,14 @@ export function mountShell() {
   // A 团长 (of any role) gets the community and pickup pages too; the server checks each act.
   const leads = Boolean(user && Array.isArray(user.leads) && user.leads.length);
   if (top) {
-    const nav = h("nav", { class: "nav" },
-      h("a", { href: "/", "data-i18n": "nav_home" }),
-      h("a", { href: "/replays", "data-i18n": "nav_replays" }),
-      user ? h("a", { href: "/orders", "data-i18n": "nav_orders" }) : null,
-      user && (user.role === "host" || user.role === "admin")
-        ? h("a", { href: "/invites", "data-i18n": "nav_invites" }) : null,
-      user && (user.role === "host" || user.role === "admin" || leads)
-        ? h("a", { href: "/communities", "data-i18n": "nav_communities" }) : null,
-      user && (["host", "assistant", "admin"].includes(user.role) || leads)
-        ? h("a", { href: "/pickup", "data-i18n": "nav_pickup" }) : null,
-      user && (user.role === "host" || user.role === "admin")
-        ? h("a", { href: "/studio", "data-i18n": "nav_studio" }) : null,
-      user && (user.role === "host" || user.role === "admin")
-        ? h("a", { href: "/catalog", "data-i18n": "nav_catalog" }) : null,
-      user && ["host", "assistant", "admin"].includes(user.role)
-        ? h("a", { href: "/claims", "data-i18n": "nav_claims" }) : null,
-      user && ["host", "assistant", "admin"].includes(user.role)
-        ? h("a", { href: "/reviews", "data-i18n": "nav_reviews" }) : null,
-      user ? h("a", { href: "/referrals", "data-i18n": "nav_referrals" }) : null,
-      user && (user.role === "host" || user.role === "admin")
-        ? h("a", { href: "/commissions", "data-i18n": "nav_commissions" }) : null,
-    );
+    const links = navLinks(user, leads);
+    const nav = h("nav", { class: "nav", "data-i18n-aria": "nav_label" },
+      h("button", { type: "button", class: "nav-toggle", id: "nav-toggle", "aria-expanded": "false",
+                    "aria-controls": "nav-links", "data-i18n": "nav_menu" }),
+      h("ul", { class: "nav-links", id: "nav-links" },
+        ...links.map(([href, key]) => h("li", {}, h("a", {
+          href, "data-i18n": key, "aria-current": href === location.pathname ? "page" : null })))));
+    wireMenu(nav);
     const who = user
       ? h("span", { class: "who" },
           h("span", { class: "who-name", text: user.display_name || user.username }),
@@ -51,6 +37,50 @@ export function mountShell() {
   showFlash();
   captureRef();
   return user;
+}
+
+/** [href, i18n key] of the pages the user's role may open; the server still checks each act. */
+function navLinks(user, leads) {
+  const staff = Boolean(user && ["host", "assistant", "admin"].includes(user.role));
+  const hosts = Boolean(user && (user.role === "host" || user.role === "admin"));
+  return [
+    ["/", "nav_home"],
+    ["/replays", "nav_replays"],
+    user ? ["/orders", "nav_orders"] : null,
+    hosts ? ["/invites", "nav_invites"] : null,
+    hosts || leads ? ["/communities", "nav_communities"] : null,
+    staff || leads ? ["/pickup", "nav_pickup"] : null,
+    hosts ? ["/studio", "nav_studio"] : null,
+    hosts ? ["/catalog", "nav_catalog"] : null,
+    staff ? ["/claims", "nav_claims"] : null,
+    staff ? ["/reviews", "nav_reviews"] : null,
+    user ? ["/referrals", "nav_referrals"] : null,
+    hosts ? ["/commissions", "nav_commissions"] : null,
+  ].filter(Boolean);
+}
+
+/** On a narrow screen the links fold behind one button (CSS shows them inline on a wide one):
+ * Escape or a tap elsewhere folds them again, and focus goes back to the button on Escape. */
+function wireMenu(nav) {
+  const button = nav.querySelector(".nav-toggle");
+  const setOpen = (open) => {
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+    nav.classList.toggle("open", open);
+  };
+  button.addEventListener("click", () => {
+    const open = button.getAttribute("aria-expanded") !== "true";
+    setOpen(open);
+    if (open) nav.querySelector(".nav-links a")?.focus();
+  });
+  nav.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && nav.classList.contains("open")) {
+      setOpen(false);
+      button.focus();
+    }
+  });
+  document.addEventListener("click", (e) => {
+    if (nav.classList.contains("open") && !nav.contains(e.target)) setOpen(false);
+  });
 }
 
 const FLASH = "linli.flash";
