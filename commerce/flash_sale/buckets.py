@@ -382,10 +382,11 @@ class BucketedStore:
                     continue
                 idem_key = name[2:]
                 qty, _sep, since = value.partition(":")
-                if now - int(since) < stale_ms:
-                    in_flight += int(qty)
-                    continue
                 made = await self._made(sale_id, shape, buyer, idem_key)
+                if now - int(since) < stale_ms:
+                    if made is None:  # a made hold counts among the holds already
+                        in_flight += int(qty)
+                    continue
                 if made is None:
                     await self._run("bucket_give", [raw_key], [int(qty), idem_key, ""])
                     report.given_back += 1
