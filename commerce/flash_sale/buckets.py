@@ -81,7 +81,7 @@ def bucket_tag(sale_id: int, bucket: int, buckets: int) -> str:
 
 def bucket_keys(sale_id: int, bucket: int, buckets: int) -> dict[str, str]:
     tag = f"bsale:{{{bucket_tag(sale_id, bucket, buckets)}}}:"
-    return {name: tag + name for name in ("meta", "holds", "expiry", "keys", "paid")}
+    return {name: tag + name for name in ("meta", "holds", "expiry", "keys", "paid", "back")}
 
 
 def buyer_key(sale_id: int, buyer: int) -> str:
@@ -136,6 +136,8 @@ class BucketReport:
     buyer_drift: dict[int, tuple[int, int]] = field(default_factory=dict)  # buyer → (counted, true)
     finished: int = 0  # in-flight requests whose hold existed: ranked and answered now
     given_back: int = 0  # in-flight requests no bucket served: units returned
+    given_back_holds: int = 0  # holds back in their bucket, the buyer not yet given her units
+    ranked_late: int = 0  # payments whose rank was not given yet
     repaired: int = 0
 
     @property
@@ -270,9 +272,10 @@ class BucketedStore:
     async def release(self, hold_id: str, buyer: int | None) -> dict[str, Any]:
         """A live hold goes back to its bucket and its units to the buyer's allowance."""
         sale_id, _shape, k = await self._bucket_of(hold_id)
-        out = _decode(await self._run("bucket_release", [k["meta"], k["holds"], k["expiry"]],
-                                      ["hold", hold_id, "" if buyer is None else buyer]))
-        await self._give_back(sale_id, out.get("back", []))
+        out = _decode(await self._run(
+            "bucket_release", [k["meta"], k["holds"], k["expiry"], k["back"]],
+            ["hold", hold_id, "" if buyer is None else buyer]))
+        await self._give_back(sale_id, k, out.get("back", []))
         return out
 
     async def expire(self, sale_id: int, now: int | None = None) -> int:
@@ -281,22 +284,32 @@ class BucketedStore:
         expired = 0
         for bucket in range(shape.buckets):
             k = bucket_keys(sale_id, bucket, shape.buckets)
+            await self._give_back_leftovers(sale_id, k)
             while True:
-                out = _decode(await self._run("bucket_release", [k["meta"], k["holds"], k["expiry"]],
-                                              ["expired", now or now_ms(), SWEEP_BATCH]))
+                out = _decode(await self._run(
+                    "bucket_release", [k["meta"], k["holds"], k["expiry"], k["back"]],
+                    ["expired", now or now_ms(), SWEEP_BATCH]))
                 back = out.get("back", [])
-                await self._give_back(sale_id, back)
+                await self._give_back(sale_id, k, back)
                 expired += len(back)
                 if len(back) < SWEEP_BATCH:
                     break
         return expired
 
-    async def _give_back(self, sale_id: int, back: list[list[Any]]) -> None:
-        units: dict[int, int] = defaultdict(int)
-        for buyer, qty, _hold in back:
-            units[int(buyer)] += int(qty)
-        for buyer, qty in units.items():
-            await self._run("bucket_give", [buyer_key(sale_id, buyer)], [qty, "", ""])
+    async def _give_back(self, sale_id: int, k: dict[str, str], back: list[list[Any]]) -> None:
+        """The buyers' allowance for holds that went back to bucket `k` (once per hold), then
+        the bucket forgets them; a worker dying in between leaves them listed for the sweeper."""
+        for buyer, qty, hold in back:
+            await self._run("bucket_give", [buyer_key(sale_id, int(buyer))],
+                            [int(qty), "", "", hold])
+        for at in range(0, len(back), SWEEP_BATCH):
+            await self._redis.hdel(k["back"], *(hold for _b, _q, hold in back[at:at + SWEEP_BATCH]))
+
+    async def _give_back_leftovers(self, sale_id: int, k: dict[str, str]) -> int:
+        listed = await self._redis.hgetall(k["back"])
+        back = [[*text(value).split(":"), text(hold)] for hold, value in listed.items()]
+        await self._give_back(sale_id, k, back)
+        return len(back)
 
     async def close(self, sale_id: int) -> int:
         """Every bucket stops selling; returns how many were still open."""
@@ -346,8 +359,10 @@ class BucketedStore:
         report = BucketReport(sale_id, shape.initial, 0, 0, 0)
         true_units: dict[int, int] = defaultdict(int)
         initial_total = 0
+        paid_ranks = await self.ranks(sale_id, "p")
         for bucket in range(shape.buckets):
             k = bucket_keys(sale_id, bucket, shape.buckets)
+            report.given_back_holds += await self._give_back_leftovers(sale_id, k)
             raw = await self._redis.hmget(k["meta"], ["initial", "remaining", "held", "sold"])
             initial, remaining, held, sold = (int(v or 0) for v in raw)
             initial_total += initial
@@ -359,10 +374,13 @@ class BucketedStore:
                 h = json.loads(value)
                 held_units += int(h["q"])
                 true_units[int(h["b"])] += int(h["q"])
-            for value in (await self._redis.hgetall(k["paid"])).values():
+            for hold, value in (await self._redis.hgetall(k["paid"])).items():
                 p = json.loads(value)
                 paid_units += int(p["q"])
                 true_units[int(p["b"])] += int(p["q"])
+                if text(hold) not in paid_ranks:  # the payer's worker died before its rank
+                    await self._run("bucket_rank", [sale_keys(sale_id)["ranks"]], ["p", text(hold)])
+                    report.ranked_late += 1
             if remaining < 0 or initial != remaining + held + sold or held != held_units \
                     or sold != paid_units:
                 report.unbalanced_buckets.append(bucket)
