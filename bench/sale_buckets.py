@@ -8,7 +8,8 @@
    it prints each node's CPU-seconds: with one bucket the node owning it does every stock step
    and caps the sale at what one core does; with three, that work splits over three nodes.
    "ceiling" = reservations per CPU-second of the busiest node (what the sale could reach if
-   the clients and the box were not the limit), and the ratio of the two ceilings.
+   the clients and the box were not the limit), also counted in script time alone (INFO
+   commandstats: what one sale's stock work costs a node), and the ratios of the ceilings.
 2. Chaos soak on the cluster (bucketed sales only): buyers reserve, pay, give back or let holds
    lapse; the sweeper runs; meanwhile one node at a time is restarted (SIGTERM, AOF) and
    requests are cancelled between their steps (a worker dying mid-reservation). Afterwards,
@@ -99,9 +100,28 @@ async def _open(port: int, sale_id: int, buckets: int) -> list[str]:
     return nodes
 
 
+async def _script_usec(ports: list[int], reset: bool) -> list[float]:
+    """Microseconds each node spent running scripts (INFO commandstats), or reset the counts."""
+    from redis.asyncio import Redis
+
+    out = []
+    for port in ports:
+        client = Redis(host="127.0.0.1", port=port)
+        if reset:
+            await client.config_resetstat()
+            out.append(0.0)
+        else:
+            stats = await client.info("commandstats")
+            out.append(float(sum(v.get("usec", 0) for k, v in stats.items()
+                                 if k in ("cmdstat_evalsha", "cmdstat_eval"))))
+        await client.aclose()
+    return out
+
+
 def rate(cluster: LocalCluster, sale_id: int, buckets: int, seconds: float, procs: int,
          concurrency: int) -> dict[str, Any]:
     nodes = asyncio.run(_open(cluster.ports[0], sale_id, buckets))
+    asyncio.run(_script_usec(cluster.ports, reset=True))
     cpu0 = [cpu_seconds(pid) for pid in cluster.pids()]
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
@@ -116,8 +136,10 @@ def rate(cluster: LocalCluster, sale_id: int, buckets: int, seconds: float, proc
     for worker in workers:
         worker.join()
     cpu = [cpu_seconds(pid) - c for pid, c in zip(cluster.pids(), cpu0, strict=True)]
+    usec = asyncio.run(_script_usec(cluster.ports, reset=False))
     return {"buckets": buckets, "made": made, "rate": made / seconds, "elapsed": elapsed,
             "node_cpu": cpu, "ceiling": made / max(max(cpu), 1e-9),
+            "script_usec": usec, "script_ceiling": made / max(max(usec) / 1e6, 1e-9),
             "bucket_nodes": sorted(set(nodes))}
 
 
@@ -263,12 +285,16 @@ def main() -> None:
                          args.concurrency) for buckets in (1, 3)]
             for r in runs:
                 cpu = ", ".join(f"{c:.1f}" for c in r["node_cpu"])
+                scripts = ", ".join(f"{u / 1e6:.2f}" for u in r["script_usec"])
                 print(f"   {r['buckets']} bucket(s) on {len(r['bucket_nodes'])} node(s): "
-                      f"{r['rate']:,.0f} reservations/s wall; node CPU-s [{cpu}]; ceiling "
-                      f"{r['ceiling']:,.0f} per busiest-node CPU-s")
+                      f"{r['rate']:,.0f} reservations/s wall; node CPU-s [{cpu}], of it in "
+                      f"scripts [{scripts}]; ceiling {r['ceiling']:,.0f} per busiest-node CPU-s, "
+                      f"{r['script_ceiling']:,.0f} per busiest-node script-second")
             one, three = runs
             print(f"   3 buckets / 1 bucket: {three['rate'] / max(one['rate'], 1e-9):.2f}x wall "
-                  f"clock, {three['ceiling'] / max(one['ceiling'], 1e-9):.2f}x ceiling")
+                  f"clock, {three['ceiling'] / max(one['ceiling'], 1e-9):.2f}x CPU ceiling, "
+                  f"{three['script_ceiling'] / max(one['script_ceiling'], 1e-9):.2f}x script "
+                  f"ceiling")
         if "soak" not in skip:
             print(f"2. chaos soak on the cluster: {args.attempts:,} attempts, {args.buyers} buyers, "
                   f"{args.sales} sales × {args.stock} units in 3 buckets, limit {args.limit}, "

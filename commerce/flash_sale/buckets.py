@@ -13,8 +13,9 @@ steps of a reservation are driven from here:
 2. `bucket_reserve.lua` on the bucket her id hashes to: a hold if it has the units, else
    "empty", and the next bucket is asked, at most K calls in all.
 3. With a hold, `bucket_rank.lua` gives it its sale-wide rank in the sale's coordinating key
-   (`bsale:{<sale>}:ranks`, assign-once per hold: unique and dense), then `bucket_done.lua`
-   stores the answer on the buyer's key. With no hold, `bucket_give.lua` gives the units back
+   (`bsale:{<sale>}:ranks`, assign-once per hold: unique and dense; the holds of concurrent
+   requests are ranked in one call, as this key is the step every success shares), then
+   `bucket_done.lua` stores the answer on the buyer's key. With no hold, `bucket_give.lua` gives the units back
    and stores "sold_out" (or, for an ended or not yet open sale, stores nothing).
 
 A request sees "sold_out" when no single bucket holds its quantity; one-unit requests drain
@@ -28,6 +29,7 @@ the same way; the first `gift_first_n` payments get the gift. Hold ids keep the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections import defaultdict
@@ -41,6 +43,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from commerce.errors import Conflict
 from commerce.flash_sale.store import (
+    MAX_BATCH,
     MAX_QTY,
     NoSuchHold,
     RedisLike,
@@ -154,6 +157,9 @@ class BucketedStore:
         self._scripts = {name: AsyncScript(redis, (folder / f"{name}.lua").read_text("utf-8"))
                          for name in _SCRIPTS}
         self._shapes: dict[int, Shape] = {}
+        # Rank requests waiting per (sale, kind), and the one task per key sending them.
+        self._rank_queues: dict[tuple[int, str], list[tuple[str, asyncio.Future[int]]]] = {}
+        self._rankers: dict[tuple[int, str], asyncio.Task[None]] = {}
 
     async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return await self._scripts[name](keys=keys, args=args)
@@ -226,11 +232,51 @@ class BucketedStore:
 
     async def _finish(self, sale_id: int, mine: str, idem_key: str,
                       made: dict[str, Any]) -> dict[str, Any]:
-        rank = int(await self._run("bucket_rank", [sale_keys(sale_id)["ranks"]], ["h", made["hold"]]))
+        rank = await self._rank(sale_id, "h", str(made["hold"]))
         answer = json.dumps({"ok": 1, "hold": made["hold"], "qty": made["qty"],
                              "expires": made["expires"], "remaining": made["remaining"],
                              "rank": rank, "bucket": made["bucket"]})
         return _decode(await self._run("bucket_done", [mine], [idem_key, answer]))
+
+    async def _rank(self, sale_id: int, kind: str, hold: str) -> int:
+        """The hold's sale-wide rank. Concurrent calls for one sale go in one script call: the
+        coordinating slot is the one step every success shares, so it must not take one call
+        per reservation (ranks stay in arrival order within a call)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        key = (sale_id, kind)
+        self._rank_queues.setdefault(key, []).append((hold, future))
+        if key not in self._rankers:
+            self._rankers[key] = loop.create_task(self._send_ranks(key))
+        return await future
+
+    async def _send_ranks(self, key: tuple[int, str]) -> None:
+        sale_id, kind = key
+        queue = self._rank_queues[key]
+        try:
+            while queue:
+                batch = queue[:MAX_BATCH]
+                del queue[:MAX_BATCH]
+                try:
+                    ranks = await self._run("bucket_rank", [sale_keys(sale_id)["ranks"]],
+                                            [kind, *(hold for hold, _f in batch)])
+                except Exception as exc:  # every waiter of this batch gets the failure
+                    for _hold, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                except BaseException:  # cancelled (shutdown): nobody may wait forever
+                    for _hold, future in batch + queue:
+                        future.cancel()
+                    queue.clear()
+                    raise
+                for (_hold, future), rank in zip(batch, ranks, strict=True):
+                    if not future.done():  # the request may have been cancelled meanwhile
+                        future.set_result(int(rank))
+        finally:
+            del self._rankers[key]
+            if not queue:
+                self._rank_queues.pop(key, None)
 
     async def _made(self, sale_id: int, shape: Shape, buyer: int,
                     idem_key: str) -> dict[str, Any] | None:
@@ -266,7 +312,7 @@ class BucketedStore:
         paid = _decode(await self._run(
             "bucket_confirm", [k["meta"], k["holds"], k["expiry"], k["paid"]],
             [hold_id, "" if buyer is None else buyer, payment_ref, now or now_ms()]))
-        rank = int(await self._run("bucket_rank", [sale_keys(sale_id)["ranks"]], ["p", hold_id]))
+        rank = await self._rank(sale_id, "p", hold_id)
         return {**paid, "hold": hold_id, "paid_rank": rank, "gift": int(rank <= shape.gift_n)}
 
     async def release(self, hold_id: str, buyer: int | None) -> dict[str, Any]:
@@ -379,7 +425,7 @@ class BucketedStore:
                 paid_units += int(p["q"])
                 true_units[int(p["b"])] += int(p["q"])
                 if text(hold) not in paid_ranks:  # the payer's worker died before its rank
-                    await self._run("bucket_rank", [sale_keys(sale_id)["ranks"]], ["p", text(hold)])
+                    await self._rank(sale_id, "p", text(hold))
                     report.ranked_late += 1
             if remaining < 0 or initial != remaining + held + sold or held != held_units \
                     or sold != paid_units:
