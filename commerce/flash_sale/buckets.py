@@ -15,8 +15,9 @@ steps of a reservation are driven from here:
 3. With a hold, `bucket_rank.lua` gives it its sale-wide rank in the sale's coordinating key
    (`bsale:{<sale>}:ranks`, assign-once per hold: unique and dense; the holds of concurrent
    requests are ranked in one call, as this key is the step every success shares), then
-   `bucket_done.lua` stores the answer on the buyer's key. With no hold, `bucket_give.lua` gives the units back
-   and stores "sold_out" (or, for an ended or not yet open sale, stores nothing).
+   `bucket_done.lua` stores the answer on the buyer's key. With no hold, `bucket_give.lua`
+   gives the units back and stores "sold_out" (or, for an ended or not yet open sale, stores
+   nothing).
 
 A request sees "sold_out" when no single bucket holds its quantity; one-unit requests drain
 every bucket to zero. A worker that dies between the steps leaves its units marked in flight
