@@ -2,6 +2,11 @@
 
     python bench/flash_sale.py                 # full: 2,000 buyers, 10 s per phase
     python bench/flash_sale.py --quick         # small, proves it works
+    python bench/flash_sale.py --goals --seconds 180 --skip sql   # the latency goals, full size
+
+With `--goals` phase 2 runs twice on one server: 2,000 buyers tapping about once a second
+(think 0–2 s) for the p99 goal (≤ 50 ms), then back-to-back buyers for the throughput goal
+(HTTP holds/s ≥ 25% of phase 1's EVALSHA calls/s), and prints met / not met for each.
 
 Phases (each prints its figures):
 1. redis-benchmark EVALSHA of reserve.lua against a fresh redis-server (the ceiling).
@@ -91,7 +96,7 @@ async def _prepare_script_sale(url: str, sale_id: int) -> str:
                               community_price_fen=None, members_only=False,
                               per_buyer_limit=BIG_STOCK, gift_first_n=30, starts_ms=0, ends_ms=0,
                               hold_ttl_s=900), {})
-    source = (ROOT / "commerce" / "lua" / "reserve.lua").read_text()
+    source = (ROOT / "commerce" / "flash_sale" / "lua" / "reserve.lua").read_text()
     sha = str(await client.script_load(source))
     await client.aclose()
     return sha
@@ -133,7 +138,8 @@ async def _setup_sale(server: ServerProcess, stock: int, limit: int) -> int:
             admin = (await resp.json())["token"]
         auth = {"Authorization": f"Bearer {admin}"}
         async with http.post("/api/users", headers=auth, json={
-                "username": "bench_host", "password": "bench-host-pw", "role": "host"}) as resp:
+                "username": f"bench_host_{uuid.uuid4().hex[:8]}", "password": "bench-host-pw",
+                "role": "host"}) as resp:
             host_id = (await resp.json())["id"]
         host = {"Authorization": f"Bearer {server.token(host_id, Role.HOST)}"}
         async with http.post("/api/sessions", headers=host, json={"title": "bench"}) as resp:
@@ -342,6 +348,20 @@ async def sql_rate(url: str, buyers: int, seconds: float, pool_size: int,
             "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1]}
 
 
+def _print_http(http: dict[str, Any], evalsha: tuple[float, float] | None) -> None:
+    print(f"   {http['rate']:,.0f} reservations/s, p50 {http['p50_ms']:.1f} ms, "
+          f"p99 {http['p99_ms']:.1f} ms, statuses {http['statuses']}")
+    if http.get("socket_errors") or http.get("timeouts"):
+        print(f"   wrk socket errors {http['socket_errors']}, timeouts {http['timeouts']}")
+    load_cpu = f", load {http['load_cpu_s']:.1f} s" if "load_cpu_s" in http else ""
+    print(f"   {http['per_cpu_s']:,.0f} reservations per CPU-s of server+redis "
+          f"(server {http['server_cpu_s']:.1f} s, redis {http['redis_cpu_s']:.1f} s"
+          f"{load_cpu})")
+    if evalsha:
+        print(f"   HTTP / EVALSHA = {http['rate'] / evalsha[0]:.1%} wall clock, "
+              f"{http['per_cpu_s'] / evalsha[1]:.1%} per CPU-s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small run to prove it works")
@@ -358,13 +378,18 @@ def main() -> None:
                         help="load generator: wrk (C, least CPU taken from the box) when installed, "
                              "else aiohttp client processes")
     parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--goals", action="store_true",
+                        help="phase 2 twice: buyers thinking ~1 s (p99 goal), then back-to-back "
+                             "(throughput goal); prints met / not met")
     args = parser.parse_args()
     if args.quick:
         args.buyers, args.seconds = min(args.buyers, 200), 3.0
     skip = set(args.skip.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="linli-bench-"))
+    load = os.getloadavg()
     print(f"flash-sale bench: {os.cpu_count()} CPUs, buyers={args.buyers}, seconds={args.seconds}, "
-          f"workers={args.workers}, load processes={args.load_procs}")
+          f"workers={args.workers}, load processes={args.load_procs}; load average before "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     redis = EmbeddedRedis(tmp / "redis")
     url = redis.start()
     evalsha: tuple[float, float] | None = None
@@ -378,9 +403,10 @@ def main() -> None:
             if evalsha:
                 rate, rate_cpu = evalsha
                 print(f"   EVALSHA reserve: {rate:,.0f} calls/s; {rate_cpu:,.0f} per redis CPU-s")
+        runs: dict[str, dict[str, Any]] = {}
         if "http" not in skip:
-            print(f"2. HTTP POST /api/sales/{{id}}/holds, {args.buyers} concurrent buyers, "
-                  f"think {args.think_ms:.0f} ms")
+            phases = [("latency", 1000.0), ("saturation", 0.0)] if args.goals \
+                else [("http", args.think_ms)]
             server = ServerProcess(tmp / "var", url,
                                    args.database or f"sqlite:///{tmp / 'bench.db'}",
                                    workers=args.workers)
@@ -391,27 +417,31 @@ def main() -> None:
                 assert redis._proc is not None
                 use_wrk = args.load == "wrk" or (args.load == "auto"
                                                   and shutil.which("wrk") is not None)
-                if use_wrk:
-                    print(f"   load: wrk, {args.buyers} connections (one per buyer)")
-                    http = wrk_rate(server, args.buyers, args.seconds, redis._proc.pid,
-                                    args.wrk_threads, tmp, args.think_ms)
-                else:
-                    print(f"   load: {args.load_procs} aiohttp client processes")
-                    http = http_rate(server, args.buyers, args.seconds, args.load_procs,
-                                     redis._proc.pid, args.think_ms)
+                for name, think_ms in phases:
+                    print(f"2. HTTP POST /api/sales/{{id}}/holds ({name}), {args.buyers} concurrent "
+                          f"buyers, think {think_ms:.0f} ms")
+                    if use_wrk:
+                        print(f"   load: wrk, {args.buyers} connections (one per buyer)")
+                        http = wrk_rate(server, args.buyers, args.seconds, redis._proc.pid,
+                                        args.wrk_threads, tmp, think_ms)
+                    else:
+                        print(f"   load: {args.load_procs} aiohttp client processes")
+                        http = http_rate(server, args.buyers, args.seconds, args.load_procs,
+                                         redis._proc.pid, think_ms)
+                    runs[name] = http
+                    _print_http(http, evalsha)
             finally:
                 server.stop()
-            print(f"   {http['rate']:,.0f} reservations/s, p50 {http['p50_ms']:.1f} ms, "
-                  f"p99 {http['p99_ms']:.1f} ms, statuses {http['statuses']}")
-            if http.get("socket_errors") or http.get("timeouts"):
-                print(f"   wrk socket errors {http['socket_errors']}, timeouts {http['timeouts']}")
-            load_cpu = f", load {http['load_cpu_s']:.1f} s" if "load_cpu_s" in http else ""
-            print(f"   {http['per_cpu_s']:,.0f} reservations per CPU-s of server+redis "
-                  f"(server {http['server_cpu_s']:.1f} s, redis {http['redis_cpu_s']:.1f} s"
-                  f"{load_cpu})")
-            if evalsha:
-                print(f"   HTTP / EVALSHA = {http['rate'] / evalsha[0]:.1%} wall clock, "
-                      f"{http['per_cpu_s'] / evalsha[1]:.1%} per CPU-s")
+            if args.goals:
+                lat, sat = runs["latency"], runs["saturation"]
+                print(f"   goal p99 ≤ 50 ms at {args.buyers} buyers tapping ~1/s: "
+                      f"p99 {lat['p99_ms']:.1f} ms, p50 {lat['p50_ms']:.1f} ms → "
+                      f"{'met' if lat['p99_ms'] <= 50 else 'not met'}")
+                if evalsha:
+                    share = sat["rate"] / evalsha[0]
+                    print(f"   goal HTTP holds ≥ 25% of EVALSHA: {sat['rate']:,.0f} / "
+                          f"{evalsha[0]:,.0f} = {share:.1%} → {'met' if share >= 0.25 else 'not met'}")
+            http = runs.get("saturation") or runs.get("http")
         if "sql" not in skip:
             print(f"3. PostgreSQL row lock (SELECT ... FOR UPDATE), {args.buyers} concurrent buyers")
             from tests.pg_cluster import PgCluster

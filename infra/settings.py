@@ -124,6 +124,10 @@ class Settings(BaseSettings):
         ("127.0.0.0/8", "::1"), "addresses or networks never limited per address")
     rate_limits: bool = _setting(
         True, "`0` turns every request rate limit off (benchmarks); login lockout stays")
+    # Counts far below their limit reach Redis this often (near it: every 100 ms); see
+    # docs/FLASH_SALE.md for how far over its limit a subject can get across processes.
+    rate_limit_slow_sync_s: float = _setting(
+        2.0, "seconds between shares of rate-limit counts far below their limit", ge=0.1, le=5.0)
     # Per address limits are generous: a whole 小区 may share one NAT address.
     rate_login_per_ip: Rate = _setting((300, 60), f"logins per address ({_RATE_HELP})")
     rate_holds_per_user: Rate = _setting((100, 10), f"flash-sale holds per user ({_RATE_HELP})")

@@ -132,6 +132,81 @@ def test_limits_are_read_from_the_environment() -> None:
 
 # --- holds ----------------------------------------------------------------------------------
 
+async def _admit(rl: RateLimiter, rule: Rule, subject: str) -> bool:
+    try:
+        rl.hit([(rule, subject)])
+    except RateLimited:
+        return False
+    return True
+
+
+async def test_processes_together_exceed_a_limit_by_at_most_each_others_slack_plus_one(
+        redis_url: str) -> None:
+    """The worst case the module states for P processes: `limit + (P - 1) × (slack + 1)`.
+    Two processes keep `slack` counts in the slow lane (far below the limit), a third fills the
+    limit seeing only shared counts, then each of the two admits one more on its stale total
+    before that count moves it to the fast lane and it learns. Random schedules stay within it."""
+    import random
+
+    rule = Rule("bound", 80, 600, "ip")
+    assert rule.slack == 10
+    clients = [Redis.from_url(redis_url) for _ in range(3)]
+    try:
+        async def fresh() -> list[RateLimiter]:
+            for client in clients:
+                await client.delete(*(await client.keys("rl:bound:*")) or ["rl:none"])
+            limiters = []
+            for client in clients:
+                rl = limiter(rate_limit_exempt=())
+                rl.redis = client
+                limiters.append(rl)
+            return limiters
+
+        async def tick(limiters: list[RateLimiter]) -> None:
+            for rl in limiters:
+                await rl.sync(everything=False)
+
+        async def total() -> int:
+            (key,) = await clients[0].keys("rl:bound:*")
+            return int(await clients[0].get(key) or 0)
+
+        bound = rule.limit + 2 * (rule.slack + 1)
+        slow_a, slow_b, filler = procs = await fresh()
+        for rl in procs:  # everybody learns the counter once
+            assert await _admit(rl, rule, NAT)
+            await tick(procs)
+        for rl in (slow_a, slow_b):
+            for _ in range(rule.slack):
+                assert await _admit(rl, rule, NAT)
+                await tick(procs)
+        assert await total() == 3  # the slow lane held them back
+        while await _admit(filler, rule, NAT):
+            await tick(procs)
+        for rl in (slow_a, slow_b):
+            assert await _admit(rl, rule, NAT)  # its stale total is far below the limit
+            await tick(procs)
+            assert not await _admit(rl, rule, NAT)  # now it knows
+        for rl in procs:
+            await rl.sync()
+        assert await total() == bound
+
+        rng = random.Random(18)
+        for _ in range(20):
+            procs = await fresh()
+            for _step in range(400):
+                rl = rng.choice(procs)
+                await _admit(rl, rule, NAT)
+                if rng.random() < 0.05:
+                    await rng.choice(procs).sync()  # a slow tick somewhere
+                await tick(procs)
+            for rl in procs:
+                await rl.sync()
+            assert await total() <= bound
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
 def assert_rate_limited(status: int, body: dict[str, Any], reason: str) -> None:
     assert status == 429, body
     assert body["error"]["code"] == "rate_limited" and body["error"]["reason"] == reason, body

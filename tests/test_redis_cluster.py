@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
@@ -18,76 +12,21 @@ from redis.asyncio.cluster import RedisCluster
 from commerce.errors import DomainError
 from commerce.flash_sale.store import FlashSaleStore, HoldExpired, NoSuchHold, SaleSpec, SoldOut, keys, now_ms
 from tests.conftest import IN_CI
-
-
-def _free_cluster_port() -> int:
-    """A port whose cluster bus port (+10000) is free too."""
-    for _ in range(200):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as bus:
-            try:
-                bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair for a cluster node")
+from tests.redis_cluster_support import LocalCluster, cluster_tools
 
 
 @pytest.fixture(scope="module")
 def cluster_ports() -> Iterator[list[int]]:
-    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-    if server is None or cli is None:
+    if cluster_tools() is None:
         if IN_CI:
             pytest.fail("redis-server and redis-cli are required in CI for the cluster test")
         print("SKIP reason: redis-server/redis-cli not installed (apt install redis-server redis-tools)")
         pytest.skip("redis-server/redis-cli not installed here; CI runs this test")
-    root = Path(tempfile.mkdtemp(prefix="linli-cluster-"))
-    ports = [_free_cluster_port() for _ in range(3)]
-    procs = []
+    cluster = LocalCluster(3)
     try:
-        for port in ports:
-            node = root / str(port)
-            node.mkdir()
-            procs.append(subprocess.Popen([
-                server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                "--cluster-config-file", str(node / "nodes.conf"), "--dir", str(node),
-                "--appendonly", "yes", "--save", "", "--logfile", str(node / "log"),
-            ]))
-        for port in ports:
-            _wait_ping(cli, port)
-        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
-                        "--cluster-replicas", "0", "--cluster-yes"],
-                       check=True, capture_output=True, timeout=60)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            info = subprocess.run([cli, "-p", str(ports[0]), "cluster", "info"],
-                                  capture_output=True, text=True, check=False).stdout
-            if "cluster_state:ok" in info:
-                break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("cluster never reached cluster_state:ok")
-        yield ports
+        yield cluster.start()
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=10)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _wait_ping(cli: str, port: int) -> None:
-    for _ in range(100):
-        out = subprocess.run([cli, "-p", str(port), "ping"], capture_output=True, text=True,
-                             check=False).stdout
-        if "PONG" in out:
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"redis node {port} did not start")
+        cluster.stop()
 
 
 def _spec(sale_id: int, stock: int, limit: int = 2, ttl: int = 60) -> SaleSpec:
