@@ -23,14 +23,14 @@ from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from commerce.accounts import Principal
+from commerce.accounts import Principal, Role
 from commerce.base import Base, as_utc, utcnow
 from commerce.errors import DomainError, Forbidden, NotFound, Unauthorized
 
 # Evidence a buyer or a farm may attach. SVG is deliberately absent (it can carry script).
 ALLOWED_TYPES = ("image/jpeg", "image/png", "image/webp", "application/pdf")
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "application/pdf": "pdf"}
-PURPOSES = ("qc", "review", "claim", "batch", "cover", "product")
+PURPOSES = ("qc", "review", "claim", "batch", "cover", "product", "ugc")
 NAME_LENGTH = 64
 
 
@@ -183,7 +183,13 @@ def may_read(upload: Upload, who: Principal | None) -> bool:
 
     Staff of a claim get its photos through `trust.claims.ensure_can_read_upload`; being
     staff somewhere is not enough (a host must not see the photos of another host's buyers)."""
-    return upload.public or (who is not None and (who.user_id == upload.owner_id or who.is_admin))
+    if upload.public:
+        return True
+    if who is None:
+        return False
+    # A 晒单 photo waits private until approved; the assistants who judge it must see it.
+    return who.user_id == upload.owner_id or who.is_admin or (
+        upload.purpose == "ugc" and who.role is Role.ASSISTANT)
 
 
 def refuse_read(who: Principal | None) -> DomainError:
