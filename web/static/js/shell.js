@@ -14,6 +14,7 @@ export function mountShell() {
       h("a", { href: "/", "data-i18n": "nav_home" }),
       h("a", { href: "/replays", "data-i18n": "nav_replays" }),
       user ? h("a", { href: "/orders", "data-i18n": "nav_orders" }) : null,
+      h("a", { href: "/koc", "data-i18n": "nav_koc" }),
       user && (user.role === "host" || user.role === "admin")
         ? h("a", { href: "/invites", "data-i18n": "nav_invites" }) : null,
       user && (user.role === "host" || user.role === "admin" || leads)
