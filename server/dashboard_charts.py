@@ -39,10 +39,15 @@ TITLES: dict[str, tuple[str, str]] = {
     "cohorts": ("按首购月份的复购率", "Repeat purchase by first-order month"),
     "nps_trend": ("NPS 月度趋势", "NPS by month"),
     "group_buys_by_community": ("各小区拼团成功率", "Group-buy success by community"),
+    "ugc_rate_by_batch": ("各批次晒单率", "Post rate by batch"),
+    "ugc_per_batch": ("各批次晒单数", "Posts per batch"),
 }
+# The 品鉴官 figures' charts (trust/koc_metrics.py).
+KOC_CHARTS = ("ugc_rate_by_batch", "ugc_per_batch")
 SCOPE_NAMES: dict[str, tuple[str, str]] = {
     "session": ("按场次", "by session"), "farm": ("按农场", "by farm"),
     "community": ("按小区", "by community"), "month": ("按月", "by month"),
+    "batch": ("按批次", "by batch"),
 }
 NO_DATA = ("暂无数据", "No data")
 PLACEHOLDERS = {"(未知农场)": "(unknown farm)", "(无小区)": "(no community)", "全部": "All"}
@@ -92,7 +97,7 @@ def yuan(value: float) -> str:
 def formatter(name: str) -> Callable[[float], str]:
     if name in ("gmv_fen", "average_order_value_fen"):
         return yuan
-    if name in ("nps", "nps_trend"):
+    if name in ("nps", "nps_trend", "ugc_per_batch"):
         return lambda v: f"{v:.0f}"
     return percent
 
@@ -173,4 +178,9 @@ def figure_items(name: str, data: dict[str, Any]) -> tuple[list[tuple[str, float
     if name == "group_buys_by_community":
         return ([(f"{r['label']} · {r['succeeded']}/{r['decided']}", r["success_rate"])
                  for r in data["group_buys_by_community"]], "community")
+    if name == "ugc_rate_by_batch":
+        return ([(f"{r['label']} · {r['picked_up']}", r["ugc_rate"]) for r in data["koc"]["ugc_by_batch"]],
+                "batch")
+    if name == "ugc_per_batch":
+        return [(r["label"], float(r["posts"])) for r in data["koc"]["ugc_by_batch"]], "batch"
     raise KeyError(name)

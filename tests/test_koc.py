@@ -16,8 +16,18 @@ import pytest
 from sqlalchemy import func, select
 
 from server.keys import database_key
+from server.realtime_component import hub_key
 from tests.conftest import Api
-from tests.trust_support import JPEG, Farm, bought_and_picked_up, buy, make_farm, pin, upload
+from tests.trust_support import (
+    JPEG,
+    Farm,
+    bought_and_picked_up,
+    buy,
+    make_farm,
+    pick_up,
+    pin,
+    upload,
+)
 from trust import points
 from trust.points import PointBalance, PointRow, fifo
 from trust.programmes import Programme
@@ -129,8 +139,8 @@ async def test_sample_stock_holds_and_one_sample_per_member(any_db_api: Api) -> 
     resp = await api.client.put(f"/api/koc/batches/{farm.batch_id}/sample-stock",
                                 json={"units": 15}, headers=api.auth(farm.host))
     assert resp.status == 200
-    unsent = [uid for uid, _t in members
-              if uid not in {s["user_id"] for s in stock["samples"]}][0]
+    sent = {s["user_id"] for s in stock["samples"]}
+    unsent = next(uid for uid, _t in members if uid not in sent)
     results = await asyncio.gather(*(
         api.client.post("/api/koc/samples", json={"product_id": farm.product_id, "user_id": unsent},
                         headers=api.auth(farm.host)) for _ in range(N)))
@@ -251,13 +261,9 @@ async def test_post_from_a_picked_up_order_approved_once_and_reversed_by_refund(
 
 
 async def test_banned_words_are_masked_in_posts(api: Api) -> None:
-    from server.trust_keys import room_words_key
-
     farm = await make_farm(api)
     await pin(farm)
-    await api.app[room_words_key](farm.session_id)  # the hook exists
-    from server.realtime_component import hub_key
-
+    # The host bans a word in his live room (as the moderation console does).
     await api.app[hub_key].moderation.set_banned_words(farm.session_id, ["垃圾"])
     _uid, token, order_id = await bought_and_picked_up(farm)
     resp = await upload(api, token, JPEG, "ugc")
@@ -324,3 +330,36 @@ async def test_public_profile_shows_nothing_private(api: Api) -> None:
     assert resp.status == 200 and body["badges"] == ["品鉴官"], body
     assert body["name"].endswith("**") and set(body) == {"id", "name", "badges", "title", "posts"}
     assert (await api.client.get(f"/api/u/{uuid.uuid4().int % 10**8 + 10**8}")).status == 404
+
+
+async def test_dashboard_koc_figures_chart_and_csv(api: Api) -> None:
+    farm = await make_farm(api)
+    await pin(farm)
+    programme_id = await _programme(api, farm)
+    uid, token = await _member(api, farm, programme_id)
+    order_id = await buy(farm, token)
+    await pick_up(farm, token, order_id)
+    await bought_and_picked_up(farm)  # a second picked-up order, without a 晒单
+    status, body = await _post(api, token, order_id=order_id)
+    assert status == 201, body
+    _aid, assistant = await api.user("assistant")
+    resp = await api.client.post(f"/api/ugc/posts/{body['id']}/approve", headers=api.auth(assistant))
+    assert resp.status == 200
+    board = await (await api.client.get("/api/dashboard", headers=api.auth(farm.host))).json()
+    head = board["koc"]["headline"]
+    assert (head["ugc_rate"], head["ugc_from_picked_up"], head["picked_up_orders"]) == (0.5, 1, 2)
+    assert (head["koc_members"], head["koc_active"], head["koc_activity_rate"]) == (1, 1, 1.0)
+    assert head["point_liabilities"] == await _balance(api, uid) == 20
+    assert board["koc"]["ugc_by_batch"] == [{
+        "key": farm.batch_code, "label": f"{farm.batch_code} · 老张合作农场", "posts": 1,
+        "picked_up": 2, "samples": 0, "ugc_rate": 0.5}]
+    for chart in ("ugc_rate_by_batch", "ugc_per_batch"):
+        svg = await api.client.get(board["charts"][chart])
+        assert svg.status == 200 and farm.batch_code in await svg.text()
+    csv_text = (await (await api.client.get(board["csv"]["koc"], headers=api.auth(farm.host))).read()
+                ).decode("utf-8-sig")
+    assert "ugc_rate,0.5" in csv_text and f"{farm.batch_code}," in csv_text
+    # Another host sees none of it but the platform-wide liabilities.
+    _oid, other = await api.user("host")
+    theirs = await (await api.client.get("/api/dashboard", headers=api.auth(other))).json()
+    assert theirs["koc"]["ugc_by_batch"] == [] and theirs["koc"]["headline"]["koc_members"] == 0

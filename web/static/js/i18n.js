@@ -818,6 +818,13 @@ const TEXT = {
   err_no_samples_left: ["试用装已发完", "No samples left"],
   err_not_enough_points: ["积分不足", "Not enough points"],
   err_perk_gone: ["该礼品已兑完", "This perk is gone"],
+  dashboard_koc: ["品鉴官与晒单", "Tasters and posts"],
+  dashboard_koc_ugc_rate: ["晒单率({n} / {d} 单已取货)", "Post rate ({n} of {d} picked-up orders)"],
+  dashboard_koc_activity: ["品鉴官活跃度({n} / {d} 人近 30 天晒单)", "Taster activity ({n} of {d} posted in 30 days)"],
+  dashboard_koc_posts: ["已通过的晒单", "Approved posts"],
+  dashboard_koc_liabilities: ["未过期积分(积分负债)", "Unexpired points held (liability)"],
+  dashboard_note_ugc_rate_by_batch: ["各批次:已取货订单中晒了单的比例", "Per batch: share of picked-up orders with a post"],
+  dashboard_note_ugc_per_batch: ["各批次已通过的晒单数(含试用装)", "Per batch: approved posts (samples included)"],
 };
 
 export function lang() {
