@@ -15,22 +15,25 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from realtime import questions
 from server.keys import database_key
 from server.realtime_component import hub_key
 from tests.conftest import Api
 from tests.trust_support import (
     JPEG,
     Farm,
+    ago,
     bought_and_picked_up,
     buy,
     make_farm,
     pick_up,
     pin,
+    sql,
     upload,
 )
 from trust import points
 from trust.points import PointBalance, PointRow, fifo
-from trust.programmes import Programme
+from trust.programmes import Programme, badge_for
 
 N = 20
 
@@ -74,6 +77,7 @@ async def _balance(api: Api, user_id: int) -> int:
         return row.balance if row else 0
 
 
+@pytest.mark.slow
 async def test_quota_holds_under_twenty_selections_at_once(any_db_api: Api) -> None:
     api = any_db_api
     farm = await make_farm(api)
@@ -117,6 +121,7 @@ async def test_entry_criteria_are_checked_by_the_server(api: Api) -> None:
     assert status == 409 and body["error"]["code"] == "criteria_not_met", body
 
 
+@pytest.mark.slow
 async def test_sample_stock_holds_and_one_sample_per_member(any_db_api: Api) -> None:
     api = any_db_api
     farm = await make_farm(api)
@@ -165,6 +170,7 @@ async def test_a_neighbour_who_is_not_a_member_gets_no_sample(api: Api) -> None:
     assert resp.status == 409 and (await resp.json())["error"]["reason"] == "not_koc"
 
 
+@pytest.mark.slow
 async def test_award_is_once_per_fact_under_twenty_calls(any_db_api: Api) -> None:
     api = any_db_api
     uid, _token = await api.user("viewer")
@@ -182,6 +188,7 @@ async def test_award_is_once_per_fact_under_twenty_calls(any_db_api: Api) -> Non
     assert rows == 1
 
 
+@pytest.mark.slow
 async def test_spends_never_take_the_balance_below_zero(any_db_api: Api) -> None:
     api = any_db_api
     farm = await make_farm(api)
@@ -211,7 +218,9 @@ async def test_spends_never_take_the_balance_below_zero(any_db_api: Api) -> None
     assert await _balance(api, uid) == 30
 
 
-async def test_post_from_a_picked_up_order_approved_once_and_reversed_by_refund(api: Api) -> None:
+@pytest.mark.slow
+async def test_post_from_a_picked_up_order_approved_once_and_reversed_by_refund(any_db_api: Api) -> None:
+    api = any_db_api
     farm = await make_farm(api)
     await pin(farm)
     uid, token, order_id = await bought_and_picked_up(farm)
@@ -363,3 +372,52 @@ async def test_dashboard_koc_figures_chart_and_csv(api: Api) -> None:
     _oid, other = await api.user("host")
     theirs = await (await api.client.get("/api/dashboard", headers=api.auth(other))).json()
     assert theirs["koc"]["ugc_by_batch"] == [] and theirs["koc"]["headline"]["koc_members"] == 0
+
+
+@pytest.mark.slow
+async def test_first_review_of_a_batch_and_a_helpful_question_earn_once(any_db_api: Api) -> None:
+    api = any_db_api
+    farm = await make_farm(api)
+    await pin(farm)
+    uid, token, first = await bought_and_picked_up(farm)
+    second = await buy(farm, token)
+    await pick_up(farm, token, second)
+    for order_id in (first, second):
+        resp = await api.client.post("/api/reviews", json={"order_id": order_id, "stars": 5},
+                                     headers=api.auth(token))
+        assert resp.status == 201, await resp.text()
+    assert await _balance(api, uid) == 10  # the batch's first review only
+    async with api.app[database_key].session() as db:
+        question = await questions.ask(db, farm.session_id, uid, "邻居", "什么时候到货?")
+    results = await asyncio.gather(*(
+        api.client.post(f"/api/questions/{question.id}/helpful", headers=api.auth(farm.host))
+        for _ in range(N)))
+    bodies = [await r.json() for r in results]
+    assert {r.status for r in results} == {200}
+    assert sum(1 for b in bodies if b["awarded"]) == 1
+    assert await _balance(api, uid) == 15
+
+
+async def test_exit_rule_lapses_the_badge_and_frees_the_seat(api: Api) -> None:
+    farm = await make_farm(api)
+    programme_id = await _programme(api, farm, quota=1, exit_days=10)
+    uid, _token = await _member(api, farm, programme_id)
+    async with api.app[database_key].session() as db:
+        assert await badge_for(db, uid, farm.host_id) == "品鉴官"
+    _other, late = await api.user("viewer")
+    status, waiting = await _apply(api, programme_id, late)
+    assert status == 201, waiting
+    resp = await api.client.post(f"/api/koc/applications/{waiting['id']}/select",
+                                 headers=api.auth(farm.host))
+    assert resp.status == 409 and (await resp.json())["error"]["code"] == "quota_full"
+    # Eleven days without a 晒单: the badge is gone at once, the seat when the host looks.
+    await sql(api, "UPDATE koc_applications SET selected_at = :at WHERE user_id = :u",
+              at=ago(days=11), u=uid)
+    async with api.app[database_key].session() as db:
+        assert await badge_for(db, uid, farm.host_id) is None
+    listing = await (await api.client.get(f"/api/koc/programmes/{programme_id}/applications",
+                                          headers=api.auth(farm.host))).json()
+    assert {a["user_id"]: a["status"] for a in listing["items"]}[uid] == "lapsed"
+    resp = await api.client.post(f"/api/koc/applications/{waiting['id']}/select",
+                                 headers=api.auth(farm.host))
+    assert resp.status == 200, await resp.text()

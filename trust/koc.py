@@ -24,8 +24,7 @@ from commerce.live_sessions import LiveSession
 from commerce.orders import Order
 from trust.evidence import FULFILLED
 from trust.programmes import MAX_BADGE, MAX_RULES, Application, AppStatus, Programme, is_active
-from trust.reviews import Review
-from trust.reviews import _mask as mask_name
+from trust.reviews import Review, mask_name
 
 MAX_QUOTA = 10_000
 MAX_EXIT_DAYS = 365

@@ -28,7 +28,7 @@ from commerce.text import mask
 from trust import points
 from trust.evidence import fulfilled_order
 from trust.programmes import Application, AppStatus, Programme, badges_for
-from trust.reviews import _mask as mask_name
+from trust.reviews import mask_name
 from trust.samples import Sample, own_sample
 from trust.trace_signing import iso
 from trust.uploads import Upload, claim_uploads

@@ -21,7 +21,7 @@ from server.api import (
     read_json,
 )
 from server.keys import database_key
-from server.routes.pages import _page
+from server.routes.pages import page_response
 from trust import koc, points, programmes, samples, ugc
 
 api = Api()
@@ -249,7 +249,7 @@ def _page_route(path: str, name: str, summary: str) -> None:
     async def handler(request: web.Request) -> web.Response:
         if "id" in request.match_info and not request.match_info["id"].isdigit():
             raise NotFound()
-        return _page(name)
+        return page_response(name)
 
     handler.__name__ = f"page_{name}"
     api.route("GET", path, summary=summary, tag="pages", auth=PUBLIC,
