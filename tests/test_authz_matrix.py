@@ -413,6 +413,9 @@ REST: tuple[Op, ...] = (
     Op("GET", "/api/u/{id}", "/api/u/{w.ids[viewer]}", PUBLIC),
     # --- 晒单: its author's verified order; assistants moderate; the archive is public --------
     Op("POST", "/api/ugc/posts", "/api/ugc/posts", USERS, json={}),
+    # Not a video: the signed-in get past auth to 415.
+    Op("POST", "/api/ugc/videos", "/api/ugc/videos", USERS, data=b"not a video",
+       content_type="video/mp4"),
     Op("GET", "/api/ugc/queue", "/api/ugc/queue", DECIDERS),
     Op("POST", "/api/ugc/posts/{id}/approve", f"/api/ugc/posts/{NO_SUCH}/approve", DECIDERS),
     Op("POST", "/api/ugc/posts/{id}/hide", f"/api/ugc/posts/{NO_SUCH}/hide", DECIDERS),

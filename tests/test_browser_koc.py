@@ -104,6 +104,16 @@ async def test_apply_selected_badge_in_live_comments(tmp_path: Path, redis_url: 
         await kit.shot(admin, "host_selected_liayi")
         await page.reload()
         await page.locator(".koc-status", has_text="你已是品鉴官").wait_for()
+        # In English the page speaks English only, apart from what the host wrote.
+        await page.evaluate("localStorage.setItem('linli.lang', 'en')")
+        await page.reload()
+        await page.locator(".koc-status", has_text="You are a taster").wait_for()
+        text = str(await page.locator("main").inner_text())
+        for content in ("枇杷品鉴官", "每月至少晒单一次", "品鉴官"):
+            text = text.replace(content, "")
+        assert not re.search(r"[\u3400-\u9fff]", text), text
+        await kit.shot(page, "koc_in_english")
+        await page.evaluate("localStorage.setItem('linli.lang', 'zh')")
 
         # In 老张's live room her comment carries the badge, for everyone; 王叔's does not.
         room = await kit.page(liayi, f"/live/{world['session']}")

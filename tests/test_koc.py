@@ -10,11 +10,13 @@ import asyncio
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from media.ffmpeg_bin import ffmpeg_binary, run_ffmpeg
 from realtime import questions
 from server.keys import database_key
 from server.realtime_component import hub_key
@@ -421,3 +423,43 @@ async def test_exit_rule_lapses_the_badge_and_frees_the_seat(api: Api) -> None:
     resp = await api.client.post(f"/api/koc/applications/{waiting['id']}/select",
                                  headers=api.auth(farm.host))
     assert resp.status == 200, await resp.text()
+
+
+async def _clip(tmp_path: Path, seconds: int) -> bytes:
+    out = tmp_path / f"clip{seconds}.mp4"
+    await run_ffmpeg([ffmpeg_binary(), "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+                      f"testsrc=size=160x120:rate=10:duration={seconds}", "-pix_fmt", "yuv420p",
+                      "-c:v", "libx264", "-preset", "ultrafast", "-movflags", "+faststart",
+                      "-y", str(out)], timeout_s=60)
+    return out.read_bytes()
+
+
+async def test_a_short_video_is_probed_and_shown_with_the_post(api: Api, tmp_path: Path) -> None:
+    farm = await make_farm(api)
+    await pin(farm)
+    _uid, token, order_id = await bought_and_picked_up(farm)
+    headers = {**api.auth(token), "Content-Type": "video/mp4"}
+    # Not a video at all, an MP4 header over garbage, and a clip that is too long: refused.
+    resp = await api.client.post("/api/ugc/videos", data=JPEG, headers=headers)
+    assert resp.status == 415 and (await resp.json())["error"]["code"] == "unsupported_upload_type"
+    fake = b"\x00\x00\x00\x18ftypisom" + b"\x00" * 2000
+    resp = await api.client.post("/api/ugc/videos", data=fake, headers=headers)
+    assert resp.status == 415 and (await resp.json())["error"]["code"] == "invalid_video"
+    resp = await api.client.post("/api/ugc/videos", data=await _clip(tmp_path, 61), headers=headers)
+    assert resp.status == 415 and (await resp.json())["error"]["max_seconds"] == 60
+    resp = await api.client.post("/api/ugc/videos", data=await _clip(tmp_path, 2), headers=headers)
+    video = await resp.json()
+    assert resp.status == 201 and video["content_type"] == "video/mp4", video
+    assert (await api.client.get(video["url"])).status == 401  # private until approved
+    photo = (await (await upload(api, token, JPEG, "ugc")).json())["id"]
+    resp = await api.client.post("/api/ugc/posts", json={
+        "order_id": order_id, "text": "看视频", "photos": [photo], "video_id": video["id"]},
+        headers=api.auth(token))
+    assert resp.status == 201, await resp.text()
+    _aid, assistant = await api.user("assistant")
+    await api.client.post(f"/api/ugc/posts/{(await resp.json())['id']}/approve",
+                          headers=api.auth(assistant))
+    archive = await (await api.client.get(f"/api/batches/{farm.batch_code}/ugc")).json()
+    assert archive["items"][0]["video"] == video["url"]
+    served = await api.client.get(video["url"])
+    assert served.status == 200 and served.content_type == "video/mp4"

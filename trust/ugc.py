@@ -38,6 +38,9 @@ MAX_PHOTOS = 9
 MAX_HASHTAG = 30
 DEFAULT_REWARD = 20
 MAX_REWARD = 10_000
+# A 晒单's short video: an MP4 of at most this many bytes and seconds (probed before storing).
+MAX_VIDEO_BYTES = 20 * 1024 * 1024
+MAX_VIDEO_S = 60
 PURPOSES = ("ugc",)
 
 
@@ -84,6 +87,7 @@ class Post(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     filtered: Mapped[bool] = mapped_column(default=False)
     photos: Mapped[list[int]] = mapped_column(JSON, default=list)
+    video_id: Mapped[int | None] = mapped_column(ForeignKey("trust_uploads.id"), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=PostStatus.PENDING.value, index=True)
     decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
@@ -121,7 +125,8 @@ async def campaigns(db: AsyncSession, host_id: int | None = None) -> list[Campai
 
 async def create_post(db: AsyncSession, actor: Principal, *, order_id: int | None,
                       sample_id: int | None, text: str, photo_ids: list[int],
-                      campaign_id: int | None, banned_words: list[str]) -> Post:
+                      campaign_id: int | None, banned_words: list[str],
+                      video_id: int | None = None) -> Post:
     """A 晒单 of a verified order or sample of the author's own; waits for moderation."""
     if (order_id is None) == (sample_id is None):
         raise InvalidInput("须给出订单或试用装之一 / Give an order or a sample", field="order_id")
@@ -156,9 +161,17 @@ async def create_post(db: AsyncSession, actor: Principal, *, order_id: int | Non
             clean = f"{campaign.hashtag} {clean}"[:MAX_TEXT]
     masked, filtered = mask(clean, banned_words)
     photos = await claim_uploads(db, actor, photo_ids, PURPOSES, make_public=False)
+    if any(p.content_type == "video/mp4" for p in photos):
+        raise InvalidInput("视频请放在 video_id / A video goes in video_id", field="photos")
+    video = None
+    if video_id is not None:
+        [video] = await claim_uploads(db, actor, [video_id], PURPOSES, make_public=False)
+        if video.content_type != "video/mp4":
+            raise InvalidInput("video_id 须为视频 / video_id must be a video", field="video_id")
     post = Post(user_id=actor.user_id, batch_id=batch_id, product_id=product_id,
                 order_id=order_id, sample_id=sample_id, campaign_id=campaign_id, text=masked,
-                filtered=filtered, photos=[p.id for p in photos])
+                filtered=filtered, photos=[p.id for p in photos],
+                video_id=video.id if video is not None else None)
     db.add(post)
     try:
         await db.flush()
@@ -191,7 +204,8 @@ async def decide(db: AsyncSession, actor: Principal, post_id: int, approve: bool
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         raise InvalidState(f"晒单已是 {to.value} / The post is already {to.value}", status=to.value)
     await db.refresh(post)
-    photos = (await db.execute(select(Upload).where(Upload.id.in_(post.photos or [])))).scalars()
+    files = [*(post.photos or []), *([post.video_id] if post.video_id else [])]
+    photos = (await db.execute(select(Upload).where(Upload.id.in_(files)))).scalars()
     for photo in photos:
         photo.public = approve
     batch = await get_batch(db, post.batch_id)
@@ -215,7 +229,8 @@ async def decide(db: AsyncSession, actor: Principal, post_id: int, approve: bool
 
 async def _render(db: AsyncSession, rows: list[tuple[Post, str]], host_id: int | None,
                   with_status: bool = False) -> list[dict[str, Any]]:
-    photo_ids = [pid for post, _n in rows for pid in (post.photos or [])]
+    photo_ids = [pid for post, _n in rows
+                 for pid in (*(post.photos or []), *([post.video_id] if post.video_id else []))]
     names: dict[int, str] = {}
     if photo_ids:
         names = {u.id: u.name for u in (await db.execute(
@@ -230,6 +245,8 @@ async def _render(db: AsyncSession, rows: list[tuple[Post, str]], host_id: int |
             "from_sample": post.sample_id is not None, "verified": True,
             "campaign_id": post.campaign_id,
             "photos": [f"/api/uploads/{names[p]}" for p in (post.photos or []) if p in names],
+            "video": (f"/api/uploads/{names[post.video_id]}"
+                      if post.video_id is not None and post.video_id in names else None),
             "created_at": iso(post.created_at),
         }
         if with_status:

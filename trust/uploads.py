@@ -29,7 +29,8 @@ from commerce.errors import DomainError, Forbidden, NotFound, Unauthorized
 
 # Evidence a buyer or a farm may attach. SVG is deliberately absent (it can carry script).
 ALLOWED_TYPES = ("image/jpeg", "image/png", "image/webp", "application/pdf")
-EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "application/pdf": "pdf"}
+EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "application/pdf": "pdf",
+              "video/mp4": "mp4"}
 PURPOSES = ("qc", "review", "claim", "batch", "cover", "product", "ugc")
 NAME_LENGTH = 64
 
@@ -164,6 +165,30 @@ async def store_upload(
         name=name, owner_id=owner.user_id, purpose=purpose, content_type=kind, size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
     )
+    db.add(upload)
+    await db.flush()
+    return upload
+
+
+def is_mp4(head: bytes) -> bool:
+    """An ISO media file: its first box is `ftyp` (the brand is judged by the probe after)."""
+    return len(head) >= 12 and head[4:8] == b"ftyp"
+
+
+async def store_video(db: AsyncSession, storage: Storage, owner: Principal, data: bytes,
+                      max_bytes: int) -> Upload:
+    """A 晒单's short video: only an MP4 the caller has already probed (server/routes/ugc.py);
+    stored like a photo, under a random name, private until its post is approved."""
+    if len(data) > max_bytes:
+        raise UploadTooLarge(max_bytes=max_bytes)
+    if not data:
+        raise EmptyUpload()
+    if not is_mp4(data[:16]):
+        raise UnsupportedUploadType("只接受 MP4 视频 / Only MP4 video is accepted", allowed=["video/mp4"])
+    name = f"{secrets.token_hex(NAME_LENGTH // 2)}.mp4"
+    await storage.put(name, data)
+    upload = Upload(name=name, owner_id=owner.user_id, purpose="ugc", content_type="video/mp4",
+                    size=len(data), sha256=hashlib.sha256(data).hexdigest())
     db.add(upload)
     await db.flush()
     return upload

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 from datetime import datetime
 
+import av
 from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commerce.accounts import Role
-from commerce.base import check_idempotency_key
+from commerce.base import check_idempotency_key, utcnow
 from commerce.catalog import get_product
-from commerce.errors import NotFound
+from commerce.errors import DomainError, NotFound, RateLimited
 from commerce.live_sessions import LiveSession, ensure_staff_of, get_session
 from commerce.orders import Order
+from media.probe import ProbeResult, probe
 from realtime.questions import Question
 from server.api import PUBLIC, Api, Id, json_response, path_int, principal, read_json
-from server.keys import database_key
-from server.trust_keys import room_words_key
-from trust import perks, points, trace, ugc
+from server.keys import database_key, redis_key
+from server.routes.trust import CHUNK, UPLOADS_PER_HOUR
+from server.trust_keys import room_words_key, upload_storage_key
+from trust import perks, points, trace, ugc, uploads
 from trust.samples import Sample
 
 api = Api()
@@ -34,6 +39,7 @@ class PostBody(BaseModel):
     text: str = Field(min_length=1, max_length=ugc.MAX_TEXT)
     photos: list[Id] = Field(min_length=1, max_length=ugc.MAX_PHOTOS)
     campaign_id: Id | None = None
+    video_id: Id | None = None
 
 
 class CampaignBody(BaseModel):
@@ -64,6 +70,63 @@ async def _banned_words(request: web.Request, host_id: int) -> list[str]:
     return await request.app[room_words_key](room)
 
 
+class InvalidVideo(DomainError):
+    code = "invalid_video"
+    status = 415
+    default_message = "视频无法读取 / The video could not be read"
+
+
+def _probe_video(data: bytes) -> ProbeResult:
+    """Read the container with the media prober (PyAV, as ffprobe would) from a temporary file."""
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as handle:
+        handle.write(data)
+        handle.flush()
+        return probe(handle.name, timeout_s=10.0)
+
+
+@api.route("POST", "/api/ugc/videos", summary="Upload a 晒单's short video: the MP4 bytes as the "
+           "body (≤ 20 MB, ≤ 60 s, a video stream: checked by probing it); private until its post "
+           "is approved", tag="ugc", request_content_type="video/mp4",
+           responses={201: "Stored", 413: "upload_too_large",
+                      415: "unsupported_upload_type | invalid_video"})
+async def create_video(request: web.Request) -> web.Response:
+    limit = ugc.MAX_VIDEO_BYTES
+    if request.content_length is not None and request.content_length > limit:
+        raise uploads.UploadTooLarge(max_bytes=limit)
+    who = principal(request)
+    # Videos count against the same hourly upload allowance as photos (server/routes/trust.py).
+    key = f"uploads:rate:{who.user_id}:{int(utcnow().timestamp()) // 3600}"
+    async with request.app[redis_key].pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, 3700)
+        used = int((await pipe.execute())[0])
+    if used > UPLOADS_PER_HOUR:
+        raise RateLimited(limit=UPLOADS_PER_HOUR, retry_after=3600 - int(utcnow().timestamp()) % 3600)
+    buf = bytearray()
+    async for chunk in request.content.iter_chunked(CHUNK):
+        buf += chunk
+        if len(buf) > limit:
+            raise uploads.UploadTooLarge(max_bytes=limit)
+    data = bytes(buf)
+    if not uploads.is_mp4(data[:16]):
+        raise uploads.UnsupportedUploadType("只接受 MP4 视频 / Only MP4 video is accepted",
+                                            allowed=["video/mp4"])
+    try:
+        found = await asyncio.to_thread(_probe_video, data)
+    except (av.FFmpegError, OSError, ValueError, AssertionError):
+        raise InvalidVideo() from None
+    if found.video_codec is None or found.video_packets == 0:
+        raise InvalidVideo("没有视频画面 / No video stream")
+    if found.duration_s > ugc.MAX_VIDEO_S:
+        raise InvalidVideo(f"视频最长 {ugc.MAX_VIDEO_S} 秒 / At most {ugc.MAX_VIDEO_S} seconds",
+                           max_seconds=ugc.MAX_VIDEO_S)
+    async with request.app[database_key].session() as db:
+        video = await uploads.store_video(db, request.app[upload_storage_key], who, data, limit)
+        body = {**video.public_dict(), "duration_s": round(found.duration_s, 1),
+                "width": found.width, "height": found.height}
+    return json_response(body, status=201)
+
+
 # --- posts -----------------------------------------------------------------------------------
 
 @api.route("POST", "/api/ugc/posts", summary="Write a 晒单 from your picked-up order or trial "
@@ -79,7 +142,8 @@ async def create_post(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
         post = await ugc.create_post(db, who, order_id=body.order_id, sample_id=body.sample_id,
                                      text=body.text, photo_ids=body.photos,
-                                     campaign_id=body.campaign_id, banned_words=words)
+                                     campaign_id=body.campaign_id, banned_words=words,
+                                     video_id=body.video_id)
         data = {"id": post.id, "status": post.status, "text": post.text,
                 "filtered": post.filtered, "batch_id": post.batch_id}
     return json_response(data, status=201)

@@ -1,6 +1,6 @@
 // Write a 晒单 from My orders: a picked-up order (?order=) or a trial sample (?sample=). Photos
 // are checked by the server (type by content, size); the post waits for an assistant.
-import { api, requireLogin } from "./api.js";
+import { ApiError, api, requireLogin, token } from "./api.js";
 import { upload } from "./backoffice.js";
 import { $, h, localTime } from "./dom.js";
 import { t } from "./i18n.js";
@@ -22,6 +22,23 @@ function target() {
   if (Number.isInteger(order) && order > 0) return { order_id: order };
   if (Number.isInteger(sample) && sample > 0) return { sample_id: sample };
   return null;
+}
+
+/** The clip's bytes as the body: the server probes it (MP4, a video stream, ≤ 60 s). */
+async function uploadVideo(file) {
+  let response;
+  try {
+    response = await fetch("/api/ugc/videos", { method: "POST", body: file,
+      headers: { Authorization: `Bearer ${token()}`, Accept: "application/json", "Content-Type": "video/mp4" } });
+  } catch (err) {
+    throw new ApiError(0, "network", String(err));
+  }
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = (data && data.error) || {};
+    throw new ApiError(response.status, error.code || `http_${response.status}`, error.message, error);
+  }
+  return data;
 }
 
 async function main() {
@@ -55,8 +72,11 @@ async function main() {
       const photos = [];
       for (const file of files) photos.push((await upload(file, "ugc")).id);
       const campaign = Number($("#ugc-campaign").value) || null;
+      const clip = $("#ugc-video").files[0];
+      const video = clip ? await uploadVideo(clip) : null;
       const post = await api("/api/ugc/posts", { method: "POST", body: {
-        ...ref, text: $("#ugc-text").value.trim(), photos, ...(campaign ? { campaign_id: campaign } : {}) } });
+        ...ref, text: $("#ugc-text").value.trim(), photos, ...(campaign ? { campaign_id: campaign } : {}),
+        ...(video ? { video_id: video.id } : {}) } });
       form.hidden = true;
       say(t(post.filtered ? "ugc_sent_filtered" : "ugc_sent"), true);
     } catch (err) {

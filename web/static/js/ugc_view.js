@@ -17,6 +17,8 @@ export function postCard(post) {
     h("p", { class: "ugc-text", text: post.text || "" }),
     (post.photos || []).length ? h("div", { class: "ugc-photos" }, post.photos.slice(0, 9).map((src) =>
       h("img", { src, alt: t("ugc_photo"), loading: "lazy", width: "96", height: "96" }))) : null,
+    post.video ? h("video", { class: "ugc-video", src: post.video, controls: true, preload: "metadata",
+      playsinline: true, "aria-label": t("ugc_video") }) : null,
     post.created_at ? h("p", { class: "muted", text: localTime(post.created_at) }) : null);
 }
 
