@@ -203,6 +203,16 @@ async def test_sample_post_approved_in_trace_points_once(tmp_path: Path, redis_u
         await _no_overflow(trace)
         await kit.shot(trace, "post_in_trace")
 
+        # And on the product's card in 老张's live room, in its trust sheet.
+        await kit.rest.call("POST", f"/api/sessions/{world['session']}/pin", host.token,
+                            json={"product_id": world["product"]})
+        room = await kit.page(None, f"/live/{world['session']}")
+        await room.locator("#pin-card #open-trust").click(timeout=20_000)
+        sheet = room.locator("#trust-sheet")
+        await sheet.locator(".ugc-post", has_text="汁水很多").wait_for(timeout=20_000)
+        assert await sheet.locator(".ugc-post .koc-badge").text_content() == "品鉴官"
+        await kit.shot(room, "post_in_trust_sheet")
+
         # Her public page shows the post and the badge, nothing private.
         profile = await kit.page(None, f"/u/{liayi.id}")
         await profile.locator(".ugc-post", has_text="汁水很多").wait_for()
