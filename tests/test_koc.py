@@ -21,6 +21,7 @@ from realtime import questions
 from server.keys import database_key
 from server.realtime_component import hub_key
 from tests.conftest import Api
+from tests.realtime_support import connect, make_room
 from tests.trust_support import (
     JPEG,
     Farm,
@@ -463,3 +464,41 @@ async def test_a_short_video_is_probed_and_shown_with_the_post(api: Api, tmp_pat
     assert archive["items"][0]["video"] == video["url"]
     served = await api.client.get(video["url"])
     assert served.status == 200 and served.content_type == "video/mp4"
+
+
+async def test_badge_rides_in_comment_and_question_author_info(api: Api) -> None:
+    """Over real sockets: a member's comments and questions carry `badge` in the author info of
+    her host's room; everyone else's author info stays exactly {id, name, role}."""
+    room = await make_room(api)
+    resp = await api.client.post("/api/koc/programmes", json={"title": "品鉴官", "quota": 2},
+                                 headers=api.auth(room.host))
+    programme_id = (await resp.json())["id"]
+    applied = await (await api.client.post(f"/api/koc/programmes/{programme_id}/apply", json={},
+                                           headers=api.auth(room.viewer))).json()
+    resp = await api.client.post(f"/api/koc/applications/{applied['id']}/select",
+                                 headers=api.auth(room.host))
+    assert resp.status == 200
+    _aid, assistant = await api.user("assistant")
+    _oid, other = await api.user("viewer")
+    live = {"session_id": room.session_id}
+    member = await connect(room.url, "/live", {**live, "token": room.viewer})
+    plain = await connect(room.url, "/live", {**live, "token": other})
+    mod = await connect(room.url, "/moderation", {**live, "token": assistant})
+    try:
+        assert (await member.call("comment", {"text": "好甜"}))["ok"]
+        assert (await plain.call("comment", {"text": "想买"}))["ok"]
+        seen = await plain.wait(lambda: len(plain.comments()) >= 2 and plain.comments())
+        users = {c["text"]: c["user"] for c in seen}
+        assert users["好甜"] == {"id": room.viewer_id, "name": users["好甜"]["name"],
+                                "role": "viewer", "badge": "品鉴官"}
+        assert set(users["想买"]) == {"id", "name", "role"}
+        asked = await member.call("question", {"text": "有大果吗"})
+        held = await mod.wait(lambda: [q for q in mod.of("question") if q["id"] == asked["question_id"]])
+        assert held[0]["user"]["badge"] == "品鉴官"
+        assert (await mod.call("approve", {"question_id": asked["question_id"]}))["ok"]
+        public = await plain.wait(lambda: [q for q in plain.of("question")
+                                           if q.get("id") == asked["question_id"]])
+        assert public[0]["user"]["badge"] == "品鉴官"
+    finally:
+        for socket in (member, plain, mod):
+            await socket.close()
