@@ -502,3 +502,54 @@ async def test_badge_rides_in_comment_and_question_author_info(api: Api) -> None
     finally:
         for socket in (member, plain, mod):
             await socket.close()
+
+
+async def test_campaign_hashtag_and_reward(api: Api) -> None:
+    farm = await make_farm(api)
+    await pin(farm)
+    uid, token, order_id = await bought_and_picked_up(farm)
+    now = datetime.now(UTC)
+    resp = await api.client.post("/api/ugc/campaigns", json={
+        "title": "源牧日记", "hashtag": "#我的源牧日记#", "starts_at": (now - timedelta(days=1)).isoformat(),
+        "ends_at": (now + timedelta(days=7)).isoformat(), "reward_points": 50,
+        "reward_text": "送一盒鸡蛋"}, headers=api.auth(farm.host))
+    assert resp.status == 201, await resp.text()
+    campaign = await resp.json()
+    assert campaign["hashtag"] == "#我的源牧日记#"
+    resp = await api.client.post("/api/ugc/campaigns", json={
+        "title": "旧的", "hashtag": "旧话题", "starts_at": (now - timedelta(days=9)).isoformat(),
+        "ends_at": (now - timedelta(days=2)).isoformat()}, headers=api.auth(farm.host))
+    ended = await resp.json()
+    photo = (await (await upload(api, token, JPEG, "ugc")).json())["id"]
+    resp = await api.client.post("/api/ugc/posts", json={
+        "order_id": order_id, "text": "好吃", "photos": [photo], "campaign_id": ended["id"]},
+        headers=api.auth(token))
+    assert resp.status == 409 and (await resp.json())["error"]["reason"] == "campaign_closed"
+    resp = await api.client.post("/api/ugc/posts", json={
+        "order_id": order_id, "text": "好吃", "photos": [photo], "campaign_id": campaign["id"]},
+        headers=api.auth(token))
+    post = await resp.json()
+    assert resp.status == 201 and post["text"] == "#我的源牧日记# 好吃", post
+    _aid, assistant = await api.user("assistant")
+    await api.client.post(f"/api/ugc/posts/{post['id']}/approve", headers=api.auth(assistant))
+    assert await _balance(api, uid) == 50
+    # Hidden after all: the points go back.
+    resp = await api.client.post(f"/api/ugc/posts/{post['id']}/hide", headers=api.auth(assistant))
+    assert resp.status == 200 and await _balance(api, uid) == 0
+    assert (await (await api.client.get(f"/api/batches/{farm.batch_code}/ugc")).json())["items"] == []
+
+
+async def test_a_community_programme_is_its_hosts_own(api: Api) -> None:
+    farm = await make_farm(api)
+    _oid, other = await api.user("host")
+    resp = await api.client.post("/api/communities", json={"name": f"翠湖-{uuid.uuid4().hex[:6]}"},
+                                 headers=api.auth(other))
+    community = (await resp.json())["id"]
+    resp = await api.client.post("/api/koc/programmes", json={
+        "title": "翠湖品鉴官", "quota": 3, "community_id": community}, headers=api.auth(farm.host))
+    assert resp.status == 403
+    resp = await api.client.post("/api/koc/programmes", json={
+        "title": "翠湖品鉴官", "quota": 3, "community_id": community}, headers=api.auth(other))
+    assert resp.status == 201
+    listed = await (await api.client.get(f"/api/koc/programmes?community_id={community}")).json()
+    assert [p["title"] for p in listed["items"]] == ["翠湖品鉴官"]
