@@ -138,10 +138,17 @@ async def spend(db: AsyncSession, user_id: int, key: str, cost: int, reason: str
         update(PointBalance).where(PointBalance.user_id == user_id, PointBalance.balance >= cost)
         .values(balance=PointBalance.balance - cost).execution_options(synchronize_session=False))
     if taken.rowcount != 1:  # type: ignore[attr-defined]
+        # The same spend sent at once may have taken the points while this one waited.
+        if (await db.execute(select(PointRow.id).where(PointRow.fact_key == f"spend:{key}"))).first():
+            return False
         raise NotEnoughPoints(cost=cost)
     if not await _write(db, user_id, f"spend:{key}", -cost, "spend", reason):
-        # The same spend key raced in: this transaction's decrement is undone with it.
-        raise DomainError("重复的兑换 / Duplicate redemption")
+        # The same spend, sent twice at once, was written by the other request: this one is its
+        # retry. Its decrement is given back in the same transaction.
+        await db.execute(update(PointBalance).where(PointBalance.user_id == user_id)
+                         .values(balance=PointBalance.balance + cost)
+                         .execution_options(synchronize_session=False))
+        return False
     return True
 
 
