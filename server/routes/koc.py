@@ -177,6 +177,7 @@ async def reject(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     who = principal(request)
     async with request.app[database_key].session() as db:
+        await points.expire_due(db, who.user_id)
         data = {"memberships": await koc.mine(db, who.user_id),
                 "samples": await samples.mine(db, who.user_id),
                 "posts": await ugc.mine(db, who.user_id),

@@ -1,6 +1,6 @@
 // Assistants approve or hide 晒单. Approval publishes the post in its batch's trust archive
 // and earns its author points (once, whatever is clicked twice); hiding takes them back.
-import { api, currentUser, requireLogin } from "./api.js";
+import { api, currentUser, requireLogin, token } from "./api.js";
 import { $, h } from "./dom.js";
 import { t } from "./i18n.js";
 import { mountShell } from "./shell.js";
@@ -14,8 +14,22 @@ function say(text, ok) {
   out.className = ok ? "ok" : "error";
 }
 
+/** A waiting 晒单's files are private until approval: fetched with the token into blob: URLs
+ * (an <img> or <video> sends no Authorization header). */
+function privateMedia(li) {
+  for (const el of li.querySelectorAll(".ugc-photos img, video.ugc-video")) {
+    const url = el.getAttribute("src");
+    el.removeAttribute("src");
+    fetch(url, { headers: { Authorization: `Bearer ${token()}` } })
+      .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(`HTTP ${r.status}`))))
+      .then((blob) => { el.src = URL.createObjectURL(blob); })
+      .catch(() => { el.hidden = true; });
+  }
+}
+
 function row(post) {
   const li = postCard(post);
+  if (post.status !== "approved") privateMedia(li);
   if (post.filtered) li.append(h("p", { class: "muted", text: t("ugc_was_filtered") }));
   const bar = h("div", { class: "toolbar" });
   const act = (action, label, cls) => {
