@@ -183,8 +183,9 @@ async def test_sample_post_approved_in_trace_points_once(tmp_path: Path, redis_u
         item = moderation.locator(f".ugc-post[data-id='{post_id}']")
         await item.locator(".ugc-text", has_text="汁水很多").wait_for()
         # The photo is private until approval: the assistant's page fetches it with her token.
+        photo = f".ugc-post[data-id='{post_id}'] .ugc-photos img"
         await moderation.wait_for_function(
-            f"() => {{ const img = document.querySelector(\".ugc-post[data-id='{post_id}'] .ugc-photos img\");"
+            f"() => {{ const img = document.querySelector(\"{photo}\");"
             " return img && img.complete && img.naturalWidth > 0; }")
         await kit.shot(moderation, "moderation_queue")
         assert await kit.axe(moderation, "ugc_moderate") == []
