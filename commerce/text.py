@@ -7,6 +7,7 @@ came in. Both checks live here, in the pure domain package both sides may import
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -37,3 +38,14 @@ def has_unstorable_text(data: Any) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return False
+
+
+def mask(text: str, words: list[str]) -> tuple[str, bool]:
+    """Replace banned words (case-insensitive) with asterisks; says whether anything changed.
+
+    The one rule for every neighbour's text: live comments and questions, and 晒单 posts."""
+    masked = text
+    for word in sorted(words, key=len, reverse=True):
+        if word:
+            masked = re.sub(re.escape(word), "*" * len(word), masked, flags=re.IGNORECASE)
+    return masked, masked != text

@@ -20,6 +20,7 @@ from commerce.accounts import Principal, Role
 from commerce.errors import InvalidInput, InvalidState, Unauthorized
 from commerce.event_payloads import ProductPinned, ProductUnpinned
 from commerce.events import DomainEvent, EventBus
+from commerce.text import mask
 from infra.database import Database
 from realtime import questions
 from realtime.hub import Hub
@@ -33,10 +34,10 @@ from realtime.moderation import (
     MAX_WORD_CHARS,
     clean_text,
     ensure_may_sanction,
-    mask,
     on_the_wire,
 )
 from realtime.state import now_ms, stamped
+from trust.programmes import badges_for
 
 MOD = "/moderation"
 log = logging.getLogger(__name__)
@@ -73,6 +74,16 @@ def reason_field(data: dict[str, Any]) -> str:
 class Actor:
     principal: Principal | None
     name: str
+    # The 品鉴官 badge of the room host's programme, read when the socket joined.
+    badge: str | None = None
+
+    def author(self, who: Principal) -> dict[str, Any]:
+        """The author info every comment and question carries; `badge` only for members, so
+        everyone else's stays exactly {id, name, role}."""
+        info: dict[str, Any] = {"id": who.user_id, "name": self.name, "role": who.role.value}
+        if self.badge:
+            info["badge"] = self.badge
+        return info
 
     def user(self) -> Principal:
         if self.principal is None:
@@ -123,7 +134,7 @@ class RoomActions:
         comment_id = secrets.token_hex(6)
         appended = await self.hub.history.append(room, {
             "ev": "comment", "id": comment_id,
-            "user": {"id": who.user_id, "name": actor.name, "role": who.role.value},
+            "user": actor.author(who),
             "text": text, "ts": now_ms(),
         })
         await self._count(room, who, audience.Interaction.COMMENT)
@@ -137,6 +148,8 @@ class RoomActions:
         async with self.db.session() as db:
             question = await questions.ask(db, room, who.user_id, actor.name, text)
             public = question.public_dict()
+        if actor.badge:
+            public["user"]["badge"] = actor.badge
         await self._mod_emit(room, "question", public)
         await self._count(room, who, audience.Interaction.QUESTION)
         return {"question_id": public["id"], "status": public["status"], "filtered": filtered}
@@ -281,6 +294,11 @@ class RoomActions:
                     pinned = await questions.pin(db, room, question_id)
                     changed = [pinned] if pinned else []
             public = [q.public_dict() for q in changed]
+            host_id = (await live_sessions.get_session(db, room)).host_id
+            badges = await badges_for(db, [q.user_id for q in changed], host_id)
+            for item in public:
+                if item["user"]["id"] in badges:
+                    item["user"]["badge"] = badges[item["user"]["id"]]
         for item in public:
             await self._mod_emit(room, "question", item)
             # Viewers see approved questions in full; of a rejected or merged one only that it

@@ -30,6 +30,7 @@ from realtime.hub import Hub
 from realtime.moderation import MAX_COMMENT_CHARS, MAX_QUESTION_CHARS, wire_time
 from realtime.state import now_ms, read_snapshot, stamped, wire_comment
 from realtime.transport import Frame
+from trust.programmes import badge_for
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +99,16 @@ class LiveNamespace(GuardedNamespace):
         room = session_id_from(auth)
         principal = principal_from(self.tokens, auth, required=False)
         name = ""
+        badge = None
         try:
             async with self.db.session() as db:
-                await live_sessions.get_session(db, room)
+                session = await live_sessions.get_session(db, room)
                 if principal is not None:
                     user = await accounts.get_user(db, principal.user_id)
                     if user.disabled:
                         raise refuse("unauthorized", "账号已停用 / Account disabled")
                     name = user.display_name or user.username
+                    badge = await badge_for(db, principal.user_id, session.host_id)
         except NotFound:
             raise refuse("not_found", "直播不存在 / No such live session") from None
         if principal is not None:
@@ -118,7 +121,7 @@ class LiveNamespace(GuardedNamespace):
         if socket is None:
             raise refuse("gone", "连接已断开 / Connection closed")
         member = Member(sid, room, socket, principal)
-        self._actors[sid] = (room, Actor(principal, name))
+        self._actors[sid] = (room, Actor(principal, name, badge))
         self._ips[sid] = ip
         self.hub.connected[LIVE] += 1
         if principal is not None:

@@ -122,15 +122,6 @@ def clean_text(raw: Any, limit: int) -> str:
     return text
 
 
-def mask(text: str, words: list[str]) -> tuple[str, bool]:
-    """Replace banned words (case-insensitive) with asterisks; says whether anything changed."""
-    masked = text
-    for word in sorted(words, key=len, reverse=True):
-        if word:
-            masked = re.sub(re.escape(word), "*" * len(word), masked, flags=re.IGNORECASE)
-    return masked, masked != text
-
-
 class Moderation:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis

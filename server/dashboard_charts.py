@@ -41,11 +41,16 @@ TITLES: dict[str, tuple[str, str]] = {
     "group_buys_by_community": ("各小区拼团成功率", "Group-buy success by community"),
     "referral_share": ("新买家中邻居推荐的比例", "New buyers who came through a neighbour"),
     "commission": ("推荐佣金", "Referral commission"),
+    "ugc_rate_by_batch": ("各批次晒单率", "Post rate by batch"),
+    "ugc_per_batch": ("各批次晒单数", "Posts per batch"),
 }
+# The 品鉴官 figures' charts (trust/koc_metrics.py).
+KOC_CHARTS = ("ugc_rate_by_batch", "ugc_per_batch")
 SCOPE_NAMES: dict[str, tuple[str, str]] = {
     "session": ("按场次", "by session"), "farm": ("按农场", "by farm"),
     "community": ("按小区", "by community"), "month": ("按月", "by month"),
     "status": ("按状态", "by status"),
+    "batch": ("按批次", "by batch"),
 }
 NO_DATA = ("暂无数据", "No data")
 STATUS_NAMES = {"pending": "待确认", "due": "可结算", "paid": "已结算", "reversed": "已冲回"}
@@ -97,7 +102,7 @@ def yuan(value: float) -> str:
 def formatter(name: str) -> Callable[[float], str]:
     if name in ("gmv_fen", "average_order_value_fen", "commission"):
         return yuan
-    if name in ("nps", "nps_trend"):
+    if name in ("nps", "nps_trend", "ugc_per_batch"):
         return lambda v: f"{v:.0f}"
     return percent
 
@@ -184,4 +189,9 @@ def figure_items(name: str, data: dict[str, Any]) -> tuple[list[tuple[str, float
     if name == "commission":
         return [(STATUS_NAMES.get(r["status"], r["status"]), r["amount_fen"])
                 for r in data["commission"]], "status"
+    if name == "ugc_rate_by_batch":
+        return ([(f"{r['label']} · {r['picked_up']}", r["ugc_rate"]) for r in data["koc"]["ugc_by_batch"]],
+                "batch")
+    if name == "ugc_per_batch":
+        return [(r["label"], float(r["posts"])) for r in data["koc"]["ugc_by_batch"]], "batch"
     raise KeyError(name)

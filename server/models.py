@@ -22,4 +22,17 @@ from commerce import (  # noqa: F401
 from commerce.flash_sale import sales  # noqa: F401
 from media import replay_model  # noqa: F401
 from realtime import questions  # noqa: F401
-from trust import claims, evidence, nps, qc, reviews, trace, uploads  # noqa: F401
+from trust import (  # noqa: F401
+    claims,
+    evidence,
+    nps,
+    perks,
+    points,
+    programmes,
+    qc,
+    reviews,
+    samples,
+    trace,
+    ugc,
+    uploads,
+)

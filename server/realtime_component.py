@@ -31,6 +31,7 @@ from server.rate_limits import rate_limiter_key
 from server.revocations import revocations_key
 from server.routes import realtime as realtime_routes
 from server.routes.realtime import actions_key
+from server.trust_keys import room_words_key
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ def setup(app: web.Application, api: Api) -> None:
         # A long-poll landing in another process is forwarded to the one holding its session.
         tag_session_ids(hub.sio.eio, app[cluster_key].me.process_id)
     app[hub_key] = hub
+
+    async def room_words(room: int) -> list[str]:
+        return list((await hub.moderation.status(room)).get("banned_words") or [])
+
+    app[room_words_key] = room_words
     register_metrics(hub, app[metrics_key])
     api.operations.extend(realtime_routes.api.operations)
     app.cleanup_ctx.append(realtime_ctx)

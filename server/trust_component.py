@@ -14,7 +14,7 @@ from commerce import audience
 from commerce.accounts import Principal, Role
 from commerce.base import utcnow
 from commerce.catalog import Batch, Product, ProductPin, find_batch
-from commerce.event_payloads import OrderPaid, ProductPinned, SessionEnded
+from commerce.event_payloads import OrderPaid, OrderRefunded, ProductPinned, SessionEnded
 from commerce.events import DomainEvent
 from commerce.orders import Order
 from commerce.payments import SimulatedProvider
@@ -23,10 +23,12 @@ from server.commerce_keys import checkout_key
 from server.demo import DEMO_PRODUCTS, DemoInfo, DemoProduct, demo_seeders_key
 from server.keys import database_key, events_key, redis_key, settings_key
 from server.routes import dashboard as dashboard_routes
+from server.routes import koc as koc_routes
 from server.routes import trust as trust_routes
 from server.routes import trust_after_sales
+from server.routes import ugc as ugc_routes
 from server.trust_keys import refunder_key, trace_signer_key, upload_storage_key
-from trust import claims, qc, trace
+from trust import claims, points, qc, trace
 from trust.claims_refunds import ProviderRefunder
 from trust.evidence import evidence_for
 from trust.trace_signing import TraceSigner
@@ -40,7 +42,8 @@ def setup(app: web.Application, api: Api) -> None:
     settings = app[settings_key]
     app[trace_signer_key] = TraceSigner(settings.secret_key.get_secret_value())
     app[upload_storage_key] = LocalDiskStorage(settings.data_dir / "uploads")
-    for table in (trust_routes.api, trust_after_sales.api, dashboard_routes.api):
+    for table in (trust_routes.api, trust_after_sales.api, dashboard_routes.api, koc_routes.api,
+                  ugc_routes.api):
         api.operations.extend(table.operations)
     app.cleanup_ctx.append(trust_ctx)
     app[demo_seeders_key].append(seed_demo_trust)
@@ -66,8 +69,13 @@ async def trust_ctx(app: web.Application) -> AsyncIterator[None]:
         elif isinstance(payload, SessionEnded) and event.session_id is not None:
             async with app[database_key].session() as db:
                 await audience.freeze(db, app[redis_key], event.session_id)
+        elif isinstance(payload, OrderRefunded):
+            # Points that stood on the order go back (once: `reverse:<fact>` is unique).
+            async with app[database_key].session() as db:
+                await points.reverse_for_order(db, payload.order_id, "订单退款 / order refunded")
 
-    unsubscribe = app[events_key].subscribe(on_event, kinds=("order_paid", "product_pinned", "session_ended"))
+    unsubscribe = app[events_key].subscribe(on_event, kinds=(
+        "order_paid", "product_pinned", "session_ended", "order_refunded"))
     try:
         yield
     finally:

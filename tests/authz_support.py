@@ -92,6 +92,8 @@ class World:
     other_assistant: int = 0  # sanction targets: an assistant and an admin other than the actors
     other_admin: int = 0
     chart_url: str = ""
+    programme_a: int = 0  # host A's 品鉴官 programme
+    application_a: int = 0  # the viewer's application to it, waiting
 
     @property
     def client(self) -> TestClient[Any, Any]:
@@ -302,6 +304,10 @@ async def seed_world(api: Api) -> World:
     async with api.app[database_key].session() as db:
         asked = await questions.ask(db, w.session_a, w.ids["viewer"], "邻居", "能送到小区门口吗?")
         w.question = asked.id
+    w.programme_a = (await _ok(await post("/api/koc/programmes", json={
+        "title": "矩阵品鉴官", "quota": 3}, headers=h_a), 201))["id"]
+    w.application_a = (await _ok(await post(f"/api/koc/programmes/{w.programme_a}/apply",
+                                            json={}, headers=w.headers("viewer")), 201))["id"]
     board = await _ok(await get("/api/dashboard", headers=h_a))
     w.chart_url = str(next(iter(board["charts"].values())))
     return w

@@ -170,9 +170,9 @@ async def test_staff_menu_on_a_phone(tmp_path: Path, redis_url: str, redis_clien
         assert await page.evaluate("() => document.activeElement.id") == "nav-toggle"
 
         await toggle.click()
-        assert await _menu_links(page) == ["/", "/replays", "/orders", "/invites", "/communities",
-                                           "/pickup", "/studio", "/catalog", "/claims", "/reviews",
-                                           "/referrals", "/commissions"]
+        assert await _menu_links(page) == ["/", "/replays", "/orders", "/koc", "/invites",
+                                           "/communities", "/pickup", "/studio", "/catalog",
+                                           "/claims", "/reviews", "/referrals", "/commissions"]
         assert await page.locator("#nav-links a[aria-current=page]").get_attribute("href") == "/studio"
         await kit.shot(page, "menu_open")
         assert await kit.axe(page, "menu_open") == []
@@ -194,11 +194,11 @@ async def test_staff_menu_on_a_phone(tmp_path: Path, redis_url: str, redis_clien
         # Each role sees only the pages it may use.
         helper = await kit.page(assistant, "/pickup")
         await helper.locator("#nav-toggle").wait_for()
-        assert await _menu_links(helper) == ["/", "/replays", "/orders", "/pickup", "/claims",
-                                             "/reviews", "/referrals"]
+        assert await _menu_links(helper) == ["/", "/replays", "/orders", "/koc", "/pickup",
+                                             "/claims", "/reviews", "/referrals"]
         neighbour = await kit.page(viewer, "/")
         await neighbour.locator("#nav-toggle").wait_for()
-        assert await _menu_links(neighbour) == ["/", "/replays", "/orders", "/referrals"]
+        assert await _menu_links(neighbour) == ["/", "/replays", "/orders", "/koc", "/referrals"]
 
         # A laptop shows the links inline, no menu button.
         laptop = await kit.page(host, "/studio", viewport={"width": 1280, "height": 800})

@@ -45,6 +45,7 @@ from commerce.live_sessions import LiveSession
 from commerce.locks import lock_row
 from commerce.orders import Order, OrderTransition
 from commerce.refunds import MoneyOut, Refund, on_finish, refund_key
+from trust import points
 from trust.claims_refunds import Refunder
 from trust.evidence import fulfilled_order
 from trust.trace_signing import iso
@@ -363,6 +364,8 @@ async def _approve(
     claim.decided_by = actor.user_id if actor else None
     claim.decision_note = note[:500]
     claim.responded_at = utcnow()
+    # Money went back on this order: the trust points it earned go back in the same commit.
+    await points.reverse_for_order(db, order.id, f"售后退款 / refund (claim {claim.id})")
     await db.flush()
     claim.refund_ref = await refunder.pay(db, refund)
     if transfer is not None:

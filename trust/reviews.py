@@ -18,14 +18,18 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.accounts import Principal, User
 from commerce.base import Base, utcnow
+from commerce.catalog import Product
 from commerce.errors import Conflict, InvalidInput
+from trust import points
 from trust.evidence import fulfilled_order
+from trust.programmes import badges_for
 from trust.trace_signing import iso
 from trust.uploads import Upload, claim_uploads
 
 MAX_TEXT = 1000
 MAX_PHOTOS = 6
 MAX_REPLY = 500
+FIRST_REVIEW_POINTS = 10
 
 
 class Review(Base):
@@ -90,6 +94,11 @@ async def create_review(
     except IntegrityError:
         raise Conflict("该订单已评价 / This order is already reviewed",
                        reason="already_reviewed") from None
+    if review.batch_id is not None:
+        # The first review of a batch by this neighbour earns points, once however many orders.
+        await points.award(db, actor.user_id, f"first_review:{review.batch_id}:{actor.user_id}",
+                           FIRST_REVIEW_POINTS, "首次评价该批次 / first review of a batch",
+                           order_id=order_id)
     return review
 
 
@@ -124,10 +133,18 @@ async def archive(
             select(Upload).where(Upload.id.in_(photo_ids))
         )).scalars()}
     replies = await replies_for(db, [review.id for review, _name in rows])
+    owners = {pid: owner for pid, owner in await db.execute(
+        select(Product.id, Product.owner_id).where(
+            Product.id.in_({review.product_id for review, _n in rows})))}
+    badges: dict[tuple[int, int], str] = {}
+    for owner in set(owners.values()):
+        found = await badges_for(db, [review.user_id for review, _n in rows], owner)
+        badges |= {(owner, user): badge for user, badge in found.items()}
     reviews = [
         {
             "id": review.id, "stars": review.stars, "text": review.text,
-            "buyer": _mask(name), "verified_purchase": True, "order_id": review.order_id,
+            "buyer": mask_name(name), "verified_purchase": True, "order_id": review.order_id,
+            "badge": badges.get((owners.get(review.product_id, 0), review.user_id)),
             "product_id": review.product_id, "batch_id": review.batch_id,
             "session_id": review.session_id,
             "photos": [f"/api/uploads/{names[p]}" for p in (review.photos or []) if p in names],
@@ -142,6 +159,6 @@ async def archive(
             "next": str(after) if after is not None else None}
 
 
-def _mask(name: str) -> str:
+def mask_name(name: str) -> str:
     """Neighbours see "李**" rather than a full name: verified, but not exposed."""
     return (name[:1] + "**") if name else "**"

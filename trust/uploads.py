@@ -23,14 +23,15 @@ from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from commerce.accounts import Principal
+from commerce.accounts import Principal, Role
 from commerce.base import Base, as_utc, utcnow
 from commerce.errors import DomainError, Forbidden, NotFound, Unauthorized
 
 # Evidence a buyer or a farm may attach. SVG is deliberately absent (it can carry script).
 ALLOWED_TYPES = ("image/jpeg", "image/png", "image/webp", "application/pdf")
-EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "application/pdf": "pdf"}
-PURPOSES = ("qc", "review", "claim", "batch", "cover", "product")
+EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "application/pdf": "pdf",
+              "video/mp4": "mp4"}
+PURPOSES = ("qc", "review", "claim", "batch", "cover", "product", "ugc")
 NAME_LENGTH = 64
 
 
@@ -169,6 +170,30 @@ async def store_upload(
     return upload
 
 
+def is_mp4(head: bytes) -> bool:
+    """An ISO media file: its first box is `ftyp` (the brand is judged by the probe after)."""
+    return len(head) >= 12 and head[4:8] == b"ftyp"
+
+
+async def store_video(db: AsyncSession, storage: Storage, owner: Principal, data: bytes,
+                      max_bytes: int) -> Upload:
+    """A 晒单's short video: only an MP4 the caller has already probed (server/routes/ugc.py);
+    stored like a photo, under a random name, private until its post is approved."""
+    if len(data) > max_bytes:
+        raise UploadTooLarge(max_bytes=max_bytes)
+    if not data:
+        raise EmptyUpload()
+    if not is_mp4(data[:16]):
+        raise UnsupportedUploadType("只接受 MP4 视频 / Only MP4 video is accepted", allowed=["video/mp4"])
+    name = f"{secrets.token_hex(NAME_LENGTH // 2)}.mp4"
+    await storage.put(name, data)
+    upload = Upload(name=name, owner_id=owner.user_id, purpose="ugc", content_type="video/mp4",
+                    size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    db.add(upload)
+    await db.flush()
+    return upload
+
+
 async def find_upload(db: AsyncSession, name: str) -> Upload:
     if not _valid_name(name):
         raise NotFound("文件不存在 / No such file")
@@ -183,7 +208,13 @@ def may_read(upload: Upload, who: Principal | None) -> bool:
 
     Staff of a claim get its photos through `trust.claims.ensure_can_read_upload`; being
     staff somewhere is not enough (a host must not see the photos of another host's buyers)."""
-    return upload.public or (who is not None and (who.user_id == upload.owner_id or who.is_admin))
+    if upload.public:
+        return True
+    if who is None:
+        return False
+    # A 晒单 photo waits private until approved; the assistants who judge it must see it.
+    return who.user_id == upload.owner_id or who.is_admin or (
+        upload.purpose == "ugc" and who.role is Role.ASSISTANT)
 
 
 def refuse_read(who: Principal | None) -> DomainError:

@@ -16,9 +16,9 @@ from commerce.accounts import Role
 from commerce.base import utcnow
 from commerce.errors import InvalidInput, NotFound, Unauthorized
 from server.api import PUBLIC, Api, json_response, optional_principal, parse_id, principal
-from server.dashboard_charts import TITLES, Lang, bar_chart, figure_items, metric_items
+from server.dashboard_charts import KOC_CHARTS, TITLES, Lang, bar_chart, figure_items, metric_items
 from server.keys import database_key, redis_key, settings_key
-from trust import dashboard
+from trust import dashboard, koc_metrics
 
 api = Api()
 VIEWERS = (Role.ADMIN, Role.HOST, Role.ASSISTANT)
@@ -50,6 +50,7 @@ async def _report(
         host_id = who.user_id if who.role is Role.HOST else None
     async with request.app[database_key].session() as db:
         data = await dashboard.report(db, request.app[redis_key], by, since, host_id=host_id)
+        data["koc"] = await koc_metrics.figures(db, host_id, since)
     return by, data
 
 
@@ -58,8 +59,9 @@ def _lang(request: web.Request) -> Lang:
 
 
 CHARTS = (*dashboard.METRICS, "cohorts", "nps_trend", "group_buys_by_community", "referral_share",
-          "commission")
-CSV_FIGURES = (*dashboard.FIGURES, *dashboard.METRICS)
+          "commission", *KOC_CHARTS)
+# Each 品鉴官 chart's CSV button downloads the one 品鉴官 table (headline and per batch).
+CSV_FIGURES = (*dashboard.FIGURES, *dashboard.METRICS, "koc", *KOC_CHARTS)
 
 
 # Chart URLs handed out by GET /api/dashboard are signed for CHART_URL_TTL_S, so a page can use
@@ -87,7 +89,8 @@ def _chart_url(request: web.Request, metric: str, by: str) -> str:
 
 
 @api.route("GET", "/api/dashboard", summary="The shop's figures: headline, per session, farm or "
-           "community, repeat-purchase cohorts, NPS by month, group-buys by community",
+           "community, repeat-purchase cohorts, NPS by month, group-buys by community, 晒单 and 品鉴官 "
+           "figures (`koc`)",
            tag="dashboard", auth=VIEWERS, query=QUERY)
 async def get_dashboard(request: web.Request) -> web.Response:
     by, data = await _report(request)
@@ -103,8 +106,8 @@ async def get_dashboard(request: web.Request) -> web.Response:
 
 
 @api.route("GET", "/api/dashboard.csv", summary="One dashboard figure as CSV (UTF-8 with BOM for "
-           "Excel): figure=groups (default), headline, cohorts, nps_trend, group_buys_by_community "
-           "or a metric's name", tag="dashboard", auth=VIEWERS,
+           "Excel): figure=groups (default), headline, cohorts, nps_trend, group_buys_by_community, "
+           "koc or a metric's name", tag="dashboard", auth=VIEWERS,
            query={**QUERY, "figure": "which figure (default groups)"},
            response_content_type="text/csv")
 async def dashboard_csv(request: web.Request) -> web.Response:
@@ -117,6 +120,9 @@ async def dashboard_csv(request: web.Request) -> web.Response:
         lines = dashboard.csv_rows(by, data["rows"])
     elif figure in dashboard.METRICS:
         lines = dashboard.metric_csv_rows(by, figure, data["rows"])
+    elif figure in ("koc", *KOC_CHARTS):
+        lines = [[dashboard.spreadsheet_safe(cell) for cell in line]
+                 for line in koc_metrics.csv_lines(data["koc"])]
     else:
         lines = dashboard.figure_csv_rows(figure, data)
     buf = io.StringIO()

@@ -30,14 +30,20 @@ SECURITY_HEADERS = {
 }
 
 
+async def page_response(request: web.Request, name: str) -> web.StreamResponse:
+    """A page from web/pages, compressed and revalidated like every static file, with the
+    security headers every page sends."""
+    page = PAGES_DIR / f"{name}.html"
+    if not page.is_file():
+        raise NotFound()
+    return await request.app[static_files_key].respond(request, page, SECURITY_HEADERS)
+
+
 def _page_route(path: str, name: str, summary: str) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         if "id" in request.match_info and not request.match_info["id"].isdigit():
             raise NotFound()
-        page = PAGES_DIR / f"{name}.html"
-        if not page.is_file():
-            raise NotFound()
-        return await request.app[static_files_key].respond(request, page, SECURITY_HEADERS)
+        return await page_response(request, name)
 
     handler.__name__ = f"page_{name}"
     api.route("GET", path, summary=summary, tag="pages", auth=PUBLIC,
@@ -69,6 +75,11 @@ _page_route("/join/{code}", "join", "Join a community from an invite link: sign 
 _page_route("/referrals", "referrals", "My share link, the neighbours it brought, my commission")
 _page_route("/commissions", "commissions", "Back office: commission rates, payout report, payouts")
 _page_route("/auth/wechat/callback", "wechat_callback", "Where WeChat sign-in comes back to")
+_page_route("/koc", "koc", "品鉴官 programmes: rules, criteria, apply")
+_page_route("/koc/admin", "koc_admin", "Back office: the host's programmes, applicants, samples")
+_page_route("/ugc/new", "ugc_new", "Write a 晒单 from a picked-up order or a trial sample")
+_page_route("/ugc/moderate", "ugc_moderate", "Assistants: approve or hide 晒单")
+_page_route("/u/{id}", "profile", "A neighbour's public profile")
 
 
 def install_static(app: web.Application) -> None:

@@ -66,9 +66,10 @@ export class CommentList {
       row.append(h("time", { class: "comment-time", datetime: at.toISOString(),
         text: at.toLocaleTimeString(undefined, { hour12: false }) }));
     }
-    row.append(
-      h("span", { class: "comment-user", text: name }),
-      h("span", { class: "comment-text", text: comment.text || "" }));
+    row.append(h("span", { class: "comment-user", text: name }));
+    // A 品鉴官 of this host's programme: the server puts her badge in the author info.
+    if (typeof user === "object" && user.badge) row.append(h("span", { class: "koc-badge", text: String(user.badge) }));
+    row.append(h("span", { class: "comment-text", text: comment.text || "" }));
     if (this.actions) row.append(this.actions(comment));
     return row;
   }

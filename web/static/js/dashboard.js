@@ -12,7 +12,7 @@ const STAFF = new Set(["admin", "host", "assistant"]);
 const FIGURES = ["gmv_fen", "average_order_value_fen", "conversion_rate", "live_interaction_rate",
   "return_rate", "on_time_fulfilment_rate", "repeat_purchase_rate", "cohorts", "nps", "nps_trend",
   "trace_lookup_rate", "group_buy_success_rate", "group_buys_by_community", "claim_rate",
-  "referral_share", "commission"];
+  "referral_share", "commission", "ugc_rate_by_batch", "ugc_per_batch"];
 let current = null;
 
 function say(text) {
@@ -87,6 +87,15 @@ function render(data) {
     h("th", { scope: "row", text: label(row) }),
     ...data.metrics.map((m) => h("td", { text: show(m, row[m]) })))));
   say(data.rows.length ? "" : t("dashboard_empty"));
+  const koc = (data.koc && data.koc.headline) || {};
+  const pct = (v) => (v === null || v === undefined ? "–" : `${(Number(v) * 100).toFixed(1)}%`);
+  $("#koc-tiles").replaceChildren(...[
+    ["ugc_rate", pct(koc.ugc_rate), t("dashboard_koc_ugc_rate", { n: koc.ugc_from_picked_up ?? 0, d: koc.picked_up_orders ?? 0 })],
+    ["koc_activity_rate", pct(koc.koc_activity_rate), t("dashboard_koc_activity", { n: koc.koc_active ?? 0, d: koc.koc_members ?? 0 })],
+    ["ugc_approved", String(koc.ugc_approved ?? 0), t("dashboard_koc_posts")],
+    ["point_liabilities", String(koc.point_liabilities ?? 0), t("dashboard_koc_liabilities")],
+  ].map(([key, value, name]) => h("li", { class: "tile", "data-koc": key },
+    h("span", { class: "value", text: value }), h("span", { class: "name", text: name }))));
   $("#figures").replaceChildren(...FIGURES.filter((f) => data.charts[f]).map((figure) => {
     const id = `fig-${figure}`;
     return h("section", { class: "card figure", id, "aria-labelledby": `${id}-title` },

@@ -72,6 +72,10 @@ function row(order, actions) {
     // staff-only); the buyer asks them, after pickup the after-sales claim below applies.
     bar.append(h("p", { class: "muted refund-hint", text: t("refund_hint") }));
   }
+  if (["picked_up", "delivered", "completed"].includes(order.status)) {
+    bar.append(actions.posted.has(id) ? h("span", { class: "badge ok", text: t("ugc_posted") })
+      : h("a", { class: "ugc-link button-link", href: `/ugc/new?order=${id}`, text: t("ugc_write") }));
+  }
   if (actions.surveys.has(id)) {
     bar.append(h("a", { class: "nps-link button-link", href: `/nps/${id}`, text: t("nps_link") }));
   }
@@ -252,16 +256,36 @@ function claimForm(orderId) {
   return form;
 }
 
+/** A trial sample the host sent: a zero-price order of its batch, due for a 晒单. */
+function sampleRow(sample) {
+  const done = sample.status === "reviewed";
+  return h("li", { class: "card order sample", dataset: { sample: String(sample.id) } },
+    h("div", { class: "pin-head" },
+      h("b", { class: "order-product", text: sample.product_name || `#${sample.id}` }),
+      h("span", { class: "badge", text: t("sample_badge") }),
+      h("span", { class: "price", text: yuan(0) })),
+    h("p", { class: "muted", text: `${t("batch")} ${sample.batch_code || ""}` }),
+    h("p", { class: "sample-due", text: t("sample_due", { time: localTime(sample.due_at) }) }),
+    h("div", { class: "toolbar" }, done ? h("span", { class: "badge ok", text: t("ugc_posted") })
+      : h("a", { class: "ugc-link button-link", href: `/ugc/new?sample=${sample.id}`, text: t("ugc_write") })));
+}
+
 async function load() {
   if (!requireLogin()) return;
   const [claim, pending] = await Promise.all([has("post", "/api/claims"),
     api("/api/nps/pending").catch(() => ({ order_ids: [] }))]);
-  const actions = { claim, surveys: new Set(pending.order_ids || []) };
+  const koc = await api("/api/koc/me").catch(() => null);
+  const posts = (koc && koc.posts) || [];
+  const actions = { claim, surveys: new Set(pending.order_ids || []),
+    posted: new Set(posts.filter((p) => p.order_id).map((p) => p.order_id)) };
+  const samples = (koc && koc.samples) || [];
+  $("#samples").replaceChildren(...samples.map(sampleRow));
+  $("#samples-section").hidden = samples.length === 0;
   try {
     const data = await api("/api/orders?mine=1&limit=100");
     const orders = data.items || [];
     $("#orders").replaceChildren(...orders.map((o) => row(o, actions)));
-    $("#empty").hidden = orders.length > 0;
+    $("#empty").hidden = orders.length > 0 || samples.length > 0;
     document.body.dataset.ready = "1";
   } catch (err) {
     $("#empty").textContent = err.status === 404 ? t("not_available") : `${t("error")}: ${err.message}`;

@@ -136,6 +136,7 @@ export function questionRow(question, { extra = null, pending = false } = {}) {
       pending ? h("span", { class: "pending-badge", text: t("pending_review") }) : null),
     h("p", { class: "muted question-meta" },
       h("span", { class: "asker", text: asker }),
+      typeof user === "object" && user.badge ? h("span", { class: "koc-badge", text: String(user.badge) }) : null,
       question.product_name ? h("span", { class: "q-product", text: ` · ${question.product_name}` }) : null,
       h("span", { class: "votes", text: ` · ▲ ${question.votes ?? question.upvotes ?? 0}` })));
   if (question.answer) {

@@ -47,6 +47,7 @@ function navLinks(user, leads) {
     ["/", "nav_home"],
     ["/replays", "nav_replays"],
     user ? ["/orders", "nav_orders"] : null,
+    ["/koc", "nav_koc"],
     hosts ? ["/invites", "nav_invites"] : null,
     hosts || leads ? ["/communities", "nav_communities"] : null,
     staff || leads ? ["/pickup", "nav_pickup"] : null,

@@ -6,6 +6,7 @@ import { has } from "./capabilities.js";
 import { $, h, localTime } from "./dom.js";
 import { hasKey, t } from "./i18n.js";
 import { mountShell } from "./shell.js";
+import { postsSection } from "./ugc_view.js";
 
 mountShell();
 const code = decodeURIComponent(location.pathname.split("/").pop() || "");
@@ -114,6 +115,8 @@ async function load() {
     h("ol", { class: "trace-events" }, ...events.slice(0, 200).map(journeyItem)),
   ].filter(Boolean));  // replaceChildren would write a null as the text "null"
   section.hidden = false;
+  const posts = await api(`/api/batches/${encodeURIComponent(code)}/ugc`, { auth: false }).catch(() => null);
+  if (posts) section.append(postsSection(posts.items || [], "trace-ugc"));
   if (await has("get", "/api/trace/{batch_code}/verify")) {
     try {
       const verdict = await api(`/api/trace/${encodeURIComponent(code)}/verify`, { auth: false });

@@ -6,6 +6,7 @@ import { api } from "./api.js";
 import { h, localTime } from "./dom.js";
 import { t } from "./i18n.js";
 import { evidenceLines, productName, qcLine } from "./room_view.js";
+import { badgeChip, postsSection } from "./ugc_view.js";
 
 async function quietly(promise, fallback) {
   try {
@@ -64,7 +65,7 @@ function reviewsSection(archive) {
         h("span", { text: String(n) }));
     })));
     children.push(h("ul", { class: "review-list" }, (archive.reviews || []).slice(0, 20).map((r) => h("li", { class: "review" },
-      h("p", {}, h("b", { text: `${"★".repeat(Number(r.stars) || 0)} ` }), h("span", { text: r.buyer || "" }),
+      h("p", {}, h("b", { text: `${"★".repeat(Number(r.stars) || 0)} ` }), h("span", { text: r.buyer || "" }), badgeChip(r.badge),
         r.verified_purchase ? h("span", { class: "muted", text: ` · ${t("verified_buyer")}` }) : null),
       r.text ? h("p", { text: r.text }) : null,
       (r.photos || []).length ? h("div", { class: "review-photos" }, r.photos.slice(0, 6).map((src) =>
@@ -79,11 +80,13 @@ export async function openTrust(sheet, body, pin, { sessionId, sessionStatus } =
   const { batch, code } = evidenceLines(pin);
   body.replaceChildren(h("p", { class: "muted", text: t("loading") }));
   if (!sheet.open) sheet.showModal();
-  const [trace, archive, replay] = await Promise.all([
+  const [trace, archive, replay, posts] = await Promise.all([
     code ? quietly(api(`/api/trace/${encodeURIComponent(code)}`, { auth: false }), null) : null,
     code ? quietly(api(`/api/batches/${encodeURIComponent(code)}/reviews`, { auth: false }), null)
       : quietly(api(`/api/products/${pin.product_id}/reviews`, { auth: false }), null),
     sessionStatus === "ended" ? quietly(api(`/api/sessions/${sessionId}/replay`, { auth: false }), null) : null,
+    code ? quietly(api(`/api/batches/${encodeURIComponent(code)}/ugc`, { auth: false }), null)
+      : quietly(api(`/api/products/${pin.product_id}/ugc`, { auth: false }), null),
   ]);
   body.replaceChildren(
     h("p", {}, h("b", { text: productName(pin) })),
@@ -91,5 +94,6 @@ export async function openTrust(sheet, body, pin, { sessionId, sessionStatus } =
     code ? h("p", {}, h("a", { href: `/trace/${encodeURIComponent(code)}`, text: t("trace_link") })) : null,
     qcSection(trace),
     momentsSection(pin, replay, sessionId),
-    reviewsSection(archive));
+    reviewsSection(archive),
+    postsSection((posts && posts.items) || [], "trust-ugc", "h3"));
 }
