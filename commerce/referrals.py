@@ -77,7 +77,9 @@ referred_pickup_hooks: list[ReferredPickupHook] = []
 
 
 def on_referred_pickup(hook: ReferredPickupHook) -> None:
-    referred_pickup_hooks.append(hook)
+    """Register a hook once per process, however many apps (tests build hundreds) set it up."""
+    if hook not in referred_pickup_hooks:
+        referred_pickup_hooks.append(hook)
 
 
 def _insert(db: AsyncSession) -> Any:

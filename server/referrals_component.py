@@ -19,6 +19,7 @@ from commerce.orders import Order
 from server.api import Api
 from server.keys import database_key, events_key
 from server.routes import referrals as referral_routes
+from trust.referral_points import award_referral
 
 KINDS = ("order_paid", "order_status", "order_refunded")
 
@@ -26,6 +27,7 @@ KINDS = ("order_paid", "order_status", "order_refunded")
 def setup(app: web.Application, api: Api) -> None:
     api.operations.extend(referral_routes.api.operations)
     app.cleanup_ctx.append(referrals_ctx)
+    referrals.on_referred_pickup(award_referral)
 
 
 async def on_order_event(app: web.Application, event: DomainEvent) -> None:

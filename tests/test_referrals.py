@@ -27,6 +27,8 @@ from tests.conftest import Api
 from tests.trust_support import JPEG, make_farm, upload
 from tests.trust_support import buy as trust_buy
 from tests.trust_support import pick_up as trust_pick_up
+from trust import points
+from trust.referral_points import REFERRAL_POINTS
 
 
 async def ok(resp: Any, *statuses: int) -> dict[str, Any]:
@@ -170,6 +172,35 @@ async def test_claim_refund_after_pickup_takes_its_share(api: Api) -> None:
     # A quarter of the price came back: the commission keeps three quarters.
     [row] = await rows_of(api, order_id)
     assert (row.status, row.reversed_fen, row.net_fen) == ("due", 300, 900)
+
+
+async def test_a_referral_that_buys_earns_points_once_and_its_refund_takes_them_back(api: Api) -> None:
+    farm = await make_farm(api, price_fen=3000)
+    await ok(await api.client.put(f"/api/products/{farm.product_id}/claim-policy", json={
+        "full_refund_without_return": True, "multiplier": 1, "max_days_after_pickup": 2,
+        "auto_approve_max_fen": 100_000, "require_photo": False, "response_hours": 2},
+        headers=api.auth(farm.host)))
+    referrer_id, referrer = await api.user("viewer")
+    _bid, buyer = await api.user("viewer")
+    await arrive(api, buyer, await code_of(api, referrer))
+    order_id = await trust_buy(farm, buyer, qty=1)
+    assert await points_of(api, referrer_id) == 0  # paid is not enough: she must pick it up
+    await trust_pick_up(farm, buyer, order_id)
+    assert await points_of(api, referrer_id) == REFERRAL_POINTS
+    # The pickup seen again (a replayed event, the catch-up) awards nothing more.
+    async with api.app[database_key].session() as db:
+        assert await referrals.note_pickup(db, order_id) is False
+    assert await points_of(api, referrer_id) == REFERRAL_POINTS
+    claim = await ok(await api.client.post("/api/claims", json={
+        "order_id": order_id, "reason": "spoiled", "description": "坏了"},
+        headers=api.auth(buyer)), 201)
+    assert claim["status"] == "approved"
+    assert await points_of(api, referrer_id) == 0
+
+
+async def points_of(api: Api, user_id: int) -> int:
+    async with api.app[database_key].session() as db:
+        return (await points.balances(db, [user_id])).get(user_id, 0)
 
 
 async def test_self_referral_and_old_buyers_are_refused(api: Api) -> None:
