@@ -152,7 +152,8 @@ async def test_guest_on_camera_in_webrtc_and_replay_then_host_ends_it(
 ) -> None:
     api = await make_api(settings.with_(rtmp_port=-1, publisher_grace_s=5))
     host_token, session_id, key = await host_session(api)
-    guest_id, guest_token = await api.user("viewer")
+    guest_name = f"koc_{session_id}"
+    guest_id, guest_token = await api.user("viewer", guest_name)
     _, stranger_token = await api.user("viewer")
 
     # Not live yet: nobody can be invited.
@@ -169,9 +170,10 @@ async def test_guest_on_camera_in_webrtc_and_replay_then_host_ends_it(
         assert not any(r.guest_on for _, r in viewer.seen)
 
         resp = await api.client.post(f"/api/sessions/{session_id}/guest",
-                                     json={"user_id": guest_id}, headers=api.auth(host_token))
+                                     json={"username": guest_name}, headers=api.auth(host_token))
         assert resp.status == 201, await resp.text()
-        assert (await resp.json())["page"] == f"/guest.html?session={session_id}"
+        assert await resp.json() == {"user_id": guest_id, "username": guest_name,
+                                     "page": f"/guest/{session_id}"}
 
         # Only the invited user publishes.
         other_pc, status, _ = await guest_offer(api, session_id, stranger_token)
@@ -190,7 +192,8 @@ async def test_guest_on_camera_in_webrtc_and_replay_then_host_ends_it(
         assert moved(first.corner_y, last.corner_y), "the guest's picture does not move"
         assert moved(first.host_y, last.host_y), "the host's picture does not move"
         resp = await api.client.get(f"/api/sessions/{session_id}/guest", headers=api.auth(host_token))
-        assert (await resp.json())["guest"] == {"user_id": guest_id, "connected": True, "on_air": True}
+        assert (await resp.json())["guest"] == {"user_id": guest_id, "username": guest_name,
+                                                  "connected": True, "on_air": True}
 
         # The host ends it: the guest's peer is cut at once, viewers get the host alone.
         resp = await api.client.delete(f"/api/sessions/{session_id}/guest",

@@ -9,23 +9,27 @@ publishes. Pictures are put together on the server (media/guest.py, docs/GUEST.m
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from commerce import accounts, live_sessions
 from commerce.accounts import Principal, Role
-from commerce.errors import Forbidden
+from commerce.errors import Forbidden, InvalidInput, NotFound
 from media.errors import NotLive
 from media.hub import MediaHub
 from media.keys import media_hub_key
-from server.api import USER, Api, Id, json_response, path_int, principal, read_json
+from server.api import PUBLIC, USER, Api, Id, json_response, path_int, principal, read_json
 from server.keys import database_key, settings_key
+from server.routes.pages import page_response
 from server.routes.signalling import public_ice_links, read_offer
 
 api = Api()
 
 
 class GuestInvite(BaseModel):
-    user_id: Id
+    """Who: by id, or by the username the host was told (one of the two)."""
+
+    user_id: Id | None = None
+    username: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 def _hub(request: web.Request) -> MediaHub:
@@ -44,7 +48,7 @@ async def _ensure_host(request: web.Request, session_id: int) -> Principal:
 
 
 def _page(session_id: int) -> str:
-    return f"/guest.html?session={session_id}"
+    return f"/guest/{session_id}"
 
 
 @api.route("POST", "/api/sessions/{id}/guest",
@@ -59,23 +63,44 @@ async def invite_guest(request: web.Request) -> web.Response:
     body = await read_json(request, GuestInvite)
     actor = await _ensure_host(request, session_id)
     async with request.app[database_key].session() as db:
-        user = await accounts.get_user(db, body.user_id)
+        if body.user_id is not None:
+            user = await accounts.get_user(db, body.user_id)
+        elif body.username is not None:
+            found = await accounts.find_user(db, body.username.strip())
+            if found is None:
+                raise NotFound("用户不存在 / No such user")
+            user = found
+        else:
+            raise InvalidInput("请填写用户 / Name the user (user_id or username)")
     if user.disabled or user.id == actor.user_id:
         raise Forbidden("不能邀请该用户连线 / This user cannot be invited on camera",
                         reason="guest_not_allowed")
     _hub(request).invite_guest(session_id, user.id)
-    return json_response({"user_id": user.id, "page": _page(session_id)}, status=201)
+    return json_response({"user_id": user.id, "username": user.username, "page": _page(session_id)},
+                         status=201)
+
+
+@api.route("GET", "/guest/{id}", summary="The guest's camera page (连线, phone)", tag="pages",
+           auth=PUBLIC, response_content_type="text/html")
+async def guest_page(request: web.Request) -> web.Response:
+    if not request.match_info["id"].isdigit():
+        raise NotFound()
+    return page_response("guest")
 
 
 @api.route("GET", "/api/sessions/{id}/guest", summary="Who is invited on camera (its host)",
            tag="sessions", auth=(Role.HOST, Role.ADMIN),
-           responses={200: "{guest: null | {user_id, connected, on_air}}",
+           responses={200: "{guest: null | {user_id, username, connected, on_air}}",
                       403: "Not your session", 404: "No such session"})
 async def guest_status(request: web.Request) -> web.Response:
     session_id = path_int(request, "id")
     await _ensure_host(request, session_id)
     hub = request.app.get(media_hub_key)
-    return json_response({"guest": hub.guest_info(session_id) if hub is not None else None})
+    guest = hub.guest_info(session_id) if hub is not None else None
+    if guest is not None:
+        async with request.app[database_key].session() as db:
+            guest["username"] = (await accounts.get_user(db, guest["user_id"])).username
+    return json_response({"guest": guest})
 
 
 @api.route("DELETE", "/api/sessions/{id}/guest",

@@ -29,7 +29,8 @@ SECURITY_HEADERS = {
 }
 
 
-def _page(name: str) -> web.Response:
+def page_response(name: str) -> web.Response:
+    """web/pages/{name}.html with the pages' security headers."""
     path = PAGES_DIR / f"{name}.html"
     if not path.is_file():
         raise NotFound()
@@ -42,7 +43,7 @@ def _page_route(path: str, name: str, summary: str) -> None:
     async def handler(request: web.Request) -> web.Response:
         if "id" in request.match_info and not request.match_info["id"].isdigit():
             raise NotFound()
-        return _page(name)
+        return page_response(name)
 
     handler.__name__ = f"page_{name}"
     api.route("GET", path, summary=summary, tag="pages", auth=PUBLIC,

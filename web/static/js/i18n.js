@@ -728,6 +728,26 @@ const TEXT = {
   recon_missing: ["账单缺少", "Missing from the bill"],
   recon_extra: ["账单多出", "Extra in the bill"],
   recon_amount_mismatch: ["金额不符", "Amount differs"],
+  // --- A guest on camera (连线) ---
+  guest_title: ["连线直播", "On camera with the host"],
+  guest_intro: ["主播邀请你上镜。打开摄像头后,观众会在直播画面的角落看到你。", "The host invited you on camera. Once your camera is on, viewers see you in a corner of the live picture."],
+  guest_join: ["打开摄像头并连线", "Turn on the camera and join"],
+  guest_leave: ["离开连线", "Leave"],
+  guest_ready: ["准备好后点击按钮。", "Press the button when you are ready."],
+  guest_connecting: ["正在连线…", "Connecting…"],
+  guest_on_air: ["已连线:观众正在看到你", "On air: viewers can see you"],
+  guest_ended: ["主播已结束连线", "The host ended your part"],
+  guest_left: ["你已离开连线", "You left"],
+  guest_back_to_room: ["回到直播间", "Back to the live room"],
+  guest_heading: ["连线嘉宾", "Guest on camera"],
+  guest_username: ["用户名", "Username"],
+  guest_invite: ["邀请连线", "Invite"],
+  guest_end: ["结束连线", "End guest"],
+  guest_none: ["没有连线嘉宾", "No guest"],
+  guest_share: ["请嘉宾用手机打开:", "Send the guest this link:"],
+  guest_state_invited: ["已邀请,等待嘉宾打开摄像头", "Invited; waiting for the camera"],
+  guest_state_connecting: ["正在连线", "Connecting"],
+  guest_state_on_air: ["连线中,观众能看到", "On air"],
 };
 
 export function lang() {
