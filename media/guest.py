@@ -28,9 +28,10 @@ from typing import Any
 import av
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.codecs.h264 import H264Encoder
-from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
 from aiortc.rtp import RtpPacket
 
+from media.rtp_keyframes import is_keyframe
 from media.tap import VIDEO_TIME_BASE_HZ, EncodedPacket
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ PIP_MAX_HEIGHT_SHARE = 0.5  # a portrait phone picture stays in its corner
 PIP_MARGIN = 8
 BIT_RATE = 1_200_000
 _DECODERS = {"h264": "h264", "vp8": "vp8"}
-_ENCODERS = {"h264": "libx264", "vp8": "libvpx"}
 
 
 def _even(value: float) -> int:
@@ -87,14 +87,8 @@ class _Rtp:
     def __init__(self) -> None:
         self.ssrc = secrets.randbits(32)
         self.seq = secrets.randbelow(1 << 15)
-        self.picture_id = secrets.randbelow(1 << 15)
 
-    def packets(self, codec: str, data: bytes, timestamp: int) -> list[RtpPacket]:
-        if codec == "h264":
-            payloads = H264Encoder._packetize(H264Encoder._split_bitstream(data))
-        else:
-            payloads = Vp8Encoder._packetize(data, self.picture_id)
-            self.picture_id = (self.picture_id + 1) & 0x7FFF
+    def packets(self, payloads: list[bytes], timestamp: int) -> list[RtpPacket]:
         out = []
         for i, payload in enumerate(payloads):
             out.append(RtpPacket(payload_type=0, sequence_number=self.seq, timestamp=timestamp,
@@ -116,7 +110,7 @@ class Composer:
         self.guest_frame: av.VideoFrame | None = None  # replaced by the loop, read by the thread
         self.frames = 0
         self.dropped = 0
-        self.cpu_s = 0.0  # the thread's own CPU time: the per-stream cost of composing
+        self.cpu_s = 0.0  # this thread's CPU time: the per-stream cost of composing
         self._loop = loop
         self._deliver = deliver
         self._ask_host_keyframe = ask_host_keyframe
@@ -187,54 +181,66 @@ class Composer:
                 return
             self._waiting_key = False
         if self._decoder is None:
+            # One thread each (decoder, encoder): the cost stays on this thread, where it is
+            # counted, and a stream's composing cannot take both cores of a small box.
             self._decoder = av.CodecContext.create(_DECODERS[self.codec], "r")
+            self._decoder.thread_count = 1
         pts = packet.pts
         for frame in self._decoder.decode(packet):
             guest = self.guest_frame
             picture = overlay(frame, guest) if guest is not None else frame
             if picture.format.name != "yuv420p":
                 picture = picture.reformat(format="yuv420p")
-            encoder = self._encoder_for(picture.width, picture.height)
             picture.pts = pts
             picture.time_base = TIME_BASE
-            kind = av.video.frame.PictureType
-            picture.pict_type = kind.I if self._force_key else kind.NONE
-            self._force_key = False
-            for out in encoder.encode(picture):
-                self._emit(out)
+            if self.codec == "vp8":
+                self._encode_vp8(picture)
+            else:
+                self._encode_h264(picture)
             self.frames += 1
 
-    def _encoder_for(self, width: int, height: int) -> Any:
-        if self._encoder is not None and self._size == (width, height):
-            return self._encoder
-        encoder = av.CodecContext.create(_ENCODERS[self.codec], "w")
-        assert isinstance(encoder, av.VideoCodecContext)
-        encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
-        encoder.time_base = TIME_BASE
-        encoder.framerate = fractions.Fraction(30)
-        encoder.bit_rate = BIT_RATE
-        if self.codec == "h264":
+    def _encode_h264(self, picture: av.VideoFrame) -> None:
+        if self._encoder is None or self._size != (picture.width, picture.height):
+            encoder = av.CodecContext.create("libx264", "w")
+            assert isinstance(encoder, av.VideoCodecContext)
+            encoder.width, encoder.height, encoder.pix_fmt = picture.width, picture.height, "yuv420p"
+            encoder.time_base = TIME_BASE
+            encoder.framerate = fractions.Fraction(30)
+            encoder.bit_rate = BIT_RATE
             # Baseline, no lookahead, no B-frames (viewers negotiated constrained baseline;
             # nothing may add latency). Keyframes come when asked for, so x264's GOP is long.
             encoder.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
-                               "bf": "0", "g": "300", "sc_threshold": "0"}
-        else:
-            encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
-                               "g": "300"}
-        self._encoder, self._size = encoder, (width, height)
-        self._force_key = True
-        return encoder
+                               "bf": "0", "g": "300", "sc_threshold": "0", "threads": "1"}
+            self._encoder, self._size = encoder, (picture.width, picture.height)
+            self._force_key = True
+        kind = av.video.frame.PictureType
+        picture.pict_type = kind.I if self._force_key else kind.NONE
+        self._force_key = False
+        for encoded in self._encoder.encode(picture):
+            data = bytes(encoded)
+            if data:
+                payloads = H264Encoder._packetize(H264Encoder._split_bitstream(data))
+                pts = int(encoded.pts) if encoded.pts is not None else int(picture.pts or 0)
+                self._emit(data, payloads, pts, bool(encoded.is_keyframe))
 
-    def _emit(self, encoded: Any) -> None:
-        data = bytes(encoded)
-        if not data:
-            return
-        pts = int(encoded.pts) if encoded.pts is not None else 0
-        rtp = self._rtp.packets(self.codec, data, pts & 0xFFFFFFFF)
+    def _encode_vp8(self, picture: av.VideoFrame) -> None:
+        # aiortc's libvpx binding, tuned for real time: PyAV's libvpx took ~15x the CPU here.
+        if self._encoder is None:
+            self._encoder = Vp8Encoder()
+            self._encoder.target_bitrate = BIT_RATE
+        force, self._force_key = self._force_key, False
+        pts = int(picture.pts or 0)  # read first: encoding rebases the frame's pts in place
+        payloads, _ = self._encoder.encode(picture, force_keyframe=force)
+        if payloads:
+            data = b"".join(vp8_depayload(p) for p in payloads)
+            self._emit(data, payloads, pts, is_keyframe("vp8", data))
+
+    def _emit(self, data: bytes, payloads: list[bytes], pts: int, key: bool) -> None:
+        rtp = self._rtp.packets(payloads, pts & 0xFFFFFFFF)
         packet = av.Packet(data)
         packet.pts = packet.dts = pts
         packet.time_base = TIME_BASE
-        packet.is_keyframe = bool(encoded.is_keyframe)
+        packet.is_keyframe = key
         self._call(self._deliver, rtp, packet)
 
     def _call(self, fn: Callable[..., None], *args: object) -> None:

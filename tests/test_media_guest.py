@@ -147,8 +147,9 @@ def replay_regions(url: str) -> list[Regions]:
         container.close()
 
 
+@pytest.mark.parametrize("codec", ["video/H264", "video/VP8"])
 async def test_guest_on_camera_in_webrtc_and_replay_then_host_ends_it(
-    make_api: AppFactory, settings: Settings
+    make_api: AppFactory, settings: Settings, codec: str
 ) -> None:
     api = await make_api(settings.with_(rtmp_port=-1, publisher_grace_s=5))
     host_token, session_id, key = await host_session(api)
@@ -161,7 +162,8 @@ async def test_guest_on_camera_in_webrtc_and_replay_then_host_ends_it(
                                  headers=api.auth(host_token))
     assert resp.status == 409, await resp.text()
 
-    pub = await publish(api.client, session_id, key, width=HOST_W, height=HOST_H, audio=False)
+    pub = await publish(api.client, session_id, key, width=HOST_W, height=HOST_H, audio=False,
+                        codec=codec)
     assert pub.status == 201, pub.body
     viewer = await watch(api, session_id)
     guest_pc: RTCPeerConnection | None = None
