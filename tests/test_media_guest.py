@@ -176,6 +176,11 @@ async def test_guest_on_camera_in_webrtc_and_replay_then_host_ends_it(
         assert resp.status == 201, await resp.text()
         assert await resp.json() == {"user_id": guest_id, "username": guest_name,
                                      "page": f"/guest/{session_id}"}
+        # She is told through her notifications, with the link to the camera page.
+        resp = await api.client.get("/api/notifications", headers=api.auth(guest_token))
+        notices = [n for n in (await resp.json())["items"] if n["kind"] == "guest_invite"]
+        assert [(n["link"], n["params"]["session_id"]) for n in notices] == [
+            (f"/guest/{session_id}", session_id)]
 
         # Only the invited user publishes.
         other_pc, status, _ = await guest_offer(api, session_id, stranger_token)

@@ -11,14 +11,18 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from commerce import accounts, live_sessions
+from commerce import accounts, live_sessions, notifications
 from commerce.accounts import Principal, Role
 from commerce.errors import Forbidden, InvalidInput, NotFound
+from commerce.event_payloads import GuestInvited
+from commerce.events import DomainEvent
+from commerce.live_sessions import LiveSession
+from commerce.notifications import NoticeKind
 from media.errors import NotLive
 from media.hub import MediaHub
 from media.keys import media_hub_key
 from server.api import PUBLIC, USER, Api, Id, json_response, path_int, principal, read_json
-from server.keys import database_key, settings_key
+from server.keys import database_key, events_key, settings_key
 from server.routes.pages import page_response
 from server.routes.signalling import public_ice_links, read_offer
 
@@ -39,12 +43,24 @@ def _hub(request: web.Request) -> MediaHub:
     return hub
 
 
-async def _ensure_host(request: web.Request, session_id: int) -> Principal:
+async def _ensure_host(request: web.Request, session_id: int) -> tuple[Principal, LiveSession]:
     actor = principal(request)
     async with request.app[database_key].session() as db:
         session = await live_sessions.get_session(db, session_id)
     live_sessions.ensure_owner(session, actor)
-    return actor
+    return actor, session
+
+
+async def _notify_guest(request: web.Request, user_id: int, session: LiveSession) -> None:
+    """The invited user's notification: stored, then delivered live to her open pages by the
+    notices component (server/notices_component.py), in whichever process holds her sockets."""
+    async with request.app[database_key].session() as db:
+        notice = await notifications.notify(
+            db, user_id, NoticeKind.GUEST_INVITE, {"session_id": session.id, "title": session.title},
+            _page(session.id), f"guest:{session.id}")
+    if notice is not None:
+        await request.app[events_key].publish(DomainEvent(
+            "guest_invited", session.id, GuestInvited(user_id=user_id, notification_id=notice.id)))
 
 
 def _page(session_id: int) -> str:
@@ -61,7 +77,7 @@ def _page(session_id: int) -> str:
 async def invite_guest(request: web.Request) -> web.Response:
     session_id = path_int(request, "id")
     body = await read_json(request, GuestInvite)
-    actor = await _ensure_host(request, session_id)
+    actor, session = await _ensure_host(request, session_id)
     async with request.app[database_key].session() as db:
         if body.user_id is not None:
             user = await accounts.get_user(db, body.user_id)
@@ -76,6 +92,7 @@ async def invite_guest(request: web.Request) -> web.Response:
         raise Forbidden("不能邀请该用户连线 / This user cannot be invited on camera",
                         reason="guest_not_allowed")
     _hub(request).invite_guest(session_id, user.id)
+    await _notify_guest(request, user.id, session)
     return json_response({"user_id": user.id, "username": user.username, "page": _page(session_id)},
                          status=201)
 

@@ -748,6 +748,7 @@ const TEXT = {
   guest_state_invited: ["已邀请,等待嘉宾打开摄像头", "Invited; waiting for the camera"],
   guest_state_connecting: ["正在连线", "Connecting"],
   guest_state_on_air: ["连线中,观众能看到", "On air"],
+  notice_guest_invite: ["主播邀请你在直播「{title}」中连线上镜", "The host invites you on camera in “{title}”"],
 };
 
 export function lang() {
