@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,8 @@ async def test_guest_joins_from_her_phone_and_the_host_ends_it(tmp_path: Path, r
             assert await phone.locator("h1").text_content() == "连线直播"
             assert await kit.axe(phone, "guest_page") == []
             await kit.shot(phone, "guest_page")
+            main = await phone.locator("main").inner_text()
+            assert not re.findall(r"\b[A-Za-z]{3,}\b", main), main  # one language: Chinese
             await phone.click("#guest-join")
             await phone.wait_for_function("() => document.body.dataset.guest === 'on-air'",
                                           timeout=30_000)
@@ -183,6 +186,13 @@ async def test_guest_joins_from_her_phone_and_the_host_ends_it(tmp_path: Path, r
             await kit.shot(phone, "guest_ended")
             assert await _wait(lambda: len(watch.since(ended + 1.5)) >= 10, 30)
             assert not any(c.guest_on for c in watch.since(ended + 1.5))
+
+            # The same page in English, and nothing Chinese left on it.
+            await phone.click("#lang-switch")
+            await phone.locator("h1", has_text="On camera with the host").wait_for(timeout=15_000)
+            main = await phone.locator("main").inner_text()
+            assert not re.findall(r"[\u3400-\u9fff]", main), main
+            await kit.shot(phone, "guest_page_english")
             assert kit.errors == [], kit.errors
         finally:
             await watch.close()

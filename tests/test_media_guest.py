@@ -242,3 +242,49 @@ async def test_guest_on_camera_in_webrtc_and_replay_then_host_ends_it(
     assert sum(flags[first_on:last_on + 1]) >= 0.9 * (last_on + 1 - first_on)
     assert len(flags) - 1 - last_on >= 3
 
+
+
+@pytest.mark.races
+async def test_twenty_offers_at_once_from_the_guest_leave_one_guest(
+    make_api: AppFactory, settings: Settings
+) -> None:
+    """A phone retrying (or a guest on two devices): the offers race, exactly one stays the
+    guest, every other peer is closed on the server, and ending it leaves none."""
+    api = await make_api(settings.with_(rtmp_port=-1, publisher_grace_s=5))
+    host_token, session_id, key = await host_session(api)
+    guest_id, guest_token = await api.user("viewer")
+    pub = await publish(api.client, session_id, key, width=HOST_W, height=HOST_H, audio=False)
+    assert pub.status == 201, pub.body
+    hub = api.app[media_hub_key]
+    made: list[Any] = []
+    original = hub.publish_guest
+
+    async def counting(*args: Any) -> tuple[str, str]:
+        result = await original(*args)
+        made.append(hub.streams[session_id].guest)
+        return result
+
+    hub.publish_guest = counting
+    clients: list[RTCPeerConnection] = []
+    try:
+        resp = await api.client.post(f"/api/sessions/{session_id}/guest",
+                                     json={"user_id": guest_id}, headers=api.auth(host_token))
+        assert resp.status == 201
+        results = await asyncio.gather(*(guest_offer(api, session_id, guest_token)
+                                         for _ in range(20)))
+        clients = [pc for pc, _, _ in results]
+        assert [status for _, status, _ in results] == [201] * 20
+        stream = hub.streams[session_id]
+        assert len({id(g) for g in made}) == 20 and stream.guest is made[-1]
+        assert await wait_for(lambda: all(g.pc.connectionState == "closed" for g in made[:-1]), 20)
+        assert stream.guest.pc.connectionState != "closed"
+        resp = await api.client.delete(f"/api/sessions/{session_id}/guest",
+                                       headers=api.auth(host_token))
+        assert (await resp.json()) == {"ended": True}
+        assert stream.guest is None
+        assert await wait_for(lambda: all(g.pc.connectionState == "closed" for g in made), 20)
+    finally:
+        for pc in clients:
+            await pc.close()
+        await api.client.delete(pub.location or "", headers=api.auth(key))
+        await pub.pc.close()
