@@ -8,7 +8,8 @@ picture with camera-like noise, as a browser would send it); the guest's is a de
 portrait picture. Then media/guest.py's Composer runs each host packet through its real path
 (decode, overlay, encode, RTP packetising) in this process, and we read the process's CPU time:
 the per-stream cost, paid once whatever the number of viewers. For comparison the guest's own
-decode (aiortc decodes her H.264 in its decoder thread) is measured the same way.
+decode (aiortc decodes her H.264 in its decoder thread) and the voice mix (media/guest.py's
+AudioMixer: host Opus decoded, her samples added, Opus encoded) are measured the same way.
 Prints one JSON line per case; `core_pct_at_30fps` is the share of one core at 30 frames/s.
 """
 
@@ -28,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from media.guest import Composer
+from media.guest import AudioMixer, Composer
 
 TB = fractions.Fraction(1, 90000)
 FPS = 30
@@ -106,6 +107,38 @@ def run_case(codec: str, width: int, height: int, seconds: float) -> dict[str, A
     }
 
 
+def run_audio(seconds: float) -> dict[str, Any]:
+    """The voice mix: host Opus decoded, the guest's PCM added, Opus encoded, per 20 ms."""
+    enc = av.CodecContext.create("libopus", "w")
+    assert isinstance(enc, av.AudioCodecContext)
+    enc.format, enc.layout, enc.sample_rate = "s16", "stereo", 48000
+    enc.time_base = fractions.Fraction(1, 48000)
+    t = np.arange(960)
+    packets: list[Any] = []
+    guest: list[av.AudioFrame] = []
+    for i in range(int(seconds * 50)):
+        for hz, out in ((440, None), (1000, guest)):
+            wave = (np.sin(2 * np.pi * hz * (t + i * 960) / 48000) * 6000).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(np.repeat(wave, 2).reshape(1, -1), format="s16",
+                                               layout="stereo")
+            frame.sample_rate, frame.pts = 48000, i * 960
+            frame.time_base = fractions.Fraction(1, 48000)
+            if out is None:
+                packets.extend(enc.encode(frame))
+            else:
+                out.append(frame)
+    mixer = AudioMixer(lambda rtp, packet: None)
+    start = time.process_time()
+    for n, packet in enumerate(packets):
+        mixer.guest_frame(guest[n % len(guest)])
+        mixer.push(packet)
+    cpu = time.process_time() - start
+    per_packet_ms = cpu / max(1, len(packets)) * 1000
+    return {"audio": "opus 48 kHz stereo, 20 ms", "packets": len(packets),
+            "mix_ms_per_packet": round(per_packet_ms, 3),
+            "core_pct": round(per_packet_ms * 50 / 10, 2), "loadavg_1m": round(os.getloadavg()[0], 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,6 +150,7 @@ def main() -> None:
         width, height = (int(v) for v in size.split("x"))
         for codec in args.codecs:
             print(json.dumps(run_case(codec, width, height, args.seconds)), flush=True)
+    print(json.dumps(run_audio(args.seconds)), flush=True)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import av
+import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
@@ -248,6 +249,83 @@ class Composer:
             self._loop.call_soon_threadsafe(fn, *args)
 
 
+AUDIO_RATE = 48_000
+AUDIO_FRAME = 960  # 20 ms, what WebRTC publishers send
+GUEST_AUDIO_MAX = AUDIO_RATE // 4  # samples kept of the guest's voice: at most 250 ms behind
+AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_RATE)
+
+
+class AudioMixer:
+    """The host's Opus and the guest's decoded voice -> one Opus stream, on the host's timeline.
+
+    Runs on the event loop: an Opus decode, a sum and an Opus encode per 20 ms packet cost
+    well under a millisecond. The guest's samples wait in a short buffer (at most 250 ms, the
+    oldest dropped) and silence stands in when she has none.
+    """
+
+    def __init__(self, deliver: Callable[[list[RtpPacket], EncodedPacket], None]) -> None:
+        self._deliver = deliver
+        decoder = av.CodecContext.create("libopus", "r")
+        assert isinstance(decoder, av.AudioCodecContext)
+        decoder.format, decoder.layout, decoder.sample_rate = "s16", "stereo", AUDIO_RATE
+        self._decoder = decoder
+        encoder = av.CodecContext.create("libopus", "w")
+        assert isinstance(encoder, av.AudioCodecContext)
+        encoder.format, encoder.layout, encoder.sample_rate = "s16", "stereo", AUDIO_RATE
+        encoder.bit_rate = 64_000
+        encoder.time_base = AUDIO_TIME_BASE
+        encoder.options = {"application": "voip"}
+        self._encoder = encoder
+        self._to_pcm = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_RATE)
+        self._guest_to_pcm = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_RATE)
+        self._guest = np.zeros((0, 2), np.int16)
+        self._host = np.zeros((0, 2), np.int16)
+        self._host_pts: list[int] = []  # the pts of each 20 ms of host audio waiting to go out
+        self._rtp = _Rtp()
+        self.packets = 0
+
+    def guest_frame(self, frame: av.AudioFrame) -> None:
+        for pcm in self._guest_to_pcm.resample(frame):
+            samples = pcm.to_ndarray().reshape(-1, 2)
+            self._guest = np.concatenate([self._guest, samples])[-GUEST_AUDIO_MAX:]
+
+    def push(self, packet: EncodedPacket) -> None:
+        """One host Opus packet (on the loop)."""
+        try:
+            frames = self._decoder.decode(packet)
+        except (av.FFmpegError, ValueError):
+            return  # a damaged packet: the next one decodes on its own
+        pts = int(packet.pts or 0)
+        for frame in frames:
+            for pcm in self._to_pcm.resample(frame):
+                self._host = np.concatenate([self._host, pcm.to_ndarray().reshape(-1, 2)])
+        while len(self._host) >= AUDIO_FRAME:
+            host, self._host = self._host[:AUDIO_FRAME], self._host[AUDIO_FRAME:]
+            guest, self._guest = self._guest[:AUDIO_FRAME], self._guest[AUDIO_FRAME:]
+            mixed = host.astype(np.int32)
+            mixed[:len(guest)] += guest
+            out = av.AudioFrame.from_ndarray(
+                np.clip(mixed, -32768, 32767).astype(np.int16).reshape(1, -1),
+                format="s16", layout="stereo")
+            out.sample_rate = AUDIO_RATE
+            out.pts = pts
+            out.time_base = AUDIO_TIME_BASE
+            self._host_pts.append(pts)
+            pts += AUDIO_FRAME
+            for encoded in self._encoder.encode(out):
+                self._emit(bytes(encoded))
+
+    def _emit(self, data: bytes) -> None:
+        if not data or not self._host_pts:
+            return
+        pts = self._host_pts.pop(0)
+        packet = av.Packet(data)
+        packet.pts = packet.dts = pts
+        packet.time_base = AUDIO_TIME_BASE
+        self.packets += 1
+        self._deliver(self._rtp.packets([data], pts & 0xFFFFFFFF), packet)
+
+
 class GuestPeer:
     """The guest's WHIP connection: its video decoded by aiortc, the newest picture kept."""
 
@@ -258,20 +336,23 @@ class GuestPeer:
         self.latest: av.VideoFrame | None = None
         self.frames = 0
         self.on_frame: Callable[[av.VideoFrame], None] = lambda frame: None
+        self.on_audio: Callable[[av.AudioFrame], None] = lambda frame: None
         self._tasks: list[asyncio.Task[None]] = []
 
     def consume(self, track: MediaStreamTrack) -> None:
         self._tasks.append(asyncio.ensure_future(self._pull(track)))
 
     async def _pull(self, track: MediaStreamTrack) -> None:
-        # Audio is read and dropped: aiortc queues every frame of a track nobody reads.
+        # Read as it comes even when nobody uses it: aiortc queues every frame of a track.
         with contextlib.suppress(Exception):
             while True:
                 frame = await track.recv()
-                if track.kind == "video" and isinstance(frame, av.VideoFrame):
+                if isinstance(frame, av.VideoFrame):
                     self.latest = frame
                     self.frames += 1
                     self.on_frame(frame)
+                elif isinstance(frame, av.AudioFrame):
+                    self.on_audio(frame)
 
     async def close(self) -> None:
         await self.pc.close()

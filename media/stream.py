@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from media.guest import Composer, GuestPeer
+from media.guest import AudioMixer, Composer, GuestPeer
 from media.keyframes import KeyframeThrottle
 from media.publisher import CONNECT_TIMEOUT_S, SILENT_LOST_S, FrameTimeline, PublisherPeer
 from media.rtp_forward import RtpFanout
@@ -67,6 +67,7 @@ class LiveStream:
         self.throttle = KeyframeThrottle(self._send_pli)
         self.guest: GuestPeer | None = None
         self.composer: Composer | None = None  # runs while a guest is on and sends pictures
+        self.mixer: AudioMixer | None = None  # runs while a guest is on and sends her voice
         self.closed = False
         self._on_grace_expired = on_grace_expired
         self._grace: asyncio.TimerHandle | None = None
@@ -81,6 +82,7 @@ class LiveStream:
         # A new host source (maybe another codec): the composer restarts at the guest's next
         # picture, from the new publisher's first keyframe.
         self._stop_composer()
+        self._stop_mixer()
         if self.video_codec and video_codec != self.video_codec:
             # Viewers negotiated the old codec; they must come back (their players reconnect).
             for viewer in list(self.viewers.values()):
@@ -172,6 +174,7 @@ class LiveStream:
         self.end_guest()
         self.guest = guest
         guest.on_frame = self._guest_frame
+        guest.on_audio = self._guest_audio
 
         @guest.pc.on("connectionstatechange")
         def on_state() -> None:
@@ -187,6 +190,38 @@ class LiveStream:
         assert self.composer is not None
         self.composer.guest_frame = frame
 
+    def _guest_audio(self, frame: Any) -> None:
+        if self.guest is None or self.closed:
+            return
+        if self.mixer is None:
+            fanout = self.fanouts.get("audio")
+            pub = self.publisher
+            if fanout is None or pub is None or not pub.feeds_taps:
+                return  # a host without a microphone: nothing to mix into
+            mixer = AudioMixer(lambda rtp, packet: self._mixed(mixer, rtp, packet))
+            self.mixer = mixer
+            fanout.paused = True
+            self.tap.divert["audio"] = mixer.push
+        self.mixer.guest_frame(frame)
+
+    def _mixed(self, mixer: AudioMixer, rtp: list[Any], packet: EncodedPacket) -> None:
+        if mixer is not self.mixer:
+            return
+        fanout = self.fanouts.get("audio")
+        if fanout is not None:
+            for p in rtp:
+                fanout.forward(p)
+        self.tap.to_sinks(packet, "audio")
+
+    def _stop_mixer(self) -> None:
+        if self.mixer is None:
+            return
+        self.mixer = None
+        self.tap.divert.pop("audio", None)
+        fanout = self.fanouts.get("audio")
+        if fanout is not None:
+            fanout.paused = False
+
     def _start_composer(self) -> bool:
         fanout = self.fanouts.get("video")
         pub = self.publisher
@@ -197,7 +232,7 @@ class LiveStream:
                             self._host_keyframe)
         self.composer = composer
         fanout.paused = True
-        self.tap.divert = composer.push
+        self.tap.divert["video"] = composer.push
         self.tap.video_waits_key = True
         composer.start()
         log.info("session %s: guest on camera, composing (%s)", self.session_id, self.video_codec)
@@ -217,7 +252,7 @@ class LiveStream:
         if composer is None:
             return
         composer.stop()
-        self.tap.divert = None
+        self.tap.divert.pop("video", None)
         self.tap.video_waits_key = True
         fanout = self.fanouts.get("video")
         if fanout is not None:
@@ -230,6 +265,7 @@ class LiveStream:
         now and the host's own picture comes back. False if no guest was on."""
         guest, self.guest = self.guest, None
         self._stop_composer()
+        self._stop_mixer()
         if guest is None:
             return False
         guest.on_frame = lambda frame: None

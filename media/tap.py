@@ -83,9 +83,9 @@ class SessionTap:
         self.session_id = session_id
         self.sinks: list[PacketSink] = []
         self.info: StreamInfo | None = None  # set while a publisher is connected
-        # While set, the publisher's video goes here instead of to the sinks (the guest
-        # composer), which hands its own packets to `to_sinks`.
-        self.divert: Callable[[EncodedPacket], None] | None = None
+        # Per kind: while set, the publisher's packets of that kind go here instead of to the
+        # sinks (a guest's composer and mixer), which hand their own packets to `to_sinks`.
+        self.divert: dict[str, Callable[[EncodedPacket], None]] = {}
         # After the video source changed: the sinks get video again from a keyframe on.
         self.video_waits_key = False
 
@@ -95,8 +95,9 @@ class SessionTap:
             self._call(sink, "on_start", info)
 
     def packet(self, packet: EncodedPacket, kind: str) -> None:
-        if kind == "video" and self.divert is not None:
-            self.divert(packet)
+        divert = self.divert.get(kind)
+        if divert is not None:
+            divert(packet)
         else:
             self.to_sinks(packet, kind)
 

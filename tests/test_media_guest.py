@@ -22,6 +22,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription, V
 from infra.settings import Settings
 from media.guest import pip_box
 from media.keys import media_hub_key
+from media.synthetic import ToneAudioTrack
 from tests.conftest import Api, AppFactory
 from tests.media_flow import host_session, wait_replay
 from tests.webrtc_clients import SDP, publish, wait_for
@@ -31,6 +32,7 @@ pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 HOST_W, HOST_H = 320, 180
 GUEST_W, GUEST_H = 240, 320  # a portrait phone camera
 GUEST_V = 235  # strong red: the farm's chroma stays within 100..150
+HOST_HZ, GUEST_HZ = 440, 1000  # the host's tone and the guest's voice
 
 
 class RedGuestTrack(VideoStreamTrack):
@@ -84,14 +86,32 @@ def moved(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
     return float(np.abs(a - b).mean()) > 2.0
 
 
+def tone(samples: np.ndarray[Any, Any], hz: int) -> float:
+    """The share of a mono signal's energy within 20 Hz of `hz` (48 kHz)."""
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(samples), 1 / 48000)
+    return float(spectrum[np.abs(freqs - hz) < 20].sum() / max(spectrum.sum(), 1e-9))
+
+
+def mono(frame: av.AudioFrame) -> np.ndarray[Any, Any]:
+    pcm = frame.to_ndarray().astype(np.float64)  # s16: (1, samples*channels) interleaved
+    channels = len(frame.layout.channels)
+    return pcm.reshape(-1, channels).mean(axis=1) if frame.format.is_packed else pcm.mean(axis=0)
+
+
 @dataclass
 class Watcher:
     pc: RTCPeerConnection
     seen: list[tuple[float, Regions]] = field(default_factory=list)
+    heard: list[tuple[float, np.ndarray[Any, Any]]] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def recent(self, since: float) -> list[Regions]:
         return [r for t, r in self.seen if t >= since]
+
+    def sound(self, start: float, end: float) -> np.ndarray[Any, Any]:
+        parts = [a for t, a in self.heard if start <= t < end]
+        return np.concatenate(parts) if parts else np.zeros(1)
 
     async def close(self) -> None:
         await self.pc.close()
@@ -104,6 +124,7 @@ class Watcher:
 async def watch(api: Api, session_id: int) -> Watcher:
     pc = RTCPeerConnection()
     pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
     watcher = Watcher(pc)
 
     async def pull(track: MediaStreamTrack) -> None:
@@ -111,6 +132,9 @@ async def watch(api: Api, session_id: int) -> Watcher:
             n = 0
             while True:
                 frame = await track.recv()
+                if isinstance(frame, av.AudioFrame):
+                    watcher.heard.append((time.monotonic(), mono(frame)))
+                    continue
                 n += 1
                 if n % 3 == 0 and isinstance(frame, av.VideoFrame):  # every third: the box is busy
                     watcher.seen.append((time.monotonic(), regions(frame)))
@@ -126,9 +150,12 @@ async def watch(api: Api, session_id: int) -> Watcher:
     return watcher
 
 
-async def guest_offer(api: Api, session_id: int, token: str) -> tuple[RTCPeerConnection, int, str]:
+async def guest_offer(api: Api, session_id: int, token: str, voice: bool = False
+                      ) -> tuple[RTCPeerConnection, int, str]:
     pc = RTCPeerConnection()
     pc.addTrack(RedGuestTrack())
+    if voice:
+        pc.addTrack(ToneAudioTrack(GUEST_HZ))
     await pc.setLocalDescription(await pc.createOffer())
     resp = await api.client.post(f"/api/sessions/{session_id}/guest/whip",
                                  data=pc.localDescription.sdp,
@@ -147,6 +174,19 @@ def replay_regions(url: str) -> list[Regions]:
         container.close()
 
 
+def replay_seconds_of_sound(url: str) -> list[np.ndarray[Any, Any]]:
+    """The replay's sound, one array per second."""
+    container = av.open(url, "r", timeout=20.0)
+    try:
+        resample = av.AudioResampler(format="s16", layout="mono", rate=48000)
+        pcm = np.concatenate([f.to_ndarray().reshape(-1).astype(np.float64)
+                              for frame in container.decode(audio=0)
+                              for f in resample.resample(frame)])
+    finally:
+        container.close()
+    return [pcm[i:i + 48000] for i in range(0, len(pcm) - 47999, 48000)]
+
+
 @pytest.mark.parametrize("codec", ["video/H264", "video/VP8"])
 async def test_guest_on_camera_in_webrtc_and_replay_then_host_ends_it(
     make_api: AppFactory, settings: Settings, codec: str
@@ -162,8 +202,7 @@ async def test_guest_on_camera_in_webrtc_and_replay_then_host_ends_it(
                                  headers=api.auth(host_token))
     assert resp.status == 409, await resp.text()
 
-    pub = await publish(api.client, session_id, key, width=HOST_W, height=HOST_H, audio=False,
-                        codec=codec)
+    pub = await publish(api.client, session_id, key, width=HOST_W, height=HOST_H, codec=codec)
     assert pub.status == 201, pub.body
     viewer = await watch(api, session_id)
     guest_pc: RTCPeerConnection | None = None
@@ -187,7 +226,7 @@ async def test_guest_on_camera_in_webrtc_and_replay_then_host_ends_it(
         await other_pc.close()
         assert status == 403
 
-        guest_pc, status, body = await guest_offer(api, session_id, guest_token)
+        guest_pc, status, body = await guest_offer(api, session_id, guest_token, voice=True)
         assert status == 201, body
         joined = time.monotonic()
         assert await wait_for(lambda: sum(r.guest_on for r in viewer.recent(joined)) >= 10, 40), \
@@ -198,6 +237,11 @@ async def test_guest_on_camera_in_webrtc_and_replay_then_host_ends_it(
         first, last = both[0], both[-1]
         assert moved(first.corner_y, last.corner_y), "the guest's picture does not move"
         assert moved(first.host_y, last.host_y), "the host's picture does not move"
+        # Viewers hear both: the host's tone and the guest's.
+        both_heard = viewer.sound(time.monotonic() - 2.0, time.monotonic())
+        assert len(both_heard) >= 48000, len(both_heard)
+        assert tone(both_heard, GUEST_HZ) > 0.1 and tone(both_heard, HOST_HZ) > 0.1, (
+            tone(both_heard, GUEST_HZ), tone(both_heard, HOST_HZ))
         resp = await api.client.get(f"/api/sessions/{session_id}/guest", headers=api.auth(host_token))
         assert (await resp.json())["guest"] == {"user_id": guest_id, "username": guest_name,
                                                   "connected": True, "on_air": True}
@@ -215,6 +259,9 @@ async def test_guest_on_camera_in_webrtc_and_replay_then_host_ends_it(
         after = viewer.recent(ended + 1.0)
         assert not any(r.guest_on for r in after), [round(r.corner_v) for r in after]
         assert moved(after[0].host_y, after[-1].host_y)
+        host_alone = viewer.sound(ended + 1.0, time.monotonic())
+        assert len(host_alone) >= 24000
+        assert tone(host_alone, GUEST_HZ) < 0.02 and tone(host_alone, HOST_HZ) > 0.3
         # The invitation went with it.
         again, status, _ = await guest_offer(api, session_id, guest_token)
         await again.close()
@@ -241,6 +288,11 @@ async def test_guest_on_camera_in_webrtc_and_replay_then_host_ends_it(
     assert not any(flags[:first_on][-3:]) and first_on >= 3
     assert sum(flags[first_on:last_on + 1]) >= 0.9 * (last_on + 1 - first_on)
     assert len(flags) - 1 - last_on >= 3
+    # Its sound: the guest's voice in the middle seconds only, the host's throughout.
+    seconds = await asyncio.to_thread(replay_seconds_of_sound, str(api.client.make_url(replay["hls"])))
+    voiced = [tone(s, GUEST_HZ) > 0.1 for s in seconds]
+    assert sum(voiced) >= 2 and not voiced[0] and not voiced[-1], voiced
+    assert all(tone(s, HOST_HZ) > 0.1 for s in seconds[1:-1])
 
 
 
