@@ -202,6 +202,15 @@ class CommunityNoticeSent(EventPayload):
     recipients: int
 
 
+class GuestInvited(EventPayload):
+    """A host invited `user_id` on camera in the event's session; her notification is stored
+    already, this tells the server to deliver it (docs/GUEST.md)."""
+
+    KIND = "guest_invited"
+    user_id: int
+    notification_id: int
+
+
 # --- between the server's processes ---------------------------------------------------------
 
 class TokenRevoked(EventPayload):
@@ -217,7 +226,7 @@ PAYLOADS: Mapping[str, type[EventPayload]] = {
         SaleOpened, SaleClosed, StockChanged, GroupProgress, GroupOutcome, ProductPinned,
         ProductUnpinned, StreamStarted, SessionEnded, ReplayProgress, OrderPaid, OrderRefunded,
         OrderStatusChanged, ClaimFiled, ClaimDecided, SessionLive, CommunityNoticeSent,
-        TokenRevoked,
+        GuestInvited, TokenRevoked,
     )
 }
 

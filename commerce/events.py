@@ -59,6 +59,8 @@ EVENT_KINDS: Mapping[str, Audience] = MappingProxyType({
     "session_live": Audience.INTERNAL,
     # a community's notice to its members: each is told privately, never a room
     "community_notice": Audience.INTERNAL,
+    # a host's invitation on camera: only the invited user is told, privately
+    "guest_invited": Audience.INTERNAL,
     # between the server's processes (carried by the cluster bus, docs/CLUSTER.md)
     "token_revoked": Audience.INTERNAL,
 })

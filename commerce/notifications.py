@@ -43,6 +43,7 @@ class NoticeKind(enum.StrEnum):
     CLAIM_DECIDED = "claim_decided"
     SESSION_LIVE = "session_live"
     COMMUNITY_NOTICE = "community_notice"
+    GUEST_INVITE = "guest_invite"  # a host invites this user on camera (docs/GUEST.md)
 
 
 class Notification(Base):

@@ -18,10 +18,12 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from commerce import live_sessions
+from commerce.errors import Conflict, Forbidden
 from commerce.event_payloads import SessionEnded, SessionLive
 from commerce.events import DomainEvent, EventBus
 from infra.database import Database
 from media.errors import BadSdp, CodecUnsupported, NotLive, ResourceGone
+from media.guest import GuestPeer
 from media.ownership import MediaElsewhere, Ownership, SoleOwnership
 from media.publisher import PublisherPeer
 from media.sdp import (
@@ -76,6 +78,9 @@ class MediaHub:
         self.seats = SeatLedger(config.viewer_cap, config.seats_per_address,
                                 retry_after_s=config.connect_deadline_s)
         self._host_of: dict[int, int] = {}  # session id -> host user id, for revocations
+        # session id -> the user its host invited on camera; kept with the media (this process
+        # owns it), gone with the stream.
+        self.guest_invites: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._owned: list[Callable[[], Awaitable[None]]] = []  # e.g. the demo source's stop
         taps.set_keyframe_requester(self.request_keyframe)
@@ -247,7 +252,72 @@ class MediaHub:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # -- a guest on camera (media/guest.py)
+    def _live_stream(self, session_id: int) -> LiveStream:
+        stream = self.streams.get(session_id)
+        if stream is None or stream.closed or stream.publisher is None:
+            raise NotLive(hls=f"/hls/{session_id}/index.m3u8")
+        if not stream.publisher.feeds_taps:
+            raise Conflict("连线需要网页或 WHIP 推流 / A guest needs the host on WebRTC (WHIP), "
+                           "not RTMP", reason="guest_needs_whip")
+        return stream
+
+    def invite_guest(self, session_id: int, user_id: int) -> None:
+        """The host names who may join on camera (replacing an earlier invite and guest)."""
+        stream = self._live_stream(session_id)
+        if self.guest_invites.get(session_id) != user_id:
+            stream.end_guest()
+        self.guest_invites[session_id] = user_id
+
+    def guest_info(self, session_id: int) -> dict[str, Any] | None:
+        user_id = self.guest_invites.get(session_id)
+        if user_id is None:
+            return None
+        stream = self.streams.get(session_id)
+        guest = stream.guest if stream is not None else None
+        return {"user_id": user_id, "on_air": guest is not None and guest.frames > 0,
+                "connected": guest is not None}
+
+    async def publish_guest(self, session_id: int, user_id: int, offer: str) -> tuple[str, str]:
+        """The invited guest's WHIP offer -> (resource id, answer). A second offer from the
+        same guest (a reload) replaces the first."""
+        if self.guest_invites.get(session_id) != user_id:
+            raise Forbidden("你没有被邀请连线 / You are not invited on camera", reason="not_invited")
+        async with self.publish_lock(session_id):
+            self._live_stream(session_id)
+            pc = self._new_pc()
+            guest = GuestPeer(pc, user_id)
+
+            @pc.on("track")
+            def on_track(track: Any) -> None:
+                guest.consume(track)
+
+            try:
+                await _negotiate(pc, offer)
+                video, audio = self._ingest_transceivers(pc)
+                prefer_ingest_video(video)
+                if audio is not None:
+                    only_opus(audio)
+                await pc.setLocalDescription(await pc.createAnswer())
+                stream = self._live_stream(session_id)
+                if self.guest_invites.get(session_id) != user_id:
+                    raise Forbidden("邀请已取消 / The invitation was withdrawn", reason="not_invited")
+            except BaseException:
+                await guest.close()
+                raise
+            stream.attach_guest(guest)
+        log.info("session %s: guest %s connecting", session_id, user_id)
+        return guest.resource_id, pc.localDescription.sdp
+
+    def end_guest(self, session_id: int) -> bool:
+        """The host ends the guest's part: invite withdrawn, the guest's peer closed at once."""
+        invited = self.guest_invites.pop(session_id, None) is not None
+        stream = self.streams.get(session_id)
+        ended = stream.end_guest() if stream is not None else False
+        return invited or ended
+
     async def end_stream(self, session_id: int, *, end_session: bool) -> None:
+        self.guest_invites.pop(session_id, None)
         stream = self.streams.pop(session_id, None)
         self._publish_locks.pop(session_id, None)
         self._host_of.pop(session_id, None)

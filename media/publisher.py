@@ -133,7 +133,7 @@ class PublisherPeer:
 
         async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
             self.last_rtp = time.monotonic()
-            if not self.active:
+            if not self.active or fanout.paused:
                 pass
             elif packet.payload_type == media_pt:
                 fanout.forward(packet)

@@ -141,6 +141,9 @@ class RtpFanout:
         self.last_unix = 0.0
         self.forwarded = 0
         self.retransmitted = 0
+        # True while another source (the guest composer) feeds this fan-out instead of the
+        # publisher: the publisher's packets are then not forwarded.
+        self.paused = False
         # Called when a viewer joins or asks for a keyframe; the stream rate-limits it.
         self.on_keyframe_needed: Callable[[], None] = lambda: None
 

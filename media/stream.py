@@ -10,10 +10,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
+from media.guest import AudioMixer, Composer, GuestPeer
 from media.keyframes import KeyframeThrottle
 from media.publisher import CONNECT_TIMEOUT_S, SILENT_LOST_S, FrameTimeline, PublisherPeer
 from media.rtp_forward import RtpFanout
-from media.tap import AUDIO_TIME_BASE_HZ, VIDEO_TIME_BASE_HZ, PublisherTaps, StreamInfo
+from media.tap import AUDIO_TIME_BASE_HZ, VIDEO_TIME_BASE_HZ, EncodedPacket, PublisherTaps, StreamInfo
 from media.viewer import ViewerPeer
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ class LiveStream:
         self.last_resource_id = ""
         self.video_profile: str | None = None  # H.264 profile-level-id, for viewers' answers
         self.throttle = KeyframeThrottle(self._send_pli)
+        self.guest: GuestPeer | None = None
+        self.composer: Composer | None = None  # runs while a guest is on and sends pictures
+        self.mixer: AudioMixer | None = None  # runs while a guest is on and sends her voice
         self.closed = False
         self._on_grace_expired = on_grace_expired
         self._grace: asyncio.TimerHandle | None = None
@@ -75,6 +79,10 @@ class LiveStream:
     def attach_publisher(self, pub: PublisherPeer, video: Any, audio: Any | None, video_codec: str) -> None:
         """Route a freshly negotiated publisher into this stream (before it can connect)."""
         self._replace_publisher(pub)
+        # A new host source (maybe another codec): the composer restarts at the guest's next
+        # picture, from the new publisher's first keyframe.
+        self._stop_composer()
+        self._stop_mixer()
         if self.video_codec and video_codec != self.video_codec:
             # Viewers negotiated the old codec; they must come back (their players reconnect).
             for viewer in list(self.viewers.values()):
@@ -103,6 +111,7 @@ class LiveStream:
         """An RTMP publisher takes the stream: its H.264 and Opus (made once, see
         media/rtmp_relay.py) go to the same fan-outs. Its recording is the RTMP side's own."""
         self._replace_publisher(relay)
+        self.end_guest()  # an RTMP host's video never reaches the composer
         if self.video_codec and self.video_codec != "h264":
             for viewer in list(self.viewers.values()):
                 self.drop_viewer(viewer)
@@ -150,7 +159,118 @@ class LiveStream:
         return any(f.forwarded for f in self.fanouts.values())
 
     def _send_pli(self) -> bool:
+        if self.composer is not None:
+            self.composer.force_keyframe()
+            return True
         return self.publisher is not None and self.publisher.send_pli()
+
+    def _host_keyframe(self) -> None:
+        if self.publisher is not None:
+            self.publisher.send_pli()
+
+    # -- a guest on camera (media/guest.py)
+    def attach_guest(self, guest: GuestPeer) -> None:
+        """The guest's peer, negotiated: composing starts with its first picture."""
+        self.end_guest()
+        self.guest = guest
+        guest.on_frame = self._guest_frame
+        guest.on_audio = self._guest_audio
+
+        @guest.pc.on("connectionstatechange")
+        def on_state() -> None:
+            if guest.pc.connectionState in ("failed", "closed") and self.guest is guest:
+                log.info("guest of session %s left (%s)", self.session_id, guest.pc.connectionState)
+                self.end_guest()
+
+    def _guest_frame(self, frame: Any) -> None:
+        if self.guest is None or self.closed:
+            return
+        if self.composer is None and not self._start_composer():
+            return
+        assert self.composer is not None
+        self.composer.guest_frame = frame
+
+    def _guest_audio(self, frame: Any) -> None:
+        if self.guest is None or self.closed:
+            return
+        if self.mixer is None:
+            fanout = self.fanouts.get("audio")
+            pub = self.publisher
+            if fanout is None or pub is None or not pub.feeds_taps:
+                return  # a host without a microphone: nothing to mix into
+            mixer = AudioMixer(lambda rtp, packet: self._mixed(mixer, rtp, packet))
+            self.mixer = mixer
+            fanout.paused = True
+            self.tap.divert["audio"] = mixer.push
+        self.mixer.guest_frame(frame)
+
+    def _mixed(self, mixer: AudioMixer, rtp: list[Any], packet: EncodedPacket) -> None:
+        if mixer is not self.mixer:
+            return
+        fanout = self.fanouts.get("audio")
+        if fanout is not None:
+            for p in rtp:
+                fanout.forward(p)
+        self.tap.to_sinks(packet, "audio")
+
+    def _stop_mixer(self) -> None:
+        if self.mixer is None:
+            return
+        self.mixer = None
+        self.tap.divert.pop("audio", None)
+        fanout = self.fanouts.get("audio")
+        if fanout is not None:
+            fanout.paused = False
+
+    def _start_composer(self) -> bool:
+        fanout = self.fanouts.get("video")
+        pub = self.publisher
+        if fanout is None or pub is None or not pub.feeds_taps or not self.video_codec:
+            return False
+        composer = Composer(self.session_id, self.video_codec, asyncio.get_running_loop(),
+                            lambda rtp, packet: self._composed(composer, rtp, packet),
+                            self._host_keyframe)
+        self.composer = composer
+        fanout.paused = True
+        self.tap.divert["video"] = composer.push
+        self.tap.video_waits_key = True
+        composer.start()
+        log.info("session %s: guest on camera, composing (%s)", self.session_id, self.video_codec)
+        return True
+
+    def _composed(self, composer: Composer, rtp: list[Any], packet: EncodedPacket) -> None:
+        if composer is not self.composer:
+            return  # a late frame from a composer already stopped
+        fanout = self.fanouts.get("video")
+        if fanout is not None:
+            for p in rtp:
+                fanout.forward(p)
+        self.tap.to_sinks(packet, "video")
+
+    def _stop_composer(self) -> None:
+        composer, self.composer = self.composer, None
+        if composer is None:
+            return
+        composer.stop()
+        self.tap.divert.pop("video", None)
+        self.tap.video_waits_key = True
+        fanout = self.fanouts.get("video")
+        if fanout is not None:
+            fanout.paused = False
+        self._host_keyframe()  # viewers, HLS and the recording go back to the host's picture
+        self._close_later(asyncio.to_thread(composer.join))
+
+    def end_guest(self) -> bool:
+        """The guest's part is over (the host ended it, or the guest left): its peer is closed
+        now and the host's own picture comes back. False if no guest was on."""
+        guest, self.guest = self.guest, None
+        self._stop_composer()
+        self._stop_mixer()
+        if guest is None:
+            return False
+        guest.on_frame = lambda frame: None
+        self._close_later(guest.close())
+        return True
 
     def request_keyframe(self) -> None:
         self.throttle.request()
@@ -207,6 +327,7 @@ class LiveStream:
         if self._grace is not None:
             self._grace.cancel()
         self.throttle.close()
+        self.end_guest()
         peers: list[Any] = [v.close() for v in self.viewers.values()]
         self.viewers.clear()
         if self.publisher is not None:

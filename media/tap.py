@@ -83,6 +83,11 @@ class SessionTap:
         self.session_id = session_id
         self.sinks: list[PacketSink] = []
         self.info: StreamInfo | None = None  # set while a publisher is connected
+        # Per kind: while set, the publisher's packets of that kind go here instead of to the
+        # sinks (a guest's composer and mixer), which hand their own packets to `to_sinks`.
+        self.divert: dict[str, Callable[[EncodedPacket], None]] = {}
+        # After the video source changed: the sinks get video again from a keyframe on.
+        self.video_waits_key = False
 
     def start(self, info: StreamInfo) -> None:
         self.info = info
@@ -90,6 +95,17 @@ class SessionTap:
             self._call(sink, "on_start", info)
 
     def packet(self, packet: EncodedPacket, kind: str) -> None:
+        divert = self.divert.get(kind)
+        if divert is not None:
+            divert(packet)
+        else:
+            self.to_sinks(packet, kind)
+
+    def to_sinks(self, packet: EncodedPacket, kind: str) -> None:
+        if kind == "video" and self.video_waits_key:
+            if not packet.is_keyframe:
+                return
+            self.video_waits_key = False
         for sink in self.sinks:
             try:
                 sink.on_packet(packet, kind)

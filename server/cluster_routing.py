@@ -2,8 +2,8 @@
 
 - WHIP and WHEP (offers, DELETE, PATCH) of a session: to its media owner. With no owner, or
   one that is gone, they are handled here (a WHIP offer then makes this process the owner).
-- The host's view of a session (GET with a token: who publishes) and a stream-key rotation (it
-  may stop the publisher): to the media owner.
+- The host's view of a session (GET with a token: who publishes), a stream-key rotation (it
+  may stop the publisher) and a guest on camera (invite, publish, end): to the media owner.
 - Live HLS: from the media owner's node, replays (files and status) from the node that
   recorded them; a process of the same node reads them from the shared data dir itself.
 - Engine.IO requests with a session id: to the process that made the id.
@@ -26,7 +26,7 @@ from server.cluster_keys import Cluster, cluster_key
 log = logging.getLogger(__name__)
 
 _MEDIA = re.compile(r"^/(?:whip|whep)/(\d{1,12})(?:/[^/]+)?$")
-_SESSION = re.compile(r"^/api/sessions/(\d{1,12})(/stream-key|/replay)?$")
+_SESSION = re.compile(r"^/api/sessions/(\d{1,12})(/stream-key|/replay|/guest|/guest/whip)?$")
 _FILES = re.compile(r"^/(hls|replays)/(\d{1,12})/[^/]+$")
 _PREFIXES = ("/whip/", "/whep/", "/api/sessions/", "/hls/", "/replays/", "/socket.io/")
 
@@ -86,7 +86,8 @@ async def _route(cluster: Cluster, request: web.Request
         session_id, tail = int(match.group(1)), match.group(2)
         if tail == "/replay":
             return await _to_recording_node(cluster, session_id), session_id, None
-        if tail == "/stream-key" or (request.method == "GET" and "Authorization" in request.headers):
+        if tail in ("/stream-key", "/guest", "/guest/whip") or (
+                request.method == "GET" and "Authorization" in request.headers):
             return await _to_owner(cluster, session_id)
         return None, None, None
     if (match := _FILES.match(path)) is not None:

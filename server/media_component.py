@@ -15,7 +15,7 @@ from server.demo import demo_seeders_key
 from server.demo_stream import seed_demo_stream
 from server.keys import database_key, events_key, settings_key
 from server.revocations import revocations_key
-from server.routes import media_cors, whep, whip
+from server.routes import guest, media_cors, whep, whip
 
 
 def setup(app: web.Application, api: Api) -> None:
@@ -24,6 +24,7 @@ def setup(app: web.Application, api: Api) -> None:
     app[publisher_taps_key] = PublisherTaps()
     api.operations.extend(whip.api.operations)
     api.operations.extend(whep.api.operations)
+    api.operations.extend(guest.api.operations)
     api.operations.extend(media_cors.api.operations)
     app.on_response_prepare.append(media_cors.add_cors_headers)
     app.cleanup_ctx.append(media_hub_ctx)

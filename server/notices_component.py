@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 wechat_key = web.AppKey("wechat_messages", WeChatSubscribeMessages)
 openids_key = web.AppKey("wechat_openids", OpenIdSource)
 KINDS = ("order_status", "order_refunded", "claim_filed", "claim_decided", "session_live",
-         "community_notice")
+         "community_notice", "guest_invited")
 
 
 def setup(app: web.Application, api: Api) -> None:
@@ -62,6 +62,10 @@ class Notices:
             return
         if event.kind == "community_notice":
             self.background(self.community_notice(int(data["notice_id"])))
+            return
+        if event.kind == "guest_invited":
+            async with self.app[database_key].session() as db:
+                await self.send(await db.get(Notification, int(data["notification_id"])))
             return
         if not isinstance(user_id, int):
             return

@@ -165,6 +165,15 @@ REST: tuple[Op, ...] = (
     # A stream key is rotated by its session's host (still a host) or an admin only.
     Op("POST", "/api/sessions/{id}/stream-key", "/api/sessions/{w.session_end}/stream-key", OWNER,
        json={}),
+    # A guest on camera: the session's host (or an admin) invites, reads and ends; only the
+    # invited user publishes (nobody is invited in this world, so everyone is refused).
+    Op("POST", "/api/sessions/{id}/guest", "/api/sessions/{w.session_a}/guest", OWNER,
+       json={"user_id": NO_SUCH}),
+    Op("GET", "/api/sessions/{id}/guest", "/api/sessions/{w.session_a}/guest", OWNER),
+    Op("DELETE", "/api/sessions/{id}/guest", "/api/sessions/{w.session_a}/guest", OWNER),
+    Op("POST", "/api/sessions/{id}/guest/whip", "/api/sessions/{w.session_a}/guest/whip",
+       frozenset(), data=SDP_OFFER, content_type="application/sdp"),
+    Op("GET", "/guest/{id}", "/guest/{w.session_a}", PUBLIC),
     # --- pages: static shells, public; what they show comes from the API --------------------
     Op("GET", "/", "/", PUBLIC),
     Op("GET", "/login", "/login", PUBLIC),

@@ -80,6 +80,7 @@ _page_route("/koc/admin", "koc_admin", "Back office: the host's programmes, appl
 _page_route("/ugc/new", "ugc_new", "Write a 晒单 from a picked-up order or a trial sample")
 _page_route("/ugc/moderate", "ugc_moderate", "Assistants: approve or hide 晒单")
 _page_route("/u/{id}", "profile", "A neighbour's public profile")
+_page_route("/guest/{id}", "guest", "The guest's camera page (连线, phone)")
 
 
 def install_static(app: web.Application) -> None:

@@ -28,6 +28,8 @@ export function noticeText(notice) {
       return t("notice_session_live", { title: p.title || "" });
     case "community_notice":
       return t("notice_community", { community: p.community_name || "", text: p.text || "" });
+    case "guest_invite":
+      return t("notice_guest_invite", { title: p.title || "" });
     default:
       return t("notice_other");
   }
