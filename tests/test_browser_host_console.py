@@ -131,6 +131,8 @@ async def test_host_runs_a_sale_from_the_first_screen(tmp_path: Path, redis_url:
         assert await page.evaluate("() => document.activeElement.id") == "tab-groups"
         assert await page.locator("#panel-groups").is_visible()
         await page.keyboard.press("End")
+        assert await page.locator("#panel-guest").is_visible()
+        await page.keyboard.press("ArrowLeft")
         assert await page.locator("#panel-stream").is_visible()
         assert await page.locator("#stat-kbps").is_visible()
         assert kit.errors == [], kit.errors
