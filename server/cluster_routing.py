@@ -4,8 +4,9 @@
   one that is gone, they are handled here (a WHIP offer then makes this process the owner).
 - The host's view of a session (GET with a token: who publishes) and a stream-key rotation (it
   may stop the publisher): to the media owner.
-- Live HLS: from the media owner's node, replays (files and status) from the node that
-  recorded them; a process of the same node reads them from the shared data dir itself.
+- Live HLS: playlists and parts from the media owner (they are in its memory), complete
+  segments from its node; replays (files and status) from the node that recorded them; a
+  process of the same node reads files from the shared data dir itself.
 - Engine.IO requests with a session id: to the process that made the id.
 A forwarded request (valid mark) is handled where it lands, never forwarded again.
 """
@@ -94,7 +95,11 @@ async def _route(cluster: Cluster, request: web.Request
         if match.group(1) == "hls":
             target, _sid, owner = await _to_owner(cluster, session_id)
             if target is not None:
-                return (None if target.node_id == cluster.me.node_id else target), session_id, owner
+                # The live playlist and its parts are in the owner's memory (LL-HLS): only
+                # complete segments are read from a shared dir by the owner's node mates.
+                on_disk = path.endswith(".ts") and path.rsplit("/", 1)[1].startswith("seg_")
+                here = on_disk and target.node_id == cluster.me.node_id
+                return (None if here else target), session_id, owner
         return await _to_recording_node(cluster, session_id), session_id, None
     return None, None, None
 
