@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
 _ATTR = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
 
@@ -32,6 +33,7 @@ class LowLatencyPlaylist:
     preload_hint: str | None = None
     ended: bool = False
     dated: int = 0  # EXT-X-PROGRAM-DATE-TIME tags
+    dates: dict[int, float] = field(default_factory=dict)  # msn -> its date (unix s)
 
     @property
     def last_part(self) -> Part | None:
@@ -62,6 +64,9 @@ def parse(text: str) -> LowLatencyPlaylist:
             out.discontinuity_sequence = int(line.split(":", 1)[1])
         elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
             out.dated += 1
+            stamp = line.split(":", 1)[1].replace("Z", "+00:00")
+            if msn is not None:
+                out.dates[msn] = datetime.fromisoformat(stamp).timestamp()
         elif line.startswith("#EXT-X-PART:"):
             attrs = attributes(line.split(":", 1)[1])
             assert msn is not None

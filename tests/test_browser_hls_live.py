@@ -31,16 +31,17 @@ PART_S = 30.0
 OUTAGE_S = 2.0
 WATCH_S = 62.0
 
-# The live page's hls.js settings (web/static/js/player.js); every error is kept, not only fatal.
+# The live page's hls.js player (web/static/js/player.js); every error is kept, not only fatal.
 START_HLS = """async (url) => {
   const Hls = (await import('/vendor/hls/hls.mjs')).default;
+  const { liveHlsConfig, keepNearLive } = await import('/static/js/player.js');
   if (!Hls.isSupported()) return 'unsupported';
   const video = document.createElement('video');
   video.muted = true; video.autoplay = true; video.playsInline = true;
   document.body.appendChild(video);
   window.__video = video;
   window.__errors = [];
-  const hls = new Hls({ enableWorker: false, lowLatencyMode: true, backBufferLength: 30 });
+  const hls = new Hls(liveHlsConfig());
   hls.on(Hls.Events.ERROR, (_event, data) => {
     window.__errors.push({ fatal: !!data.fatal, type: data.type, details: data.details,
                            reason: String(data.error || data.reason || '').slice(0, 300) });
@@ -48,6 +49,7 @@ START_HLS = """async (url) => {
   });
   hls.loadSource(url);
   hls.attachMedia(video);
+  keepNearLive(hls, video);
   window.__hls = hls;
   return 'ok';
 }"""
