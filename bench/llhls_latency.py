@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import sys
@@ -210,6 +211,7 @@ async def player(http: aiohttp.ClientSession, base: str, stop_at: float,
     directive = ""
     while time.monotonic() < stop_at:
         try:
+            errors[1] += 1
             async with http.get(playlist_url + directive) as resp:
                 if resp.status != 200:
                     errors[0] += 1
@@ -217,10 +219,11 @@ async def player(http: aiohttp.ClientSession, base: str, stop_at: float,
                     await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
                     continue
                 pl = llhls_support.parse(await resp.text())
+            if not seen:  # start at the live edge: the newest part only
+                seen.update(p.uri for p in pl.parts[:-1])
             fresh = [p for p in pl.parts if p.uri not in seen]
-            if not seen:
-                fresh = fresh[-1:]  # start at the live edge
             for part in fresh:
+                errors[1] += 1
                 async with http.get(f"{base}/{part.uri}") as resp:
                     data = await resp.read()
                     ok = resp.status == 200
@@ -238,9 +241,9 @@ async def player(http: aiohttp.ClientSession, base: str, stop_at: float,
             await asyncio.sleep(0.5)
 
 
-async def run_players(base_url: str, sid: int, count: int, seconds: float) -> int:
-    """`count` players for `seconds`; returns the number of failed requests."""
-    errors = [0]
+async def run_players(base_url: str, sid: int, count: int, seconds: float) -> list[int]:
+    """`count` players for `seconds`; returns [failed requests, requests]."""
+    errors = [0, 0]
     stop_at = time.monotonic() + seconds
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(base_url, connector=connector) as http:
@@ -249,7 +252,7 @@ async def run_players(base_url: str, sid: int, count: int, seconds: float) -> in
             tasks.append(asyncio.ensure_future(player(http, f"/hls/{sid}", stop_at, None, errors)))
             await asyncio.sleep(0.5 / max(1, count))  # arrive over half a second, not at once
         await asyncio.gather(*tasks)
-    return errors[0]
+    return errors
 
 
 async def origin_load(server: ServerProcess, sid: int, sizes: list[int], seconds: float,
@@ -264,19 +267,33 @@ async def origin_load(server: ServerProcess, sid: int, sizes: list[int], seconds
                 str(seconds + 5), stdout=asyncio.subprocess.PIPE))
         await asyncio.sleep(3 if size else 0)  # the crowd is watching before the probe starts
         watcher = Probe()
-        errors = [0]
+        errors = [0, 0]
+        assert server.proc is not None
+        ticks, t0 = _cpu_ticks(server.proc.pid), time.monotonic()
         async with aiohttp.ClientSession(server.url) as http:
             await player(http, f"/hls/{sid}", time.monotonic() + seconds, watcher, errors)
+        cpu = (_cpu_ticks(server.proc.pid) - ticks) / CLK_TCK / (time.monotonic() - t0)
         probe = watcher.delays
-        failed = 0
+        failed, requests = errors
         for proc in workers:
             out, _ = await proc.communicate()
-            failed += int(out.decode().strip().splitlines()[-1])
+            counts = json.loads(out.decode().strip().splitlines()[-1])
+            failed, requests = failed + counts[0], requests + counts[1]
         results[size] = probe
+        # Worker requests span the probe window plus ~8 s: the rate is approximate.
+        rate = requests / (seconds + (8 if size else 0))
         print(f"  {size:>5} players: probe got each part {statistics.median(probe):.3f} s (p50) / "
               f"{pct(probe, 0.9):.3f} s (p90) after it was live; {len(probe)} parts; "
-              f"{failed + errors[0]} failed requests")
+              f"~{rate:.0f} requests/s, {failed} failed; server {100 * cpu:.0f}% of a core")
     return results
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
 
 
 def _load_average() -> str:
@@ -332,7 +349,7 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--load-worker":
         base_url, sid, count, seconds = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-        print(asyncio.run(run_players(base_url, sid, count, seconds)))
+        print(json.dumps(asyncio.run(run_players(base_url, sid, count, seconds))))
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=30.0, help="glass-to-glass sampling")

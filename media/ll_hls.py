@@ -87,6 +87,7 @@ class LiveEdge:
         self.waiters = 0
         self._changed = asyncio.Event()
         self._text: str | None = None
+        self._bytes: bytes | None = None
 
     # --- fed by the recorder (on the loop) ----------------------------------------------------
 
@@ -117,7 +118,7 @@ class LiveEdge:
         self._touch()
 
     def _touch(self) -> None:
-        self._text = None
+        self._text = self._bytes = None
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -178,9 +179,16 @@ class LiveEdge:
 
     async def wait_playlist(self, directive: Directive) -> str:
         """The playlist once it holds what `directive` names; NotYet (503) after the timeout."""
-        self.check_directive(directive)
-        await self._wait(lambda: self.satisfies(directive))
-        return self.render()
+        return (await self.wait_playlist_bytes(directive)).decode()
+
+    async def wait_playlist_bytes(self, directive: Directive | None) -> bytes:
+        """`wait_playlist` as the bytes served (encoded once per change); None: no waiting."""
+        if directive is not None:
+            self.check_directive(directive)
+            await self._wait(lambda: self.satisfies(directive))
+        self.render()
+        assert self._bytes is not None
+        return self._bytes
 
     async def wait_part(self, msn: int, index: int) -> PartReady | None:
         """The part, waiting for it when it is the next one; None when it is not (any more)."""
@@ -218,6 +226,7 @@ class LiveEdge:
         """Rendered once per change, whatever the number of players asking."""
         if self._text is None:
             self._text = self._render()
+            self._bytes = self._text.encode()
         return self._text
 
     def _render(self) -> str:

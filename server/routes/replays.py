@@ -68,10 +68,8 @@ def _headers(content_type: str, cache: str) -> dict[str, str]:
 async def _low_latency(request: web.Request, edge: LiveEdge, name: str) -> web.StreamResponse:
     deadline = request.app[settings_key].media_send_timeout_s
     if name == "index.m3u8":
-        directive = parse_directive(request.query)
-        text = edge.render() if directive is None else await edge.wait_playlist(directive)
-        return BoundedResponse(deadline, body=text.encode(),
-                               headers=_headers(PLAYLIST_TYPE, _PLAYLIST_CACHE))
+        body = await edge.wait_playlist_bytes(parse_directive(request.query))
+        return BoundedResponse(deadline, body=body, headers=_headers(PLAYLIST_TYPE, _PLAYLIST_CACHE))
     match = PART_FILES.match(name)
     if match is None:
         raise NotFound("没有这个文件 / No such file")
