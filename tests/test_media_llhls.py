@@ -18,6 +18,7 @@ from media.ffmpeg_bin import ffmpeg_binary
 from media.ll_hls import Directive, LiveEdge, NotYet, TooManyWaiters, parse_directive
 from media.record_tracks import CopyAnnexBTrack, TranscodeAudioTrack
 from media.recorder import Recorder
+from media.recordings import Recordings
 from media.segment_index import SegmentEntry, load_index
 from media.segment_writer import PartReady
 from tests import llhls_support
@@ -251,3 +252,17 @@ async def test_live_stream_is_served_low_latency_and_plain_players_still_play(
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+
+
+async def test_part_target_zero_serves_plain_hls_only(tmp_path: Path) -> None:
+    """LINLI_HLS_PART_TARGET_S=0: no edge in memory; the playlist on disk is served as before."""
+    plain = Recordings(tmp_path / "plain", asyncio.get_running_loop())
+    plain.recorder(1)
+    assert plain.live_edge(1) is None
+    low = Recordings(tmp_path / "low", asyncio.get_running_loop(), part_target_s=PART_TARGET)
+    low.recorder(1)
+    edge = low.live_edge(1)
+    assert edge is not None and edge.part_target_s == PART_TARGET
+    await plain.close()
+    await low.close()
+    assert low.live_edge(1) is None and edge.ended
