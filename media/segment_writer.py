@@ -53,6 +53,7 @@ _MUX_OPTIONS = {"flush_packets": "1", "pes_payload_size": "0"}
 # A part is cut at the first packet this far into it, so it stays under the part target with
 # room for one frame interval (33 ms at 30 fps) and above 85% of it (RFC 8216bis 4.4.4.9).
 PART_CUT_FRACTION = 0.9
+MIN_PART_S = 0.001
 
 
 def segment_name(seq: int) -> str:
@@ -282,8 +283,10 @@ class SegmentWriter:
             return
         data = file.take()
         # A gap in the input (frames lost on the way) can stretch a part past the target;
-        # its duration is bounded to it, the playlist's promise (RFC 8216bis 4.4.4.9).
-        duration = min(max(0.0, at - self._part_start), self._part_target)
+        # its duration is bounded to it, the playlist's promise (RFC 8216bis 4.4.4.9). A stop
+        # right after a part boundary leaves one frame whose packet carries no duration: a
+        # part is never listed as lasting nothing.
+        duration = min(max(MIN_PART_S, at - self._part_start), self._part_target)
         if not data and not last:
             return
         self._on_part(PartReady(
