@@ -22,6 +22,7 @@ from aiohttp.typedefs import Handler
 from cluster.engineio_sids import process_of
 from cluster.forward import HEADER, OwnerUnreachable
 from cluster.registry import ProcessInfo
+from media.recordings import recordings_key
 from server.cluster_keys import Cluster, cluster_key
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,15 @@ async def _route(cluster: Cluster, request: web.Request
     if (match := _FILES.match(path)) is not None:
         session_id = int(match.group(2))
         if match.group(1) == "hls":
+            recordings = request.app.get(recordings_key)
+            if recordings is not None and recordings.is_publishing(session_id):
+                # A publisher is recording here: this process owns the stream. Thousands of
+                # LL-HLS players ask ~4 times a second each; two Redis round trips per request
+                # were most of what one cost (py-spy).
+                return None, session_id, None
             target, _sid, owner = await _to_owner(cluster, session_id)
+            if owner == cluster.me.process_id:
+                return None, session_id, owner
             if target is not None:
                 # The live playlist and its parts are in the owner's memory (LL-HLS): only
                 # complete segments are read from a shared dir by the owner's node mates.
