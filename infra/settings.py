@@ -151,6 +151,13 @@ class Settings(BaseSettings):
     media_send_timeout_s: int = _setting(
         30, "a media file (HLS segment, playlist, poster) must reach the reader within this "
         "(seconds)", ge=1, le=3600)
+    # --- Low-latency HLS (docs/LLHLS.md)
+    hls_part_target_s: float = _setting(
+        0.5, "LL-HLS part length (seconds); players start about 3 parts behind live; `0` serves "
+        "plain HLS only (else 0.1..2)", ge=0.0, le=2.0)
+    hls_max_waiters: int = _setting(
+        2000, "blocking LL-HLS requests (playlist reloads, hinted parts) held per stream at once; "
+        "beyond it 503 `hls_busy` with Retry-After", ge=1, le=1_000_000)
     # --- WeChat (docs/JOINING.md, docs/NOTIFICATIONS.md): off unless the app id and secret are set
     wechat_app_id: str | None = _setting(
         None, "WeChat official account app id: sign-in with WeChat (OAuth 网页授权) and "
@@ -217,6 +224,14 @@ class Settings(BaseSettings):
     # Set by the server at start-up (this process's internal listener as the others reach it),
     # never read from the environment.
     internal_url: str | None = Field(None, exclude=True)
+
+    @field_validator("hls_part_target_s")
+    @classmethod
+    def _part_target(cls, value: float) -> float:
+        # Shorter parts than 0.1 s would be mostly headers (and ~100 per segment is the limit).
+        if 0 < value < 0.1:
+            raise ValueError("must be 0 (plain HLS) or 0.1..2")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

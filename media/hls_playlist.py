@@ -35,12 +35,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _date_time(wall: float) -> str:
+def date_time(wall: float) -> str:
     stamp = datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
     return stamp.replace("+00:00", "Z")
 
 
-def _target_duration(durations: Sequence[float]) -> int:
+def target_duration(durations: Sequence[float]) -> int:
     # EXTINF rounded to the nearest integer must not exceed the target duration (RFC 8216 4.3.3.1).
     return max(2, *(math.floor(d + 0.5) for d in durations)) if durations else 2
 
@@ -56,7 +56,7 @@ def render_live_playlist(entries: Sequence[SegmentEntry], window: int, ended: bo
     lines = [
         "#EXTM3U",
         "#EXT-X-VERSION:3",
-        f"#EXT-X-TARGETDURATION:{_target_duration([e.duration for e in shown])}",
+        f"#EXT-X-TARGETDURATION:{target_duration([e.duration for e in shown])}",
         f"#EXT-X-MEDIA-SEQUENCE:{first_seq}",
         f"#EXT-X-DISCONTINUITY-SEQUENCE:{disc_seq}",
         "#EXT-X-INDEPENDENT-SEGMENTS",
@@ -64,7 +64,7 @@ def render_live_playlist(entries: Sequence[SegmentEntry], window: int, ended: bo
     for entry in shown:
         if entry.disc:
             lines.append("#EXT-X-DISCONTINUITY")
-        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(entry.wall)}")
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{date_time(entry.wall)}")
         lines.append(f"#EXTINF:{entry.duration:.3f},")
         lines.append(entry.file)
     if ended:
@@ -80,7 +80,7 @@ def render_vod_playlist(segments: Sequence[PlaylistSegment], start_offset: float
     lines = [
         "#EXTM3U",
         "#EXT-X-VERSION:3",
-        f"#EXT-X-TARGETDURATION:{_target_duration([s.duration for s in segments])}",
+        f"#EXT-X-TARGETDURATION:{target_duration([s.duration for s in segments])}",
         "#EXT-X-MEDIA-SEQUENCE:0",
         "#EXT-X-PLAYLIST-TYPE:VOD",
         "#EXT-X-INDEPENDENT-SEGMENTS",
@@ -91,7 +91,7 @@ def render_vod_playlist(segments: Sequence[PlaylistSegment], start_offset: float
         if segment.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
         if segment.wall is not None:
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(segment.wall)}")
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{date_time(segment.wall)}")
         lines.append(f"#EXTINF:{segment.duration:.3f},")
         lines.append(segment.uri)
     lines.append("#EXT-X-ENDLIST")

@@ -22,7 +22,7 @@ import av
 
 from media.record_tracks import TS_TIME_BASE, Track
 from media.segment_index import SegmentEntry
-from media.segment_writer import SegmentWriter
+from media.segment_writer import PartReady, SegmentWriter
 from media.tap import EncodedPacket
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,12 @@ class Recorder:
 
     def __init__(self, session_id: int, directory: Path,
                  on_segment: Callable[[SegmentEntry], None] | None = None,
-                 on_stopped: Callable[[bool], None] | None = None) -> None:
+                 on_stopped: Callable[[bool], None] | None = None,
+                 part_target_s: float | None = None,
+                 on_part: Callable[[PartReady], None] | None = None) -> None:
         self.session_id = session_id
+        self._part_target_s = part_target_s
+        self._on_part = on_part
         self.directory = directory
         self._on_segment = on_segment
         self._on_stopped = on_stopped
@@ -170,7 +174,8 @@ class Recorder:
 
     def _run(self) -> None:
         try:
-            self._writer = SegmentWriter(self.directory, on_segment=self._segment_done)
+            self._writer = SegmentWriter(self.directory, on_segment=self._segment_done,
+                                         part_target_s=self._part_target_s, on_part=self._on_part)
             self._writer.mark_discontinuity()
             while True:
                 command = self._queue.get()

@@ -10,9 +10,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from media.ll_hls import LiveEdge
 from media.record_tracks import CopyAnnexBTrack, Track, TranscodeAudioTrack, TranscodeVideoTrack
 from media.recorder import Recorder
 from media.segment_index import SegmentEntry, load_index
+from media.segment_writer import PartReady
 from media.tap import EncodedPacket, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -28,10 +30,18 @@ def session_dir(root: Path, session_id: int) -> Path:
 class Recordings:
     """Registry of recorders; hooks fire on the event loop, never on a worker thread."""
 
-    def __init__(self, root: Path, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, root: Path, loop: asyncio.AbstractEventLoop,
+                 part_target_s: float | None = None, max_waiters: int = 1000,
+                 live_window: int = 6) -> None:
+        """`part_target_s`: cut LL-HLS parts this long (None: plain HLS only);
+        `max_waiters`: blocking playlist/part requests held per stream at once."""
         self.root = root
         self._loop = loop
+        self._part_target_s = part_target_s
+        self._max_waiters = max_waiters
+        self._live_window = live_window
         self._recorders: dict[int, Recorder] = {}
+        self._edges: dict[int, LiveEdge] = {}
         self.final_hooks: list[FinalHook] = []
         self.segment_hooks: list[SegmentHook] = []
         self._tasks: set[asyncio.Future[None]] = set()
@@ -58,20 +68,38 @@ class Recordings:
         """The session's recorder; created (continuing any recording on disk) when first needed."""
         recorder = self._recorders.get(session_id)
         if recorder is None:
+            directory = self.recording_dir(session_id)
+            if self._part_target_s is not None:
+                self._edges[session_id] = LiveEdge(self._part_target_s, self._live_window,
+                                                   self._max_waiters, load_index(directory))
             recorder = Recorder(
-                session_id, self.recording_dir(session_id),
+                session_id, directory,
                 on_segment=lambda entry: self._call_on_loop(self._segment_done, session_id, entry),
                 on_stopped=lambda final: self._call_on_loop(self._stopped, session_id, final),
+                part_target_s=self._part_target_s,
+                on_part=lambda part: self._call_on_loop(self._part_done, session_id, part),
             )
             self._recorders[session_id] = recorder
         return recorder
+
+    def live_edge(self, session_id: int) -> LiveEdge | None:
+        """The LL-HLS edge of a stream recorded by this process (None: not here, or not LL)."""
+        return self._edges.get(session_id)
 
     def _call_on_loop(self, fn: Callable[..., None], *args: object) -> None:
         # Called from recorder threads; the loop may already be closed at shutdown.
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(fn, *args)
 
+    def _part_done(self, session_id: int, part: PartReady) -> None:
+        edge = self._edges.get(session_id)
+        if edge is not None:
+            edge.add_part(part)
+
     def _segment_done(self, session_id: int, entry: SegmentEntry) -> None:
+        edge = self._edges.get(session_id)
+        if edge is not None:
+            edge.add_segment(entry)
         for hook in self.segment_hooks:
             try:
                 hook(session_id, entry)
@@ -81,6 +109,9 @@ class Recordings:
     def _stopped(self, session_id: int, final: bool) -> None:
         if not final:
             return
+        edge = self._edges.get(session_id)
+        if edge is not None:
+            edge.end()
         recorder = self._recorders.get(session_id)
         if recorder is not None:
             recorder.finishing = False
@@ -88,6 +119,7 @@ class Recordings:
             # The stream is over: its thread goes (a late publisher gets a new recorder that
             # continues the same files), so ended sessions hold no threads.
             del self._recorders[session_id]
+            self._edges.pop(session_id, None)
             task = asyncio.ensure_future(asyncio.to_thread(recorder.close))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -106,6 +138,9 @@ class Recordings:
         """App shutdown: every recorder closes its open segment (a complete segment, not lost)."""
         recorders = list(self._recorders.values())
         self._recorders.clear()
+        for edge in self._edges.values():
+            edge.end()
+        self._edges.clear()
         await asyncio.gather(*(asyncio.to_thread(r.close) for r in recorders))
         await asyncio.gather(*self._tasks, return_exceptions=True)
 

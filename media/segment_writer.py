@@ -1,5 +1,10 @@
 """MPEG-TS segments on disk: the one artefact that is both live HLS and the recording.
 
+While a segment is written, its bytes are also handed out in partial segments (LL-HLS parts,
+docs/LLHLS.md): every muxed packet reaches the file at once (`flush_packets`), so the bytes
+written since the last part boundary are a valid continuation of the MPEG-TS stream, and the
+parts of a segment concatenated are the segment byte for byte.
+
 Crash safety comes from the order of writes: a segment is written under a temporary name,
 fsynced, renamed, and only then appended (fsynced) to `index.jsonl` and published in the
 playlist (itself replaced atomically). A SIGKILL therefore loses at most the segment being
@@ -9,9 +14,11 @@ This module runs on the recorder's worker thread only: it blocks on disk on purp
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -39,8 +46,65 @@ MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 MAX_RECORDING_S = 12 * 3600.0
 
 
+# Muxer options: each packet reaches the file as soon as it is muxed (a part holds what was
+# written before its boundary), and audio is not gathered into ~0.4 s PES packets, which
+# would hold a part's audio back into the next one.
+_MUX_OPTIONS = {"flush_packets": "1", "pes_payload_size": "0"}
+# A part is cut at the first packet this far into it, so it stays under the part target with
+# room for one frame interval (33 ms at 30 fps) and above 85% of it (RFC 8216bis 4.4.4.9).
+PART_CUT_FRACTION = 0.9
+MIN_PART_S = 0.001
+
+
 def segment_name(seq: int) -> str:
     return f"seg_{seq:06d}.ts"
+
+
+@dataclass(frozen=True)
+class PartReady:
+    """A partial segment: `index` within segment `msn`; the bytes continue the previous part."""
+
+    msn: int
+    index: int
+    duration: float
+    independent: bool
+    data: bytes
+    disc: bool  # its segment follows a break (EXT-X-DISCONTINUITY before it)
+    wall: float  # when its segment's first moment was live (unix s)
+    last: bool  # the segment is complete with this part
+
+
+class _TeeFile(io.RawIOBase):
+    """The segment's file, keeping a copy of what was written since the last part boundary."""
+
+    def __init__(self, path: Path, keep: bool) -> None:
+        super().__init__()
+        self._fh = open(path, "wb")  # noqa: SIM115 - closed with the segment
+        self._keep = keep
+        self.pending = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        written = self._fh.write(data)
+        if self._keep:
+            self.pending += data
+        return written
+
+    def take(self) -> bytes:
+        data = bytes(self.pending)
+        self.pending.clear()
+        return data
+
+    def fsync_close(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+    def discard(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -55,7 +119,8 @@ class SegmentWriter:
     """Writes packets into the current segment and cuts segments at keyframes."""
 
     def __init__(self, directory: Path, on_segment: Callable[[SegmentEntry], None] | None = None,
-                 live_window: int = 6) -> None:
+                 live_window: int = 6, part_target_s: float | None = None,
+                 on_part: Callable[[PartReady], None] | None = None) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob("*.tmp"):
@@ -66,6 +131,11 @@ class SegmentWriter:
         self._container: av.container.OutputContainer | None = None
         self._streams: dict[str, av.stream.Stream] = {}
         self._tmp_path: Path | None = None
+        self._file: _TeeFile | None = None
+        self._part_target = part_target_s if on_part is not None else None
+        self._on_part = on_part
+        self._part_start = 0.0
+        self._part_index = 0
         self._seg_start = 0.0
         self._seg_wall = 0.0
         self._seg_end = 0.0
@@ -119,6 +189,9 @@ class SegmentWriter:
             if kind == "video" and not packet.is_keyframe:
                 return
             self._open(tracks, t, wall)
+        elif (self._part_target is not None
+              and t - self._part_start >= self._part_target * PART_CUT_FRACTION):
+            self._emit_part(t, last=False)
         assert self._container is not None
         stream = self._streams[kind]
         self._fix_monotonic(kind, packet)
@@ -157,11 +230,13 @@ class SegmentWriter:
     def _open(self, tracks: dict[str, Track], t: float, wall: float) -> None:
         seq = self.next_seq
         self._tmp_path = self.directory / (segment_name(seq) + ".tmp")
-        container = av.open(str(self._tmp_path), "w", format="mpegts")
+        self._file = _TeeFile(self._tmp_path, keep=self._part_target is not None)
+        container = av.open(self._file, "w", format="mpegts", options=_MUX_OPTIONS)
         assert isinstance(container, av.container.OutputContainer)
         self._streams = {kind: track.add_to(container) for kind, track in tracks.items()}
         self._container = container
-        self._seg_start = self._seg_end = t
+        self._seg_start = self._seg_end = self._part_start = t
+        self._part_index = 0
         self._seg_wall = wall
         self._seg_disc = self._pending_disc
         self._pending_disc = False
@@ -169,24 +244,27 @@ class SegmentWriter:
 
     def cut(self, at: float | None = None) -> SegmentEntry | None:
         """Close the open segment and publish it (durably) in the index and playlist."""
-        container, tmp = self._container, self._tmp_path
-        if container is None or tmp is None:
+        container, tmp, file = self._container, self._tmp_path, self._file
+        if container is None or tmp is None or file is None:
             return None
         self._container = None
         self._tmp_path = None
+        self._file = None
         end = at if at is not None else self._seg_end
         try:
             container.close()
+            file.fsync_close()
         except (av.FFmpegError, OSError):
             log.exception("closing a segment failed; it is dropped")
+            file.discard()
             tmp.unlink(missing_ok=True)
             return None
         duration = max(0.0, end - self._seg_start)
         if duration <= 0.0:
             tmp.unlink(missing_ok=True)
             return None
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if self._part_target is not None:
+            self._emit_part(end, last=True, file=file)
         seq = self.next_seq
         final = self.directory / segment_name(seq)
         os.replace(tmp, final)
@@ -198,6 +276,25 @@ class SegmentWriter:
         if self._on_segment is not None:
             self._on_segment(entry)
         return entry
+
+    def _emit_part(self, at: float, last: bool, file: _TeeFile | None = None) -> None:
+        file = file or self._file
+        if file is None or self._on_part is None or self._part_target is None:
+            return
+        data = file.take()
+        # A gap in the input (frames lost on the way) can stretch a part past the target;
+        # its duration is bounded to it, the playlist's promise (RFC 8216bis 4.4.4.9). A stop
+        # right after a part boundary leaves one frame whose packet carries no duration: a
+        # part is never listed as lasting nothing.
+        duration = min(max(MIN_PART_S, at - self._part_start), self._part_target)
+        if not data and not last:
+            return
+        self._on_part(PartReady(
+            msn=self.next_seq, index=self._part_index, duration=duration,
+            independent=self._part_index == 0, data=data,
+            disc=self._seg_disc and not self.index.empty, wall=self._seg_wall, last=last))
+        self._part_index += 1
+        self._part_start = at
 
     def write_playlist(self) -> None:
         write_live_playlist(self.directory / PLAYLIST_NAME, self.entries, self._live_window,

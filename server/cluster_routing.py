@@ -4,8 +4,9 @@
   one that is gone, they are handled here (a WHIP offer then makes this process the owner).
 - The host's view of a session (GET with a token: who publishes), a stream-key rotation (it
   may stop the publisher) and a guest on camera (invite, publish, end): to the media owner.
-- Live HLS: from the media owner's node, replays (files and status) from the node that
-  recorded them; a process of the same node reads them from the shared data dir itself.
+- Live HLS: playlists and parts from the media owner (they are in its memory), complete
+  segments from its node; replays (files and status) from the node that recorded them; a
+  process of the same node reads files from the shared data dir itself.
 - Engine.IO requests with a session id: to the process that made the id.
 A forwarded request (valid mark) is handled where it lands, never forwarded again.
 """
@@ -21,6 +22,7 @@ from aiohttp.typedefs import Handler
 from cluster.engineio_sids import process_of
 from cluster.forward import HEADER, OwnerUnreachable
 from cluster.registry import ProcessInfo
+from media.recordings import recordings_key
 from server.cluster_keys import Cluster, cluster_key
 
 log = logging.getLogger(__name__)
@@ -93,9 +95,21 @@ async def _route(cluster: Cluster, request: web.Request
     if (match := _FILES.match(path)) is not None:
         session_id = int(match.group(2))
         if match.group(1) == "hls":
+            recordings = request.app.get(recordings_key)
+            if recordings is not None and recordings.is_publishing(session_id):
+                # A publisher is recording here: this process owns the stream. Thousands of
+                # LL-HLS players ask ~4 times a second each; two Redis round trips per request
+                # were most of what one cost (py-spy).
+                return None, session_id, None
             target, _sid, owner = await _to_owner(cluster, session_id)
+            if owner == cluster.me.process_id:
+                return None, session_id, owner
             if target is not None:
-                return (None if target.node_id == cluster.me.node_id else target), session_id, owner
+                # The live playlist and its parts are in the owner's memory (LL-HLS): only
+                # complete segments are read from a shared dir by the owner's node mates.
+                on_disk = path.endswith(".ts") and path.rsplit("/", 1)[1].startswith("seg_")
+                here = on_disk and target.node_id == cluster.me.node_id
+                return (None if here else target), session_id, owner
         return await _to_recording_node(cluster, session_id), session_id, None
     return None, None, None
 

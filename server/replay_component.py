@@ -41,7 +41,9 @@ def setup(app: web.Application, api: Api) -> None:
 
 async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    recordings = Recordings(settings.data_dir / "media", asyncio.get_running_loop())
+    recordings = Recordings(settings.data_dir / "media", asyncio.get_running_loop(),
+                            part_target_s=settings.hls_part_target_s or None,
+                            max_waiters=settings.hls_max_waiters)
     replays = ReplayService(app[database_key], recordings, app[events_key], build_gate(app))
     # The hub's context ran first (server/wiring.py): it decides who publishes, RTMP included.
     rtmp = RtmpIngest(app[database_key], recordings, app[events_key],

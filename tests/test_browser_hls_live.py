@@ -5,7 +5,9 @@ stays quiet); it stops half-way and a new one takes over within the grace, as a 
 reconnecting would. The live window is six ~2 s segments, so within the minute the first
 segment, the reconnect's EXT-X-DISCONTINUITY and several more slide out of the playlist: each
 of those refreshes must keep hls.js's numbering (a "discontinuity sequence mismatch" is fatal
-and freezes the picture) while the playhead keeps moving.
+and freezes the picture) while the playhead keeps moving. The playlist is Low-Latency HLS
+(docs/LLHLS.md): hls.js in low-latency mode loads parts and blocks on reloads, and plays within
+a few seconds of live.
 """
 
 from __future__ import annotations
@@ -29,16 +31,17 @@ PART_S = 30.0
 OUTAGE_S = 2.0
 WATCH_S = 62.0
 
-# The live page's hls.js settings (web/static/js/player.js); every error is kept, not only fatal.
+# The live page's hls.js player (web/static/js/player.js); every error is kept, not only fatal.
 START_HLS = """async (url) => {
   const Hls = (await import('/vendor/hls/hls.mjs')).default;
+  const { liveHlsConfig, keepNearLive } = await import('/static/js/player.js');
   if (!Hls.isSupported()) return 'unsupported';
   const video = document.createElement('video');
   video.muted = true; video.autoplay = true; video.playsInline = true;
   document.body.appendChild(video);
   window.__video = video;
   window.__errors = [];
-  const hls = new Hls({ enableWorker: false, lowLatencyMode: true, backBufferLength: 30 });
+  const hls = new Hls(liveHlsConfig());
   hls.on(Hls.Events.ERROR, (_event, data) => {
     window.__errors.push({ fatal: !!data.fatal, type: data.type, details: data.details,
                            reason: String(data.error || data.reason || '').slice(0, 300) });
@@ -46,12 +49,17 @@ START_HLS = """async (url) => {
   });
   hls.loadSource(url);
   hls.attachMedia(video);
+  keepNearLive(hls, video);
   window.__hls = hls;
   return 'ok';
 }"""
 
-STATE = """() => ({ t: window.__video.currentTime, errors: window.__errors,
-                    ready: window.__video.readyState })"""
+STATE = """() => {
+  const details = window.__hls.latestLevelDetails;
+  return { t: window.__video.currentTime, errors: window.__errors,
+           ready: window.__video.readyState, parts: details?.partList?.length ?? 0,
+           canBlock: !!details?.canBlockReload, latency: window.__hls.latency };
+}"""
 
 
 async def _publish(url: str, seconds: float) -> asyncio.subprocess.Process:
@@ -90,7 +98,7 @@ async def test_hls_js_plays_a_minute_of_live_across_a_reconnect(
             assert await page.evaluate(START_HLS, playlist_url) == "ok"
             await page.wait_for_function("() => window.__video.currentTime > 0.5", timeout=30_000)
 
-            samples: list[tuple[float, float]] = []
+            samples: list[tuple[float, float, float]] = []
             watch_from = time.monotonic()
             reconnected = False
             while time.monotonic() - watch_from < WATCH_S:
@@ -99,7 +107,8 @@ async def test_hls_js_plays_a_minute_of_live_across_a_reconnect(
                     publishers.append(await _publish(rtmp_url, WATCH_S))
                     reconnected = True
                 state: dict[str, Any] = await page.evaluate(STATE)
-                samples.append((time.monotonic() - watch_from, float(state["t"])))
+                samples.append((time.monotonic() - watch_from, float(state["t"]),
+                                float(state["latency"] or 0)))
                 fatal = [e for e in state["errors"] if e["fatal"]]
                 assert not fatal, (fatal, samples)
                 await asyncio.sleep(1.0)
@@ -112,12 +121,16 @@ async def test_hls_js_plays_a_minute_of_live_across_a_reconnect(
                     proc.kill()
                     await proc.wait()
 
+    # hls.js took the low-latency path: parts listed, blocking reloads, close to live.
+    assert state["parts"] > 0 and state["canBlock"], state
+    latencies = [lat for _t, _p, lat in samples[-20:]]
+    assert max(latencies) < 4.0, samples
     # The playlist refreshes hls.js refused: none (each one would have been a parsing error).
     parsing = [e for e in state["errors"] if "sequence" in e["reason"] or
                e["details"] == "levelParsingError"]
     assert not parsing, parsing
     # The playhead never stood still for long: at most the outage plus a segment or two while
     # the reconnect's first segments were cut, and it covered most of the minute.
-    for (t0, p0), (t1, p1) in zip(samples, samples[8:], strict=False):
+    for (t0, p0, _), (t1, p1, _) in zip(samples, samples[8:], strict=False):
         assert p1 - p0 >= 1.0, (f"playback stalled between {t0:.0f}s and {t1:.0f}s", samples)
     assert samples[-1][1] - samples[0][1] >= WATCH_S - 3 * OUTAGE_S - 8, samples

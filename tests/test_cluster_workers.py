@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from tests import llhls_support
 from tests.cluster_support import (
     PROCESS_HEADER,
     Host,
@@ -324,3 +325,46 @@ async def test_owner_killed_publisher_reconnects_elsewhere_or_session_ends(
             if viewer is not None:
                 await viewer.close()
             await second.pc.close()
+
+
+async def test_low_latency_hls_is_served_by_the_owner_from_either_worker(
+        server: ServerProcess, redis_client: Redis) -> None:
+    """The playlist and its parts live in the owner's memory: asked of the other worker, a
+    blocking reload is forwarded and held there until the part exists, then answered."""
+    async with fresh(server.url) as http:
+        admin = await admin_token(http)
+        host_token = await user(http, admin, "host", "host_" + secrets.token_hex(3))
+        host = await new_session(http, host_token, "低延迟")
+        publisher = await publish(http, host)
+        try:
+            await wait_playlist(http, host.session_id, lambda t: segments(t) >= 1)
+            urls = await workers(redis_client, 2)
+            owner_id = await owner(redis_client, host.session_id)
+            other = next(p for p in urls if p != owner_id)
+            base = f"/hls/{host.session_id}/index.m3u8"
+            async with aiohttp.ClientSession(urls[other]) as direct:
+                for _ in range(3):
+                    async with direct.get(base) as resp:
+                        playlist = llhls_support.check(await resp.text())
+                        assert resp.headers[PROCESS_HEADER] == owner_id
+                    last = playlist.last_part
+                    assert last is not None
+                    ahead = f"{base}?_HLS_msn={last.msn}&_HLS_part={playlist.part_index(last) + 1}"
+                    async with direct.get(ahead) as resp:
+                        after = llhls_support.check(await resp.text())
+                        assert resp.status == 200 and resp.headers[PROCESS_HEADER] == owner_id
+                    assert after.parts[-1] != last
+                    assert after.preload_hint is not None
+                    async with direct.get(f"/hls/{host.session_id}/{after.preload_hint}") as resp:
+                        assert resp.headers[PROCESS_HEADER] == owner_id
+                        body = await resp.read()
+                    if resp.status == 404:
+                        # Its segment was cut (at a keyframe) before that part: not needed.
+                        async with direct.get(base) as resp:
+                            now = llhls_support.check(await resp.text())
+                        hinted = int(after.preload_hint.split("_")[1])
+                        assert any(msn == hinted for msn, _, _ in now.segments), now
+                    else:
+                        assert resp.status == 200 and body[0] == 0x47
+        finally:
+            await publisher.pc.close()

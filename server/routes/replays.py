@@ -3,6 +3,8 @@
 Media files are served by name from a whitelist of patterns (no path ever comes from the
 request), with the content types HLS players expect and cache headers that match how each
 file changes: live playlists change every segment, segments never change once published.
+A live stream recorded in this process is served Low-Latency HLS from memory (media/ll_hls.py,
+docs/LLHLS.md): the playlist with its parts, blocking reloads, the parts themselves.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from aiohttp import web
 from commerce import live_sessions
 from commerce.accounts import Role
 from commerce.errors import InvalidInput, NotFound
+from media.ll_hls import PART_FILES, LiveEdge, parse_directive
 from media.recordings import recordings_key
 from media.replay_keys import replays_key
 from server.api import PUBLIC, Api, json_response, path_int, principal
@@ -53,15 +56,46 @@ def _serve(request: web.Request, path: Path, cache: str) -> web.StreamResponse:
     return BoundedFileResponse(path, deadline, headers=headers)
 
 
+_PLAYLIST_CACHE = "no-cache, max-age=1"
+_IMMUTABLE = "public, max-age=86400, immutable"
+
+
+def _headers(content_type: str, cache: str) -> dict[str, str]:
+    return {"Cache-Control": cache, "Content-Type": content_type,
+            "X-Content-Type-Options": "nosniff", "Access-Control-Allow-Origin": "*"}
+
+
+async def _low_latency(request: web.Request, edge: LiveEdge, name: str) -> web.StreamResponse:
+    deadline = request.app[settings_key].media_send_timeout_s
+    if name == "index.m3u8":
+        body = await edge.wait_playlist_bytes(parse_directive(request.query))
+        return BoundedResponse(deadline, body=body, headers=_headers(PLAYLIST_TYPE, _PLAYLIST_CACHE))
+    match = PART_FILES.match(name)
+    if match is None:
+        raise NotFound("没有这个文件 / No such file")
+    part = await edge.wait_part(int(match.group(1)), int(match.group(2)))
+    if part is None:
+        raise NotFound("没有这个文件 / No such file")
+    return BoundedResponse(deadline, body=part.data, headers=_headers(TS_TYPE, _IMMUTABLE))
+
+
 @api.route("GET", "/hls/{session_id}/{name}", summary="Live HLS playlist and segments",
-           tag="media", auth=PUBLIC, response_content_type=PLAYLIST_TYPE)
+           tag="media", auth=PUBLIC, response_content_type=PLAYLIST_TYPE,
+           query={"_HLS_msn": "LL-HLS blocking reload: answer once segment msn exists "
+                  "(400 when more than 2 ahead, 503 hls_not_yet after 3 target durations)",
+                  "_HLS_part": "with _HLS_msn: once that part exists"})
 async def live_hls(request: web.Request) -> web.StreamResponse:
     session_id = path_int(request, "session_id")
     name = request.match_info["name"]
-    folder = request.app[recordings_key].recording_dir(session_id)
+    recordings = request.app[recordings_key]
+    edge = recordings.live_edge(session_id)
+    if edge is not None and (name == "index.m3u8" or name.startswith("part_")):
+        return await _low_latency(request, edge, name)
+    # Not recorded here (over, or plain HLS): the files on disk; directives are moot then.
+    folder = recordings.recording_dir(session_id)
     path = _media_file(folder, name, _LIVE_FILES)
     # The live playlist changes every ~2 s; a published segment never changes.
-    cache = "no-cache, max-age=1" if name.endswith(".m3u8") else "public, max-age=86400, immutable"
+    cache = _PLAYLIST_CACHE if name.endswith(".m3u8") else _IMMUTABLE
     return _serve(request, path, cache)
 
 

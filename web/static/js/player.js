@@ -15,6 +15,31 @@ function isAppleNative(video) {
   return safari && video.canPlayType("application/vnd.apple.mpegurl") !== "";
 }
 
+/** hls.js settings of live playback (low-latency HLS, docs/LLHLS.md). `lowLatency: false` is
+ * only for comparing with plain HLS (bench/llhls_latency.py). */
+export function liveHlsConfig({ lowLatency = true } = {}) {
+  // Workers would be blob: scripts, which the page's CSP (script-src 'self') refuses. After a
+  // stall (a slow phone, a weak network) hls.js plays up to 1.5x until back at its target
+  // distance from live, or every stall would leave the viewer further behind for good.
+  return { enableWorker: false, lowLatencyMode: lowLatency, backBufferLength: 30,
+           maxLiveSyncPlaybackRate: 1.5 };
+}
+
+// Further behind live than this beyond hls.js's target, playing faster would take too long (and
+// hls.js does not even try beyond one target duration): jump to the live position instead. A
+// player that started slowly (a busy phone) would otherwise stay that far behind.
+const MAX_BEHIND_TARGET_S = 3;
+
+/** Keeps a live hls.js player near live; returns a stop() function. */
+export function keepNearLive(hls, video) {
+  const timer = setInterval(() => {
+    const target = hls.targetLatency, position = hls.liveSyncPosition;
+    if (video.paused || target == null || position == null) return;
+    if (hls.latency > target + MAX_BEHIND_TARGET_S) video.currentTime = position;
+  }, 1000);
+  return () => clearInterval(timer);
+}
+
 /** Attach an HLS URL to a <video>; returns a stop() function. Throws if the playlist is absent. */
 export async function attachHls(video, url, { live = true, onFatal } = {}) {
   if (isAppleNative(video)) {
@@ -27,7 +52,8 @@ export async function attachHls(video, url, { live = true, onFatal } = {}) {
     return () => { video.removeAttribute("src"); video.load(); };
   }
   // Workers would be blob: scripts, which the page's CSP (script-src 'self') refuses.
-  const hls = new Hls({ enableWorker: false, lowLatencyMode: live, backBufferLength: live ? 30 : 90 });
+  const hls = new Hls(live ? liveHlsConfig()
+    : { enableWorker: false, lowLatencyMode: false, backBufferLength: 90 });
   hls.on(Hls.Events.ERROR, (_event, data) => {
     if (!data.fatal) return;
     if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
@@ -35,7 +61,8 @@ export async function attachHls(video, url, { live = true, onFatal } = {}) {
   });
   hls.loadSource(url);
   hls.attachMedia(video);
-  return () => hls.destroy();
+  const stopSync = live ? keepNearLive(hls, video) : () => {};
+  return () => { stopSync(); hls.destroy(); };
 }
 
 async function playlistExists(url) {
