@@ -202,11 +202,12 @@ class CommunityNoticeSent(EventPayload):
     recipients: int
 
 
-class GuestInvited(EventPayload):
-    """A host invited `user_id` on camera in the event's session; her notification is stored
-    already, this tells the server to deliver it (docs/GUEST.md)."""
+class NoticeStored(EventPayload):
+    """A notification for `user_id` is stored already (a host's invitation on camera, her
+    selection as 品鉴官, a trial sample on its way); this tells the server to deliver it live to
+    her open pages, in whichever process holds her sockets."""
 
-    KIND = "guest_invited"
+    KIND = "notice_stored"
     user_id: int
     notification_id: int
 
@@ -226,7 +227,7 @@ PAYLOADS: Mapping[str, type[EventPayload]] = {
         SaleOpened, SaleClosed, StockChanged, GroupProgress, GroupOutcome, ProductPinned,
         ProductUnpinned, StreamStarted, SessionEnded, ReplayProgress, OrderPaid, OrderRefunded,
         OrderStatusChanged, ClaimFiled, ClaimDecided, SessionLive, CommunityNoticeSent,
-        GuestInvited, TokenRevoked,
+        NoticeStored, TokenRevoked,
     )
 }
 

@@ -59,8 +59,9 @@ EVENT_KINDS: Mapping[str, Audience] = MappingProxyType({
     "session_live": Audience.INTERNAL,
     # a community's notice to its members: each is told privately, never a room
     "community_notice": Audience.INTERNAL,
-    # a host's invitation on camera: only the invited user is told, privately
-    "guest_invited": Audience.INTERNAL,
+    # a notification stored for one user (an invitation on camera, a 品鉴官 selection, a
+    # trial sample): only that user is told, privately
+    "notice_stored": Audience.INTERNAL,
     # between the server's processes (carried by the cluster bus, docs/CLUSTER.md)
     "token_revoked": Audience.INTERNAL,
 })

@@ -44,6 +44,8 @@ class NoticeKind(enum.StrEnum):
     SESSION_LIVE = "session_live"
     COMMUNITY_NOTICE = "community_notice"
     GUEST_INVITE = "guest_invite"  # a host invites this user on camera (docs/GUEST.md)
+    KOC_SELECTED = "koc_selected"  # she is now a member of a 品鉴官 programme (docs/KOC.md)
+    SAMPLE_SENT = "sample_sent"  # a trial sample is on its way, with the date her 晒单 is due
 
 
 class Notification(Base):

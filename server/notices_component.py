@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 wechat_key = web.AppKey("wechat_messages", WeChatSubscribeMessages)
 openids_key = web.AppKey("wechat_openids", OpenIdSource)
 KINDS = ("order_status", "order_refunded", "claim_filed", "claim_decided", "session_live",
-         "community_notice", "guest_invited")
+         "community_notice", "notice_stored")
 
 
 def setup(app: web.Application, api: Api) -> None:
@@ -63,7 +63,7 @@ class Notices:
         if event.kind == "community_notice":
             self.background(self.community_notice(int(data["notice_id"])))
             return
-        if event.kind == "guest_invited":
+        if event.kind == "notice_stored":
             async with self.app[database_key].session() as db:
                 await self.send(await db.get(Notification, int(data["notification_id"])))
             return

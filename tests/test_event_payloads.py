@@ -15,7 +15,7 @@ from commerce.event_payloads import (
     EventPayload,
     GroupOutcome,
     GroupProgress,
-    GuestInvited,
+    NoticeStored,
     OrderPaid,
     OrderRefunded,
     OrderStatusChanged,
@@ -63,7 +63,7 @@ EXAMPLES: dict[str, EventPayload] = {
     "session_live": SessionLive(),
     "community_notice": CommunityNoticeSent(notice_id=4, community_id=2, sender_id=1, tag="baking",
                                             recipients=12),
-    "guest_invited": GuestInvited(user_id=3, notification_id=9),
+    "notice_stored": NoticeStored(user_id=3, notification_id=9),
     "token_revoked": TokenRevoked(user_id=3, cutoff=1_790_000_000.25),
 }
 

@@ -162,6 +162,25 @@ async def test_sample_stock_holds_and_one_sample_per_member(any_db_api: Api) -> 
     assert [(s["amount_fen"], s["batch_code"]) for s in mine["items"]] == [(0, farm.batch_code)]
 
 
+async def test_selection_and_a_sample_are_each_told_to_the_neighbour_once(api: Api) -> None:
+    farm = await make_farm(api)
+    programme_id = await _programme(api, farm)
+    uid, token = await _member(api, farm, programme_id)
+    await api.client.put(f"/api/koc/batches/{farm.batch_id}/sample-stock", json={"units": 5},
+                         headers=api.auth(farm.host))
+    for _ in range(2):  # the second send is refused (already_sent) and tells her nothing more
+        await api.client.post("/api/koc/samples", json={"product_id": farm.product_id,
+                                                        "user_id": uid}, headers=api.auth(farm.host))
+    resp = await api.client.get("/api/notifications", headers=api.auth(token))
+    assert resp.status == 200, await resp.text()
+    notices = {n["kind"]: n for n in (await resp.json())["items"]}
+    assert sorted(notices) == ["koc_selected", "sample_sent"]
+    assert notices["koc_selected"]["params"]["title"] == "枇杷品鉴官"
+    assert notices["koc_selected"]["link"] == "/koc"
+    sample = notices["sample_sent"]["params"]
+    assert sample["product"] and sample["due_at"].endswith("+00:00")
+
+
 async def test_a_neighbour_who_is_not_a_member_gets_no_sample(api: Api) -> None:
     farm = await make_farm(api)
     await _programme(api, farm)

@@ -11,18 +11,17 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from commerce import accounts, live_sessions, notifications
+from commerce import accounts, live_sessions
 from commerce.accounts import Principal, Role
 from commerce.errors import Forbidden, InvalidInput, NotFound
-from commerce.event_payloads import GuestInvited
-from commerce.events import DomainEvent
 from commerce.live_sessions import LiveSession
 from commerce.notifications import NoticeKind
 from media.errors import NotLive
 from media.hub import MediaHub
 from media.keys import media_hub_key
 from server.api import USER, Api, Id, json_response, path_int, principal, read_json
-from server.keys import database_key, events_key, settings_key
+from server.keys import database_key, settings_key
+from server.notify import tell
 from server.routes.signalling import public_ice_links, read_offer
 
 api = Api()
@@ -53,13 +52,9 @@ async def _ensure_host(request: web.Request, session_id: int) -> tuple[Principal
 async def _notify_guest(request: web.Request, user_id: int, session: LiveSession) -> None:
     """The invited user's notification: stored, then delivered live to her open pages by the
     notices component (server/notices_component.py), in whichever process holds her sockets."""
-    async with request.app[database_key].session() as db:
-        notice = await notifications.notify(
-            db, user_id, NoticeKind.GUEST_INVITE, {"session_id": session.id, "title": session.title},
-            _page(session.id), f"guest:{session.id}")
-    if notice is not None:
-        await request.app[events_key].publish(DomainEvent(
-            "guest_invited", session.id, GuestInvited(user_id=user_id, notification_id=notice.id)))
+    await tell(request.app, user_id, NoticeKind.GUEST_INVITE,
+               {"session_id": session.id, "title": session.title}, _page(session.id),
+               f"guest:{session.id}", session_id=session.id)
 
 
 def _page(session_id: int) -> str:

@@ -8,6 +8,8 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from commerce.accounts import Role
+from commerce.catalog import Product
+from commerce.notifications import NoticeKind
 from server.api import (
     PUBLIC,
     Api,
@@ -20,6 +22,7 @@ from server.api import (
     read_json,
 )
 from server.keys import database_key
+from server.notify import tell
 from trust import koc, points, programmes, samples, ugc
 
 api = Api()
@@ -157,6 +160,11 @@ async def select(request: web.Request) -> web.Response:
     async with request.app[database_key].session() as db:
         application = await koc.select_member(db, principal(request), application_id)
         data = application.public_dict()
+        programme = await koc.get_programme(db, application.programme_id)
+        title, badge = programme.title, programme.badge
+    await tell(request.app, application.user_id, NoticeKind.KOC_SELECTED,
+               {"programme_id": application.programme_id, "title": title, "badge": badge},
+               "/koc", f"koc_selected:{application.id}")
     return json_response(data)
 
 
@@ -215,6 +223,11 @@ async def send_sample(request: web.Request) -> web.Response:
         sample = await samples.send(db, principal(request), body.product_id, body.user_id,
                                     body.due_days)
         data = sample.public_dict()
+        product = await db.get(Product, body.product_id)
+        name = product.name if product is not None else ""
+    await tell(request.app, body.user_id, NoticeKind.SAMPLE_SENT,
+               {"sample_id": data["id"], "product": name, "due_at": data["due_at"]},
+               "/orders", f"sample:{data['id']}")
     return json_response(data, status=201)
 
 

@@ -940,6 +940,8 @@ const TEXT = {
   guest_state_invited: ["已邀请,等待嘉宾打开摄像头", "Invited; waiting for the camera"],
   guest_state_connecting: ["正在连线", "Connecting"],
   guest_state_on_air: ["连线中,观众能看到", "On air"],
+  notice_koc_selected: ["你已入选「{title}」,获得「{badge}」徽章", "You were selected for “{title}” and wear the “{badge}” badge"],
+  notice_sample_sent: ["试用装「{product}」已寄出,请在 {due} 前晒单", "Your trial sample of “{product}” is on its way: post by {due}"],
   notice_guest_invite: ["主播邀请你在直播「{title}」中连线上镜", "The host invites you on camera in “{title}”"],
 };
 

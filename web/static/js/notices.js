@@ -30,6 +30,10 @@ export function noticeText(notice) {
       return t("notice_community", { community: p.community_name || "", text: p.text || "" });
     case "guest_invite":
       return t("notice_guest_invite", { title: p.title || "" });
+    case "koc_selected":
+      return t("notice_koc_selected", { title: p.title || "", badge: p.badge || "" });
+    case "sample_sent":
+      return t("notice_sample_sent", { product: p.product || "", due: p.due_at ? localTime(p.due_at) : "" });
     default:
       return t("notice_other");
   }
