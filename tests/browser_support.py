@@ -258,6 +258,16 @@ class Kit:
                 with contextlib.suppress(Exception):
                     await page.screenshot(path=str(self.shots / f"failure-{index}.png"), full_page=True)
 
+    @staticmethod
+    async def nav(page: Any, href: str) -> None:
+        """Go somewhere through the top bar as a person would: on a phone its links sit behind
+        the 菜单 button, so open that first."""
+        toggle = page.locator("#nav-toggle")
+        if await toggle.is_visible():
+            if await toggle.get_attribute("aria-expanded") != "true":
+                await toggle.click()
+        await page.click(f"#nav-links a[href='{href}']")
+
     async def axe(self, page: Any, name: str) -> list[dict[str, Any]]:
         """axe-core's serious and critical violations on the page as it is now (the report is
         saved beside the screenshots). Pages are checked as they are seen: WCAG 2.1 A and AA."""

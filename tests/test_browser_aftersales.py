@@ -82,7 +82,7 @@ async def test_claim_photo_queue_approve_and_paid(tmp_path: Path, redis_url: str
 
         # The assistant opens the queue on a phone from the top bar.
         staff = await kit.page(world["assistant"], "/")
-        await staff.click("a[href='/claims']")
+        await kit.nav(staff, "/claims")
         await staff.wait_for_selector("body[data-ready='1']")
         card = staff.locator("#claims .claim").first
         assert await card.locator(".claim-product").text_content() == "白沙枇杷"
@@ -152,7 +152,7 @@ async def test_host_replies_to_a_review_in_public(tmp_path: Path, redis_url: str
     async with browser_kit(tmp_path, redis_url, "review_reply") as kit:
         world = await _seed(kit)
         host = await kit.page(world["host"], "/", viewport={"width": 1280, "height": 800})
-        await host.click("a[href='/reviews']")
+        await kit.nav(host, "/reviews")
         await host.wait_for_selector("body[data-ready='1']")
         # The whole shop's NPS (one promoter), then his product's reviews from his own list.
         await host.locator("#nps-score", has_text="NPS 100").wait_for()

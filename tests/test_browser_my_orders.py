@@ -75,7 +75,7 @@ async def test_my_orders_on_a_phone(tmp_path: Path, redis_url: str,
         orders = {item["id"]: item for item in listed["items"]}
 
         page = await kit.page(buyer, "/")
-        await page.click("a[href='/orders']")
+        await kit.nav(page, "/orders")
         await page.wait_for_selector("body[data-ready='1']")
         await page.locator(".pickup-qr:not([hidden])").wait_for()
 
@@ -126,7 +126,7 @@ async def test_my_orders_on_a_phone(tmp_path: Path, redis_url: str,
         assert world["collected"] not in pending["order_ids"]
         await page.goto(f"/nps/{world['collected']}")
         await page.locator("#nps-result", has_text="已经评价过").wait_for()
-        await page.click("a[href='/orders']")
+        await kit.nav(page, "/orders")
         await page.wait_for_selector("body[data-ready='1']")
         assert await page.locator("a.nps-link").count() == 0
         assert kit.errors == []

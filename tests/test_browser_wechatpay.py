@@ -6,46 +6,58 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
 
 from tests.alipay_server import APP_ID as ALIPAY_APP_ID
 from tests.alipay_server import alipay_gateway
-from tests.browser_support import browser_kit
+from tests.browser_support import Kit, browser_kit
 from tests.test_browser_sale import _tiny_png
 from tests.wechat_protocol import APP_ID as WECHAT_APP_ID
 from tests.wechat_protocol import APP_SECRET as WECHAT_SECRET
 from tests.wechat_protocol import Person as WechatPerson
 from tests.wechat_protocol import wechat_server
-from tests.wechatpay_server import APPID, MCHID, MERCHANT_SERIAL, wechatpay_server
+from tests.wechatpay_server import APPID, MCHID, MERCHANT_SERIAL, WechatPayServer, wechatpay_server
 
 PHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
             "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1")
 
 
+def _wechatpay_env(wx: WechatPayServer, tmp_path: Path) -> dict[str, str]:
+    """The settings that point the app at the local WeChat Pay server."""
+    return {"LINLI_WECHATPAY_MCHID": MCHID, "LINLI_WECHATPAY_APPID": APPID,
+            "LINLI_WECHATPAY_APIV3_KEY": wx.merchant.apiv3_key,
+            "LINLI_WECHATPAY_MERCHANT_SERIAL": MERCHANT_SERIAL,
+            "LINLI_WECHATPAY_PRIVATE_KEY_FILE": str(wx.write_merchant_key(tmp_path)),
+            "LINLI_WECHATPAY_API_BASE": wx.base}
+
+
+async def _holding_on_a_phone(kit: Kit) -> Any:
+    """老张's flash sale open; 李阿姨 on her phone's browser holds one, the pay button before her."""
+    rest = kit.rest
+    host = await rest.account("laozhang", "host", "老张")
+    buyer = await rest.account("liayi", "viewer", "李阿姨")
+    session = await rest.call("POST", "/api/sessions", host.token, json={"title": "枇杷秒杀"})
+    product = await rest.call("POST", "/api/products", host.token,
+                              json={"name": "白玉枇杷 2斤装", "price_fen": 3990})
+    await rest.call("POST", f"/api/sessions/{session['id']}/sales", host.token,
+                    json={"product_id": product["id"], "stock": 5, "price_fen": 2990,
+                          "per_buyer_limit": 2})
+    page = await kit.page(buyer, f"/live/{session['id']}", user_agent=PHONE_UA)
+    await page.locator("#open-buy", has_text="立即抢购").click(timeout=20_000)
+    await page.locator("#sale").wait_for(timeout=20_000)
+    await page.click("#buy")
+    await page.locator("#hold").wait_for(timeout=20_000)
+    return page
+
+
 async def test_a_flash_sale_hold_is_paid_through_wechat_pay_h5(tmp_path: Path, redis_url: str,
                                                                redis_client: Redis) -> None:
     async with wechatpay_server() as wx:
-        env = {"LINLI_WECHATPAY_MCHID": MCHID, "LINLI_WECHATPAY_APPID": APPID,
-               "LINLI_WECHATPAY_APIV3_KEY": wx.merchant.apiv3_key,
-               "LINLI_WECHATPAY_MERCHANT_SERIAL": MERCHANT_SERIAL,
-               "LINLI_WECHATPAY_PRIVATE_KEY_FILE": str(wx.write_merchant_key(tmp_path)),
-               "LINLI_WECHATPAY_API_BASE": wx.base}
+        env = _wechatpay_env(wx, tmp_path)
         async with browser_kit(tmp_path, redis_url, "wechatpay_h5", extra_env=env) as kit:
-            rest = kit.rest
-            host = await rest.account("laozhang", "host", "老张")
-            buyer = await rest.account("liayi", "viewer", "李阿姨")
-            session = await rest.call("POST", "/api/sessions", host.token, json={"title": "枇杷秒杀"})
-            product = await rest.call("POST", "/api/products", host.token,
-                                      json={"name": "白玉枇杷 2斤装", "price_fen": 3990})
-            await rest.call("POST", f"/api/sessions/{session['id']}/sales", host.token,
-                            json={"product_id": product["id"], "stock": 5, "price_fen": 2990,
-                                  "per_buyer_limit": 2})
-            page = await kit.page(buyer, f"/live/{session['id']}", user_agent=PHONE_UA)
-            await page.locator("#open-buy", has_text="立即抢购").click(timeout=20_000)
-            await page.locator("#sale").wait_for(timeout=20_000)
-            await page.click("#buy")
-            await page.locator("#hold").wait_for(timeout=20_000)
+            page = await _holding_on_a_phone(kit)
             await kit.shot(page, "hold")
             await page.click("#pay")
             # WeChat Pay's cashier (the local server's), with the amount asked.
@@ -73,30 +85,13 @@ async def test_with_both_providers_the_buyer_chooses_wechat_pay_on_the_sheet(
     async with wechatpay_server() as wx, alipay_gateway() as gateway:
         (tmp_path / "app_private.pem").write_text(gateway.app_private_pem)
         (tmp_path / "alipay_public.pem").write_text(gateway.alipay_public_pem)
-        env = {"LINLI_WECHATPAY_MCHID": MCHID, "LINLI_WECHATPAY_APPID": APPID,
-               "LINLI_WECHATPAY_APIV3_KEY": wx.merchant.apiv3_key,
-               "LINLI_WECHATPAY_MERCHANT_SERIAL": MERCHANT_SERIAL,
-               "LINLI_WECHATPAY_PRIVATE_KEY_FILE": str(wx.write_merchant_key(tmp_path)),
-               "LINLI_WECHATPAY_API_BASE": wx.base,
+        env = {**_wechatpay_env(wx, tmp_path),
                "LINLI_ALIPAY_APP_ID": ALIPAY_APP_ID,
                "LINLI_ALIPAY_PRIVATE_KEY_FILE": str(tmp_path / "app_private.pem"),
                "LINLI_ALIPAY_PUBLIC_KEY_FILE": str(tmp_path / "alipay_public.pem"),
                "LINLI_ALIPAY_GATEWAY_URL": gateway.gateway_url}
         async with browser_kit(tmp_path, redis_url, "pay_choice", extra_env=env) as kit:
-            rest = kit.rest
-            host = await rest.account("laozhang", "host", "老张")
-            buyer = await rest.account("liayi", "viewer", "李阿姨")
-            session = await rest.call("POST", "/api/sessions", host.token, json={"title": "枇杷秒杀"})
-            product = await rest.call("POST", "/api/products", host.token,
-                                      json={"name": "白玉枇杷 2斤装", "price_fen": 3990})
-            await rest.call("POST", f"/api/sessions/{session['id']}/sales", host.token,
-                            json={"product_id": product["id"], "stock": 5, "price_fen": 2990,
-                                  "per_buyer_limit": 2})
-            page = await kit.page(buyer, f"/live/{session['id']}", user_agent=PHONE_UA)
-            await page.locator("#open-buy", has_text="立即抢购").click(timeout=20_000)
-            await page.locator("#sale").wait_for(timeout=20_000)
-            await page.click("#buy")
-            await page.locator("#hold").wait_for(timeout=20_000)
+            page = await _holding_on_a_phone(kit)
             methods = page.locator("#pay-methods")
             await methods.wait_for(timeout=20_000)
             assert await methods.locator("legend").text_content() == "支付方式"
@@ -126,11 +121,7 @@ async def test_a_compensation_waiting_for_an_account_is_received_after_linking_w
     orders), presses again, and the transfer reaches that WeChat once."""
     async with wechatpay_server() as wx, wechat_server() as wechat:
         wx.hide_payer = True
-        env = {"LINLI_WECHATPAY_MCHID": MCHID, "LINLI_WECHATPAY_APPID": APPID,
-               "LINLI_WECHATPAY_APIV3_KEY": wx.merchant.apiv3_key,
-               "LINLI_WECHATPAY_MERCHANT_SERIAL": MERCHANT_SERIAL,
-               "LINLI_WECHATPAY_PRIVATE_KEY_FILE": str(wx.write_merchant_key(tmp_path)),
-               "LINLI_WECHATPAY_API_BASE": wx.base,
+        env = {**_wechatpay_env(wx, tmp_path),
                "LINLI_WECHAT_APP_ID": WECHAT_APP_ID, "LINLI_WECHAT_APP_SECRET": WECHAT_SECRET,
                "LINLI_WECHAT_AUTHORIZE_URL": wechat.authorize_url,
                "LINLI_WECHAT_API_BASE": wechat.base}
