@@ -35,10 +35,10 @@ MASTER_NAME = "master.m3u8"
 # The rendition's box: the short side at most 360, the long side at most 640 (portrait phones
 # give 360x640).
 LOW_SHORT, LOW_LONG = 360, 640
-# ~550 kbit/s with AAC: fits an 800 kbit/s link with room for playlists and jitter.
-LOW_VIDEO_BITRATE = 450_000
-LOW_VIDEO_MAXRATE = "500k"
-LOW_VIDEO_BUFSIZE = "500k"
+# ~500 kbit/s with AAC: fits an 800 kbit/s link with room for playlists and jitter.
+LOW_VIDEO_BITRATE = 400_000
+LOW_VIDEO_MAXRATE = "450k"
+LOW_VIDEO_BUFSIZE = "450k"
 # What ultrafast libx264 writes (Constrained Baseline, level 3.0) and AAC-LC.
 LOW_CODECS = "avc1.42e01e"
 AAC_CODEC = "mp4a.40.2"
