@@ -35,10 +35,11 @@ MASTER_NAME = "master.m3u8"
 # The rendition's box: the short side at most 360, the long side at most 640 (portrait phones
 # give 360x640).
 LOW_SHORT, LOW_LONG = 360, 640
-# ~500 kbit/s with AAC: fits an 800 kbit/s link with room for playlists and jitter.
-LOW_VIDEO_BITRATE = 400_000
-LOW_VIDEO_MAXRATE = "450k"
-LOW_VIDEO_BUFSIZE = "450k"
+# ~450 kbit/s with AAC and MPEG-TS overhead: an 800 kbit/s link still carries it while hls.js
+# catches up to live at 1.5x speed (maxLiveSyncPlaybackRate), with room for playlists.
+LOW_VIDEO_BITRATE = 320_000
+LOW_VIDEO_MAXRATE = "350k"
+LOW_VIDEO_BUFSIZE = "350k"
 # What ultrafast libx264 writes (Constrained Baseline, level 3.0) and AAC-LC.
 LOW_CODECS = "avc1.42e01e"
 AAC_CODEC = "mp4a.40.2"
@@ -213,12 +214,14 @@ class LowRendition:
             "#EXTM3U",
             "#EXT-X-VERSION:6",
             "#EXT-X-INDEPENDENT-SEGMENTS",
-            f'#EXT-X-STREAM-INF:BANDWIDTH={high},RESOLUTION={self.source_size[0]}x'
-            f'{self.source_size[1]},CODECS="{source_codecs}{audio}"',
-            "index.m3u8",
+            # Players start with the first variant listed (hls.js does): the light one starts
+            # at once on any link, and ABR climbs to the source when the link allows.
             f'#EXT-X-STREAM-INF:BANDWIDTH={low},RESOLUTION={self.size[0]}x{self.size[1]},'
             f'CODECS="{LOW_CODECS}{audio}"',
             f"{LOW_DIR}/index.m3u8",
+            f'#EXT-X-STREAM-INF:BANDWIDTH={high},RESOLUTION={self.source_size[0]}x'
+            f'{self.source_size[1]},CODECS="{source_codecs}{audio}"',
+            "index.m3u8",
         ]
         return "\n".join(lines) + "\n"
 

@@ -102,8 +102,8 @@ async def test_recorder_writes_an_aligned_360p_rendition_and_a_master(tmp_path: 
     assert sum((low / e.file).stat().st_size for e in entries) < 0.6 * sum(
         (directory / e.file).stat().st_size for e in entries)
     variants = _master_variants((directory / MASTER_NAME).read_text())
-    assert [uri for _, uri in variants] == ["index.m3u8", f"{LOW_DIR}/index.m3u8"]
-    (high, _), (small, _) = variants
+    assert [uri for _, uri in variants] == [f"{LOW_DIR}/index.m3u8", "index.m3u8"]
+    (small, _), (high, _) = variants
     assert high["RESOLUTION"] == "1280x720" and small["RESOLUTION"] == "640x360"
     assert int(small["BANDWIDTH"]) < int(high["BANDWIDTH"])
     assert small["CODECS"].startswith("avc1.") and "mp4a.40.2" in small["CODECS"]
@@ -135,7 +135,7 @@ async def test_rtmp_stream_is_served_with_a_master_and_a_360p_rendition(
         resp = await api.client.get(f"/hls/{sid}/{MASTER_NAME}")
         assert resp.status == 200 and resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
         variants = _master_variants(await resp.text())
-        assert [a["RESOLUTION"] for a, _ in variants] == ["1280x720", "640x360"]
+        assert [a["RESOLUTION"] for a, _ in variants] == ["640x360", "1280x720"]
         assert all(int(a["BANDWIDTH"]) > 0 for a, _ in variants)
         low = await api.client.get(f"/hls/{sid}/{LOW_DIR}/index.m3u8")
         assert low.status == 200
