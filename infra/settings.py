@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     hls_max_waiters: int = _setting(
         2000, "blocking LL-HLS requests (playlist reloads, hinted parts) held per stream at once; "
         "beyond it 503 `hls_busy` with Retry-After", ge=1, le=1_000_000)
+    hls_low_rendition: Literal["auto", "on", "off"] = _setting(
+        "auto", "a second 360p HLS rendition (~550 kbit/s) and a master playlist for weak "
+        "networks; `auto`: on only with 4 or more CPU cores (it costs a share of a core per "
+        "stream)")
     # --- WeChat (docs/JOINING.md, docs/NOTIFICATIONS.md): off unless the app id and secret are set
     wechat_app_id: str | None = _setting(
         None, "WeChat official account app id: sign-in with WeChat (OAuth 网页授权) and "

@@ -45,6 +45,12 @@ class CopyTemplateTrack:
         self.kind = kind
         self._template = template
 
+    @property
+    def extradata(self) -> bytes | None:
+        """The stream's codec setup (H.264 SPS/PPS of an AVCC stream), for a decoder."""
+        context = self._template.codec_context
+        return context.extradata if context is not None else None
+
     def add_to(self, container: av.container.OutputContainer) -> av.stream.Stream:
         return container.add_stream_from_template(self._template)
 

@@ -101,8 +101,10 @@ class Recorder:
                  on_segment: Callable[[SegmentEntry], None] | None = None,
                  on_stopped: Callable[[bool], None] | None = None,
                  part_target_s: float | None = None,
-                 on_part: Callable[[PartReady], None] | None = None) -> None:
+                 on_part: Callable[[PartReady], None] | None = None,
+                 low_rendition: bool = False) -> None:
         self.session_id = session_id
+        self._low_rendition = low_rendition
         self._part_target_s = part_target_s
         self._on_part = on_part
         self.directory = directory
@@ -175,7 +177,8 @@ class Recorder:
     def _run(self) -> None:
         try:
             self._writer = SegmentWriter(self.directory, on_segment=self._segment_done,
-                                         part_target_s=self._part_target_s, on_part=self._on_part)
+                                         part_target_s=self._part_target_s, on_part=self._on_part,
+                                         low_rendition=self._low_rendition)
             self._writer.mark_discontinuity()
             while True:
                 command = self._queue.get()

@@ -32,9 +32,11 @@ class Recordings:
 
     def __init__(self, root: Path, loop: asyncio.AbstractEventLoop,
                  part_target_s: float | None = None, max_waiters: int = 1000,
-                 live_window: int = 6) -> None:
+                 live_window: int = 6, low_rendition: bool = False) -> None:
         """`part_target_s`: cut LL-HLS parts this long (None: plain HLS only);
-        `max_waiters`: blocking playlist/part requests held per stream at once."""
+        `max_waiters`: blocking playlist/part requests held per stream at once;
+        `low_rendition`: also write a 360p rendition and a master playlist (media/low_rendition.py)."""
+        self.low_rendition = low_rendition
         self.root = root
         self._loop = loop
         self._part_target_s = part_target_s
@@ -78,6 +80,7 @@ class Recordings:
                 on_stopped=lambda final: self._call_on_loop(self._stopped, session_id, final),
                 part_target_s=self._part_target_s,
                 on_part=lambda part: self._call_on_loop(self._part_done, session_id, part),
+                low_rendition=self.low_rendition,
             )
             self._recorders[session_id] = recorder
         return recorder

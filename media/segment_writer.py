@@ -26,6 +26,7 @@ import av.container
 import av.stream
 
 from media.hls_playlist import write_live_playlist
+from media.low_rendition import LowRendition
 from media.record_tracks import Track
 from media.segment_index import SegmentEntry, SegmentIndex
 from media.tap import EncodedPacket
@@ -120,7 +121,8 @@ class SegmentWriter:
 
     def __init__(self, directory: Path, on_segment: Callable[[SegmentEntry], None] | None = None,
                  live_window: int = 6, part_target_s: float | None = None,
-                 on_part: Callable[[PartReady], None] | None = None) -> None:
+                 on_part: Callable[[PartReady], None] | None = None,
+                 low_rendition: bool = False) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob("*.tmp"):
@@ -146,6 +148,7 @@ class SegmentWriter:
         self.keyframe_requested = False
         self.ended = False
         self._full = False
+        self._low = LowRendition(directory) if low_rendition else None
 
     @property
     def entries(self) -> list[SegmentEntry]:
@@ -195,6 +198,8 @@ class SegmentWriter:
         assert self._container is not None
         stream = self._streams[kind]
         self._fix_monotonic(kind, packet)
+        if self._low is not None:
+            self._low_step(lambda low: low.write(kind, packet))
         packet.stream = stream
         self._container.mux(packet)
         end = t + float((packet.duration or 0) * (packet.time_base or 0))
@@ -235,6 +240,9 @@ class SegmentWriter:
         assert isinstance(container, av.container.OutputContainer)
         self._streams = {kind: track.add_to(container) for kind, track in tracks.items()}
         self._container = container
+        if self._low is not None:
+            audio = self._streams.get("audio")
+            self._low_step(lambda low: low.open(seq, tracks, audio))
         self._seg_start = self._seg_end = self._part_start = t
         self._part_index = 0
         self._seg_wall = wall
@@ -251,6 +259,10 @@ class SegmentWriter:
         self._tmp_path = None
         self._file = None
         end = at if at is not None else self._seg_end
+        low_written = False
+        if self._low is not None:
+            seq_now = self.next_seq
+            low_written = bool(self._low_step(lambda low: low.cut(seq_now)))
         try:
             container.close()
             file.fsync_close()
@@ -262,6 +274,8 @@ class SegmentWriter:
         duration = max(0.0, end - self._seg_start)
         if duration <= 0.0:
             tmp.unlink(missing_ok=True)
+            if low_written and self._low is not None:
+                (self._low.directory / segment_name(self.next_seq)).unlink(missing_ok=True)
             return None
         if self._part_target is not None:
             self._emit_part(end, last=True, file=file)
@@ -299,6 +313,18 @@ class SegmentWriter:
     def write_playlist(self) -> None:
         write_live_playlist(self.directory / PLAYLIST_NAME, self.entries, self._live_window,
                             ended=self.ended)
+        if self._low is not None:
+            self._low_step(lambda low: low.publish(self.entries, self._live_window, self.ended))
+
+    def _low_step(self, step: Callable[[LowRendition], object]) -> object:
+        # The lighter rendition is a courtesy: whatever fails there, the source goes on.
+        assert self._low is not None
+        try:
+            return step(self._low)
+        except Exception:
+            log.exception("360p rendition failed; its segment is dropped")
+            self._low.discard()
+            return None
 
     def finish(self) -> None:
         """The stream is over: close the last segment and end the playlist."""

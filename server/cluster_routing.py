@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 _MEDIA = re.compile(r"^/(?:whip|whep)/(\d{1,12})(?:/[^/]+)?$")
 _SESSION = re.compile(r"^/api/sessions/(\d{1,12})(/stream-key|/replay|/guest|/guest/whip)?$")
-_FILES = re.compile(r"^/(hls|replays)/(\d{1,12})/[^/]+$")
+_FILES = re.compile(r"^/(hls|replays)/(\d{1,12})/(?:360p/)?[^/]+$")
 _PREFIXES = ("/whip/", "/whep/", "/api/sessions/", "/hls/", "/replays/", "/socket.io/")
 
 
@@ -107,7 +107,9 @@ async def _route(cluster: Cluster, request: web.Request
             if target is not None:
                 # The live playlist and its parts are in the owner's memory (LL-HLS): only
                 # complete segments are read from a shared dir by the owner's node mates.
-                on_disk = path.endswith(".ts") and path.rsplit("/", 1)[1].startswith("seg_")
+                # The 360p rendition is plain HLS, all of it on disk.
+                on_disk = "/360p/" in path or (
+                    path.endswith(".ts") and path.rsplit("/", 1)[1].startswith("seg_"))
                 here = on_disk and target.node_id == cluster.me.node_id
                 return (None if here else target), session_id, owner
         return await _to_recording_node(cluster, session_id), session_id, None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from aiohttp import web
 from commerce.events import DomainEvent
 from infra.background import cancel_and_wait
 from media.keys import media_hub_key, publisher_taps_key
+from media.low_rendition import low_rendition_enabled
 from media.recordings import FinalHook, Recordings, RecordingSink, recordings_key
 from media.replay_keys import replays_key, rtmp_key
 from media.replay_service import ReplayService
@@ -43,7 +45,9 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     recordings = Recordings(settings.data_dir / "media", asyncio.get_running_loop(),
                             part_target_s=settings.hls_part_target_s or None,
-                            max_waiters=settings.hls_max_waiters)
+                            max_waiters=settings.hls_max_waiters,
+                            low_rendition=low_rendition_enabled(settings.hls_low_rendition,
+                                                                os.cpu_count()))
     replays = ReplayService(app[database_key], recordings, app[events_key], build_gate(app))
     # The hub's context ran first (server/wiring.py): it decides who publishes, RTMP included.
     rtmp = RtmpIngest(app[database_key], recordings, app[events_key],

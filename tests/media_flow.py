@@ -25,9 +25,9 @@ def rtmp_url(api: Api, key: str) -> str:
     return f"rtmp://127.0.0.1:{api.app[rtmp_key].port}/live/{key}"
 
 
-async def publish(url: str, seconds: float) -> asyncio.subprocess.Process:
+async def publish(url: str, seconds: float, size: str = "320x240") -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        *rtmp_publish_argv(url, seconds), stdout=asyncio.subprocess.DEVNULL,
+        *rtmp_publish_argv(url, seconds, size=size), stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
 

@@ -413,6 +413,7 @@ REST: tuple[Op, ...] = (
     Op("OPTIONS", "/whep/{id}", "/whep/{w.session_a}", PUBLIC),
     Op("OPTIONS", "/whep/{id}/{resource}", "/whep/{w.session_a}/nope", PUBLIC),
     Op("GET", "/hls/{session_id}/{name}", "/hls/{w.session_a}/index.m3u8", PUBLIC),
+    Op("GET", "/hls/{session_id}/360p/{name}", "/hls/{w.session_a}/360p/index.m3u8", PUBLIC),
     Op("GET", "/replays/{session_id}/{name}", "/replays/{w.session_a}/index.m3u8", PUBLIC),
     Op("GET", "/api/sessions/{id}/replay", "/api/sessions/{w.session_a}/replay", PUBLIC),
     Op("GET", "/api/sessions/{id}/share", "/api/sessions/{w.session_a}/share", PUBLIC),

@@ -232,7 +232,8 @@ async def test_socket_ids_name_this_process(api: Api) -> None:
         await client.close()
 
 
-@pytest.mark.parametrize("path", ["/whep/1", "/hls/1/index.m3u8", "/api/sessions/1"])
+@pytest.mark.parametrize("path", ["/whep/1", "/hls/1/index.m3u8", "/hls/1/360p/index.m3u8",
+                                  "/api/sessions/1"])
 async def test_single_process_answers_itself(api: Api, path: str) -> None:
     resp = await api.client.get(path)
     assert "X-Linli-Via" not in resp.headers

@@ -18,6 +18,7 @@ from commerce import live_sessions
 from commerce.accounts import Role
 from commerce.errors import InvalidInput, NotFound
 from media.ll_hls import PART_FILES, LiveEdge, parse_directive
+from media.low_rendition import LOW_DIR
 from media.recordings import recordings_key
 from media.replay_keys import replays_key
 from server.api import PUBLIC, Api, json_response, path_int, principal
@@ -29,7 +30,8 @@ api = Api()
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 TS_TYPE = "video/mp2t"
 
-_LIVE_FILES = re.compile(r"^(index\.m3u8|seg_\d{6}\.ts)$")
+_LIVE_FILES = re.compile(r"^(index\.m3u8|master\.m3u8|seg_\d{6}\.ts)$")
+_LOW_FILES = re.compile(r"^(index\.m3u8|seg_\d{6}\.ts)$")
 _REPLAY_FILES = re.compile(
     r"^(index\.m3u8|clip_\d{1,12}\.m3u8|r\d{1,9}_\d{5}\.ts|poster\.jpg|thumb_\d{3}\.jpg)$"
 )
@@ -97,6 +99,17 @@ async def live_hls(request: web.Request) -> web.StreamResponse:
     # The live playlist changes every ~2 s; a published segment never changes.
     cache = _PLAYLIST_CACHE if name.endswith(".m3u8") else _IMMUTABLE
     return _serve(request, path, cache)
+
+
+@api.route("GET", "/hls/{session_id}/360p/{name}", summary="Live HLS 360p rendition (weak networks)",
+           tag="media", auth=PUBLIC, response_content_type=PLAYLIST_TYPE)
+async def live_hls_low(request: web.Request) -> web.StreamResponse:
+    # Plain HLS from disk: complete segments only, so any worker of the node serves it.
+    session_id = path_int(request, "session_id")
+    name = request.match_info["name"]
+    folder = request.app[recordings_key].recording_dir(session_id) / LOW_DIR
+    path = _media_file(folder, name, _LOW_FILES)
+    return _serve(request, path, _PLAYLIST_CACHE if name.endswith(".m3u8") else _IMMUTABLE)
 
 
 @api.route("GET", "/replays/{session_id}/{name}", summary="Replay HLS VOD, clips, poster, thumbnails",

@@ -107,8 +107,10 @@ export class LivePlayer {
         if (err instanceof MediaHttpError && (err.code === "webrtc_full" || err.status === 503)) this.preferHls = true;
       }
     }
-    const url = `/hls/${this.id}/index.m3u8`;
-    if (await playlistExists(url)) {
+    // With the 360p rendition on, the master playlist names both and hls.js picks by bandwidth.
+    const master = `/hls/${this.id}/master.m3u8`;
+    const url = (await playlistExists(master)) ? master : `/hls/${this.id}/index.m3u8`;
+    if (url === master || await playlistExists(url)) {
       if (this.stopped) return;
       this.stopCurrent = await attachHls(this.video, url, { live: true, onFatal: () => this.retry() });
       this.video.play().catch(() => {});
