@@ -31,12 +31,12 @@ test: install-test web lint typecheck
 	$(PY) -m pytest $(TEST_ARGS) $(PYTEST_ARGS)
 
 # Unit and in-process app tests on SQLite, spread over the cores: a minute, for the edit loop.
-# The twenty-at-once races and the migrations run down and up on data stay for `make test`: they
-# are a third of the lane's time and rarely what an edit breaks first.
+# The twenty-at-once races, the migrations run down and up on data and the payment and WeChat
+# providers' protocol tests stay for `make test`: they are rarely what an edit breaks first.
 # Bytecode caches stay on even where PYTHONDONTWRITEBYTECODE is set: without them every worker
 # re-compiles the app and re-writes pytest's asserts in each plugin, seconds per worker per run.
 test-fast: install-test
-	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -m "(unit or app) and not (postgres or slow or races or migrations)" $(FAST_ARGS) $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -m "(unit or app) and not (postgres or slow or races or migrations or providers)" $(FAST_ARGS) $(PYTEST_ARGS)
 
 # ruff, then the import contracts in pyproject.toml (the layers of docs/ARCHITECTURE.md).
 lint: install-test

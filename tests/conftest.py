@@ -42,6 +42,9 @@ def pytest_report_header() -> list[str]:
 LANES = ("unit", "app", "e2e")
 APP_FIXTURES = frozenset({"redis_url", "aiohttp_client", "aiohttp_server", "postgres_admin_url"})
 POSTGRES_FIXTURES = frozenset({"postgres_admin_url", "pg_settings"})
+# Tests of an outside provider's protocol (WeChat sign-in and messages, WeChat Pay, Alipay)
+# against its local server: `make test` runs them, the fast lane leaves them out.
+PROVIDER_MODULES = ("test_alipay", "test_wechat")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -60,6 +63,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.browser)
         if "migration" in item.name and not item.get_closest_marker("migrations"):
             item.add_marker(pytest.mark.migrations)
+        if item.path.stem.startswith(PROVIDER_MODULES):
+            item.add_marker(pytest.mark.providers)
         callspec = getattr(item, "callspec", None)
         on_postgres = callspec is not None and callspec.params.get("db_backend") == "postgres"
         if (on_postgres or fixtures & POSTGRES_FIXTURES) and not item.get_closest_marker("postgres"):
