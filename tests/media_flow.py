@@ -45,6 +45,18 @@ async def wait_segments(api: Api, session_id: int, count: int, within_s: float =
     raise AssertionError(f"live playlist never reached {count} segments")
 
 
+async def wait_playlist(http: Any, url: str, count: int, within_s: float = 30.0) -> None:
+    """The same over a plain HTTP client (a page test's server): poll `url` until it lists
+    `count` segments."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        async with http.get(url) as resp:
+            if resp.status == 200 and len(parse_media_playlist(await resp.text())) >= count:
+                return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"{url} never reached {count} segments")
+
+
 async def wait_replay(api: Api, session_id: int, within_s: float = 60.0) -> dict[str, Any]:
     deadline = time.monotonic() + within_s
     body: dict[str, Any] = {}

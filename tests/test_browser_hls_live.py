@@ -17,12 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from media.hls_playlist import parse_media_playlist
 from tests.browser_support import browser_kit, free_port
+from tests.media_flow import wait_playlist
 from tests.media_synth import rtmp_publish_argv
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -68,16 +67,6 @@ async def _publish(url: str, seconds: float) -> asyncio.subprocess.Process:
         stderr=asyncio.subprocess.DEVNULL)
 
 
-async def _wait_segments(http: aiohttp.ClientSession, url: str, count: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        async with http.get(url) as resp:
-            if resp.status == 200 and len(parse_media_playlist(await resp.text())) >= count:
-                return
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"live playlist never reached {count} segments")
-
-
 async def test_hls_js_plays_a_minute_of_live_across_a_reconnect(
     tmp_path: Path, redis_url: str, redis_client: Redis
 ) -> None:
@@ -93,7 +82,7 @@ async def test_hls_js_plays_a_minute_of_live_across_a_reconnect(
         try:
             publishers.append(await _publish(rtmp_url, PART_S))
             started = time.monotonic()
-            await _wait_segments(kit.rest.http, kit.base + playlist_url, 2)
+            await wait_playlist(kit.rest.http, kit.base + playlist_url, 2)
             page = await kit.page(None, "/replays", label="hls.js")
             assert await page.evaluate(START_HLS, playlist_url) == "ok"
             await page.wait_for_function("() => window.__video.currentTime > 0.5", timeout=30_000)

@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from media.hls_playlist import parse_media_playlist
 from tests.browser_support import browser_kit, free_port
+from tests.media_flow import wait_playlist
 from tests.media_synth import rtmp_publish_argv
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -72,16 +71,6 @@ def _publish_argv(url: str, seconds: float) -> list[str]:
             "-bufsize", "1000k", "-x264-params", "nal-hrd=cbr", *argv[at:]]
 
 
-async def _wait_for(http: aiohttp.ClientSession, url: str, count: int) -> None:
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
-        async with http.get(url) as resp:
-            if resp.status == 200 and len(parse_media_playlist(await resp.text())) >= count:
-                return
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"{url} never reached {count} segments")
-
-
 async def test_an_800_kbit_viewer_plays_the_360p_rendition_without_a_stall(
     tmp_path: Path, redis_url: str, redis_client: Redis
 ) -> None:
@@ -95,7 +84,7 @@ async def test_an_800_kbit_viewer_plays_the_360p_rendition_without_a_stall(
             *_publish_argv(f"rtmp://127.0.0.1:{rtmp_port}/live/{key}", WATCH_S + 40),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         try:
-            await _wait_for(kit.rest.http, f"{kit.base}/hls/{sid}/360p/index.m3u8", 3)
+            await wait_playlist(kit.rest.http, f"{kit.base}/hls/{sid}/360p/index.m3u8", 3, 40)
             async with kit.rest.http.get(f"{kit.base}/hls/{sid}/master.m3u8") as resp:
                 assert resp.status == 200
                 master = await resp.text()
