@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 
 from aiohttp import web
 
@@ -43,6 +44,23 @@ async def _freeze_startup_objects(_app: web.Application) -> None:
     gc.freeze()
 
 
+def _leave_stuck_threads() -> None:
+    """The app's cleanup has run. A library thread still blocked (an aiortc decoder whose
+    receiver was never stopped, an aiosqlite connection nobody closed) would keep the process
+    alive after Ctrl-C, since the interpreter waits for every non-daemon thread: say which, and
+    leave without them. Every file and connection of ours was closed by the cleanup already."""
+    stuck = [thread.name for thread in threading.enumerate()
+             if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()]
+    if not stuck:
+        return
+    log.warning("threads still running after cleanup; exiting without them",
+                extra={"threads": stuck})
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _worker(settings: Settings, index: int) -> None:
     configure_logging(settings.log_level)
     _use_uvloop()
@@ -59,6 +77,8 @@ def _worker(settings: Settings, index: int) -> None:
     listener.run(app, settings.host, settings.port, backlog=LISTEN_BACKLOG,
                  reuse_port=settings.workers > 1, header_timeout_s=settings.header_timeout_s,
                  extra_sockets=[internal])
+    if settings.workers > 1:
+        _leave_stuck_threads()
 
 
 def internal_url(settings: Settings, port: int) -> str:
@@ -80,6 +100,10 @@ def serve(settings: Settings) -> None:
     try:
         if settings.workers == 1:
             _worker(settings, 0)
+            if embedded is not None:
+                embedded.stop()
+                embedded = None
+            _leave_stuck_threads()
             return
         # Migrate once here so workers starting together never race on the schema.
         from server.database import Database
