@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from commerce import accounts
 from commerce.accounts import Role
 from commerce.errors import Conflict
 from commerce.events import EventBus
+from infra.redis_pools import blocking_pool
 from infra.settings import Settings
 from server import rate_limits, revocations, wiring
 from server.api import Api, Operation, build_openapi
@@ -105,8 +106,8 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     # A blocking pool: a crowd of sockets (re)joining at once waits for one of a bounded set of
     # connections. redis-py 8 caps a plain pool at 100 and fails the 101st at once
     # (MaxConnectionsError), which bench/chaos.py saw turn viewers away after a restart.
-    pool = BlockingConnectionPool.from_url(url, max_connections=REDIS_CONNECTIONS, timeout=10,
-                                           health_check_interval=30)
+    pool = blocking_pool(url, max_connections=REDIS_CONNECTIONS, timeout=10,
+                         health_check_interval=30)
     app[redis_key] = client = Redis(connection_pool=pool)
     try:
         yield

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from aiohttp import web
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from sqlalchemy import select
 
 from cluster.leader import ClusterLeader
@@ -24,6 +24,7 @@ from commerce.live_sessions import get_session
 from commerce.orders import UnitOfWork
 from commerce.payments import PaymentProvider, PaymentProviders, SimulatedProvider
 from infra.background import PeriodicTask
+from infra.redis_pools import blocking_pool
 from infra.settings import Settings
 from payments.alipay import AlipayProvider, load_config
 from payments.wechatpay import WechatPayProvider, sweep_started
@@ -52,7 +53,7 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     # Our own client with a blocking pool: a burst of thousands of buyers waits for one of a
     # bounded set of connections instead of failing with "Too many connections".
-    redis: Redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+    redis: Redis = Redis(connection_pool=blocking_pool(
         app[redis_url_key], max_connections=REDIS_CONNECTIONS, timeout=10))
     # Every configured provider (the buyer chooses; refunds go back through the one that took
     # the money); the simulated one of `make run` when none is.

@@ -8,6 +8,8 @@ is set: user creation, an admin resetting one, the CLI, and `LINLI_ADMIN_PASSWOR
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from zxcvbn import zxcvbn
 
 from commerce.errors import DomainError
@@ -62,6 +64,13 @@ def check_password(password: str, username: str = "") -> None:
 
 def check_admin_password(password: str) -> None:
     """`LINLI_ADMIN_PASSWORD` meets the password policy, or the service refuses to start."""
-    reason = weakness(password, "admin")
+    reason = _admin_weakness(password)
     if reason is not None:
         raise SettingsError(f"LINLI_ADMIN_PASSWORD is too weak ({reason}): {REASONS[reason]}")
+
+
+# Every app a process builds (each worker, each test) checks the same configured password:
+# scoring it is ~10 ms of CPU, so the verdict is kept.
+@lru_cache(maxsize=4)
+def _admin_weakness(password: str) -> str | None:
+    return weakness(password, "admin")

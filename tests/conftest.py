@@ -20,8 +20,6 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from infra.settings import Settings
-from server.app import create_app
-from server.database import Database
 from server.embedded_redis import EmbeddedRedis
 from tests.lanes import Classifier, e2e_reasons
 from tests.pg_cluster import PgCluster
@@ -138,6 +136,10 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     running every migration again (about half of the app tests' set-up time)."""
     path = tmp_path_factory.mktemp("sqlite-template") / "linli.db"
 
+    # Imported here, not at the top: pytest-xdist's controller process loads this file too and
+    # never builds an app, and the app's import is over a second of CPU.
+    from server.database import Database
+
     async def build() -> None:
         database = Database(f"sqlite+aiosqlite:///{path}")
         try:
@@ -219,6 +221,8 @@ AppFactory = Callable[[Settings], Awaitable[Api]]
 
 @pytest.fixture
 async def make_api(aiohttp_client: Any) -> AppFactory:
+    from server.app import create_app  # see sqlite_template
+
     async def make(settings: Settings) -> Api:
         client = await aiohttp_client(create_app(settings, fast_passwords=True))
         resp = await client.post(
