@@ -15,8 +15,9 @@ PIP_TOOLS := pip-tools==7.6.2
 COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes \
 	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
 # Three workers on two cores: a quarter of the fast lane's time is tests waiting on the clock
-# (holds expiring, sync intervals, deadlines), which a third worker fills.
-FAST_ARGS ?= -n 3
+# (holds expiring, sync intervals, deadlines), which a third worker fills. Tests of one
+# `xdist_group` run on one worker, so a module-scoped world is built once.
+FAST_ARGS ?= -n 3 --dist loadgroup
 # The whole suite on two workers, tests handed out as workers free up (its Chromium, media and
 # process tests last from a second to a minute, so fixed shares would leave one worker idle).
 # Each worker has its own Redis and databases; every test picks free ports.

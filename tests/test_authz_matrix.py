@@ -78,7 +78,9 @@ from tests.authz_support import (
 from tests.conftest import ADMIN_PASSWORD, Api
 from trust.dashboard import METRICS
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# One worker takes the whole matrix (`--dist loadgroup` in `make test-fast`): its world is built
+# once per worker that runs any cell, two seconds of CPU each.
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("authz-matrix")]
 
 SOON = (datetime.now(UTC) + timedelta(days=1)).isoformat()
 NOT_MEMBER = "409:not_member"
