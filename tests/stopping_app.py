@@ -12,9 +12,11 @@ from pathlib import Path
 from aiohttp import web
 
 from server import listener
+from server.logs import configure_logging
 
 
 def main(folder: Path, cleanup_s: float) -> None:
+    configure_logging("INFO")
     app = web.Application()
 
     async def slow_cleanup(_app: web.Application) -> AsyncIterator[None]:

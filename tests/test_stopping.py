@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from server.stopping import REPEAT_WINDOW_S
+from server.stopping import REPEAT_WINDOW_S, SLOW_STEP_S
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,13 +44,16 @@ def _wait(proc: subprocess.Popen[bytes], within_s: float) -> tuple[int, str]:
 @pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
 def test_a_repeated_signal_does_not_cut_the_cleanup_short(
         tmp_path: Path, second: signal.Signals) -> None:
-    proc = _start(tmp_path, cleanup_s=1.5)
+    proc = _start(tmp_path, cleanup_s=SLOW_STEP_S + 0.3)
     os.kill(proc.pid, signal.SIGINT)
     time.sleep(0.5)  # the cleanup is running now
     os.kill(proc.pid, second)
     code, err = _wait(proc, 20)
     assert code == 0, err[-2000:]
     assert (tmp_path / "cleaned").exists(), "the cleanup was cut short"
+    # The copy is ignored; the cleanup, being slow, is named in the log.
+    assert '"msg": "already stopping"' in err
+    assert '"msg": "slow cleanup step", "step": "main.<locals>.slow_cleanup"' in err, err
 
 
 def test_a_signal_long_after_the_first_leaves_at_once(tmp_path: Path) -> None:
