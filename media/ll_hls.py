@@ -85,6 +85,7 @@ class LiveEdge:
         self.parts: dict[int, list[PartReady]] = {}
         self.ended = False
         self.waiters = 0
+        self._released = False
         self._changed = asyncio.Event()
         self._text: str | None = None
         self._bytes: bytes | None = None
@@ -115,6 +116,13 @@ class LiveEdge:
         """The stream is over: the playlist gets EXT-X-ENDLIST; every waiter is answered."""
         self.ended = True
         self.parts.pop(self.next_msn, None)
+        self._touch()
+
+    def release_waiters(self) -> None:
+        """The server is stopping: every held request is answered now, and any later one at
+        once, with 503 and Retry-After (as at the hold's timeout). What it waits for would come
+        from a process going away, and the server's stop waits for every request in flight."""
+        self._released = True
         self._touch()
 
     def _touch(self) -> None:
@@ -211,7 +219,7 @@ class LiveEdge:
         try:
             while not ready():
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or self._released:
                     raise NotYet(retry_after=1)
                 try:
                     await asyncio.wait_for(self._changed.wait(), remaining)

@@ -137,6 +137,11 @@ class Recordings:
         if recorder is not None and recorder.active:
             recorder.stop_input(final=True)
 
+    def release_waiters(self) -> None:
+        """The server is stopping: held LL-HLS requests are answered now (see LiveEdge)."""
+        for edge in self._edges.values():
+            edge.release_waiters()
+
     async def close(self) -> None:
         """App shutdown: every recorder closes its open segment (a complete segment, not lost)."""
         recorders = list(self._recorders.values())

@@ -12,8 +12,15 @@ It also closes a new connection that has not sent a whole request head within
 then would otherwise be held open for ever, aiohttp has no such timeout). Keep-alive
 connections between requests are aiohttp's own `keepalive_timeout`.
 
+At a stop, a connection that has not sent its request head yet gets `STOP_HEAD_GRACE_S` to
+send one, not `header_timeout_s`. aiohttp's shutdown closes the idle connections it knows of,
+then waits for every connection's handler; a connection accepted moments before (its handler
+not yet waiting for a request when the close comes, or not even made yet) is missed by that
+close, and the stop would wait until the header timeout closed it (15 s by default). Clients
+connect all the time: a long-polling one opens a connection per poll.
+
 `run(app, host, port, ...)` replaces aiohttp's `web.run_app` (which has no way to take another
-kind of site) and keeps what it does: signals end it gracefully, the runner cleans up.
+kind of site) and keeps what it does: a signal ends it gracefully, the runner cleans up.
 """
 
 from __future__ import annotations
@@ -23,16 +30,23 @@ import contextlib
 import errno
 import logging
 import socket
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
+
+from server.stopping import StopSignals, time_cleanup_contexts
 
 log = logging.getLogger(__name__)
 
 ACCEPT_BATCH = 256
 # Out of file descriptors: stop accepting for a moment rather than spin on the error.
 PAUSE_ON_EMFILE_S = 0.5
+# At a stop: a client that connected just before sends its request head within a round trip.
+STOP_HEAD_GRACE_S = 1.0
+# At a stop: how long idle executor threads get to finish.
+EXECUTOR_JOIN_S = 2.0
 
 
 class BatchAcceptListener:
@@ -46,6 +60,8 @@ class BatchAcceptListener:
         self._sock = sock
         self._factory = protocol_factory
         self._handshakes: set[asyncio.Task[Any]] = set()
+        # Connections until their header check: the ones a stop must not wait for.
+        self._unchecked: dict[asyncio.BaseTransport, Any] = {}
         self._closed = False
         self.sockets = (sock,)
         loop.add_reader(sock.fileno(), self._accept)
@@ -79,9 +95,14 @@ class BatchAcceptListener:
             conn.close()
             log.warning("could not set up an accepted connection", exc_info=True)
             return
+        if self._closed:  # accepted just before the stop
+            self._loop.call_later(STOP_HEAD_GRACE_S, self._close_if_silent, transport, protocol)
+            return
+        self._unchecked[transport] = protocol
         self._loop.call_later(self._header_timeout_s, self._close_if_silent, transport, protocol)
 
     def _close_if_silent(self, transport: asyncio.BaseTransport, protocol: Any) -> None:
+        self._unchecked.pop(transport, None)
         # aiohttp's RequestHandler counts requests whose head it parsed. Should a later aiohttp
         # drop the attribute, the default keeps every connection (the guard fails open).
         if getattr(protocol, "_request_count", 1) == 0 and not transport.is_closing():
@@ -101,6 +122,11 @@ class BatchAcceptListener:
         self._closed = True
         self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
+        # Their header check comes sooner; connections still being set up get theirs in
+        # _connect. One that already sent a request is aiohttp's to finish gracefully.
+        for transport, protocol in self._unchecked.items():
+            self._loop.call_later(STOP_HEAD_GRACE_S, self._close_if_silent, transport, protocol)
+        self._unchecked.clear()
 
     async def wait_closed(self) -> None:
         return None
@@ -144,33 +170,44 @@ class BatchAcceptSite(web.BaseSite):
 
 def run(app: web.Application, host: str, port: int, *, backlog: int, reuse_port: bool,
         header_timeout_s: float, extra_sockets: Sequence[socket.socket] = ()) -> None:
-    """Serve until SIGINT/SIGTERM, then shut down gracefully (web.run_app's contract).
-    `extra_sockets`: bound sockets served too (the internal listener other processes forward to)."""
+    """Serve until SIGINT/SIGTERM, then shut down gracefully (web.run_app's contract; signals
+    as server/stopping.py takes them). `extra_sockets`: bound sockets served too (the internal
+    listener other processes forward to)."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    signals = StopSignals(loop)
+    signals.install()
+    time_cleanup_contexts(app)
 
     async def serve() -> None:
-        runner = web.AppRunner(app, handle_signals=True, access_log=None)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
-            site = BatchAcceptSite(runner, host, port, backlog=backlog, reuse_port=reuse_port,
-                                   header_timeout_s=header_timeout_s)
-            await site.start()
-            for sock in extra_sockets:
-                await web.SockSite(runner, sock).start()
-            await asyncio.Event().wait()  # until a signal raises GracefulExit
+            if not signals.requested.is_set():  # not asked to stop while starting
+                site = BatchAcceptSite(runner, host, port, backlog=backlog,
+                                       reuse_port=reuse_port, header_timeout_s=header_timeout_s)
+                await site.start()
+                for sock in extra_sockets:
+                    await web.SockSite(runner, sock).start()
+                await signals.requested.wait()
         finally:
+            started = time.monotonic()
             await runner.cleanup()
+            log.info("stopped", extra={"seconds": round(time.monotonic() - started, 1)})
 
     main = loop.create_task(serve())
     try:
         loop.run_until_complete(main)
-    except (web.GracefulExit, KeyboardInterrupt):
-        pass
     finally:
-        _cancel_and_run_out({main}, loop)  # runs serve()'s cleanup
+        _cancel_and_run_out({main}, loop)  # an error in start-up: serve()'s cleanup runs
         _cancel_and_run_out(asyncio.all_tasks(loop), loop)
         loop.run_until_complete(loop.shutdown_asyncgens())
+        # Idle threads of the default executor (asyncio.to_thread) are not daemons: joined here,
+        # so serve._leave_stuck_threads is left with only a thread that is really stuck.
+        with contextlib.suppress(TimeoutError):
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_default_executor(),
+                                                     EXECUTOR_JOIN_S))
+        signals.remove()
         loop.close()
         asyncio.set_event_loop(None)
 

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 def setup(app: web.Application, api: Api) -> None:
     api.operations.extend(replay_routes.api.operations)
     app.cleanup_ctx.append(media_ctx)
+    # aiohttp waits for the requests in flight before the cleanup contexts run; a blocking
+    # LL-HLS reload is one, held for up to three target durations.
+    app.on_shutdown.append(_release_hls_waiters)
     # on_startup runs after every cleanup_ctx started, so the WebRTC side's registry exists.
     app.on_startup.append(_attach_tap)
 
@@ -96,6 +99,10 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         await replays.close()
         await rtmp.close()
         await recordings.close()
+
+
+async def _release_hls_waiters(app: web.Application) -> None:
+    app[recordings_key].release_waiters()
 
 
 def _build_when_over(replays: ReplayService) -> FinalHook:

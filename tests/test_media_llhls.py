@@ -18,13 +18,14 @@ from media.ffmpeg_bin import ffmpeg_binary
 from media.ll_hls import Directive, LiveEdge, NotYet, TooManyWaiters, parse_directive
 from media.record_tracks import CopyAnnexBTrack, TranscodeAudioTrack
 from media.recorder import Recorder
-from media.recordings import Recordings
+from media.recordings import Recordings, recordings_key
 from media.segment_index import SegmentEntry, load_index
 from media.segment_writer import PartReady
 from tests import llhls_support
 from tests.conftest import AppFactory
 from tests.media_flow import host_session, publish, rtmp_url, wait_segments
 from tests.media_synth import interleave, opus_packets, video_packets
+from tests.webrtc_clients import wait_for
 
 PART_TARGET = 0.5
 
@@ -132,6 +133,25 @@ async def test_waiters_per_stream_are_bounded() -> None:
     assert edge.waiters == 0
     assert await asyncio.wait_for(edge.wait_part(4, 2), 0.1) == edge.part(4, 2)
 
+
+async def test_released_waiters_are_answered_at_once_with_503() -> None:
+    """The server stopping releases its held requests: they would otherwise hold the stop for
+    their timeout (three target durations) waiting on a process that is going away."""
+    edge = _edge()
+    playlist = asyncio.ensure_future(edge.wait_playlist(Directive(4, 2)))
+    part = asyncio.ensure_future(edge.wait_part(4, 2))
+    await asyncio.sleep(0.02)
+    assert edge.waiters == 2 and not playlist.done() and not part.done()
+    edge.release_waiters()
+    for held in (playlist, part):
+        with pytest.raises(NotYet) as late:
+            await asyncio.wait_for(held, 0.5)
+        assert late.value.status == 503 and late.value.details["retry_after"] == 1
+    assert edge.waiters == 0
+    # What exists is still served; what does not is not waited for any more.
+    assert "part_000004_01.ts" in await asyncio.wait_for(edge.wait_playlist(Directive(4, 1)), 0.1)
+    with pytest.raises(NotYet):
+        await asyncio.wait_for(edge.wait_playlist(Directive(5, None)), 0.5)
 
 @pytest.mark.slow
 async def test_a_request_for_a_part_that_never_comes_times_out_with_503() -> None:
@@ -254,6 +274,44 @@ async def test_live_stream_is_served_low_latency_and_plain_players_still_play(
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_blocking_reload_held_when_the_server_stops_is_answered_at_once(
+    make_api: AppFactory, settings: Settings
+) -> None:
+    """The publisher dropped (its grace is running), so the next segment never comes and a
+    blocking reload for it is held for three target durations. Stopping the server (what
+    Ctrl-C runs) answers it at once with 503 and Retry-After, so the player retries with the
+    next process and the stop does not wait for the hold."""
+    api = await make_api(settings.with_(hls_part_target_s=PART_TARGET, publisher_grace_s=60))
+    _, sid, key = await host_session(api)
+    proc = await publish(rtmp_url(api, key), 25)
+    try:
+        await wait_segments(api, sid, 2)
+    finally:
+        proc.kill()
+        await proc.wait()
+    recordings = api.app[recordings_key]
+    assert await wait_for(lambda: not recordings.is_publishing(sid), 10)
+    await asyncio.sleep(1)  # the recorder's thread closes the segment it was writing
+    edge = recordings.live_edge(sid)
+    assert edge is not None
+    base = f"/hls/{sid}/index.m3u8"
+    newest = llhls_support.parse((await _get(api.client, base))[1].decode()).segments[-1][0]
+    held = asyncio.ensure_future(_get(api.client, f"{base}?_HLS_msn={newest + 1}"))
+    assert await wait_for(lambda: edge.waiters == 1 or held.done(), 5)
+    assert not held.done(), held.result()
+    hold_s = edge.block_timeout_s
+    assert hold_s >= 6
+    started = time.monotonic()
+    await api.client.server.close()
+    took = time.monotonic() - started
+    status, body, headers, waited = await asyncio.wait_for(held, 5)
+    assert status == 503 and b"hls_not_yet" in body and headers["Retry-After"] == "1", body
+    assert waited < hold_s - 3, f"the reload was held {waited:.1f} s of its {hold_s:.0f} s"
+    assert took < hold_s - 3, f"stopping took {took:.1f} s"
 
 
 async def test_part_target_zero_serves_plain_hls_only(tmp_path: Path) -> None:
