@@ -472,9 +472,12 @@ class BucketedStore:
     async def counts(self, sale_id: int) -> BucketCounts:
         shape = await self.shape(sale_id)
         out = BucketCounts(initial=shape.initial, remaining=0, held=0, sold=0)
-        for bucket in range(shape.buckets):
-            raw = await self._redis.hmget(bucket_keys(sale_id, bucket, shape.buckets)["meta"],
-                                          ["initial", "remaining", "held", "sold", "ver"])
+        # All at once: on a cluster each bucket is another node (one read is atomic per bucket).
+        found = await asyncio.gather(*(
+            self._redis.hmget(bucket_keys(sale_id, bucket, shape.buckets)["meta"],
+                              ["initial", "remaining", "held", "sold", "ver"])
+            for bucket in range(shape.buckets)))
+        for raw in found:
             initial, remaining, held, sold, ver = (int(v or 0) for v in raw)
             out.remaining, out.held, out.sold = out.remaining + remaining, out.held + held, \
                 out.sold + sold

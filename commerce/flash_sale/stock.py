@@ -315,11 +315,12 @@ class SaleStock(FlashSaleStore):
                 self._count_waiters.pop(sale_id, None)
 
     async def _bucketed_counts(self, sale_id: int) -> Counts | None:
-        initial, paid, gift_n, status, ver = await self._redis.hmget(
-            keys(sale_id)["meta"], ["initial", "paid", "gift_n", "status", "ver"])
+        meta, summed = await asyncio.gather(
+            self._redis.hmget(keys(sale_id)["meta"], ["initial", "paid", "gift_n", "status", "ver"]),
+            self.buckets.counts(sale_id))
+        initial, paid, gift_n, status, ver = meta
         if status is None:
             return None
-        summed = await self.buckets.counts(sale_id)
         return Counts(int(initial or 0), summed.remaining, summed.held, summed.sold,
                       int(paid or 0), int(gift_n or 0), status=text(status),
                       ver=int(ver or 0) + summed.ver)
