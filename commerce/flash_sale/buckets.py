@@ -382,8 +382,9 @@ class BucketedStore:
         found: list[tuple[str, dict[str, Any]]] = []
         for bucket in range(shape.buckets):
             k = bucket_keys(sale_id, bucket, shape.buckets)
-            for raw_hold in await self._redis.zrangebyscore(k["unlogged"], "-inf", paid_before_ms,
-                                                            start=0, num=SWEEP_BATCH):
+            listed: Any = await self._redis.zrangebyscore(
+                k["unlogged"], "-inf", paid_before_ms, start=0, num=SWEEP_BATCH)
+            for raw_hold in listed:
                 hold = text(raw_hold)
                 raw = await self._redis.hget(k["paid"], hold) or \
                     await self._redis.hget(k["refunded"], hold)
