@@ -349,3 +349,18 @@ async def test_migration_0416_goes_down_and_up(any_db_api: Api) -> None:
         found = (await conn.execute(text("SELECT buckets FROM sales WHERE id = :id"),
                                     {"id": sale["id"]})).scalar_one()
     assert found == 1
+
+
+async def test_a_hold_half_paid_is_answered_with_its_order(api: Api) -> None:
+    """Between a payment's bucket step and its sale-wide step the hold is in neither `holds`
+    nor the sale's paid answers: paying it then answers the order, never "expired"."""
+    shop = await make_shop(api)
+    sale = await shop.sale(stock=4, per_buyer_limit=2, buckets=2)
+    ((a, ta),) = await bulk_buyers(api, 1)
+    status, held = await hold(api, sale["id"], ta, 1)
+    assert status == 201
+    await api.app[checkout_key].store.buckets.pay(held["hold_id"], a, "ref-mid", 1000)
+    status, body = await pay(api, held["hold_id"], ta)
+    assert (status, body["status"]) == (200, "paid"), body
+    (order,) = await _orders(api, sale["id"])
+    assert (order.id, order.payment_ref, order.paid_rank) == (body["order_id"], "ref-mid", 1)
