@@ -19,8 +19,9 @@ from commerce.events import DomainEvent
 from commerce.flash_sale.buckets import bucket_keys, buyer_key
 from commerce.flash_sale.store import now_ms
 from commerce.orders import Order
+from realtime.state import read_snapshot
 from server.commerce_keys import checkout_key
-from server.keys import database_key, events_key
+from server.keys import database_key, events_key, redis_key
 from tests.commerce_support import bulk_buyers, community_with, hold, make_shop, pay
 from tests.conftest import IN_CI, Api
 from tests.redis_cluster_support import LocalCluster, cluster_tools
@@ -141,6 +142,15 @@ async def test_a_bucketed_sale_goes_through_every_flow(any_db_api: Api) -> None:
         {(6, 0, 3)}
     closed = [e for e in events if e.kind == "sale_closed" and e.data["sale_id"] == sid]
     assert len(closed) == 1 and closed[0].data["initial"] == 9
+    # The room's state (what a joining viewer is sent) settles on the sums too.
+    for _ in range(50):
+        room = await read_snapshot(api.app[redis_key], shop.session_id)
+        mine = [s for s in room["sales"] if s["sale_id"] == sid]
+        if mine and (mine[0].get("remaining"), mine[0].get("held"), mine[0].get("sold")) == \
+                (6, 0, 3):
+            break
+        await asyncio.sleep(0.1)
+    assert mine and (mine[0]["remaining"], mine[0]["held"], mine[0]["sold"]) == (6, 0, 3), room
 
 
 async def test_bucket_count_is_checked(api: Api) -> None:
