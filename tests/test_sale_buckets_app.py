@@ -374,3 +374,24 @@ async def test_a_hold_half_paid_is_answered_with_its_order(api: Api) -> None:
     assert (status, body["status"]) == (200, "paid"), body
     (order,) = await _orders(api, sale["id"])
     assert (order.id, order.payment_ref, order.paid_rank) == (body["order_id"], "ref-mid", 1)
+
+
+async def test_a_closed_sale_stays_active_until_its_half_paid_hold_is_an_order(api: Api) -> None:
+    shop = await make_shop(api)
+    sale = await shop.sale(stock=2, per_buyer_limit=2, buckets=2)
+    ((a, ta),) = await bulk_buyers(api, 1)
+    status, held = await hold(api, sale["id"], ta, 1)
+    assert status == 201
+    store = api.app[checkout_key].store
+    await store.buckets.pay(held["hold_id"], a, "ref-closing", 1000)
+    resp = await api.client.post(f"/api/sales/{sale['id']}/close",
+                                 headers=api.auth(shop.host_token))
+    assert resp.status == 200
+    # Nothing is held: the sweeper retires the sale, but not before the payment is an order.
+    for _ in range(80):
+        if sale["id"] not in await store.active_sales():
+            break
+        await asyncio.sleep(0.1)
+    assert sale["id"] not in await store.active_sales()
+    (order,) = await _orders(api, sale["id"])
+    assert (order.hold_id, order.payment_ref) == (held["hold_id"], "ref-closing")

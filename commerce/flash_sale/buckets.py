@@ -26,6 +26,9 @@ finishes it (the hold exists: rank and answer) or gives the units back (no bucke
 once the mark is older than any live request can be. Payments take a sale-wide payment rank
 the same way; the first `gift_first_n` payments get the gift. Hold ids keep the shape
 `<sale>-<number>`, the bucket being the number modulo K.
+
+The app reaches this through commerce/flash_sale/stock.py, which pays with `pay` (the bucket's
+step only) and takes the payment's rank with its order-log entry in the sale's own slot.
 """
 
 from __future__ import annotations

@@ -239,6 +239,13 @@ class SaleStock(FlashSaleStore):
             await self._log_payment(sale_id, hold_id, record)
         return len(due)
 
+    async def forget(self, sale_id: int) -> None:
+        # A payment still waiting for its sale-wide step gets it first, and the sale stays
+        # active until the order-log consumer has carried that entry into SQL too.
+        if await self._bucketed(sale_id) and await self.finish_payments(sale_id, older_than_ms=0):
+            return
+        await super().forget(sale_id)
+
     async def release(self, hold_id: str, buyer: int | None) -> dict[str, Any]:
         sale_id = sale_of_hold(hold_id)
         if not await self._bucketed(sale_id):
