@@ -258,21 +258,35 @@ async def test_reconcile_finishes_what_a_dead_worker_left(any_db_api: Api) -> No
     await store.buckets.pay(held["hold_id"], a, "ref-dead", 1000)
     report = await _reconcile(api, sid)
     assert not report["ok"] and report["sold"] == 1 and report["log_entries"] == 0, report
-    # A worker took b's allowance for a request and died before any bucket was asked.
-    await store.buckets._run("bucket_take", [buyer_key(sid, b)], ["b-1", 1, 2, now_ms() - 120_000])
-    status, body = await hold(api, sid, tb, 1, "b-1")
+    # Workers took b's allowance for two requests and died before any bucket was asked: one
+    # just now (its retry hears in_flight: it may still be running), one long ago.
+    take = store.buckets._run
+    await take("bucket_take", [buyer_key(sid, b)], ["b-now", 1, 2, now_ms()])
+    await take("bucket_take", [buyer_key(sid, b)], ["b-old", 1, 2, now_ms() - 120_000])
+    status, body = await hold(api, sid, tb, 1, "b-now")
     assert (status, body["error"]["code"]) == (409, "in_flight")
+    assert (await _view(api, sid, tb))["your_bought"] == 2
 
     report = await _reconcile(api, sid, repair=True)
     assert report["ok"] and report["repaired"] == 1, report
     (order,) = await _orders(api, sid)
     assert (order.hold_id, order.payment_ref, order.paid_rank, order.gift) == \
         (held["hold_id"], "ref-dead", 1, True)
-    # b's request was given back: her retry is a new try, and her allowance is whole.
-    status, body = await hold(api, sid, tb, 1, "b-1")
-    assert status == 201, body
+    # The old request was given back; the recent one still counts, in flight.
     assert (await _view(api, sid, tb))["your_bought"] == 1
 
+
+async def test_a_retry_settles_a_request_whose_worker_died_long_ago(api: Api) -> None:
+    shop = await make_shop(api)
+    sale = await shop.sale(stock=4, per_buyer_limit=2, buckets=2)
+    sid = sale["id"]
+    ((b, tb),) = await bulk_buyers(api, 1)
+    store = api.app[checkout_key].store
+    await store.buckets._run("bucket_take", [buyer_key(sid, b)], ["b-1", 2, 2, now_ms() - 120_000])
+    # The retry of that key gives the units back and is served as a first try.
+    status, body = await hold(api, sid, tb, 1, "b-1")
+    assert status == 201 and body["qty"] == 1, body
+    assert (await _view(api, sid, tb))["your_bought"] == 1
 
 async def test_the_sweeper_finishes_a_payment_whose_worker_died(api: Api) -> None:
     shop = await make_shop(api)

@@ -245,6 +245,26 @@ class BucketedStore:
         await self._run("bucket_give", [mine], [qty, idem_key, answer])
         return _decode(answer)
 
+    async def settle_stale(self, sale_id: int, buyer: int, idem_key: str, now: int | None = None,
+                           stale_ms: int = STALE_MS) -> bool:
+        """One request's in-flight mark, once older than `stale_ms` (its worker died): finished
+        if a bucket made its hold, else its units given back, as `reconcile` does for all.
+        True when the mark is gone now (a retry gets an answer)."""
+        shape = await self.shape(sale_id)
+        mine = buyer_key(sale_id, buyer)
+        raw = await self._redis.hget(mine, "p:" + idem_key)
+        if raw is None:
+            return True
+        qty, _sep, since = text(raw).partition(":")
+        if (now or now_ms()) - int(since) < stale_ms:
+            return False
+        made = await self._made(sale_id, shape, buyer, idem_key)
+        if made is None:
+            await self._run("bucket_give", [mine], [int(qty), idem_key, ""])
+        else:
+            await self._finish(sale_id, mine, idem_key, made)
+        return True
+
     async def _finish(self, sale_id: int, mine: str, idem_key: str,
                       made: dict[str, Any]) -> dict[str, Any]:
         rank = await self._rank(sale_id, "h", str(made["hold"]))

@@ -36,7 +36,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 
 from commerce.errors import Forbidden
-from commerce.flash_sale.buckets import BucketedStore
+from commerce.flash_sale.buckets import BucketedStore, InFlight
 from commerce.flash_sale.store import (
     Counts,
     FlashSaleStore,
@@ -170,7 +170,13 @@ class SaleStock(FlashSaleStore):
         if sale.members_only and not chosen:
             raise NotMember()
         price = sale.cprice if chosen and sale.cprice is not None else sale.price
-        answer = await self.buckets.reserve(sale_id, buyer, qty, idem_key, now, chosen, price)
+        try:
+            answer = await self.buckets.reserve(sale_id, buyer, qty, idem_key, now, chosen, price)
+        except InFlight:
+            # The first try's worker died mid-way long ago: settle its mark, then answer.
+            if not await self.buckets.settle_stale(sale_id, buyer, idem_key, now):
+                raise
+            answer = await self.buckets.reserve(sale_id, buyer, qty, idem_key, now, chosen, price)
         return {**answer, **await self._counts_fields(sale_id), "session": sale.session,
                 "list": sale.price, "cprice": "" if sale.cprice is None else sale.cprice,
                 "people": 0, "units": 0, "group": False}
