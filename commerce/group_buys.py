@@ -89,6 +89,8 @@ async def create_group_buy(
         await lock_row(db, sales.Sale, sale_id)
         sale = await sales.get_sale(db, sale_id)
         ensure_owner(await get_session(db, sale.session_id), actor)
+        if sale.buckets > 1:
+            raise sales.BucketsUnsupported()
         name = await _community_name(db, community_id)
         exists = (await db.execute(select(GroupBuy).where(
             GroupBuy.sale_id == sale_id, GroupBuy.community_id == community_id))).scalar_one_or_none()

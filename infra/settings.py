@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = _setting(
         None, "`redis://`, `rediss://` or `unix://` URL, e.g. `redis://localhost:6379/0`",
         env="REDIS_URL", shown="embedded redis-server")
+    sale_redis_url: SecretStr | None = _setting(
+        None, "a Redis Cluster node (`redis://host:port`) whose cluster holds the flash sales' "
+        "stock, so a sale split over buckets sells on many cores; everything else stays on "
+        "`REDIS_URL`", shown="`REDIS_URL`")
     database_url: SecretStr | None = _setting(
         None, "`postgresql://user:pw@host/db` or `sqlite:///path`", env="DATABASE_URL",
         shown="SQLite file in `var/`")
@@ -287,7 +291,7 @@ class Settings(BaseSettings):
             raise ValueError("window 1..86400 s and 0..10,000,000 requests")
         return value
 
-    @field_validator("redis_url", mode="before")
+    @field_validator("redis_url", "sale_redis_url", mode="before")
     @classmethod
     def _redis_scheme(cls, value: object) -> object:
         raw = _plain(value)

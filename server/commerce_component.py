@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from sqlalchemy import select
 
 from cluster.leader import ClusterLeader
@@ -19,7 +20,7 @@ from commerce.flash_sale import lifecycle, sales
 from commerce.flash_sale.checkout import Checkout
 from commerce.flash_sale.holds import HoldSweeper
 from commerce.flash_sale.order_log import OrderLogConsumer
-from commerce.flash_sale.store import FlashSaleStore
+from commerce.flash_sale.stock import SaleStock
 from commerce.live_sessions import get_session
 from commerce.orders import UnitOfWork
 from commerce.payments import PaymentProvider, PaymentProviders, SimulatedProvider
@@ -59,7 +60,12 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
     # the money); the simulated one of `make run` when none is.
     payments = await payment_providers(settings, redis, app[database_key].session)
     wechatpay = payments.find("wechatpay")
-    checkout = Checkout(FlashSaleStore(redis), app[database_key].session, app[events_key],
+    # The sales' stock on a Redis Cluster when one is given (each bucket of a sale in its own
+    # slot, so on its own node), else on the app's Redis.
+    sale_redis: Redis | RedisCluster = redis
+    if settings.sale_redis_url is not None:
+        sale_redis = RedisCluster.from_url(settings.sale_redis_url.get_secret_value())
+    checkout = Checkout(SaleStock(sale_redis), app[database_key].session, app[events_key],
                         payments)
     app[checkout_key] = checkout
     await restore_sales(checkout, settings.hold_ttl_s)
@@ -105,6 +111,8 @@ async def commerce_ctx(app: web.Application) -> AsyncIterator[None]:
             await worker.stop()
         if leader is not None:
             await leader.resign()
+        if sale_redis is not redis:
+            await sale_redis.aclose()
         await redis.aclose()
 
 

@@ -26,6 +26,9 @@ finishes it (the hold exists: rank and answer) or gives the units back (no bucke
 once the mark is older than any live request can be. Payments take a sale-wide payment rank
 the same way; the first `gift_first_n` payments get the gift. Hold ids keep the shape
 `<sale>-<number>`, the bucket being the number modulo K.
+
+The app reaches this through commerce/flash_sale/stock.py, which pays with `pay` (the bucket's
+step only) and takes the payment's rank with its order-log entry in the sale's own slot.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ STALE_MS = 60_000
 # Holds per sweep call of one bucket (bounds one script's run time).
 SWEEP_BATCH = 500
 _SCRIPTS = ("bucket_open", "bucket_take", "bucket_give", "bucket_done", "bucket_reserve",
-            "bucket_confirm", "bucket_release", "bucket_rank", "bucket_close")
+            "bucket_confirm", "bucket_release", "bucket_rank", "bucket_close", "bucket_refund",
+            "snapshot")
 
 
 class InFlight(Conflict):
@@ -85,7 +89,8 @@ def bucket_tag(sale_id: int, bucket: int, buckets: int) -> str:
 
 def bucket_keys(sale_id: int, bucket: int, buckets: int) -> dict[str, str]:
     tag = f"bsale:{{{bucket_tag(sale_id, bucket, buckets)}}}:"
-    return {name: tag + name for name in ("meta", "holds", "expiry", "keys", "paid", "back")}
+    return {name: tag + name for name in ("meta", "holds", "expiry", "keys", "paid", "back",
+                                          "unlogged", "refunded")}
 
 
 def buyer_key(sale_id: int, buyer: int) -> str:
@@ -123,6 +128,7 @@ class BucketCounts:
     held: int
     sold: int
     buckets: list[dict[str, int]] = field(default_factory=list)
+    ver: int = 0  # the sum of the buckets' versions (each only ever grows)
 
 
 @dataclass
@@ -147,6 +153,12 @@ class BucketReport:
     @property
     def ok(self) -> bool:
         return not (self.unbalanced_buckets or self.oversold or self.buyer_drift)
+
+
+def _paid_fields(record: dict[str, Any]) -> dict[str, Any]:
+    return {"buyer": record["b"], "qty": int(record["q"]), "price": int(record.get("p") or 0),
+            "community": record.get("c") or "", "ref": record["ref"],
+            "at": int(record.get("at") or 0)}
 
 
 class BucketedStore:
@@ -197,9 +209,11 @@ class BucketedStore:
     # --- reserving -------------------------------------------------------------------------
 
     async def reserve(self, sale_id: int, buyer: int, qty: int, idem_key: str,
-                      now: int | None = None) -> dict[str, Any]:
+                      now: int | None = None, community: str = "",
+                      price: int = 0) -> dict[str, Any]:
         """Hold `qty` units from the first bucket that has them; raises SoldOut, OverLimit,
-        NotOpen, Ended, SaleNotFound or InFlight. A retry with the same key answers the same."""
+        NotOpen, Ended, SaleNotFound or InFlight. A retry with the same key answers the same.
+        The hold keeps the community the buyer buys through and the unit price quoted."""
         if not 1 <= qty <= MAX_QTY:
             raise ValueError("qty out of range")
         shape = await self.shape(sale_id)
@@ -220,7 +234,7 @@ class BucketedStore:
             k = bucket_keys(sale_id, bucket, shape.buckets)
             made = json.loads(await self._run(
                 "bucket_reserve", [k["meta"], k["holds"], k["expiry"], k["keys"]],
-                [now, buyer, qty, idem_key]))
+                [now, buyer, qty, idem_key, community, price]))
             if made.get("ok"):
                 made["bucket"] = bucket
                 return await self._finish(sale_id, mine, idem_key, made)
@@ -231,12 +245,34 @@ class BucketedStore:
         await self._run("bucket_give", [mine], [qty, idem_key, answer])
         return _decode(answer)
 
+    async def settle_stale(self, sale_id: int, buyer: int, idem_key: str, now: int | None = None,
+                           stale_ms: int = STALE_MS) -> bool:
+        """One request's in-flight mark, once older than `stale_ms` (its worker died): finished
+        if a bucket made its hold, else its units given back, as `reconcile` does for all.
+        True when the mark is gone now (a retry gets an answer)."""
+        shape = await self.shape(sale_id)
+        mine = buyer_key(sale_id, buyer)
+        raw = await self._redis.hget(mine, "p:" + idem_key)
+        if raw is None:
+            return True
+        qty, _sep, since = text(raw).partition(":")
+        if (now or now_ms()) - int(since) < stale_ms:
+            return False
+        made = await self._made(sale_id, shape, buyer, idem_key)
+        if made is None:
+            await self._run("bucket_give", [mine], [int(qty), idem_key, ""])
+        else:
+            await self._finish(sale_id, mine, idem_key, made)
+        return True
+
     async def _finish(self, sale_id: int, mine: str, idem_key: str,
                       made: dict[str, Any]) -> dict[str, Any]:
         rank = await self._rank(sale_id, "h", str(made["hold"]))
         answer = json.dumps({"ok": 1, "hold": made["hold"], "qty": made["qty"],
                              "expires": made["expires"], "remaining": made["remaining"],
-                             "rank": rank, "bucket": made["bucket"]})
+                             "rank": rank, "bucket": made["bucket"],
+                             "community": made.get("community") or "",
+                             "price": int(made.get("price") or 0)})
         return _decode(await self._run("bucket_done", [mine], [idem_key, answer]))
 
     async def _rank(self, sale_id: int, kind: str, hold: str) -> int:
@@ -291,7 +327,8 @@ class BucketedStore:
             h = json.loads(raw) if raw is not None else {"q": 0}
             remaining = int(await self._redis.hget(k["meta"], "remaining") or 0)
             return {"hold": text(hold), "qty": int(h["q"]), "expires": int(h.get("e", 0)),
-                    "remaining": remaining, "bucket": bucket}
+                    "remaining": remaining, "bucket": bucket, "community": h.get("c") or "",
+                    "price": int(h.get("p") or 0)}
         return None
 
     # --- after the hold ------------------------------------------------------------------------
@@ -324,6 +361,93 @@ class BucketedStore:
             ["hold", hold_id, "" if buyer is None else buyer]))
         await self._give_back(sale_id, k, out.get("back", []))
         return out
+
+    async def hold(self, hold_id: str) -> dict[str, Any] | None:
+        """A live hold (buyer b, qty q, community c, unit price p, expiry e), or None."""
+        _sale_id, _shape, k = await self._bucket_of(hold_id)
+        raw = await self._redis.hget(k["holds"], hold_id)
+        return None if raw is None else dict(json.loads(raw))
+
+    async def ever_held(self, hold_id: str) -> bool:
+        """Whether the hold's bucket made it (it may be gone since): hold `n` is the bucket's
+        (n // buckets)-th."""
+        _sale_id, shape, k = await self._bucket_of(hold_id)
+        seq = int(await self._redis.hget(k["meta"], "seq") or 0)
+        return int(hold_id.partition("-")[2]) // shape.buckets <= seq
+
+    async def pay(self, hold_id: str, buyer: int | None, payment_ref: str, unit_price_fen: int,
+                  now: int | None = None) -> dict[str, Any]:
+        """Hold → sold in its bucket at the price charged, listed as not yet logged until
+        `logged` (the sale-wide step is the caller's); repeats answer the first payment."""
+        _sale_id, _shape, k = await self._bucket_of(hold_id)
+        return _decode(await self._run(
+            "bucket_confirm", [k["meta"], k["holds"], k["expiry"], k["paid"], k["unlogged"]],
+            [hold_id, "" if buyer is None else buyer, payment_ref, now or now_ms(),
+             unit_price_fen]))
+
+    async def logged(self, hold_id: str) -> None:
+        """The payment's sale-wide step is done: the sweeper need not finish it."""
+        _sale_id, _shape, k = await self._bucket_of(hold_id)
+        await self._redis.zrem(k["unlogged"], hold_id)
+
+    async def paid_record(self, hold_id: str) -> dict[str, Any] | None:
+        """The payment of a hold as its bucket holds it (buyer, qty, community, price, ref, at),
+        refunded or not; None when the bucket has not paid it."""
+        _sale_id, _shape, k = await self._bucket_of(hold_id)
+        raw = await self._redis.hget(k["paid"], hold_id) or await self._redis.hget(k["refunded"],
+                                                                                  hold_id)
+        return None if raw is None else _paid_fields(json.loads(raw))
+
+    async def unlogged(self, sale_id: int, paid_before_ms: int) -> list[tuple[str, dict[str, Any]]]:
+        """Payments made before `paid_before_ms` whose sale-wide step is not known to be done
+        (its worker died in between), with their paid records (as `paid_record`)."""
+        shape = await self.shape(sale_id)
+        found: list[tuple[str, dict[str, Any]]] = []
+        for bucket in range(shape.buckets):
+            k = bucket_keys(sale_id, bucket, shape.buckets)
+            listed: Any = await self._redis.zrangebyscore(
+                k["unlogged"], "-inf", paid_before_ms, start=0, num=SWEEP_BATCH)
+            for raw_hold in listed:
+                hold = text(raw_hold)
+                raw = await self._redis.hget(k["paid"], hold) or \
+                    await self._redis.hget(k["refunded"], hold)
+                if raw is not None:
+                    found.append((hold, _paid_fields(json.loads(raw))))
+        return found
+
+    async def refund(self, hold_id: str) -> dict[str, Any]:
+        """A paid hold's units back to its bucket, and to the buyer's allowance; once per hold."""
+        sale_id, _shape, k = await self._bucket_of(hold_id)
+        out = _decode(await self._run(
+            "bucket_refund", [k["meta"], k["paid"], k["back"], k["refunded"]], [hold_id]))
+        if not out["again"]:
+            await self._give_back(sale_id, k, [[out["buyer"], out["qty"], hold_id]])
+        return out
+
+    async def refunded_holds(self, sale_id: int) -> set[str]:
+        shape = await self.shape(sale_id)
+        found: set[str] = set()
+        for bucket in range(shape.buckets):
+            k = bucket_keys(sale_id, bucket, shape.buckets)
+            found.update(text(h) for h in await self._redis.hkeys(k["refunded"]))
+        return found
+
+    async def live_holds(self, sale_id: int) -> dict[str, dict[str, Any]]:
+        shape = await self.shape(sale_id)
+        found: dict[str, dict[str, Any]] = {}
+        for bucket in range(shape.buckets):
+            raw = await self._redis.hgetall(bucket_keys(sale_id, bucket, shape.buckets)["holds"])
+            found.update({text(h): dict(json.loads(v)) for h, v in raw.items()})
+        return found
+
+    async def snapshots(self, sale_id: int) -> list[dict[str, Any]]:
+        """Each bucket's counts and live-hold units, read atomically per bucket (snapshot.lua)."""
+        shape = await self.shape(sale_id)
+        found = []
+        for bucket in range(shape.buckets):
+            k = bucket_keys(sale_id, bucket, shape.buckets)
+            found.append(dict(json.loads(await self._run("snapshot", [k["meta"], k["holds"]], []))))
+        return found
 
     async def expire(self, sale_id: int, now: int | None = None) -> int:
         """Every hold past its expiry goes back, in every bucket; returns how many."""
@@ -372,12 +496,16 @@ class BucketedStore:
     async def counts(self, sale_id: int) -> BucketCounts:
         shape = await self.shape(sale_id)
         out = BucketCounts(initial=shape.initial, remaining=0, held=0, sold=0)
-        for bucket in range(shape.buckets):
-            raw = await self._redis.hmget(bucket_keys(sale_id, bucket, shape.buckets)["meta"],
-                                          ["initial", "remaining", "held", "sold"])
-            initial, remaining, held, sold = (int(v or 0) for v in raw)
+        # All at once: on a cluster each bucket is another node (one read is atomic per bucket).
+        found = await asyncio.gather(*(
+            self._redis.hmget(bucket_keys(sale_id, bucket, shape.buckets)["meta"],
+                              ["initial", "remaining", "held", "sold", "ver"])
+            for bucket in range(shape.buckets)))
+        for raw in found:
+            initial, remaining, held, sold, ver = (int(v or 0) for v in raw)
             out.remaining, out.held, out.sold = out.remaining + remaining, out.held + held, \
                 out.sold + sold
+            out.ver += ver
             out.buckets.append({"initial": initial, "remaining": remaining, "held": held,
                                 "sold": sold})
         return out
@@ -395,12 +523,14 @@ class BucketedStore:
     # --- the books -------------------------------------------------------------------------------
 
     async def reconcile(self, sale_id: int, now: int | None = None, stale_ms: int = STALE_MS,
-                        repair: bool = False) -> BucketReport:
+                        repair: bool = False, rank_payments: bool = True) -> BucketReport:
         """Check every bucket balances (initial = remaining + held + sold, held = units of live
         holds, sold = units paid) and every buyer's counted units equal her holds and payments
         plus her requests in flight. In-flight marks older than `stale_ms` are finished (their
         hold exists) or given back (it does not). With `repair`, a buyer's count is set to what
-        the buckets say: only for a quiet sale (a request running meanwhile would be missed)."""
+        the buckets say: only for a quiet sale (a request running meanwhile would be missed).
+        Without `rank_payments` the payment ranks are left to the caller (the app ranks them in
+        the sale's meta, commerce/flash_sale/stock.py)."""
         now = now or now_ms()
         shape = await self.shape(sale_id)
         report = BucketReport(sale_id, shape.initial, 0, 0, 0)
@@ -425,7 +555,7 @@ class BucketedStore:
                 p = json.loads(value)
                 paid_units += int(p["q"])
                 true_units[int(p["b"])] += int(p["q"])
-                if text(hold) not in paid_ranks:  # the payer's worker died before its rank
+                if rank_payments and text(hold) not in paid_ranks:  # its worker died first
                     await self._rank(sale_id, "p", text(hold))
                     report.ranked_late += 1
             if remaining < 0 or initial != remaining + held + sold or held != held_units \

@@ -25,9 +25,9 @@ from commerce.event_payloads import (
 )
 from commerce.events import DomainEvent, EventBus
 from commerce.flash_sale.sales import Sale, get_sale
+from commerce.flash_sale.stock import SaleStock
 from commerce.flash_sale.store import (
     MAX_QTY,
-    FlashSaleStore,
     HoldExpired,
     NoSuchHold,
     NotMember,
@@ -72,7 +72,7 @@ def group_event_data(sale_id: int, summary: dict[str, Any], people: int, units: 
 class Checkout:
     """Reservations, payments and releases for every sale, bound to one store, DB and bus."""
 
-    def __init__(self, store: FlashSaleStore, uow: UnitOfWork, bus: EventBus,
+    def __init__(self, store: SaleStock, uow: UnitOfWork, bus: EventBus,
                  payments: PaymentProviders | PaymentProvider) -> None:
         self.store = store
         self.uow = uow
@@ -238,7 +238,7 @@ class Checkout:
             done = await self.store.paid(hold_id)
             if done is not None:
                 return await self._already_paid(sale_id, done, buyer)
-            await self._missing_hold(sale_id, hold_id)
+            await self._missing_hold(hold_id)
         assert hold is not None
         if int(hold["b"]) != buyer.user_id:
             raise Forbidden("这不是你的订单 / Not your hold", reason="not_yours")
@@ -287,9 +287,8 @@ class Checkout:
         order = await self._record(sale_id, done)
         return {"order_id": order.id, "status": order.status}
 
-    async def _missing_hold(self, sale_id: int, hold_id: str) -> None:
-        seq = await self.store.last_hold_seq(sale_id)
-        if seq is not None and int(hold_id.partition("-")[2]) <= seq:
+    async def _missing_hold(self, hold_id: str) -> None:
+        if await self.store.ever_held(hold_id):
             raise HoldExpired("订单保留已过期或已取消 / The hold expired or was released")
         raise NoSuchHold()
 

@@ -58,10 +58,13 @@ class SaleDraft:
     gift_first_n: int = 0
     gift_text: str = ""
     pickup_by: datetime | None = None
+    buckets: int = 1
 
     def fingerprint(self) -> str:
         """Equal for drafts that make the same sale (same instants, same set of communities)."""
         data = asdict(self)
+        if self.buckets == 1:  # as before the field existed: a key's record stays valid
+            del data["buckets"]
         data["community_ids"] = sorted(set(self.community_ids))
         for name in ("starts_at", "ends_at", "pickup_by"):
             when = getattr(self, name)
@@ -126,6 +129,7 @@ async def _write(db: AsyncSession, store: FlashSaleStore, actor: Principal, sess
         community_ids=list(draft.community_ids), community_price_fen=draft.community_price_fen,
         members_only=draft.members_only, gift_first_n=draft.gift_first_n,
         gift_text=draft.gift_text, pickup_by=draft.pickup_by, sold_out=sold_out,
+        buckets=draft.buckets,
     )
 
 

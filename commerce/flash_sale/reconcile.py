@@ -39,6 +39,11 @@ class SaleReport:
     missing_refunds: list[str] = field(default_factory=list)
     repaired: int = 0
     in_redis: bool = True
+    buckets: int = 1
+    # A bucketed sale: buckets whose own books do not balance (-1: their shares do not add up
+    # to the stock), and buyers whose counted units differ from their holds and payments.
+    unbalanced_buckets: list[int] = field(default_factory=list)
+    buyer_drift: list[int] = field(default_factory=list)
 
     @property
     def stock_drift(self) -> int:
@@ -52,7 +57,8 @@ class SaleReport:
     def ok(self) -> bool:
         return (self.in_redis and self.stock_drift == 0 and self.sql_drift == 0
                 and self.held == self.live_hold_units and not self.missing_orders
-                and not self.missing_refunds)
+                and not self.missing_refunds and not self.unbalanced_buckets
+                and not self.buyer_drift)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -63,6 +69,14 @@ class SaleReport:
 async def reconcile_sale(checkout: Checkout, sale_id: int, repair: bool = False) -> SaleReport:
     async with checkout.uow() as db:
         sale = await sales.get_sale(db, sale_id)
+    buyer_drift: list[int] = []
+    bucketed = await checkout.store.bucket_count(sale_id) > 1
+    if bucketed:
+        # Payments and reservations a dead worker left half done are finished first (each step
+        # is once-only, so running beside a live request is safe).
+        await checkout.store.finish_payments(sale_id, older_than_ms=0 if repair else None)
+        books = await checkout.store.buckets.reconcile(sale_id, rank_payments=False)
+        buyer_drift = sorted(books.buyer_drift)
     snap = await checkout.store.snapshot(sale_id)
     entries = await read_log(checkout, sale_id)
     async with checkout.uow() as db:
@@ -95,7 +109,8 @@ async def reconcile_sale(checkout: Checkout, sale_id: int, repair: bool = False)
         sold=int(snap.get("sold", 0)), live_hold_units=int(snap.get("hold_units", 0)),
         sql_sold=sql_sold, sql_orders=sql_orders, log_entries=len(entries),
         missing_orders=missing, missing_refunds=[o.hold_id for o in unrefunded],
-        repaired=repaired, in_redis=bool(snap),
+        repaired=repaired, in_redis=bool(snap), buckets=sale.buckets or 1,
+        unbalanced_buckets=list(snap.get("unbalanced_buckets", [])), buyer_drift=buyer_drift,
     )
     return report
 

@@ -27,6 +27,16 @@ MAX_PRICE_FEN = 100_000_000  # 1,000,000 yuan
 MAX_COMMUNITIES = 50
 
 
+class BucketsUnsupported(DomainError):
+    """What a sale whose stock is split over buckets cannot do (yet): group-buys count a
+    community's people and units in the same step as the stock, and buckets have no one step."""
+
+    code = "buckets_unsupported"
+    status = 409
+    default_message = ("分桶库存的抢购不支持拼团 / A sale whose stock is split over buckets "
+                       "cannot have group-buys")
+
+
 class SaleOverlaps(DomainError):
     """Another sale of the product in the session is (or will be) reservable in the same window:
     two prices for one product side by side confuse the room's tabs and split its stock."""
@@ -57,6 +67,8 @@ class Sale(Base):
     per_buyer_limit: Mapped[int] = mapped_column()
     gift_first_n: Mapped[int] = mapped_column(default=0)
     gift_text: Mapped[str] = mapped_column(String(200), default="")
+    # Over how many Redis buckets the stock is split (commerce/flash_sale/stock.py); 1 = one hash.
+    buckets: Mapped[int] = mapped_column(default=1, server_default="1")
     starts_at: Mapped[datetime] = mapped_column()
     ends_at: Mapped[datetime | None] = mapped_column(nullable=True)
     # When the goods are promised at the pickup point (or delivered): on-time fulfilment is
@@ -74,7 +86,7 @@ class Sale(Base):
             per_buyer_limit=self.per_buyer_limit, gift_first_n=self.gift_first_n,
             starts_ms=int(as_utc(self.starts_at).timestamp() * 1000),
             ends_ms=int(as_utc(self.ends_at).timestamp() * 1000) if self.ends_at else 0,
-            hold_ttl_s=hold_ttl_s,
+            hold_ttl_s=hold_ttl_s, buckets=self.buckets or 1,
         )
 
     def public_dict(self) -> dict[str, Any]:
@@ -86,7 +98,8 @@ class Sale(Base):
             "price_fen": self.price_fen, "community_price_fen": self.community_price_fen,
             "community_ids": list(self.community_ids or []), "members_only": self.members_only,
             "per_buyer_limit": self.per_buyer_limit, "gift_first_n": self.gift_first_n,
-            "gift_text": self.gift_text, "starts_at": starts.isoformat(),
+            "gift_text": self.gift_text, "buckets": self.buckets or 1,
+            "starts_at": starts.isoformat(),
             "ends_at": ends.isoformat() if ends else None, "status": self.phase(now),
             "pickup_by": as_utc(self.pickup_by).isoformat() if self.pickup_by else None,
             # Countdown fields: seconds until the start and until the end (None = no end).
@@ -112,7 +125,7 @@ async def insert_sale(
     ends_at: datetime | None = None, community_ids: list[int] | None = None,
     community_price_fen: int | None = None, members_only: bool = False, gift_first_n: int = 0,
     gift_text: str = "", pickup_by: datetime | None = None,
-    sold_out: Callable[[int], Awaitable[bool]] | None = None,
+    sold_out: Callable[[int], Awaitable[bool]] | None = None, buckets: int = 1,
 ) -> Sale:
     """The sale's row, checked against its session and product; `lifecycle.create_sale` writes it
     and opens it in Redis. Reservable at once when `starts_at` is absent.
@@ -158,6 +171,7 @@ async def insert_sale(
         members_only=members_only, per_buyer_limit=per_buyer_limit, gift_first_n=gift_first_n,
         gift_text=gift_text, starts_at=starts, ends_at=ends,
         pickup_by=as_utc(pickup_by) if pickup_by else None, created_by=actor.user_id,
+        buckets=buckets,
     )
     db.add(sale)
     await db.flush()

@@ -138,6 +138,7 @@ class SaleSpec:
     starts_ms: int
     ends_ms: int  # 0 = no end
     hold_ttl_s: int
+    buckets: int = 1  # > 1: the stock is split over buckets (commerce/flash_sale/stock.py)
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,7 @@ class FlashSaleStore:
             "" if spec.community_price_fen is None else spec.community_price_fen,
             "1" if spec.members_only else "0", spec.per_buyer_limit, spec.gift_first_n,
             spec.starts_ms, spec.ends_ms, spec.hold_ttl_s, spec.session_id,
+            spec.buckets if spec.buckets > 1 else "",
         ])
         await self._redis.sadd(ACTIVE_SALES, str(spec.sale_id))
         return bool(created)
@@ -357,6 +359,11 @@ class FlashSaleStore:
         """The sequence number of the sale's newest hold (hold ids are `<sale>-<seq>`)."""
         raw = await self._redis.hget(keys(sale_id)["meta"], "seq")
         return None if raw is None else int(raw)
+
+    async def ever_held(self, hold_id: str) -> bool:
+        """Whether the hold was made (it may be paid, released or expired since)."""
+        seq = await self.last_hold_seq(sale_of_hold(hold_id))
+        return seq is not None and int(hold_id.partition("-")[2]) <= seq
 
     async def choose_pickup(self, sale_id: int, hold_id: str, point_id: int) -> None:
         """The pickup point the buyer chose for a hold (her community's; checked by the caller)."""

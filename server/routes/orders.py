@@ -98,7 +98,9 @@ def _iso_ms(ms: int) -> str:
 
 @api.route("POST", "/api/sales/{id}/holds", summary="Reserve units (header Idempotency-Key)",
            tag="orders", auth=USER, body=HoldCreate,
-           responses={201: "Held", 409: "sold_out | over_limit | not_open | ended | not_member",
+           responses={201: "Held", 409: "sold_out | over_limit | not_open | ended | not_member | "
+                                        "in_flight (a bucketed sale: the first try of this key "
+                                        "is still being handled)",
                       429: "rate_limited (per buyer or per address; Retry-After)"})
 async def create_hold(request: web.Request) -> web.Response:
     sale_id = path_int(request, "id")

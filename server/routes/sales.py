@@ -14,6 +14,7 @@ from commerce.accounts import Community, Membership, Role
 from commerce.base import MAX_ID
 from commerce.errors import InvalidInput
 from commerce.flash_sale import lifecycle, sales
+from commerce.flash_sale.buckets import MAX_BUCKETS
 from commerce.flash_sale.lifecycle import SaleDraft
 from commerce.flash_sale.sales import MAX_COMMUNITIES, MAX_PRICE_FEN, MAX_STOCK, Sale
 from commerce.flash_sale.store import MAX_QTY
@@ -48,6 +49,9 @@ class SaleCreate(BaseModel):
     members_only: bool = False
     gift_first_n: int = Field(default=0, ge=0, le=MAX_STOCK, strict=True)
     gift_text: str = Field(default="", max_length=200)
+    # Split the stock over this many Redis buckets (keys in different cluster slots), so one
+    # sale is not bound to one Redis core; 1 keeps it in one hash. No group-buys when > 1.
+    buckets: int = Field(default=1, ge=1, le=MAX_BUCKETS, strict=True)
 
 
 class GroupBuyCreate(BaseModel):
@@ -134,6 +138,7 @@ async def create_sale(request: web.Request) -> web.Response:
         starts_at=body.starts_at, ends_at=body.ends_at, community_ids=tuple(body.community_ids),
         community_price_fen=body.community_price_fen, members_only=body.members_only,
         gift_first_n=body.gift_first_n, gift_text=body.gift_text, pickup_by=body.pickup_by,
+        buckets=body.buckets,
     )
     sale = await lifecycle.create_sale(
         request.app[checkout_key], principal(request), session_id, draft,
@@ -169,7 +174,9 @@ async def close_sale(request: web.Request) -> web.Response:
 
 
 @api.route("POST", "/api/sales/{id}/group-buys", summary="Open a group-buy for one community",
-           tag="sales", auth=HOSTS, body=GroupBuyCreate, responses={201: "Created"})
+           tag="sales", auth=HOSTS, body=GroupBuyCreate,
+           responses={201: "Created", 409: "buckets_unsupported: the sale's stock is split over "
+                                            "buckets (buckets > 1), which has no group-buys"})
 async def create_group_buy(request: web.Request) -> web.Response:
     body = await read_json(request, GroupBuyCreate)
     data = await group_buys.create_group_buy(

@@ -32,6 +32,7 @@ for _, hold in ipairs(due) do
     back[#back + 1] = {h.b, h.q, hold}
   end
 end
+if #back > 0 then redis.call('HINCRBY', KEYS[1], 'ver', 1) end
 local out = {ok = 1, remaining = tonumber(redis.call('HGET', KEYS[1], 'remaining'))}
 if #back > 0 then out.back = back end
 return cjson.encode(out)
