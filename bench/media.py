@@ -422,7 +422,7 @@ async def run_one(a: argparse.Namespace, k: int) -> dict[str, Any]:
                 sender = next(s for s in pub.getSenders() if s.kind == "video")
                 oct0 = sender._RTCRtpSender__octet_count
                 pkt0 = sum(s._RTCRtpSender__packet_count for s in pub.getSenders())
-                frames0 = video.count
+                frames0 = video.produced
                 snaps0 = [await h.snap() for h in helpers]
                 c0, f0, t0 = cpu_of(server.pid), probe.frames, time.monotonic()
                 probe.reading = True
@@ -434,7 +434,7 @@ async def run_one(a: argparse.Namespace, k: int) -> dict[str, Any]:
                 bitrate = (sender._RTCRtpSender__octet_count - oct0) * 8 / dt
                 packets = sum(s._RTCRtpSender__packet_count for s in pub.getSenders()) - pkt0
                 pkt_s = packets / dt
-                source_fps = (video.count - frames0) / dt
+                source_fps = (video.produced - frames0) / dt  # frames really encoded and sent
                 fps = [(f1 - f0) / dt]
                 for s0, s1 in zip(snaps0, snaps1, strict=True):
                     # A counter appears with a viewer's first packet: one that started during

@@ -55,13 +55,14 @@ async def test_viewers_get_every_frame_through_their_own_sockets(make_api, media
             assert leg.direct and leg.sock is not None
             assert leg.sock.getsockname()[1] == leg.pair.local_addr[1]
 
-        # Counted, not timed: of WINDOW_FRAMES pictures the source made, each viewer decoded
-        # at least MIN_FPS worth (every viewer decrypting proves each got its own protection
-        # of the plain payload, not another viewer's ciphertext).
+        # Counted, not timed: of WINDOW_FRAMES pictures the source really sent, each viewer
+        # decoded at least MIN_FPS worth (a busy box may slow the source, not the share). Every
+        # viewer decrypting proves each got its own protection of the plain payload, not
+        # another viewer's ciphertext.
         watching = list(viewers)
         before = [v.got.video_frames for v in watching]
-        start = source.count
-        assert await wait_for(lambda: source.count >= start + WINDOW_FRAMES, 20)
+        start = source.produced
+        assert await wait_for(lambda: source.produced >= start + WINDOW_FRAMES, 30)
         enough = WINDOW_FRAMES * MIN_FPS // SOURCE_FPS
 
         def got() -> list[int]:
