@@ -8,9 +8,9 @@ tight loop over the viewers: the viewer's 12-byte header (payload type, SSRC; se
 timestamp rewritten once per stream) and the payload are written into one preallocated buffer,
 libsrtp protects it in place with the viewer's context, and the datagram leaves through a
 duplicate of the viewer's ICE socket. No bytes object, no asyncio transport, no pylibsrtp
-wrapper per packet: that took the cost per viewer from ~15 to ~11 us per packet (the breakdown
-is in bench/RESULTS.md). A viewer reached through a TURN relay (no socket of its own) goes
-through aioice's transport and pylibsrtp as before.
+wrapper per packet: that took the server's CPU per packet per viewer from ~15 to ~9 us (perf;
+what is left is the kernel's sendto and libsrtp, see bench/RESULTS.md). A viewer reached
+through a TURN relay (no socket of its own) goes through aioice's transport and pylibsrtp.
 
 Internals relied on (checked by tests/test_dependency_canaries.py):
 - aiortc 1.16: `RTCDtlsTransport._state`, `._tx_srtp` (pylibsrtp Session, `allow_repeat_tx=True`,
@@ -90,7 +90,10 @@ def udp_socket_of(transport: Any) -> socket.socket | None:
     # A duplicate, not the descriptor itself: if aioice closes its socket first, this one can
     # never send into whatever reuses the number. It shares the non-blocking mode.
     try:
-        return socket.socket(sock.family, sock.type, sock.proto, fileno=os.dup(sock.fileno()))
+        dup = socket.socket(sock.family, sock.type, sock.proto, fileno=os.dup(sock.fileno()))
+        # The loop's socket already is: a full send buffer must drop a datagram, never block.
+        dup.setblocking(False)
+        return dup
     except OSError:  # out of descriptors: the transport still works
         log.warning("no socket of its own for a viewer; sending through its transport", exc_info=True)
         return None
