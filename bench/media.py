@@ -18,7 +18,12 @@ Paths:
   forward  the real app (`python -m server serve`, demo off): WHIP in, WHEP out, RTP forwarded
   relay    baseline: a bare aiortc server where each viewer gets MediaRelay.subscribe() of the
            decoded publisher track, i.e. aiortc re-encodes per viewer (the cost bench/RESULTS.md records)
-Prints one JSON line per run and a summary with the CPU slope per additional viewer.
+  forward@REF  with --baseline-ref REF: the same app as committed at REF (`git archive` into a
+           temporary directory), run alternately with the working tree's at each viewer count,
+           so "before" and "after" are measured in the same run on the same (shared) box
+Prints one JSON line per run (with the load average just before it) and a summary with the CPU
+slope per additional viewer, the server's CPU per forwarded packet per viewer and, with
+--baseline-ref, the ratio of the slopes.
 Measurement harness: it monkeypatches aiortc in its own processes, never in the app.
 """
 
@@ -29,6 +34,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -41,6 +47,7 @@ HERE = os.path.abspath(__file__)
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 BITRATE = 1_500_000
+TARGET_PCT_PER_VIEWER = 0.25  # % of a core per additional WHEP viewer at BITRATE
 ADMIN_PASSWORD = "bench-admin-password-1"
 TASKS: set[asyncio.Task[None]] = set()  # frame pullers of this process's viewers (harness only)
 
@@ -270,13 +277,21 @@ async def serve_relay(a: argparse.Namespace) -> None:
         await runner.cleanup()
 
 
-def start_server(mode: str, port: int, data_dir: str) -> subprocess.Popen[bytes]:
+def start_server(mode: str, port: int, data_dir: str, root: str = ROOT) -> subprocess.Popen[bytes]:
     if mode == "relay":
         return subprocess.Popen([sys.executable, HERE, "--serve-relay", "--port", str(port)])
     env = {**os.environ, "PORT": str(port), "LINLI_DEMO": "0", "LINLI_DATA_DIR": data_dir,
            "LINLI_ADMIN_PASSWORD": ADMIN_PASSWORD, "LINLI_WEBRTC_VIEWER_CAP": "1000",
-           "LINLI_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING")}
-    return subprocess.Popen([sys.executable, "-m", "server", "serve"], env=env, cwd=ROOT)
+           "LINLI_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"), "PYTHONPATH": root}
+    return subprocess.Popen([sys.executable, "-m", "server", "serve"], env=env, cwd=root)
+
+
+def export_tree(ref: str) -> str:
+    """The repository as committed at `ref`, in a temporary directory (no git worktree made)."""
+    out = tempfile.mkdtemp(prefix="linli-bench-ref-")
+    archive = subprocess.run(["git", "-C", ROOT, "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", out], input=archive, check=True)
+    return out
 
 
 async def make_session(http: Any, base: str) -> tuple[int, str]:
@@ -370,8 +385,9 @@ async def run_one(a: argparse.Namespace, k: int) -> dict[str, Any]:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="linli-bench-") as data_dir:
-        server = start_server(a.mode, port, data_dir)
+        server = start_server(a.mode, port, data_dir, getattr(a, "root", ROOT))
         helpers: list[Helper] = []
         pcs: list[Any] = []
         try:
@@ -405,6 +421,8 @@ async def run_one(a: argparse.Namespace, k: int) -> dict[str, Any]:
                 await asyncio.sleep(a.warmup)
                 sender = next(s for s in pub.getSenders() if s.kind == "video")
                 oct0 = sender._RTCRtpSender__octet_count
+                pkt0 = sum(s._RTCRtpSender__packet_count for s in pub.getSenders())
+                frames0 = video.produced
                 snaps0 = [await h.snap() for h in helpers]
                 c0, f0, t0 = cpu_of(server.pid), probe.frames, time.monotonic()
                 probe.reading = True
@@ -414,6 +432,9 @@ async def run_one(a: argparse.Namespace, k: int) -> dict[str, Any]:
                 c1, f1 = cpu_of(server.pid), probe.frames
                 snaps1 = [await h.snap() for h in helpers]
                 bitrate = (sender._RTCRtpSender__octet_count - oct0) * 8 / dt
+                packets = sum(s._RTCRtpSender__packet_count for s in pub.getSenders()) - pkt0
+                pkt_s = packets / dt
+                source_fps = (video.produced - frames0) / dt  # frames really encoded and sent
                 fps = [(f1 - f0) / dt]
                 for s0, s1 in zip(snaps0, snaps1, strict=True):
                     # A counter appears with a viewer's first packet: one that started during
@@ -433,9 +454,12 @@ async def run_one(a: argparse.Namespace, k: int) -> dict[str, Any]:
                     late.append(round(joiner.first_picture - started, 3) if joiner.first_picture else None)
                 lat = sorted(probe.latencies)
                 return {
-                    "mode": a.mode, "viewers": k,
-                    "server_cpu_pct": round(100 * (c1 - c0) / dt, 1),
+                    "mode": a.label, "viewers": k, "load_before": [round(x, 2) for x in load],
+                    "server_cpu_pct": round(100 * (c1 - c0) / dt, 2),
                     "source_kbit_s": round(bitrate / 1000),
+                    "source_packets_s": round(pkt_s, 1), "source_fps": round(source_fps, 1),
+                    # Normalised by what the source really sent (a starved driver sends less).
+                    "server_cpu_us_per_source_packet": round((c1 - c0) * 1e6 / max(1, packets), 1),
                     "fps_min/median": [round(min(fps), 1), round(statistics.median(fps), 1)],
                     "viewers_without_keyframe": keyless,
                     "latency_ms_median/p95": [lat[len(lat) // 2], lat[int(len(lat) * 0.95)]] if lat else None,
@@ -459,25 +483,70 @@ def slope(points: list[tuple[int, float]]) -> float | None:
     xs, ys = zip(*points, strict=True)
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
-    return round(sum((x - mx) * (y - my) for x, y in points) / sxx, 2) if sxx else None
+    return round(sum((x - mx) * (y - my) for x, y in points) / sxx, 3) if sxx else None
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Two slopes over the viewer counts: raw (% of a core) and per packet the source really
+    sent (us), which a starved source (a busy box) does not bend; the latter is turned back
+    into % of a core at the packet rate of an unstarved BITRATE source (the fastest run)."""
+    points = [(r["viewers"], r["server_cpu_pct"]) for r in rows]
+    out: dict[str, Any] = {"cpu_pct_per_extra_viewer": slope(points), "points": points}
+    per_packet = [(r["viewers"], r["server_cpu_us_per_source_packet"]) for r in rows]
+    us = slope(per_packet)
+    if us is not None:
+        full_rate = max(r["source_packets_s"] for r in rows)
+        out["us_per_packet_per_viewer"] = us
+        out["cpu_pct_per_extra_viewer_at_full_rate"] = round(us * full_rate / 1e4, 3)
+        out["full_rate_packets_s"] = full_rate
+    out["viewer_fps_min_vs_source_fps"] = [[r["fps_min/median"][0], r["source_fps"]] for r in rows]
+    return out
 
 
 async def drive(a: argparse.Namespace) -> None:
     pin_publisher_bitrate()
     restrict_srtp(a.viewer_srtp)
-    print(json.dumps({"viewer_srtp": a.viewer_srtp}), flush=True)
+    print(json.dumps({"viewer_srtp": a.viewer_srtp, "baseline_ref": a.baseline_ref}), flush=True)
     summary: dict[str, Any] = {}
-    for mode, ks in (("forward", a.k), ("relay", a.relay_k)):
-        if not ks:
-            continue
-        a.mode = mode
-        rows = []
-        for k in ks:
+    variants = [("forward", ROOT)]
+    baseline = ""
+    if a.baseline_ref:
+        baseline = f"forward@{a.baseline_ref}"
+        variants.insert(0, (baseline, export_tree(a.baseline_ref)))
+    try:
+        rows: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in variants}
+        for k in a.k:  # the variants alternate at each size: drift on the box hits both
+            for label, root in variants:
+                a.mode, a.label, a.root = "forward", label, root
+                row = await run_one(a, k)
+                print(json.dumps(row), flush=True)
+                rows[label].append(row)
+        for label, got in rows.items():
+            if got:
+                summary[label] = summarize(got)
+    finally:
+        for _, root in variants:
+            if root != ROOT:
+                shutil.rmtree(root, ignore_errors=True)
+    now = summary.get("forward", {})
+    for name in ("cpu_pct_per_extra_viewer", "cpu_pct_per_extra_viewer_at_full_rate"):
+        forward = now.get(name)
+        if forward is not None:
+            summary[f"target ({name})"] = (
+                f"{forward}% of a core per additional viewer against <= {TARGET_PCT_PER_VIEWER}%: "
+                + ("met" if forward <= TARGET_PCT_PER_VIEWER else "not met"))
+    for name in ("cpu_pct_per_extra_viewer", "us_per_packet_per_viewer"):
+        forward, before = now.get(name), summary.get(baseline, {}).get(name)
+        if forward is not None and before:
+            summary[f"ratio_to_baseline ({name})"] = round(forward / before, 3)
+    if a.relay_k:
+        a.mode = a.label = "relay"
+        got = []
+        for k in a.relay_k:
             row = await run_one(a, k)
             print(json.dumps(row), flush=True)
-            rows.append(row)
-        points = [(r["viewers"], r["server_cpu_pct"]) for r in rows]
-        summary[mode] = {"cpu_pct_per_extra_viewer": slope(points), "points": points}
+            got.append(row)
+        summary["relay"] = summarize(got)
     print(json.dumps({"summary": summary}), flush=True)
 
 
@@ -493,6 +562,8 @@ def main() -> None:
     ap.add_argument("--viewer-procs", type=int, default=2)
     ap.add_argument("--viewer-srtp", choices=["cm", "gcm"], default="cm",
                     help="SRTP profile the viewers offer (cm: what Chrome negotiates)")
+    ap.add_argument("--baseline-ref", default="",
+                    help="also run the app as committed at this git ref, alternating (see above)")
     ap.add_argument("--serve-relay", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--view-helper", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -80,7 +80,8 @@ class FarmVideoTrack(VideoStreamTrack):
         chroma[horizon // 2:, : width // 2] = 100  # green field
         chroma[horizon // 2:, width // 2:] = 110
         self._chroma = chroma
-        self.count = 0
+        self.count = 0  # frame slots of the clock so far (late ones are skipped, not painted)
+        self.produced = 0  # frames really painted and handed to the encoder
         self._time_base = fractions.Fraction(1, 90000)
         self._t0: float | None = None
 
@@ -97,6 +98,7 @@ class FarmVideoTrack(VideoStreamTrack):
         # Counting frames instead would run the media clock behind the wall clock for good.
         n = max(self.count, int((time.monotonic() - self._t0) * self.fps))
         self.count = n + 1
+        self.produced += 1
         y = self._base.copy()
         shift = (n * 3) % self.width
         y[self.height * 2 // 5:] = np.roll(y[self.height * 2 // 5:], shift, axis=1)

@@ -1,7 +1,8 @@
 """One WHEP viewer: aiortc negotiates ICE/DTLS/SRTP; media bypasses its sender pipeline.
 
 Each sender gets an idle track (aiortc's send loop waits on it forever and never encodes);
-the stream's `RtpFanout` writes packets for this viewer directly (media/rtp_forward.py). The
+the stream's `RtpFanout` protects and sends packets for this viewer itself, through its own
+duplicate of the viewer's ICE socket (media/rtp_forward.py). The
 sender's `_handle_rtcp_packet` is replaced per instance so the viewer's NACKs are answered
 from the fan-out's history and its PLI/FIR become (rate-limited) keyframe requests to the
 publisher. aiortc's own RTCP task keeps sending SR/SDES/BYE from the counters we update.
@@ -10,11 +11,9 @@ publisher. aiortc's own RTCP task keeps sending SR/SDES/BYE from the counters we
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
-import pylibsrtp
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.rtp import (
     RTCP_PSFB_FIR,
@@ -62,9 +61,8 @@ class ViewerPeer:
 
         async def handle_rtcp_packet(packet: Any) -> None:
             if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-                with contextlib.suppress(pylibsrtp.Error, OSError):
-                    for seq in packet.lost[:MAX_NACKS_PER_PACKET]:
-                        fanout.retransmit(leg, seq)
+                for seq in packet.lost[:MAX_NACKS_PER_PACKET]:
+                    fanout.retransmit(leg, seq)
             elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
                 fanout.on_keyframe_needed()
             else:

@@ -25,7 +25,7 @@ import socketio
 from aiohttp import web
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.web_protocol import RequestHandler
-from aioice.ice import CandidatePair
+from aioice.ice import CandidatePair, StunProtocol
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
@@ -34,6 +34,8 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import unwrap_rtx
 from engineio.async_drivers import aiohttp as eio_aiohttp
 from engineio.async_socket import AsyncSocket
+
+from media.rtp_forward import RTP_HEADER, Wire
 
 
 @dataclass(frozen=True)
@@ -77,14 +79,16 @@ class Reliance:
                    f"{fn.__qualname__} no longer {what} (`{pattern}` not in its source)")
 
 
-AIORTC_FORWARD = Reliance("aiortc", "media/rtp_forward.py (ViewerLeg.send, ViewerLeg.sync_report)")
+AIORTC_FORWARD = Reliance("aiortc", "media/rtp_forward.py (ViewerLeg.route, ViewerLeg.sync_report)")
 AIORTC_CODECS = Reliance("aiortc", "media/sdp.py (codec choice), media/publisher.py (PublisherPeer.hook) "
                                    "and media/viewer.py (ViewerPeer.prepare)")
 AIORTC_DIRECTION = Reliance("aiortc", "media/hub.py (_ingest_transceivers and the WHEP offer check)")
 AIORTC_RECEIVER = Reliance("aiortc", "media/publisher.py (PublisherPeer.hook, PublisherPeer.send_pli)")
 AIORTC_SENDER = Reliance("aiortc", "media/viewer.py (ViewerPeer.prepare) and media/rtp_forward.py")
-AIOICE = Reliance("aioice", "media/rtp_forward.py (ViewerLeg.send: the nominated pair's transport)")
-PYLIBSRTP = Reliance("pylibsrtp", "media/rtp_forward.py (ViewerLeg.send: SRTP protect per viewer)")
+AIOICE = Reliance("aioice", "media/rtp_forward.py (ViewerLeg.route, udp_socket_of: the nominated "
+                            "pair's transport and its socket)")
+PYLIBSRTP = Reliance("pylibsrtp", "media/rtp_forward.py (RtpFanout.forward: libsrtp's srtp_protect "
+                                  "on the fan-out's buffer with each viewer's Session._srtp)")
 ENGINEIO = Reliance("python-engineio", "realtime/transport.py (direct frame writes, TrackingWebSocket)")
 ENGINEIO_HUB = Reliance("python-engineio", "realtime/hub.py (HubServer wakes a parked long-poll)")
 SOCKETIO = Reliance("python-socketio", "realtime/hub.py (HubManager._redis_connect/_listen, "
@@ -196,9 +200,38 @@ async def test_aiortc_dtls_and_ice_internals(negotiated: Negotiated) -> None:
     AIOICE.params(CandidatePair.__init__, ["protocol", "remote_candidate"])
     AIOICE.source_has(CandidatePair.__init__, r"self\.protocol\s*=\s*protocol",
                       "keeps the candidate pair's protocol (whose transport we sendto)")
+    AIOICE.source_has(StunProtocol.connection_made, r"self\.transport\s*=",
+                      "keeps its datagram transport (whose socket a viewer's packets leave by)")
+    AIOICE.source_has(aioice.Connection.get_component_candidates, r'get_extra_info\("socket"\)',
+                      "gathers host candidates on transports exposing their UDP socket")
     PYLIBSRTP.check(callable(getattr(pylibsrtp.Session, "protect", None)), "Session.protect")
     PYLIBSRTP.check(hasattr(pylibsrtp.Policy(), "allow_repeat_tx"), "Policy.allow_repeat_tx")
     AIORTC_RECEIVER.params(unwrap_rtx, ["rtx", "payload_type", "ssrc"])
+
+
+def test_libsrtp_protect_in_place_as_pylibsrtp_does() -> None:
+    binding = PYLIBSRTP.attr(pylibsrtp, "_binding")
+    ffi, lib = PYLIBSRTP.attr(binding, "ffi"), PYLIBSRTP.attr(binding, "lib")
+    protect = PYLIBSRTP.attr(lib, "srtp_protect")
+    signature = ffi.typeof(protect).cname
+    PYLIBSRTP.check(signature == "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)",
+                    f"_binding.lib.srtp_protect (libsrtp 2's (srtp_t, void *, int *); got {signature})")
+    key = bytes(range(30))  # AES-128 key and 112-bit salt
+    profile = pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80
+    tx = pylibsrtp.Session(pylibsrtp.Policy(key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile))
+    same = pylibsrtp.Session(pylibsrtp.Policy(key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile))
+    rx = pylibsrtp.Session(pylibsrtp.Policy(key, pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=profile))
+    srtp = PYLIBSRTP.attr(tx, "_srtp")
+    PYLIBSRTP.check(ffi.typeof(srtp).cname == "struct srtp_ctx_t_ * *",
+                    f"Session._srtp (an srtp_t *; got {ffi.typeof(srtp).cname})")
+    plain = RTP_HEADER.pack(0x80, 96, 4321, 90_000, 0x1234_5678) + bytes(range(256)) * 4
+    wire = Wire()
+    wire.view[: len(plain)] = plain
+    wire.length[0] = len(plain)
+    PYLIBSRTP.check(protect(srtp[0], wire.cdata, wire.length) == 0, "srtp_protect on a cdata buffer")
+    protected = bytes(wire.view[: wire.length[0]])
+    PYLIBSRTP.check(protected == same.protect(plain), "srtp_protect in place (differs from Session.protect)")
+    PYLIBSRTP.check(rx.unprotect(protected) == plain, "srtp_protect in place (the peer cannot unprotect it)")
 
 
 async def test_engineio_websocket_driver_and_socket_internals() -> None:

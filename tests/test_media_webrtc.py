@@ -211,10 +211,11 @@ async def test_lossy_viewer_link_repaired_from_nack_history(make_api, media_sett
         fanout = stream.fanouts["video"]
         assert await wait_for(lambda: bool(fanout.legs) and fanout.legs[0].pair is not None, 30)
         leg = fanout.legs[0]
+        assert leg.direct  # the lean path: its own socket, libsrtp on the shared buffer
         # The viewer's link loses every 8th datagram (the socket send is wrapped, nothing else).
         real_sendto, sent = leg.sendto, [0]
 
-        def lossy_sendto(data: bytes, addr: tuple[str, int]) -> None:
+        def lossy_sendto(data: memoryview, addr: tuple[str, int]) -> None:
             sent[0] += 1
             if sent[0] % 8:
                 real_sendto(data, addr)
