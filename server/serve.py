@@ -22,6 +22,16 @@ from server.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
+# Collector thresholds for a worker (CPython's default is 700, 10, 10). A generation-0 pass walks
+# every young object still alive, and in a busy worker that is the requests in flight, a few
+# thousand objects, nearly none of them garbage (requests free themselves by reference
+# counting): at the default, 2,000 buyers tapping once a second set off ~22 passes a second per
+# worker, each promoting what was in flight, so gen-1 and gen-2 passes of 10,000-60,000 objects
+# followed every few seconds (15-150 ms pauses, ~25% of a worker's CPU, bench/RESULTS.md). Fewer
+# passes walk about the same live set each: with 20,000 a pass comes every second or two, and
+# garbage cycles still go within 20,000 allocations (a few MB at most).
+GC_THRESHOLDS = (20_000, 10, 10)
+
 # Connections the kernel queues before we accept them (capped by net.core.somaxconn). aiohttp's
 # 128 overflows when a crowd reconnects at once (2,000 sockets after a restart, bench/chaos.py):
 # dropped SYNs are retried after 1, 2, 4, ... s, and the last viewers came back minutes later.
@@ -42,6 +52,7 @@ async def _freeze_startup_objects(_app: web.Application) -> None:
     the middle of a flash sale walks only what requests made: it shortens the latency tail."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _leave_stuck_threads() -> None:
