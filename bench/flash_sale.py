@@ -3,6 +3,8 @@
     python bench/flash_sale.py                 # full: 2,000 buyers, 10 s per phase
     python bench/flash_sale.py --quick         # small, proves it works
     python bench/flash_sale.py --goals --seconds 180 --skip sql   # the latency goals, full size
+    python bench/flash_sale.py --skip evalsha,sql --think-ms 1000 --seconds 30 --timeline
+        # the latency phase alone, with p50/p99/max per second and the worst 100 ms slices
 
 With `--goals` phase 2 runs twice on one server: 2,000 buyers tapping about once a second
 (think 0–2 s) for the p99 goal (≤ 50 ms), then back-to-back buyers for the throughput goal

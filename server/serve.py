@@ -25,11 +25,12 @@ log = logging.getLogger(__name__)
 # Collector thresholds for a worker (CPython's default is 700, 10, 10). A generation-0 pass walks
 # every young object still alive, and in a busy worker that is the requests in flight, a few
 # thousand objects, nearly none of them garbage (requests free themselves by reference
-# counting): at the default, 2,000 buyers tapping once a second set off ~22 passes a second per
-# worker, each promoting what was in flight, so gen-1 and gen-2 passes of 10,000-60,000 objects
-# followed every few seconds (15-150 ms pauses, ~25% of a worker's CPU, bench/RESULTS.md). Fewer
-# passes walk about the same live set each: with 20,000 a pass comes every second or two, and
-# garbage cycles still go within 20,000 allocations (a few MB at most).
+# counting). At the default, 2,000 buyers tapping once a second set off ~11 passes a second per
+# worker, and what they promoted brought gen-1 passes about every second and gen-2 passes of
+# tens of thousands of objects every ~10 s: 35-350 ms pauses on a loaded box, the latency tail
+# (bench/RESULTS.md). A higher threshold runs fewer passes over about the same live set: a
+# steady worker now goes tens of seconds without one, and garbage cycles still go within 20,000
+# allocations (a few MB at most).
 GC_THRESHOLDS = (20_000, 10, 10)
 
 # Connections the kernel queues before we accept them (capped by net.core.somaxconn). aiohttp's
