@@ -28,10 +28,11 @@ log = logging.getLogger(__name__)
 # counting). At the default, 2,000 buyers tapping once a second set off ~11 passes a second per
 # worker, and what they promoted brought gen-1 passes about every second and gen-2 passes of
 # tens of thousands of objects every ~10 s: 35-350 ms pauses on a loaded box, the latency tail
-# (bench/RESULTS.md). A higher threshold runs fewer passes over about the same live set: a
-# steady worker now goes tens of seconds without one, and garbage cycles still go within 20,000
-# allocations (a few MB at most).
-GC_THRESHOLDS = (20_000, 10, 10)
+# (bench/RESULTS.md). At 5,000 a steady worker runs a pass every few seconds at most, and
+# garbage cycles still go within 5,000 allocations. Not higher: 20,000 left a crowd's new
+# connections (tens of thousands of objects) young until one long pass, a 100-200 ms stall in
+# the first seconds of a sale.
+GC_THRESHOLDS = (5_000, 10, 10)
 
 # Connections the kernel queues before we accept them (capped by net.core.somaxconn). aiohttp's
 # 128 overflows when a crowd reconnects at once (2,000 sockets after a restart, bench/chaos.py):
