@@ -3,6 +3,8 @@
     python bench/flash_sale.py                 # full: 2,000 buyers, 10 s per phase
     python bench/flash_sale.py --quick         # small, proves it works
     python bench/flash_sale.py --goals --seconds 180 --skip sql   # the latency goals, full size
+    python bench/flash_sale.py --skip evalsha,sql --think-ms 1000 --seconds 30 --timeline
+        # the latency phase alone, with p50/p99/max per second and the worst 100 ms slices
 
 With `--goals` phase 2 runs twice on one server: 2,000 buyers tapping about once a second
 (think 0–2 s) for the p99 goal (≤ 50 ms), then back-to-back buyers for the throughput goal
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import re
@@ -68,6 +71,22 @@ def tree_cpu_seconds(root: int) -> float:
         total += cpu.get(pid, 0.0)
         todo.extend(child for child, parent in parents.items() if parent == pid)
     return total
+
+
+def children_cpu_seconds(root: int) -> dict[int, float]:
+    """CPU time of each direct child of `root` (the server's worker processes), by pid."""
+    out: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()
+        if int(fields[1]) == root:
+            out[int(entry)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return out
 
 
 def redis_benchmark_binary() -> str | None:
@@ -252,8 +271,6 @@ def wrk_rate(server: ServerProcess, buyers: int, seconds: float, redis_pid: int,
              threads: int, workdir: Path, think_ms: float = 0.0) -> dict[str, Any]:
     """Reservations from `wrk` (C), one connection per buyer, back-to-back or thinking: the
     least load-generator CPU taken from the box that also runs the server."""
-    import json
-
     sale_id = asyncio.run(_setup_sale(server, BIG_STOCK, 1000))
     assert server.proc is not None
     tokens = workdir / "tokens.txt"
@@ -264,12 +281,15 @@ def wrk_rate(server: ServerProcess, buyers: int, seconds: float, redis_pid: int,
     subprocess.run(argv, capture_output=True, text=True, check=True)  # warm-up, not counted
     argv[3] = f"-d{seconds:g}s"
     server_cpu0, redis_cpu0 = tree_cpu_seconds(server.proc.pid), tree_cpu_seconds(redis_pid)
+    workers0 = children_cpu_seconds(server.proc.pid)
     load_cpu0 = os.times()
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     load_cpu = (os.times().children_user - load_cpu0.children_user
                 + os.times().children_system - load_cpu0.children_system)
     server_cpu = tree_cpu_seconds(server.proc.pid) - server_cpu0
     redis_cpu = tree_cpu_seconds(redis_pid) - redis_cpu0
+    workers = {pid: cpu - workers0.get(pid, 0.0)
+               for pid, cpu in children_cpu_seconds(server.proc.pid).items()}
     line = next((x for x in out.splitlines() if x.startswith("WRK ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no summary: {out[-500:]}")
@@ -282,8 +302,35 @@ def wrk_rate(server: ServerProcess, buyers: int, seconds: float, redis_pid: int,
         "socket_errors": figures["socket_errors"], "timeouts": figures["timeouts"],
         "per_cpu_s": ok / max(server_cpu + redis_cpu, 1e-9), "server_cpu_s": server_cpu,
         "redis_cpu_s": redis_cpu, "load_cpu_s": load_cpu,
+        # Each buyer keeps one connection, so SO_REUSEPORT's spread of connections over the
+        # workers is their spread of the load: uneven CPU here is an uneven share of buyers.
+        "worker_cpu_s": sorted(round(cpu, 1) for cpu in workers.values() if cpu > 0.05),
         "p50_ms": figures["p50_us"] / 1000, "p99_ms": figures["p99_us"] / 1000,
+        "max_ms": figures["max_us"] / 1000, "first_us": figures["first_us"],
+        "timeline": figures["timeline"], "seconds": figures["seconds"],
     }
+
+
+def print_timeline(http: dict[str, Any], worst: int = 10) -> None:
+    """Latency over the run: p50/p99/max per second, then the worst 100 ms slices, so a stall
+    every few seconds (a periodic task, a garbage collection) shows apart from a slow steady
+    state. Offsets are from wrk's first request; `first_us` is that instant on CLOCK_MONOTONIC."""
+    seconds, slices = http.get("seconds") or [], http.get("timeline") or []
+    if not seconds:
+        print("   (no timeline: aiohttp load, or wrk without LuaJIT)")
+        return
+    print(f"   per second (from wrk's first request, CLOCK_MONOTONIC {http['first_us']} µs): "
+          "second: count, p50 / p99 / max ms")
+    for index, count, p50, p99, top in seconds:
+        print(f"     {index:4d}: {count:5d}, {p50 / 1000:6.1f} / {p99 / 1000:6.1f} / "
+              f"{top / 1000:6.1f}")
+    p99s = sorted(row[3] for row in seconds[1:-1]) or [0]
+    print(f"   seconds with p99 > 50 ms: {sum(p > 50_000 for p in p99s)} of {len(p99s)} "
+          f"(first and last left out); median of the per-second p99s {p99s[len(p99s) // 2] / 1000:.1f} ms")
+    print(f"   worst {worst} slices of 100 ms by max: offset s: count, p50 / p99 / max ms")
+    for index, count, p50, p99, top in sorted(slices, key=lambda row: -row[4])[:worst]:
+        print(f"     {index / 10:7.1f}: {count:4d}, {p50 / 1000:6.1f} / {p99 / 1000:6.1f} / "
+              f"{top / 1000:6.1f}")
 
 
 # --- 3. SQL row lock baseline -----------------------------------------------------------------
@@ -354,8 +401,10 @@ def _print_http(http: dict[str, Any], evalsha: tuple[float, float] | None) -> No
     if http.get("socket_errors") or http.get("timeouts"):
         print(f"   wrk socket errors {http['socket_errors']}, timeouts {http['timeouts']}")
     load_cpu = f", load {http['load_cpu_s']:.1f} s" if "load_cpu_s" in http else ""
+    workers = f" = workers {' + '.join(map(str, http['worker_cpu_s']))}" \
+        if http.get("worker_cpu_s") else ""
     print(f"   {http['per_cpu_s']:,.0f} reservations per CPU-s of server+redis "
-          f"(server {http['server_cpu_s']:.1f} s, redis {http['redis_cpu_s']:.1f} s"
+          f"(server {http['server_cpu_s']:.1f} s{workers}, redis {http['redis_cpu_s']:.1f} s"
           f"{load_cpu})")
     if evalsha:
         print(f"   HTTP / EVALSHA = {http['rate'] / evalsha[0]:.1%} wall clock, "
@@ -378,6 +427,11 @@ def main() -> None:
                         help="load generator: wrk (C, least CPU taken from the box) when installed, "
                              "else aiohttp client processes")
     parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--timeline", action="store_true",
+                        help="with wrk: print latency per second and the worst 100 ms slices")
+    parser.add_argument("--wrk-json", type=Path, default=None,
+                        help="with wrk: write each run's figures, timeline included, to this file "
+                             "(one JSON line per run) to line up with what the server recorded")
     parser.add_argument("--goals", action="store_true",
                         help="phase 2 twice: buyers thinking ~1 s (p99 goal), then back-to-back "
                              "(throughput goal); prints met / not met")
@@ -430,6 +484,11 @@ def main() -> None:
                                          redis._proc.pid, think_ms)
                     runs[name] = http
                     _print_http(http, evalsha)
+                    if args.timeline:
+                        print_timeline(http)
+                    if args.wrk_json and "timeline" in http:
+                        with args.wrk_json.open("a") as saved:
+                            saved.write(json.dumps({"phase": name, **http}) + "\n")
             finally:
                 server.stop()
             if args.goals:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import ipaddress
 import logging
 import math
@@ -106,7 +107,11 @@ class RateLimiter:
         # key → admitted here and on its way to Redis: still counted while the sync waits, or a
         # request arriving meanwhile would see neither the batch nor the total it produces.
         self._in_flight: dict[str, int] = {}
-        self._ttl: dict[str, tuple[int, float]] = {}  # key → (Redis TTL s, forget after)
+        self._ttl: dict[str, int] = {}  # key → its Redis TTL (s)
+        # (forget after, key), a heap: the sweep looks only at the keys that are due. Walking
+        # every key each second allocated a tuple per key (thousands in a flash sale), and those
+        # allocations set off the garbage collector on the request path.
+        self._forget: list[tuple[float, str]] = []
         self._urgent: set[str] = set()  # keys for the next fast tick (see the module's note)
         self._swept = 0.0
         # Address parsing was 8% of a worker's time on the holds path: peers repeat, so cache.
@@ -141,7 +146,8 @@ class RateLimiter:
         for key, rule in todo:
             count = pending[key] = pending.get(key, 0) + 1
             if key not in self._ttl:
-                self._ttl[key] = (2 * rule.window_s + 1, now + 2 * rule.window_s)
+                self._ttl[key] = 2 * rule.window_s + 1
+                heapq.heappush(self._forget, (now + 2 * rule.window_s, key))
             if key in urgent:
                 continue
             known = self._known.get(key)
@@ -228,7 +234,7 @@ class RateLimiter:
                 args: list[int] = []
                 for key in chunk:
                     args.append(batch[key])
-                    args.append(self._ttl.get(key, (3600, 0.0))[0])
+                    args.append(self._ttl.get(key, 3600))
                 totals.extend(await self._add(keys=chunk, args=args))
         except Exception:
             # Keep limiting on local counts; the counts go to Redis with the next sync (those
@@ -251,10 +257,16 @@ class RateLimiter:
         if now - self._swept < 1.0:
             return
         self._swept = now
-        for key, (_ttl, forget_after) in list(self._ttl.items()):
-            if forget_after < now and key not in self._pending:
-                del self._ttl[key]
-                self._known.pop(key, None)
+        due, busy = self._forget, []
+        while due and due[0][0] < now:
+            entry = heapq.heappop(due)
+            if entry[1] in self._pending:
+                busy.append(entry)  # counted here since: forgotten by a later sweep
+                continue
+            self._ttl.pop(entry[1], None)
+            self._known.pop(entry[1], None)
+        for entry in busy:
+            heapq.heappush(due, entry)
 
     async def run(self) -> None:
         last_full = time.monotonic()

@@ -22,6 +22,18 @@ from server.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
+# Collector thresholds for a worker (CPython's default is 700, 10, 10). A generation-0 pass walks
+# every young object still alive, and in a busy worker that is the requests in flight, a few
+# thousand objects, nearly none of them garbage (requests free themselves by reference
+# counting). At the default, 2,000 buyers tapping once a second set off ~11 passes a second per
+# worker, and what they promoted brought gen-1 passes about every second and gen-2 passes of
+# tens of thousands of objects every ~10 s: 35-350 ms pauses on a loaded box, the latency tail
+# (bench/RESULTS.md). At 5,000 a steady worker runs a pass every few seconds at most, and
+# garbage cycles still go within 5,000 allocations. Not higher: 20,000 left a crowd's new
+# connections (tens of thousands of objects) young until one long pass, a 100-200 ms stall in
+# the first seconds of a sale.
+GC_THRESHOLDS = (5_000, 10, 10)
+
 # Connections the kernel queues before we accept them (capped by net.core.somaxconn). aiohttp's
 # 128 overflows when a crowd reconnects at once (2,000 sockets after a restart, bench/chaos.py):
 # dropped SYNs are retried after 1, 2, 4, ... s, and the last viewers came back minutes later.
@@ -42,6 +54,7 @@ async def _freeze_startup_objects(_app: web.Application) -> None:
     the middle of a flash sale walks only what requests made: it shortens the latency tail."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _leave_stuck_threads() -> None:

@@ -87,6 +87,26 @@ def test_sliding_window_counts_the_previous_window_and_not_refusals() -> None:
         rl.hit([(Rule("t", 0, 10, "ip"), NAT)], now=start + 15)
 
 
+def test_counters_two_windows_old_are_forgotten_unless_counts_wait_to_be_shared() -> None:
+    """The sweep keeps memory bounded: a counter is forgotten once two windows have passed,
+    but not while this process still holds counts of it that Redis has not seen."""
+    rl = limiter()
+    rule = Rule("t", 100, 10, "user")
+    old = time.time() - 100
+    rl.hit([(rule, "1"), (rule, "2")], now=old)
+    rl.hit([(rule, "3")], now=time.time())  # recent: its time has not come
+    shared = f"rl:t:user:1:{int(old // 10)}"
+    rl._pending.pop(shared)  # as if a sync had carried it to Redis ...
+    rl._known[shared] = 1  # ... and learned the total
+    rl._sweep()
+    assert sorted(key.split(":")[3] for key in rl._ttl) == ["2", "3"]
+    assert shared not in rl._known
+    rl._pending.clear()
+    rl._swept = 0.0  # the next second's sweep
+    rl._sweep()
+    assert [key.split(":")[3] for key in rl._ttl] == ["3"]
+
+
 def test_a_refused_check_counts_nothing_for_the_other_rules() -> None:
     rl = limiter(rate_limit_exempt=())
     user, ip = Rule("h", 100, 10, "user"), Rule("h", 2, 10, "ip")

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from commerce.accounts import Principal, Role
 from commerce.events import DomainEvent
 from commerce.orders import Order
+from server.commerce_keys import checkout_key
 from server.keys import database_key, events_key
 from tests.commerce_support import bulk_buyers, hold, make_shop, pay
 from tests.conftest import Api
@@ -92,6 +94,35 @@ async def test_2000_attempts_500_buyers_100_units_exactly_100_sold(any_db_api: A
     paid_events = [e for e in events if e.kind == "order_paid"]
     assert len(paid_events) == 100
     assert set(paid_events[0].data) == {"order_id", "sale_id", "user_id", "qty", "community_id"}
+
+
+async def test_a_batch_of_reservations_tells_the_room_its_newest_stock_once(api: Api) -> None:
+    """Concurrent reservations of one sale go to Redis as one script call; the room keeps only
+    the newest stock, so the batch publishes one stock_changed carrying the last answer's
+    version, and a later reservation publishes again."""
+    shop = await make_shop(api)
+    sale = await shop.sale(stock=100, per_buyer_limit=2)
+    events: list[DomainEvent] = []
+
+    async def listen(event: DomainEvent) -> None:
+        if event.kind == "stock_changed":
+            events.append(event)
+
+    api.app[events_key].subscribe(listen, kinds=("stock_changed",))
+    checkout = api.app[checkout_key]
+    buyers = [Principal(user_id, f"b{user_id}", Role.VIEWER)
+              for user_id, _token in await bulk_buyers(api, 41)]
+    answers = await asyncio.gather(*(checkout.reserve(sale["id"], buyer, 1, None, uuid.uuid4().hex)
+                                     for buyer in buyers[:40]))
+    assert sorted(a["rank"] for a in answers) == list(range(1, 41))
+    newest = max(answers, key=lambda a: int(a["ver"]))
+    assert len(events) == 1, [e.data for e in events]
+    assert events[0].data == {"sale_id": sale["id"], "remaining": 60, "held": 40, "sold": 0,
+                              "gift_left": newest["gift_left"], "ver": int(newest["ver"])}
+
+    later = await checkout.reserve(sale["id"], buyers[40], 1, None, uuid.uuid4().hex)
+    assert [e.data["remaining"] for e in events] == [60, 59]
+    assert events[1].data["ver"] == int(later["ver"]) > int(newest["ver"])
 
 
 async def test_idempotent_retry_returns_the_same_answer_even_after_sold_out(api: Api) -> None:

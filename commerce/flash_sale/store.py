@@ -211,6 +211,7 @@ class FlashSaleStore:
 
         Concurrent calls for one sale are gathered into one script call (micro-batching): while
         a call is in flight, new requests queue and go together in the next, in arrival order.
+        Their answers are handed out newest first (see `_flush`).
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -245,7 +246,12 @@ class FlashSaleStore:
                         future.cancel()
                     queue.clear()
                     raise
-                for (future, _entry, _now), answer in zip(batch, answers, strict=True):
+                # Newest first: the waiters resume in the order their results are set, all in
+                # the same turn of the loop, and the first to resume (the batch's last
+                # reservation, the sale's newest version) is the one that tells the live room
+                # (Checkout.reserve). The answers themselves were decided in arrival order.
+                for (future, _entry, _now), answer in zip(reversed(batch), reversed(answers),
+                                                          strict=True):
                     if not future.done():  # the request may have been cancelled meanwhile
                         future.set_result(answer)
         finally:
