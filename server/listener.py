@@ -53,9 +53,11 @@ class BatchAcceptListener:
     """The part of `asyncio.Server` aiohttp's runner uses (`sockets`, `close`)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
-                 protocol_factory: Any, header_timeout_s: float) -> None:
+                 protocol_factory: Any, header_timeout_s: float,
+                 stop_head_grace_s: float = STOP_HEAD_GRACE_S) -> None:
         self._loop = loop
         self._header_timeout_s = header_timeout_s
+        self._stop_head_grace_s = stop_head_grace_s
         self.closed_silent = 0  # connections closed for not sending a request head in time
         self._sock = sock
         self._factory = protocol_factory
@@ -96,7 +98,7 @@ class BatchAcceptListener:
             log.warning("could not set up an accepted connection", exc_info=True)
             return
         if self._closed:  # accepted just before the stop
-            self._loop.call_later(STOP_HEAD_GRACE_S, self._close_if_silent, transport, protocol)
+            self._loop.call_later(self._stop_head_grace_s, self._close_if_silent, transport, protocol)
             return
         self._unchecked[transport] = protocol
         self._loop.call_later(self._header_timeout_s, self._close_if_silent, transport, protocol)
@@ -125,7 +127,7 @@ class BatchAcceptListener:
         # Their header check comes sooner; connections still being set up get theirs in
         # _connect. One that already sent a request is aiohttp's to finish gracefully.
         for transport, protocol in self._unchecked.items():
-            self._loop.call_later(STOP_HEAD_GRACE_S, self._close_if_silent, transport, protocol)
+            self._loop.call_later(self._stop_head_grace_s, self._close_if_silent, transport, protocol)
         self._unchecked.clear()
 
     async def wait_closed(self) -> None:
@@ -133,13 +135,15 @@ class BatchAcceptListener:
 
 
 class BatchAcceptSite(web.BaseSite):
-    __slots__ = ("_header_timeout_s", "_host", "_port", "_reuse_port")
+    __slots__ = ("_header_timeout_s", "_host", "_port", "_reuse_port", "_stop_head_grace_s")
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, backlog: int,
-                 reuse_port: bool, header_timeout_s: float) -> None:
+                 reuse_port: bool, header_timeout_s: float,
+                 stop_head_grace_s: float = STOP_HEAD_GRACE_S) -> None:
         super().__init__(runner, backlog=backlog)
         self._host, self._port, self._reuse_port = host, port, reuse_port
         self._header_timeout_s = header_timeout_s
+        self._stop_head_grace_s = stop_head_grace_s
 
     @property
     def name(self) -> str:
@@ -156,7 +160,7 @@ class BatchAcceptSite(web.BaseSite):
         assert server is not None
         # Typed as asyncio.AbstractServer in aiohttp; the runner only uses sockets and close().
         self._server = BatchAcceptListener(  # type: ignore[assignment]
-            loop, sock, server, self._header_timeout_s)
+            loop, sock, server, self._header_timeout_s, self._stop_head_grace_s)
 
     @property
     def listener(self) -> BatchAcceptListener:

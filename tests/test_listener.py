@@ -83,8 +83,9 @@ async def _stop_with_a_connection_arriving(after_turns: int, *, speaks: bool) ->
     # Both far above the grace a connection gets at a stop: waiting them out shows.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=8)
     await runner.setup()
+    # A short grace keeps the sixteen turns quick; production's is STOP_HEAD_GRACE_S.
     served = BatchAcceptSite(runner, "127.0.0.1", 0, backlog=16, reuse_port=False,
-                             header_timeout_s=30)
+                             header_timeout_s=30, stop_head_grace_s=0.2)
     await served.start()
     client = socket.create_connection(("127.0.0.1", served.port))
     try:
