@@ -23,6 +23,7 @@ from infra.settings import Settings
 from server.embedded_redis import EmbeddedRedis
 from tests.lanes import Classifier, e2e_reasons
 from tests.pg_cluster import PgCluster
+from tests.redis_cluster_support import LocalCluster, cluster_tools
 
 ADMIN_PASSWORD = "admin-password-123"
 IN_CI = bool(os.environ.get("CI"))
@@ -242,3 +243,18 @@ async def api(make_api: AppFactory, settings: Settings) -> Api:
 @pytest.fixture
 async def any_db_api(make_api: AppFactory, any_db_settings: Settings) -> Api:
     return await make_api(any_db_settings)
+
+
+@pytest.fixture(scope="module")
+def cluster_ports() -> Iterator[list[int]]:
+    """A local 3-node Redis Cluster (tests/redis_cluster_support.py); its nodes' ports."""
+    if cluster_tools() is None:
+        if IN_CI:
+            pytest.fail("redis-server and redis-cli are required in CI for the cluster test")
+        print("SKIP reason: redis-server/redis-cli not installed (apt install redis-server redis-tools)")
+        pytest.skip("redis-server/redis-cli not installed here; CI runs this test")
+    cluster = LocalCluster(3)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

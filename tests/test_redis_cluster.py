@@ -4,29 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Iterator
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from commerce.errors import DomainError
 from commerce.flash_sale.store import FlashSaleStore, HoldExpired, NoSuchHold, SaleSpec, SoldOut, keys, now_ms
-from tests.conftest import IN_CI
-from tests.redis_cluster_support import LocalCluster, cluster_tools
-
-
-@pytest.fixture(scope="module")
-def cluster_ports() -> Iterator[list[int]]:
-    if cluster_tools() is None:
-        if IN_CI:
-            pytest.fail("redis-server and redis-cli are required in CI for the cluster test")
-        print("SKIP reason: redis-server/redis-cli not installed (apt install redis-server redis-tools)")
-        pytest.skip("redis-server/redis-cli not installed here; CI runs this test")
-    cluster = LocalCluster(3)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
 
 
 def _spec(sale_id: int, stock: int, limit: int = 2, ttl: int = 60) -> SaleSpec:

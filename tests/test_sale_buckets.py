@@ -22,7 +22,7 @@ import collections
 import itertools
 import json
 import os
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -62,8 +62,6 @@ from commerce.flash_sale.store import (
     SoldOut,
     text,
 )
-from tests.conftest import IN_CI
-from tests.redis_cluster_support import LocalCluster, cluster_tools
 
 EXAMPLES = int(os.environ.get("LINLI_PROPERTY_EXAMPLES", "120"))
 STEPS = int(os.environ.get("LINLI_PROPERTY_STEPS", "50"))
@@ -395,18 +393,6 @@ async def test_a_burst_on_one_redis_never_oversells(redis_url: str) -> None:
     finally:
         await redis.aclose()
 
-
-@pytest.fixture(scope="module")
-def cluster_ports() -> Iterator[list[int]]:
-    if cluster_tools() is None:
-        if IN_CI:
-            pytest.fail("redis-server and redis-cli are required in CI for the cluster test")
-        pytest.skip("redis-server/redis-cli not installed here; CI runs this test")
-    cluster = LocalCluster(3)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,8 +22,7 @@ from realtime.state import read_snapshot
 from server.commerce_keys import checkout_key
 from server.keys import database_key, events_key, redis_key
 from tests.commerce_support import bulk_buyers, community_with, hold, make_shop, pay
-from tests.conftest import IN_CI, Api
-from tests.redis_cluster_support import LocalCluster, cluster_tools
+from tests.conftest import Api
 
 
 def _listen(api: Api) -> list[DomainEvent]:
@@ -305,18 +303,6 @@ async def test_the_sweeper_finishes_a_payment_whose_worker_died(api: Api) -> Non
     assert (order.hold_id, order.payment_ref, order.paid_rank) == (held["hold_id"], "ref-late", 1)
     assert (await _reconcile(api, sale["id"]))["ok"]
 
-
-@pytest.fixture(scope="module")
-def cluster_ports() -> Iterator[list[int]]:
-    if cluster_tools() is None:
-        if IN_CI:
-            pytest.fail("redis-server and redis-cli are required in CI for the cluster test")
-        pytest.skip("redis-server/redis-cli not installed here; CI runs this test")
-    cluster = LocalCluster(3)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
 
 
 @pytest.mark.slow
